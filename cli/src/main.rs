@@ -1,0 +1,410 @@
+//! `jangteo`: run a node, and talk to a running one.
+//!
+//! `jangteo node` runs a node in this process; every other subcommand is a client of a
+//! running node's local API, found through the data directory (`api.json`, `api.token`).
+//! Exit codes: 0 success; 1 the thing asked for does not exist or was refused; 2 usage
+//! error or no node to talk to. With `--json`, stdout holds exactly one JSON value.
+
+mod client;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::client::{ApiClient, CliError};
+
+/// jangteo (장터): a peer-to-peer marketplace node.
+#[derive(Debug, Parser)]
+#[command(name = "jangteo", version, about, propagate_version = true)]
+struct Cli {
+    /// Where the node keeps its key, store and API address/token.
+    /// Default: $JANGTEO_HOME, else ~/.local/share/jangteo.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Print exactly one JSON value on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the identity key if missing and print the peer id.
+    Init,
+    /// Run a node in the foreground until SIGINT or SIGTERM.
+    Node(NodeArgs),
+    /// The running node's peer id, public key and dialable addresses.
+    Id,
+    /// The running node's state: peers, listings, uptime.
+    Status,
+    /// Connected peers.
+    Peers,
+    /// Post a listing. PRICE is in the currency's minor unit (KRW 15000, USD cents 1999).
+    Post(PostArgs),
+    /// Publish a new version of one of your listings.
+    Update(UpdateArgs),
+    /// Withdraw one of your listings for good.
+    Retract {
+        /// Listing id.
+        id: String,
+    },
+    /// Show a listing held by the node.
+    Show {
+        /// Listing id.
+        id: String,
+    },
+    /// Find listings held by the node; no QUERY lists everything matching the filters.
+    Search(SearchArgs),
+}
+
+#[derive(Debug, Args)]
+struct NodeArgs {
+    /// Multiaddr to listen on (repeatable). Default: TCP and QUIC on all interfaces.
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<String>,
+    /// Where the local API listens. Default: 127.0.0.1 with an OS-chosen port.
+    #[arg(long, value_name = "HOST:PORT")]
+    api: Option<std::net::SocketAddr>,
+    /// A peer to dial at start (repeatable), e.g. /ip4/1.2.3.4/tcp/4001/p2p/12D3KooW...
+    #[arg(long, value_name = "MULTIADDR")]
+    bootstrap: Vec<String>,
+    /// Do not discover peers on the local network with mDNS.
+    #[arg(long)]
+    no_mdns: bool,
+}
+
+#[derive(Debug, Args)]
+struct PostArgs {
+    /// Title.
+    #[arg(long)]
+    title: String,
+    /// Price per unit in the currency's minor unit.
+    #[arg(long)]
+    price: u64,
+    /// ISO 4217 currency code, such as KRW, JPY or USD.
+    #[arg(long)]
+    currency: String,
+    /// Description.
+    #[arg(long)]
+    description: Option<String>,
+    /// Category (a-z, 0-9, '-'). Default: general.
+    #[arg(long)]
+    category: Option<String>,
+    /// new, like-new, good, fair or poor.
+    #[arg(long)]
+    condition: Option<String>,
+    /// Units on offer. Default: 1.
+    #[arg(long)]
+    quantity: Option<u64>,
+    /// Pickup location as LAT,LON.
+    #[arg(long, value_name = "LAT,LON")]
+    location: Option<String>,
+    /// Days until the listing expires (1-180). Default: 30.
+    #[arg(long)]
+    expires_in_days: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct UpdateArgs {
+    /// Listing id.
+    id: String,
+    /// New title.
+    #[arg(long)]
+    title: Option<String>,
+    /// New price.
+    #[arg(long)]
+    price: Option<u64>,
+    /// New quantity (0 marks it sold out).
+    #[arg(long)]
+    quantity: Option<u64>,
+    /// New description.
+    #[arg(long)]
+    description: Option<String>,
+    /// New category.
+    #[arg(long)]
+    category: Option<String>,
+    /// New condition.
+    #[arg(long)]
+    condition: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct SearchArgs {
+    /// Words to look for in titles and descriptions.
+    query: Option<String>,
+    /// Category.
+    #[arg(long)]
+    category: Option<String>,
+    /// Condition.
+    #[arg(long)]
+    condition: Option<String>,
+    /// Currency of the price bounds.
+    #[arg(long)]
+    currency: Option<String>,
+    /// Lowest price (minor units).
+    #[arg(long)]
+    min_price: Option<u64>,
+    /// Highest price (minor units).
+    #[arg(long)]
+    max_price: Option<u64>,
+    /// Search around LAT,LON.
+    #[arg(long, value_name = "LAT,LON")]
+    near: Option<String>,
+    /// Radius around --near, in km.
+    #[arg(long)]
+    radius_km: Option<f64>,
+    /// Only this seller's listings.
+    #[arg(long, value_name = "PEER_ID")]
+    seller: Option<String>,
+    /// relevance, price, recent, distance or trust.
+    #[arg(long)]
+    sort: Option<String>,
+    /// Most results (1-500). Default: 50.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Results to skip (for paging).
+    #[arg(long)]
+    offset: Option<usize>,
+    /// Include sold, expired and retracted listings.
+    #[arg(long)]
+    all: bool,
+}
+
+fn data_dir(cli: &Cli) -> PathBuf {
+    if let Some(d) = &cli.data_dir {
+        return d.clone();
+    }
+    if let Some(d) = std::env::var_os("JANGTEO_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("jangteo")
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = e.exit_code();
+            let _ = e.print();
+            // clap uses 2 for usage errors and 0 for --help/--version.
+            return ExitCode::from(code.clamp(0, 2) as u8);
+        }
+    };
+    let json = cli.json;
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("jangteo: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jangteo: {}", e.message);
+            if json {
+                println!("{}", json!({"error": {"code": e.code, "message": e.message}}));
+            }
+            ExitCode::from(e.exit)
+        }
+    }
+}
+
+fn print(json_out: bool, value: &Value, human: impl FnOnce(&Value) -> String) {
+    if json_out {
+        println!("{value}");
+    } else {
+        println!("{}", human(value));
+    }
+}
+
+fn s(v: &Value, k: &str) -> String {
+    match &v[k] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn listing_line(v: &Value) -> String {
+    let dist = v.get("distance_km").and_then(Value::as_f64).map(|d| format!("  {d:.1} km")).unwrap_or_default();
+    format!("{}  {:>10} {}  {}  [{}] seller {}{}", s(v, "id"), s(v, "price"), s(v, "currency"), s(v, "title"), s(v, "status"), s(v, "seller"), dist)
+}
+
+fn listing_text(v: &Value) -> String {
+    let mut out = format!(
+        "{}\n  id:        {}\n  price:     {} {}\n  quantity:  {}\n  category:  {}\n  status:    {} (version {})\n  seller:    {}",
+        s(v, "title"), s(v, "id"), s(v, "price"), s(v, "currency"), s(v, "quantity"), s(v, "category"),
+        s(v, "status"), s(v, "seq"), s(v, "seller")
+    );
+    if let Some(c) = v["condition"].as_str() {
+        out.push_str(&format!("\n  condition: {c}"));
+    }
+    if let Some(loc) = v["location"].as_object() {
+        out.push_str(&format!("\n  location:  {},{}", loc["lat"], loc["lon"]));
+    }
+    if !s(v, "description").is_empty() {
+        out.push_str(&format!("\n\n{}", s(v, "description")));
+    }
+    out
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let dir = data_dir(&cli);
+    let json_out = cli.json;
+    match cli.command {
+        Command::Init => {
+            let (key, created) = jangteo_node::keys::load_or_create(&dir).map_err(CliError::refused)?;
+            let peer_id = jangteo_protocol::peer_id_string(&key.verifying_key().to_bytes());
+            let v = json!({"peer_id": peer_id, "created": created, "data_dir": dir.display().to_string()});
+            print(json_out, &v, |v| {
+                let verb = if created { "created" } else { "already had" };
+                format!("{} ({verb} identity in {})", s(v, "peer_id"), s(v, "data_dir"))
+            });
+            Ok(())
+        }
+        Command::Node(args) => run_node(dir, args).await,
+        Command::Id => {
+            let v = ApiClient::open(&dir)?.get("/v1/id", &[]).await?;
+            print(json_out, &v, |v| {
+                let addrs: Vec<String> = v["addrs"].as_array().into_iter().flatten().map(|a| format!("  {}", a.as_str().unwrap_or(""))).collect();
+                format!("{}\n{}", s(v, "peer_id"), addrs.join("\n"))
+            });
+            Ok(())
+        }
+        Command::Status => {
+            let v = ApiClient::open(&dir)?.get("/v1/status", &[]).await?;
+            print(json_out, &v, |v| {
+                format!(
+                    "peer id:   {}\npeers:     {} ({} on the listings topic, {} caught up)\nlistings:  {}\nuptime:    {} s",
+                    s(v, "peer_id"), s(v, "peers"), s(v, "gossip_peers"), s(v, "synced_peers"), s(v, "listings"), s(v, "uptime_s")
+                )
+            });
+            Ok(())
+        }
+        Command::Peers => {
+            let v = ApiClient::open(&dir)?.get("/v1/peers", &[]).await?;
+            print(json_out, &v, |v| {
+                let rows: Vec<String> = v.as_array().into_iter().flatten().map(|p| {
+                    let addrs: Vec<&str> = p["addrs"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                    format!("{}  {}", s(p, "peer_id"), addrs.join(" "))
+                }).collect();
+                if rows.is_empty() { "no peers connected".into() } else { rows.join("\n") }
+            });
+            Ok(())
+        }
+        Command::Post(a) => {
+            let location = match a.location.as_deref() {
+                None => Value::Null,
+                Some(l) => {
+                    let p = jangteo_node::listings::parse_lat_lon(l).ok_or_else(|| {
+                        CliError::refused_msg("invalid_listing", format!("location {l:?}: expected LAT,LON with latitude within ±90 and longitude within ±180"))
+                    })?;
+                    json!({"lat": p.lat, "lon": p.lon})
+                }
+            };
+            let mut body = json!({"title": a.title, "price": a.price, "currency": a.currency});
+            for (k, v) in [("description", a.description.map(Value::from)), ("category", a.category.map(Value::from)),
+                ("condition", a.condition.map(Value::from)), ("quantity", a.quantity.map(Value::from)),
+                ("expires_in_days", a.expires_in_days.map(Value::from))] {
+                if let Some(v) = v { body[k] = v; }
+            }
+            if !location.is_null() { body["location"] = location; }
+            let v = ApiClient::open(&dir)?.send(reqwest::Method::POST, "/v1/listings", Some(&body)).await?;
+            let out = json!({"id": v["id"], "seq": v["seq"]});
+            print(json_out, &out, |o| format!("posted {}", s(o, "id")));
+            Ok(())
+        }
+        Command::Update(a) => {
+            let mut body = json!({});
+            for (k, v) in [("title", a.title.map(Value::from)), ("price", a.price.map(Value::from)),
+                ("quantity", a.quantity.map(Value::from)), ("description", a.description.map(Value::from)),
+                ("category", a.category.map(Value::from)), ("condition", a.condition.map(Value::from))] {
+                if let Some(v) = v { body[k] = v; }
+            }
+            let path = format!("/v1/listings/{}", client::path_segment(&a.id));
+            let v = ApiClient::open(&dir)?.send(reqwest::Method::PATCH, &path, Some(&body)).await?;
+            let out = json!({"id": v["id"], "seq": v["seq"]});
+            print(json_out, &out, |o| format!("updated {} (version {})", s(o, "id"), s(o, "seq")));
+            Ok(())
+        }
+        Command::Retract { id } => {
+            let path = format!("/v1/listings/{}/retract", client::path_segment(&id));
+            let v = ApiClient::open(&dir)?.send(reqwest::Method::POST, &path, None).await?;
+            let out = json!({"id": v["id"], "seq": v["seq"]});
+            print(json_out, &out, |o| format!("retracted {} (version {})", s(o, "id"), s(o, "seq")));
+            Ok(())
+        }
+        Command::Show { id } => {
+            let path = format!("/v1/listings/{}", client::path_segment(&id));
+            let v = ApiClient::open(&dir)?.get(&path, &[]).await?;
+            print(json_out, &v, listing_text);
+            Ok(())
+        }
+        Command::Search(a) => {
+            let mut q: Vec<(&str, String)> = Vec::new();
+            let opt = |q: &mut Vec<(&str, String)>, k: &'static str, v: Option<String>| if let Some(v) = v { q.push((k, v)) };
+            opt(&mut q, "q", a.query);
+            opt(&mut q, "category", a.category);
+            opt(&mut q, "condition", a.condition);
+            opt(&mut q, "currency", a.currency);
+            opt(&mut q, "min_price", a.min_price.map(|p| p.to_string()));
+            opt(&mut q, "max_price", a.max_price.map(|p| p.to_string()));
+            opt(&mut q, "near", a.near);
+            opt(&mut q, "radius_km", a.radius_km.map(|p| p.to_string()));
+            opt(&mut q, "seller", a.seller);
+            opt(&mut q, "sort", a.sort);
+            opt(&mut q, "limit", a.limit.map(|p| p.to_string()));
+            opt(&mut q, "offset", a.offset.map(|p| p.to_string()));
+            if a.all { q.push(("all", "true".into())); }
+            let v = ApiClient::open(&dir)?.get("/v1/listings", &q).await?;
+            print(json_out, &v, |v| {
+                let rows: Vec<String> = v.as_array().into_iter().flatten().map(listing_line).collect();
+                if rows.is_empty() { "no listings match".into() } else { rows.join("\n") }
+            });
+            Ok(())
+        }
+    }
+}
+
+async fn run_node(dir: PathBuf, a: NodeArgs) -> Result<(), CliError> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("JANGTEO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p_mdns=warn,libp2p_gossipsub=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let mut cfg = jangteo_node::NodeConfig::new(&dir);
+    if !a.listen.is_empty() {
+        cfg.listen = a.listen;
+    }
+    if let Some(api) = a.api {
+        cfg.api = api;
+    }
+    cfg.bootstrap = a.bootstrap;
+    cfg.mdns = !a.no_mdns;
+    let node = jangteo_node::Node::start(cfg).await.map_err(|e| match e {
+        jangteo_node::NodeError::Address(..) => CliError::usage(e.to_string()),
+        other => CliError::refused(other),
+    })?;
+    eprintln!("jangteo node {} running; API on http://{} (Ctrl-C to stop)", node.peer_id, node.api_addr);
+    wait_for_signal().await;
+    eprintln!("jangteo: shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

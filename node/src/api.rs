@@ -1,0 +1,190 @@
+//! The local HTTP/JSON API that the `jangteo` CLI (and later a web page) talks to.
+//!
+//! Owns routing, authentication (a bearer token from the data directory, compared in
+//! constant time), request size limits, and the JSON error shape
+//! `{"error": {"code", "message"}}`. It holds service handles and never the swarm.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::listings::{ListingError, ListingUpdate, Listings, NewListing, SearchQuery};
+use crate::network::Client;
+
+/// Largest request body the API reads.
+pub const API_BODY_MAX_BYTES: usize = 64 * 1024;
+
+/// Shared state of the handlers.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// Listings service.
+    pub listings: Listings,
+    /// Network handle.
+    pub network: Client,
+    /// The bearer token.
+    pub token: Arc<String>,
+    /// When the node started.
+    pub started: Instant,
+    /// Our peer id.
+    pub peer_id: String,
+    /// Our public key, hex.
+    pub public_key: String,
+}
+
+/// An API error: status, stable code, and a message for people.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+    }
+}
+
+impl From<ListingError> for ApiError {
+    fn from(e: ListingError) -> Self {
+        let (status, code) = match &e {
+            ListingError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_listing"),
+            ListingError::BadId(_) => (StatusCode::BAD_REQUEST, "bad_id"),
+            ListingError::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query"),
+            ListingError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ListingError::NotYours(_) => (StatusCode::FORBIDDEN, "not_yours"),
+            ListingError::Retracted(_) => (StatusCode::CONFLICT, "retracted"),
+            ListingError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        let status = match e {
+            JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, "bad_request", e.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text())
+    }
+}
+
+impl From<crate::error::NodeError> for ApiError {
+    fn from(e: crate::error::NodeError) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "network", e.to_string())
+    }
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+/// The API's routes, behind the token check and the body limit.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/id", get(id))
+        .route("/v1/status", get(status))
+        .route("/v1/peers", get(peers))
+        .route("/v1/listings", get(search).post(post_listing))
+        .route("/v1/listings/{id}", get(show).patch(update))
+        .route("/v1/listings/{id}/retract", post(retract))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such API route") })
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(DefaultBodyLimit::max(API_BODY_MAX_BYTES))
+        .with_state(state)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(t) if constant_time_eq(t.as_bytes(), state.token.as_bytes()) => next.run(req).await,
+        _ => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong API token (it is in the node's data directory, file api.token)",
+        )
+        .into_response(),
+    }
+}
+
+async fn id(State(s): State<ApiState>) -> ApiResult {
+    let info = s.network.info().await?;
+    Ok(Json(json!({"peer_id": s.peer_id, "public_key": s.public_key, "addrs": info.listen_addrs})))
+}
+
+async fn status(State(s): State<ApiState>) -> ApiResult {
+    let info = s.network.info().await?;
+    let listings = s.listings.clone();
+    let open = tokio::task::spawn_blocking(move || listings.open_count())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    Ok(Json(json!({
+        "peer_id": s.peer_id,
+        "peers": info.peers.len(),
+        "gossip_peers": info.gossip_peers,
+        "synced_peers": info.synced_peers,
+        "listings": open,
+        "uptime_s": s.started.elapsed().as_secs(),
+        "version": env!("CARGO_PKG_VERSION"),
+    })))
+}
+
+async fn peers(State(s): State<ApiState>) -> ApiResult {
+    let info = s.network.info().await?;
+    Ok(Json(json!(info.peers)))
+}
+
+async fn post_listing(State(s): State<ApiState>, body: Result<Json<NewListing>, JsonRejection>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(n) = body?;
+    let view = s.listings.post(n).await?;
+    Ok((StatusCode::CREATED, Json(json!(view))))
+}
+
+async fn show(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    Ok(Json(json!(s.listings.show(&id)?)))
+}
+
+async fn update(State(s): State<ApiState>, Path(id): Path<String>, body: Result<Json<ListingUpdate>, JsonRejection>) -> ApiResult {
+    let Json(u) = body?;
+    Ok(Json(json!(s.listings.update(&id, u).await?)))
+}
+
+async fn retract(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    Ok(Json(json!(s.listings.retract(&id).await?)))
+}
+
+async fn search(State(s): State<ApiState>, q: Result<Query<SearchQuery>, QueryRejection>) -> ApiResult {
+    let Query(q) = q?;
+    let listings = s.listings.clone();
+    let hits = tokio::task::spawn_blocking(move || listings.search(&q))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    Ok(Json(json!(hits)))
+}

@@ -1,0 +1,241 @@
+//! `jangteo-node`: a running jangteo node.
+//!
+//! Owns the data directory (identity key, RocksDB store, API address and token), starts the
+//! swarm task and the local API, and stops them cleanly. Services (listings now; trades,
+//! reputation, search later) live in their own modules and talk to the swarm through a
+//! [`network::Client`].
+
+pub mod api;
+pub mod error;
+pub mod ingest;
+pub mod keys;
+pub mod listings;
+pub mod network;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+pub use error::{NodeError, StoreError};
+pub use listings::Listings;
+pub use network::Client;
+pub use store::Store;
+
+/// File in the data directory holding the API address, written once the API listens.
+pub const API_ADDR_FILE: &str = "api.json";
+/// File in the data directory holding the API bearer token (mode 0600).
+pub const API_TOKEN_FILE: &str = "api.token";
+/// Folder of the RocksDB store inside the data directory.
+pub const STORE_DIR: &str = "store";
+/// Capacity of the node event channel; slow subscribers skip events.
+pub const EVENT_QUEUE: usize = 1024;
+/// How often expired listings are pruned from the store.
+pub const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+/// Expired listings are kept this long (so late, older versions are recognized as stale).
+pub const PRUNE_GRACE_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// Something that happened in the node, for tests and (later) the web page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A peer connected.
+    PeerConnected {
+        /// Its peer id.
+        peer: String,
+    },
+    /// A listing version from the network was stored.
+    ListingStored {
+        /// Listing id (hex).
+        listing: String,
+    },
+    /// Catch-up with a peer finished.
+    Synced {
+        /// Its peer id.
+        peer: String,
+    },
+}
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Multiaddrs to listen on.
+    pub listen: Vec<String>,
+    /// Multiaddrs to dial at start.
+    pub bootstrap: Vec<String>,
+    /// Where the API listens.
+    pub api: SocketAddr,
+    /// mDNS on the LAN.
+    pub mdns: bool,
+}
+
+impl NodeConfig {
+    /// Defaults: TCP and QUIC on all interfaces with OS-chosen ports, API on 127.0.0.1 with an
+    /// OS-chosen port, mDNS on.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            listen: vec!["/ip4/0.0.0.0/tcp/0".into(), "/ip4/0.0.0.0/udp/0/quic-v1".into()],
+            bootstrap: Vec::new(),
+            api: SocketAddr::from(([127, 0, 0, 1], 0)),
+            mdns: true,
+        }
+    }
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct Node {
+    /// Base58 peer id.
+    pub peer_id: String,
+    /// Where the API listens.
+    pub api_addr: SocketAddr,
+    /// The listings service.
+    pub listings: Listings,
+    /// The network handle.
+    pub network: Client,
+    /// The store.
+    pub store: Arc<Store>,
+    data_dir: PathBuf,
+    events: broadcast::Sender<NodeEvent>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
+    move |source| NodeError::Io { path: path.display().to_string(), source }
+}
+
+/// Loads the API token, creating a random one (mode 0600) if missing.
+fn load_or_create_token(dir: &Path) -> Result<String, NodeError> {
+    let path = dir.join(API_TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(t) if t.trim().len() >= 32 => Ok(t.trim().to_owned()),
+        Ok(_) | Err(_) => {
+            let mut raw = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut raw);
+            let token = hex::encode(raw);
+            keys::write_secret_file(&path, token.as_bytes())?;
+            Ok(token)
+        }
+    }
+}
+
+/// Opens the store, explaining the usual cause when the folder is locked.
+fn open_store(dir: &Path) -> Result<Store, NodeError> {
+    Store::open(&dir.join(STORE_DIR)).map_err(|e| match &e {
+        StoreError::Rocks(r) if r.to_string().contains("lock") => NodeError::Io {
+            path: dir.display().to_string(),
+            source: std::io::Error::other("another jangteo node is already running with this data directory"),
+        },
+        _ => NodeError::Store(e),
+    })
+}
+
+impl Node {
+    /// Starts a node: key, store, swarm task, API. Returns once the API is listening.
+    pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(io_err(&cfg.data_dir))?;
+        let (key, _) = keys::load_or_create(&cfg.data_dir)?;
+        let keypair = keys::libp2p_keypair(&key)?;
+        let peer_id = keypair.public().to_peer_id().to_string();
+        let store = Arc::new(open_store(&cfg.data_dir)?);
+        let pruned = store.prune_expired(ingest::now_ms().saturating_sub(PRUNE_GRACE_MS))?;
+        if pruned > 0 {
+            tracing::info!(pruned, "pruned expired listings");
+        }
+        let (events, _) = broadcast::channel(EVENT_QUEUE);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let net_cfg = network::NetworkConfig {
+            listen: cfg.listen.iter().map(|s| network::parse_addr(s)).collect::<Result<_, _>>()?,
+            bootstrap: cfg.bootstrap.iter().map(|s| network::parse_addr(s)).collect::<Result<_, _>>()?,
+            mdns: cfg.mdns,
+        };
+        let (client, event_loop) = network::build(keypair, &net_cfg, store.clone(), events.clone())?;
+        let mut tasks = vec![tokio::spawn(event_loop.run(shutdown_rx.clone()))];
+
+        let key = Arc::new(key);
+        let listings = Listings::new(key.clone(), store.clone(), client.clone());
+        let token = load_or_create_token(&cfg.data_dir)?;
+        let state = api::ApiState {
+            listings: listings.clone(),
+            network: client.clone(),
+            token: Arc::new(token),
+            started: Instant::now(),
+            peer_id: peer_id.clone(),
+            public_key: hex::encode(key.verifying_key().to_bytes()),
+        };
+        let listener = tokio::net::TcpListener::bind(cfg.api)
+            .await
+            .map_err(|e| NodeError::Io { path: format!("API address {}", cfg.api), source: e })?;
+        let api_addr = listener.local_addr().map_err(io_err(&cfg.data_dir))?;
+        let app = api::router(state);
+        let mut api_shutdown = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = api_shutdown.changed().await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "API server failed");
+            }
+        }));
+        let mut prune_shutdown = shutdown_rx;
+        let prune_store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PRUNE_INTERVAL);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = prune_shutdown.changed() => break,
+                    _ = tick.tick() => {
+                        let s = prune_store.clone();
+                        let before = ingest::now_ms().saturating_sub(PRUNE_GRACE_MS);
+                        match tokio::task::spawn_blocking(move || s.prune_expired(before)).await {
+                            Ok(Ok(n)) if n > 0 => tracing::info!(pruned = n, "pruned expired listings"),
+                            Ok(Err(e)) => tracing::warn!(error = %e, "prune failed"),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }));
+        let addr_file = cfg.data_dir.join(API_ADDR_FILE);
+        let addr_json = serde_json::json!({"addr": api_addr.to_string(), "peer_id": peer_id, "pid": std::process::id()});
+        keys::write_secret_file(&addr_file, addr_json.to_string().as_bytes())?;
+        tracing::info!(peer = %peer_id, api = %api_addr, "node started");
+        Ok(Node {
+            peer_id,
+            api_addr,
+            listings,
+            network: client,
+            store,
+            data_dir: cfg.data_dir,
+            events,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    /// Stops the API and the swarm, waits for them, and removes the API address file.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        let _ = std::fs::remove_file(self.data_dir.join(API_ADDR_FILE));
+        tracing::info!("node stopped");
+    }
+}

@@ -1,0 +1,509 @@
+//! The listings service: what the local user does with their own listings (post, update,
+//! retract) and how any listing held here is shown and found.
+//!
+//! Authoring builds a new version, validates it with the protocol's rules, signs it, stores
+//! it durably (synced before the API answers) and gossips it. It never touches the swarm
+//! directly: it holds a network [`Client`]. Search here is a plain filter over the store; the
+//! full-text engine replaces it in its own module.
+
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use jangteo_protocol::listing::{DEFAULT_CATEGORY, LIFETIME_DEFAULT_MS, LIFETIME_MAX_MS};
+use jangteo_protocol::{
+    Condition, FieldError, Kind, Listing, ListingId, ListingStatus, Location, PublicKey, SignedObject,
+    public_key_from_peer_id,
+};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::ingest::now_ms;
+use crate::network::Client;
+use crate::store::{Store, StoredListing};
+
+/// Longest search text accepted.
+pub const QUERY_MAX_CHARS: usize = 256;
+/// Most results one search returns.
+pub const SEARCH_LIMIT_MAX: usize = 500;
+/// Results when no limit is given.
+pub const SEARCH_LIMIT_DEFAULT: usize = 50;
+/// Largest search radius (half the earth's circumference).
+pub const RADIUS_MAX_KM: f64 = 20_040.0;
+
+/// Why a listing operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ListingError {
+    /// A field is invalid.
+    #[error("invalid listing: {0}")]
+    Invalid(#[from] FieldError),
+    /// No listing with that id is held here.
+    #[error("no listing {0} on this node")]
+    NotFound(String),
+    /// The id is not 64 hex digits.
+    #[error("{0:?} is not a listing id (64 hex digits)")]
+    BadId(String),
+    /// Someone else's listing.
+    #[error("listing {0} belongs to another seller; only its seller can change it")]
+    NotYours(String),
+    /// A retracted listing cannot change.
+    #[error("listing {0} is retracted; retraction is final")]
+    Retracted(String),
+    /// The search request is malformed.
+    #[error("{0}")]
+    BadQuery(String),
+    /// Store failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A pickup location in degrees, as the API takes and shows it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct LatLon {
+    /// Latitude.
+    pub lat: f64,
+    /// Longitude.
+    pub lon: f64,
+}
+
+/// A new listing, as the API takes it. Amounts are in the currency's minor unit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewListing {
+    /// Title.
+    pub title: String,
+    /// Price per unit.
+    pub price: u64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Category.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// new, like-new, good, fair or poor.
+    #[serde(default)]
+    pub condition: Option<String>,
+    /// Units (default 1).
+    #[serde(default)]
+    pub quantity: Option<u64>,
+    /// Pickup location.
+    #[serde(default)]
+    pub location: Option<LatLon>,
+    /// Days until it expires (default 30, at most 180).
+    #[serde(default)]
+    pub expires_in_days: Option<u64>,
+}
+
+/// Changes to a listing; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListingUpdate {
+    /// New title.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// New price.
+    #[serde(default)]
+    pub price: Option<u64>,
+    /// New quantity (0 marks it sold out).
+    #[serde(default)]
+    pub quantity: Option<u64>,
+    /// New description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// New category.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// New condition.
+    #[serde(default)]
+    pub condition: Option<String>,
+}
+
+/// A listing as the API and CLI show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListingView {
+    /// Listing id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Price per unit in minor units.
+    pub price: u64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Category.
+    pub category: String,
+    /// Condition, if given.
+    pub condition: Option<&'static str>,
+    /// Units on offer.
+    pub quantity: u64,
+    /// Seller's peer id.
+    pub seller: String,
+    /// Version.
+    pub seq: u64,
+    /// First version (unix ms).
+    pub created_at: u64,
+    /// This version (unix ms).
+    pub updated_at: u64,
+    /// Expiry (unix ms).
+    pub expires_at: u64,
+    /// active, sold, expired or retracted.
+    pub status: &'static str,
+    /// Image blob ids.
+    pub images: Vec<String>,
+    /// Pickup location.
+    pub location: Option<LatLon>,
+    /// Distance from the search point, when searching near a place.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance_km: Option<f64>,
+    /// Content id of this version's object.
+    pub object: String,
+}
+
+impl ListingView {
+    fn new(s: &StoredListing, now: u64) -> Self {
+        let l = &s.listing;
+        let status = match () {
+            _ if l.status == ListingStatus::Retracted => "retracted",
+            _ if l.expires_at <= now => "expired",
+            _ if l.quantity == 0 => "sold",
+            _ => "active",
+        };
+        Self {
+            id: s.id.to_hex(),
+            title: l.title.clone(),
+            description: l.description.clone(),
+            price: l.price,
+            currency: l.currency.clone(),
+            category: l.category.clone(),
+            condition: l.condition.map(Condition::name),
+            quantity: l.quantity,
+            seller: s.author.peer_id(),
+            seq: l.seq,
+            created_at: l.created_at,
+            updated_at: l.updated_at,
+            expires_at: l.expires_at,
+            status,
+            images: l.images.iter().map(hex::encode).collect(),
+            location: l.location.map(|p| LatLon { lat: p.lat(), lon: p.lon() }),
+            distance_km: None,
+            object: s.head.object.to_hex(),
+        }
+    }
+}
+
+/// Filters and ordering of a search, as the API takes them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    /// Words that must all appear in the title or description.
+    #[serde(default)]
+    pub q: Option<String>,
+    /// Category.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// Condition.
+    #[serde(default)]
+    pub condition: Option<String>,
+    /// Seller peer id.
+    #[serde(default)]
+    pub seller: Option<String>,
+    /// Currency the price bounds are in.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Lowest price.
+    #[serde(default)]
+    pub min_price: Option<u64>,
+    /// Highest price.
+    #[serde(default)]
+    pub max_price: Option<u64>,
+    /// `LAT,LON`.
+    #[serde(default)]
+    pub near: Option<String>,
+    /// Radius around `near`.
+    #[serde(default)]
+    pub radius_km: Option<f64>,
+    /// relevance, price, recent, distance or trust.
+    #[serde(default)]
+    pub sort: Option<String>,
+    /// Most results.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Results to skip.
+    #[serde(default)]
+    pub offset: Option<usize>,
+    /// Include sold, expired and retracted listings.
+    #[serde(default)]
+    pub all: Option<bool>,
+}
+
+/// Parses `LAT,LON`.
+pub fn parse_lat_lon(s: &str) -> Option<LatLon> {
+    let (a, b) = s.split_once(',')?;
+    let lat: f64 = a.trim().parse().ok()?;
+    let lon: f64 = b.trim().parse().ok()?;
+    Location::from_degrees(lat, lon).map(|_| LatLon { lat, lon })
+}
+
+/// The listings service.
+#[derive(Debug, Clone)]
+pub struct Listings {
+    key: Arc<SigningKey>,
+    store: Arc<Store>,
+    network: Client,
+}
+
+fn condition(s: Option<&str>) -> Result<Option<Condition>, FieldError> {
+    s.map(|c| {
+        Condition::from_name(c)
+            .ok_or_else(|| FieldError::new("condition", "must be new, like-new, good, fair or poor"))
+    })
+    .transpose()
+}
+
+fn location(p: Option<LatLon>) -> Result<Option<Location>, FieldError> {
+    p.map(|p| {
+        Location::from_degrees(p.lat, p.lon).ok_or_else(|| {
+            FieldError::new("location", "latitude must be within ±90 and longitude within ±180")
+        })
+    })
+    .transpose()
+}
+
+impl Listings {
+    /// A service signing with `key`.
+    pub fn new(key: Arc<SigningKey>, store: Arc<Store>, network: Client) -> Self {
+        Self { key, store, network }
+    }
+
+    fn me(&self) -> PublicKey {
+        PublicKey(self.key.verifying_key().to_bytes())
+    }
+
+    /// Signs, stores (durably) and gossips a version; returns the listing id.
+    async fn commit(&self, listing: Listing) -> Result<ListingId, ListingError> {
+        listing.validate(now_ms())?;
+        let obj = SignedObject::sign(Kind::Listing, listing.encode(), &self.key);
+        let id = listing.id(&self.me());
+        let store = self.store.clone();
+        let obj2 = obj.clone();
+        let write = tokio::task::spawn_blocking(move || store.put_listing(&obj2, &listing, now_ms(), true))
+            .await
+            .map_err(|_| StoreError::Poisoned)??;
+        if !write.stored() {
+            return Err(ListingError::Invalid(FieldError::new("seq", format!("not stored: {write:?}"))));
+        }
+        match self.network.publish(Kind::Listing, obj.bytes().to_vec()).await {
+            Ok(Ok(())) => tracing::info!(listing = %id, "listing published"),
+            Ok(Err(e)) => tracing::info!(listing = %id, reason = %e, "listing stored; peers will fetch it by sync"),
+            Err(e) => tracing::warn!(listing = %id, error = %e, "listing stored; network unavailable"),
+        }
+        Ok(id)
+    }
+
+    /// Posts a new listing.
+    pub async fn post(&self, n: NewListing) -> Result<ListingView, ListingError> {
+        let now = now_ms();
+        let days = n.expires_in_days.unwrap_or(LIFETIME_DEFAULT_MS / 86_400_000);
+        if days == 0 || days > LIFETIME_MAX_MS / 86_400_000 {
+            return Err(FieldError::new("expires_in_days", "must be 1-180").into());
+        }
+        let mut nonce = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let listing = Listing {
+            nonce,
+            seq: 1,
+            created_at: now,
+            updated_at: now,
+            expires_at: now + days * 86_400_000,
+            status: ListingStatus::Active,
+            title: n.title,
+            description: n.description.unwrap_or_default(),
+            category: n.category.unwrap_or_else(|| DEFAULT_CATEGORY.to_owned()),
+            condition: condition(n.condition.as_deref())?,
+            price: n.price,
+            currency: n.currency,
+            quantity: n.quantity.unwrap_or(1),
+            images: Vec::new(),
+            location: location(n.location)?,
+        };
+        let id = self.commit(listing).await?;
+        self.show(&id.to_hex())
+    }
+
+    fn own_head(&self, id: &str) -> Result<(ListingId, StoredListing), ListingError> {
+        let lid = ListingId::from_hex(id).ok_or_else(|| ListingError::BadId(id.to_owned()))?;
+        let cur = self.store.listing(&lid)?.ok_or_else(|| ListingError::NotFound(id.to_owned()))?;
+        if cur.author != self.me() {
+            return Err(ListingError::NotYours(id.to_owned()));
+        }
+        if cur.listing.status == ListingStatus::Retracted {
+            return Err(ListingError::Retracted(id.to_owned()));
+        }
+        Ok((lid, cur))
+    }
+
+    fn next_version(cur: &Listing) -> Listing {
+        let mut next = cur.clone();
+        next.seq = cur.seq + 1;
+        next.updated_at = now_ms().max(cur.updated_at);
+        next
+    }
+
+    /// Publishes a new version with the given changes.
+    pub async fn update(&self, id: &str, u: ListingUpdate) -> Result<ListingView, ListingError> {
+        let (_, cur) = self.own_head(id)?;
+        let mut next = Self::next_version(&cur.listing);
+        if let Some(t) = u.title {
+            next.title = t;
+        }
+        if let Some(p) = u.price {
+            next.price = p;
+        }
+        if let Some(q) = u.quantity {
+            next.quantity = q;
+        }
+        if let Some(d) = u.description {
+            next.description = d;
+        }
+        if let Some(c) = u.category {
+            next.category = c;
+        }
+        if u.condition.is_some() {
+            next.condition = condition(u.condition.as_deref())?;
+        }
+        let id = self.commit(next).await?;
+        self.show(&id.to_hex())
+    }
+
+    /// Retracts a listing for good.
+    pub async fn retract(&self, id: &str) -> Result<ListingView, ListingError> {
+        let (_, cur) = self.own_head(id)?;
+        let mut next = Self::next_version(&cur.listing);
+        next.status = ListingStatus::Retracted;
+        let id = self.commit(next).await?;
+        self.show(&id.to_hex())
+    }
+
+    /// The current version of a listing held here.
+    pub fn show(&self, id: &str) -> Result<ListingView, ListingError> {
+        let lid = ListingId::from_hex(id).ok_or_else(|| ListingError::BadId(id.to_owned()))?;
+        let cur = self.store.listing(&lid)?.ok_or_else(|| ListingError::NotFound(id.to_owned()))?;
+        Ok(ListingView::new(&cur, now_ms()))
+    }
+
+    /// Number of open listings held here.
+    pub fn open_count(&self) -> Result<u64, ListingError> {
+        let now = now_ms();
+        let mut n = 0;
+        self.store.for_each_listing(None, |s| {
+            if s.listing.is_open(now) {
+                n += 1;
+            }
+            true
+        })?;
+        Ok(n)
+    }
+
+    /// A plain filter over the listings held here (the search engine replaces the scan).
+    pub fn search(&self, q: &SearchQuery) -> Result<Vec<ListingView>, ListingError> {
+        let bad = |m: String| ListingError::BadQuery(m);
+        let text = q.q.as_deref().unwrap_or("").trim().to_lowercase();
+        if text.chars().count() > QUERY_MAX_CHARS {
+            return Err(bad(format!("query longer than {QUERY_MAX_CHARS} characters")));
+        }
+        let terms: Vec<&str> = text.split_whitespace().collect();
+        if let (Some(lo), Some(hi)) = (q.min_price, q.max_price) {
+            if lo > hi {
+                return Err(bad(format!("min-price {lo} is above max-price {hi}")));
+            }
+        }
+        let near = match q.near.as_deref() {
+            None => None,
+            Some(s) => Some(parse_lat_lon(s).ok_or_else(|| {
+                bad(format!("near {s:?}: expected LAT,LON with latitude within ±90 and longitude within ±180"))
+            })?),
+        };
+        if let Some(r) = q.radius_km {
+            if !(r.is_finite() && r > 0.0 && r <= RADIUS_MAX_KM) {
+                return Err(bad(format!("radius-km {r}: must be above 0 and at most {RADIUS_MAX_KM}")));
+            }
+            if near.is_none() {
+                return Err(bad("radius-km needs --near LAT,LON".into()));
+            }
+        }
+        let sort = q.sort.as_deref().unwrap_or(if terms.is_empty() { "recent" } else { "relevance" });
+        match sort {
+            "relevance" | "price" | "recent" | "distance" => {}
+            "trust" => return Err(bad("sort trust: this node does not compute reputation yet; use relevance, price, recent or distance".into())),
+            other => return Err(bad(format!("unknown sort {other:?}: use relevance, price, recent, distance or trust"))),
+        }
+        if sort == "distance" && near.is_none() {
+            return Err(bad("sort distance needs --near LAT,LON".into()));
+        }
+        let seller = match q.seller.as_deref() {
+            None => None,
+            Some(s) => Some(public_key_from_peer_id(s).ok_or_else(|| bad(format!("seller {s:?} is not a peer id")))?),
+        };
+        if let Some(c) = q.condition.as_deref() {
+            condition(Some(c)).map_err(|e| bad(e.to_string()))?;
+        }
+        let limit = q.limit.unwrap_or(SEARCH_LIMIT_DEFAULT);
+        if limit == 0 || limit > SEARCH_LIMIT_MAX {
+            return Err(bad(format!("limit {limit}: must be 1-{SEARCH_LIMIT_MAX}")));
+        }
+        let now = now_ms();
+        let all = q.all.unwrap_or(false);
+        let mut hits: Vec<(f64, ListingView)> = Vec::new();
+        self.store.for_each_listing(None, |s| {
+            let l = &s.listing;
+            if !all && !l.is_open(now) {
+                return true;
+            }
+            if q.category.as_deref().is_some_and(|c| c != l.category)
+                || q.condition.as_deref().is_some_and(|c| Some(c) != l.condition.map(Condition::name))
+                || q.currency.as_deref().is_some_and(|c| !c.eq_ignore_ascii_case(&l.currency))
+                || q.min_price.is_some_and(|p| l.price < p)
+                || q.max_price.is_some_and(|p| l.price > p)
+                || seller.is_some_and(|p| p != s.author)
+            {
+                return true;
+            }
+            let mut score = 0.0;
+            if !terms.is_empty() {
+                let title = l.title.to_lowercase();
+                let desc = l.description.to_lowercase();
+                for t in &terms {
+                    let in_title = title.matches(t).count();
+                    let in_desc = desc.matches(t).count();
+                    if in_title + in_desc == 0 {
+                        return true;
+                    }
+                    score += 3.0 * in_title as f64 + in_desc as f64;
+                }
+            }
+            let mut view = ListingView::new(&s, now);
+            if let Some(p) = near {
+                let Some(loc) = l.location else { return true };
+                let d = loc.distance_km(&Location::from_degrees(p.lat, p.lon).unwrap_or(loc));
+                if q.radius_km.is_some_and(|r| d > r) {
+                    return true;
+                }
+                view.distance_km = Some((d * 100.0).round() / 100.0);
+            }
+            hits.push((score, view));
+            true
+        })?;
+        match sort {
+            "relevance" => hits.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.updated_at.cmp(&a.1.updated_at))),
+            "price" => hits.sort_by(|a, b| a.1.price.cmp(&b.1.price).then(b.1.updated_at.cmp(&a.1.updated_at))),
+            "distance" => hits.sort_by(|a, b| {
+                a.1.distance_km.unwrap_or(f64::MAX).total_cmp(&b.1.distance_km.unwrap_or(f64::MAX))
+            }),
+            _ => hits.sort_by(|a, b| b.1.created_at.cmp(&a.1.created_at).then(b.1.id.cmp(&a.1.id))),
+        }
+        Ok(hits.into_iter().skip(q.offset.unwrap_or(0)).take(limit).map(|(_, v)| v).collect())
+    }
+}

@@ -1,0 +1,575 @@
+//! The libp2p side of the node: one task owns the `Swarm` and runs a `select!` loop over
+//! swarm events and commands from cloneable [`Client`] handles (bounded channel, oneshot
+//! replies).
+//!
+//! It owns transport setup (TCP and QUIC with noise and yamux), gossipsub with application
+//! validation (nothing is forwarded before `ingest` verified and stored it), Kademlia under
+//! `/jangteo/kad/1.0.0`, identify, ping, mDNS, connection limits, and the catch-up exchange
+//! of listing heads on `/jangteo/sync/1`. It never signs objects and never builds listings.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use jangteo_protocol::{Kind, ListingId};
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, kad, mdns, noise, ping,
+    tcp, yamux,
+};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::NodeEvent;
+use crate::error::NodeError;
+use crate::ingest::{Ingested, ingest, now_ms, topic_for};
+use crate::store::Store;
+
+/// Capacity of the command channel from clients to the swarm task.
+pub const COMMAND_QUEUE: usize = 256;
+/// Most objects in one sync response page.
+pub const SYNC_PAGE_MAX_OBJECTS: usize = 512;
+/// Most bytes of objects in one sync response page.
+pub const SYNC_PAGE_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Largest sync request accepted.
+pub const SYNC_REQUEST_MAX_BYTES: u64 = 4 * 1024;
+/// Largest sync response accepted (a page plus framing).
+pub const SYNC_RESPONSE_MAX_BYTES: u64 = 8 * 1024 * 1024;
+/// Sync requests a peer may make per [`SYNC_RATE_WINDOW`] before being refused.
+pub const SYNC_RATE_MAX: u32 = 120;
+/// Window of the sync rate limit.
+pub const SYNC_RATE_WINDOW: Duration = Duration::from_secs(10);
+/// Established connections per peer.
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// Established connections in total.
+pub const MAX_CONNECTIONS: u32 = 256;
+/// Pending incoming connections.
+pub const MAX_PENDING_INCOMING: u32 = 64;
+
+/// The kad protocol name; our own so we never join the public IPFS DHT.
+pub const KAD_PROTOCOL: &str = "/jangteo/kad/1.0.0";
+/// The catch-up sync protocol name.
+pub const SYNC_PROTOCOL: &str = "/jangteo/sync/1";
+/// The identify protocol version string.
+pub const IDENTIFY_VERSION: &str = "/jangteo/1.0.0";
+
+/// A catch-up request: "send me your listing heads after this listing id".
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SyncRequest {
+    /// Page through the peer's listing heads in id order.
+    ListingHeads {
+        /// Exclusive start (a listing id), or from the beginning.
+        after: Option<ByteBuf>,
+    },
+}
+
+/// The answer to a [`SyncRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SyncResponse {
+    /// A page of objects (exact bytes) and where to continue, if there is more.
+    Objects {
+        /// Envelope bytes, each verified again by the receiver.
+        objects: Vec<ByteBuf>,
+        /// The next `after`, when the page was full.
+        next: Option<ByteBuf>,
+    },
+    /// Refused, with the reason (rate limit, store error).
+    Refused(String),
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    limits: connection_limits::Behaviour,
+    gossipsub: gossipsub::Behaviour,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+    sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+}
+
+/// Network settings.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Whether to discover peers on the LAN with mDNS.
+    pub mdns: bool,
+}
+
+/// A connected peer as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerInfo {
+    /// Base58 peer id.
+    pub peer_id: String,
+    /// Addresses of its connections to us.
+    pub addrs: Vec<String>,
+    /// Its gossipsub peer score as this node sees it (negative after invalid objects).
+    pub score: Option<f64>,
+}
+
+/// A snapshot of the network state.
+#[derive(Debug, Clone)]
+pub struct NetworkInfo {
+    /// Our listen addresses with `/p2p/<peer id>` appended.
+    pub listen_addrs: Vec<String>,
+    /// Connected peers.
+    pub peers: Vec<PeerInfo>,
+    /// Peers subscribed to the listings topic (who our posts reach right away).
+    pub gossip_peers: usize,
+    /// Peers whose listing heads we have fully received since they connected.
+    pub synced_peers: usize,
+}
+
+enum Command {
+    Publish { kind: Kind, bytes: Vec<u8>, reply: oneshot::Sender<Result<(), String>> },
+    Info { reply: oneshot::Sender<NetworkInfo> },
+    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<(), String>> },
+}
+
+/// A cloneable handle to the swarm task.
+#[derive(Debug, Clone)]
+pub struct Client {
+    tx: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Publish { .. } => "Publish",
+            Command::Info { .. } => "Info",
+            Command::Dial { .. } => "Dial",
+        })
+    }
+}
+
+impl Client {
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| NodeError::NetworkStopped)?;
+        rx.await.map_err(|_| NodeError::NetworkStopped)
+    }
+
+    /// Gossips an object that is already stored. An error means no peer took it now; the
+    /// object still reaches peers through catch-up sync.
+    pub async fn publish(&self, kind: Kind, bytes: Vec<u8>) -> Result<Result<(), String>, NodeError> {
+        self.call(|reply| Command::Publish { kind, bytes, reply }).await
+    }
+
+    /// The current network state.
+    pub async fn info(&self) -> Result<NetworkInfo, NodeError> {
+        self.call(|reply| Command::Info { reply }).await
+    }
+
+    /// Dials an address.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<Result<(), String>, NodeError> {
+        self.call(|reply| Command::Dial { addr, reply }).await
+    }
+}
+
+/// The swarm task's state.
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    store: Arc<Store>,
+    events: broadcast::Sender<NodeEvent>,
+    peers: HashMap<PeerId, Vec<Multiaddr>>,
+    synced: HashMap<PeerId, bool>,
+    sync_rate: HashMap<PeerId, (Instant, u32)>,
+    local_peer_id: PeerId,
+}
+
+impl std::fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLoop").field("peer_id", &self.local_peer_id).finish_non_exhaustive()
+    }
+}
+
+fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, NodeError> {
+    let config = gossipsub::ConfigBuilder::default()
+        .validation_mode(ValidationMode::Anonymous)
+        .validate_messages()
+        .max_transmit_size(jangteo_protocol::MAX_OBJECT_BYTES + 1024)
+        .heartbeat_interval(Duration::from_millis(700))
+        .message_id_fn(|m| gossipsub::MessageId::new(&blake3::hash(&m.data).as_bytes()[..20]))
+        .build()
+        .map_err(|e| NodeError::Network(format!("gossipsub config: {e}")))?;
+    // Objects carry their own signatures, so gossip messages are not signed a second time.
+    let mut gs = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config)
+        .map_err(|e| NodeError::Network(format!("gossipsub: {e}")))?;
+    let mut params = gossipsub::PeerScoreParams::default();
+    // Many honest nodes may share an address (one host, one NAT); do not punish that.
+    params.ip_colocation_factor_weight = 0.0;
+    for kind in [Kind::Listing, Kind::Profile] {
+        let topic = IdentTopic::new(topic_for(kind));
+        let tp = gossipsub::TopicScoreParams {
+            topic_weight: 1.0,
+            // A quiet market sends few messages: do not punish mesh peers for silence.
+            mesh_message_deliveries_weight: 0.0,
+            mesh_failure_penalty_weight: 0.0,
+            // Each invalid object counts squared: a handful takes a peer below the gossip
+            // and publish thresholds, a few more below the graylist.
+            invalid_message_deliveries_weight: -10.0,
+            invalid_message_deliveries_decay: 0.99,
+            ..Default::default()
+        };
+        params.topics.insert(topic.hash(), tp);
+    }
+    gs.with_peer_score(params, gossipsub::PeerScoreThresholds::default())
+        .map_err(|e| NodeError::Network(format!("peer score: {e}")))?;
+    for kind in [Kind::Listing, Kind::Profile] {
+        gs.subscribe(&IdentTopic::new(topic_for(kind)))
+            .map_err(|e| NodeError::Network(format!("subscribe: {e}")))?;
+    }
+    Ok(gs)
+}
+
+/// Builds the swarm, starts listening and dialing, and returns the client handle and the
+/// event loop to spawn.
+pub fn build(
+    keypair: libp2p::identity::Keypair,
+    config: &NetworkConfig,
+    store: Arc<Store>,
+    events: broadcast::Sender<NodeEvent>,
+) -> Result<(Client, EventLoop), NodeError> {
+    let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
+    let mdns_on = config.mdns;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| net(&e))?
+        .with_quic()
+        .with_dns()
+        .map_err(|e| net(&e))?
+        .with_behaviour(|key| {
+            let peer_id = key.public().to_peer_id();
+            let limits = connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+                    .with_max_established(Some(MAX_CONNECTIONS))
+                    .with_max_pending_incoming(Some(MAX_PENDING_INCOMING)),
+            );
+            let mut kad_cfg = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+            kad_cfg.set_query_timeout(Duration::from_secs(30));
+            let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_cfg);
+            kad.set_mode(Some(kad::Mode::Server));
+            let mdns = if mdns_on {
+                Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?)
+            } else {
+                None
+            };
+            let codec = request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(SYNC_REQUEST_MAX_BYTES)
+                .set_response_size_maximum(SYNC_RESPONSE_MAX_BYTES);
+            let sync = request_response::Behaviour::with_codec(
+                codec,
+                [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(30))
+                    .with_max_concurrent_streams(16),
+            );
+            Ok(Behaviour {
+                limits,
+                gossipsub: gossipsub_behaviour()?,
+                kad,
+                identify: identify::Behaviour::new(identify::Config::new(
+                    IDENTIFY_VERSION.to_owned(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::default(),
+                mdns: mdns.into(),
+                sync,
+            })
+        })
+        .map_err(|e| net(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build();
+    for addr in &config.listen {
+        swarm.listen_on(addr.clone()).map_err(|e| NodeError::Address(addr.to_string(), e.to_string()))?;
+    }
+    for addr in &config.bootstrap {
+        if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() {
+            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+        }
+        if let Err(e) = swarm.dial(addr.clone()) {
+            tracing::warn!(addr = %addr, error = %e, "cannot dial bootstrap peer");
+        }
+    }
+    let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
+    let local_peer_id = *swarm.local_peer_id();
+    Ok((
+        Client { tx },
+        EventLoop {
+            swarm,
+            commands,
+            store,
+            events,
+            peers: HashMap::new(),
+            synced: HashMap::new(),
+            sync_rate: HashMap::new(),
+            local_peer_id,
+        },
+    ))
+}
+
+impl EventLoop {
+    /// Runs until `shutdown` turns true or every client is dropped.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    None => break,
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+            }
+        }
+        tracing::info!("network stopped");
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Publish { kind, bytes, reply } => {
+                let r = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(IdentTopic::new(topic_for(kind)), bytes)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(r);
+            }
+            Command::Info { reply } => {
+                let me = self.local_peer_id;
+                let listing_topic = IdentTopic::new(topic_for(Kind::Listing)).hash();
+                let info = NetworkInfo {
+                    listen_addrs: self
+                        .swarm
+                        .listeners()
+                        .map(|a| format!("{a}/p2p/{me}"))
+                        .collect(),
+                    peers: self
+                        .peers
+                        .iter()
+                        .map(|(p, a)| PeerInfo {
+                            peer_id: p.to_string(),
+                            addrs: a.iter().map(ToString::to_string).collect(),
+                            score: self.swarm.behaviour().gossipsub.peer_score(p),
+                        })
+                        .collect(),
+                    gossip_peers: self
+                        .swarm
+                        .behaviour()
+                        .gossipsub
+                        .all_peers()
+                        .filter(|(_, topics)| topics.contains(&&listing_topic))
+                        .count(),
+                    synced_peers: self.synced.values().filter(|d| **d).count(),
+                };
+                let _ = reply.send(info);
+            }
+            Command::Dial { addr, reply } => {
+                if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() {
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                }
+                let _ = reply.send(self.swarm.dial(addr).map_err(|e| e.to_string()));
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(addr = %address, "listening");
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+                let addr = endpoint.get_remote_address().clone();
+                let addrs = self.peers.entry(peer_id).or_default();
+                if !addrs.contains(&addr) && addrs.len() < 8 {
+                    addrs.push(addr);
+                }
+                if num_established.get() == 1 {
+                    tracing::info!(peer = %peer_id, "peer connected");
+                    let _ = self.events.send(NodeEvent::PeerConnected { peer: peer_id.to_string() });
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+                if num_established == 0 {
+                    self.peers.remove(&peer_id);
+                    self.synced.remove(&peer_id);
+                    self.sync_rate.remove(&peer_id);
+                    tracing::info!(peer = %peer_id, "peer disconnected");
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                for addr in info.listen_addrs.into_iter().take(16) {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found.into_iter().take(64) {
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    if !self.swarm.is_connected(&peer) {
+                        let _ = self.swarm.dial(addr);
+                    }
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, ev: gossipsub::Event) {
+        match ev {
+            gossipsub::Event::Message { propagation_source, message_id, message } => {
+                let expected = [Kind::Listing, Kind::Profile]
+                    .into_iter()
+                    .find(|k| IdentTopic::new(topic_for(*k)).hash() == message.topic);
+                let acceptance = match expected {
+                    None => MessageAcceptance::Reject,
+                    Some(kind) => self.ingest(&message.data, Some(kind), Some(propagation_source)),
+                };
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                    &message_id,
+                    &propagation_source,
+                    acceptance,
+                );
+            }
+            gossipsub::Event::Subscribed { peer_id, topic, .. } => {
+                // Once a peer listens to listings, our posts reach it by gossip; what it
+                // posted before, we fetch now.
+                if topic == IdentTopic::new(topic_for(Kind::Listing)).hash() && !self.synced.contains_key(&peer_id) {
+                    self.synced.insert(peer_id, false);
+                    self.swarm.behaviour_mut().sync.send_request(&peer_id, SyncRequest::ListingHeads { after: None });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn ingest(&mut self, bytes: &[u8], kind: Option<Kind>, from: Option<PeerId>) -> MessageAcceptance {
+        match ingest(&self.store, bytes, kind, now_ms(), false) {
+            Ok(Ingested::Stored { listing, .. }) => {
+                if let Some(listing) = listing {
+                    tracing::debug!(listing = %listing, peer = ?from, "listing stored");
+                    let _ = self.events.send(NodeEvent::ListingStored { listing });
+                }
+                MessageAcceptance::Accept
+            }
+            Ok(Ingested::Ignored(_)) => MessageAcceptance::Ignore,
+            Ok(Ingested::Invalid(e)) => {
+                tracing::warn!(peer = ?from, error = %e, "refused invalid object");
+                MessageAcceptance::Reject
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store write failed");
+                MessageAcceptance::Ignore
+            }
+        }
+    }
+
+    fn on_sync(&mut self, ev: request_response::Event<SyncRequest, SyncResponse>) {
+        use request_response::{Event, Message};
+        match ev {
+            Event::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
+                let response = if self.over_sync_rate(peer) {
+                    SyncResponse::Refused("rate limit: too many sync requests".into())
+                } else {
+                    self.sync_page(request)
+                };
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+            }
+            Event::Message { peer, message: Message::Response { response, .. }, .. } => match response {
+                SyncResponse::Objects { objects, next } => {
+                    let mut stored = 0usize;
+                    for obj in &objects {
+                        if self.ingest(obj, Some(Kind::Listing), Some(peer)) == MessageAcceptance::Accept {
+                            stored += 1;
+                        }
+                    }
+                    tracing::debug!(peer = %peer, received = objects.len(), stored, "sync page");
+                    match next {
+                        Some(after) if after.len() == 32 && !objects.is_empty() => {
+                            self.swarm
+                                .behaviour_mut()
+                                .sync
+                                .send_request(&peer, SyncRequest::ListingHeads { after: Some(after) });
+                        }
+                        _ => {
+                            self.synced.insert(peer, true);
+                            let _ = self.events.send(NodeEvent::Synced { peer: peer.to_string() });
+                        }
+                    }
+                }
+                SyncResponse::Refused(reason) => {
+                    tracing::warn!(peer = %peer, reason = %reason, "sync refused");
+                }
+            },
+            Event::OutboundFailure { peer, error, .. } => {
+                tracing::debug!(peer = %peer, error = %error, "sync request failed");
+            }
+            _ => {}
+        }
+    }
+
+    fn over_sync_rate(&mut self, peer: PeerId) -> bool {
+        let now = Instant::now();
+        let entry = self.sync_rate.entry(peer).or_insert((now, 0));
+        if now.duration_since(entry.0) > SYNC_RATE_WINDOW {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        entry.1 > SYNC_RATE_MAX
+    }
+
+    fn sync_page(&self, request: SyncRequest) -> SyncResponse {
+        let SyncRequest::ListingHeads { after } = request;
+        let after = match after.as_ref().map(|b| <[u8; 32]>::try_from(b.as_slice())) {
+            None => None,
+            Some(Ok(a)) => Some(ListingId(a)),
+            Some(Err(_)) => return SyncResponse::Refused("after: not a 32-byte listing id".into()),
+        };
+        let now = now_ms();
+        let mut objects = Vec::new();
+        let mut bytes = 0usize;
+        let mut last = None;
+        let mut full = false;
+        let r = self.store.for_each_listing(after.as_ref(), |l| {
+            if objects.len() >= SYNC_PAGE_MAX_OBJECTS || bytes + l.bytes.len() > SYNC_PAGE_MAX_BYTES {
+                full = true;
+                return false;
+            }
+            if l.head.expires_at > now {
+                bytes += l.bytes.len();
+                objects.push(ByteBuf::from(l.bytes));
+            }
+            last = Some(l.id);
+            true
+        });
+        match r {
+            Ok(()) => SyncResponse::Objects {
+                objects,
+                next: if full { last.map(|l| ByteBuf::from(l.0.to_vec())) } else { None },
+            },
+            Err(e) => SyncResponse::Refused(format!("store: {e}")),
+        }
+    }
+}
+
+/// Parses a multiaddr given on the command line.
+pub fn parse_addr(s: &str) -> Result<Multiaddr, NodeError> {
+    s.parse().map_err(|e: libp2p::multiaddr::Error| NodeError::Address(s.to_owned(), e.to_string()))
+}

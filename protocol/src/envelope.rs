@@ -1,0 +1,319 @@
+//! The signed envelope every object travels in, its content id, and author identities.
+//!
+//! Wire form: a CBOR array `[kind, author, body, sig]` (text, 32-byte key, body bytes, 64-byte
+//! signature). The signature covers `"jangteo/v1/<kind>" || body`, so a signature for one kind
+//! is never valid for another. The id is blake3 of the exact envelope bytes, which are stored
+//! and forwarded byte for byte. This module does not look inside bodies.
+
+use ciborium::value::Value;
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+
+use crate::cbor;
+use crate::error::{DecodeError, ObjectError};
+
+/// Largest encoded envelope accepted anywhere (network, store, API).
+pub const MAX_OBJECT_BYTES: usize = 32 * 1024;
+
+/// Prefix of every signature's domain tag; the kind's name follows it.
+pub const DOMAIN_PREFIX: &str = "jangteo/v1/";
+
+/// The kinds of object this version knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A seller's listing version.
+    Listing,
+    /// A node's public profile.
+    Profile,
+}
+
+impl Kind {
+    /// The kind's wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Listing => "listing",
+            Kind::Profile => "profile",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "listing" => Some(Kind::Listing),
+            "profile" => Some(Kind::Profile),
+            _ => None,
+        }
+    }
+
+    /// The bytes a signature of this kind covers: the domain tag followed by the body.
+    pub fn signing_input(self, body: &[u8]) -> Vec<u8> {
+        let mut msg = Vec::with_capacity(DOMAIN_PREFIX.len() + 8 + body.len());
+        msg.extend_from_slice(DOMAIN_PREFIX.as_bytes());
+        msg.extend_from_slice(self.name().as_bytes());
+        msg.extend_from_slice(body);
+        msg
+    }
+}
+
+/// A 32-byte blake3 content id of an object's exact bytes. Displayed in lowercase hex.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectId(pub [u8; 32]);
+
+impl ObjectId {
+    /// The id of the given bytes.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(*blake3::hash(bytes).as_bytes())
+    }
+
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(Self(out))
+    }
+}
+
+impl std::fmt::Debug for ObjectId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ObjectId({})", self.to_hex())
+    }
+}
+
+impl std::fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// An author's ed25519 public key (32 bytes), the same key as the node's libp2p identity.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PublicKey(pub [u8; 32]);
+
+impl PublicKey {
+    /// The libp2p peer id (base58, `12D3KooW…`) of this key.
+    pub fn peer_id(&self) -> String {
+        peer_id_string(&self.0)
+    }
+
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PublicKey({})", self.peer_id())
+    }
+}
+
+/// The libp2p peer id string of an ed25519 public key: base58 of the identity multihash of
+/// the protobuf-encoded key (`00 24 08 01 12 20 || key`).
+pub fn peer_id_string(key: &[u8; 32]) -> String {
+    let mut buf = Vec::with_capacity(38);
+    buf.extend_from_slice(&[0x00, 0x24, 0x08, 0x01, 0x12, 0x20]);
+    buf.extend_from_slice(key);
+    bs58::encode(buf).into_string()
+}
+
+/// Parses a peer id string back to the ed25519 key it embeds.
+pub fn public_key_from_peer_id(s: &str) -> Option<PublicKey> {
+    let raw = bs58::decode(s).into_vec().ok()?;
+    if raw.len() != 38 || raw[..6] != [0x00, 0x24, 0x08, 0x01, 0x12, 0x20] {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&raw[6..]);
+    Some(PublicKey(key))
+}
+
+/// The decoded parts of an envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// What the body is.
+    pub kind: Kind,
+    /// Who signed it.
+    pub author: PublicKey,
+    /// The body, exactly as signed.
+    pub body: Vec<u8>,
+    /// ed25519 signature over `kind.signing_input(body)`.
+    pub signature: [u8; 64],
+}
+
+impl Envelope {
+    /// Signs a body of the given kind with `key`.
+    pub fn sign(kind: Kind, body: Vec<u8>, key: &SigningKey) -> Self {
+        let signature = key.sign(&kind.signing_input(&body)).to_bytes();
+        Self { kind, author: PublicKey(key.verifying_key().to_bytes()), body, signature }
+    }
+
+    /// The envelope's wire bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        cbor::to_vec(&Value::Array(vec![
+            Value::Text(self.kind.name().to_owned()),
+            Value::Bytes(self.author.0.to_vec()),
+            Value::Bytes(self.body.clone()),
+            Value::Bytes(self.signature.to_vec()),
+        ]))
+    }
+
+    /// Decodes wire bytes (size-checked, canonical) without checking the signature.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_OBJECT_BYTES {
+            return Err(DecodeError::TooLarge { size: bytes.len(), limit: MAX_OBJECT_BYTES });
+        }
+        let value = cbor::from_slice_canonical(bytes)?;
+        let Value::Array(items) = value else {
+            return Err(DecodeError::WrongType { field: "envelope", expected: "array of 4" });
+        };
+        let [kind, author, body, sig]: [Value; 4] = items
+            .try_into()
+            .map_err(|_| DecodeError::WrongType { field: "envelope", expected: "array of 4" })?;
+        let Value::Text(kind) = kind else {
+            return Err(DecodeError::WrongType { field: "kind", expected: "text" });
+        };
+        let kind = Kind::from_name(&kind).ok_or(DecodeError::UnknownKind(kind))?;
+        let author = fixed_bytes::<32>(author, "author")?;
+        let Value::Bytes(body) = body else {
+            return Err(DecodeError::WrongType { field: "body", expected: "bytes" });
+        };
+        let signature = fixed_bytes::<64>(sig, "sig")?;
+        Ok(Self { kind, author: PublicKey(author), body, signature })
+    }
+
+    /// Checks the signature strictly (no malleable signatures, no weak keys).
+    pub fn verify(&self) -> Result<(), ObjectError> {
+        let key = VerifyingKey::from_bytes(&self.author.0).map_err(|_| ObjectError::BadAuthorKey)?;
+        if key.is_weak() {
+            return Err(ObjectError::BadAuthorKey);
+        }
+        let sig = Signature::from_bytes(&self.signature);
+        key.verify_strict(&self.kind.signing_input(&self.body), &sig)
+            .map_err(|_| ObjectError::BadSignature)
+    }
+}
+
+fn fixed_bytes<const N: usize>(v: Value, field: &'static str) -> Result<[u8; N], DecodeError> {
+    match v {
+        Value::Bytes(b) => {
+            b.try_into().map_err(|_| DecodeError::WrongType { field, expected: "fixed-size bytes" })
+        }
+        _ => Err(DecodeError::WrongType { field, expected: "bytes" }),
+    }
+}
+
+/// An envelope whose signature has been verified, with its exact bytes and id.
+#[derive(Debug, Clone)]
+pub struct SignedObject {
+    bytes: Vec<u8>,
+    id: ObjectId,
+    envelope: Envelope,
+}
+
+impl SignedObject {
+    /// Signs a body and wraps it.
+    pub fn sign(kind: Kind, body: Vec<u8>, key: &SigningKey) -> Self {
+        let envelope = Envelope::sign(kind, body, key);
+        let bytes = envelope.encode();
+        Self { id: ObjectId::of(&bytes), bytes, envelope }
+    }
+
+    /// Decodes bytes and verifies the signature; the only way in from outside.
+    pub fn decode_and_verify(bytes: &[u8]) -> Result<Self, ObjectError> {
+        let envelope = Envelope::decode(bytes)?;
+        envelope.verify()?;
+        Ok(Self { bytes: bytes.to_vec(), id: ObjectId::of(bytes), envelope })
+    }
+
+    /// The exact wire bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The content id.
+    pub fn id(&self) -> ObjectId {
+        self.id
+    }
+
+    /// The decoded envelope.
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    #[test]
+    fn sign_then_verify_roundtrip() {
+        let obj = SignedObject::sign(Kind::Profile, vec![0xa0], &key(1));
+        let back = SignedObject::decode_and_verify(obj.bytes()).expect("valid");
+        assert_eq!(back.id(), obj.id());
+        assert_eq!(back.envelope(), obj.envelope());
+    }
+
+    #[test]
+    fn tampered_body_fails() {
+        let mut env = Envelope::sign(Kind::Listing, vec![0xa1, 0x61, b'a', 0x01], &key(2));
+        env.body[3] = 0x02;
+        assert!(matches!(
+            SignedObject::decode_and_verify(&env.encode()),
+            Err(ObjectError::BadSignature)
+        ));
+    }
+
+    #[test]
+    fn signature_of_one_kind_is_not_valid_for_another() {
+        let mut env = Envelope::sign(Kind::Profile, vec![0xa0], &key(3));
+        env.kind = Kind::Listing;
+        assert!(matches!(
+            SignedObject::decode_and_verify(&env.encode()),
+            Err(ObjectError::BadSignature)
+        ));
+    }
+
+    #[test]
+    fn other_author_fails() {
+        let mut env = Envelope::sign(Kind::Profile, vec![0xa0], &key(4));
+        env.author = PublicKey(key(5).verifying_key().to_bytes());
+        assert!(SignedObject::decode_and_verify(&env.encode()).is_err());
+    }
+
+    #[test]
+    fn weak_author_key_fails() {
+        // The identity point (a small-order key) with an all-zero signature.
+        let mut ident = [0u8; 32];
+        ident[0] = 1;
+        let env = Envelope { kind: Kind::Profile, author: PublicKey(ident), body: vec![0xa0], signature: [0; 64] };
+        assert!(matches!(
+            SignedObject::decode_and_verify(&env.encode()),
+            Err(ObjectError::BadAuthorKey)
+        ));
+    }
+
+    #[test]
+    fn oversize_envelope_refused_before_decoding() {
+        let big = vec![0u8; MAX_OBJECT_BYTES + 1];
+        assert!(matches!(
+            Envelope::decode(&big),
+            Err(DecodeError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn peer_id_matches_libp2p_form() {
+        let pk = key(7).verifying_key().to_bytes();
+        let s = peer_id_string(&pk);
+        assert!(s.starts_with("12D3KooW"), "{s}");
+        assert_eq!(public_key_from_peer_id(&s), Some(PublicKey(pk)));
+    }
+}

@@ -1,0 +1,80 @@
+//! Errors of the protocol crate: why bytes could not be decoded, why a signature failed,
+//! and which field of an object broke which rule.
+
+use thiserror::Error;
+
+/// The bytes are not a well-formed object of this protocol version.
+#[derive(Debug, Error)]
+pub enum DecodeError {
+    /// Not CBOR at all, or truncated.
+    #[error("malformed CBOR: {0}")]
+    Cbor(String),
+    /// CBOR, but not in the deterministic encoding (order, lengths, integer widths).
+    #[error("CBOR is not in deterministic (canonical) form")]
+    NotCanonical,
+    /// A CBOR feature objects never use.
+    #[error("CBOR {0} is not allowed")]
+    Forbidden(&'static str),
+    /// Nested deeper than any object needs.
+    #[error("CBOR nested too deeply")]
+    TooDeep,
+    /// A required field is absent.
+    #[error("{0}: missing")]
+    Missing(&'static str),
+    /// A field has the wrong CBOR type.
+    #[error("{field}: expected {expected}")]
+    WrongType {
+        /// The field.
+        field: &'static str,
+        /// What it should have been.
+        expected: &'static str,
+    },
+    /// A field this version does not know.
+    #[error("{0}: unknown field")]
+    UnknownField(String),
+    /// The whole object is larger than allowed.
+    #[error("object is {size} bytes; the limit is {limit}")]
+    TooLarge {
+        /// Size seen.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The envelope names a kind this version does not know.
+    #[error("unknown object kind {0:?}")]
+    UnknownKind(String),
+}
+
+/// A field of an object breaks one of the protocol's rules.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    /// The field, as named in SPEC.md (and in the CLI's flags).
+    pub field: &'static str,
+    /// What is wrong and what is allowed.
+    pub reason: String,
+}
+
+impl FieldError {
+    /// Builds a field error.
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self { field, reason: reason.into() }
+    }
+}
+
+/// Why an incoming object was refused.
+#[derive(Debug, Error)]
+pub enum ObjectError {
+    /// Could not be decoded.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The signature does not verify for the claimed author and kind.
+    #[error("bad signature")]
+    BadSignature,
+    /// The author key is not a valid (or is a weak) ed25519 key.
+    #[error("bad author key")]
+    BadAuthorKey,
+    /// Decoded and signed, but a field is invalid.
+    #[error("invalid {0}")]
+    Invalid(#[from] FieldError),
+}

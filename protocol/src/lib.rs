@@ -1,0 +1,120 @@
+//! `jangteo-protocol`: the wire format of jangteo, and nothing else.
+//!
+//! It owns the signed envelope, the object kinds and their deterministic CBOR bodies, content
+//! ids, validation limits, and (in later modules) trade transitions and trust math. Everything
+//! here is a pure function: no I/O, no clock (callers pass `now`), no async, no libp2p.
+#![deny(missing_docs, unreachable_pub)]
+
+pub mod cbor;
+pub mod envelope;
+pub mod error;
+pub mod listing;
+pub mod profile;
+
+#[cfg(test)]
+mod vectors;
+
+pub use envelope::{
+    Envelope, Kind, MAX_OBJECT_BYTES, ObjectId, PublicKey, SignedObject, peer_id_string,
+    public_key_from_peer_id,
+};
+pub use error::{DecodeError, FieldError, ObjectError};
+pub use listing::{Condition, Listing, ListingId, ListingStatus, Location};
+pub use profile::Profile;
+
+/// Objects dated further than this into the future are refused (clock skew allowance).
+pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+
+/// A decoded, verified and validated object of any kind.
+#[derive(Debug, Clone)]
+pub enum Object {
+    /// A listing version.
+    Listing(Listing),
+    /// A profile.
+    Profile(Profile),
+}
+
+/// Decodes an envelope, checks its signature, decodes its body for its kind and validates
+/// every field against `now_ms`. The only way bytes from the network become an [`Object`].
+pub fn verify_object(bytes: &[u8], now_ms: u64) -> Result<(SignedObject, Object), ObjectError> {
+    let signed = SignedObject::decode_and_verify(bytes)?;
+    let object = decode_body(&signed, now_ms)?;
+    Ok((signed, object))
+}
+
+/// Decodes and validates the body of an object whose signature is already verified.
+pub fn decode_body(signed: &SignedObject, now_ms: u64) -> Result<Object, ObjectError> {
+    let env = signed.envelope();
+    Ok(match env.kind {
+        Kind::Listing => {
+            let l = Listing::decode(&env.body)?;
+            l.validate(now_ms)?;
+            Object::Listing(l)
+        }
+        Kind::Profile => {
+            let p = Profile::decode(&env.body)?;
+            p.validate(now_ms)?;
+            Object::Profile(p)
+        }
+    })
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use proptest::prelude::*;
+
+    fn listing_strategy() -> impl Strategy<Value = Listing> {
+        (
+            any::<[u8; 16]>(),
+            1u64..1_000,
+            "\\PC{1,60}",
+            0u64..=listing::PRICE_MAX,
+            "[A-Z]{3}",
+            0u64..=listing::QUANTITY_MAX,
+            proptest::option::of((-90_000_000i32..=90_000_000, -180_000_000i32..=180_000_000)),
+        )
+            .prop_map(|(nonce, seq, title, price, currency, quantity, loc)| Listing {
+                nonce,
+                seq,
+                created_at: 1_760_000_000_000,
+                updated_at: 1_760_000_000_000,
+                expires_at: 1_760_000_000_000 + listing::LIFETIME_DEFAULT_MS,
+                status: ListingStatus::Active,
+                title: title.trim().chars().filter(|c| !c.is_control()).collect::<String>(),
+                description: String::new(),
+                category: "general".into(),
+                condition: None,
+                price,
+                currency,
+                quantity,
+                images: vec![],
+                location: loc.map(|(lat_e6, lon_e6)| Location { lat_e6, lon_e6 }),
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = verify_object(&bytes, 1_760_000_000_000);
+            let _ = Listing::decode(&bytes);
+        }
+
+        #[test]
+        fn signed_listings_roundtrip_and_any_bit_flip_is_refused(l in listing_strategy(), flip in any::<prop::sample::Index>()) {
+            prop_assume!(!l.title.is_empty() && l.title.trim() == l.title);
+            let key = SigningKey::from_bytes(&[42; 32]);
+            let obj = SignedObject::sign(Kind::Listing, l.encode(), &key);
+            let (back, Object::Listing(decoded)) = verify_object(obj.bytes(), 1_760_000_000_000).expect("valid") else {
+                panic!("kind");
+            };
+            prop_assert_eq!(back.id(), obj.id());
+            prop_assert_eq!(decoded, l);
+            let mut bad = obj.bytes().to_vec();
+            let i = flip.index(bad.len());
+            bad[i] ^= 0x01;
+            prop_assert!(verify_object(&bad, 1_760_000_000_000).is_err());
+        }
+    }
+}

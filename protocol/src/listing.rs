@@ -1,0 +1,491 @@
+//! The `listing` kind: what a seller offers, versioned by `seq`.
+//!
+//! A listing's identity is (author, nonce); every edit, sale or retraction is a new version
+//! with a higher `seq`, and the highest valid `seq` wins. This module owns the body's fields,
+//! their encoding and their limits. It does not decide what is stored: that is the node's.
+
+use ciborium::value::Value;
+
+use crate::cbor::{self, Fields, canonical_map, int, uint};
+use crate::envelope::{ObjectId, PublicKey};
+use crate::error::{DecodeError, FieldError};
+use crate::MAX_CLOCK_SKEW_MS;
+
+/// Longest title, in characters.
+pub const TITLE_MAX_CHARS: usize = 120;
+/// Longest title, in bytes of UTF-8.
+pub const TITLE_MAX_BYTES: usize = 480;
+/// Longest description, in bytes of UTF-8.
+pub const DESCRIPTION_MAX_BYTES: usize = 8000;
+/// Longest category name, in bytes (`[a-z0-9-]`).
+pub const CATEGORY_MAX_BYTES: usize = 32;
+/// Highest price, in minor units (10^15: beyond any second-hand trade).
+pub const PRICE_MAX: u64 = 1_000_000_000_000_000;
+/// Highest quantity on offer.
+pub const QUANTITY_MAX: u64 = 100_000;
+/// Most images a listing may name.
+pub const IMAGES_MAX: usize = 8;
+/// Longest a listing may live from its creation, in milliseconds (180 days).
+pub const LIFETIME_MAX_MS: u64 = 180 * 24 * 3600 * 1000;
+/// Default lifetime given by clients that do not choose one (30 days).
+pub const LIFETIME_DEFAULT_MS: u64 = 30 * 24 * 3600 * 1000;
+/// Earliest timestamp accepted (2024-01-01T00:00:00Z): catches seconds sent as milliseconds.
+pub const EARLIEST_MS: u64 = 1_704_067_200_000;
+/// The category used when none is given.
+pub const DEFAULT_CATEGORY: &str = "general";
+
+/// The stable identity of a listing across its versions: blake3 of a domain tag, the
+/// author's key and the nonce. Displayed in lowercase hex.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ListingId(pub [u8; 32]);
+
+impl ListingId {
+    /// The id of the listing `nonce` by `author`.
+    pub fn new(author: &PublicKey, nonce: &[u8; 16]) -> Self {
+        let mut h = blake3::Hasher::new();
+        h.update(b"jangteo/v1/listing-id");
+        h.update(&author.0);
+        h.update(nonce);
+        Self(*h.finalize().as_bytes())
+    }
+
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        ObjectId::from_hex(s).map(|o| Self(o.0))
+    }
+}
+
+impl std::fmt::Debug for ListingId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ListingId({})", self.to_hex())
+    }
+}
+
+impl std::fmt::Display for ListingId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// Whether a listing version is on offer or withdrawn for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListingStatus {
+    /// On offer (while `quantity > 0` and not expired).
+    Active,
+    /// Withdrawn by the seller; final.
+    Retracted,
+}
+
+impl ListingStatus {
+    /// Wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ListingStatus::Active => "active",
+            ListingStatus::Retracted => "retracted",
+        }
+    }
+}
+
+/// The condition of a second-hand item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// Never used.
+    New,
+    /// Used, no visible wear.
+    LikeNew,
+    /// Light wear.
+    Good,
+    /// Visible wear, works.
+    Fair,
+    /// Heavy wear or faults, described.
+    Poor,
+}
+
+impl Condition {
+    /// Wire and CLI name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Condition::New => "new",
+            Condition::LikeNew => "like-new",
+            Condition::Good => "good",
+            Condition::Fair => "fair",
+            Condition::Poor => "poor",
+        }
+    }
+
+    /// Parses a wire or CLI name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "new" => Condition::New,
+            "like-new" => Condition::LikeNew,
+            "good" => Condition::Good,
+            "fair" => Condition::Fair,
+            "poor" => Condition::Poor,
+            _ => return None,
+        })
+    }
+}
+
+/// A pickup location in microdegrees (WGS 84), integers so encoding is exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// Latitude × 10^6, in ±90 000 000.
+    pub lat_e6: i32,
+    /// Longitude × 10^6, in ±180 000 000.
+    pub lon_e6: i32,
+}
+
+impl Location {
+    /// From degrees; `None` when out of range or not finite.
+    pub fn from_degrees(lat: f64, lon: f64) -> Option<Self> {
+        if !lat.is_finite() || !lon.is_finite() || lat.abs() > 90.0 || lon.abs() > 180.0 {
+            return None;
+        }
+        Some(Self { lat_e6: (lat * 1e6).round() as i32, lon_e6: (lon * 1e6).round() as i32 })
+    }
+
+    /// Latitude in degrees.
+    pub fn lat(&self) -> f64 {
+        f64::from(self.lat_e6) / 1e6
+    }
+
+    /// Longitude in degrees.
+    pub fn lon(&self) -> f64 {
+        f64::from(self.lon_e6) / 1e6
+    }
+
+    /// Great-circle distance in kilometres (haversine).
+    pub fn distance_km(&self, other: &Location) -> f64 {
+        let (la1, lo1, la2, lo2) = (
+            self.lat().to_radians(),
+            self.lon().to_radians(),
+            other.lat().to_radians(),
+            other.lon().to_radians(),
+        );
+        let a = ((la2 - la1) / 2.0).sin().powi(2)
+            + la1.cos() * la2.cos() * ((lo2 - lo1) / 2.0).sin().powi(2);
+        2.0 * 6371.0088 * a.sqrt().asin()
+    }
+}
+
+/// One version of a listing (the body of a `listing` object).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// Random per listing; with the author it forms the [`ListingId`].
+    pub nonce: [u8; 16],
+    /// Version number, from 1, strictly increasing.
+    pub seq: u64,
+    /// When the first version was made (unix ms).
+    pub created_at: u64,
+    /// When this version was made (unix ms).
+    pub updated_at: u64,
+    /// When the listing stops being on offer (unix ms).
+    pub expires_at: u64,
+    /// Active or retracted.
+    pub status: ListingStatus,
+    /// Short title.
+    pub title: String,
+    /// Free text.
+    pub description: String,
+    /// Category (`[a-z0-9-]`).
+    pub category: String,
+    /// Item condition, when it applies.
+    pub condition: Option<Condition>,
+    /// Price per unit in the currency's minor unit.
+    pub price: u64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Units still on offer; 0 means sold out.
+    pub quantity: u64,
+    /// blake3 ids of images.
+    pub images: Vec<[u8; 32]>,
+    /// Pickup location.
+    pub location: Option<Location>,
+}
+
+impl Listing {
+    /// The deterministic CBOR body.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e: Vec<(&'static str, Value)> = vec![
+            ("nonce", Value::Bytes(self.nonce.to_vec())),
+            ("seq", uint(self.seq)),
+            ("created", uint(self.created_at)),
+            ("updated", uint(self.updated_at)),
+            ("expires", uint(self.expires_at)),
+            ("status", Value::Text(self.status.name().to_owned())),
+            ("title", Value::Text(self.title.clone())),
+            ("category", Value::Text(self.category.clone())),
+            ("price", uint(self.price)),
+            ("currency", Value::Text(self.currency.clone())),
+            ("quantity", uint(self.quantity)),
+        ];
+        if !self.description.is_empty() {
+            e.push(("desc", Value::Text(self.description.clone())));
+        }
+        if let Some(c) = self.condition {
+            e.push(("condition", Value::Text(c.name().to_owned())));
+        }
+        if !self.images.is_empty() {
+            e.push((
+                "images",
+                Value::Array(self.images.iter().map(|i| Value::Bytes(i.to_vec())).collect()),
+            ));
+        }
+        if let Some(l) = self.location {
+            e.push(("location", Value::Array(vec![int(l.lat_e6.into()), int(l.lon_e6.into())])));
+        }
+        cbor::to_vec(&canonical_map(e))
+    }
+
+    /// Decodes a body (deterministic CBOR, known fields only). Does not validate limits.
+    pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
+        let mut f = Fields::from_value(cbor::from_slice_canonical(body)?)?;
+        let nonce: [u8; 16] = f
+            .bytes("nonce")?
+            .try_into()
+            .map_err(|_| DecodeError::WrongType { field: "nonce", expected: "16 bytes" })?;
+        let status = match f.text("status")?.as_str() {
+            "active" => ListingStatus::Active,
+            "retracted" => ListingStatus::Retracted,
+            _ => return Err(DecodeError::WrongType { field: "status", expected: "active|retracted" }),
+        };
+        let condition = match f.opt_text("condition")? {
+            None => None,
+            Some(c) => Some(Condition::from_name(&c).ok_or(DecodeError::WrongType {
+                field: "condition",
+                expected: "new|like-new|good|fair|poor",
+            })?),
+        };
+        let images = match f.opt_array("images")? {
+            None => Vec::new(),
+            Some(items) => {
+                if items.len() > IMAGES_MAX {
+                    return Err(DecodeError::WrongType { field: "images", expected: "at most 8" });
+                }
+                items
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::Bytes(b) => b.try_into().map_err(|_| DecodeError::WrongType {
+                            field: "images",
+                            expected: "32-byte ids",
+                        }),
+                        _ => Err(DecodeError::WrongType { field: "images", expected: "bytes" }),
+                    })
+                    .collect::<Result<Vec<[u8; 32]>, _>>()?
+            }
+        };
+        let location = match f.opt_array("location")? {
+            None => None,
+            Some(items) => {
+                let [lat, lon]: [Value; 2] = items
+                    .try_into()
+                    .map_err(|_| DecodeError::WrongType { field: "location", expected: "[lat, lon]" })?;
+                let lat = i32::try_from(cbor::as_i64(lat, "location")?)
+                    .map_err(|_| DecodeError::WrongType { field: "location", expected: "i32" })?;
+                let lon = i32::try_from(cbor::as_i64(lon, "location")?)
+                    .map_err(|_| DecodeError::WrongType { field: "location", expected: "i32" })?;
+                Some(Location { lat_e6: lat, lon_e6: lon })
+            }
+        };
+        let l = Listing {
+            nonce,
+            seq: f.u64("seq")?,
+            created_at: f.u64("created")?,
+            updated_at: f.u64("updated")?,
+            expires_at: f.u64("expires")?,
+            status,
+            title: f.text("title")?,
+            description: f.opt_text("desc")?.unwrap_or_default(),
+            category: f.text("category")?,
+            condition,
+            price: f.u64("price")?,
+            currency: f.text("currency")?,
+            quantity: f.u64("quantity")?,
+            images,
+            location,
+        };
+        f.finish()?;
+        Ok(l)
+    }
+
+    /// Checks every field against its limit. `now_ms` bounds how far in the future a
+    /// version may be dated. Field names in errors are the CLI's names.
+    pub fn validate(&self, now_ms: u64) -> Result<(), FieldError> {
+        let title = self.title.trim();
+        if title.is_empty() {
+            return Err(FieldError::new("title", "must not be empty"));
+        }
+        if title.len() != self.title.len() {
+            return Err(FieldError::new("title", "must not start or end with spaces"));
+        }
+        if self.title.chars().count() > TITLE_MAX_CHARS || self.title.len() > TITLE_MAX_BYTES {
+            return Err(FieldError::new(
+                "title",
+                format!("longer than {TITLE_MAX_CHARS} characters"),
+            ));
+        }
+        if self.title.chars().any(char::is_control) {
+            return Err(FieldError::new("title", "must not contain control characters"));
+        }
+        if self.description.len() > DESCRIPTION_MAX_BYTES {
+            return Err(FieldError::new(
+                "description",
+                format!("longer than {DESCRIPTION_MAX_BYTES} bytes"),
+            ));
+        }
+        if self.description.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(FieldError::new("description", "must not contain control characters"));
+        }
+        if self.category.is_empty()
+            || self.category.len() > CATEGORY_MAX_BYTES
+            || !self.category.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(FieldError::new(
+                "category",
+                format!("must be 1-{CATEGORY_MAX_BYTES} characters of a-z, 0-9 and '-'"),
+            ));
+        }
+        if self.price > PRICE_MAX {
+            return Err(FieldError::new("price", format!("above the maximum {PRICE_MAX}")));
+        }
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(FieldError::new(
+                "currency",
+                "must be a three-letter ISO 4217 code in capitals, such as KRW or USD",
+            ));
+        }
+        if self.quantity > QUANTITY_MAX {
+            return Err(FieldError::new("quantity", format!("above the maximum {QUANTITY_MAX}")));
+        }
+        if self.images.len() > IMAGES_MAX {
+            return Err(FieldError::new("image", format!("at most {IMAGES_MAX} images")));
+        }
+        if let Some(l) = self.location {
+            if l.lat_e6.abs() > 90_000_000 || l.lon_e6.abs() > 180_000_000 {
+                return Err(FieldError::new(
+                    "location",
+                    "latitude must be within ±90 and longitude within ±180",
+                ));
+            }
+        }
+        if self.seq == 0 {
+            return Err(FieldError::new("seq", "starts at 1"));
+        }
+        if self.created_at < EARLIEST_MS {
+            return Err(FieldError::new("created_at", "before 2024 (seconds instead of milliseconds?)"));
+        }
+        if self.updated_at < self.created_at {
+            return Err(FieldError::new("updated_at", "earlier than created_at"));
+        }
+        if self.updated_at > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
+            return Err(FieldError::new("updated_at", "dated in the future"));
+        }
+        if self.expires_at <= self.created_at
+            || self.expires_at - self.created_at > LIFETIME_MAX_MS
+        {
+            return Err(FieldError::new(
+                "expires_at",
+                "must be after created_at and at most 180 days later",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The listing's stable id for the given author.
+    pub fn id(&self, author: &PublicKey) -> ListingId {
+        ListingId::new(author, &self.nonce)
+    }
+
+    /// Whether this version is on offer at `now_ms`.
+    pub fn is_open(&self, now_ms: u64) -> bool {
+        self.status == ListingStatus::Active && self.quantity > 0 && self.expires_at > now_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Listing {
+        Listing {
+            nonce: [9; 16],
+            seq: 1,
+            created_at: 1_760_000_000_000,
+            updated_at: 1_760_000_000_000,
+            expires_at: 1_760_000_000_000 + LIFETIME_DEFAULT_MS,
+            status: ListingStatus::Active,
+            title: "중고 자전거를 팝니다".into(),
+            description: "Rides well.\nPickup only.".into(),
+            category: "bikes".into(),
+            condition: Some(Condition::Good),
+            price: 150_000,
+            currency: "KRW".into(),
+            quantity: 1,
+            images: vec![[1; 32]],
+            location: Some(Location { lat_e6: 37_566_500, lon_e6: 126_978_000 }),
+        }
+    }
+
+    const NOW: u64 = 1_760_000_000_000;
+
+    #[test]
+    fn roundtrip_and_valid() {
+        let l = sample();
+        let bytes = l.encode();
+        assert_eq!(Listing::decode(&bytes).expect("decodes"), l);
+        l.validate(NOW).expect("valid");
+    }
+
+    #[test]
+    fn every_limit_names_its_field() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut Listing)>)> = vec![
+            ("title", Box::new(|l| l.title = String::new())),
+            ("title", Box::new(|l| l.title = "가".repeat(TITLE_MAX_CHARS + 1))),
+            ("title", Box::new(|l| l.title = "bell\u{7}".into())),
+            ("description", Box::new(|l| l.description = "x".repeat(DESCRIPTION_MAX_BYTES + 1))),
+            ("category", Box::new(|l| l.category = "Bikes".into())),
+            ("category", Box::new(|l| l.category = "a".repeat(CATEGORY_MAX_BYTES + 1))),
+            ("price", Box::new(|l| l.price = PRICE_MAX + 1)),
+            ("currency", Box::new(|l| l.currency = "krw".into())),
+            ("currency", Box::new(|l| l.currency = "EURO".into())),
+            ("quantity", Box::new(|l| l.quantity = QUANTITY_MAX + 1)),
+            ("image", Box::new(|l| l.images = vec![[0; 32]; IMAGES_MAX + 1])),
+            ("location", Box::new(|l| l.location = Some(Location { lat_e6: 90_000_001, lon_e6: 0 }))),
+            ("location", Box::new(|l| l.location = Some(Location { lat_e6: 0, lon_e6: -180_000_001 }))),
+            ("seq", Box::new(|l| l.seq = 0)),
+            ("updated_at", Box::new(|l| l.updated_at = NOW + MAX_CLOCK_SKEW_MS + 1)),
+            ("created_at", Box::new(|l| { l.created_at = 1_700_000_000; l.updated_at = l.created_at; })),
+            ("expires_at", Box::new(|l| l.expires_at = l.created_at)),
+            ("expires_at", Box::new(|l| l.expires_at = l.created_at + LIFETIME_MAX_MS + 1)),
+        ];
+        for (field, mutate) in cases {
+            let mut l = sample();
+            mutate(&mut l);
+            let err = l.validate(NOW).expect_err(field);
+            assert_eq!(err.field, field, "{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_field_refused() {
+        let mut v = cbor::from_slice_canonical(&sample().encode()).expect("canonical");
+        if let Value::Map(m) = &mut v {
+            m.push((Value::Text("zzzzzzzzzzzz".into()), uint(1)));
+        }
+        let bytes = cbor::to_vec(&v);
+        assert!(matches!(Listing::decode(&bytes), Err(DecodeError::UnknownField(_))));
+    }
+
+    #[test]
+    fn distance_seoul_busan() {
+        let seoul = Location::from_degrees(37.5665, 126.9780).expect("in range");
+        let busan = Location::from_degrees(35.1796, 129.0756).expect("in range");
+        let d = seoul.distance_km(&busan);
+        assert!((320.0..330.0).contains(&d), "{d}");
+    }
+}

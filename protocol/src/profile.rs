@@ -1,0 +1,78 @@
+//! The `profile` kind: a node's public name and short bio, newest `updated_at` wins.
+//!
+//! Owns the body's fields, encoding and limits; nothing about storage.
+
+use crate::MAX_CLOCK_SKEW_MS;
+use crate::cbor::{self, Fields, canonical_map, uint};
+use crate::error::{DecodeError, FieldError};
+use ciborium::value::Value;
+
+/// Longest display name, in characters.
+pub const NAME_MAX_CHARS: usize = 64;
+/// Longest bio, in bytes.
+pub const BIO_MAX_BYTES: usize = 1000;
+
+/// A node's public profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    /// Display name.
+    pub name: String,
+    /// Short free text.
+    pub bio: String,
+    /// When this version was made (unix ms); the newest wins.
+    pub updated_at: u64,
+}
+
+impl Profile {
+    /// The deterministic CBOR body.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = vec![("name", Value::Text(self.name.clone())), ("updated", uint(self.updated_at))];
+        if !self.bio.is_empty() {
+            e.push(("bio", Value::Text(self.bio.clone())));
+        }
+        cbor::to_vec(&canonical_map(e))
+    }
+
+    /// Decodes a body.
+    pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
+        let mut f = Fields::from_value(cbor::from_slice_canonical(body)?)?;
+        let p = Profile {
+            name: f.text("name")?,
+            bio: f.opt_text("bio")?.unwrap_or_default(),
+            updated_at: f.u64("updated")?,
+        };
+        f.finish()?;
+        Ok(p)
+    }
+
+    /// Checks limits.
+    pub fn validate(&self, now_ms: u64) -> Result<(), FieldError> {
+        if self.name.trim().is_empty() {
+            return Err(FieldError::new("name", "must not be empty"));
+        }
+        if self.name.chars().count() > NAME_MAX_CHARS || self.name.chars().any(char::is_control) {
+            return Err(FieldError::new("name", format!("at most {NAME_MAX_CHARS} printable characters")));
+        }
+        if self.bio.len() > BIO_MAX_BYTES {
+            return Err(FieldError::new("bio", format!("longer than {BIO_MAX_BYTES} bytes")));
+        }
+        if self.updated_at > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
+            return Err(FieldError::new("updated_at", "dated in the future"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_limits() {
+        let p = Profile { name: "장터 할머니".into(), bio: String::new(), updated_at: 1_760_000_000_000 };
+        assert_eq!(Profile::decode(&p.encode()).expect("decodes"), p);
+        p.validate(1_760_000_000_000).expect("valid");
+        let long = Profile { name: "x".repeat(NAME_MAX_CHARS + 1), ..p.clone() };
+        assert_eq!(long.validate(1_760_000_000_000).expect_err("long").field, "name");
+    }
+}

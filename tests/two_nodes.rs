@@ -1,0 +1,242 @@
+//! End-to-end: the real `jangteo` binary as separate processes on loopback.
+//!
+//! Two nodes: post with the CLI on one, find it with the CLI on the other; bad input is
+//! refused with exit 1 naming the field; no node running is exit 2; an acknowledged post
+//! survives `kill -9`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_jangteo");
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A `jangteo node` process, killed when dropped.
+struct NodeProc {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn jangteo(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run jangteo")
+}
+
+fn json_ok(dir: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = jangteo(dir, &all);
+    assert!(
+        out.status.success(),
+        "jangteo {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout of {args:?} is not one JSON value: {e}"))
+}
+
+/// Polls `check` until it returns Some, failing after `WAIT`.
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn start_node(dir: &Path, bootstrap: Option<&str>) -> (NodeProc, Value) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--data-dir").arg(dir).args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]);
+    if let Some(b) = bootstrap {
+        cmd.args(["--bootstrap", b]);
+    }
+    let log = std::fs::File::create(dir.with_extension("log")).expect("log file");
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().expect("spawn node");
+    let node = NodeProc { child, dir: dir.to_owned() };
+    let id = wait_for("the node's API", || {
+        let out = jangteo(&node.dir, &["--json", "id"]);
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (out.status.success() && v["addrs"].as_array().is_some_and(|a| !a.is_empty())).then_some(v)
+    });
+    (node, id)
+}
+
+fn tcp_addr(id: &Value) -> String {
+    id["addrs"]
+        .as_array()
+        .expect("addrs")
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
+        .expect("a loopback TCP address")
+        .to_owned()
+}
+
+#[test]
+fn a_listing_posted_on_one_node_is_found_on_another() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (a, a_id) = start_node(&a_dir, None);
+    let (b, b_id) = start_node(&b_dir, Some(&tcp_addr(&a_id)));
+    assert_ne!(a_id["peer_id"], b_id["peer_id"]);
+    for n in [&a, &b] {
+        wait_for("a gossip peer", || (json_ok(&n.dir, &["status"])["gossip_peers"].as_u64()? > 0).then_some(()));
+    }
+    let peers = json_ok(&b.dir, &["peers"]);
+    assert!(peers.as_array().expect("array").iter().any(|p| p["peer_id"] == a_id["peer_id"]));
+
+    let start = Instant::now();
+    let posted = json_ok(
+        &a.dir,
+        &["post", "--title", "Brompton folding bike", "--price", "1500000", "--currency", "KRW",
+          "--category", "bikes", "--condition", "good", "--description", "2019 model, pickup in Mapo",
+          "--location", "37.5563,126.9220"],
+    );
+    let id = posted["id"].as_str().expect("id").to_owned();
+    let found = wait_for("the listing on node b", || {
+        let hits = json_ok(&b.dir, &["search", "brompton"]);
+        hits.as_array()?.iter().find(|h| h["id"] == id.as_str()).cloned()
+    });
+    eprintln!("listing crossed from a to b in {} ms (CLI round trips included)", start.elapsed().as_millis());
+    assert_eq!(found["seller"], a_id["peer_id"], "b sees who sells it");
+    assert_eq!(found["price"], 1_500_000);
+
+    let shown = json_ok(&b.dir, &["show", &id]);
+    assert_eq!(shown["title"], "Brompton folding bike");
+    assert_eq!(shown["currency"], "KRW");
+    assert_eq!(shown["category"], "bikes");
+    assert_eq!(shown["seller"], a_id["peer_id"]);
+    assert_eq!(shown["seq"], 1);
+
+    // Filters over the other node's store.
+    let near = json_ok(&b.dir, &["search", "--near", "37.5665,126.9780", "--radius-km", "10", "--max-price", "2000000"]);
+    assert_eq!(near.as_array().expect("array").len(), 1);
+    assert!(near[0]["distance_km"].as_f64().expect("distance") < 10.0);
+    let too_cheap = json_ok(&b.dir, &["search", "--max-price", "1000"]);
+    assert_eq!(too_cheap.as_array().expect("array").len(), 0);
+
+    // Update and retract travel too.
+    let upd = json_ok(&a.dir, &["update", &id, "--price", "1200000"]);
+    assert_eq!(upd["seq"], 2);
+    wait_for("version 2 on b", || (json_ok(&b.dir, &["show", &id])["seq"] == 2).then_some(()));
+    assert_eq!(json_ok(&b.dir, &["show", &id])["price"], 1_200_000);
+    // Only the seller can change it.
+    let out = jangteo(&b.dir, &["update", &id, "--price", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let retracted = json_ok(&a.dir, &["retract", &id]);
+    assert_eq!(retracted["seq"], 3);
+    wait_for("the retraction on b", || (json_ok(&b.dir, &["show", &id])["status"] == "retracted").then_some(()));
+    assert_eq!(json_ok(&b.dir, &["search", "brompton"]).as_array().expect("array").len(), 0);
+}
+
+#[test]
+fn bad_input_is_refused_with_the_field_named() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("n");
+    let (node, _) = start_node(&dir, None);
+    let cases: [(&[&str], &str); 5] = [
+        (&["post", "--title", "", "--price", "1", "--currency", "KRW"], "title"),
+        (&["post", "--title", "kettle", "--price", "1", "--currency", "krw"], "currency"),
+        (&["post", "--title", "kettle", "--price", "1", "--currency", "KRW", "--category", "Home Goods"], "category"),
+        (&["post", "--title", "kettle", "--price", "1", "--currency", "KRW", "--location", "91,10"], "location"),
+        (&["post", "--title", "kettle", "--price", "1", "--currency", "KRW", "--condition", "broken"], "condition"),
+    ];
+    for (args, field) in cases {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = jangteo(&node.dir, &all);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(field), "{args:?}: stderr {stderr:?} does not name {field}");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON error on stdout");
+        assert!(v["error"]["message"].as_str().expect("message").contains(field));
+    }
+    let long_title = "가".repeat(121);
+    let out = jangteo(&node.dir, &["post", "--title", &long_title, "--price", "1", "--currency", "KRW"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("title"));
+    // Nothing was stored by the refused posts.
+    assert_eq!(json_ok(&node.dir, &["search", "--all"]).as_array().expect("array").len(), 0);
+    // Unknown id, malformed id, bad search.
+    let out = jangteo(&node.dir, &["show", &"ab".repeat(32)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no listing"));
+    assert_eq!(jangteo(&node.dir, &["show", "nope"]).status.code(), Some(1));
+    let out = jangteo(&node.dir, &["search", "--min-price", "10", "--max-price", "5"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("min-price"));
+    assert_eq!(jangteo(&node.dir, &["search", "--sort", "cheapest"]).status.code(), Some(1));
+    // Usage errors are exit 2.
+    assert_eq!(jangteo(&node.dir, &["post", "--title", "x", "--price", "-5", "--currency", "KRW"]).status.code(), Some(2));
+    // A wrong API token is refused.
+    std::fs::write(node.dir.join("api.token"), "0".repeat(64)).expect("overwrite token");
+    let out = jangteo(&node.dir, &["status"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token"));
+}
+
+#[test]
+fn no_node_running_is_exit_2_saying_how_to_start_one() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = jangteo(tmp.path(), &["--json", "status"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("node"), "{stderr}");
+    assert!(stderr.contains("jangteo --data-dir"), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON error");
+    assert_eq!(v["error"]["code"], "node_unreachable");
+}
+
+#[test]
+fn init_creates_a_private_key_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let first = json_ok(tmp.path(), &["init"]);
+    assert_eq!(first["created"], true);
+    let mode = std::fs::metadata(tmp.path().join("identity.key")).expect("key").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let again = json_ok(tmp.path(), &["init"]);
+    assert_eq!(again["created"], false);
+    assert_eq!(first["peer_id"], again["peer_id"]);
+}
+
+#[test]
+fn an_acknowledged_post_survives_kill_9() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("n");
+    let (mut node, _) = start_node(&dir, None);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let v = json_ok(&dir, &["post", "--title", &format!("crash test item {i}"), "--price", "100", "--currency", "USD"]);
+        ids.push(v["id"].as_str().expect("id").to_owned());
+    }
+    // SIGKILL: no clean shutdown, no flush.
+    node.child.kill().expect("kill -9");
+    node.child.wait().expect("reap");
+    let token_before = std::fs::read_to_string(dir.join("api.token")).expect("token");
+    let (_node, _) = start_node(&dir, None);
+    for id in &ids {
+        let v = json_ok(&dir, &["show", id]);
+        assert_eq!(v["currency"], "USD");
+    }
+    assert_eq!(std::fs::read_to_string(dir.join("api.token")).expect("token"), token_before);
+    let status = json_ok(&dir, &["status"]);
+    assert_eq!(status["listings"], 5);
+}
