@@ -46,7 +46,8 @@ fn json_ok(dir: &Path, args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&out.stdout)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout of {args:?} is not one JSON value: {e}"))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout of {args:?} is not one JSON value: {e}"))
 }
 
 /// Polls `check` until it returns Some, failing after `WAIT`.
@@ -63,13 +64,23 @@ fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
 
 fn start_node(dir: &Path, bootstrap: Option<&str>) -> (NodeProc, Value) {
     let mut cmd = Command::new(BIN);
-    cmd.arg("--data-dir").arg(dir).args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]);
+    cmd.arg("--data-dir")
+        .arg(dir)
+        .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]);
     if let Some(b) = bootstrap {
         cmd.args(["--bootstrap", b]);
     }
     let log = std::fs::File::create(dir.with_extension("log")).expect("log file");
-    let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().expect("spawn node");
-    let node = NodeProc { child, dir: dir.to_owned() };
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn node");
+    let node = NodeProc {
+        child,
+        dir: dir.to_owned(),
+    };
     let id = wait_for("the node's API", || {
         let out = jangteo(&node.dir, &["--json", "id"]);
         let v: Value = serde_json::from_slice(&out.stdout).ok()?;
@@ -97,24 +108,52 @@ fn a_listing_posted_on_one_node_is_found_on_another() {
     let (b, b_id) = start_node(&b_dir, Some(&tcp_addr(&a_id)));
     assert_ne!(a_id["peer_id"], b_id["peer_id"]);
     for n in [&a, &b] {
-        wait_for("a gossip peer", || (json_ok(&n.dir, &["status"])["gossip_peers"].as_u64()? > 0).then_some(()));
+        wait_for("a gossip peer", || {
+            (json_ok(&n.dir, &["status"])["gossip_peers"].as_u64()? > 0).then_some(())
+        });
     }
     let peers = json_ok(&b.dir, &["peers"]);
-    assert!(peers.as_array().expect("array").iter().any(|p| p["peer_id"] == a_id["peer_id"]));
+    assert!(
+        peers
+            .as_array()
+            .expect("array")
+            .iter()
+            .any(|p| p["peer_id"] == a_id["peer_id"])
+    );
 
     let start = Instant::now();
     let posted = json_ok(
         &a.dir,
-        &["post", "--title", "Brompton folding bike", "--price", "1500000", "--currency", "KRW",
-          "--category", "bikes", "--condition", "good", "--description", "2019 model, pickup in Mapo",
-          "--location", "37.5563,126.9220"],
+        &[
+            "post",
+            "--title",
+            "Brompton folding bike",
+            "--price",
+            "1500000",
+            "--currency",
+            "KRW",
+            "--category",
+            "bikes",
+            "--condition",
+            "good",
+            "--description",
+            "2019 model, pickup in Mapo",
+            "--location",
+            "37.5563,126.9220",
+        ],
     );
     let id = posted["id"].as_str().expect("id").to_owned();
     let found = wait_for("the listing on node b", || {
         let hits = json_ok(&b.dir, &["search", "brompton"]);
-        hits.as_array()?.iter().find(|h| h["id"] == id.as_str()).cloned()
+        hits.as_array()?
+            .iter()
+            .find(|h| h["id"] == id.as_str())
+            .cloned()
     });
-    eprintln!("listing crossed from a to b in {} ms (CLI round trips included)", start.elapsed().as_millis());
+    eprintln!(
+        "listing crossed from a to b in {} ms (CLI round trips included)",
+        start.elapsed().as_millis()
+    );
     assert_eq!(found["seller"], a_id["peer_id"], "b sees who sells it");
     assert_eq!(found["price"], 1_500_000);
 
@@ -126,7 +165,18 @@ fn a_listing_posted_on_one_node_is_found_on_another() {
     assert_eq!(shown["seq"], 1);
 
     // Filters over the other node's store.
-    let near = json_ok(&b.dir, &["search", "--near", "37.5665,126.9780", "--radius-km", "10", "--max-price", "2000000"]);
+    let near = json_ok(
+        &b.dir,
+        &[
+            "search",
+            "--near",
+            "37.5665,126.9780",
+            "--radius-km",
+            "10",
+            "--max-price",
+            "2000000",
+        ],
+    );
     assert_eq!(near.as_array().expect("array").len(), 1);
     assert!(near[0]["distance_km"].as_f64().expect("distance") < 10.0);
     let too_cheap = json_ok(&b.dir, &["search", "--max-price", "1000"]);
@@ -135,15 +185,25 @@ fn a_listing_posted_on_one_node_is_found_on_another() {
     // Update and retract travel too.
     let upd = json_ok(&a.dir, &["update", &id, "--price", "1200000"]);
     assert_eq!(upd["seq"], 2);
-    wait_for("version 2 on b", || (json_ok(&b.dir, &["show", &id])["seq"] == 2).then_some(()));
+    wait_for("version 2 on b", || {
+        (json_ok(&b.dir, &["show", &id])["seq"] == 2).then_some(())
+    });
     assert_eq!(json_ok(&b.dir, &["show", &id])["price"], 1_200_000);
     // Only the seller can change it.
     let out = jangteo(&b.dir, &["update", &id, "--price", "1"]);
     assert_eq!(out.status.code(), Some(1));
     let retracted = json_ok(&a.dir, &["retract", &id]);
     assert_eq!(retracted["seq"], 3);
-    wait_for("the retraction on b", || (json_ok(&b.dir, &["show", &id])["status"] == "retracted").then_some(()));
-    assert_eq!(json_ok(&b.dir, &["search", "brompton"]).as_array().expect("array").len(), 0);
+    wait_for("the retraction on b", || {
+        (json_ok(&b.dir, &["show", &id])["status"] == "retracted").then_some(())
+    });
+    assert_eq!(
+        json_ok(&b.dir, &["search", "brompton"])
+            .as_array()
+            .expect("array")
+            .len(),
+        0
+    );
 }
 
 #[test]
@@ -152,11 +212,64 @@ fn bad_input_is_refused_with_the_field_named() {
     let dir = tmp.path().join("n");
     let (node, _) = start_node(&dir, None);
     let cases: [(&[&str], &str); 5] = [
-        (&["post", "--title", "", "--price", "1", "--currency", "KRW"], "title"),
-        (&["post", "--title", "kettle", "--price", "1", "--currency", "krw"], "currency"),
-        (&["post", "--title", "kettle", "--price", "1", "--currency", "KRW", "--category", "Home Goods"], "category"),
-        (&["post", "--title", "kettle", "--price", "1", "--currency", "KRW", "--location", "91,10"], "location"),
-        (&["post", "--title", "kettle", "--price", "1", "--currency", "KRW", "--condition", "broken"], "condition"),
+        (
+            &["post", "--title", "", "--price", "1", "--currency", "KRW"],
+            "title",
+        ),
+        (
+            &[
+                "post",
+                "--title",
+                "kettle",
+                "--price",
+                "1",
+                "--currency",
+                "krw",
+            ],
+            "currency",
+        ),
+        (
+            &[
+                "post",
+                "--title",
+                "kettle",
+                "--price",
+                "1",
+                "--currency",
+                "KRW",
+                "--category",
+                "Home Goods",
+            ],
+            "category",
+        ),
+        (
+            &[
+                "post",
+                "--title",
+                "kettle",
+                "--price",
+                "1",
+                "--currency",
+                "KRW",
+                "--location",
+                "91,10",
+            ],
+            "location",
+        ),
+        (
+            &[
+                "post",
+                "--title",
+                "kettle",
+                "--price",
+                "1",
+                "--currency",
+                "KRW",
+                "--condition",
+                "broken",
+            ],
+            "condition",
+        ),
     ];
     for (args, field) in cases {
         let mut all = vec!["--json"];
@@ -164,27 +277,68 @@ fn bad_input_is_refused_with_the_field_named() {
         let out = jangteo(&node.dir, &all);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(field), "{args:?}: stderr {stderr:?} does not name {field}");
+        assert!(
+            stderr.contains(field),
+            "{args:?}: stderr {stderr:?} does not name {field}"
+        );
         let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON error on stdout");
-        assert!(v["error"]["message"].as_str().expect("message").contains(field));
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains(field)
+        );
     }
     let long_title = "가".repeat(121);
-    let out = jangteo(&node.dir, &["post", "--title", &long_title, "--price", "1", "--currency", "KRW"]);
+    let out = jangteo(
+        &node.dir,
+        &[
+            "post",
+            "--title",
+            &long_title,
+            "--price",
+            "1",
+            "--currency",
+            "KRW",
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("title"));
     // Nothing was stored by the refused posts.
-    assert_eq!(json_ok(&node.dir, &["search", "--all"]).as_array().expect("array").len(), 0);
+    assert_eq!(
+        json_ok(&node.dir, &["search", "--all"])
+            .as_array()
+            .expect("array")
+            .len(),
+        0
+    );
     // Unknown id, malformed id, bad search.
     let out = jangteo(&node.dir, &["show", &"ab".repeat(32)]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no listing"));
     assert_eq!(jangteo(&node.dir, &["show", "nope"]).status.code(), Some(1));
-    let out = jangteo(&node.dir, &["search", "--min-price", "10", "--max-price", "5"]);
+    let out = jangteo(
+        &node.dir,
+        &["search", "--min-price", "10", "--max-price", "5"],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("min-price"));
-    assert_eq!(jangteo(&node.dir, &["search", "--sort", "cheapest"]).status.code(), Some(1));
+    assert_eq!(
+        jangteo(&node.dir, &["search", "--sort", "cheapest"])
+            .status
+            .code(),
+        Some(1)
+    );
     // Usage errors are exit 2.
-    assert_eq!(jangteo(&node.dir, &["post", "--title", "x", "--price", "-5", "--currency", "KRW"]).status.code(), Some(2));
+    assert_eq!(
+        jangteo(
+            &node.dir,
+            &["post", "--title", "x", "--price", "-5", "--currency", "KRW"]
+        )
+        .status
+        .code(),
+        Some(2)
+    );
     // A wrong API token is refused.
     std::fs::write(node.dir.join("api.token"), "0".repeat(64)).expect("overwrite token");
     let out = jangteo(&node.dir, &["status"]);
@@ -210,7 +364,10 @@ fn init_creates_a_private_key_once() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let first = json_ok(tmp.path(), &["init"]);
     assert_eq!(first["created"], true);
-    let mode = std::fs::metadata(tmp.path().join("identity.key")).expect("key").permissions().mode();
+    let mode = std::fs::metadata(tmp.path().join("identity.key"))
+        .expect("key")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let again = json_ok(tmp.path(), &["init"]);
     assert_eq!(again["created"], false);
@@ -224,7 +381,18 @@ fn an_acknowledged_post_survives_kill_9() {
     let (mut node, _) = start_node(&dir, None);
     let mut ids = Vec::new();
     for i in 0..5 {
-        let v = json_ok(&dir, &["post", "--title", &format!("crash test item {i}"), "--price", "100", "--currency", "USD"]);
+        let v = json_ok(
+            &dir,
+            &[
+                "post",
+                "--title",
+                &format!("crash test item {i}"),
+                "--price",
+                "100",
+                "--currency",
+                "USD",
+            ],
+        );
         ids.push(v["id"].as_str().expect("id").to_owned());
     }
     // SIGKILL: no clean shutdown, no flush.
@@ -236,7 +404,67 @@ fn an_acknowledged_post_survives_kill_9() {
         let v = json_ok(&dir, &["show", id]);
         assert_eq!(v["currency"], "USD");
     }
-    assert_eq!(std::fs::read_to_string(dir.join("api.token")).expect("token"), token_before);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("api.token")).expect("token"),
+        token_before
+    );
     let status = json_ok(&dir, &["status"]);
     assert_eq!(status["listings"], 5);
+}
+
+#[test]
+fn the_api_is_local_token_guarded_and_answers_errors_in_json() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("n");
+    let (_node, _) = start_node(&dir, None);
+    let api: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("api.json")).expect("api.json"))
+            .expect("json");
+    let addr = api["addr"].as_str().expect("addr").to_owned();
+    assert!(
+        addr.starts_with("127.0.0.1:"),
+        "API must listen on loopback by default, got {addr}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("api.token"))
+        .expect("token")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let token = std::fs::read_to_string(dir.join("api.token")).expect("token");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let http = reqwest::Client::builder().no_proxy().build().expect("client");
+        let url = |p: &str| format!("http://{addr}{p}");
+        let check = |resp: reqwest::Response, status: u16, code: &'static str| async move {
+            assert_eq!(resp.status().as_u16(), status);
+            let v: Value = resp.json().await.expect("JSON error body");
+            assert_eq!(v["error"]["code"], code, "{v}");
+            assert!(!v["error"]["message"].as_str().expect("message").is_empty());
+        };
+        check(http.get(url("/v1/status")).send().await.expect("send"), 401, "unauthorized").await;
+        check(http.get(url("/v1/status")).bearer_auth("wrong").send().await.expect("send"), 401, "unauthorized").await;
+        let authed = |r: reqwest::RequestBuilder| r.bearer_auth(token.trim());
+        let huge = serde_json::json!({"title": "x", "price": 1, "currency": "KRW", "description": "x".repeat(100_000)});
+        check(authed(http.post(url("/v1/listings"))).json(&huge).send().await.expect("send"), 413, "bad_request").await;
+        let malformed = authed(http.post(url("/v1/listings")))
+            .header("content-type", "application/json")
+            .body("{\"title\": ")
+            .send()
+            .await
+            .expect("send");
+        check(malformed, 400, "bad_request").await;
+        let unknown = serde_json::json!({"title": "x", "price": 1, "currency": "KRW", "colour": "red"});
+        check(authed(http.post(url("/v1/listings"))).json(&unknown).send().await.expect("send"), 400, "bad_request").await;
+        check(authed(http.get(url("/v1/nowhere"))).send().await.expect("send"), 404, "no_route").await;
+        let ok = authed(http.post(url("/v1/listings")))
+            .json(&serde_json::json!({"title": "kettle", "price": 15000, "currency": "KRW"}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(ok.status().as_u16(), 201);
+    });
 }

@@ -21,17 +21,29 @@ pub struct CliError {
 impl CliError {
     /// Refused, from any error.
     pub fn refused(e: impl std::fmt::Display) -> Self {
-        Self { exit: 1, code: "refused".into(), message: e.to_string() }
+        Self {
+            exit: 1,
+            code: "refused".into(),
+            message: e.to_string(),
+        }
     }
 
     /// Refused with a code.
     pub fn refused_msg(code: &str, message: String) -> Self {
-        Self { exit: 1, code: code.into(), message }
+        Self {
+            exit: 1,
+            code: code.into(),
+            message,
+        }
     }
 
     /// A usage error.
     pub fn usage(message: String) -> Self {
-        Self { exit: 2, code: "usage".into(), message }
+        Self {
+            exit: 2,
+            code: "usage".into(),
+            message,
+        }
     }
 
     fn unreachable(dir: &Path, why: &str) -> Self {
@@ -50,7 +62,13 @@ impl CliError {
 /// Percent-encodes a user-given id for use as one path segment.
 pub fn path_segment(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -67,9 +85,13 @@ impl ApiClient {
     /// Finds the node of `dir`.
     pub fn open(dir: &Path) -> Result<Self, CliError> {
         let addr_file = dir.join(jangteo_node::API_ADDR_FILE);
-        let raw = std::fs::read_to_string(&addr_file).map_err(|_| CliError::unreachable(dir, "no api.json"))?;
-        let v: Value = serde_json::from_str(&raw).map_err(|_| CliError::unreachable(dir, "api.json unreadable"))?;
-        let addr = v["addr"].as_str().ok_or_else(|| CliError::unreachable(dir, "api.json has no addr"))?;
+        let raw = std::fs::read_to_string(&addr_file)
+            .map_err(|_| CliError::unreachable(dir, "no api.json"))?;
+        let v: Value = serde_json::from_str(&raw)
+            .map_err(|_| CliError::unreachable(dir, "api.json unreadable"))?;
+        let addr = v["addr"]
+            .as_str()
+            .ok_or_else(|| CliError::unreachable(dir, "api.json has no addr"))?;
         let token = std::fs::read_to_string(dir.join(jangteo_node::API_TOKEN_FILE))
             .map_err(|_| CliError::unreachable(dir, "no api.token"))?;
         let http = reqwest::Client::builder()
@@ -77,7 +99,12 @@ impl ApiClient {
             .no_proxy()
             .build()
             .map_err(|e| CliError::usage(format!("HTTP client: {e}")))?;
-        Ok(Self { base: format!("http://{addr}"), token: token.trim().to_owned(), dir: dir.to_owned(), http })
+        Ok(Self {
+            base: format!("http://{addr}"),
+            token: token.trim().to_owned(),
+            dir: dir.to_owned(),
+            http,
+        })
     }
 
     /// GET with query parameters.
@@ -87,7 +114,12 @@ impl ApiClient {
     }
 
     /// A request with an optional JSON body.
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value, CliError> {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, CliError> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(b) = body {
             req = req.json(b);
@@ -100,7 +132,11 @@ impl ApiClient {
             if e.is_connect() {
                 CliError::unreachable(&self.dir, "connection refused")
             } else {
-                CliError { exit: 2, code: "node_unreachable".into(), message: format!("talking to the node: {e}") }
+                CliError {
+                    exit: 2,
+                    code: "node_unreachable".into(),
+                    message: format!("talking to the node: {e}"),
+                }
             }
         })?;
         let status = resp.status();
@@ -109,8 +145,21 @@ impl ApiClient {
             return Ok(body);
         }
         let code = body["error"]["code"].as_str().unwrap_or("error").to_owned();
-        let message = body["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| format!("node answered {status}"));
-        let exit = if status == reqwest::StatusCode::UNAUTHORIZED || status.is_server_error() && code == "network" { 2 } else { 1 };
-        Err(CliError { exit, code, message })
+        let message = body["error"]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("node answered {status}"));
+        let exit = if status == reqwest::StatusCode::UNAUTHORIZED
+            || status.is_server_error() && code == "network"
+        {
+            2
+        } else {
+            1
+        };
+        Err(CliError {
+            exit,
+            code,
+            message,
+        })
     }
 }

@@ -180,7 +180,9 @@ fn data_dir(cli: &Cli) -> PathBuf {
     if let Some(d) = std::env::var_os("JANGTEO_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(d);
     }
-    dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("jangteo")
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("jangteo")
 }
 
 fn main() -> ExitCode {
@@ -194,7 +196,10 @@ fn main() -> ExitCode {
         }
     };
     let json = cli.json;
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("jangteo: cannot start the async runtime: {e}");
@@ -206,7 +211,10 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("jangteo: {}", e.message);
             if json {
-                println!("{}", json!({"error": {"code": e.code, "message": e.message}}));
+                println!(
+                    "{}",
+                    json!({"error": {"code": e.code, "message": e.message}})
+                );
             }
             ExitCode::from(e.exit)
         }
@@ -230,15 +238,35 @@ fn s(v: &Value, k: &str) -> String {
 }
 
 fn listing_line(v: &Value) -> String {
-    let dist = v.get("distance_km").and_then(Value::as_f64).map(|d| format!("  {d:.1} km")).unwrap_or_default();
-    format!("{}  {:>10} {}  {}  [{}] seller {}{}", s(v, "id"), s(v, "price"), s(v, "currency"), s(v, "title"), s(v, "status"), s(v, "seller"), dist)
+    let dist = v
+        .get("distance_km")
+        .and_then(Value::as_f64)
+        .map(|d| format!("  {d:.1} km"))
+        .unwrap_or_default();
+    format!(
+        "{}  {:>10} {}  {}  [{}] seller {}{}",
+        s(v, "id"),
+        s(v, "price"),
+        s(v, "currency"),
+        s(v, "title"),
+        s(v, "status"),
+        s(v, "seller"),
+        dist
+    )
 }
 
 fn listing_text(v: &Value) -> String {
     let mut out = format!(
         "{}\n  id:        {}\n  price:     {} {}\n  quantity:  {}\n  category:  {}\n  status:    {} (version {})\n  seller:    {}",
-        s(v, "title"), s(v, "id"), s(v, "price"), s(v, "currency"), s(v, "quantity"), s(v, "category"),
-        s(v, "status"), s(v, "seq"), s(v, "seller")
+        s(v, "title"),
+        s(v, "id"),
+        s(v, "price"),
+        s(v, "currency"),
+        s(v, "quantity"),
+        s(v, "category"),
+        s(v, "status"),
+        s(v, "seq"),
+        s(v, "seller")
     );
     if let Some(c) = v["condition"].as_str() {
         out.push_str(&format!("\n  condition: {c}"));
@@ -257,12 +285,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let json_out = cli.json;
     match cli.command {
         Command::Init => {
-            let (key, created) = jangteo_node::keys::load_or_create(&dir).map_err(CliError::refused)?;
+            let (key, created) =
+                jangteo_node::keys::load_or_create(&dir).map_err(CliError::refused)?;
             let peer_id = jangteo_protocol::peer_id_string(&key.verifying_key().to_bytes());
             let v = json!({"peer_id": peer_id, "created": created, "data_dir": dir.display().to_string()});
             print(json_out, &v, |v| {
                 let verb = if created { "created" } else { "already had" };
-                format!("{} ({verb} identity in {})", s(v, "peer_id"), s(v, "data_dir"))
+                format!(
+                    "{} ({verb} identity in {})",
+                    s(v, "peer_id"),
+                    s(v, "data_dir")
+                )
             });
             Ok(())
         }
@@ -270,7 +303,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Id => {
             let v = ApiClient::open(&dir)?.get("/v1/id", &[]).await?;
             print(json_out, &v, |v| {
-                let addrs: Vec<String> = v["addrs"].as_array().into_iter().flatten().map(|a| format!("  {}", a.as_str().unwrap_or(""))).collect();
+                let addrs: Vec<String> = v["addrs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| format!("  {}", a.as_str().unwrap_or("")))
+                    .collect();
                 format!("{}\n{}", s(v, "peer_id"), addrs.join("\n"))
             });
             Ok(())
@@ -280,7 +318,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             print(json_out, &v, |v| {
                 format!(
                     "peer id:   {}\npeers:     {} ({} on the listings topic, {} caught up)\nlistings:  {}\nuptime:    {} s",
-                    s(v, "peer_id"), s(v, "peers"), s(v, "gossip_peers"), s(v, "synced_peers"), s(v, "listings"), s(v, "uptime_s")
+                    s(v, "peer_id"),
+                    s(v, "peers"),
+                    s(v, "gossip_peers"),
+                    s(v, "synced_peers"),
+                    s(v, "listings"),
+                    s(v, "uptime_s")
                 )
             });
             Ok(())
@@ -288,11 +331,25 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Peers => {
             let v = ApiClient::open(&dir)?.get("/v1/peers", &[]).await?;
             print(json_out, &v, |v| {
-                let rows: Vec<String> = v.as_array().into_iter().flatten().map(|p| {
-                    let addrs: Vec<&str> = p["addrs"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-                    format!("{}  {}", s(p, "peer_id"), addrs.join(" "))
-                }).collect();
-                if rows.is_empty() { "no peers connected".into() } else { rows.join("\n") }
+                let rows: Vec<String> = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| {
+                        let addrs: Vec<&str> = p["addrs"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .collect();
+                        format!("{}  {}", s(p, "peer_id"), addrs.join(" "))
+                    })
+                    .collect();
+                if rows.is_empty() {
+                    "no peers connected".into()
+                } else {
+                    rows.join("\n")
+                }
             });
             Ok(())
         }
@@ -307,35 +364,60 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 }
             };
             let mut body = json!({"title": a.title, "price": a.price, "currency": a.currency});
-            for (k, v) in [("description", a.description.map(Value::from)), ("category", a.category.map(Value::from)),
-                ("condition", a.condition.map(Value::from)), ("quantity", a.quantity.map(Value::from)),
-                ("expires_in_days", a.expires_in_days.map(Value::from))] {
-                if let Some(v) = v { body[k] = v; }
+            for (k, v) in [
+                ("description", a.description.map(Value::from)),
+                ("category", a.category.map(Value::from)),
+                ("condition", a.condition.map(Value::from)),
+                ("quantity", a.quantity.map(Value::from)),
+                ("expires_in_days", a.expires_in_days.map(Value::from)),
+            ] {
+                if let Some(v) = v {
+                    body[k] = v;
+                }
             }
-            if !location.is_null() { body["location"] = location; }
-            let v = ApiClient::open(&dir)?.send(reqwest::Method::POST, "/v1/listings", Some(&body)).await?;
+            if !location.is_null() {
+                body["location"] = location;
+            }
+            let v = ApiClient::open(&dir)?
+                .send(reqwest::Method::POST, "/v1/listings", Some(&body))
+                .await?;
             let out = json!({"id": v["id"], "seq": v["seq"]});
             print(json_out, &out, |o| format!("posted {}", s(o, "id")));
             Ok(())
         }
         Command::Update(a) => {
             let mut body = json!({});
-            for (k, v) in [("title", a.title.map(Value::from)), ("price", a.price.map(Value::from)),
-                ("quantity", a.quantity.map(Value::from)), ("description", a.description.map(Value::from)),
-                ("category", a.category.map(Value::from)), ("condition", a.condition.map(Value::from))] {
-                if let Some(v) = v { body[k] = v; }
+            for (k, v) in [
+                ("title", a.title.map(Value::from)),
+                ("price", a.price.map(Value::from)),
+                ("quantity", a.quantity.map(Value::from)),
+                ("description", a.description.map(Value::from)),
+                ("category", a.category.map(Value::from)),
+                ("condition", a.condition.map(Value::from)),
+            ] {
+                if let Some(v) = v {
+                    body[k] = v;
+                }
             }
             let path = format!("/v1/listings/{}", client::path_segment(&a.id));
-            let v = ApiClient::open(&dir)?.send(reqwest::Method::PATCH, &path, Some(&body)).await?;
+            let v = ApiClient::open(&dir)?
+                .send(reqwest::Method::PATCH, &path, Some(&body))
+                .await?;
             let out = json!({"id": v["id"], "seq": v["seq"]});
-            print(json_out, &out, |o| format!("updated {} (version {})", s(o, "id"), s(o, "seq")));
+            print(json_out, &out, |o| {
+                format!("updated {} (version {})", s(o, "id"), s(o, "seq"))
+            });
             Ok(())
         }
         Command::Retract { id } => {
             let path = format!("/v1/listings/{}/retract", client::path_segment(&id));
-            let v = ApiClient::open(&dir)?.send(reqwest::Method::POST, &path, None).await?;
+            let v = ApiClient::open(&dir)?
+                .send(reqwest::Method::POST, &path, None)
+                .await?;
             let out = json!({"id": v["id"], "seq": v["seq"]});
-            print(json_out, &out, |o| format!("retracted {} (version {})", s(o, "id"), s(o, "seq")));
+            print(json_out, &out, |o| {
+                format!("retracted {} (version {})", s(o, "id"), s(o, "seq"))
+            });
             Ok(())
         }
         Command::Show { id } => {
@@ -346,7 +428,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Search(a) => {
             let mut q: Vec<(&str, String)> = Vec::new();
-            let opt = |q: &mut Vec<(&str, String)>, k: &'static str, v: Option<String>| if let Some(v) = v { q.push((k, v)) };
+            let opt = |q: &mut Vec<(&str, String)>, k: &'static str, v: Option<String>| {
+                if let Some(v) = v {
+                    q.push((k, v))
+                }
+            };
             opt(&mut q, "q", a.query);
             opt(&mut q, "category", a.category);
             opt(&mut q, "condition", a.condition);
@@ -359,11 +445,22 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             opt(&mut q, "sort", a.sort);
             opt(&mut q, "limit", a.limit.map(|p| p.to_string()));
             opt(&mut q, "offset", a.offset.map(|p| p.to_string()));
-            if a.all { q.push(("all", "true".into())); }
+            if a.all {
+                q.push(("all", "true".into()));
+            }
             let v = ApiClient::open(&dir)?.get("/v1/listings", &q).await?;
             print(json_out, &v, |v| {
-                let rows: Vec<String> = v.as_array().into_iter().flatten().map(listing_line).collect();
-                if rows.is_empty() { "no listings match".into() } else { rows.join("\n") }
+                let rows: Vec<String> = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(listing_line)
+                    .collect();
+                if rows.is_empty() {
+                    "no listings match".into()
+                } else {
+                    rows.join("\n")
+                }
             });
             Ok(())
         }
@@ -371,9 +468,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 async fn run_node(dir: PathBuf, a: NodeArgs) -> Result<(), CliError> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("JANGTEO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p_mdns=warn,libp2p_gossipsub=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("JANGTEO_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,libp2p_mdns=warn,libp2p_gossipsub=warn")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
     let mut cfg = jangteo_node::NodeConfig::new(&dir);
     if !a.listen.is_empty() {
         cfg.listen = a.listen;
@@ -387,7 +488,10 @@ async fn run_node(dir: PathBuf, a: NodeArgs) -> Result<(), CliError> {
         jangteo_node::NodeError::Address(..) => CliError::usage(e.to_string()),
         other => CliError::refused(other),
     })?;
-    eprintln!("jangteo node {} running; API on http://{} (Ctrl-C to stop)", node.peer_id, node.api_addr);
+    eprintln!(
+        "jangteo node {} running; API on http://{} (Ctrl-C to stop)",
+        node.peer_id, node.api_addr
+    );
     wait_for_signal().await;
     eprintln!("jangteo: shutting down");
     node.shutdown().await;

@@ -49,13 +49,21 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+        (
+            self.status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
     }
 }
 
@@ -107,7 +115,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/listings", get(search).post(post_listing))
         .route("/v1/listings/{id}", get(show).patch(update))
         .route("/v1/listings/{id}/retract", post(retract))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such API route") })
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such API route")
+        })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::max(API_BODY_MAX_BYTES))
         .with_state(state)
@@ -136,7 +146,9 @@ async fn require_token(State(state): State<ApiState>, req: Request, next: Next) 
 
 async fn id(State(s): State<ApiState>) -> ApiResult {
     let info = s.network.info().await?;
-    Ok(Json(json!({"peer_id": s.peer_id, "public_key": s.public_key, "addrs": info.listen_addrs})))
+    Ok(Json(
+        json!({"peer_id": s.peer_id, "public_key": s.public_key, "addrs": info.listen_addrs}),
+    ))
 }
 
 async fn status(State(s): State<ApiState>) -> ApiResult {
@@ -144,7 +156,9 @@ async fn status(State(s): State<ApiState>) -> ApiResult {
     let listings = s.listings.clone();
     let open = tokio::task::spawn_blocking(move || listings.open_count())
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })??;
     Ok(Json(json!({
         "peer_id": s.peer_id,
         "peers": info.peers.len(),
@@ -161,7 +175,10 @@ async fn peers(State(s): State<ApiState>) -> ApiResult {
     Ok(Json(json!(info.peers)))
 }
 
-async fn post_listing(State(s): State<ApiState>, body: Result<Json<NewListing>, JsonRejection>) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn post_listing(
+    State(s): State<ApiState>,
+    body: Result<Json<NewListing>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(n) = body?;
     let view = s.listings.post(n).await?;
     Ok((StatusCode::CREATED, Json(json!(view))))
@@ -171,7 +188,11 @@ async fn show(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
     Ok(Json(json!(s.listings.show(&id)?)))
 }
 
-async fn update(State(s): State<ApiState>, Path(id): Path<String>, body: Result<Json<ListingUpdate>, JsonRejection>) -> ApiResult {
+async fn update(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    body: Result<Json<ListingUpdate>, JsonRejection>,
+) -> ApiResult {
     let Json(u) = body?;
     Ok(Json(json!(s.listings.update(&id, u).await?)))
 }
@@ -180,11 +201,16 @@ async fn retract(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult
     Ok(Json(json!(s.listings.retract(&id).await?)))
 }
 
-async fn search(State(s): State<ApiState>, q: Result<Query<SearchQuery>, QueryRejection>) -> ApiResult {
+async fn search(
+    State(s): State<ApiState>,
+    q: Result<Query<SearchQuery>, QueryRejection>,
+) -> ApiResult {
     let Query(q) = q?;
     let listings = s.listings.clone();
     let hits = tokio::task::spawn_blocking(move || listings.search(&q))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })??;
     Ok(Json(json!(hits)))
 }

@@ -31,7 +31,9 @@ pub enum NodeError {
         source: std::io::Error,
     },
     /// The identity key file is unusable.
-    #[error("identity key {0}: not a 32-byte ed25519 secret key; move it away to create a new identity")]
+    #[error(
+        "identity key {0}: not a 32-byte ed25519 secret key; move it away to create a new identity"
+    )]
     BadKey(String),
     /// libp2p could not be set up.
     #[error("network: {0}")]

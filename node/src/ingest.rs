@@ -48,26 +48,40 @@ pub fn ingest(
     };
     let kind = signed.envelope().kind;
     if expected.is_some_and(|k| k != kind) {
-        return Ok(Ingested::Invalid(ObjectError::Decode(jangteo_protocol::DecodeError::UnknownKind(
-            format!("{} on the wrong topic", kind.name()),
-        ))));
+        return Ok(Ingested::Invalid(ObjectError::Decode(
+            jangteo_protocol::DecodeError::UnknownKind(format!(
+                "{} on the wrong topic",
+                kind.name()
+            )),
+        )));
     }
     match object {
         Object::Listing(l) => {
             let listing = l.id(&signed.envelope().author).to_hex();
             Ok(match store.put_listing(&signed, &l, now_ms, durable)? {
-                w if w.stored() => Ingested::Stored { id: signed.id(), kind, listing: Some(listing) },
+                w if w.stored() => Ingested::Stored {
+                    id: signed.id(),
+                    kind,
+                    listing: Some(listing),
+                },
                 ListingWrite::Duplicate => Ingested::Ignored("duplicate"),
                 ListingWrite::Stale { .. } => Ingested::Ignored("older than the version held"),
                 ListingWrite::Expired => Ingested::Ignored("expired"),
-                ListingWrite::Inconsistent => Ingested::Invalid(ObjectError::Invalid(
-                    jangteo_protocol::FieldError::new("created_at", "differs from the listing's first version"),
-                )),
+                ListingWrite::Inconsistent => {
+                    Ingested::Invalid(ObjectError::Invalid(jangteo_protocol::FieldError::new(
+                        "created_at",
+                        "differs from the listing's first version",
+                    )))
+                }
                 _ => Ingested::Ignored("not stored"),
             })
         }
         Object::Profile(p) => Ok(if store.put_profile(&signed, &p, durable)? {
-            Ingested::Stored { id: signed.id(), kind, listing: None }
+            Ingested::Stored {
+                id: signed.id(),
+                kind,
+                listing: None,
+            }
         } else {
             Ingested::Ignored("older than the profile held")
         }),

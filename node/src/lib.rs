@@ -81,7 +81,10 @@ impl NodeConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
-            listen: vec!["/ip4/0.0.0.0/tcp/0".into(), "/ip4/0.0.0.0/udp/0/quic-v1".into()],
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/0".into(),
+                "/ip4/0.0.0.0/udp/0/quic-v1".into(),
+            ],
             bootstrap: Vec::new(),
             api: SocketAddr::from(([127, 0, 0, 1], 0)),
             mdns: true,
@@ -109,7 +112,10 @@ pub struct Node {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
-    move |source| NodeError::Io { path: path.display().to_string(), source }
+    move |source| NodeError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Loads the API token, creating a random one (mode 0600) if missing.
@@ -132,7 +138,9 @@ fn open_store(dir: &Path) -> Result<Store, NodeError> {
     Store::open(&dir.join(STORE_DIR)).map_err(|e| match &e {
         StoreError::Rocks(r) if r.to_string().contains("lock") => NodeError::Io {
             path: dir.display().to_string(),
-            source: std::io::Error::other("another jangteo node is already running with this data directory"),
+            source: std::io::Error::other(
+                "another jangteo node is already running with this data directory",
+            ),
         },
         _ => NodeError::Store(e),
     })
@@ -153,11 +161,20 @@ impl Node {
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let net_cfg = network::NetworkConfig {
-            listen: cfg.listen.iter().map(|s| network::parse_addr(s)).collect::<Result<_, _>>()?,
-            bootstrap: cfg.bootstrap.iter().map(|s| network::parse_addr(s)).collect::<Result<_, _>>()?,
+            listen: cfg
+                .listen
+                .iter()
+                .map(|s| network::parse_addr(s))
+                .collect::<Result<_, _>>()?,
+            bootstrap: cfg
+                .bootstrap
+                .iter()
+                .map(|s| network::parse_addr(s))
+                .collect::<Result<_, _>>()?,
             mdns: cfg.mdns,
         };
-        let (client, event_loop) = network::build(keypair, &net_cfg, store.clone(), events.clone())?;
+        let (client, event_loop) =
+            network::build(keypair, &net_cfg, store.clone(), events.clone())?;
         let mut tasks = vec![tokio::spawn(event_loop.run(shutdown_rx.clone()))];
 
         let key = Arc::new(key);
@@ -173,7 +190,10 @@ impl Node {
         };
         let listener = tokio::net::TcpListener::bind(cfg.api)
             .await
-            .map_err(|e| NodeError::Io { path: format!("API address {}", cfg.api), source: e })?;
+            .map_err(|e| NodeError::Io {
+                path: format!("API address {}", cfg.api),
+                source: e,
+            })?;
         let api_addr = listener.local_addr().map_err(io_err(&cfg.data_dir))?;
         let app = api::router(state);
         let mut api_shutdown = shutdown_rx.clone();

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use jangteo_protocol::listing::{DEFAULT_CATEGORY, LIFETIME_DEFAULT_MS, LIFETIME_MAX_MS};
 use jangteo_protocol::{
-    Condition, FieldError, Kind, Listing, ListingId, ListingStatus, Location, PublicKey, SignedObject,
-    public_key_from_peer_id,
+    Condition, FieldError, Kind, Listing, ListingId, ListingStatus, Location, PublicKey,
+    SignedObject, public_key_from_peer_id,
 };
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -187,7 +187,10 @@ impl ListingView {
             expires_at: l.expires_at,
             status,
             images: l.images.iter().map(hex::encode).collect(),
-            location: l.location.map(|p| LatLon { lat: p.lat(), lon: p.lon() }),
+            location: l.location.map(|p| LatLon {
+                lat: p.lat(),
+                lon: p.lon(),
+            }),
             distance_km: None,
             object: s.head.object.to_hex(),
         }
@@ -257,8 +260,9 @@ pub struct Listings {
 
 fn condition(s: Option<&str>) -> Result<Option<Condition>, FieldError> {
     s.map(|c| {
-        Condition::from_name(c)
-            .ok_or_else(|| FieldError::new("condition", "must be new, like-new, good, fair or poor"))
+        Condition::from_name(c).ok_or_else(|| {
+            FieldError::new("condition", "must be new, like-new, good, fair or poor")
+        })
     })
     .transpose()
 }
@@ -266,7 +270,10 @@ fn condition(s: Option<&str>) -> Result<Option<Condition>, FieldError> {
 fn location(p: Option<LatLon>) -> Result<Option<Location>, FieldError> {
     p.map(|p| {
         Location::from_degrees(p.lat, p.lon).ok_or_else(|| {
-            FieldError::new("location", "latitude must be within ±90 and longitude within ±180")
+            FieldError::new(
+                "location",
+                "latitude must be within ±90 and longitude within ±180",
+            )
         })
     })
     .transpose()
@@ -275,7 +282,11 @@ fn location(p: Option<LatLon>) -> Result<Option<Location>, FieldError> {
 impl Listings {
     /// A service signing with `key`.
     pub fn new(key: Arc<SigningKey>, store: Arc<Store>, network: Client) -> Self {
-        Self { key, store, network }
+        Self {
+            key,
+            store,
+            network,
+        }
     }
 
     fn me(&self) -> PublicKey {
@@ -289,16 +300,28 @@ impl Listings {
         let id = listing.id(&self.me());
         let store = self.store.clone();
         let obj2 = obj.clone();
-        let write = tokio::task::spawn_blocking(move || store.put_listing(&obj2, &listing, now_ms(), true))
-            .await
-            .map_err(|_| StoreError::Poisoned)??;
+        let write =
+            tokio::task::spawn_blocking(move || store.put_listing(&obj2, &listing, now_ms(), true))
+                .await
+                .map_err(|_| StoreError::Poisoned)??;
         if !write.stored() {
-            return Err(ListingError::Invalid(FieldError::new("seq", format!("not stored: {write:?}"))));
+            return Err(ListingError::Invalid(FieldError::new(
+                "seq",
+                format!("not stored: {write:?}"),
+            )));
         }
-        match self.network.publish(Kind::Listing, obj.bytes().to_vec()).await {
+        match self
+            .network
+            .publish(Kind::Listing, obj.bytes().to_vec())
+            .await
+        {
             Ok(Ok(())) => tracing::info!(listing = %id, "listing published"),
-            Ok(Err(e)) => tracing::info!(listing = %id, reason = %e, "listing stored; peers will fetch it by sync"),
-            Err(e) => tracing::warn!(listing = %id, error = %e, "listing stored; network unavailable"),
+            Ok(Err(e)) => {
+                tracing::info!(listing = %id, reason = %e, "listing stored; peers will fetch it by sync")
+            }
+            Err(e) => {
+                tracing::warn!(listing = %id, error = %e, "listing stored; network unavailable")
+            }
         }
         Ok(id)
     }
@@ -306,7 +329,9 @@ impl Listings {
     /// Posts a new listing.
     pub async fn post(&self, n: NewListing) -> Result<ListingView, ListingError> {
         let now = now_ms();
-        let days = n.expires_in_days.unwrap_or(LIFETIME_DEFAULT_MS / 86_400_000);
+        let days = n
+            .expires_in_days
+            .unwrap_or(LIFETIME_DEFAULT_MS / 86_400_000);
         if days == 0 || days > LIFETIME_MAX_MS / 86_400_000 {
             return Err(FieldError::new("expires_in_days", "must be 1-180").into());
         }
@@ -335,7 +360,10 @@ impl Listings {
 
     fn own_head(&self, id: &str) -> Result<(ListingId, StoredListing), ListingError> {
         let lid = ListingId::from_hex(id).ok_or_else(|| ListingError::BadId(id.to_owned()))?;
-        let cur = self.store.listing(&lid)?.ok_or_else(|| ListingError::NotFound(id.to_owned()))?;
+        let cur = self
+            .store
+            .listing(&lid)?
+            .ok_or_else(|| ListingError::NotFound(id.to_owned()))?;
         if cur.author != self.me() {
             return Err(ListingError::NotYours(id.to_owned()));
         }
@@ -390,7 +418,10 @@ impl Listings {
     /// The current version of a listing held here.
     pub fn show(&self, id: &str) -> Result<ListingView, ListingError> {
         let lid = ListingId::from_hex(id).ok_or_else(|| ListingError::BadId(id.to_owned()))?;
-        let cur = self.store.listing(&lid)?.ok_or_else(|| ListingError::NotFound(id.to_owned()))?;
+        let cur = self
+            .store
+            .listing(&lid)?
+            .ok_or_else(|| ListingError::NotFound(id.to_owned()))?;
         Ok(ListingView::new(&cur, now_ms()))
     }
 
@@ -412,13 +443,15 @@ impl Listings {
         let bad = |m: String| ListingError::BadQuery(m);
         let text = q.q.as_deref().unwrap_or("").trim().to_lowercase();
         if text.chars().count() > QUERY_MAX_CHARS {
-            return Err(bad(format!("query longer than {QUERY_MAX_CHARS} characters")));
+            return Err(bad(format!(
+                "query longer than {QUERY_MAX_CHARS} characters"
+            )));
         }
         let terms: Vec<&str> = text.split_whitespace().collect();
-        if let (Some(lo), Some(hi)) = (q.min_price, q.max_price) {
-            if lo > hi {
-                return Err(bad(format!("min-price {lo} is above max-price {hi}")));
-            }
+        if let (Some(lo), Some(hi)) = (q.min_price, q.max_price)
+            && lo > hi
+        {
+            return Err(bad(format!("min-price {lo} is above max-price {hi}")));
         }
         let near = match q.near.as_deref() {
             None => None,
@@ -428,13 +461,19 @@ impl Listings {
         };
         if let Some(r) = q.radius_km {
             if !(r.is_finite() && r > 0.0 && r <= RADIUS_MAX_KM) {
-                return Err(bad(format!("radius-km {r}: must be above 0 and at most {RADIUS_MAX_KM}")));
+                return Err(bad(format!(
+                    "radius-km {r}: must be above 0 and at most {RADIUS_MAX_KM}"
+                )));
             }
             if near.is_none() {
                 return Err(bad("radius-km needs --near LAT,LON".into()));
             }
         }
-        let sort = q.sort.as_deref().unwrap_or(if terms.is_empty() { "recent" } else { "relevance" });
+        let sort = q.sort.as_deref().unwrap_or(if terms.is_empty() {
+            "recent"
+        } else {
+            "relevance"
+        });
         match sort {
             "relevance" | "price" | "recent" | "distance" => {}
             "trust" => return Err(bad("sort trust: this node does not compute reputation yet; use relevance, price, recent or distance".into())),
@@ -445,7 +484,10 @@ impl Listings {
         }
         let seller = match q.seller.as_deref() {
             None => None,
-            Some(s) => Some(public_key_from_peer_id(s).ok_or_else(|| bad(format!("seller {s:?} is not a peer id")))?),
+            Some(s) => Some(
+                public_key_from_peer_id(s)
+                    .ok_or_else(|| bad(format!("seller {s:?} is not a peer id")))?,
+            ),
         };
         if let Some(c) = q.condition.as_deref() {
             condition(Some(c)).map_err(|e| bad(e.to_string()))?;
@@ -463,8 +505,12 @@ impl Listings {
                 return true;
             }
             if q.category.as_deref().is_some_and(|c| c != l.category)
-                || q.condition.as_deref().is_some_and(|c| Some(c) != l.condition.map(Condition::name))
-                || q.currency.as_deref().is_some_and(|c| !c.eq_ignore_ascii_case(&l.currency))
+                || q.condition
+                    .as_deref()
+                    .is_some_and(|c| Some(c) != l.condition.map(Condition::name))
+                || q.currency
+                    .as_deref()
+                    .is_some_and(|c| !c.eq_ignore_ascii_case(&l.currency))
                 || q.min_price.is_some_and(|p| l.price < p)
                 || q.max_price.is_some_and(|p| l.price > p)
                 || seller.is_some_and(|p| p != s.author)
@@ -497,13 +543,31 @@ impl Listings {
             true
         })?;
         match sort {
-            "relevance" => hits.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.updated_at.cmp(&a.1.updated_at))),
-            "price" => hits.sort_by(|a, b| a.1.price.cmp(&b.1.price).then(b.1.updated_at.cmp(&a.1.updated_at))),
-            "distance" => hits.sort_by(|a, b| {
-                a.1.distance_km.unwrap_or(f64::MAX).total_cmp(&b.1.distance_km.unwrap_or(f64::MAX))
+            "relevance" => hits.sort_by(|a, b| {
+                b.0.total_cmp(&a.0)
+                    .then(b.1.updated_at.cmp(&a.1.updated_at))
             }),
-            _ => hits.sort_by(|a, b| b.1.created_at.cmp(&a.1.created_at).then(b.1.id.cmp(&a.1.id))),
+            "price" => hits.sort_by(|a, b| {
+                a.1.price
+                    .cmp(&b.1.price)
+                    .then(b.1.updated_at.cmp(&a.1.updated_at))
+            }),
+            "distance" => hits.sort_by(|a, b| {
+                a.1.distance_km
+                    .unwrap_or(f64::MAX)
+                    .total_cmp(&b.1.distance_km.unwrap_or(f64::MAX))
+            }),
+            _ => hits.sort_by(|a, b| {
+                b.1.created_at
+                    .cmp(&a.1.created_at)
+                    .then(b.1.id.cmp(&a.1.id))
+            }),
         }
-        Ok(hits.into_iter().skip(q.offset.unwrap_or(0)).take(limit).map(|(_, v)| v).collect())
+        Ok(hits
+            .into_iter()
+            .skip(q.offset.unwrap_or(0))
+            .take(limit)
+            .map(|(_, v)| v)
+            .collect())
     }
 }

@@ -129,9 +129,18 @@ pub struct NetworkInfo {
 }
 
 enum Command {
-    Publish { kind: Kind, bytes: Vec<u8>, reply: oneshot::Sender<Result<(), String>> },
-    Info { reply: oneshot::Sender<NetworkInfo> },
-    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<(), String>> },
+    Publish {
+        kind: Kind,
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Info {
+        reply: oneshot::Sender<NetworkInfo>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// A cloneable handle to the swarm task.
@@ -151,16 +160,27 @@ impl std::fmt::Debug for Command {
 }
 
 impl Client {
-    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, NodeError> {
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NodeError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(make(reply)).await.map_err(|_| NodeError::NetworkStopped)?;
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| NodeError::NetworkStopped)?;
         rx.await.map_err(|_| NodeError::NetworkStopped)
     }
 
     /// Gossips an object that is already stored. An error means no peer took it now; the
     /// object still reaches peers through catch-up sync.
-    pub async fn publish(&self, kind: Kind, bytes: Vec<u8>) -> Result<Result<(), String>, NodeError> {
-        self.call(|reply| Command::Publish { kind, bytes, reply }).await
+    pub async fn publish(
+        &self,
+        kind: Kind,
+        bytes: Vec<u8>,
+    ) -> Result<Result<(), String>, NodeError> {
+        self.call(|reply| Command::Publish { kind, bytes, reply })
+            .await
     }
 
     /// The current network state.
@@ -188,7 +208,9 @@ pub struct EventLoop {
 
 impl std::fmt::Debug for EventLoop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventLoop").field("peer_id", &self.local_peer_id).finish_non_exhaustive()
+        f.debug_struct("EventLoop")
+            .field("peer_id", &self.local_peer_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -204,9 +226,11 @@ fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, NodeError> {
     // Objects carry their own signatures, so gossip messages are not signed a second time.
     let mut gs = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config)
         .map_err(|e| NodeError::Network(format!("gossipsub: {e}")))?;
-    let mut params = gossipsub::PeerScoreParams::default();
-    // Many honest nodes may share an address (one host, one NAT); do not punish that.
-    params.ip_colocation_factor_weight = 0.0;
+    let mut params = gossipsub::PeerScoreParams {
+        // Many honest nodes may share an address (one host, one NAT); do not punish that.
+        ip_colocation_factor_weight: 0.0,
+        ..Default::default()
+    };
     for kind in [Kind::Listing, Kind::Profile] {
         let topic = IdentTopic::new(topic_for(kind));
         let tp = gossipsub::TopicScoreParams {
@@ -243,7 +267,11 @@ pub fn build(
     let mdns_on = config.mdns;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
         .map_err(|e| net(&e))?
         .with_quic()
         .with_dns()
@@ -258,10 +286,17 @@ pub fn build(
             );
             let mut kad_cfg = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
             kad_cfg.set_query_timeout(Duration::from_secs(30));
-            let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_cfg);
+            let mut kad = kad::Behaviour::with_config(
+                peer_id,
+                kad::store::MemoryStore::new(peer_id),
+                kad_cfg,
+            );
             kad.set_mode(Some(kad::Mode::Server));
             let mdns = if mdns_on {
-                Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?)
+                Some(mdns::tokio::Behaviour::new(
+                    mdns::Config::default(),
+                    peer_id,
+                )?)
             } else {
                 None
             };
@@ -292,7 +327,9 @@ pub fn build(
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
     for addr in &config.listen {
-        swarm.listen_on(addr.clone()).map_err(|e| NodeError::Address(addr.to_string(), e.to_string()))?;
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NodeError::Address(addr.to_string(), e.to_string()))?;
     }
     for addr in &config.bootstrap {
         if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() {
@@ -379,7 +416,10 @@ impl EventLoop {
             }
             Command::Dial { addr, reply } => {
                 if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() {
-                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
                 }
                 let _ = reply.send(self.swarm.dial(addr).map_err(|e| e.to_string()));
             }
@@ -391,7 +431,12 @@ impl EventLoop {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(addr = %address, "listening");
             }
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
                 let addr = endpoint.get_remote_address().clone();
                 let addrs = self.peers.entry(peer_id).or_default();
                 if !addrs.contains(&addr) && addrs.len() < 8 {
@@ -399,27 +444,38 @@ impl EventLoop {
                 }
                 if num_established.get() == 1 {
                     tracing::info!(peer = %peer_id, "peer connected");
-                    let _ = self.events.send(NodeEvent::PeerConnected { peer: peer_id.to_string() });
+                    let _ = self.events.send(NodeEvent::PeerConnected {
+                        peer: peer_id.to_string(),
+                    });
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
-                if num_established == 0 {
-                    self.peers.remove(&peer_id);
-                    self.synced.remove(&peer_id);
-                    self.sync_rate.remove(&peer_id);
-                    tracing::info!(peer = %peer_id, "peer disconnected");
-                }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.peers.remove(&peer_id);
+                self.synced.remove(&peer_id);
+                self.sync_rate.remove(&peer_id);
+                tracing::info!(peer = %peer_id, "peer disconnected");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(ev),
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
                 for addr in info.listen_addrs.into_iter().take(16) {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found.into_iter().take(64) {
-                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
                     if !self.swarm.is_connected(&peer) {
                         let _ = self.swarm.dial(addr);
                     }
@@ -434,7 +490,11 @@ impl EventLoop {
 
     fn on_gossip(&mut self, ev: gossipsub::Event) {
         match ev {
-            gossipsub::Event::Message { propagation_source, message_id, message } => {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
                 let expected = [Kind::Listing, Kind::Profile]
                     .into_iter()
                     .find(|k| IdentTopic::new(topic_for(*k)).hash() == message.topic);
@@ -442,25 +502,33 @@ impl EventLoop {
                     None => MessageAcceptance::Reject,
                     Some(kind) => self.ingest(&message.data, Some(kind), Some(propagation_source)),
                 };
-                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                    &message_id,
-                    &propagation_source,
-                    acceptance,
-                );
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
             }
-            gossipsub::Event::Subscribed { peer_id, topic, .. } => {
-                // Once a peer listens to listings, our posts reach it by gossip; what it
-                // posted before, we fetch now.
-                if topic == IdentTopic::new(topic_for(Kind::Listing)).hash() && !self.synced.contains_key(&peer_id) {
-                    self.synced.insert(peer_id, false);
-                    self.swarm.behaviour_mut().sync.send_request(&peer_id, SyncRequest::ListingHeads { after: None });
-                }
+            // Once a peer listens to listings, our posts reach it by gossip; what it
+            // posted before, we fetch now.
+            gossipsub::Event::Subscribed { peer_id, topic, .. }
+                if topic == IdentTopic::new(topic_for(Kind::Listing)).hash()
+                    && !self.synced.contains_key(&peer_id) =>
+            {
+                self.synced.insert(peer_id, false);
+                self.swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_request(&peer_id, SyncRequest::ListingHeads { after: None });
             }
             _ => {}
         }
     }
 
-    fn ingest(&mut self, bytes: &[u8], kind: Option<Kind>, from: Option<PeerId>) -> MessageAcceptance {
+    fn ingest(
+        &mut self,
+        bytes: &[u8],
+        kind: Option<Kind>,
+        from: Option<PeerId>,
+    ) -> MessageAcceptance {
         match ingest(&self.store, bytes, kind, now_ms(), false) {
             Ok(Ingested::Stored { listing, .. }) => {
                 if let Some(listing) = listing {
@@ -484,33 +552,52 @@ impl EventLoop {
     fn on_sync(&mut self, ev: request_response::Event<SyncRequest, SyncResponse>) {
         use request_response::{Event, Message};
         match ev {
-            Event::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
                 let response = if self.over_sync_rate(peer) {
                     SyncResponse::Refused("rate limit: too many sync requests".into())
                 } else {
                     self.sync_page(request)
                 };
-                let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, response);
             }
-            Event::Message { peer, message: Message::Response { response, .. }, .. } => match response {
+            Event::Message {
+                peer,
+                message: Message::Response { response, .. },
+                ..
+            } => match response {
                 SyncResponse::Objects { objects, next } => {
                     let mut stored = 0usize;
                     for obj in &objects {
-                        if self.ingest(obj, Some(Kind::Listing), Some(peer)) == MessageAcceptance::Accept {
+                        if self.ingest(obj, Some(Kind::Listing), Some(peer))
+                            == MessageAcceptance::Accept
+                        {
                             stored += 1;
                         }
                     }
                     tracing::debug!(peer = %peer, received = objects.len(), stored, "sync page");
                     match next {
                         Some(after) if after.len() == 32 && !objects.is_empty() => {
-                            self.swarm
-                                .behaviour_mut()
-                                .sync
-                                .send_request(&peer, SyncRequest::ListingHeads { after: Some(after) });
+                            self.swarm.behaviour_mut().sync.send_request(
+                                &peer,
+                                SyncRequest::ListingHeads { after: Some(after) },
+                            );
                         }
                         _ => {
                             self.synced.insert(peer, true);
-                            let _ = self.events.send(NodeEvent::Synced { peer: peer.to_string() });
+                            let _ = self.events.send(NodeEvent::Synced {
+                                peer: peer.to_string(),
+                            });
                         }
                     }
                 }
@@ -548,7 +635,8 @@ impl EventLoop {
         let mut last = None;
         let mut full = false;
         let r = self.store.for_each_listing(after.as_ref(), |l| {
-            if objects.len() >= SYNC_PAGE_MAX_OBJECTS || bytes + l.bytes.len() > SYNC_PAGE_MAX_BYTES {
+            if objects.len() >= SYNC_PAGE_MAX_OBJECTS || bytes + l.bytes.len() > SYNC_PAGE_MAX_BYTES
+            {
                 full = true;
                 return false;
             }
@@ -562,7 +650,11 @@ impl EventLoop {
         match r {
             Ok(()) => SyncResponse::Objects {
                 objects,
-                next: if full { last.map(|l| ByteBuf::from(l.0.to_vec())) } else { None },
+                next: if full {
+                    last.map(|l| ByteBuf::from(l.0.to_vec()))
+                } else {
+                    None
+                },
             },
             Err(e) => SyncResponse::Refused(format!("store: {e}")),
         }
@@ -571,5 +663,6 @@ impl EventLoop {
 
 /// Parses a multiaddr given on the command line.
 pub fn parse_addr(s: &str) -> Result<Multiaddr, NodeError> {
-    s.parse().map_err(|e: libp2p::multiaddr::Error| NodeError::Address(s.to_owned(), e.to_string()))
+    s.parse()
+        .map_err(|e: libp2p::multiaddr::Error| NodeError::Address(s.to_owned(), e.to_string()))
 }

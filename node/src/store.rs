@@ -9,7 +9,9 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use jangteo_protocol::{Listing, ListingId, ObjectId, Profile, PublicKey, SignedObject};
-use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use rocksdb::{
+    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
+};
 
 use crate::error::StoreError;
 
@@ -51,7 +53,11 @@ impl ListingHead {
         seq.copy_from_slice(&b[..8]);
         exp.copy_from_slice(&b[8..16]);
         id.copy_from_slice(&b[16..]);
-        Ok(Self { seq: u64::from_be_bytes(seq), expires_at: u64::from_be_bytes(exp), object: ObjectId(id) })
+        Ok(Self {
+            seq: u64::from_be_bytes(seq),
+            expires_at: u64::from_be_bytes(exp),
+            object: ObjectId(id),
+        })
     }
 }
 
@@ -102,9 +108,14 @@ impl Store {
         opts.set_max_open_files(256);
         opts.set_keep_log_file_num(4);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        let cfs = COLUMN_FAMILIES.iter().map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
+        let cfs = COLUMN_FAMILIES
+            .iter()
+            .map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
-        let store = Self { db, write_lock: Mutex::new(()) };
+        let store = Self {
+            db,
+            write_lock: Mutex::new(()),
+        };
         let meta = store.cf(CF_META)?;
         match store.db.get_cf(meta, SCHEMA_KEY)? {
             None => store.db.put_cf(meta, SCHEMA_KEY, SCHEMA_VERSION)?,
@@ -115,7 +126,9 @@ impl Store {
     }
 
     fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily, StoreError> {
-        self.db.cf_handle(name).ok_or(StoreError::Corrupt("missing column family"))
+        self.db
+            .cf_handle(name)
+            .ok_or(StoreError::Corrupt("missing column family"))
     }
 
     fn write(&self, batch: WriteBatch, durable: bool) -> Result<(), StoreError> {
@@ -141,7 +154,11 @@ impl Store {
         if self.db.get_pinned_cf(objects, obj.id().0)?.is_some() {
             return Ok(ListingWrite::Duplicate);
         }
-        let previous = self.db.get_pinned_cf(heads, id.0)?.map(|b| ListingHead::decode(&b)).transpose()?;
+        let previous = self
+            .db
+            .get_pinned_cf(heads, id.0)?
+            .map(|b| ListingHead::decode(&b))
+            .transpose()?;
         let mut batch = WriteBatch::default();
         let outcome = match previous {
             Some(h) if h.seq >= listing.seq => return Ok(ListingWrite::Stale { head_seq: h.seq }),
@@ -156,12 +173,18 @@ impl Store {
                     }
                 }
                 batch.delete_cf(objects, h.object.0);
-                ListingWrite::Replaced { previous_seq: h.seq }
+                ListingWrite::Replaced {
+                    previous_seq: h.seq,
+                }
             }
             None if listing.expires_at <= now_ms => return Ok(ListingWrite::Expired),
             None => ListingWrite::New,
         };
-        let head = ListingHead { seq: listing.seq, expires_at: listing.expires_at, object: obj.id() };
+        let head = ListingHead {
+            seq: listing.seq,
+            expires_at: listing.expires_at,
+            object: obj.id(),
+        };
         batch.put_cf(objects, obj.id().0, obj.bytes());
         batch.put_cf(heads, id.0, head.encode());
         self.write(batch, durable)?;
@@ -169,7 +192,12 @@ impl Store {
     }
 
     /// Stores a verified profile if it is newer than the one held for its author.
-    pub fn put_profile(&self, obj: &SignedObject, profile: &Profile, durable: bool) -> Result<bool, StoreError> {
+    pub fn put_profile(
+        &self,
+        obj: &SignedObject,
+        profile: &Profile,
+        durable: bool,
+    ) -> Result<bool, StoreError> {
         let objects = self.cf(CF_OBJECTS)?;
         let profiles = self.cf(CF_PROFILES)?;
         let author = obj.envelope().author;
@@ -211,9 +239,13 @@ impl Store {
     /// The current version of a listing, decoded. Stored objects were verified on the way in;
     /// they are decoded again (not re-verified) on the way out.
     pub fn listing(&self, id: &ListingId) -> Result<Option<StoredListing>, StoreError> {
-        let Some(head) = self.listing_head(id)? else { return Ok(None) };
+        let Some(head) = self.listing_head(id)? else {
+            return Ok(None);
+        };
         let Some(bytes) = self.object(&head.object)? else {
-            return Err(StoreError::Corrupt("listing head points to a missing object"));
+            return Err(StoreError::Corrupt(
+                "listing head points to a missing object",
+            ));
         };
         StoredListing::from_bytes(*id, head, &bytes).map(Some)
     }
@@ -232,13 +264,18 @@ impl Store {
         };
         for item in self.db.iterator_cf(heads, mode) {
             let (k, v) = item?;
-            let id: [u8; 32] = k.as_ref().try_into().map_err(|_| StoreError::Corrupt("listing key"))?;
+            let id: [u8; 32] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("listing key"))?;
             if after.is_some_and(|a| a.0 == id) {
                 continue;
             }
             let head = ListingHead::decode(&v)?;
             let Some(bytes) = self.object(&head.object)? else {
-                return Err(StoreError::Corrupt("listing head points to a missing object"));
+                return Err(StoreError::Corrupt(
+                    "listing head points to a missing object",
+                ));
             };
             if !f(StoredListing::from_bytes(ListingId(id), head, &bytes)?) {
                 break;
@@ -250,7 +287,10 @@ impl Store {
     /// Number of listing heads (open or not).
     pub fn listing_count(&self) -> Result<u64, StoreError> {
         let mut n = 0;
-        for item in self.db.iterator_cf(self.cf(CF_LISTING_HEADS)?, IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_LISTING_HEADS)?, IteratorMode::Start)
+        {
             item?;
             n += 1;
         }
@@ -299,9 +339,17 @@ pub struct StoredListing {
 
 impl StoredListing {
     fn from_bytes(id: ListingId, head: ListingHead, bytes: &[u8]) -> Result<Self, StoreError> {
-        let env = jangteo_protocol::Envelope::decode(bytes).map_err(|_| StoreError::Corrupt("stored object"))?;
-        let listing = Listing::decode(&env.body).map_err(|_| StoreError::Corrupt("stored listing body"))?;
-        Ok(Self { id, head, author: env.author, listing, bytes: bytes.to_vec() })
+        let env = jangteo_protocol::Envelope::decode(bytes)
+            .map_err(|_| StoreError::Corrupt("stored object"))?;
+        let listing =
+            Listing::decode(&env.body).map_err(|_| StoreError::Corrupt("stored listing body"))?;
+        Ok(Self {
+            id,
+            head,
+            author: env.author,
+            listing,
+            bytes: bytes.to_vec(),
+        })
     }
 }
 
@@ -344,14 +392,28 @@ mod tests {
         let id;
         {
             let store = Store::open(dir.path()).expect("open");
-            assert_eq!(store.put_listing(&signed(&v2), &v2, NOW, true).expect("put"), ListingWrite::New);
             assert_eq!(
-                store.put_listing(&signed(&v1), &v1, NOW, true).expect("put"),
+                store
+                    .put_listing(&signed(&v2), &v2, NOW, true)
+                    .expect("put"),
+                ListingWrite::New
+            );
+            assert_eq!(
+                store
+                    .put_listing(&signed(&v1), &v1, NOW, true)
+                    .expect("put"),
                 ListingWrite::Stale { head_seq: 2 }
             );
-            assert_eq!(store.put_listing(&signed(&v2), &v2, NOW, true).expect("put"), ListingWrite::Duplicate);
             assert_eq!(
-                store.put_listing(&signed(&v3), &v3, NOW, true).expect("put"),
+                store
+                    .put_listing(&signed(&v2), &v2, NOW, true)
+                    .expect("put"),
+                ListingWrite::Duplicate
+            );
+            assert_eq!(
+                store
+                    .put_listing(&signed(&v3), &v3, NOW, true)
+                    .expect("put"),
                 ListingWrite::Replaced { previous_seq: 2 }
             );
             id = v3.id(&signed(&v3).envelope().author);
@@ -359,7 +421,10 @@ mod tests {
             assert!(store.object(&signed(&v2).id()).expect("get").is_none());
         }
         let store = Store::open(dir.path()).expect("reopen");
-        let got = store.listing(&id).expect("get").expect("present after reopen");
+        let got = store
+            .listing(&id)
+            .expect("get")
+            .expect("present after reopen");
         assert_eq!(got.listing, v3);
         assert_eq!(got.bytes, signed(&v3).bytes());
         assert_eq!(store.listing_count().expect("count"), 1);
@@ -370,8 +435,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         let l = listing(1);
-        assert_eq!(store.put_listing(&signed(&l), &l, l.expires_at, false).expect("put"), ListingWrite::Expired);
-        assert!(store.put_listing(&signed(&l), &l, NOW, false).expect("put").stored());
+        assert_eq!(
+            store
+                .put_listing(&signed(&l), &l, l.expires_at, false)
+                .expect("put"),
+            ListingWrite::Expired
+        );
+        assert!(
+            store
+                .put_listing(&signed(&l), &l, NOW, false)
+                .expect("put")
+                .stored()
+        );
         assert_eq!(store.prune_expired(NOW).expect("prune"), 0);
         assert_eq!(store.prune_expired(l.expires_at + 1).expect("prune"), 1);
         assert_eq!(store.listing_count().expect("count"), 0);
@@ -384,7 +459,14 @@ mod tests {
         let v1 = listing(1);
         let mut v2 = listing(2);
         v2.created_at += 1;
-        store.put_listing(&signed(&v1), &v1, NOW, false).expect("put");
-        assert_eq!(store.put_listing(&signed(&v2), &v2, NOW, false).expect("put"), ListingWrite::Inconsistent);
+        store
+            .put_listing(&signed(&v1), &v1, NOW, false)
+            .expect("put");
+        assert_eq!(
+            store
+                .put_listing(&signed(&v2), &v2, NOW, false)
+                .expect("put"),
+            ListingWrite::Inconsistent
+        );
     }
 }

@@ -35,7 +35,9 @@ pub fn canonical_map(mut entries: Vec<(&'static str, Value)>) -> Value {
 }
 
 fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
-    a.len().cmp(&b.len()).then_with(|| a.as_bytes().cmp(b.as_bytes()))
+    a.len()
+        .cmp(&b.len())
+        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
 }
 
 /// Decodes `bytes` as one deterministic CBOR value and checks that it re-encodes to exactly
@@ -64,10 +66,10 @@ fn check_value(value: &Value, depth: usize) -> Result<(), DecodeError> {
                 let Value::Text(k) = k else {
                     return Err(DecodeError::Forbidden("non-text map key"));
                 };
-                if let Some(p) = prev {
-                    if key_order(p, k) != std::cmp::Ordering::Less {
-                        return Err(DecodeError::NotCanonical);
-                    }
+                if let Some(p) = prev
+                    && key_order(p, k) != std::cmp::Ordering::Less
+                {
+                    return Err(DecodeError::NotCanonical);
                 }
                 prev = Some(k);
                 check_value(v, depth + 1)?;
@@ -98,7 +100,10 @@ impl Fields {
                 }
                 Ok(Self { entries: out })
             }
-            _ => Err(DecodeError::WrongType { field: "body", expected: "map" }),
+            _ => Err(DecodeError::WrongType {
+                field: "body",
+                expected: "map",
+            }),
         }
     }
 
@@ -122,7 +127,10 @@ impl Fields {
     pub fn text(&mut self, name: &'static str) -> Result<String, DecodeError> {
         match self.take(name).ok_or(DecodeError::Missing(name))? {
             Value::Text(s) => Ok(s),
-            _ => Err(DecodeError::WrongType { field: name, expected: "text" }),
+            _ => Err(DecodeError::WrongType {
+                field: name,
+                expected: "text",
+            }),
         }
     }
 
@@ -131,7 +139,10 @@ impl Fields {
         match self.take(name) {
             None => Ok(None),
             Some(Value::Text(s)) => Ok(Some(s)),
-            Some(_) => Err(DecodeError::WrongType { field: name, expected: "text" }),
+            Some(_) => Err(DecodeError::WrongType {
+                field: name,
+                expected: "text",
+            }),
         }
     }
 
@@ -139,7 +150,10 @@ impl Fields {
     pub fn bytes(&mut self, name: &'static str) -> Result<Vec<u8>, DecodeError> {
         match self.take(name).ok_or(DecodeError::Missing(name))? {
             Value::Bytes(b) => Ok(b),
-            _ => Err(DecodeError::WrongType { field: name, expected: "bytes" }),
+            _ => Err(DecodeError::WrongType {
+                field: name,
+                expected: "bytes",
+            }),
         }
     }
 
@@ -148,7 +162,10 @@ impl Fields {
         match self.take(name) {
             None => Ok(None),
             Some(Value::Array(a)) => Ok(Some(a)),
-            Some(_) => Err(DecodeError::WrongType { field: name, expected: "array" }),
+            Some(_) => Err(DecodeError::WrongType {
+                field: name,
+                expected: "array",
+            }),
         }
     }
 
@@ -164,20 +181,28 @@ impl Fields {
 /// Reads an unsigned integer out of a value.
 pub fn as_u64(v: Value, name: &'static str) -> Result<u64, DecodeError> {
     match v {
-        Value::Integer(i) => {
-            u64::try_from(i).map_err(|_| DecodeError::WrongType { field: name, expected: "uint" })
-        }
-        _ => Err(DecodeError::WrongType { field: name, expected: "uint" }),
+        Value::Integer(i) => u64::try_from(i).map_err(|_| DecodeError::WrongType {
+            field: name,
+            expected: "uint",
+        }),
+        _ => Err(DecodeError::WrongType {
+            field: name,
+            expected: "uint",
+        }),
     }
 }
 
 /// Reads a signed integer out of a value.
 pub fn as_i64(v: Value, name: &'static str) -> Result<i64, DecodeError> {
     match v {
-        Value::Integer(i) => {
-            i64::try_from(i).map_err(|_| DecodeError::WrongType { field: name, expected: "int" })
-        }
-        _ => Err(DecodeError::WrongType { field: name, expected: "int" }),
+        Value::Integer(i) => i64::try_from(i).map_err(|_| DecodeError::WrongType {
+            field: name,
+            expected: "int",
+        }),
+        _ => Err(DecodeError::WrongType {
+            field: name,
+            expected: "int",
+        }),
     }
 }
 
@@ -202,7 +227,10 @@ mod tests {
         let back = from_slice_canonical(&bytes).expect("canonical");
         assert_eq!(back, v);
         let Value::Map(m) = back else { panic!("map") };
-        let keys: Vec<_> = m.iter().map(|(k, _)| k.as_text().unwrap_or("").to_owned()).collect();
+        let keys: Vec<_> = m
+            .iter()
+            .map(|(k, _)| k.as_text().unwrap_or("").to_owned())
+            .collect();
         assert_eq!(keys, ["abc", "seq", "title"]);
     }
 
@@ -210,13 +238,22 @@ mod tests {
     fn rejects_unsorted_keys_and_long_ints() {
         // {"b": 1, "a": 2}: keys out of order.
         let unsorted = [0xa2, 0x61, b'b', 0x01, 0x61, b'a', 0x02];
-        assert!(matches!(from_slice_canonical(&unsorted), Err(DecodeError::NotCanonical)));
+        assert!(matches!(
+            from_slice_canonical(&unsorted),
+            Err(DecodeError::NotCanonical)
+        ));
         // {"a": 1} with the integer in a 2-byte form.
         let long_int = [0xa1, 0x61, b'a', 0x19, 0x00, 0x01];
-        assert!(matches!(from_slice_canonical(&long_int), Err(DecodeError::NotCanonical)));
+        assert!(matches!(
+            from_slice_canonical(&long_int),
+            Err(DecodeError::NotCanonical)
+        ));
         // Indefinite-length map.
         let indefinite = [0xbf, 0x61, b'a', 0x01, 0xff];
-        assert!(matches!(from_slice_canonical(&indefinite), Err(DecodeError::NotCanonical)));
+        assert!(matches!(
+            from_slice_canonical(&indefinite),
+            Err(DecodeError::NotCanonical)
+        ));
         // A float.
         let float = [0xa1, 0x61, b'a', 0xf9, 0x3c, 0x00];
         assert!(from_slice_canonical(&float).is_err());

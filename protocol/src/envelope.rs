@@ -148,7 +148,12 @@ impl Envelope {
     /// Signs a body of the given kind with `key`.
     pub fn sign(kind: Kind, body: Vec<u8>, key: &SigningKey) -> Self {
         let signature = key.sign(&kind.signing_input(&body)).to_bytes();
-        Self { kind, author: PublicKey(key.verifying_key().to_bytes()), body, signature }
+        Self {
+            kind,
+            author: PublicKey(key.verifying_key().to_bytes()),
+            body,
+            signature,
+        }
     }
 
     /// The envelope's wire bytes.
@@ -164,30 +169,50 @@ impl Envelope {
     /// Decodes wire bytes (size-checked, canonical) without checking the signature.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         if bytes.len() > MAX_OBJECT_BYTES {
-            return Err(DecodeError::TooLarge { size: bytes.len(), limit: MAX_OBJECT_BYTES });
+            return Err(DecodeError::TooLarge {
+                size: bytes.len(),
+                limit: MAX_OBJECT_BYTES,
+            });
         }
         let value = cbor::from_slice_canonical(bytes)?;
         let Value::Array(items) = value else {
-            return Err(DecodeError::WrongType { field: "envelope", expected: "array of 4" });
+            return Err(DecodeError::WrongType {
+                field: "envelope",
+                expected: "array of 4",
+            });
         };
-        let [kind, author, body, sig]: [Value; 4] = items
-            .try_into()
-            .map_err(|_| DecodeError::WrongType { field: "envelope", expected: "array of 4" })?;
+        let [kind, author, body, sig]: [Value; 4] =
+            items.try_into().map_err(|_| DecodeError::WrongType {
+                field: "envelope",
+                expected: "array of 4",
+            })?;
         let Value::Text(kind) = kind else {
-            return Err(DecodeError::WrongType { field: "kind", expected: "text" });
+            return Err(DecodeError::WrongType {
+                field: "kind",
+                expected: "text",
+            });
         };
         let kind = Kind::from_name(&kind).ok_or(DecodeError::UnknownKind(kind))?;
         let author = fixed_bytes::<32>(author, "author")?;
         let Value::Bytes(body) = body else {
-            return Err(DecodeError::WrongType { field: "body", expected: "bytes" });
+            return Err(DecodeError::WrongType {
+                field: "body",
+                expected: "bytes",
+            });
         };
         let signature = fixed_bytes::<64>(sig, "sig")?;
-        Ok(Self { kind, author: PublicKey(author), body, signature })
+        Ok(Self {
+            kind,
+            author: PublicKey(author),
+            body,
+            signature,
+        })
     }
 
     /// Checks the signature strictly (no malleable signatures, no weak keys).
     pub fn verify(&self) -> Result<(), ObjectError> {
-        let key = VerifyingKey::from_bytes(&self.author.0).map_err(|_| ObjectError::BadAuthorKey)?;
+        let key =
+            VerifyingKey::from_bytes(&self.author.0).map_err(|_| ObjectError::BadAuthorKey)?;
         if key.is_weak() {
             return Err(ObjectError::BadAuthorKey);
         }
@@ -199,10 +224,14 @@ impl Envelope {
 
 fn fixed_bytes<const N: usize>(v: Value, field: &'static str) -> Result<[u8; N], DecodeError> {
     match v {
-        Value::Bytes(b) => {
-            b.try_into().map_err(|_| DecodeError::WrongType { field, expected: "fixed-size bytes" })
-        }
-        _ => Err(DecodeError::WrongType { field, expected: "bytes" }),
+        Value::Bytes(b) => b.try_into().map_err(|_| DecodeError::WrongType {
+            field,
+            expected: "fixed-size bytes",
+        }),
+        _ => Err(DecodeError::WrongType {
+            field,
+            expected: "bytes",
+        }),
     }
 }
 
@@ -219,14 +248,22 @@ impl SignedObject {
     pub fn sign(kind: Kind, body: Vec<u8>, key: &SigningKey) -> Self {
         let envelope = Envelope::sign(kind, body, key);
         let bytes = envelope.encode();
-        Self { id: ObjectId::of(&bytes), bytes, envelope }
+        Self {
+            id: ObjectId::of(&bytes),
+            bytes,
+            envelope,
+        }
     }
 
     /// Decodes bytes and verifies the signature; the only way in from outside.
     pub fn decode_and_verify(bytes: &[u8]) -> Result<Self, ObjectError> {
         let envelope = Envelope::decode(bytes)?;
         envelope.verify()?;
-        Ok(Self { bytes: bytes.to_vec(), id: ObjectId::of(bytes), envelope })
+        Ok(Self {
+            bytes: bytes.to_vec(),
+            id: ObjectId::of(bytes),
+            envelope,
+        })
     }
 
     /// The exact wire bytes.
@@ -293,7 +330,12 @@ mod tests {
         // The identity point (a small-order key) with an all-zero signature.
         let mut ident = [0u8; 32];
         ident[0] = 1;
-        let env = Envelope { kind: Kind::Profile, author: PublicKey(ident), body: vec![0xa0], signature: [0; 64] };
+        let env = Envelope {
+            kind: Kind::Profile,
+            author: PublicKey(ident),
+            body: vec![0xa0],
+            signature: [0; 64],
+        };
         assert!(matches!(
             SignedObject::decode_and_verify(&env.encode()),
             Err(ObjectError::BadAuthorKey)

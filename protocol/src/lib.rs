@@ -75,23 +75,29 @@ mod properties {
             0u64..=listing::QUANTITY_MAX,
             proptest::option::of((-90_000_000i32..=90_000_000, -180_000_000i32..=180_000_000)),
         )
-            .prop_map(|(nonce, seq, title, price, currency, quantity, loc)| Listing {
-                nonce,
-                seq,
-                created_at: 1_760_000_000_000,
-                updated_at: 1_760_000_000_000,
-                expires_at: 1_760_000_000_000 + listing::LIFETIME_DEFAULT_MS,
-                status: ListingStatus::Active,
-                title: title.trim().chars().filter(|c| !c.is_control()).collect::<String>(),
-                description: String::new(),
-                category: "general".into(),
-                condition: None,
-                price,
-                currency,
-                quantity,
-                images: vec![],
-                location: loc.map(|(lat_e6, lon_e6)| Location { lat_e6, lon_e6 }),
-            })
+            .prop_map(
+                |(nonce, seq, title, price, currency, quantity, loc)| Listing {
+                    nonce,
+                    seq,
+                    created_at: 1_760_000_000_000,
+                    updated_at: 1_760_000_000_000,
+                    expires_at: 1_760_000_000_000 + listing::LIFETIME_DEFAULT_MS,
+                    status: ListingStatus::Active,
+                    title: title
+                        .trim()
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .collect::<String>(),
+                    description: String::new(),
+                    category: "general".into(),
+                    condition: None,
+                    price,
+                    currency,
+                    quantity,
+                    images: vec![],
+                    location: loc.map(|(lat_e6, lon_e6)| Location { lat_e6, lon_e6 }),
+                },
+            )
     }
 
     proptest! {

@@ -6,10 +6,10 @@
 
 use ciborium::value::Value;
 
+use crate::MAX_CLOCK_SKEW_MS;
 use crate::cbor::{self, Fields, canonical_map, int, uint};
 use crate::envelope::{ObjectId, PublicKey};
 use crate::error::{DecodeError, FieldError};
-use crate::MAX_CLOCK_SKEW_MS;
 
 /// Longest title, in characters.
 pub const TITLE_MAX_CHARS: usize = 120;
@@ -146,7 +146,10 @@ impl Location {
         if !lat.is_finite() || !lon.is_finite() || lat.abs() > 90.0 || lon.abs() > 180.0 {
             return None;
         }
-        Some(Self { lat_e6: (lat * 1e6).round() as i32, lon_e6: (lon * 1e6).round() as i32 })
+        Some(Self {
+            lat_e6: (lat * 1e6).round() as i32,
+            lon_e6: (lon * 1e6).round() as i32,
+        })
     }
 
     /// Latitude in degrees.
@@ -233,11 +236,19 @@ impl Listing {
         if !self.images.is_empty() {
             e.push((
                 "images",
-                Value::Array(self.images.iter().map(|i| Value::Bytes(i.to_vec())).collect()),
+                Value::Array(
+                    self.images
+                        .iter()
+                        .map(|i| Value::Bytes(i.to_vec()))
+                        .collect(),
+                ),
             ));
         }
         if let Some(l) = self.location {
-            e.push(("location", Value::Array(vec![int(l.lat_e6.into()), int(l.lon_e6.into())])));
+            e.push((
+                "location",
+                Value::Array(vec![int(l.lat_e6.into()), int(l.lon_e6.into())]),
+            ));
         }
         cbor::to_vec(&canonical_map(e))
     }
@@ -248,11 +259,19 @@ impl Listing {
         let nonce: [u8; 16] = f
             .bytes("nonce")?
             .try_into()
-            .map_err(|_| DecodeError::WrongType { field: "nonce", expected: "16 bytes" })?;
+            .map_err(|_| DecodeError::WrongType {
+                field: "nonce",
+                expected: "16 bytes",
+            })?;
         let status = match f.text("status")?.as_str() {
             "active" => ListingStatus::Active,
             "retracted" => ListingStatus::Retracted,
-            _ => return Err(DecodeError::WrongType { field: "status", expected: "active|retracted" }),
+            _ => {
+                return Err(DecodeError::WrongType {
+                    field: "status",
+                    expected: "active|retracted",
+                });
+            }
         };
         let condition = match f.opt_text("condition")? {
             None => None,
@@ -265,7 +284,10 @@ impl Listing {
             None => Vec::new(),
             Some(items) => {
                 if items.len() > IMAGES_MAX {
-                    return Err(DecodeError::WrongType { field: "images", expected: "at most 8" });
+                    return Err(DecodeError::WrongType {
+                        field: "images",
+                        expected: "at most 8",
+                    });
                 }
                 items
                     .into_iter()
@@ -274,7 +296,10 @@ impl Listing {
                             field: "images",
                             expected: "32-byte ids",
                         }),
-                        _ => Err(DecodeError::WrongType { field: "images", expected: "bytes" }),
+                        _ => Err(DecodeError::WrongType {
+                            field: "images",
+                            expected: "bytes",
+                        }),
                     })
                     .collect::<Result<Vec<[u8; 32]>, _>>()?
             }
@@ -282,14 +307,27 @@ impl Listing {
         let location = match f.opt_array("location")? {
             None => None,
             Some(items) => {
-                let [lat, lon]: [Value; 2] = items
-                    .try_into()
-                    .map_err(|_| DecodeError::WrongType { field: "location", expected: "[lat, lon]" })?;
-                let lat = i32::try_from(cbor::as_i64(lat, "location")?)
-                    .map_err(|_| DecodeError::WrongType { field: "location", expected: "i32" })?;
-                let lon = i32::try_from(cbor::as_i64(lon, "location")?)
-                    .map_err(|_| DecodeError::WrongType { field: "location", expected: "i32" })?;
-                Some(Location { lat_e6: lat, lon_e6: lon })
+                let [lat, lon]: [Value; 2] =
+                    items.try_into().map_err(|_| DecodeError::WrongType {
+                        field: "location",
+                        expected: "[lat, lon]",
+                    })?;
+                let lat = i32::try_from(cbor::as_i64(lat, "location")?).map_err(|_| {
+                    DecodeError::WrongType {
+                        field: "location",
+                        expected: "i32",
+                    }
+                })?;
+                let lon = i32::try_from(cbor::as_i64(lon, "location")?).map_err(|_| {
+                    DecodeError::WrongType {
+                        field: "location",
+                        expected: "i32",
+                    }
+                })?;
+                Some(Location {
+                    lat_e6: lat,
+                    lon_e6: lon,
+                })
             }
         };
         let l = Listing {
@@ -321,7 +359,10 @@ impl Listing {
             return Err(FieldError::new("title", "must not be empty"));
         }
         if title.len() != self.title.len() {
-            return Err(FieldError::new("title", "must not start or end with spaces"));
+            return Err(FieldError::new(
+                "title",
+                "must not start or end with spaces",
+            ));
         }
         if self.title.chars().count() > TITLE_MAX_CHARS || self.title.len() > TITLE_MAX_BYTES {
             return Err(FieldError::new(
@@ -330,7 +371,10 @@ impl Listing {
             ));
         }
         if self.title.chars().any(char::is_control) {
-            return Err(FieldError::new("title", "must not contain control characters"));
+            return Err(FieldError::new(
+                "title",
+                "must not contain control characters",
+            ));
         }
         if self.description.len() > DESCRIPTION_MAX_BYTES {
             return Err(FieldError::new(
@@ -338,12 +382,22 @@ impl Listing {
                 format!("longer than {DESCRIPTION_MAX_BYTES} bytes"),
             ));
         }
-        if self.description.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-            return Err(FieldError::new("description", "must not contain control characters"));
+        if self
+            .description
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(FieldError::new(
+                "description",
+                "must not contain control characters",
+            ));
         }
         if self.category.is_empty()
             || self.category.len() > CATEGORY_MAX_BYTES
-            || !self.category.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            || !self
+                .category
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
             return Err(FieldError::new(
                 "category",
@@ -351,7 +405,10 @@ impl Listing {
             ));
         }
         if self.price > PRICE_MAX {
-            return Err(FieldError::new("price", format!("above the maximum {PRICE_MAX}")));
+            return Err(FieldError::new(
+                "price",
+                format!("above the maximum {PRICE_MAX}"),
+            ));
         }
         if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(FieldError::new(
@@ -360,24 +417,33 @@ impl Listing {
             ));
         }
         if self.quantity > QUANTITY_MAX {
-            return Err(FieldError::new("quantity", format!("above the maximum {QUANTITY_MAX}")));
+            return Err(FieldError::new(
+                "quantity",
+                format!("above the maximum {QUANTITY_MAX}"),
+            ));
         }
         if self.images.len() > IMAGES_MAX {
-            return Err(FieldError::new("image", format!("at most {IMAGES_MAX} images")));
+            return Err(FieldError::new(
+                "image",
+                format!("at most {IMAGES_MAX} images"),
+            ));
         }
-        if let Some(l) = self.location {
-            if l.lat_e6.abs() > 90_000_000 || l.lon_e6.abs() > 180_000_000 {
-                return Err(FieldError::new(
-                    "location",
-                    "latitude must be within ±90 and longitude within ±180",
-                ));
-            }
+        if let Some(l) = self.location
+            && (l.lat_e6.abs() > 90_000_000 || l.lon_e6.abs() > 180_000_000)
+        {
+            return Err(FieldError::new(
+                "location",
+                "latitude must be within ±90 and longitude within ±180",
+            ));
         }
         if self.seq == 0 {
             return Err(FieldError::new("seq", "starts at 1"));
         }
         if self.created_at < EARLIEST_MS {
-            return Err(FieldError::new("created_at", "before 2024 (seconds instead of milliseconds?)"));
+            return Err(FieldError::new(
+                "created_at",
+                "before 2024 (seconds instead of milliseconds?)",
+            ));
         }
         if self.updated_at < self.created_at {
             return Err(FieldError::new("updated_at", "earlier than created_at"));
@@ -385,8 +451,7 @@ impl Listing {
         if self.updated_at > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
             return Err(FieldError::new("updated_at", "dated in the future"));
         }
-        if self.expires_at <= self.created_at
-            || self.expires_at - self.created_at > LIFETIME_MAX_MS
+        if self.expires_at <= self.created_at || self.expires_at - self.created_at > LIFETIME_MAX_MS
         {
             return Err(FieldError::new(
                 "expires_at",
@@ -427,7 +492,10 @@ mod tests {
             currency: "KRW".into(),
             quantity: 1,
             images: vec![[1; 32]],
-            location: Some(Location { lat_e6: 37_566_500, lon_e6: 126_978_000 }),
+            location: Some(Location {
+                lat_e6: 37_566_500,
+                lon_e6: 126_978_000,
+            }),
         }
     }
 
@@ -443,25 +511,66 @@ mod tests {
 
     #[test]
     fn every_limit_names_its_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Listing)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Listing)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("title", Box::new(|l| l.title = String::new())),
-            ("title", Box::new(|l| l.title = "가".repeat(TITLE_MAX_CHARS + 1))),
+            (
+                "title",
+                Box::new(|l| l.title = "가".repeat(TITLE_MAX_CHARS + 1)),
+            ),
             ("title", Box::new(|l| l.title = "bell\u{7}".into())),
-            ("description", Box::new(|l| l.description = "x".repeat(DESCRIPTION_MAX_BYTES + 1))),
+            (
+                "description",
+                Box::new(|l| l.description = "x".repeat(DESCRIPTION_MAX_BYTES + 1)),
+            ),
             ("category", Box::new(|l| l.category = "Bikes".into())),
-            ("category", Box::new(|l| l.category = "a".repeat(CATEGORY_MAX_BYTES + 1))),
+            (
+                "category",
+                Box::new(|l| l.category = "a".repeat(CATEGORY_MAX_BYTES + 1)),
+            ),
             ("price", Box::new(|l| l.price = PRICE_MAX + 1)),
             ("currency", Box::new(|l| l.currency = "krw".into())),
             ("currency", Box::new(|l| l.currency = "EURO".into())),
             ("quantity", Box::new(|l| l.quantity = QUANTITY_MAX + 1)),
-            ("image", Box::new(|l| l.images = vec![[0; 32]; IMAGES_MAX + 1])),
-            ("location", Box::new(|l| l.location = Some(Location { lat_e6: 90_000_001, lon_e6: 0 }))),
-            ("location", Box::new(|l| l.location = Some(Location { lat_e6: 0, lon_e6: -180_000_001 }))),
+            (
+                "image",
+                Box::new(|l| l.images = vec![[0; 32]; IMAGES_MAX + 1]),
+            ),
+            (
+                "location",
+                Box::new(|l| {
+                    l.location = Some(Location {
+                        lat_e6: 90_000_001,
+                        lon_e6: 0,
+                    })
+                }),
+            ),
+            (
+                "location",
+                Box::new(|l| {
+                    l.location = Some(Location {
+                        lat_e6: 0,
+                        lon_e6: -180_000_001,
+                    })
+                }),
+            ),
             ("seq", Box::new(|l| l.seq = 0)),
-            ("updated_at", Box::new(|l| l.updated_at = NOW + MAX_CLOCK_SKEW_MS + 1)),
-            ("created_at", Box::new(|l| { l.created_at = 1_700_000_000; l.updated_at = l.created_at; })),
+            (
+                "updated_at",
+                Box::new(|l| l.updated_at = NOW + MAX_CLOCK_SKEW_MS + 1),
+            ),
+            (
+                "created_at",
+                Box::new(|l| {
+                    l.created_at = 1_700_000_000;
+                    l.updated_at = l.created_at;
+                }),
+            ),
             ("expires_at", Box::new(|l| l.expires_at = l.created_at)),
-            ("expires_at", Box::new(|l| l.expires_at = l.created_at + LIFETIME_MAX_MS + 1)),
+            (
+                "expires_at",
+                Box::new(|l| l.expires_at = l.created_at + LIFETIME_MAX_MS + 1),
+            ),
         ];
         for (field, mutate) in cases {
             let mut l = sample();
@@ -478,7 +587,10 @@ mod tests {
             m.push((Value::Text("zzzzzzzzzzzz".into()), uint(1)));
         }
         let bytes = cbor::to_vec(&v);
-        assert!(matches!(Listing::decode(&bytes), Err(DecodeError::UnknownField(_))));
+        assert!(matches!(
+            Listing::decode(&bytes),
+            Err(DecodeError::UnknownField(_))
+        ));
     }
 
     #[test]

@@ -26,7 +26,10 @@ pub struct Profile {
 impl Profile {
     /// The deterministic CBOR body.
     pub fn encode(&self) -> Vec<u8> {
-        let mut e = vec![("name", Value::Text(self.name.clone())), ("updated", uint(self.updated_at))];
+        let mut e = vec![
+            ("name", Value::Text(self.name.clone())),
+            ("updated", uint(self.updated_at)),
+        ];
         if !self.bio.is_empty() {
             e.push(("bio", Value::Text(self.bio.clone())));
         }
@@ -51,10 +54,16 @@ impl Profile {
             return Err(FieldError::new("name", "must not be empty"));
         }
         if self.name.chars().count() > NAME_MAX_CHARS || self.name.chars().any(char::is_control) {
-            return Err(FieldError::new("name", format!("at most {NAME_MAX_CHARS} printable characters")));
+            return Err(FieldError::new(
+                "name",
+                format!("at most {NAME_MAX_CHARS} printable characters"),
+            ));
         }
         if self.bio.len() > BIO_MAX_BYTES {
-            return Err(FieldError::new("bio", format!("longer than {BIO_MAX_BYTES} bytes")));
+            return Err(FieldError::new(
+                "bio",
+                format!("longer than {BIO_MAX_BYTES} bytes"),
+            ));
         }
         if self.updated_at > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
             return Err(FieldError::new("updated_at", "dated in the future"));
@@ -69,10 +78,20 @@ mod tests {
 
     #[test]
     fn roundtrip_and_limits() {
-        let p = Profile { name: "장터 할머니".into(), bio: String::new(), updated_at: 1_760_000_000_000 };
+        let p = Profile {
+            name: "장터 할머니".into(),
+            bio: String::new(),
+            updated_at: 1_760_000_000_000,
+        };
         assert_eq!(Profile::decode(&p.encode()).expect("decodes"), p);
         p.validate(1_760_000_000_000).expect("valid");
-        let long = Profile { name: "x".repeat(NAME_MAX_CHARS + 1), ..p.clone() };
-        assert_eq!(long.validate(1_760_000_000_000).expect_err("long").field, "name");
+        let long = Profile {
+            name: "x".repeat(NAME_MAX_CHARS + 1),
+            ..p.clone()
+        };
+        assert_eq!(
+            long.validate(1_760_000_000_000).expect_err("long").field,
+            "name"
+        );
     }
 }

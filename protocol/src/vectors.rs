@@ -52,18 +52,40 @@ fn vector_objects() -> Vec<(&'static str, [u8; 32], Kind, Vec<u8>)> {
         status: ListingStatus::Retracted,
         ..bike.clone()
     };
-    let profile = Profile { name: "Mapo flea market".into(), bio: "Weekend seller.".into(), updated_at: T0 };
+    let profile = Profile {
+        name: "Mapo flea market".into(),
+        bio: "Weekend seller.".into(),
+        updated_at: T0,
+    };
     vec![
-        ("listing, Korean title, location and image", [1; 32], Kind::Listing, bike.encode()),
-        ("listing, Japanese title, no optional fields", [2; 32], Kind::Listing, pot.encode()),
-        ("listing retraction (seq 2 of vector 1)", [1; 32], Kind::Listing, retracted.encode()),
+        (
+            "listing, Korean title, location and image",
+            [1; 32],
+            Kind::Listing,
+            bike.encode(),
+        ),
+        (
+            "listing, Japanese title, no optional fields",
+            [2; 32],
+            Kind::Listing,
+            pot.encode(),
+        ),
+        (
+            "listing retraction (seq 2 of vector 1)",
+            [1; 32],
+            Kind::Listing,
+            retracted.encode(),
+        ),
         ("profile", [3; 32], Kind::Profile, profile.encode()),
     ]
 }
 
 fn spec_field<'a>(block: &'a str, name: &str) -> Option<&'a str> {
     let prefix = format!("- {name}: `");
-    block.lines().find_map(|l| l.strip_prefix(prefix.as_str())).and_then(|r| r.strip_suffix('`'))
+    block
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|r| r.strip_suffix('`'))
 }
 
 fn markdown() -> String {
@@ -92,17 +114,35 @@ fn spec_vectors_match_the_implementation() {
     );
     let blocks: Vec<&str> = SPEC.split("### Vector ").skip(1).collect();
     let objects = vector_objects();
-    assert!(blocks.len() >= 3 && blocks.len() == objects.len(), "{} vector blocks", blocks.len());
+    assert!(
+        blocks.len() >= 3 && blocks.len() == objects.len(),
+        "{} vector blocks",
+        blocks.len()
+    );
     for (block, (title, seed, kind, body)) in blocks.iter().zip(objects) {
-        let hexf = |name| hex::decode(spec_field(block, name).unwrap_or_else(|| panic!("{title}: no {name}"))).expect("hex");
+        let hexf = |name| {
+            hex::decode(spec_field(block, name).unwrap_or_else(|| panic!("{title}: no {name}")))
+                .expect("hex")
+        };
         assert_eq!(hexf("secret key"), seed, "{title}");
         assert_eq!(hexf("body"), body, "{title}: body bytes");
         // Signing is deterministic (RFC 8032): same key and body, same signature and bytes.
         let obj = SignedObject::sign(kind, body, &SigningKey::from_bytes(&seed));
         assert_eq!(hexf("envelope"), obj.bytes(), "{title}: envelope bytes");
-        assert_eq!(hexf("signature"), obj.envelope().signature, "{title}: signature");
-        assert_eq!(spec_field(block, "id"), Some(obj.id().to_hex().as_str()), "{title}: id");
-        assert_eq!(spec_field(block, "author peer id"), Some(obj.envelope().author.peer_id().as_str()));
+        assert_eq!(
+            hexf("signature"),
+            obj.envelope().signature,
+            "{title}: signature"
+        );
+        assert_eq!(
+            spec_field(block, "id"),
+            Some(obj.id().to_hex().as_str()),
+            "{title}: id"
+        );
+        assert_eq!(
+            spec_field(block, "author peer id"),
+            Some(obj.envelope().author.peer_id().as_str())
+        );
         // And the envelope from the document verifies and validates on its own.
         verify_object(&hexf("envelope"), T0 + 3_600_000).unwrap_or_else(|e| panic!("{title}: {e}"));
     }

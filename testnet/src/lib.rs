@@ -82,7 +82,10 @@ pub async fn tcp_addr(node: &Node) -> Result<String> {
 impl Cluster {
     /// Starts `n` nodes wired as `topology`, and waits until each has a gossip peer.
     pub async fn start(n: usize, topology: Topology) -> Result<Self> {
-        let mut cluster = Cluster { nodes: Vec::with_capacity(n), dirs: Vec::with_capacity(n) };
+        let mut cluster = Cluster {
+            nodes: Vec::with_capacity(n),
+            dirs: Vec::with_capacity(n),
+        };
         for i in 0..n {
             let bootstrap = match (i, topology) {
                 (0, _) => vec![],
@@ -93,9 +96,11 @@ impl Cluster {
         }
         for (i, node) in cluster.nodes.iter().enumerate() {
             if n > 1 {
-                wait_for(Duration::from_secs(20), &format!("node {i} to have a gossip peer"), || async {
-                    (node.network.info().await.ok()?.gossip_peers > 0).then_some(())
-                })
+                wait_for(
+                    Duration::from_secs(20),
+                    &format!("node {i} to have a gossip peer"),
+                    || async { (node.network.info().await.ok()?.gossip_peers > 0).then_some(()) },
+                )
                 .await?;
             }
         }

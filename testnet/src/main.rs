@@ -44,7 +44,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("JANGTEO_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("JANGTEO_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .try_init();
     match cli.command {
@@ -76,9 +79,11 @@ async fn main() -> Result<()> {
                         continue;
                     }
                     let id = view.id.clone();
-                    let got = wait_event(rx, Duration::from_secs(10), |e| {
-                        matches!(e, NodeEvent::ListingStored { listing } if *listing == id)
-                    })
+                    let got = wait_event(
+                        rx,
+                        Duration::from_secs(10),
+                        |e| matches!(e, NodeEvent::ListingStored { listing } if *listing == id),
+                    )
                     .await;
                     if got.is_ok() {
                         delivered += 1;

@@ -31,9 +31,15 @@ fn is_listing(id: &str) -> impl FnMut(&NodeEvent) -> bool + '_ {
 async fn a_listing_reaches_all_five_nodes_of_a_chain() {
     let cluster = Cluster::start(5, Topology::Chain).await.expect("cluster");
     let mut rxs: Vec<_> = cluster.nodes.iter().map(|n| n.subscribe()).collect();
-    let posted = cluster.nodes[0].listings.post(item("중고 자전거를 팝니다", 150_000)).await.expect("post");
+    let posted = cluster.nodes[0]
+        .listings
+        .post(item("중고 자전거를 팝니다", 150_000))
+        .await
+        .expect("post");
     for (i, rx) in rxs.iter_mut().enumerate().skip(1) {
-        wait_event(rx, WAIT, is_listing(&posted.id)).await.unwrap_or_else(|e| panic!("node {i}: {e}"));
+        wait_event(rx, WAIT, is_listing(&posted.id))
+            .await
+            .unwrap_or_else(|e| panic!("node {i}: {e}"));
         let seen = cluster.nodes[i].listings.show(&posted.id).expect("held");
         assert_eq!(seen.title, "중고 자전거를 팝니다");
         assert_eq!(seen.seller, cluster.nodes[0].peer_id);
@@ -43,12 +49,20 @@ async fn a_listing_reaches_all_five_nodes_of_a_chain() {
     let mut rxs: Vec<_> = cluster.nodes.iter().map(|n| n.subscribe()).collect();
     let updated = cluster.nodes[0]
         .listings
-        .update(&posted.id, jangteo_node::listings::ListingUpdate { price: Some(120_000), ..Default::default() })
+        .update(
+            &posted.id,
+            jangteo_node::listings::ListingUpdate {
+                price: Some(120_000),
+                ..Default::default()
+            },
+        )
         .await
         .expect("update");
     assert_eq!(updated.seq, 2);
     for (i, rx) in rxs.iter_mut().enumerate().skip(1) {
-        wait_event(rx, WAIT, is_listing(&posted.id)).await.unwrap_or_else(|e| panic!("node {i}: {e}"));
+        wait_event(rx, WAIT, is_listing(&posted.id))
+            .await
+            .unwrap_or_else(|e| panic!("node {i}: {e}"));
         let seen = cluster.nodes[i].listings.show(&posted.id).expect("held");
         assert_eq!((seen.seq, seen.price), (2, 120_000), "node {i}");
     }
@@ -90,7 +104,10 @@ async fn a_forged_listing_is_neither_stored_nor_forwarded_and_costs_its_sender()
         &key,
     );
     let mut env = Envelope::decode(good.bytes()).expect("decode");
-    let listing_id = jangteo_protocol::Listing::decode(&env.body).expect("body").id(&env.author).to_hex();
+    let listing_id = jangteo_protocol::Listing::decode(&env.body)
+        .expect("body")
+        .id(&env.author)
+        .to_hex();
     let pos = env.body.len() - 1;
     env.body[pos] ^= 1;
     let forged = env.encode();
@@ -98,18 +115,43 @@ async fn a_forged_listing_is_neither_stored_nor_forwarded_and_costs_its_sender()
     let oversize = vec![0u8; jangteo_protocol::MAX_OBJECT_BYTES + 10];
 
     let mut rx_b = b.subscribe();
-    a.network.publish(Kind::Listing, forged).await.expect("network").expect("published");
-    let _ = a.network.publish(Kind::Listing, oversize).await.expect("network");
+    a.network
+        .publish(Kind::Listing, forged)
+        .await
+        .expect("network")
+        .expect("published");
+    let _ = a
+        .network
+        .publish(Kind::Listing, oversize)
+        .await
+        .expect("network");
     // Then a valid one: once it reached c, the forged one (sent first on the same links)
     // would have too if b had forwarded it.
     let mut rx_c = c.subscribe();
-    let honest = a.listings.post(item("honest bicycle", 90_000)).await.expect("post");
-    wait_event(&mut rx_c, WAIT, is_listing(&honest.id)).await.expect("honest listing reaches c");
+    let honest = a
+        .listings
+        .post(item("honest bicycle", 90_000))
+        .await
+        .expect("post");
+    wait_event(&mut rx_c, WAIT, is_listing(&honest.id))
+        .await
+        .expect("honest listing reaches c");
 
-    assert!(b.listings.show(&listing_id).is_err(), "b stored a forged listing");
-    assert!(c.listings.show(&listing_id).is_err(), "c got a forged listing");
+    assert!(
+        b.listings.show(&listing_id).is_err(),
+        "b stored a forged listing"
+    );
+    assert!(
+        c.listings.show(&listing_id).is_err(),
+        "c got a forged listing"
+    );
     while let Ok(ev) = rx_b.try_recv() {
-        assert_ne!(ev, NodeEvent::ListingStored { listing: listing_id.clone() });
+        assert_ne!(
+            ev,
+            NodeEvent::ListingStored {
+                listing: listing_id.clone()
+            }
+        );
     }
     // b's gossipsub score of a dropped below zero.
     let score = wait_for(WAIT, "a's score at b to drop", || async {
@@ -128,21 +170,102 @@ async fn a_node_that_joins_late_gets_what_it_missed() {
     let mut cluster = Cluster::start(2, Topology::Star).await.expect("cluster");
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(cluster.nodes[i % 2].listings.post(item(&format!("late item {i}"), 1000 + i as u64)).await.expect("post").id);
+        ids.push(
+            cluster.nodes[i % 2]
+                .listings
+                .post(item(&format!("late item {i}"), 1000 + i as u64))
+                .await
+                .expect("post")
+                .id,
+        );
     }
-    let retracted = cluster.nodes[0].listings.retract(&ids[0]).await.expect("retract");
+    let retracted = cluster.nodes[0]
+        .listings
+        .retract(&ids[0])
+        .await
+        .expect("retract");
     assert_eq!(retracted.status, "retracted");
     let boot = tcp_addr(&cluster.nodes[1]).await.expect("addr");
     let late = cluster.add_node(vec![boot]).await.expect("late node");
     let mut rx = cluster.nodes[late].subscribe();
-    wait_event(&mut rx, WAIT, |e| matches!(e, NodeEvent::Synced { .. })).await.expect("synced");
+    wait_event(&mut rx, WAIT, |e| matches!(e, NodeEvent::Synced { .. }))
+        .await
+        .expect("synced");
     for id in &ids {
-        let v = cluster.nodes[late].listings.show(id).expect("late node holds every listing");
+        let v = cluster.nodes[late]
+            .listings
+            .show(id)
+            .expect("late node holds every listing");
         if *id == ids[0] {
-            assert_eq!((v.status, v.seq), ("retracted", 2), "the retraction, not the old version");
+            assert_eq!(
+                (v.status, v.seq),
+                ("retracted", 2),
+                "the retraction, not the old version"
+            );
         }
     }
-    let open = cluster.nodes[late].listings.search(&Default::default()).expect("search");
+    let open = cluster.nodes[late]
+        .listings
+        .search(&Default::default())
+        .expect("search");
     assert_eq!(open.len(), 4, "retracted listing is not in results");
     cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_cross_over_quic() {
+    use jangteo_node::{Node, NodeConfig};
+    let quic = vec!["/ip4/127.0.0.1/udp/0/quic-v1".to_string()];
+    let (d1, d2) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let mut c1 = NodeConfig::new(d1.path());
+    c1.listen = quic.clone();
+    c1.mdns = false;
+    let n1 = Node::start(c1).await.expect("node 1");
+    let addr = wait_for(WAIT, "a QUIC listen address", || async {
+        n1.network
+            .info()
+            .await
+            .ok()?
+            .listen_addrs
+            .into_iter()
+            .find(|a| a.contains("/quic-v1/"))
+    })
+    .await
+    .expect("addr");
+    let mut c2 = NodeConfig::new(d2.path());
+    c2.listen = quic;
+    c2.mdns = false;
+    c2.bootstrap = vec![addr];
+    let n2 = Node::start(c2).await.expect("node 2");
+    for n in [&n1, &n2] {
+        wait_for(WAIT, "a gossip peer", || async {
+            (n.network.info().await.ok()?.gossip_peers > 0).then_some(())
+        })
+        .await
+        .expect("peer");
+    }
+    let info = n2.network.info().await.expect("info");
+    assert!(
+        info.peers[0].addrs.iter().all(|a| a.contains("/quic-v1")),
+        "{:?}",
+        info.peers
+    );
+    let mut rx = n2.subscribe();
+    let posted = n1
+        .listings
+        .post(item("自転車 over QUIC", 8_000))
+        .await
+        .expect("post");
+    wait_event(&mut rx, WAIT, is_listing(&posted.id))
+        .await
+        .expect("arrives over QUIC");
+    assert_eq!(
+        n2.listings.show(&posted.id).expect("held").seller,
+        n1.peer_id
+    );
+    n1.shutdown().await;
+    n2.shutdown().await;
 }
