@@ -16,7 +16,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::listings::{ListingError, ListingUpdate, Listings, NewListing, SearchQuery};
+use crate::listings::{ListingError, ListingUpdate, Listings, NewListing};
+use crate::search::SearchQuery;
 use crate::network::Client;
 
 /// Largest request body the API reads.
@@ -77,6 +78,7 @@ impl From<ListingError> for ApiError {
             ListingError::NotYours(_) => (StatusCode::FORBIDDEN, "not_yours"),
             ListingError::Retracted(_) => (StatusCode::CONFLICT, "retracted"),
             ListingError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
+            ListingError::Search(_) => (StatusCode::INTERNAL_SERVER_ERROR, "search"),
         };
         ApiError::new(status, code, e.to_string())
     }

@@ -41,6 +41,9 @@ pub enum NodeError {
     /// A listen or bootstrap address is not a valid multiaddr.
     #[error("bad address {0:?}: {1}")]
     Address(String, String),
+    /// The search index could not be opened or rebuilt.
+    #[error("search index: {0}")]
+    Search(String),
     /// The network task has stopped.
     #[error("the network task has stopped")]
     NetworkStopped,

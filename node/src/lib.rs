@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod keys;
 pub mod listings;
 pub mod network;
+pub mod search;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -33,6 +34,8 @@ pub const API_ADDR_FILE: &str = "api.json";
 pub const API_TOKEN_FILE: &str = "api.token";
 /// Folder of the RocksDB store inside the data directory.
 pub const STORE_DIR: &str = "store";
+/// Folder of the search index inside the data directory (rebuilt from the store if lost).
+pub const INDEX_DIR: &str = "index";
 /// Capacity of the node event channel; slow subscribers skip events.
 pub const EVENT_QUEUE: usize = 1024;
 /// How often expired listings are pruned from the store.
@@ -57,6 +60,11 @@ pub enum NodeEvent {
     Synced {
         /// Its peer id.
         peer: String,
+    },
+    /// The search index caught up with the store.
+    Indexed {
+        /// Listing entries applied.
+        count: usize,
     },
 }
 
@@ -105,6 +113,8 @@ pub struct Node {
     pub network: Client,
     /// The store.
     pub store: Arc<Store>,
+    /// The search index.
+    pub index: Arc<search::SearchIndex>,
     data_dir: PathBuf,
     events: broadcast::Sender<NodeEvent>,
     shutdown: watch::Sender<bool>,
@@ -158,6 +168,13 @@ impl Node {
         if pruned > 0 {
             tracing::info!(pruned, "pruned expired listings");
         }
+        let index_dir = cfg.data_dir.join(INDEX_DIR);
+        let index_store = store.clone();
+        let index = tokio::task::spawn_blocking(move || search::SearchIndex::open(&index_dir, &index_store))
+            .await
+            .map_err(|e| NodeError::Network(format!("search index task: {e}")))?
+            .map_err(|e| NodeError::Search(e.to_string()))?;
+        let index = Arc::new(index);
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let net_cfg = network::NetworkConfig {
@@ -175,10 +192,13 @@ impl Node {
         };
         let (client, event_loop) =
             network::build(keypair, &net_cfg, store.clone(), events.clone())?;
-        let mut tasks = vec![tokio::spawn(event_loop.run(shutdown_rx.clone()))];
+        let mut tasks = vec![
+            tokio::spawn(event_loop.run(shutdown_rx.clone())),
+            tokio::spawn(index.clone().run_indexer(store.clone(), events.clone(), shutdown_rx.clone())),
+        ];
 
         let key = Arc::new(key);
-        let listings = Listings::new(key.clone(), store.clone(), client.clone());
+        let listings = Listings::new(key.clone(), store.clone(), index.clone(), client.clone());
         let token = load_or_create_token(&cfg.data_dir)?;
         let state = api::ApiState {
             listings: listings.clone(),
@@ -237,6 +257,7 @@ impl Node {
             listings,
             network: client,
             store,
+            index,
             data_dir: cfg.data_dir,
             events,
             shutdown,

@@ -12,7 +12,7 @@ use ed25519_dalek::SigningKey;
 use jangteo_protocol::listing::{DEFAULT_CATEGORY, LIFETIME_DEFAULT_MS, LIFETIME_MAX_MS};
 use jangteo_protocol::{
     Condition, FieldError, Kind, Listing, ListingId, ListingStatus, Location, PublicKey,
-    SignedObject, public_key_from_peer_id,
+    SignedObject,
 };
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -20,16 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::StoreError;
 use crate::ingest::now_ms;
 use crate::network::Client;
+use crate::search::{SearchError, SearchIndex, SearchQuery};
 use crate::store::{Store, StoredListing};
 
-/// Longest search text accepted.
-pub const QUERY_MAX_CHARS: usize = 256;
-/// Most results one search returns.
-pub const SEARCH_LIMIT_MAX: usize = 500;
-/// Results when no limit is given.
-pub const SEARCH_LIMIT_DEFAULT: usize = 50;
-/// Largest search radius (half the earth's circumference).
-pub const RADIUS_MAX_KM: f64 = 20_040.0;
 
 /// Why a listing operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +45,9 @@ pub enum ListingError {
     /// The search request is malformed.
     #[error("{0}")]
     BadQuery(String),
+    /// The search engine failed.
+    #[error("search: {0}")]
+    Search(String),
     /// Store failure.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -197,51 +193,6 @@ impl ListingView {
     }
 }
 
-/// Filters and ordering of a search, as the API takes them.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SearchQuery {
-    /// Words that must all appear in the title or description.
-    #[serde(default)]
-    pub q: Option<String>,
-    /// Category.
-    #[serde(default)]
-    pub category: Option<String>,
-    /// Condition.
-    #[serde(default)]
-    pub condition: Option<String>,
-    /// Seller peer id.
-    #[serde(default)]
-    pub seller: Option<String>,
-    /// Currency the price bounds are in.
-    #[serde(default)]
-    pub currency: Option<String>,
-    /// Lowest price.
-    #[serde(default)]
-    pub min_price: Option<u64>,
-    /// Highest price.
-    #[serde(default)]
-    pub max_price: Option<u64>,
-    /// `LAT,LON`.
-    #[serde(default)]
-    pub near: Option<String>,
-    /// Radius around `near`.
-    #[serde(default)]
-    pub radius_km: Option<f64>,
-    /// relevance, price, recent, distance or trust.
-    #[serde(default)]
-    pub sort: Option<String>,
-    /// Most results.
-    #[serde(default)]
-    pub limit: Option<usize>,
-    /// Results to skip.
-    #[serde(default)]
-    pub offset: Option<usize>,
-    /// Include sold, expired and retracted listings.
-    #[serde(default)]
-    pub all: Option<bool>,
-}
-
 /// Parses `LAT,LON`.
 pub fn parse_lat_lon(s: &str) -> Option<LatLon> {
     let (a, b) = s.split_once(',')?;
@@ -255,6 +206,7 @@ pub fn parse_lat_lon(s: &str) -> Option<LatLon> {
 pub struct Listings {
     key: Arc<SigningKey>,
     store: Arc<Store>,
+    index: Arc<SearchIndex>,
     network: Client,
 }
 
@@ -281,10 +233,16 @@ fn location(p: Option<LatLon>) -> Result<Option<Location>, FieldError> {
 
 impl Listings {
     /// A service signing with `key`.
-    pub fn new(key: Arc<SigningKey>, store: Arc<Store>, network: Client) -> Self {
+    pub fn new(
+        key: Arc<SigningKey>,
+        store: Arc<Store>,
+        index: Arc<SearchIndex>,
+        network: Client,
+    ) -> Self {
         Self {
             key,
             store,
+            index,
             network,
         }
     }
@@ -438,136 +396,20 @@ impl Listings {
         Ok(n)
     }
 
-    /// A plain filter over the listings held here (the search engine replaces the scan).
+    /// Searches the listings held here with the local search engine.
     pub fn search(&self, q: &SearchQuery) -> Result<Vec<ListingView>, ListingError> {
-        let bad = |m: String| ListingError::BadQuery(m);
-        let text = q.q.as_deref().unwrap_or("").trim().to_lowercase();
-        if text.chars().count() > QUERY_MAX_CHARS {
-            return Err(bad(format!(
-                "query longer than {QUERY_MAX_CHARS} characters"
-            )));
-        }
-        let terms: Vec<&str> = text.split_whitespace().collect();
-        if let (Some(lo), Some(hi)) = (q.min_price, q.max_price)
-            && lo > hi
-        {
-            return Err(bad(format!("min-price {lo} is above max-price {hi}")));
-        }
-        let near = match q.near.as_deref() {
-            None => None,
-            Some(s) => Some(parse_lat_lon(s).ok_or_else(|| {
-                bad(format!("near {s:?}: expected LAT,LON with latitude within ±90 and longitude within ±180"))
-            })?),
-        };
-        if let Some(r) = q.radius_km {
-            if !(r.is_finite() && r > 0.0 && r <= RADIUS_MAX_KM) {
-                return Err(bad(format!(
-                    "radius-km {r}: must be above 0 and at most {RADIUS_MAX_KM}"
-                )));
-            }
-            if near.is_none() {
-                return Err(bad("radius-km needs --near LAT,LON".into()));
-            }
-        }
-        let sort = q.sort.as_deref().unwrap_or(if terms.is_empty() {
-            "recent"
-        } else {
-            "relevance"
-        });
-        match sort {
-            "relevance" | "price" | "recent" | "distance" => {}
-            "trust" => return Err(bad("sort trust: this node does not compute reputation yet; use relevance, price, recent or distance".into())),
-            other => return Err(bad(format!("unknown sort {other:?}: use relevance, price, recent, distance or trust"))),
-        }
-        if sort == "distance" && near.is_none() {
-            return Err(bad("sort distance needs --near LAT,LON".into()));
-        }
-        let seller = match q.seller.as_deref() {
-            None => None,
-            Some(s) => Some(
-                public_key_from_peer_id(s)
-                    .ok_or_else(|| bad(format!("seller {s:?} is not a peer id")))?,
-            ),
-        };
-        if let Some(c) = q.condition.as_deref() {
-            condition(Some(c)).map_err(|e| bad(e.to_string()))?;
-        }
-        let limit = q.limit.unwrap_or(SEARCH_LIMIT_DEFAULT);
-        if limit == 0 || limit > SEARCH_LIMIT_MAX {
-            return Err(bad(format!("limit {limit}: must be 1-{SEARCH_LIMIT_MAX}")));
-        }
         let now = now_ms();
-        let all = q.all.unwrap_or(false);
-        let mut hits: Vec<(f64, ListingView)> = Vec::new();
-        self.store.for_each_listing(None, |s| {
-            let l = &s.listing;
-            if !all && !l.is_open(now) {
-                return true;
-            }
-            if q.category.as_deref().is_some_and(|c| c != l.category)
-                || q.condition
-                    .as_deref()
-                    .is_some_and(|c| Some(c) != l.condition.map(Condition::name))
-                || q.currency
-                    .as_deref()
-                    .is_some_and(|c| !c.eq_ignore_ascii_case(&l.currency))
-                || q.min_price.is_some_and(|p| l.price < p)
-                || q.max_price.is_some_and(|p| l.price > p)
-                || seller.is_some_and(|p| p != s.author)
-            {
-                return true;
-            }
-            let mut score = 0.0;
-            if !terms.is_empty() {
-                let title = l.title.to_lowercase();
-                let desc = l.description.to_lowercase();
-                for t in &terms {
-                    let in_title = title.matches(t).count();
-                    let in_desc = desc.matches(t).count();
-                    if in_title + in_desc == 0 {
-                        return true;
-                    }
-                    score += 3.0 * in_title as f64 + in_desc as f64;
-                }
-            }
-            let mut view = ListingView::new(&s, now);
-            if let Some(p) = near {
-                let Some(loc) = l.location else { return true };
-                let d = loc.distance_km(&Location::from_degrees(p.lat, p.lon).unwrap_or(loc));
-                if q.radius_km.is_some_and(|r| d > r) {
-                    return true;
-                }
-                view.distance_km = Some((d * 100.0).round() / 100.0);
-            }
-            hits.push((score, view));
-            true
+        let hits = self.index.search(&self.store, q).map_err(|e| match e {
+            SearchError::BadQuery(m) => ListingError::BadQuery(m),
+            other => ListingError::Search(other.to_string()),
         })?;
-        match sort {
-            "relevance" => hits.sort_by(|a, b| {
-                b.0.total_cmp(&a.0)
-                    .then(b.1.updated_at.cmp(&a.1.updated_at))
-            }),
-            "price" => hits.sort_by(|a, b| {
-                a.1.price
-                    .cmp(&b.1.price)
-                    .then(b.1.updated_at.cmp(&a.1.updated_at))
-            }),
-            "distance" => hits.sort_by(|a, b| {
-                a.1.distance_km
-                    .unwrap_or(f64::MAX)
-                    .total_cmp(&b.1.distance_km.unwrap_or(f64::MAX))
-            }),
-            _ => hits.sort_by(|a, b| {
-                b.1.created_at
-                    .cmp(&a.1.created_at)
-                    .then(b.1.id.cmp(&a.1.id))
-            }),
-        }
         Ok(hits
             .into_iter()
-            .skip(q.offset.unwrap_or(0))
-            .take(limit)
-            .map(|(_, v)| v)
+            .map(|h| {
+                let mut v = ListingView::new(&h.listing, now);
+                v.distance_km = h.distance_km.map(|d| (d * 100.0).round() / 100.0);
+                v
+            })
             .collect())
     }
 }

@@ -19,7 +19,10 @@ const CF_OBJECTS: &str = "objects";
 const CF_LISTING_HEADS: &str = "listing_heads";
 const CF_PROFILES: &str = "profiles";
 const CF_META: &str = "meta";
-const COLUMN_FAMILIES: [&str; 4] = [CF_OBJECTS, CF_LISTING_HEADS, CF_PROFILES, CF_META];
+/// Listings whose search-index entry is behind the store (an outbox written in the same
+/// batch as the listing, emptied by the indexer after its commit).
+const CF_INDEX_QUEUE: &str = "index_queue";
+const COLUMN_FAMILIES: [&str; 5] = [CF_OBJECTS, CF_LISTING_HEADS, CF_PROFILES, CF_META, CF_INDEX_QUEUE];
 const SCHEMA_KEY: &[u8] = b"schema";
 const SCHEMA_VERSION: &[u8] = b"1";
 
@@ -97,6 +100,8 @@ pub struct Store {
     db: DB,
     /// Serializes read-modify-write of head records; reads never take it.
     write_lock: Mutex<()>,
+    /// Woken after every write that queued work for the search indexer.
+    index_wakeup: tokio::sync::Notify,
 }
 
 impl Store {
@@ -115,6 +120,7 @@ impl Store {
         let store = Self {
             db,
             write_lock: Mutex::new(()),
+            index_wakeup: tokio::sync::Notify::new(),
         };
         let meta = store.cf(CF_META)?;
         match store.db.get_cf(meta, SCHEMA_KEY)? {
@@ -187,7 +193,9 @@ impl Store {
         };
         batch.put_cf(objects, obj.id().0, obj.bytes());
         batch.put_cf(heads, id.0, head.encode());
+        batch.put_cf(self.cf(CF_INDEX_QUEUE)?, id.0, head.encode());
         self.write(batch, durable)?;
+        self.index_wakeup.notify_one();
         Ok(outcome)
     }
 
@@ -312,13 +320,57 @@ impl Store {
             if head.expires_at < before_ms {
                 batch.delete_cf(heads, &k);
                 batch.delete_cf(objects, head.object.0);
+                batch.put_cf(self.cf(CF_INDEX_QUEUE)?, &k, []);
                 n += 1;
             }
         }
         if n > 0 {
             self.write(batch, false)?;
+            self.index_wakeup.notify_one();
         }
         Ok(n)
+    }
+
+    /// Notified whenever listings were queued for the search indexer.
+    pub fn index_wakeup(&self) -> &tokio::sync::Notify {
+        &self.index_wakeup
+    }
+
+    /// Up to `max` listings waiting for the indexer, with the queue value each had.
+    pub fn index_queue(&self, max: usize) -> Result<Vec<(ListingId, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_INDEX_QUEUE)?, IteratorMode::Start).take(max) {
+            let (k, v) = item?;
+            let id: [u8; 32] = k.as_ref().try_into().map_err(|_| StoreError::Corrupt("index queue key"))?;
+            out.push((ListingId(id), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Removes indexed entries from the queue, except those re-queued since they were read
+    /// (their value changed), which the indexer must see again.
+    pub fn index_queue_done(&self, done: &[(ListingId, Vec<u8>)]) -> Result<(), StoreError> {
+        let queue = self.cf(CF_INDEX_QUEUE)?;
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut batch = WriteBatch::default();
+        for (id, seen) in done {
+            if self.db.get_pinned_cf(queue, id.0)?.is_some_and(|v| v.as_ref() == seen.as_slice()) {
+                batch.delete_cf(queue, id.0);
+            }
+        }
+        self.write(batch, false)
+    }
+
+    /// Empties the indexer queue (after a full rebuild from the heads).
+    pub fn clear_index_queue(&self) -> Result<(), StoreError> {
+        let queue = self.cf(CF_INDEX_QUEUE)?;
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut batch = WriteBatch::default();
+        for item in self.db.iterator_cf(queue, IteratorMode::Start) {
+            let (k, _) = item?;
+            batch.delete_cf(queue, &k);
+        }
+        self.write(batch, false)
     }
 }
 

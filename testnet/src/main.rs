@@ -1,5 +1,7 @@
 //! `jangteo-testnet`: runs scenarios over many nodes and prints what it measured.
 
+mod search_bench;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -30,6 +32,18 @@ enum Scenario {
         #[arg(long, default_value_t = 20)]
         listings: usize,
     },
+    /// The search engine at market size: indexing rate, query latency, index size, memory.
+    SearchBench {
+        /// Generated listings (Korean, Japanese, English and mixed titles).
+        #[arg(long, default_value_t = 100_000)]
+        listings: usize,
+        /// Queries to time (a mix of text, filters, distance and sorts).
+        #[arg(long, default_value_t = 2_000)]
+        queries: usize,
+        /// Seed of the generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -51,6 +65,20 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .try_init();
     match cli.command {
+        Scenario::SearchBench { listings, queries, seed } => {
+            let r = tokio::task::spawn_blocking(move || search_bench::run(listings, queries, seed)).await??;
+            if cli.json {
+                println!("{r}");
+            } else {
+                let f = |k: &str| r[k].as_f64().unwrap_or(0.0);
+                println!(
+                    "search: {} listings; stored+signed {:.0}/s; indexed {:.0}/s; {} queries p50 {:.2} ms p95 {:.2} ms p99 {:.2} ms; index {:.1} MiB, store {:.1} MiB; RSS {:.0} MiB (peak {:.0} MiB)",
+                    r["listings"], f("store_and_sign_per_s"), f("index_per_s"), r["queries"], f("p50_ms"), f("p95_ms"), f("p99_ms"),
+                    f("index_bytes") / 1048576.0, f("store_bytes") / 1048576.0, f("rss_bytes") / 1048576.0, f("peak_rss_bytes") / 1048576.0
+                );
+                println!("{}", serde_json::to_string_pretty(&r["by_kind"])?);
+            }
+        }
         Scenario::Propagation { nodes, listings } => {
             let cluster = Cluster::start(nodes, Topology::Star).await?;
             let mut latencies = Vec::with_capacity(listings);

@@ -1,0 +1,716 @@
+//! The local search engine: a tantivy index over the listings this node holds.
+//!
+//! It owns the index folder, the text analysis (English stemming; Korean and Japanese by
+//! overlapping CJK bigrams, see [`MarketTokenizer`]), query building from a
+//! [`SearchQuery`], and the indexer that follows the store through its index queue (an
+//! outbox written in the same RocksDB batch as each listing version, so a crash never leaves
+//! the index silently behind). The store stays the source of truth: results are read back
+//! from it, and a missing or damaged index is rebuilt from it at start.
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jangteo_protocol::{Condition, ListingId, Location, public_key_from_peer_id};
+use tantivy::collector::TopDocs;
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
+};
+use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer};
+use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Score, TantivyDocument, Term, doc};
+use tokio::sync::{broadcast, watch};
+use unicode_normalization::UnicodeNormalization;
+
+use crate::NodeEvent;
+use crate::error::StoreError;
+use crate::ingest::now_ms;
+use crate::store::{Store, StoredListing};
+
+/// Longest search text accepted, in characters.
+pub const QUERY_MAX_CHARS: usize = 256;
+/// Most results one search returns.
+pub const SEARCH_LIMIT_MAX: usize = 500;
+/// Results when no limit is given.
+pub const SEARCH_LIMIT_DEFAULT: usize = 50;
+/// Deepest page offset accepted.
+pub const SEARCH_OFFSET_MAX: usize = 10_000;
+/// Candidates examined for an exact distance filter or sort (after the bounding box).
+pub const DISTANCE_CANDIDATES_MAX: usize = 20_000;
+/// Largest search radius (half the earth's circumference).
+pub const RADIUS_MAX_KM: f64 = 20_040.0;
+/// Memory the index writer may use before flushing a segment.
+pub const WRITER_MEMORY_BYTES: usize = 15_000_000;
+/// Most queued listings indexed in one commit.
+pub const INDEX_BATCH_MAX: usize = 10_000;
+/// Longest token kept (longer ones are noise such as pasted hashes).
+pub const TOKEN_MAX_BYTES: usize = 40;
+/// Name of the analyzer registered for text fields.
+pub const ANALYZER: &str = "jangteo_market";
+/// Bump when the schema or the analysis changes: the index is rebuilt from the store.
+pub const INDEX_VERSION: &str = "1";
+const VERSION_FILE: &str = "jangteo-index-version";
+
+/// Errors of the search engine.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// The query or its filters are malformed; the message says what is wrong.
+    #[error("{0}")]
+    BadQuery(String),
+    /// tantivy failed.
+    #[error("search index: {0}")]
+    Index(#[from] tantivy::TantivyError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// File system failure.
+    #[error("search index folder {0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+/// Filters, ordering and paging of a search, as the API takes them.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    /// Words that must all appear in the title or description ("quoted phrases" allowed).
+    #[serde(default)]
+    pub q: Option<String>,
+    /// Category.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// Condition.
+    #[serde(default)]
+    pub condition: Option<String>,
+    /// Seller peer id.
+    #[serde(default)]
+    pub seller: Option<String>,
+    /// Currency the price bounds are in.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Lowest price (minor units).
+    #[serde(default)]
+    pub min_price: Option<u64>,
+    /// Highest price (minor units).
+    #[serde(default)]
+    pub max_price: Option<u64>,
+    /// `LAT,LON`.
+    #[serde(default)]
+    pub near: Option<String>,
+    /// Radius around `near`, in km.
+    #[serde(default)]
+    pub radius_km: Option<f64>,
+    /// relevance, price, price-desc, recent, distance or trust.
+    #[serde(default)]
+    pub sort: Option<String>,
+    /// Most results.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Results to skip.
+    #[serde(default)]
+    pub offset: Option<usize>,
+    /// Include sold, expired and retracted listings.
+    #[serde(default)]
+    pub all: Option<bool>,
+}
+
+/// One search hit: the listing as held, and its distance when searching near a place.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// The listing.
+    pub listing: StoredListing,
+    /// Distance from the search point, km.
+    pub distance_km: Option<f64>,
+}
+
+/// Whether a character is written without spaces between words (Hangul, kana, Han).
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x1100..=0x11FF | 0x3130..=0x318F | 0xA960..=0xA97F | 0xAC00..=0xD7AF | 0xD7B0..=0xD7FF // Hangul
+        | 0x3040..=0x309F | 0x30A0..=0x30FF | 0x31F0..=0x31FF | 0xFF66..=0xFF9F // kana
+        | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FFFF // Han
+        | 0x3005 // 々
+    )
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Cjk,
+    Letter,
+    Digit,
+    Other,
+}
+
+fn class(c: char) -> Class {
+    if is_cjk(c) {
+        Class::Cjk
+    } else if c.is_numeric() {
+        Class::Digit
+    } else if c.is_alphanumeric() {
+        Class::Letter
+    } else {
+        Class::Other
+    }
+}
+
+/// Splits marketplace text into tokens: runs of letters and runs of digits are words
+/// (`iPhone13` → `iphone`, `13`), and runs of Hangul, kana or Han characters become
+/// overlapping bigrams (`자전거를` → `자전`, `전거`, `거를`; a single character stays a
+/// unigram), so a word matches inside unspaced text and with particles attached. Text is
+/// NFKC-normalized first (full-width Latin and half-width kana become their usual forms).
+#[derive(Debug, Clone, Default)]
+pub struct MarketTokenizer {
+    tokens: Vec<Token>,
+}
+
+/// The token stream of a [`MarketTokenizer`].
+#[derive(Debug)]
+pub struct MarketTokenStream<'a> {
+    tokens: &'a mut Vec<Token>,
+    next: usize,
+}
+
+impl TokenStream for MarketTokenStream<'_> {
+    fn advance(&mut self) -> bool {
+        if self.next < self.tokens.len() {
+            self.next += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn token(&self) -> &Token {
+        &self.tokens[self.next.saturating_sub(1)]
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        let i = self.next.saturating_sub(1);
+        &mut self.tokens[i]
+    }
+}
+
+impl MarketTokenizer {
+    fn split(&mut self, text: &str) {
+        self.tokens.clear();
+        let norm: String = text.nfkc().collect();
+        let chars: Vec<(usize, char)> = norm.char_indices().collect();
+        let end_of = |i: usize| chars.get(i).map_or(norm.len(), |(o, _)| *o);
+        let mut position = 0usize;
+        let mut i = 0;
+        while i < chars.len() {
+            let cls = class(chars[i].1);
+            let mut j = i + 1;
+            while j < chars.len() && class(chars[j].1) == cls {
+                j += 1;
+            }
+            match cls {
+                Class::Other => {}
+                Class::Letter | Class::Digit => {
+                    self.push(&norm[chars[i].0..end_of(j)], chars[i].0, end_of(j), position);
+                    position += 1;
+                }
+                Class::Cjk if j - i == 1 => {
+                    self.push(&norm[chars[i].0..end_of(j)], chars[i].0, end_of(j), position);
+                    position += 1;
+                }
+                Class::Cjk => {
+                    for k in i..j - 1 {
+                        self.push(&norm[chars[k].0..end_of(k + 2)], chars[k].0, end_of(k + 2), position);
+                        position += 1;
+                    }
+                }
+            }
+            i = j;
+        }
+    }
+
+    fn push(&mut self, text: &str, from: usize, to: usize, position: usize) {
+        self.tokens.push(Token {
+            offset_from: from,
+            offset_to: to,
+            position,
+            text: text.to_owned(),
+            position_length: 1,
+        });
+    }
+}
+
+impl Tokenizer for MarketTokenizer {
+    type TokenStream<'a> = MarketTokenStream<'a>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> MarketTokenStream<'a> {
+        self.split(text);
+        MarketTokenStream { tokens: &mut self.tokens, next: 0 }
+    }
+}
+
+/// The analyzer for listing text: [`MarketTokenizer`], long-token removal, lowercasing and
+/// English stemming (which leaves Hangul, kana and Han untouched).
+pub fn market_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(MarketTokenizer::default())
+        .filter(RemoveLongFilter::limit(TOKEN_MAX_BYTES))
+        .filter(LowerCaser)
+        .filter(Stemmer::new(tantivy::tokenizer::Language::English))
+        .build()
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Fields {
+    id: Field,
+    title: Field,
+    body: Field,
+    category: Field,
+    condition: Field,
+    seller: Field,
+    currency: Field,
+    price: Field,
+    created: Field,
+    expires: Field,
+    open: Field,
+    lat: Field,
+    lon: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(ANALYZER)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    let f = Fields {
+        id: b.add_text_field("id", STRING | STORED),
+        title: b.add_text_field("title", text.clone()),
+        body: b.add_text_field("body", text),
+        category: b.add_text_field("category", STRING),
+        condition: b.add_text_field("condition", STRING),
+        seller: b.add_text_field("seller", STRING),
+        currency: b.add_text_field("currency", STRING),
+        price: b.add_u64_field("price", FAST | INDEXED),
+        created: b.add_u64_field("created", FAST | INDEXED),
+        expires: b.add_u64_field("expires", FAST | INDEXED),
+        open: b.add_u64_field("open", INDEXED),
+        lat: b.add_f64_field("lat", FAST | INDEXED),
+        lon: b.add_f64_field("lon", FAST | INDEXED),
+    };
+    (b.build(), f)
+}
+
+/// The search index of one node.
+pub struct SearchIndex {
+    index: Index,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    fields: Fields,
+    parser: QueryParser,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for SearchIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchIndex").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+fn sort_key(s: Option<&str>, has_text: bool) -> Result<&'static str, SearchError> {
+    Ok(match s.unwrap_or(if has_text { "relevance" } else { "recent" }) {
+        "relevance" => "relevance",
+        "price" => "price",
+        "price-desc" => "price-desc",
+        "recent" => "recent",
+        "distance" => "distance",
+        "trust" => {
+            return Err(SearchError::BadQuery(
+                "sort trust: this node does not compute reputation yet; use relevance, price, price-desc, recent or distance".into(),
+            ));
+        }
+        other => {
+            return Err(SearchError::BadQuery(format!(
+                "unknown sort {other:?}: use relevance, price, price-desc, recent, distance or trust"
+            )));
+        }
+    })
+}
+
+/// Parses `LAT,LON` in degrees.
+pub fn parse_lat_lon(s: &str) -> Option<Location> {
+    let (a, b) = s.split_once(',')?;
+    Location::from_degrees(a.trim().parse().ok()?, b.trim().parse().ok()?)
+}
+
+impl SearchIndex {
+    /// Opens the index in `dir`, or rebuilds it from `store` when it is missing, damaged or
+    /// of an older version; then indexes whatever the store queued while the node was down.
+    pub fn open(dir: &Path, store: &Store) -> Result<Self, SearchError> {
+        let io = |e| SearchError::Io(dir.display().to_string(), e);
+        let (schema, fields) = schema();
+        let version_ok = std::fs::read_to_string(dir.join(VERSION_FILE)).is_ok_and(|v| v.trim() == INDEX_VERSION);
+        let existing = if version_ok {
+            match tantivy::directory::MmapDirectory::open(dir).map_err(tantivy::TantivyError::from).and_then(Index::open) {
+                Ok(idx) if idx.schema() == schema => Some(idx),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "search index unreadable; rebuilding it from the store");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let rebuild = existing.is_none();
+        let index = match existing {
+            Some(i) => i,
+            None => {
+                if dir.exists() {
+                    std::fs::remove_dir_all(dir).map_err(io)?;
+                }
+                std::fs::create_dir_all(dir).map_err(io)?;
+                let idx = Index::create_in_dir(dir, schema)?;
+                std::fs::write(dir.join(VERSION_FILE), INDEX_VERSION).map_err(io)?;
+                idx
+            }
+        };
+        index.tokenizers().register(ANALYZER, market_analyzer());
+        let writer = index.writer_with_num_threads(1, WRITER_MEMORY_BYTES)?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        let mut parser = QueryParser::for_index(&index, vec![fields.title, fields.body]);
+        parser.set_conjunction_by_default();
+        parser.set_field_boost(fields.title, 3.0);
+        let this = Self { index, reader, writer: Mutex::new(writer), fields, parser, dir: dir.to_owned() };
+        if rebuild {
+            this.rebuild(store)?;
+        } else {
+            this.drain_queue(store)?;
+            let held = store.listing_count()?;
+            let indexed = this.reader.searcher().num_docs();
+            if held != indexed {
+                tracing::warn!(held, indexed, "search index disagrees with the store; rebuilding it");
+                this.rebuild(store)?;
+            }
+        }
+        Ok(this)
+    }
+
+    fn document(&self, s: &StoredListing) -> TantivyDocument {
+        let f = &self.fields;
+        let l = &s.listing;
+        let mut d = doc!(
+            f.id => s.id.to_hex(),
+            f.title => l.title.as_str(),
+            f.body => format!("{}\n{}", l.description, l.category.replace('-', " ")),
+            f.category => l.category.as_str(),
+            f.seller => s.author.peer_id(),
+            f.currency => l.currency.as_str(),
+            f.price => l.price,
+            f.created => l.created_at,
+            f.expires => l.expires_at,
+            // Expiry is checked at query time against `expires`; `open` is the rest of it.
+            f.open => u64::from(l.status == jangteo_protocol::ListingStatus::Active && l.quantity > 0),
+        );
+        if let Some(c) = l.condition {
+            d.add_text(f.condition, c.name());
+        }
+        if let Some(p) = l.location {
+            d.add_f64(f.lat, p.lat());
+            d.add_f64(f.lon, p.lon());
+        }
+        d
+    }
+
+    fn writer(&self) -> Result<std::sync::MutexGuard<'_, IndexWriter>, SearchError> {
+        self.writer.lock().map_err(|_| SearchError::Store(StoreError::Poisoned))
+    }
+
+    /// Drops the index and indexes every listing head of the store again.
+    pub fn rebuild(&self, store: &Store) -> Result<u64, SearchError> {
+        let total = store.listing_count()?;
+        eprintln!("jangteo: building the search index from {total} stored listings");
+        let started = std::time::Instant::now();
+        let mut w = self.writer()?;
+        w.delete_all_documents()?;
+        let mut n = 0u64;
+        let mut failed: Option<tantivy::TantivyError> = None;
+        store.for_each_listing(None, |s| {
+            if let Err(e) = w.add_document(self.document(&s)) {
+                failed = Some(e);
+                return false;
+            }
+            n += 1;
+            if n % 20_000 == 0 {
+                eprintln!("jangteo: search index {n}/{total}");
+            }
+            true
+        })?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        w.commit()?;
+        drop(w);
+        store.clear_index_queue()?;
+        self.reader.reload()?;
+        eprintln!("jangteo: search index ready: {n} listings in {:.1} s", started.elapsed().as_secs_f64());
+        Ok(n)
+    }
+
+    /// Indexes queued listings (one commit per batch) until the queue is empty; returns how
+    /// many entries were applied.
+    pub fn drain_queue(&self, store: &Store) -> Result<usize, SearchError> {
+        let mut applied = 0;
+        loop {
+            let batch = store.index_queue(INDEX_BATCH_MAX)?;
+            if batch.is_empty() {
+                return Ok(applied);
+            }
+            {
+                let w = self.writer()?;
+                for (id, _) in &batch {
+                    w.delete_term(Term::from_field_text(self.fields.id, &id.to_hex()));
+                    if let Some(s) = store.listing(id)? {
+                        w.add_document(self.document(&s))?;
+                    }
+                }
+            }
+            self.writer()?.commit()?;
+            self.reader.reload()?;
+            store.index_queue_done(&batch)?;
+            applied += batch.len();
+        }
+    }
+
+    /// Runs the indexer until `shutdown`, woken by store writes (and once a minute, in case
+    /// a wakeup was missed).
+    pub async fn run_indexer(
+        self: Arc<Self>,
+        store: Arc<Store>,
+        events: broadcast::Sender<NodeEvent>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let this = self.clone();
+            let s = store.clone();
+            match tokio::task::spawn_blocking(move || this.drain_queue(&s)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => {
+                    let _ = events.send(NodeEvent::Indexed { count: n });
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "indexing failed"),
+                Err(e) => tracing::error!(error = %e, "indexer task failed"),
+            }
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = store.index_wakeup().notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            }
+        }
+    }
+
+    /// Listings matching `q`, read back from the store, in the requested order.
+    pub fn search(&self, store: &Store, q: &SearchQuery) -> Result<Vec<Hit>, SearchError> {
+        self.search_at(store, q, now_ms())
+    }
+
+    /// [`search`](Self::search) as of `now` (unix ms), which decides what has expired.
+    pub fn search_at(&self, store: &Store, q: &SearchQuery, now: u64) -> Result<Vec<Hit>, SearchError> {
+        let bad = |m: String| SearchError::BadQuery(m);
+        let text = q.q.as_deref().unwrap_or("").trim();
+        if text.chars().count() > QUERY_MAX_CHARS {
+            return Err(bad(format!("query longer than {QUERY_MAX_CHARS} characters")));
+        }
+        if let (Some(lo), Some(hi)) = (q.min_price, q.max_price)
+            && lo > hi
+        {
+            return Err(bad(format!("min-price {lo} is above max-price {hi}")));
+        }
+        let near = match q.near.as_deref() {
+            None => None,
+            Some(s) => Some(parse_lat_lon(s).ok_or_else(|| {
+                bad(format!("near {s:?}: expected LAT,LON with latitude within ±90 and longitude within ±180"))
+            })?),
+        };
+        if let Some(r) = q.radius_km {
+            if !(r.is_finite() && r > 0.0 && r <= RADIUS_MAX_KM) {
+                return Err(bad(format!("radius-km {r}: must be above 0 and at most {RADIUS_MAX_KM}")));
+            }
+            if near.is_none() {
+                return Err(bad("radius-km needs --near LAT,LON".into()));
+            }
+        }
+        let sort = sort_key(q.sort.as_deref(), !text.is_empty())?;
+        if sort == "distance" && near.is_none() {
+            return Err(bad("sort distance needs --near LAT,LON".into()));
+        }
+        let limit = q.limit.unwrap_or(SEARCH_LIMIT_DEFAULT);
+        if limit == 0 || limit > SEARCH_LIMIT_MAX {
+            return Err(bad(format!("limit {limit}: must be 1-{SEARCH_LIMIT_MAX}")));
+        }
+        let offset = q.offset.unwrap_or(0);
+        if offset > SEARCH_OFFSET_MAX {
+            return Err(bad(format!("offset {offset}: at most {SEARCH_OFFSET_MAX}")));
+        }
+
+        let f = &self.fields;
+        let mut must: Vec<Box<dyn Query>> = Vec::new();
+        if !text.is_empty() {
+            let parsed = self.parser.parse_query(text).map_err(|e| bad(format!("query {text:?}: {e}")))?;
+            must.push(parsed);
+        }
+        let term = |field: Field, v: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(Term::from_field_text(field, v), IndexRecordOption::Basic))
+        };
+        if let Some(c) = q.category.as_deref() {
+            must.push(term(f.category, c));
+        }
+        if let Some(c) = q.condition.as_deref() {
+            let c = Condition::from_name(c)
+                .ok_or_else(|| bad(format!("condition {c:?}: use new, like-new, good, fair or poor")))?;
+            must.push(term(f.condition, c.name()));
+        }
+        if let Some(s) = q.seller.as_deref() {
+            public_key_from_peer_id(s).ok_or_else(|| bad(format!("seller {s:?} is not a peer id")))?;
+            must.push(term(f.seller, s));
+        }
+        if let Some(c) = q.currency.as_deref() {
+            must.push(term(f.currency, &c.to_ascii_uppercase()));
+        }
+        if q.min_price.is_some() || q.max_price.is_some() {
+            let lo = q.min_price.map_or(Bound::Unbounded, |p| Bound::Included(Term::from_field_u64(f.price, p)));
+            let hi = q.max_price.map_or(Bound::Unbounded, |p| Bound::Included(Term::from_field_u64(f.price, p)));
+            must.push(Box::new(RangeQuery::new(lo, hi)));
+        }
+        if !q.all.unwrap_or(false) {
+            must.push(Box::new(TermQuery::new(Term::from_field_u64(f.open, 1), IndexRecordOption::Basic)));
+            must.push(Box::new(RangeQuery::new(
+                Bound::Excluded(Term::from_field_u64(f.expires, now)),
+                Bound::Unbounded,
+            )));
+        }
+        if let (Some(p), Some(r)) = (near, q.radius_km) {
+            // Bounding box first (cheap, indexed), exact great-circle distance after.
+            let dlat = r / 111.0;
+            let dlon = r / (111.0 * p.lat().to_radians().cos().max(0.01));
+            let range = |field, lo: f64, hi: f64| -> Box<dyn Query> {
+                Box::new(RangeQuery::new(
+                    Bound::Included(Term::from_field_f64(field, lo)),
+                    Bound::Included(Term::from_field_f64(field, hi)),
+                ))
+            };
+            must.push(range(f.lat, p.lat() - dlat, p.lat() + dlat));
+            if p.lon() - dlon >= -180.0 && p.lon() + dlon <= 180.0 {
+                must.push(range(f.lon, p.lon() - dlon, p.lon() + dlon));
+            }
+        }
+        let query: Box<dyn Query> = if must.is_empty() {
+            Box::new(AllQuery)
+        } else {
+            Box::new(BooleanQuery::new(must.into_iter().map(|q| (Occur::Must, q)).collect()))
+        };
+
+        let searcher = self.reader.searcher();
+        let (window, skip) = if near.is_some() { (DISTANCE_CANDIDATES_MAX, 0) } else { (limit, offset) };
+        let top = TopDocs::with_limit(window).and_offset(skip);
+        let addrs: Vec<DocAddress> = match sort {
+            "price" => searcher.search(&query, &top.order_by_fast_field::<u64>("price", Order::Asc))?.into_iter().map(|x| x.1).collect(),
+            "price-desc" => searcher.search(&query, &top.order_by_fast_field::<u64>("price", Order::Desc))?.into_iter().map(|x| x.1).collect(),
+            "recent" => searcher.search(&query, &top.order_by_fast_field::<u64>("created", Order::Desc))?.into_iter().map(|x| x.1).collect(),
+            _ => searcher.search(&query, &top.order_by_score())?.into_iter().map(|(_, a): (Score, _)| a).collect(),
+        };
+        let mut hits: Vec<(DocAddress, Option<f64>)> = match near {
+            None => addrs.into_iter().map(|a| (a, None)).collect(),
+            Some(p) => {
+                let mut cols = std::collections::HashMap::new();
+                let mut out = Vec::new();
+                for a in addrs {
+                    if !cols.contains_key(&a.segment_ord) {
+                        let ff = searcher.segment_reader(a.segment_ord).fast_fields();
+                        cols.insert(a.segment_ord, (ff.f64("lat")?, ff.f64("lon")?));
+                    }
+                    let (lat, lon) = &cols[&a.segment_ord];
+                    let (Some(lat), Some(lon)) = (lat.first(a.doc_id), lon.first(a.doc_id)) else { continue };
+                    let Some(loc) = Location::from_degrees(lat, lon) else { continue };
+                    let d = p.distance_km(&loc);
+                    if q.radius_km.is_none_or(|r| d <= r) {
+                        out.push((a, Some(d)));
+                    }
+                }
+                if sort == "distance" {
+                    out.sort_by(|a, b| a.1.unwrap_or(f64::MAX).total_cmp(&b.1.unwrap_or(f64::MAX)));
+                }
+                out.into_iter().skip(offset).take(limit).collect()
+            }
+        };
+        hits.truncate(limit);
+        let mut results = Vec::with_capacity(hits.len());
+        for (addr, distance_km) in hits {
+            let d: TantivyDocument = searcher.doc(addr)?;
+            let Some(id) = d.get_first(f.id).and_then(|v| v.as_str()).and_then(ListingId::from_hex) else { continue };
+            // The store is the truth; an entry the indexer has not caught up with is skipped.
+            if let Some(listing) = store.listing(&id)? {
+                results.push(Hit { listing, distance_km });
+            }
+        }
+        Ok(results)
+    }
+
+    /// Documents in the index.
+    pub fn len(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Whether the index is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes the index takes on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        std::fs::read_dir(&self.dir)
+            .map(|rd| rd.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
+            .unwrap_or(0)
+    }
+
+    /// The index (for tests and benchmarks).
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(text: &str) -> Vec<String> {
+        let mut a = market_analyzer();
+        let mut s = a.token_stream(text);
+        let mut out = Vec::new();
+        while s.advance() {
+            out.push(s.token().text.clone());
+        }
+        out
+    }
+
+    #[test]
+    fn korean_bigrams_cover_words_with_particles() {
+        assert_eq!(tokens("중고 자전거를 팝니다"), ["중고", "자전", "전거", "거를", "팝니", "니다"]);
+        let q = tokens("자전거");
+        let d = tokens("중고 자전거를 팝니다");
+        assert!(d.windows(q.len()).any(|w| w == q.as_slice()), "{q:?} in {d:?}");
+    }
+
+    #[test]
+    fn japanese_bigrams_cover_words_inside_unspaced_text() {
+        let d = tokens("中古の自転車を売ります");
+        let q = tokens("自転車");
+        assert_eq!(q, ["自転", "転車"]);
+        assert!(d.windows(2).any(|w| w == q.as_slice()), "{d:?}");
+    }
+
+    #[test]
+    fn english_is_stemmed_and_letters_split_from_digits() {
+        assert_eq!(tokens("Bikes"), tokens("bike"));
+        assert_eq!(tokens("iPhone13 Pro"), ["iphon", "13", "pro"]);
+        // Full-width Latin is normalized.
+        assert_eq!(tokens("ｉＰｈｏｎｅ"), tokens("iphone"));
+        assert_eq!(tokens("아이폰 iPhone 13"), ["아이", "이폰", "iphon", "13"]);
+    }
+}
