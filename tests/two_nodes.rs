@@ -164,6 +164,49 @@ fn a_listing_posted_on_one_node_is_found_on_another() {
     assert_eq!(shown["seller"], a_id["peer_id"]);
     assert_eq!(shown["seq"], 1);
 
+    // Korean and Japanese words inside unspaced text, found on the other node.
+    let ko = json_ok(
+        &a.dir,
+        &[
+            "post",
+            "--title",
+            "중고 자전거를 팝니다",
+            "--price",
+            "150000",
+            "--currency",
+            "KRW",
+        ],
+    );
+    let ja = json_ok(
+        &a.dir,
+        &[
+            "post",
+            "--title",
+            "中古の自転車を売ります",
+            "--price",
+            "8000",
+            "--currency",
+            "JPY",
+        ],
+    );
+    let ko_hit = wait_for(
+        "the Korean listing by a word with its particle stripped",
+        || {
+            let hits = json_ok(&b.dir, &["search", "자전거"]);
+            let hits = hits.as_array()?;
+            (hits.len() == 1).then(|| hits[0]["id"].clone())
+        },
+    );
+    assert_eq!(ko_hit, ko["id"]);
+    let ja_hits = wait_for("the Japanese listing", || {
+        let hits = json_ok(&b.dir, &["search", "自転車"]);
+        (hits.as_array()?.len() == 1).then_some(hits)
+    });
+    assert_eq!(ja_hits[0]["id"], ja["id"]);
+    assert_eq!(ja_hits[0]["seller"], a_id["peer_id"]);
+    let out = jangteo(&b.dir, &["search", "\"unbalanced"]);
+    assert_eq!(out.status.code(), Some(1), "a malformed query is refused");
+
     // Filters over the other node's store.
     let near = json_ok(
         &b.dir,
@@ -179,7 +222,10 @@ fn a_listing_posted_on_one_node_is_found_on_another() {
     );
     assert_eq!(near.as_array().expect("array").len(), 1);
     assert!(near[0]["distance_km"].as_f64().expect("distance") < 10.0);
-    let too_cheap = json_ok(&b.dir, &["search", "--max-price", "1000"]);
+    let too_cheap = json_ok(
+        &b.dir,
+        &["search", "--max-price", "1000", "--currency", "KRW"],
+    );
     assert_eq!(too_cheap.as_array().expect("array").len(), 0);
 
     // Update and retract travel too.
@@ -399,7 +445,13 @@ fn an_acknowledged_post_survives_kill_9() {
     node.child.kill().expect("kill -9");
     node.child.wait().expect("reap");
     let token_before = std::fs::read_to_string(dir.join("api.token")).expect("token");
+    // Lose the search index too: the node rebuilds it from the store, saying so on stderr.
+    std::fs::remove_dir_all(dir.join("index")).expect("delete the index folder");
     let (_node, _) = start_node(&dir, None);
+    let log = std::fs::read_to_string(dir.with_extension("log")).expect("node log");
+    assert!(log.contains("search index ready: 5 listings"), "{log}");
+    let found = json_ok(&dir, &["search", "crash test item", "--limit", "10"]);
+    assert_eq!(found.as_array().expect("array").len(), 5);
     for id in &ids {
         let v = json_ok(&dir, &["show", id]);
         assert_eq!(v["currency"], "USD");

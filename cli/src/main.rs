@@ -56,7 +56,8 @@ enum Command {
         /// Listing id.
         id: String,
     },
-    /// Find listings held by the node; no QUERY lists everything matching the filters.
+    /// Find listings held by the node (Korean, Japanese and English text; "quoted phrases");
+    /// no QUERY lists everything matching the filters, newest first.
     Search(SearchArgs),
 }
 
@@ -159,7 +160,8 @@ struct SearchArgs {
     /// Only this seller's listings.
     #[arg(long, value_name = "PEER_ID")]
     seller: Option<String>,
-    /// relevance, price, recent, distance or trust.
+    /// relevance (default with QUERY), recent (default without), price, price-desc,
+    /// distance (needs --near) or trust.
     #[arg(long)]
     sort: Option<String>,
     /// Most results (1-500). Default: 50.

@@ -17,8 +17,8 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::listings::{ListingError, ListingUpdate, Listings, NewListing};
-use crate::search::SearchQuery;
 use crate::network::Client;
+use crate::search::SearchQuery;
 
 /// Largest request body the API reads.
 pub const API_BODY_MAX_BYTES: usize = 64 * 1024;

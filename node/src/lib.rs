@@ -170,10 +170,12 @@ impl Node {
         }
         let index_dir = cfg.data_dir.join(INDEX_DIR);
         let index_store = store.clone();
-        let index = tokio::task::spawn_blocking(move || search::SearchIndex::open(&index_dir, &index_store))
-            .await
-            .map_err(|e| NodeError::Network(format!("search index task: {e}")))?
-            .map_err(|e| NodeError::Search(e.to_string()))?;
+        let index = tokio::task::spawn_blocking(move || {
+            search::SearchIndex::open(&index_dir, &index_store)
+        })
+        .await
+        .map_err(|e| NodeError::Network(format!("search index task: {e}")))?
+        .map_err(|e| NodeError::Search(e.to_string()))?;
         let index = Arc::new(index);
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -194,7 +196,11 @@ impl Node {
             network::build(keypair, &net_cfg, store.clone(), events.clone())?;
         let mut tasks = vec![
             tokio::spawn(event_loop.run(shutdown_rx.clone())),
-            tokio::spawn(index.clone().run_indexer(store.clone(), events.clone(), shutdown_rx.clone())),
+            tokio::spawn(index.clone().run_indexer(
+                store.clone(),
+                events.clone(),
+                shutdown_rx.clone(),
+            )),
         ];
 
         let key = Arc::new(key);

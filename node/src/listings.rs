@@ -23,7 +23,6 @@ use crate::network::Client;
 use crate::search::{SearchError, SearchIndex, SearchQuery};
 use crate::store::{Store, StoredListing};
 
-
 /// Why a listing operation was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ListingError {

@@ -16,10 +16,16 @@ use jangteo_protocol::{Condition, ListingId, Location, public_key_from_peer_id};
 use tantivy::collector::TopDocs;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
 use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
+    TextOptions, Value,
 };
-use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer};
-use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Score, TantivyDocument, Term, doc};
+use tantivy::tokenizer::{
+    LowerCaser, RemoveLongFilter, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer,
+};
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Score, TantivyDocument, Term,
+    doc,
+};
 use tokio::sync::{broadcast, watch};
 use unicode_normalization::UnicodeNormalization;
 
@@ -207,16 +213,31 @@ impl MarketTokenizer {
             match cls {
                 Class::Other => {}
                 Class::Letter | Class::Digit => {
-                    self.push(&norm[chars[i].0..end_of(j)], chars[i].0, end_of(j), position);
+                    self.push(
+                        &norm[chars[i].0..end_of(j)],
+                        chars[i].0,
+                        end_of(j),
+                        position,
+                    );
                     position += 1;
                 }
                 Class::Cjk if j - i == 1 => {
-                    self.push(&norm[chars[i].0..end_of(j)], chars[i].0, end_of(j), position);
+                    self.push(
+                        &norm[chars[i].0..end_of(j)],
+                        chars[i].0,
+                        end_of(j),
+                        position,
+                    );
                     position += 1;
                 }
                 Class::Cjk => {
                     for k in i..j - 1 {
-                        self.push(&norm[chars[k].0..end_of(k + 2)], chars[k].0, end_of(k + 2), position);
+                        self.push(
+                            &norm[chars[k].0..end_of(k + 2)],
+                            chars[k].0,
+                            end_of(k + 2),
+                            position,
+                        );
                         position += 1;
                     }
                 }
@@ -241,7 +262,10 @@ impl Tokenizer for MarketTokenizer {
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> MarketTokenStream<'a> {
         self.split(text);
-        MarketTokenStream { tokens: &mut self.tokens, next: 0 }
+        MarketTokenStream {
+            tokens: &mut self.tokens,
+            next: 0,
+        }
     }
 }
 
@@ -309,28 +333,32 @@ pub struct SearchIndex {
 
 impl std::fmt::Debug for SearchIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SearchIndex").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("SearchIndex")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
 fn sort_key(s: Option<&str>, has_text: bool) -> Result<&'static str, SearchError> {
-    Ok(match s.unwrap_or(if has_text { "relevance" } else { "recent" }) {
-        "relevance" => "relevance",
-        "price" => "price",
-        "price-desc" => "price-desc",
-        "recent" => "recent",
-        "distance" => "distance",
-        "trust" => {
-            return Err(SearchError::BadQuery(
+    Ok(
+        match s.unwrap_or(if has_text { "relevance" } else { "recent" }) {
+            "relevance" => "relevance",
+            "price" => "price",
+            "price-desc" => "price-desc",
+            "recent" => "recent",
+            "distance" => "distance",
+            "trust" => {
+                return Err(SearchError::BadQuery(
                 "sort trust: this node does not compute reputation yet; use relevance, price, price-desc, recent or distance".into(),
             ));
-        }
-        other => {
-            return Err(SearchError::BadQuery(format!(
-                "unknown sort {other:?}: use relevance, price, price-desc, recent, distance or trust"
-            )));
-        }
-    })
+            }
+            other => {
+                return Err(SearchError::BadQuery(format!(
+                    "unknown sort {other:?}: use relevance, price, price-desc, recent, distance or trust"
+                )));
+            }
+        },
+    )
 }
 
 /// Parses `LAT,LON` in degrees.
@@ -345,9 +373,13 @@ impl SearchIndex {
     pub fn open(dir: &Path, store: &Store) -> Result<Self, SearchError> {
         let io = |e| SearchError::Io(dir.display().to_string(), e);
         let (schema, fields) = schema();
-        let version_ok = std::fs::read_to_string(dir.join(VERSION_FILE)).is_ok_and(|v| v.trim() == INDEX_VERSION);
+        let version_ok = std::fs::read_to_string(dir.join(VERSION_FILE))
+            .is_ok_and(|v| v.trim() == INDEX_VERSION);
         let existing = if version_ok {
-            match tantivy::directory::MmapDirectory::open(dir).map_err(tantivy::TantivyError::from).and_then(Index::open) {
+            match tantivy::directory::MmapDirectory::open(dir)
+                .map_err(tantivy::TantivyError::from)
+                .and_then(Index::open)
+            {
                 Ok(idx) if idx.schema() == schema => Some(idx),
                 Ok(_) => None,
                 Err(e) => {
@@ -373,11 +405,21 @@ impl SearchIndex {
         };
         index.tokenizers().register(ANALYZER, market_analyzer());
         let writer = index.writer_with_num_threads(1, WRITER_MEMORY_BYTES)?;
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
         let mut parser = QueryParser::for_index(&index, vec![fields.title, fields.body]);
         parser.set_conjunction_by_default();
         parser.set_field_boost(fields.title, 3.0);
-        let this = Self { index, reader, writer: Mutex::new(writer), fields, parser, dir: dir.to_owned() };
+        let this = Self {
+            index,
+            reader,
+            writer: Mutex::new(writer),
+            fields,
+            parser,
+            dir: dir.to_owned(),
+        };
         if rebuild {
             this.rebuild(store)?;
         } else {
@@ -385,7 +427,11 @@ impl SearchIndex {
             let held = store.listing_count()?;
             let indexed = this.reader.searcher().num_docs();
             if held != indexed {
-                tracing::warn!(held, indexed, "search index disagrees with the store; rebuilding it");
+                tracing::warn!(
+                    held,
+                    indexed,
+                    "search index disagrees with the store; rebuilding it"
+                );
                 this.rebuild(store)?;
             }
         }
@@ -419,7 +465,9 @@ impl SearchIndex {
     }
 
     fn writer(&self) -> Result<std::sync::MutexGuard<'_, IndexWriter>, SearchError> {
-        self.writer.lock().map_err(|_| SearchError::Store(StoreError::Poisoned))
+        self.writer
+            .lock()
+            .map_err(|_| SearchError::Store(StoreError::Poisoned))
     }
 
     /// Drops the index and indexes every listing head of the store again.
@@ -437,7 +485,7 @@ impl SearchIndex {
                 return false;
             }
             n += 1;
-            if n % 20_000 == 0 {
+            if n.is_multiple_of(20_000) {
                 eprintln!("jangteo: search index {n}/{total}");
             }
             true
@@ -449,7 +497,10 @@ impl SearchIndex {
         drop(w);
         store.clear_index_queue()?;
         self.reader.reload()?;
-        eprintln!("jangteo: search index ready: {n} listings in {:.1} s", started.elapsed().as_secs_f64());
+        eprintln!(
+            "jangteo: search index ready: {n} listings in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         Ok(n)
     }
 
@@ -511,11 +562,18 @@ impl SearchIndex {
     }
 
     /// [`search`](Self::search) as of `now` (unix ms), which decides what has expired.
-    pub fn search_at(&self, store: &Store, q: &SearchQuery, now: u64) -> Result<Vec<Hit>, SearchError> {
+    pub fn search_at(
+        &self,
+        store: &Store,
+        q: &SearchQuery,
+        now: u64,
+    ) -> Result<Vec<Hit>, SearchError> {
         let bad = |m: String| SearchError::BadQuery(m);
         let text = q.q.as_deref().unwrap_or("").trim();
         if text.chars().count() > QUERY_MAX_CHARS {
-            return Err(bad(format!("query longer than {QUERY_MAX_CHARS} characters")));
+            return Err(bad(format!(
+                "query longer than {QUERY_MAX_CHARS} characters"
+            )));
         }
         if let (Some(lo), Some(hi)) = (q.min_price, q.max_price)
             && lo > hi
@@ -530,7 +588,9 @@ impl SearchIndex {
         };
         if let Some(r) = q.radius_km {
             if !(r.is_finite() && r > 0.0 && r <= RADIUS_MAX_KM) {
-                return Err(bad(format!("radius-km {r}: must be above 0 and at most {RADIUS_MAX_KM}")));
+                return Err(bad(format!(
+                    "radius-km {r}: must be above 0 and at most {RADIUS_MAX_KM}"
+                )));
             }
             if near.is_none() {
                 return Err(bad("radius-km needs --near LAT,LON".into()));
@@ -552,34 +612,51 @@ impl SearchIndex {
         let f = &self.fields;
         let mut must: Vec<Box<dyn Query>> = Vec::new();
         if !text.is_empty() {
-            let parsed = self.parser.parse_query(text).map_err(|e| bad(format!("query {text:?}: {e}")))?;
+            let parsed = self
+                .parser
+                .parse_query(text)
+                .map_err(|e| bad(format!("query {text:?}: {e}")))?;
             must.push(parsed);
         }
         let term = |field: Field, v: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(Term::from_field_text(field, v), IndexRecordOption::Basic))
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, v),
+                IndexRecordOption::Basic,
+            ))
         };
         if let Some(c) = q.category.as_deref() {
             must.push(term(f.category, c));
         }
         if let Some(c) = q.condition.as_deref() {
-            let c = Condition::from_name(c)
-                .ok_or_else(|| bad(format!("condition {c:?}: use new, like-new, good, fair or poor")))?;
+            let c = Condition::from_name(c).ok_or_else(|| {
+                bad(format!(
+                    "condition {c:?}: use new, like-new, good, fair or poor"
+                ))
+            })?;
             must.push(term(f.condition, c.name()));
         }
         if let Some(s) = q.seller.as_deref() {
-            public_key_from_peer_id(s).ok_or_else(|| bad(format!("seller {s:?} is not a peer id")))?;
+            public_key_from_peer_id(s)
+                .ok_or_else(|| bad(format!("seller {s:?} is not a peer id")))?;
             must.push(term(f.seller, s));
         }
         if let Some(c) = q.currency.as_deref() {
             must.push(term(f.currency, &c.to_ascii_uppercase()));
         }
         if q.min_price.is_some() || q.max_price.is_some() {
-            let lo = q.min_price.map_or(Bound::Unbounded, |p| Bound::Included(Term::from_field_u64(f.price, p)));
-            let hi = q.max_price.map_or(Bound::Unbounded, |p| Bound::Included(Term::from_field_u64(f.price, p)));
+            let lo = q.min_price.map_or(Bound::Unbounded, |p| {
+                Bound::Included(Term::from_field_u64(f.price, p))
+            });
+            let hi = q.max_price.map_or(Bound::Unbounded, |p| {
+                Bound::Included(Term::from_field_u64(f.price, p))
+            });
             must.push(Box::new(RangeQuery::new(lo, hi)));
         }
         if !q.all.unwrap_or(false) {
-            must.push(Box::new(TermQuery::new(Term::from_field_u64(f.open, 1), IndexRecordOption::Basic)));
+            must.push(Box::new(TermQuery::new(
+                Term::from_field_u64(f.open, 1),
+                IndexRecordOption::Basic,
+            )));
             must.push(Box::new(RangeQuery::new(
                 Bound::Excluded(Term::from_field_u64(f.expires, now)),
                 Bound::Unbounded,
@@ -603,17 +680,45 @@ impl SearchIndex {
         let query: Box<dyn Query> = if must.is_empty() {
             Box::new(AllQuery)
         } else {
-            Box::new(BooleanQuery::new(must.into_iter().map(|q| (Occur::Must, q)).collect()))
+            Box::new(BooleanQuery::new(
+                must.into_iter().map(|q| (Occur::Must, q)).collect(),
+            ))
         };
 
         let searcher = self.reader.searcher();
-        let (window, skip) = if near.is_some() { (DISTANCE_CANDIDATES_MAX, 0) } else { (limit, offset) };
+        let (window, skip) = if near.is_some() {
+            (DISTANCE_CANDIDATES_MAX, 0)
+        } else {
+            (limit, offset)
+        };
         let top = TopDocs::with_limit(window).and_offset(skip);
         let addrs: Vec<DocAddress> = match sort {
-            "price" => searcher.search(&query, &top.order_by_fast_field::<u64>("price", Order::Asc))?.into_iter().map(|x| x.1).collect(),
-            "price-desc" => searcher.search(&query, &top.order_by_fast_field::<u64>("price", Order::Desc))?.into_iter().map(|x| x.1).collect(),
-            "recent" => searcher.search(&query, &top.order_by_fast_field::<u64>("created", Order::Desc))?.into_iter().map(|x| x.1).collect(),
-            _ => searcher.search(&query, &top.order_by_score())?.into_iter().map(|(_, a): (Score, _)| a).collect(),
+            "price" => searcher
+                .search(&query, &top.order_by_fast_field::<u64>("price", Order::Asc))?
+                .into_iter()
+                .map(|x| x.1)
+                .collect(),
+            "price-desc" => searcher
+                .search(
+                    &query,
+                    &top.order_by_fast_field::<u64>("price", Order::Desc),
+                )?
+                .into_iter()
+                .map(|x| x.1)
+                .collect(),
+            "recent" => searcher
+                .search(
+                    &query,
+                    &top.order_by_fast_field::<u64>("created", Order::Desc),
+                )?
+                .into_iter()
+                .map(|x| x.1)
+                .collect(),
+            _ => searcher
+                .search(&query, &top.order_by_score())?
+                .into_iter()
+                .map(|(_, a): (Score, _)| a)
+                .collect(),
         };
         let mut hits: Vec<(DocAddress, Option<f64>)> = match near {
             None => addrs.into_iter().map(|a| (a, None)).collect(),
@@ -621,13 +726,19 @@ impl SearchIndex {
                 let mut cols = std::collections::HashMap::new();
                 let mut out = Vec::new();
                 for a in addrs {
-                    if !cols.contains_key(&a.segment_ord) {
-                        let ff = searcher.segment_reader(a.segment_ord).fast_fields();
-                        cols.insert(a.segment_ord, (ff.f64("lat")?, ff.f64("lon")?));
-                    }
-                    let (lat, lon) = &cols[&a.segment_ord];
-                    let (Some(lat), Some(lon)) = (lat.first(a.doc_id), lon.first(a.doc_id)) else { continue };
-                    let Some(loc) = Location::from_degrees(lat, lon) else { continue };
+                    let (lat, lon) = match cols.entry(a.segment_ord) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            let ff = searcher.segment_reader(a.segment_ord).fast_fields();
+                            v.insert((ff.f64("lat")?, ff.f64("lon")?))
+                        }
+                    };
+                    let (Some(lat), Some(lon)) = (lat.first(a.doc_id), lon.first(a.doc_id)) else {
+                        continue;
+                    };
+                    let Some(loc) = Location::from_degrees(lat, lon) else {
+                        continue;
+                    };
                     let d = p.distance_km(&loc);
                     if q.radius_km.is_none_or(|r| d <= r) {
                         out.push((a, Some(d)));
@@ -643,10 +754,19 @@ impl SearchIndex {
         let mut results = Vec::with_capacity(hits.len());
         for (addr, distance_km) in hits {
             let d: TantivyDocument = searcher.doc(addr)?;
-            let Some(id) = d.get_first(f.id).and_then(|v| v.as_str()).and_then(ListingId::from_hex) else { continue };
+            let Some(id) = d
+                .get_first(f.id)
+                .and_then(|v| v.as_str())
+                .and_then(ListingId::from_hex)
+            else {
+                continue;
+            };
             // The store is the truth; an entry the indexer has not caught up with is skipped.
             if let Some(listing) = store.listing(&id)? {
-                results.push(Hit { listing, distance_km });
+                results.push(Hit {
+                    listing,
+                    distance_km,
+                });
             }
         }
         Ok(results)
@@ -665,7 +785,11 @@ impl SearchIndex {
     /// Bytes the index takes on disk.
     pub fn disk_bytes(&self) -> u64 {
         std::fs::read_dir(&self.dir)
-            .map(|rd| rd.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
             .unwrap_or(0)
     }
 
@@ -691,10 +815,16 @@ mod tests {
 
     #[test]
     fn korean_bigrams_cover_words_with_particles() {
-        assert_eq!(tokens("중고 자전거를 팝니다"), ["중고", "자전", "전거", "거를", "팝니", "니다"]);
+        assert_eq!(
+            tokens("중고 자전거를 팝니다"),
+            ["중고", "자전", "전거", "거를", "팝니", "니다"]
+        );
         let q = tokens("자전거");
         let d = tokens("중고 자전거를 팝니다");
-        assert!(d.windows(q.len()).any(|w| w == q.as_slice()), "{q:?} in {d:?}");
+        assert!(
+            d.windows(q.len()).any(|w| w == q.as_slice()),
+            "{q:?} in {d:?}"
+        );
     }
 
     #[test]

@@ -22,7 +22,13 @@ const CF_META: &str = "meta";
 /// Listings whose search-index entry is behind the store (an outbox written in the same
 /// batch as the listing, emptied by the indexer after its commit).
 const CF_INDEX_QUEUE: &str = "index_queue";
-const COLUMN_FAMILIES: [&str; 5] = [CF_OBJECTS, CF_LISTING_HEADS, CF_PROFILES, CF_META, CF_INDEX_QUEUE];
+const COLUMN_FAMILIES: [&str; 5] = [
+    CF_OBJECTS,
+    CF_LISTING_HEADS,
+    CF_PROFILES,
+    CF_META,
+    CF_INDEX_QUEUE,
+];
 const SCHEMA_KEY: &[u8] = b"schema";
 const SCHEMA_VERSION: &[u8] = b"1";
 
@@ -339,9 +345,16 @@ impl Store {
     /// Up to `max` listings waiting for the indexer, with the queue value each had.
     pub fn index_queue(&self, max: usize) -> Result<Vec<(ListingId, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_INDEX_QUEUE)?, IteratorMode::Start).take(max) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_INDEX_QUEUE)?, IteratorMode::Start)
+            .take(max)
+        {
             let (k, v) = item?;
-            let id: [u8; 32] = k.as_ref().try_into().map_err(|_| StoreError::Corrupt("index queue key"))?;
+            let id: [u8; 32] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("index queue key"))?;
             out.push((ListingId(id), v.to_vec()));
         }
         Ok(out)
@@ -354,7 +367,11 @@ impl Store {
         let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
         let mut batch = WriteBatch::default();
         for (id, seen) in done {
-            if self.db.get_pinned_cf(queue, id.0)?.is_some_and(|v| v.as_ref() == seen.as_slice()) {
+            if self
+                .db
+                .get_pinned_cf(queue, id.0)?
+                .is_some_and(|v| v.as_ref() == seen.as_slice())
+            {
                 batch.delete_cf(queue, id.0);
             }
         }

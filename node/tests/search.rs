@@ -49,7 +49,12 @@ impl Market {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("store")).expect("store");
         let index = SearchIndex::open(&dir.path().join("index"), &store).expect("index");
-        Market { _dir: dir, store, index, now: now_ms() }
+        Market {
+            _dir: dir,
+            store,
+            index,
+            now: now_ms(),
+        }
     }
 
     fn dir(&self) -> &Path {
@@ -58,17 +63,30 @@ impl Market {
 
     fn put(&self, seller: u8, l: &Listing) -> String {
         let obj = SignedObject::sign(Kind::Listing, l.encode(), &key(seller));
-        assert!(self.store.put_listing(&obj, l, self.now, false).expect("put").stored());
+        assert!(
+            self.store
+                .put_listing(&obj, l, self.now, false)
+                .expect("put")
+                .stored()
+        );
         self.index.drain_queue(&self.store).expect("index");
         l.id(&obj.envelope().author).to_hex()
     }
 
     fn find(&self, q: SearchQuery) -> Vec<String> {
-        self.index.search(&self.store, &q).expect("search").into_iter().map(|h| h.listing.listing.title).collect()
+        self.index
+            .search(&self.store, &q)
+            .expect("search")
+            .into_iter()
+            .map(|h| h.listing.listing.title)
+            .collect()
     }
 
     fn text(&self, text: &str) -> Vec<String> {
-        self.find(SearchQuery { q: Some(text.into()), ..Default::default() })
+        self.find(SearchQuery {
+            q: Some(text.into()),
+            ..Default::default()
+        })
     }
 }
 
@@ -130,7 +148,15 @@ fn filters_sorting_distance_and_paging() {
     assert_eq!(q(|q| q.category = Some("bikes".into())).len(), 2);
     assert_eq!(q(|q| q.condition = Some("new".into())), ["bike blue"]);
     assert_eq!(q(|q| q.currency = Some("usd".into())), ["usd item"]);
-    assert_eq!(q(|q| { q.min_price = Some(40_000); q.max_price = Some(100_000); q.currency = Some("KRW".into()); q.sort = Some("price".into()); }), ["bike blue", "bike red"]);
+    assert_eq!(
+        q(|q| {
+            q.min_price = Some(40_000);
+            q.max_price = Some(100_000);
+            q.currency = Some("KRW".into());
+            q.sort = Some("price".into());
+        }),
+        ["bike blue", "bike red"]
+    );
     assert_eq!(q(|q| q.sort = Some("price-desc".into()))[0], "bike red");
     // Newest first when nothing is asked.
     assert_eq!(q(|_| {}), ["usd item", "kettle", "bike blue", "bike red"]);
@@ -141,19 +167,51 @@ fn filters_sorting_distance_and_paging() {
     // Distance: within 10 km of Seoul city hall, nearest first, distance reported.
     let hits = m
         .index
-        .search(&m.store, &SearchQuery { near: Some("37.5665,126.9780".into()), radius_km: Some(10.0), sort: Some("distance".into()), ..Default::default() })
+        .search(
+            &m.store,
+            &SearchQuery {
+                near: Some("37.5665,126.9780".into()),
+                radius_km: Some(10.0),
+                sort: Some("distance".into()),
+                ..Default::default()
+            },
+        )
         .expect("search");
-    let got: Vec<(&str, f64)> = hits.iter().map(|h| (h.listing.listing.title.as_str(), h.distance_km.expect("distance"))).collect();
-    assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), ["kettle", "bike red"]);
+    let got: Vec<(&str, f64)> = hits
+        .iter()
+        .map(|h| {
+            (
+                h.listing.listing.title.as_str(),
+                h.distance_km.expect("distance"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got.iter().map(|g| g.0).collect::<Vec<_>>(),
+        ["kettle", "bike red"]
+    );
     assert!(got[0].1 < 0.01 && (4.0..7.0).contains(&got[1].1), "{got:?}");
-    assert_eq!(q(|q| { q.near = Some("37.5665,126.9780".into()); q.radius_km = Some(400.0); q.q = Some("bike".into()); }).len(), 2);
+    assert_eq!(
+        q(|q| {
+            q.near = Some("37.5665,126.9780".into());
+            q.radius_km = Some(400.0);
+            q.q = Some("bike".into());
+        })
+        .len(),
+        2
+    );
     // Seller.
     let mine = q(|q| q.seller = Some(peer(2)));
     assert_eq!(mine.len(), 2);
     assert!(mine.contains(&"kettle".to_string()));
     // Paging: two pages of two cover everything once.
-    let p1 = q(|q| { q.limit = Some(2); });
-    let p2 = q(|q| { q.limit = Some(2); q.offset = Some(2); });
+    let p1 = q(|q| {
+        q.limit = Some(2);
+    });
+    let p2 = q(|q| {
+        q.limit = Some(2);
+        q.offset = Some(2);
+    });
     assert_eq!(p1.len() + p2.len(), 4);
     assert!(p1.iter().all(|t| !p2.contains(t)));
 }
@@ -167,13 +225,25 @@ fn new_versions_replace_old_ones_and_closed_listings_leave_results() {
     l.seq = 2;
     l.title = "vintage film camera".into();
     m.put(1, &l);
-    assert_eq!(m.text("camera"), ["vintage film camera"], "one entry, the new version");
+    assert_eq!(
+        m.text("camera"),
+        ["vintage film camera"],
+        "one entry, the new version"
+    );
     assert_eq!(m.index.len(), 1);
     l.seq = 3;
     l.quantity = 0;
     m.put(1, &l);
     assert!(m.text("camera").is_empty(), "sold out");
-    assert_eq!(m.find(SearchQuery { q: Some("camera".into()), all: Some(true), ..Default::default() }).len(), 1);
+    assert_eq!(
+        m.find(SearchQuery {
+            q: Some("camera".into()),
+            all: Some(true),
+            ..Default::default()
+        })
+        .len(),
+        1
+    );
     l.seq = 4;
     l.quantity = 1;
     l.status = ListingStatus::Retracted;
@@ -184,15 +254,35 @@ fn new_versions_replace_old_ones_and_closed_listings_leave_results() {
     m.put(1, &e);
     assert_eq!(m.text("kettle").len(), 1);
     let later = e.expires_at + 1;
-    let q = SearchQuery { q: Some("kettle".into()), ..Default::default() };
-    assert!(m.index.search_at(&m.store, &q, later).expect("search").is_empty(), "expired");
-    let all = SearchQuery { all: Some(true), ..q };
-    assert_eq!(m.index.search_at(&m.store, &all, later).expect("search").len(), 1);
+    let q = SearchQuery {
+        q: Some("kettle".into()),
+        ..Default::default()
+    };
+    assert!(
+        m.index
+            .search_at(&m.store, &q, later)
+            .expect("search")
+            .is_empty(),
+        "expired"
+    );
+    let all = SearchQuery {
+        all: Some(true),
+        ..q
+    };
+    assert_eq!(
+        m.index
+            .search_at(&m.store, &all, later)
+            .expect("search")
+            .len(),
+        1
+    );
 }
 
 #[test]
 fn a_deleted_or_damaged_index_is_rebuilt_from_the_store() {
-    let Market { _dir, store, index, .. } = {
+    let Market {
+        _dir, store, index, ..
+    } = {
         let m = Market::new();
         m.put(1, &listing(1, "중고 자전거를 팝니다", 1));
         m.put(1, &listing(2, "bike", 1));
@@ -202,7 +292,10 @@ fn a_deleted_or_damaged_index_is_rebuilt_from_the_store() {
     std::fs::remove_dir_all(_dir.path().join("index")).expect("delete index");
     let index = SearchIndex::open(&_dir.path().join("index"), &store).expect("rebuilt");
     assert_eq!(index.len(), 2);
-    let q = SearchQuery { q: Some("자전거".into()), ..Default::default() };
+    let q = SearchQuery {
+        q: Some("자전거".into()),
+        ..Default::default()
+    };
     assert_eq!(index.search(&store, &q).expect("search").len(), 1);
     drop(index);
     // Damage: overwrite the index's meta file.
@@ -219,10 +312,15 @@ fn listings_stored_but_not_yet_indexed_are_indexed_at_the_next_start() {
     // Stored, the indexer never ran (as after a crash between the two).
     m.store.put_listing(&obj, &l, m.now, true).expect("put");
     assert!(m.text("kettle").is_empty());
-    let Market { _dir, store, index, .. } = m;
+    let Market {
+        _dir, store, index, ..
+    } = m;
     drop(index);
     let index = SearchIndex::open(&_dir.path().join("index"), &store).expect("reopen");
-    let q = SearchQuery { q: Some("kettle".into()), ..Default::default() };
+    let q = SearchQuery {
+        q: Some("kettle".into()),
+        ..Default::default()
+    };
     assert_eq!(index.search(&store, &q).expect("search").len(), 1);
     assert!(store.index_queue(10).expect("queue").is_empty());
 }
@@ -232,19 +330,99 @@ fn malformed_queries_are_refused_with_a_reason() {
     let m = Market::new();
     m.put(1, &listing(1, "kettle", 1000));
     let cases: Vec<(SearchQuery, &str)> = vec![
-        (SearchQuery { q: Some("\"unbalanced".into()), ..Default::default() }, "query"),
-        (SearchQuery { q: Some("x".repeat(300)), ..Default::default() }, "longer"),
-        (SearchQuery { min_price: Some(10), max_price: Some(5), ..Default::default() }, "min-price"),
-        (SearchQuery { near: Some("1,2".into()), radius_km: Some(1e9), ..Default::default() }, "radius"),
-        (SearchQuery { radius_km: Some(5.0), ..Default::default() }, "near"),
-        (SearchQuery { near: Some("100,2".into()), ..Default::default() }, "near"),
-        (SearchQuery { sort: Some("cheapest".into()), ..Default::default() }, "sort"),
-        (SearchQuery { sort: Some("distance".into()), ..Default::default() }, "distance"),
-        (SearchQuery { limit: Some(0), ..Default::default() }, "limit"),
-        (SearchQuery { limit: Some(100_000), ..Default::default() }, "limit"),
-        (SearchQuery { offset: Some(1_000_000), ..Default::default() }, "offset"),
-        (SearchQuery { seller: Some("nobody".into()), ..Default::default() }, "seller"),
-        (SearchQuery { condition: Some("broken".into()), ..Default::default() }, "condition"),
+        (
+            SearchQuery {
+                q: Some("\"unbalanced".into()),
+                ..Default::default()
+            },
+            "query",
+        ),
+        (
+            SearchQuery {
+                q: Some("x".repeat(300)),
+                ..Default::default()
+            },
+            "longer",
+        ),
+        (
+            SearchQuery {
+                min_price: Some(10),
+                max_price: Some(5),
+                ..Default::default()
+            },
+            "min-price",
+        ),
+        (
+            SearchQuery {
+                near: Some("1,2".into()),
+                radius_km: Some(1e9),
+                ..Default::default()
+            },
+            "radius",
+        ),
+        (
+            SearchQuery {
+                radius_km: Some(5.0),
+                ..Default::default()
+            },
+            "near",
+        ),
+        (
+            SearchQuery {
+                near: Some("100,2".into()),
+                ..Default::default()
+            },
+            "near",
+        ),
+        (
+            SearchQuery {
+                sort: Some("cheapest".into()),
+                ..Default::default()
+            },
+            "sort",
+        ),
+        (
+            SearchQuery {
+                sort: Some("distance".into()),
+                ..Default::default()
+            },
+            "distance",
+        ),
+        (
+            SearchQuery {
+                limit: Some(0),
+                ..Default::default()
+            },
+            "limit",
+        ),
+        (
+            SearchQuery {
+                limit: Some(100_000),
+                ..Default::default()
+            },
+            "limit",
+        ),
+        (
+            SearchQuery {
+                offset: Some(1_000_000),
+                ..Default::default()
+            },
+            "offset",
+        ),
+        (
+            SearchQuery {
+                seller: Some("nobody".into()),
+                ..Default::default()
+            },
+            "seller",
+        ),
+        (
+            SearchQuery {
+                condition: Some("broken".into()),
+                ..Default::default()
+            },
+            "condition",
+        ),
     ];
     for (q, word) in cases {
         let err = m.index.search(&m.store, &q).expect_err(word).to_string();

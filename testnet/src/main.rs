@@ -65,16 +65,30 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .try_init();
     match cli.command {
-        Scenario::SearchBench { listings, queries, seed } => {
-            let r = tokio::task::spawn_blocking(move || search_bench::run(listings, queries, seed)).await??;
+        Scenario::SearchBench {
+            listings,
+            queries,
+            seed,
+        } => {
+            let r = tokio::task::spawn_blocking(move || search_bench::run(listings, queries, seed))
+                .await??;
             if cli.json {
                 println!("{r}");
             } else {
                 let f = |k: &str| r[k].as_f64().unwrap_or(0.0);
                 println!(
                     "search: {} listings; stored+signed {:.0}/s; indexed {:.0}/s; {} queries p50 {:.2} ms p95 {:.2} ms p99 {:.2} ms; index {:.1} MiB, store {:.1} MiB; RSS {:.0} MiB (peak {:.0} MiB)",
-                    r["listings"], f("store_and_sign_per_s"), f("index_per_s"), r["queries"], f("p50_ms"), f("p95_ms"), f("p99_ms"),
-                    f("index_bytes") / 1048576.0, f("store_bytes") / 1048576.0, f("rss_bytes") / 1048576.0, f("peak_rss_bytes") / 1048576.0
+                    r["listings"],
+                    f("store_and_sign_per_s"),
+                    f("index_per_s"),
+                    r["queries"],
+                    f("p50_ms"),
+                    f("p95_ms"),
+                    f("p99_ms"),
+                    f("index_bytes") / 1048576.0,
+                    f("store_bytes") / 1048576.0,
+                    f("rss_bytes") / 1048576.0,
+                    f("peak_rss_bytes") / 1048576.0
                 );
                 println!("{}", serde_json::to_string_pretty(&r["by_kind"])?);
             }

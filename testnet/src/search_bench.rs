@@ -15,24 +15,101 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 const KO: &[&str] = &[
-    "자전거", "냉장고", "아이폰", "노트북", "책상", "의자", "유모차", "카메라", "기타", "운동화", "가방", "모니터",
-    "전자레인지", "청소기", "텐트", "골프채", "세탁기", "소파", "캠핑의자", "원피스",
+    "자전거",
+    "냉장고",
+    "아이폰",
+    "노트북",
+    "책상",
+    "의자",
+    "유모차",
+    "카메라",
+    "기타",
+    "운동화",
+    "가방",
+    "모니터",
+    "전자레인지",
+    "청소기",
+    "텐트",
+    "골프채",
+    "세탁기",
+    "소파",
+    "캠핑의자",
+    "원피스",
 ];
-const KO_TAIL: &[&str] = &["를 팝니다", " 판매합니다", " 급처", " 새상품", " 직거래", "이 필요 없어서 팔아요"];
+const KO_TAIL: &[&str] = &[
+    "를 팝니다",
+    " 판매합니다",
+    " 급처",
+    " 새상품",
+    " 직거래",
+    "이 필요 없어서 팔아요",
+];
 const KO_HEAD: &[&str] = &["중고", "거의 새것", "깨끗한", "이사 정리", ""];
 const JA: &[&str] = &[
-    "自転車", "冷蔵庫", "炊飯器", "電子レンジ", "カメラ", "ギター", "本棚", "ソファ", "掃除機", "腕時計", "スニーカー",
-    "ベビーカー", "ノートパソコン", "テント", "椅子",
+    "自転車",
+    "冷蔵庫",
+    "炊飯器",
+    "電子レンジ",
+    "カメラ",
+    "ギター",
+    "本棚",
+    "ソファ",
+    "掃除機",
+    "腕時計",
+    "スニーカー",
+    "ベビーカー",
+    "ノートパソコン",
+    "テント",
+    "椅子",
 ];
-const JA_TAIL: &[&str] = &["を売ります", "を譲ります", " 美品", " 中古", "、引き取りのみ"];
+const JA_TAIL: &[&str] = &[
+    "を売ります",
+    "を譲ります",
+    " 美品",
+    " 中古",
+    "、引き取りのみ",
+];
 const EN: &[&str] = &[
-    "bike", "fridge", "laptop", "desk", "chair", "stroller", "camera", "guitar", "sneakers", "bag", "monitor",
-    "microwave", "vacuum", "tent", "golf clubs", "sofa", "kettle", "headphones",
+    "bike",
+    "fridge",
+    "laptop",
+    "desk",
+    "chair",
+    "stroller",
+    "camera",
+    "guitar",
+    "sneakers",
+    "bag",
+    "monitor",
+    "microwave",
+    "vacuum",
+    "tent",
+    "golf clubs",
+    "sofa",
+    "kettle",
+    "headphones",
 ];
-const EN_HEAD: &[&str] = &["used", "vintage", "barely used", "kids", "almost new", "cheap"];
+const EN_HEAD: &[&str] = &[
+    "used",
+    "vintage",
+    "barely used",
+    "kids",
+    "almost new",
+    "cheap",
+];
 const CATEGORIES: &[&str] = &[
-    "bikes", "electronics", "furniture", "home", "kids", "fashion", "sports", "music", "books", "outdoor",
-    "appliances", "general",
+    "bikes",
+    "electronics",
+    "furniture",
+    "home",
+    "kids",
+    "fashion",
+    "sports",
+    "music",
+    "books",
+    "outdoor",
+    "appliances",
+    "general",
 ];
 const CITIES: &[(f64, f64, &str)] = &[
     (37.5665, 126.9780, "KRW"),
@@ -49,8 +126,20 @@ fn pick<'a>(rng: &mut StdRng, xs: &[&'a str]) -> &'a str {
 fn generate(rng: &mut StdRng, i: usize, now: u64) -> Listing {
     let city = CITIES[rng.gen_range(0..CITIES.len())];
     let title = match city.2 {
-        "KRW" if rng.gen_bool(0.2) => format!("{} {} {}", pick(rng, KO), pick(rng, EN), pick(rng, KO_TAIL).trim()),
-        "KRW" => format!("{} {}{}", pick(rng, KO_HEAD), pick(rng, KO), pick(rng, KO_TAIL)).trim().to_owned(),
+        "KRW" if rng.gen_bool(0.2) => format!(
+            "{} {} {}",
+            pick(rng, KO),
+            pick(rng, EN),
+            pick(rng, KO_TAIL).trim()
+        ),
+        "KRW" => format!(
+            "{} {}{}",
+            pick(rng, KO_HEAD),
+            pick(rng, KO),
+            pick(rng, KO_TAIL)
+        )
+        .trim()
+        .to_owned(),
         "JPY" => format!("{}{}", pick(rng, JA), pick(rng, JA_TAIL)),
         _ => format!("{} {}", pick(rng, EN_HEAD), pick(rng, EN)),
     };
@@ -74,12 +163,22 @@ fn generate(rng: &mut StdRng, i: usize, now: u64) -> Listing {
         title,
         description: format!("{} {} {}", pick(rng, EN_HEAD), pick(rng, EN), pick(rng, KO)),
         category: pick(rng, CATEGORIES).to_owned(),
-        condition: [Condition::New, Condition::LikeNew, Condition::Good, Condition::Fair].get(rng.gen_range(0..5)).copied(),
+        condition: [
+            Condition::New,
+            Condition::LikeNew,
+            Condition::Good,
+            Condition::Fair,
+        ]
+        .get(rng.gen_range(0..5))
+        .copied(),
         price,
         currency: city.2.to_owned(),
         quantity: 1,
         images: vec![],
-        location: Location::from_degrees(city.0 + rng.gen_range(-0.3..0.3), city.1 + rng.gen_range(-0.3..0.3)),
+        location: Location::from_degrees(
+            city.0 + rng.gen_range(-0.3..0.3),
+            city.1 + rng.gen_range(-0.3..0.3),
+        ),
     }
 }
 
@@ -93,12 +192,64 @@ fn query(rng: &mut StdRng) -> (&'static str, SearchQuery) {
     let near = format!("{},{}", city.0, city.1);
     let limit = Some(20);
     match rng.gen_range(0..6) {
-        0 => ("text", SearchQuery { q: Some(word(rng).into()), limit, ..Default::default() }),
-        1 => ("text+category", SearchQuery { q: Some(word(rng).into()), category: Some(pick(rng, CATEGORIES).into()), limit, ..Default::default() }),
-        2 => ("text+price", SearchQuery { q: Some(word(rng).into()), currency: Some(city.2.into()), min_price: Some(10_000), max_price: Some(500_000), sort: Some("price".into()), limit, ..Default::default() }),
-        3 => ("near+distance", SearchQuery { near: Some(near), radius_km: Some(10.0), sort: Some("distance".into()), limit, ..Default::default() }),
-        4 => ("category+price-sort", SearchQuery { category: Some(pick(rng, CATEGORIES).into()), sort: Some("price".into()), limit, ..Default::default() }),
-        _ => ("text+near", SearchQuery { q: Some(word(rng).into()), near: Some(near), radius_km: Some(25.0), limit, ..Default::default() }),
+        0 => (
+            "text",
+            SearchQuery {
+                q: Some(word(rng).into()),
+                limit,
+                ..Default::default()
+            },
+        ),
+        1 => (
+            "text+category",
+            SearchQuery {
+                q: Some(word(rng).into()),
+                category: Some(pick(rng, CATEGORIES).into()),
+                limit,
+                ..Default::default()
+            },
+        ),
+        2 => (
+            "text+price",
+            SearchQuery {
+                q: Some(word(rng).into()),
+                currency: Some(city.2.into()),
+                min_price: Some(10_000),
+                max_price: Some(500_000),
+                sort: Some("price".into()),
+                limit,
+                ..Default::default()
+            },
+        ),
+        3 => (
+            "near+distance",
+            SearchQuery {
+                near: Some(near),
+                radius_km: Some(10.0),
+                sort: Some("distance".into()),
+                limit,
+                ..Default::default()
+            },
+        ),
+        4 => (
+            "category+price-sort",
+            SearchQuery {
+                category: Some(pick(rng, CATEGORIES).into()),
+                sort: Some("price".into()),
+                limit,
+                ..Default::default()
+            },
+        ),
+        _ => (
+            "text+near",
+            SearchQuery {
+                q: Some(word(rng).into()),
+                near: Some(near),
+                radius_km: Some(25.0),
+                limit,
+                ..Default::default()
+            },
+        ),
     }
 }
 
@@ -132,7 +283,11 @@ fn walk(p: &std::path::Path) -> std::io::Result<u64> {
     for e in std::fs::read_dir(p)? {
         let e = e?;
         let m = e.metadata()?;
-        n += if m.is_dir() { walk(&e.path())? } else { m.len() };
+        n += if m.is_dir() {
+            walk(&e.path())?
+        } else {
+            m.len()
+        };
     }
     Ok(n)
 }
@@ -143,11 +298,13 @@ pub fn run(listings: usize, queries: usize, seed: u64) -> Result<Value> {
     let store = Store::open(&dir.path().join("store"))?;
     let index = SearchIndex::open(&dir.path().join("index"), &store)?;
     let mut rng = StdRng::seed_from_u64(seed);
-    let sellers: Vec<SigningKey> = (0..1000u32).map(|i| {
-        let mut s = [7u8; 32];
-        s[..4].copy_from_slice(&i.to_be_bytes());
-        SigningKey::from_bytes(&s)
-    }).collect();
+    let sellers: Vec<SigningKey> = (0..1000u32)
+        .map(|i| {
+            let mut s = [7u8; 32];
+            s[..4].copy_from_slice(&i.to_be_bytes());
+            SigningKey::from_bytes(&s)
+        })
+        .collect();
     let now = now_ms();
     let t = Instant::now();
     for i in 0..listings {

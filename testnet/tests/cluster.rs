@@ -206,13 +206,20 @@ async fn a_node_that_joins_late_gets_what_it_missed() {
     }
     // Searchable once the indexer caught up; the retracted one is not in results.
     let late_node = &cluster.nodes[late];
-    let open = wait_for(WAIT, "the late node's index to hold the 4 open listings", || async {
-        let hits = late_node.listings.search(&Default::default()).ok()?;
-        (hits.len() == 4).then_some(hits)
-    })
+    let open = wait_for(
+        WAIT,
+        "the late node's index to hold the 4 open listings",
+        || async {
+            let hits = late_node.listings.search(&Default::default()).ok()?;
+            (hits.len() == 4).then_some(hits)
+        },
+    )
     .await
     .expect("search");
-    assert!(open.iter().all(|v| v.id != ids[0]), "retracted listing is not in results");
+    assert!(
+        open.iter().all(|v| v.id != ids[0]),
+        "retracted listing is not in results"
+    );
     cluster.shutdown().await;
 }
 
