@@ -56,6 +56,81 @@ enum Command {
         /// Listing id.
         id: String,
     },
+    /// Make an offer on a listing (the node sends it to the seller, or queues it).
+    Offer(OfferArgs),
+    /// Your trades, newest first.
+    Trades,
+    /// One trade: terms, state, history with each message's delivery status.
+    Trade {
+        /// Trade id.
+        id: String,
+    },
+    /// Seller: accept the offer (or buyer: accept the seller's counter). Reserves stock.
+    Accept {
+        /// Trade id.
+        id: String,
+    },
+    /// Refuse the proposed terms.
+    Reject {
+        /// Trade id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Propose another price per unit.
+    Counter {
+        /// Trade id.
+        id: String,
+        /// New price per unit (minor units).
+        #[arg(long)]
+        price: u64,
+    },
+    /// Call the trade off (before payment).
+    Cancel {
+        /// Trade id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Buyer: say you paid (off-protocol: cash, bank transfer).
+    Paid {
+        /// Trade id.
+        id: String,
+        /// Payment reference.
+        #[arg(long)]
+        reference: Option<String>,
+    },
+    /// Seller: say you shipped (with --tracking) or handed the item over at a meetup.
+    Shipped {
+        /// Trade id.
+        id: String,
+        /// Tracking number.
+        #[arg(long)]
+        tracking: Option<String>,
+    },
+    /// Buyer: say you received the item. Completes the trade.
+    Received {
+        /// Trade id.
+        id: String,
+    },
+    /// Raise a dispute for a moderator named in the offer.
+    Dispute {
+        /// Trade id.
+        id: String,
+        /// What went wrong.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Moderator: close a dispute.
+    Resolve {
+        /// Trade id.
+        id: String,
+        /// refund or release.
+        #[arg(long)]
+        outcome: String,
+    },
     /// Find listings held by the node (Korean, Japanese and English text; "quoted phrases");
     /// no QUERY lists everything matching the filters, newest first.
     Search(SearchArgs),
@@ -106,6 +181,24 @@ struct PostArgs {
     /// Days until the listing expires (1-180). Default: 30.
     #[arg(long)]
     expires_in_days: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct OfferArgs {
+    /// Listing id.
+    listing_id: String,
+    /// Price per unit you offer (default: the asking price).
+    #[arg(long)]
+    price: Option<u64>,
+    /// Units (default 1).
+    #[arg(long)]
+    quantity: Option<u64>,
+    /// A message to the seller.
+    #[arg(long)]
+    message: Option<String>,
+    /// A peer id who may resolve a dispute (repeatable, at most 3).
+    #[arg(long, value_name = "PEER_ID")]
+    moderator: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -428,6 +521,81 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             print(json_out, &v, listing_text);
             Ok(())
         }
+        Command::Offer(a) => {
+            let mut body = json!({"listing": a.listing_id, "moderators": a.moderator});
+            for (k, v) in [
+                ("price", a.price.map(Value::from)),
+                ("quantity", a.quantity.map(Value::from)),
+                ("message", a.message.map(Value::from)),
+            ] {
+                if let Some(v) = v {
+                    body[k] = v;
+                }
+            }
+            let v = ApiClient::open(&dir)?
+                .send(reqwest::Method::POST, "/v1/trades", Some(&body))
+                .await?;
+            let delivery = v["history"][0]["delivery"].clone();
+            let out = json!({"id": v["id"], "state": v["state"], "delivery": delivery});
+            print(json_out, &out, |o| {
+                format!(
+                    "offer {} sent ({})",
+                    s(o, "id"),
+                    s(&o["delivery"], "status")
+                )
+            });
+            Ok(())
+        }
+        Command::Trades => {
+            let v = ApiClient::open(&dir)?.get("/v1/trades", &[]).await?;
+            print(json_out, &v, |v| {
+                let rows: Vec<String> =
+                    v.as_array().into_iter().flatten().map(trade_line).collect();
+                if rows.is_empty() {
+                    "no trades".into()
+                } else {
+                    rows.join("\n")
+                }
+            });
+            Ok(())
+        }
+        Command::Trade { id } => {
+            let v = ApiClient::open(&dir)?
+                .get(&format!("/v1/trades/{}", client::path_segment(&id)), &[])
+                .await?;
+            print(json_out, &v, trade_text);
+            Ok(())
+        }
+        Command::Accept { id } => trade_action(&dir, json_out, &id, "accept", json!({})).await,
+        Command::Reject { id, reason } => {
+            trade_action(&dir, json_out, &id, "reject", json!({"reason": reason})).await
+        }
+        Command::Counter { id, price } => {
+            trade_action(&dir, json_out, &id, "counter", json!({"price": price})).await
+        }
+        Command::Cancel { id, reason } => {
+            trade_action(&dir, json_out, &id, "cancel", json!({"reason": reason})).await
+        }
+        Command::Paid { id, reference } => {
+            trade_action(&dir, json_out, &id, "paid", json!({"reference": reference})).await
+        }
+        Command::Shipped { id, tracking } => {
+            trade_action(
+                &dir,
+                json_out,
+                &id,
+                "shipped",
+                json!({"tracking": tracking}),
+            )
+            .await
+        }
+        Command::Received { id } => trade_action(&dir, json_out, &id, "received", json!({})).await,
+        Command::Dispute { id, reason } => {
+            trade_action(&dir, json_out, &id, "dispute", json!({"reason": reason})).await
+        }
+        Command::Resolve { id, outcome } => {
+            trade_action(&dir, json_out, &id, "resolve", json!({"outcome": outcome})).await
+        }
         Command::Search(a) => {
             let mut q: Vec<(&str, String)> = Vec::new();
             let opt = |q: &mut Vec<(&str, String)>, k: &'static str, v: Option<String>| {
@@ -467,6 +635,78 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+fn trade_line(v: &Value) -> String {
+    format!(
+        "{}  {:<9} {:<6} {} x {} {}  with {}",
+        s(v, "id"),
+        s(v, "state"),
+        s(v, "role"),
+        s(v, "quantity"),
+        s(v, "price"),
+        s(v, "currency"),
+        s(v, "counterparty")
+    )
+}
+
+fn trade_text(v: &Value) -> String {
+    let mut out = format!(
+        "trade {}\n  state:    {}\n  you are:  {}\n  listing:  {}\n  terms:    {} x {} {} (total {})\n  buyer:    {}\n  seller:   {}\n  you may:  {}\n  history:",
+        s(v, "id"),
+        s(v, "state"),
+        s(v, "role"),
+        s(v, "listing"),
+        s(v, "quantity"),
+        s(v, "price"),
+        s(v, "currency"),
+        s(v, "total"),
+        s(v, "buyer"),
+        s(v, "seller"),
+        v["allowed"]
+            .as_array()
+            .map(|a| a
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", "))
+            .filter(|x| !x.is_empty())
+            .unwrap_or_else(|| "nothing now".into())
+    );
+    for h in v["history"].as_array().into_iter().flatten() {
+        let d = &h["delivery"];
+        let reason = d["reason"]
+            .as_str()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "\n    {:<10} by {} ({})  {}{}",
+            s(h, "kind"),
+            s(h, "role"),
+            s(h, "by"),
+            s(d, "status"),
+            reason
+        ));
+    }
+    out
+}
+
+async fn trade_action(
+    dir: &std::path::Path,
+    json_out: bool,
+    id: &str,
+    action: &str,
+    body: Value,
+) -> Result<(), CliError> {
+    let path = format!("/v1/trades/{}/{action}", client::path_segment(id));
+    let v = ApiClient::open(dir)?
+        .send(reqwest::Method::POST, &path, Some(&body))
+        .await?;
+    let out = json!({"id": v["id"], "state": v["state"]});
+    print(json_out, &out, |o| {
+        format!("trade {} is now {}", s(o, "id"), s(o, "state"))
+    });
+    Ok(())
 }
 
 async fn run_node(dir: PathBuf, a: NodeArgs) -> Result<(), CliError> {

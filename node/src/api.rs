@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use crate::listings::{ListingError, ListingUpdate, Listings, NewListing};
 use crate::network::Client;
 use crate::search::SearchQuery;
+use crate::trades::{NewOffer, TradeAction, TradeError, Trades};
 
 /// Largest request body the API reads.
 pub const API_BODY_MAX_BYTES: usize = 64 * 1024;
@@ -28,6 +29,8 @@ pub const API_BODY_MAX_BYTES: usize = 64 * 1024;
 pub struct ApiState {
     /// Listings service.
     pub listings: Listings,
+    /// Trades service.
+    pub trades: Trades,
     /// Network handle.
     pub network: Client,
     /// The bearer token.
@@ -84,6 +87,19 @@ impl From<ListingError> for ApiError {
     }
 }
 
+impl From<TradeError> for ApiError {
+    fn from(e: TradeError) -> Self {
+        let (status, code) = match &e {
+            TradeError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            TradeError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_trade"),
+            TradeError::Transition(_) => (StatusCode::CONFLICT, "invalid_transition"),
+            TradeError::Refused(_) => (StatusCode::CONFLICT, "refused"),
+            TradeError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
         let status = match e {
@@ -117,6 +133,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/listings", get(search).post(post_listing))
         .route("/v1/listings/{id}", get(show).patch(update))
         .route("/v1/listings/{id}/retract", post(retract))
+        .route("/v1/trades", get(list_trades).post(make_offer))
+        .route("/v1/trades/{id}", get(show_trade))
+        .route("/v1/trades/{id}/{action}", post(trade_action))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such API route")
         })
@@ -215,4 +234,35 @@ async fn search(
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
         })??;
     Ok(Json(json!(hits)))
+}
+
+async fn make_offer(
+    State(s): State<ApiState>,
+    body: Result<Json<NewOffer>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(o) = body?;
+    Ok((StatusCode::CREATED, Json(s.trades.offer(o).await?)))
+}
+
+async fn list_trades(State(s): State<ApiState>) -> ApiResult {
+    let t = s.trades.clone();
+    let v = tokio::task::spawn_blocking(move || t.list())
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })??;
+    Ok(Json(v))
+}
+
+async fn show_trade(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    Ok(Json(s.trades.view(&id)?))
+}
+
+async fn trade_action(
+    State(s): State<ApiState>,
+    Path((id, action)): Path<(String, String)>,
+    body: Result<Json<TradeAction>, JsonRejection>,
+) -> ApiResult {
+    let Json(a) = body?;
+    Ok(Json(s.trades.act(&id, &action, a).await?))
 }

@@ -12,6 +12,8 @@ pub fn topic_for(kind: Kind) -> &'static str {
     match kind {
         Kind::Listing => "jangteo/v1/listings",
         Kind::Profile => "jangteo/v1/profiles",
+        // Trade messages go directly between the parties, never by gossip.
+        _ => "jangteo/v1/direct-only",
     }
 }
 
@@ -76,6 +78,12 @@ pub fn ingest(
                 _ => Ingested::Ignored("not stored"),
             })
         }
+        Object::Trade(_) => Ok(Ingested::Invalid(ObjectError::Decode(
+            jangteo_protocol::DecodeError::UnknownKind(format!(
+                "{} is a trade message; those travel by the trade protocol, not gossip",
+                kind.name()
+            )),
+        ))),
         Object::Profile(p) => Ok(if store.put_profile(&signed, &p, durable)? {
             Ingested::Stored {
                 id: signed.id(),

@@ -13,6 +13,7 @@ pub mod listings;
 pub mod network;
 pub mod search;
 pub mod store;
+pub mod trades;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,20 @@ pub enum NodeEvent {
     Synced {
         /// Its peer id.
         peer: String,
+    },
+    /// A trade changed state on this node.
+    TradeUpdated {
+        /// Trade id (hex).
+        trade: String,
+        /// Its new state.
+        state: &'static str,
+    },
+    /// One of our trade messages reached its recipients, or was refused.
+    Delivery {
+        /// Message id (hex).
+        message: String,
+        /// delivered or failed.
+        status: &'static str,
     },
     /// The search index caught up with the store.
     Indexed {
@@ -111,6 +126,8 @@ pub struct Node {
     pub listings: Listings,
     /// The network handle.
     pub network: Client,
+    /// The trades service.
+    pub trades: trades::Trades,
     /// The store.
     pub store: Arc<Store>,
     /// The search index.
@@ -192,8 +209,14 @@ impl Node {
                 .collect::<Result<_, _>>()?,
             mdns: cfg.mdns,
         };
-        let (client, event_loop) =
-            network::build(keypair, &net_cfg, store.clone(), events.clone())?;
+        let (inbound_trades, inbound_rx) = tokio::sync::mpsc::channel(network::INBOUND_TRADE_QUEUE);
+        let (client, event_loop) = network::build(
+            keypair,
+            &net_cfg,
+            store.clone(),
+            events.clone(),
+            inbound_trades,
+        )?;
         let mut tasks = vec![
             tokio::spawn(event_loop.run(shutdown_rx.clone())),
             tokio::spawn(index.clone().run_indexer(
@@ -205,9 +228,20 @@ impl Node {
 
         let key = Arc::new(key);
         let listings = Listings::new(key.clone(), store.clone(), index.clone(), client.clone());
+        let trades = trades::Trades::new(
+            key.clone(),
+            store.clone(),
+            listings.clone(),
+            client.clone(),
+            events.clone(),
+        );
+        tasks.push(tokio::spawn(
+            trades.clone().run(inbound_rx, shutdown_rx.clone()),
+        ));
         let token = load_or_create_token(&cfg.data_dir)?;
         let state = api::ApiState {
             listings: listings.clone(),
+            trades: trades.clone(),
             network: client.clone(),
             token: Arc::new(token),
             started: Instant::now(),
@@ -261,6 +295,7 @@ impl Node {
             peer_id,
             api_addr,
             listings,
+            trades,
             network: client,
             store,
             index,

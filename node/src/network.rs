@@ -55,6 +55,43 @@ pub const MAX_PENDING_INCOMING: u32 = 64;
 pub const KAD_PROTOCOL: &str = "/jangteo/kad/1.0.0";
 /// The catch-up sync protocol name.
 pub const SYNC_PROTOCOL: &str = "/jangteo/sync/1";
+/// The trade message protocol name.
+pub const TRADE_PROTOCOL: &str = "/jangteo/trade/1";
+/// Largest trade request (a whole chain) or response.
+pub const TRADE_MESSAGE_MAX_BYTES: u64 = 512 * 1024;
+/// Inbound trade deliveries waiting for the trades service.
+pub const INBOUND_TRADE_QUEUE: usize = 64;
+/// Trade requests a peer may make per [`SYNC_RATE_WINDOW`].
+pub const TRADE_RATE_MAX: u32 = 60;
+
+/// A trade delivery: the whole chain the sender holds (offer first is not required), so the
+/// receiver can check the new message even if it missed earlier ones.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TradeRequest {
+    /// Envelope bytes of trade messages, all of one trade.
+    pub messages: Vec<ByteBuf>,
+}
+
+/// The answer to a [`TradeRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TradeResponse {
+    /// Verified, stored (synced) and applied.
+    Accepted,
+    /// Refused, with the reason.
+    Refused(String),
+}
+
+/// A trade delivery from a peer, for the trades service to answer.
+#[derive(Debug)]
+pub struct InboundTrade {
+    /// Who sent it.
+    pub peer: PeerId,
+    /// The messages.
+    pub request: TradeRequest,
+    /// Where the answer goes (through [`Client::respond_trade`]).
+    pub channel: request_response::ResponseChannel<TradeResponse>,
+}
+
 /// The identify protocol version string.
 pub const IDENTIFY_VERSION: &str = "/jangteo/1.0.0";
 
@@ -91,6 +128,7 @@ struct Behaviour {
     ping: ping::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
     sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    trade: request_response::cbor::Behaviour<TradeRequest, TradeResponse>,
 }
 
 /// Network settings.
@@ -141,6 +179,15 @@ enum Command {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    SendTrade {
+        peer: PeerId,
+        request: TradeRequest,
+        reply: oneshot::Sender<Result<TradeResponse, String>>,
+    },
+    RespondTrade {
+        channel: request_response::ResponseChannel<TradeResponse>,
+        response: TradeResponse,
+    },
 }
 
 /// A cloneable handle to the swarm task.
@@ -155,6 +202,8 @@ impl std::fmt::Debug for Command {
             Command::Publish { .. } => "Publish",
             Command::Info { .. } => "Info",
             Command::Dial { .. } => "Dial",
+            Command::SendTrade { .. } => "SendTrade",
+            Command::RespondTrade { .. } => "RespondTrade",
         })
     }
 }
@@ -188,6 +237,33 @@ impl Client {
         self.call(|reply| Command::Info { reply }).await
     }
 
+    /// Sends trade messages to a peer and waits for its answer. `Err` means it could not be
+    /// reached (the message stays queued for a retry).
+    pub async fn send_trade(
+        &self,
+        peer: PeerId,
+        request: TradeRequest,
+    ) -> Result<Result<TradeResponse, String>, NodeError> {
+        self.call(|reply| Command::SendTrade {
+            peer,
+            request,
+            reply,
+        })
+        .await
+    }
+
+    /// Answers an inbound trade delivery.
+    pub async fn respond_trade(
+        &self,
+        channel: request_response::ResponseChannel<TradeResponse>,
+        response: TradeResponse,
+    ) -> Result<(), NodeError> {
+        self.tx
+            .send(Command::RespondTrade { channel, response })
+            .await
+            .map_err(|_| NodeError::NetworkStopped)
+    }
+
     /// Dials an address.
     pub async fn dial(&self, addr: Multiaddr) -> Result<Result<(), String>, NodeError> {
         self.call(|reply| Command::Dial { addr, reply }).await
@@ -203,6 +279,12 @@ pub struct EventLoop {
     peers: HashMap<PeerId, Vec<Multiaddr>>,
     synced: HashMap<PeerId, bool>,
     sync_rate: HashMap<PeerId, (Instant, u32)>,
+    trade_rate: HashMap<PeerId, (Instant, u32)>,
+    inbound_trades: mpsc::Sender<InboundTrade>,
+    pending_trades: HashMap<
+        request_response::OutboundRequestId,
+        oneshot::Sender<Result<TradeResponse, String>>,
+    >,
     local_peer_id: PeerId,
 }
 
@@ -262,6 +344,7 @@ pub fn build(
     config: &NetworkConfig,
     store: Arc<Store>,
     events: broadcast::Sender<NodeEvent>,
+    inbound_trades: mpsc::Sender<InboundTrade>,
 ) -> Result<(Client, EventLoop), NodeError> {
     let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
     let mdns_on = config.mdns;
@@ -310,7 +393,18 @@ pub fn build(
                     .with_request_timeout(Duration::from_secs(30))
                     .with_max_concurrent_streams(16),
             );
+            let trade_codec = request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(TRADE_MESSAGE_MAX_BYTES)
+                .set_response_size_maximum(TRADE_MESSAGE_MAX_BYTES);
+            let trade = request_response::Behaviour::with_codec(
+                trade_codec,
+                [(StreamProtocol::new(TRADE_PROTOCOL), ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(20))
+                    .with_max_concurrent_streams(16),
+            );
             Ok(Behaviour {
+                trade,
                 limits,
                 gossipsub: gossipsub_behaviour()?,
                 kad,
@@ -351,6 +445,9 @@ pub fn build(
             peers: HashMap::new(),
             synced: HashMap::new(),
             sync_rate: HashMap::new(),
+            trade_rate: HashMap::new(),
+            inbound_trades,
+            pending_trades: HashMap::new(),
             local_peer_id,
         },
     ))
@@ -414,6 +511,25 @@ impl EventLoop {
                 };
                 let _ = reply.send(info);
             }
+            Command::SendTrade {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .trade
+                    .send_request(&peer, request);
+                self.pending_trades.insert(id, reply);
+            }
+            Command::RespondTrade { channel, response } => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .trade
+                    .send_response(channel, response);
+            }
             Command::Dial { addr, reply } => {
                 if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() {
                     self.swarm
@@ -457,10 +573,23 @@ impl EventLoop {
                 self.peers.remove(&peer_id);
                 self.synced.remove(&peer_id);
                 self.sync_rate.remove(&peer_id);
+                self.trade_rate.remove(&peer_id);
                 tracing::info!(peer = %peer_id, "peer disconnected");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Trade(ev)) => self.on_trade(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::GetClosestPeers(Ok(ok)),
+                ..
+            })) => {
+                // Addresses of peers we looked up (trade counterparties we could not reach).
+                for p in ok.peers {
+                    for a in p.addrs.into_iter().take(8) {
+                        self.swarm.behaviour_mut().kad.add_address(&p.peer_id, a);
+                    }
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -612,16 +741,87 @@ impl EventLoop {
         }
     }
 
+    fn on_trade(&mut self, ev: request_response::Event<TradeRequest, TradeResponse>) {
+        use request_response::{Event, Message};
+        match ev {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                if over_rate(&mut self.trade_rate, peer, TRADE_RATE_MAX) {
+                    let _ = self.swarm.behaviour_mut().trade.send_response(
+                        channel,
+                        TradeResponse::Refused(
+                            "rate limit: too many trade messages; try again later".into(),
+                        ),
+                    );
+                    return;
+                }
+                if let Err(mpsc::error::TrySendError::Full(InboundTrade { channel, .. })) =
+                    self.inbound_trades.try_send(InboundTrade {
+                        peer,
+                        request,
+                        channel,
+                    })
+                {
+                    let _ = self.swarm.behaviour_mut().trade.send_response(
+                        channel,
+                        TradeResponse::Refused("busy: try again later".into()),
+                    );
+                }
+            }
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(reply) = self.pending_trades.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                tracing::debug!(peer = %peer, error = %error, "trade delivery failed");
+                if let Some(reply) = self.pending_trades.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+                // Look the peer up so that the next attempt knows where to dial.
+                self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+            }
+            _ => {}
+        }
+    }
+
     fn over_sync_rate(&mut self, peer: PeerId) -> bool {
+        over_rate(&mut self.sync_rate, peer, SYNC_RATE_MAX)
+    }
+}
+
+/// Counts one request of `peer` in the current window; true when over `max`.
+fn over_rate(map: &mut HashMap<PeerId, (Instant, u32)>, peer: PeerId, max: u32) -> bool {
+    {
         let now = Instant::now();
-        let entry = self.sync_rate.entry(peer).or_insert((now, 0));
+        let entry = map.entry(peer).or_insert((now, 0));
         if now.duration_since(entry.0) > SYNC_RATE_WINDOW {
             *entry = (now, 0);
         }
         entry.1 += 1;
-        entry.1 > SYNC_RATE_MAX
+        entry.1 > max
     }
+}
 
+impl EventLoop {
     fn sync_page(&self, request: SyncRequest) -> SyncResponse {
         let SyncRequest::ListingHeads { after } = request;
         let after = match after.as_ref().map(|b| <[u8; 32]>::try_from(b.as_slice())) {

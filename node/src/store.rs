@@ -22,12 +22,18 @@ const CF_META: &str = "meta";
 /// Listings whose search-index entry is behind the store (an outbox written in the same
 /// batch as the listing, emptied by the indexer after its commit).
 const CF_INDEX_QUEUE: &str = "index_queue";
-const COLUMN_FAMILIES: [&str; 5] = [
+/// Trade messages: trade id (32) || message id (32) → envelope bytes.
+const CF_TRADE_MESSAGES: &str = "trade_messages";
+/// Delivery state of messages this node sent: message id → JSON record.
+const CF_DELIVERIES: &str = "deliveries";
+const COLUMN_FAMILIES: [&str; 7] = [
     CF_OBJECTS,
     CF_LISTING_HEADS,
     CF_PROFILES,
     CF_META,
     CF_INDEX_QUEUE,
+    CF_TRADE_MESSAGES,
+    CF_DELIVERIES,
 ];
 const SCHEMA_KEY: &[u8] = b"schema";
 const SCHEMA_VERSION: &[u8] = b"1";
@@ -335,6 +341,87 @@ impl Store {
             self.index_wakeup.notify_one();
         }
         Ok(n)
+    }
+
+    /// Stores a verified trade message under its trade, synced to disk before returning.
+    /// Returns false when it was already held.
+    pub fn put_trade_message(
+        &self,
+        trade: &ObjectId,
+        obj: &SignedObject,
+    ) -> Result<bool, StoreError> {
+        let cf = self.cf(CF_TRADE_MESSAGES)?;
+        let mut key = [0u8; 64];
+        key[..32].copy_from_slice(&trade.0);
+        key[32..].copy_from_slice(&obj.id().0);
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        if self.db.get_pinned_cf(cf, key)?.is_some() {
+            return Ok(false);
+        }
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf, key, obj.bytes());
+        self.write(batch, true)?;
+        Ok(true)
+    }
+
+    /// Every message held for a trade (offer included), in id order.
+    pub fn trade_messages(&self, trade: &ObjectId) -> Result<Vec<Vec<u8>>, StoreError> {
+        let cf = self.cf(CF_TRADE_MESSAGES)?;
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator_cf(cf, trade.0) {
+            let (k, v) = item?;
+            if !k.starts_with(&trade.0) {
+                break;
+            }
+            out.push(v.to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Ids of every trade held.
+    pub fn trade_ids(&self) -> Result<Vec<ObjectId>, StoreError> {
+        let cf = self.cf(CF_TRADE_MESSAGES)?;
+        let mut out: Vec<ObjectId> = Vec::new();
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, _) = item?;
+            let id: [u8; 32] = k
+                .get(..32)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(StoreError::Corrupt("trade key"))?;
+            if out.last().is_none_or(|l| l.0 != id) {
+                out.push(ObjectId(id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records the delivery state of a message this node sent (synced).
+    pub fn set_delivery(&self, msg: &ObjectId, record: &[u8]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_DELIVERIES)?, msg.0, record);
+        self.write(batch, true)
+    }
+
+    /// The delivery state of a message this node sent.
+    pub fn delivery(&self, msg: &ObjectId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(CF_DELIVERIES)?, msg.0)?)
+    }
+
+    /// Every delivery record.
+    pub fn deliveries(&self) -> Result<Vec<(ObjectId, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_DELIVERIES)?, IteratorMode::Start)
+        {
+            let (k, v) = item?;
+            let id: [u8; 32] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("delivery key"))?;
+            out.push((ObjectId(id), v.to_vec()));
+        }
+        Ok(out)
     }
 
     /// Notified whenever listings were queued for the search indexer.

@@ -157,6 +157,18 @@ impl Fields {
         }
     }
 
+    /// An optional byte string.
+    pub fn opt_bytes(&mut self, name: &'static str) -> Result<Option<Vec<u8>>, DecodeError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Value::Bytes(b)) => Ok(Some(b)),
+            Some(_) => Err(DecodeError::WrongType {
+                field: name,
+                expected: "bytes",
+            }),
+        }
+    }
+
     /// An optional array.
     pub fn opt_array(&mut self, name: &'static str) -> Result<Option<Vec<Value>>, DecodeError> {
         match self.take(name) {

@@ -17,6 +17,22 @@ pub const MAX_OBJECT_BYTES: usize = 32 * 1024;
 /// Prefix of every signature's domain tag; the kind's name follows it.
 pub const DOMAIN_PREFIX: &str = "jangteo/v1/";
 
+/// Every kind this version knows.
+pub const ALL_KINDS: [Kind; 12] = [
+    Kind::Listing,
+    Kind::Profile,
+    Kind::Offer,
+    Kind::Counter,
+    Kind::Accept,
+    Kind::Reject,
+    Kind::Cancel,
+    Kind::Paid,
+    Kind::Shipped,
+    Kind::Received,
+    Kind::Dispute,
+    Kind::Resolution,
+];
+
 /// The kinds of object this version knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -24,6 +40,26 @@ pub enum Kind {
     Listing,
     /// A node's public profile.
     Profile,
+    /// Trade: a buyer's offer (its id is the trade id).
+    Offer,
+    /// Trade: other terms proposed.
+    Counter,
+    /// Trade: the proposed terms accepted (the contract).
+    Accept,
+    /// Trade: a proposal refused.
+    Reject,
+    /// Trade: called off before payment.
+    Cancel,
+    /// Trade: the buyer says they paid.
+    Paid,
+    /// Trade: the seller says they shipped or handed over.
+    Shipped,
+    /// Trade: the buyer received the goods.
+    Received,
+    /// Trade: a party raises a dispute.
+    Dispute,
+    /// Trade: a moderator closes a dispute.
+    Resolution,
 }
 
 impl Kind {
@@ -32,16 +68,22 @@ impl Kind {
         match self {
             Kind::Listing => "listing",
             Kind::Profile => "profile",
+            Kind::Offer => "offer",
+            Kind::Counter => "counter",
+            Kind::Accept => "accept",
+            Kind::Reject => "reject",
+            Kind::Cancel => "cancel",
+            Kind::Paid => "paid",
+            Kind::Shipped => "shipped",
+            Kind::Received => "received",
+            Kind::Dispute => "dispute",
+            Kind::Resolution => "resolution",
         }
     }
 
     /// Parses a wire name.
     pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "listing" => Some(Kind::Listing),
-            "profile" => Some(Kind::Profile),
-            _ => None,
-        }
+        ALL_KINDS.into_iter().find(|k| k.name() == name)
     }
 
     /// The bytes a signature of this kind covers: the domain tag followed by the body.

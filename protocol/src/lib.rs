@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod error;
 pub mod listing;
 pub mod profile;
+pub mod trade;
 
 #[cfg(test)]
 mod vectors;
@@ -32,6 +33,8 @@ pub enum Object {
     Listing(Listing),
     /// A profile.
     Profile(Profile),
+    /// A trade message.
+    Trade(trade::TradeMessage),
 }
 
 /// Decodes an envelope, checks its signature, decodes its body for its kind and validates
@@ -55,6 +58,11 @@ pub fn decode_body(signed: &SignedObject, now_ms: u64) -> Result<Object, ObjectE
             let p = Profile::decode(&env.body)?;
             p.validate(now_ms)?;
             Object::Profile(p)
+        }
+        kind => {
+            let m = trade::TradeMessage::decode(kind, &env.body)?;
+            m.validate(kind, &env.author, now_ms)?;
+            Object::Trade(m)
         }
     })
 }

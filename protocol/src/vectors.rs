@@ -3,8 +3,10 @@
 
 use ed25519_dalek::SigningKey;
 
+use crate::PublicKey;
 use crate::listing::{Condition, Listing, ListingStatus, Location};
 use crate::profile::Profile;
+use crate::trade::{Terms, TradeMessage};
 use crate::{Kind, SignedObject, verify_object};
 
 const SPEC: &str = include_str!("../SPEC.md");
@@ -57,6 +59,32 @@ fn vector_objects() -> Vec<(&'static str, [u8; 32], Kind, Vec<u8>)> {
         bio: "Weekend seller.".into(),
         updated_at: T0,
     };
+    let seller = PublicKey(SigningKey::from_bytes(&[1; 32]).verifying_key().to_bytes());
+    let terms = Terms {
+        listing: bike.id(&seller),
+        listing_seq: 1,
+        price: 140_000,
+        currency: "KRW".into(),
+        quantity: 1,
+    };
+    let offer = TradeMessage {
+        trade: None,
+        prev: None,
+        at: T0 + 60_000,
+        seller: Some(seller),
+        terms: Some(terms.clone()),
+        moderators: vec![],
+        note: "토요일에 망원역에서 가능할까요?".into(),
+        outcome: None,
+    };
+    let offer_id = SignedObject::sign(
+        Kind::Offer,
+        offer.encode(),
+        &SigningKey::from_bytes(&[4; 32]),
+    )
+    .id();
+    let mut accept = TradeMessage::follow(offer_id, offer_id, T0 + 120_000);
+    accept.terms = Some(terms);
     vec![
         (
             "listing, Korean title, location and image",
@@ -77,6 +105,18 @@ fn vector_objects() -> Vec<(&'static str, [u8; 32], Kind, Vec<u8>)> {
             retracted.encode(),
         ),
         ("profile", [3; 32], Kind::Profile, profile.encode()),
+        (
+            "trade offer on vector 1's listing",
+            [4; 32],
+            Kind::Offer,
+            offer.encode(),
+        ),
+        (
+            "trade accept of that offer by the seller",
+            [1; 32],
+            Kind::Accept,
+            accept.encode(),
+        ),
     ]
 }
 

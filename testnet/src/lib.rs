@@ -120,6 +120,41 @@ impl Cluster {
         Ok(self.nodes.len() - 1)
     }
 
+    /// Stops node `i` and starts it again on the same data directory, dialing `bootstrap`.
+    pub async fn restart(&mut self, i: usize, bootstrap: Vec<String>) -> Result<()> {
+        let node = self.nodes.remove(i);
+        node.shutdown().await;
+        let mut cfg = NodeConfig::new(self.dirs[i].path());
+        cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+        cfg.mdns = false;
+        cfg.bootstrap = bootstrap;
+        self.nodes.insert(i, Node::start(cfg).await?);
+        Ok(())
+    }
+
+    /// Stops node `i` for good (its data directory stays until the cluster is dropped).
+    pub async fn stop(&mut self, i: usize) -> Result<()> {
+        let node = self.nodes.remove(i);
+        node.shutdown().await;
+        Ok(())
+    }
+
+    /// Starts a node again on the data directory of a stopped node `dir_index`, at
+    /// position `i`.
+    pub async fn start_again(
+        &mut self,
+        i: usize,
+        dir_index: usize,
+        bootstrap: Vec<String>,
+    ) -> Result<()> {
+        let mut cfg = NodeConfig::new(self.dirs[dir_index].path());
+        cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+        cfg.mdns = false;
+        cfg.bootstrap = bootstrap;
+        self.nodes.insert(i, Node::start(cfg).await?);
+        Ok(())
+    }
+
     /// Stops every node.
     pub async fn shutdown(self) {
         for n in self.nodes {

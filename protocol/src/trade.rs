@@ -1,0 +1,926 @@
+//! The trade protocol: signed messages that form a hash-linked chain per trade, and the
+//! pure state machine that decides which message may follow which.
+//!
+//! A trade starts with an `offer` (by the buyer); its content id is the trade id. Every later
+//! message names the trade and the id of the message it follows (`prev`). [`TradeChain`]
+//! replays a set of messages deterministically: at each step, among the valid messages that
+//! follow the current head, the one with the lowest id wins, so two parties holding the same
+//! messages reach the same state whatever order they arrived in. This module does no I/O and
+//! knows nothing of delivery or storage.
+
+use std::collections::BTreeMap;
+
+use ciborium::value::Value;
+
+use crate::MAX_CLOCK_SKEW_MS;
+use crate::cbor::{self, Fields, canonical_map, uint};
+use crate::envelope::{Kind, ObjectId, PublicKey, SignedObject};
+use crate::error::{DecodeError, FieldError};
+use crate::listing::{ListingId, PRICE_MAX, QUANTITY_MAX};
+
+/// Longest free-text note (offer message, reason, payment reference, tracking), in bytes.
+pub const NOTE_MAX_BYTES: usize = 1000;
+/// Most moderators an offer may name.
+pub const MODERATORS_MAX: usize = 3;
+/// Most messages a trade chain may hold.
+pub const CHAIN_MAX: usize = 64;
+
+/// The agreed (or proposed) terms of a trade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Terms {
+    /// The listing.
+    pub listing: ListingId,
+    /// The listing version the buyer saw.
+    pub listing_seq: u64,
+    /// Price per unit, minor units.
+    pub price: u64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Units.
+    pub quantity: u64,
+}
+
+impl Terms {
+    /// Total value (price × quantity), saturating.
+    pub fn total(&self) -> u64 {
+        self.price.saturating_mul(self.quantity)
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        if self.price > PRICE_MAX {
+            return Err(FieldError::new(
+                "price",
+                format!("above the maximum {PRICE_MAX}"),
+            ));
+        }
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(FieldError::new(
+                "currency",
+                "must be a three-letter ISO 4217 code in capitals",
+            ));
+        }
+        if self.quantity == 0 || self.quantity > QUANTITY_MAX {
+            return Err(FieldError::new(
+                "quantity",
+                format!("must be 1-{QUANTITY_MAX}"),
+            ));
+        }
+        if self.listing_seq == 0 {
+            return Err(FieldError::new("listing_seq", "starts at 1"));
+        }
+        Ok(())
+    }
+
+    fn encode_into(&self, e: &mut Vec<(&'static str, Value)>) {
+        e.push(("listing", Value::Bytes(self.listing.0.to_vec())));
+        e.push(("lseq", uint(self.listing_seq)));
+        e.push(("price", uint(self.price)));
+        e.push(("currency", Value::Text(self.currency.clone())));
+        e.push(("quantity", uint(self.quantity)));
+    }
+
+    fn decode_from(f: &mut Fields) -> Result<Self, DecodeError> {
+        Ok(Terms {
+            listing: ListingId(bytes32(f.bytes("listing")?, "listing")?),
+            listing_seq: f.u64("lseq")?,
+            price: f.u64("price")?,
+            currency: f.text("currency")?,
+            quantity: f.u64("quantity")?,
+        })
+    }
+}
+
+fn bytes32(b: Vec<u8>, field: &'static str) -> Result<[u8; 32], DecodeError> {
+    b.try_into().map_err(|_| DecodeError::WrongType {
+        field,
+        expected: "32 bytes",
+    })
+}
+
+/// The kinds of trade message (each its own envelope kind, so signatures never cross).
+pub const TRADE_KINDS: [Kind; 10] = [
+    Kind::Offer,
+    Kind::Counter,
+    Kind::Accept,
+    Kind::Reject,
+    Kind::Cancel,
+    Kind::Paid,
+    Kind::Shipped,
+    Kind::Received,
+    Kind::Dispute,
+    Kind::Resolution,
+];
+
+/// The body of any trade message. Which fields are present depends on the kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TradeMessage {
+    /// The trade (the offer's id); absent in the offer itself.
+    pub trade: Option<ObjectId>,
+    /// The message this one follows; absent in the offer.
+    pub prev: Option<ObjectId>,
+    /// When it was signed (unix ms).
+    pub at: u64,
+    /// Offer: the seller. Absent otherwise.
+    pub seller: Option<PublicKey>,
+    /// Offer, counter, accept: the terms proposed or accepted.
+    pub terms: Option<Terms>,
+    /// Offer: who may resolve a dispute (copied from the listing).
+    pub moderators: Vec<PublicKey>,
+    /// Free text: offer message, reject/cancel/dispute reason, payment reference, tracking.
+    pub note: String,
+    /// Shipped: `shipped` or `handed-over`. Resolution: `refund` or `release`.
+    pub outcome: Option<String>,
+}
+
+impl TradeMessage {
+    /// A message with only the chain fields set.
+    pub fn follow(trade: ObjectId, prev: ObjectId, at: u64) -> Self {
+        Self {
+            trade: Some(trade),
+            prev: Some(prev),
+            at,
+            seller: None,
+            terms: None,
+            moderators: vec![],
+            note: String::new(),
+            outcome: None,
+        }
+    }
+
+    /// The deterministic CBOR body.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e: Vec<(&'static str, Value)> = vec![("at", uint(self.at))];
+        if let Some(t) = self.trade {
+            e.push(("trade", Value::Bytes(t.0.to_vec())));
+        }
+        if let Some(p) = self.prev {
+            e.push(("prev", Value::Bytes(p.0.to_vec())));
+        }
+        if let Some(s) = self.seller {
+            e.push(("seller", Value::Bytes(s.0.to_vec())));
+        }
+        if let Some(t) = &self.terms {
+            t.encode_into(&mut e);
+        }
+        if !self.moderators.is_empty() {
+            e.push((
+                "mods",
+                Value::Array(
+                    self.moderators
+                        .iter()
+                        .map(|m| Value::Bytes(m.0.to_vec()))
+                        .collect(),
+                ),
+            ));
+        }
+        if !self.note.is_empty() {
+            e.push(("note", Value::Text(self.note.clone())));
+        }
+        if let Some(o) = &self.outcome {
+            e.push(("outcome", Value::Text(o.clone())));
+        }
+        cbor::to_vec(&canonical_map(e))
+    }
+
+    /// Decodes a body of the given trade kind and checks which fields that kind carries.
+    pub fn decode(kind: Kind, body: &[u8]) -> Result<Self, DecodeError> {
+        let mut f = Fields::from_value(cbor::from_slice_canonical(body)?)?;
+        let has_terms = matches!(kind, Kind::Offer | Kind::Counter | Kind::Accept);
+        let m = TradeMessage {
+            at: f.u64("at")?,
+            trade: f
+                .opt_bytes("trade")?
+                .map(|b| bytes32(b, "trade").map(ObjectId))
+                .transpose()?,
+            prev: f
+                .opt_bytes("prev")?
+                .map(|b| bytes32(b, "prev").map(ObjectId))
+                .transpose()?,
+            seller: f
+                .opt_bytes("seller")?
+                .map(|b| bytes32(b, "seller").map(PublicKey))
+                .transpose()?,
+            terms: if has_terms {
+                Some(Terms::decode_from(&mut f)?)
+            } else {
+                None
+            },
+            moderators: match f.opt_array("mods")? {
+                None => vec![],
+                Some(a) if a.len() <= MODERATORS_MAX => a
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::Bytes(b) => bytes32(b, "mods").map(PublicKey),
+                        _ => Err(DecodeError::WrongType {
+                            field: "mods",
+                            expected: "bytes",
+                        }),
+                    })
+                    .collect::<Result<_, _>>()?,
+                Some(_) => {
+                    return Err(DecodeError::WrongType {
+                        field: "mods",
+                        expected: "at most 3 keys",
+                    });
+                }
+            },
+            note: f.opt_text("note")?.unwrap_or_default(),
+            outcome: f.opt_text("outcome")?,
+        };
+        f.finish()?;
+        Ok(m)
+    }
+
+    /// Checks the fields against the kind and the limits (not the transition: see
+    /// [`TradeChain`]).
+    pub fn validate(&self, kind: Kind, author: &PublicKey, now_ms: u64) -> Result<(), FieldError> {
+        if self.at > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
+            return Err(FieldError::new("at", "dated in the future"));
+        }
+        if self.note.len() > NOTE_MAX_BYTES
+            || self.note.chars().any(|c| c.is_control() && c != '\n')
+        {
+            return Err(FieldError::new(
+                "note",
+                format!("at most {NOTE_MAX_BYTES} bytes of printable text"),
+            ));
+        }
+        let is_offer = kind == Kind::Offer;
+        if is_offer != self.trade.is_none() || is_offer != self.prev.is_none() {
+            return Err(FieldError::new(
+                "prev",
+                "an offer starts a chain; every other message names its trade and prev",
+            ));
+        }
+        if is_offer != self.seller.is_some() {
+            return Err(FieldError::new("seller", "named by the offer only"));
+        }
+        if self.seller.as_ref() == Some(author) {
+            return Err(FieldError::new(
+                "seller",
+                "a seller cannot make an offer on their own listing",
+            ));
+        }
+        if !is_offer && !self.moderators.is_empty() {
+            return Err(FieldError::new("moderators", "named by the offer only"));
+        }
+        if let Some(t) = &self.terms {
+            t.validate()?;
+        }
+        match (kind, self.outcome.as_deref()) {
+            (Kind::Shipped, Some("shipped" | "handed-over")) => {}
+            (Kind::Resolution, Some("refund" | "release")) => {}
+            (Kind::Shipped, _) => return Err(FieldError::new("outcome", "shipped or handed-over")),
+            (Kind::Resolution, _) => return Err(FieldError::new("outcome", "refund or release")),
+            (_, Some(_)) => {
+                return Err(FieldError::new(
+                    "outcome",
+                    "only shipped and resolution carry an outcome",
+                ));
+            }
+            _ => {}
+        }
+        if matches!(kind, Kind::Dispute | Kind::Reject) && self.note.trim().is_empty() {
+            return Err(FieldError::new("reason", "a reason is required"));
+        }
+        Ok(())
+    }
+}
+
+/// Where a trade stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TradeState {
+    /// The buyer offered.
+    Offered,
+    /// Someone proposed other terms.
+    Countered,
+    /// Both signed the same terms: the contract.
+    Accepted,
+    /// The buyer says they paid.
+    Paid,
+    /// The seller says they shipped or handed over.
+    Shipped,
+    /// The buyer received: done.
+    Completed,
+    /// A proposal was refused.
+    Rejected,
+    /// Called off before payment.
+    Cancelled,
+    /// A party raised a dispute.
+    Disputed,
+    /// A moderator resolved the dispute.
+    Resolved,
+}
+
+impl TradeState {
+    /// Name as the CLI shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TradeState::Offered => "offered",
+            TradeState::Countered => "countered",
+            TradeState::Accepted => "accepted",
+            TradeState::Paid => "paid",
+            TradeState::Shipped => "shipped",
+            TradeState::Completed => "completed",
+            TradeState::Rejected => "rejected",
+            TradeState::Cancelled => "cancelled",
+            TradeState::Disputed => "disputed",
+            TradeState::Resolved => "resolved",
+        }
+    }
+
+    /// No message can follow.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TradeState::Completed
+                | TradeState::Rejected
+                | TradeState::Cancelled
+                | TradeState::Resolved
+        )
+    }
+
+    /// Whether quantity is reserved for the buyer in this state.
+    pub fn reserves(self) -> bool {
+        matches!(
+            self,
+            TradeState::Accepted
+                | TradeState::Paid
+                | TradeState::Shipped
+                | TradeState::Completed
+                | TradeState::Disputed
+        )
+    }
+}
+
+/// Who may act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Made the offer.
+    Buyer,
+    /// Owns the listing.
+    Seller,
+    /// Named in the offer.
+    Moderator,
+}
+
+/// Why a message cannot follow the chain's head.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    /// The author is not a party allowed to send this kind now.
+    #[error("{kind} may not be sent by the {who} in state {state}; allowed now: {allowed}")]
+    NotAllowed {
+        /// Message kind.
+        kind: &'static str,
+        /// Who sent it.
+        who: &'static str,
+        /// Current state.
+        state: &'static str,
+        /// What the sender may do now.
+        allowed: String,
+    },
+    /// The author is neither party nor moderator.
+    #[error("the author is not a party to this trade")]
+    Stranger,
+    /// Accept names other terms than those proposed.
+    #[error("accept must repeat the proposed terms exactly")]
+    TermsMismatch,
+    /// The message is for another trade or does not follow the head.
+    #[error("message does not follow the current head of this trade")]
+    NotNext,
+    /// The chain is full.
+    #[error("trade chain holds too many messages")]
+    TooLong,
+}
+
+/// What `who` may send in `state`, given who proposed the current terms.
+pub fn allowed(state: TradeState, who: Role, proposer: Role) -> Vec<Kind> {
+    use Kind::*;
+    use Role::*;
+    use TradeState as S;
+    match (state, who) {
+        (S::Offered | S::Countered, r) if r != Moderator && r != proposer => {
+            let mut k = vec![Counter, Accept, Reject];
+            if r == Buyer {
+                k.push(Cancel);
+            }
+            k
+        }
+        (S::Offered | S::Countered, Buyer) => vec![Cancel],
+        (S::Countered, Seller) => vec![Cancel],
+        (S::Accepted, Buyer) => vec![Paid, Cancel],
+        (S::Accepted, Seller) => vec![Cancel],
+        (S::Paid, Seller) => vec![Shipped, Dispute],
+        (S::Paid, Buyer) => vec![Received, Dispute],
+        (S::Shipped, Buyer) => vec![Received, Dispute],
+        (S::Shipped, Seller) => vec![Dispute],
+        (S::Disputed, Moderator) => vec![Resolution],
+        _ => vec![],
+    }
+}
+
+fn next_state(state: TradeState, kind: Kind) -> TradeState {
+    match kind {
+        Kind::Counter => TradeState::Countered,
+        Kind::Accept => TradeState::Accepted,
+        Kind::Reject => TradeState::Rejected,
+        Kind::Cancel => TradeState::Cancelled,
+        Kind::Paid => TradeState::Paid,
+        Kind::Shipped => TradeState::Shipped,
+        Kind::Received => TradeState::Completed,
+        Kind::Dispute => TradeState::Disputed,
+        Kind::Resolution => TradeState::Resolved,
+        _ => state,
+    }
+}
+
+/// One message of a chain, verified and decoded.
+#[derive(Debug, Clone)]
+pub struct ChainMessage {
+    /// The signed object.
+    pub object: SignedObject,
+    /// Its body.
+    pub message: TradeMessage,
+}
+
+impl ChainMessage {
+    /// Decodes and validates a verified object of a trade kind.
+    pub fn new(object: SignedObject, now_ms: u64) -> Result<Self, crate::ObjectError> {
+        let env = object.envelope();
+        if !TRADE_KINDS.contains(&env.kind) {
+            return Err(DecodeError::UnknownKind(format!(
+                "{} is not a trade message",
+                env.kind.name()
+            ))
+            .into());
+        }
+        let message = TradeMessage::decode(env.kind, &env.body)?;
+        message.validate(env.kind, &env.author, now_ms)?;
+        Ok(Self { object, message })
+    }
+
+    /// The message kind.
+    pub fn kind(&self) -> Kind {
+        self.object.envelope().kind
+    }
+
+    /// The author.
+    pub fn author(&self) -> PublicKey {
+        self.object.envelope().author
+    }
+
+    /// The content id.
+    pub fn id(&self) -> ObjectId {
+        self.object.id()
+    }
+}
+
+/// A trade replayed from its messages.
+#[derive(Debug, Clone)]
+pub struct TradeChain {
+    /// Trade id (the offer's id).
+    pub id: ObjectId,
+    /// The buyer.
+    pub buyer: PublicKey,
+    /// The seller.
+    pub seller: PublicKey,
+    /// Moderators named in the offer.
+    pub moderators: Vec<PublicKey>,
+    /// Current terms.
+    pub terms: Terms,
+    /// Who proposed the current terms.
+    pub proposer: Role,
+    /// Current state.
+    pub state: TradeState,
+    /// The accepted chain, offer first.
+    pub messages: Vec<ChainMessage>,
+}
+
+impl TradeChain {
+    /// Starts a chain from an offer.
+    pub fn start(offer: ChainMessage) -> Result<Self, TransitionError> {
+        if offer.kind() != Kind::Offer {
+            return Err(TransitionError::NotNext);
+        }
+        let (Some(seller), Some(terms)) = (offer.message.seller, offer.message.terms.clone())
+        else {
+            return Err(TransitionError::NotNext);
+        };
+        Ok(Self {
+            id: offer.id(),
+            buyer: offer.author(),
+            seller,
+            moderators: offer.message.moderators.clone(),
+            terms,
+            proposer: Role::Buyer,
+            state: TradeState::Offered,
+            messages: vec![offer],
+        })
+    }
+
+    /// The id of the last message.
+    pub fn head(&self) -> ObjectId {
+        self.messages.last().map_or(self.id, ChainMessage::id)
+    }
+
+    /// The role of a key in this trade.
+    pub fn role_of(&self, key: &PublicKey) -> Option<Role> {
+        if *key == self.buyer {
+            Some(Role::Buyer)
+        } else if *key == self.seller {
+            Some(Role::Seller)
+        } else if self.moderators.contains(key) {
+            Some(Role::Moderator)
+        } else {
+            None
+        }
+    }
+
+    /// What `key` may send now.
+    pub fn allowed_for(&self, key: &PublicKey) -> Vec<Kind> {
+        self.role_of(key)
+            .map(|r| allowed(self.state, r, self.proposer))
+            .unwrap_or_default()
+    }
+
+    /// Checks that `m` may follow the head, without applying it.
+    pub fn check(&self, m: &ChainMessage) -> Result<(), TransitionError> {
+        if m.message.trade != Some(self.id) || m.message.prev != Some(self.head()) {
+            return Err(TransitionError::NotNext);
+        }
+        if self.messages.len() >= CHAIN_MAX {
+            return Err(TransitionError::TooLong);
+        }
+        let who = self.role_of(&m.author()).ok_or(TransitionError::Stranger)?;
+        let may = allowed(self.state, who, self.proposer);
+        if !may.contains(&m.kind()) {
+            return Err(TransitionError::NotAllowed {
+                kind: m.kind().name(),
+                who: match who {
+                    Role::Buyer => "buyer",
+                    Role::Seller => "seller",
+                    Role::Moderator => "moderator",
+                },
+                state: self.state.name(),
+                allowed: if may.is_empty() {
+                    "nothing".into()
+                } else {
+                    may.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+                },
+            });
+        }
+        if m.kind() == Kind::Accept {
+            let t = m
+                .message
+                .terms
+                .as_ref()
+                .ok_or(TransitionError::TermsMismatch)?;
+            if *t != self.terms {
+                return Err(TransitionError::TermsMismatch);
+            }
+        }
+        if m.kind() == Kind::Counter {
+            let t = m
+                .message
+                .terms
+                .as_ref()
+                .ok_or(TransitionError::TermsMismatch)?;
+            if t.listing != self.terms.listing || t.currency != self.terms.currency {
+                return Err(TransitionError::TermsMismatch);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `m` if it may follow the head.
+    pub fn apply(&mut self, m: ChainMessage) -> Result<(), TransitionError> {
+        self.check(&m)?;
+        if m.kind() == Kind::Counter {
+            if let Some(t) = &m.message.terms {
+                self.terms = t.clone();
+            }
+            self.proposer = self.role_of(&m.author()).unwrap_or(Role::Buyer);
+        }
+        self.state = next_state(self.state, m.kind());
+        self.messages.push(m);
+        Ok(())
+    }
+
+    /// Replays a trade from its offer and any set of later messages, in any order: at each
+    /// step the valid follower with the lowest id wins. Returns the chain and the messages
+    /// that did not join it (not yet linkable, or losers of a fork, or invalid).
+    pub fn replay(
+        offer: ChainMessage,
+        others: Vec<ChainMessage>,
+    ) -> Result<(Self, Vec<ChainMessage>), TransitionError> {
+        let mut chain = Self::start(offer)?;
+        let mut pool: BTreeMap<ObjectId, ChainMessage> =
+            others.into_iter().map(|m| (m.id(), m)).collect();
+        loop {
+            let head = chain.head();
+            let next = pool
+                .values()
+                .filter(|m| m.message.prev == Some(head) && chain.check(m).is_ok())
+                .map(ChainMessage::id)
+                .next();
+            match next {
+                Some(id) => {
+                    if let Some(m) = pool.remove(&id) {
+                        chain.apply(m)?;
+                    }
+                }
+                None => break,
+            }
+        }
+        Ok((chain, pool.into_values().collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use proptest::prelude::*;
+
+    const T: u64 = 1_767_225_600_000;
+
+    fn k(n: u8) -> SigningKey {
+        SigningKey::from_bytes(&[n; 32])
+    }
+    fn pk(n: u8) -> PublicKey {
+        PublicKey(k(n).verifying_key().to_bytes())
+    }
+    const BUYER: u8 = 1;
+    const SELLER: u8 = 2;
+    const MODERATOR: u8 = 3;
+    const STRANGER: u8 = 4;
+
+    fn terms(price: u64) -> Terms {
+        Terms {
+            listing: ListingId([9; 32]),
+            listing_seq: 1,
+            price,
+            currency: "KRW".into(),
+            quantity: 1,
+        }
+    }
+
+    fn offer() -> ChainMessage {
+        let m = TradeMessage {
+            trade: None,
+            prev: None,
+            at: T,
+            seller: Some(pk(SELLER)),
+            terms: Some(terms(100_000)),
+            moderators: vec![pk(MODERATOR)],
+            note: "can pick up Saturday".into(),
+            outcome: None,
+        };
+        ChainMessage::new(SignedObject::sign(Kind::Offer, m.encode(), &k(BUYER)), T)
+            .expect("valid offer")
+    }
+
+    fn msg(chain_id: ObjectId, prev: ObjectId, kind: Kind, by: u8, at: u64) -> ChainMessage {
+        let mut m = TradeMessage::follow(chain_id, prev, T + at);
+        match kind {
+            Kind::Counter => m.terms = Some(terms(90_000)),
+            Kind::Accept => m.terms = Some(terms(100_000)),
+            Kind::Shipped => m.outcome = Some("handed-over".into()),
+            Kind::Resolution => m.outcome = Some("refund".into()),
+            Kind::Dispute | Kind::Reject => m.note = "not as described".into(),
+            _ => {}
+        }
+        ChainMessage::new(SignedObject::sign(kind, m.encode(), &k(by)), T + 1_000_000)
+            .expect("valid message")
+    }
+
+    fn step(c: &mut TradeChain, kind: Kind, by: u8) -> Result<(), TransitionError> {
+        let m = msg(c.id, c.head(), kind, by, c.messages.len() as u64);
+        c.apply(m)
+    }
+
+    #[test]
+    fn a_whole_trade_with_a_meetup() {
+        let mut c = TradeChain::start(offer()).expect("start");
+        step(&mut c, Kind::Accept, SELLER).expect("accept");
+        assert_eq!(c.state, TradeState::Accepted);
+        step(&mut c, Kind::Paid, BUYER).expect("paid");
+        step(&mut c, Kind::Shipped, SELLER).expect("handed over");
+        step(&mut c, Kind::Received, BUYER).expect("received");
+        assert_eq!(c.state, TradeState::Completed);
+        assert!(c.allowed_for(&pk(BUYER)).is_empty());
+        assert!(step(&mut c, Kind::Dispute, BUYER).is_err());
+    }
+
+    #[test]
+    fn counter_then_the_other_side_accepts_the_new_terms() {
+        let mut c = TradeChain::start(offer()).expect("start");
+        step(&mut c, Kind::Counter, SELLER).expect("counter");
+        assert_eq!(
+            (c.state, c.terms.price, c.proposer),
+            (TradeState::Countered, 90_000, Role::Seller)
+        );
+        // The seller cannot accept their own counter; the buyer must, with the new terms.
+        assert!(matches!(
+            step(&mut c, Kind::Accept, SELLER),
+            Err(TransitionError::NotAllowed { .. })
+        ));
+        let stale = msg(c.id, c.head(), Kind::Accept, BUYER, 9); // repeats the old price
+        assert_eq!(c.apply(stale), Err(TransitionError::TermsMismatch));
+        let mut m = TradeMessage::follow(c.id, c.head(), T + 10);
+        m.terms = Some(terms(90_000));
+        let ok = ChainMessage::new(
+            SignedObject::sign(Kind::Accept, m.encode(), &k(BUYER)),
+            T + 1_000_000,
+        )
+        .expect("valid");
+        c.apply(ok).expect("accept counter");
+        assert_eq!((c.state, c.terms.price), (TradeState::Accepted, 90_000));
+    }
+
+    #[test]
+    fn wrong_party_stranger_and_out_of_order_are_refused() {
+        let mut c = TradeChain::start(offer()).expect("start");
+        let e = step(&mut c, Kind::Paid, BUYER).expect_err("paid before accept");
+        assert!(e.to_string().contains("allowed now: cancel"), "{e}");
+        assert_eq!(
+            step(&mut c, Kind::Accept, STRANGER),
+            Err(TransitionError::Stranger)
+        );
+        assert!(matches!(
+            step(&mut c, Kind::Accept, BUYER),
+            Err(TransitionError::NotAllowed { .. })
+        ));
+        let wrong_prev = msg(c.id, ObjectId([0; 32]), Kind::Accept, SELLER, 1);
+        assert_eq!(c.apply(wrong_prev), Err(TransitionError::NotNext));
+        assert_eq!(c.state, TradeState::Offered);
+        assert_eq!(c.messages.len(), 1);
+    }
+
+    #[test]
+    fn disputes_are_closed_by_a_named_moderator_only() {
+        let mut c = TradeChain::start(offer()).expect("start");
+        step(&mut c, Kind::Accept, SELLER).expect("accept");
+        step(&mut c, Kind::Paid, BUYER).expect("paid");
+        step(&mut c, Kind::Dispute, BUYER).expect("dispute");
+        assert_eq!(
+            step(&mut c, Kind::Resolution, STRANGER),
+            Err(TransitionError::Stranger)
+        );
+        assert!(step(&mut c, Kind::Resolution, SELLER).is_err());
+        step(&mut c, Kind::Resolution, MODERATOR).expect("resolution");
+        assert_eq!(c.state, TradeState::Resolved);
+    }
+
+    #[test]
+    fn fields_are_checked_per_kind() {
+        let mut m = TradeMessage::follow(ObjectId([1; 32]), ObjectId([2; 32]), T);
+        assert_eq!(
+            m.validate(Kind::Dispute, &pk(BUYER), T)
+                .expect_err("no reason")
+                .field,
+            "reason"
+        );
+        assert_eq!(
+            m.validate(Kind::Shipped, &pk(SELLER), T)
+                .expect_err("no outcome")
+                .field,
+            "outcome"
+        );
+        m.note = "x".repeat(NOTE_MAX_BYTES + 1);
+        assert_eq!(
+            m.validate(Kind::Paid, &pk(BUYER), T)
+                .expect_err("long")
+                .field,
+            "note"
+        );
+        let own = TradeMessage {
+            trade: None,
+            prev: None,
+            at: T,
+            seller: Some(pk(BUYER)),
+            terms: Some(terms(1)),
+            moderators: vec![],
+            note: String::new(),
+            outcome: None,
+        };
+        assert_eq!(
+            own.validate(Kind::Offer, &pk(BUYER), T)
+                .expect_err("own listing")
+                .field,
+            "seller"
+        );
+        let zero = TradeMessage {
+            terms: Some(Terms {
+                quantity: 0,
+                ..terms(1)
+            }),
+            seller: Some(pk(SELLER)),
+            ..own
+        };
+        assert_eq!(
+            zero.validate(Kind::Offer, &pk(BUYER), T)
+                .expect_err("zero")
+                .field,
+            "quantity"
+        );
+    }
+
+    /// Every (state, role, kind) outside the table is refused; everything inside it is taken.
+    #[test]
+    fn the_transition_table_is_complete() {
+        let roles = [
+            (BUYER, Role::Buyer),
+            (SELLER, Role::Seller),
+            (MODERATOR, Role::Moderator),
+        ];
+        // Reach each state by a known path, then try every kind from every role.
+        let paths: Vec<(TradeState, Vec<(Kind, u8)>)> = vec![
+            (TradeState::Offered, vec![]),
+            (TradeState::Countered, vec![(Kind::Counter, SELLER)]),
+            (TradeState::Accepted, vec![(Kind::Accept, SELLER)]),
+            (
+                TradeState::Paid,
+                vec![(Kind::Accept, SELLER), (Kind::Paid, BUYER)],
+            ),
+            (
+                TradeState::Shipped,
+                vec![
+                    (Kind::Accept, SELLER),
+                    (Kind::Paid, BUYER),
+                    (Kind::Shipped, SELLER),
+                ],
+            ),
+            (
+                TradeState::Disputed,
+                vec![
+                    (Kind::Accept, SELLER),
+                    (Kind::Paid, BUYER),
+                    (Kind::Dispute, SELLER),
+                ],
+            ),
+            (
+                TradeState::Completed,
+                vec![
+                    (Kind::Accept, SELLER),
+                    (Kind::Paid, BUYER),
+                    (Kind::Received, BUYER),
+                ],
+            ),
+            (TradeState::Rejected, vec![(Kind::Reject, SELLER)]),
+            (TradeState::Cancelled, vec![(Kind::Cancel, BUYER)]),
+        ];
+        for (state, path) in paths {
+            let mut base = TradeChain::start(offer()).expect("start");
+            for (kind, by) in path {
+                step(&mut base, kind, by).expect("path");
+            }
+            assert_eq!(base.state, state);
+            for (who, role) in roles {
+                for kind in TRADE_KINDS.into_iter().filter(|k| *k != Kind::Offer) {
+                    let mut c = base.clone();
+                    let mut m = TradeMessage::follow(c.id, c.head(), T + 99);
+                    m.terms = matches!(kind, Kind::Counter | Kind::Accept).then(|| c.terms.clone());
+                    m.outcome = match kind {
+                        Kind::Shipped => Some("shipped".into()),
+                        Kind::Resolution => Some("release".into()),
+                        _ => None,
+                    };
+                    m.note = "reason".into();
+                    let cm = ChainMessage::new(
+                        SignedObject::sign(kind, m.encode(), &k(who)),
+                        T + 1_000_000,
+                    )
+                    .expect("valid");
+                    let expected = allowed(state, role, c.proposer).contains(&kind);
+                    assert_eq!(c.apply(cm).is_ok(), expected, "{state:?} {role:?} {kind:?}");
+                }
+            }
+        }
+    }
+
+    proptest! {
+        /// Any delivery order (and duplicates) of the same messages gives the same chain.
+        #[test]
+        fn replay_is_order_independent(seed in any::<u64>(), shuffle in any::<[u8; 16]>()) {
+            // Build a chain plus a competing fork (a cancel racing the accept).
+            let o = offer();
+            let mut c = TradeChain::start(o.clone()).expect("start");
+            let fork = msg(c.id, c.head(), Kind::Cancel, BUYER, seed % 1000);
+            step(&mut c, Kind::Accept, SELLER).expect("accept");
+            step(&mut c, Kind::Paid, BUYER).expect("paid");
+            let mut all: Vec<ChainMessage> = c.messages[1..].to_vec();
+            all.push(fork);
+            let reference = TradeChain::replay(o.clone(), all.clone()).expect("replay").0;
+            let mut shuffled = all.clone();
+            for (i, s) in shuffle.iter().enumerate() {
+                let n = shuffled.len();
+                shuffled.swap(i % n, usize::from(*s) % n);
+            }
+            shuffled.push(shuffled[0].clone());
+            let (again, _) = TradeChain::replay(o, shuffled).expect("replay");
+            prop_assert_eq!(again.state, reference.state);
+            prop_assert_eq!(again.head(), reference.head());
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! In-process trade tests: real nodes (RocksDB, libp2p on loopback) in one process.
+
+use std::time::Duration;
+
+use jangteo_node::listings::NewListing;
+use jangteo_node::trades::{NewOffer, TradeAction};
+use jangteo_node::{Node, NodeEvent};
+use jangteo_testnet::{Cluster, Topology, tcp_addr, wait_event, wait_for};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn post(seller: &Node, title: &str, quantity: u64) -> String {
+    seller
+        .listings
+        .post(NewListing {
+            title: title.into(),
+            price: 150_000,
+            currency: "KRW".into(),
+            description: None,
+            category: None,
+            condition: None,
+            quantity: Some(quantity),
+            location: None,
+            expires_in_days: None,
+        })
+        .await
+        .expect("post")
+        .id
+}
+
+async fn held_by(node: &Node, listing: &str) {
+    let l = listing.to_owned();
+    wait_for(WAIT, "the listing to reach the buyer", || async {
+        node.listings.show(&l).ok().map(|_| ())
+    })
+    .await
+    .expect("listing arrives");
+}
+
+async fn offer(buyer: &Node, listing: &str, price: Option<u64>) -> String {
+    let v = buyer
+        .trades
+        .offer(NewOffer {
+            listing: listing.into(),
+            price,
+            quantity: None,
+            message: Some("this weekend?".into()),
+            moderators: vec![],
+        })
+        .await
+        .expect("offer");
+    v["id"].as_str().expect("id").to_owned()
+}
+
+async fn state_is(node: &Node, trade: &str, state: &str) -> Value {
+    let (t, s) = (trade.to_owned(), state.to_owned());
+    wait_for(WAIT, &format!("trade {trade} to be {state}"), || async {
+        node.trades
+            .view(&t)
+            .ok()
+            .filter(|v| v["state"] == s.as_str())
+    })
+    .await
+    .expect("state")
+}
+
+async fn act(node: &Node, trade: &str, action: &str) -> Value {
+    node.trades
+        .act(trade, action, TradeAction::default())
+        .await
+        .unwrap_or_else(|e| panic!("{action}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_trade_from_offer_to_completed_on_both_sides() {
+    let cluster = Cluster::start(2, Topology::Star).await.expect("cluster");
+    let (seller, buyer) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let listing = post(seller, "Brompton M6L", 1).await;
+    held_by(buyer, &listing).await;
+    let trade = offer(buyer, &listing, None).await;
+    let at_seller = state_is(seller, &trade, "offered").await;
+    assert_eq!(at_seller["role"], "seller");
+    assert_eq!(at_seller["counterparty"], buyer.peer_id);
+    assert_eq!(
+        buyer.trades.view(&trade).expect("view")["history"][0]["delivery"]["status"],
+        "delivered"
+    );
+
+    act(seller, &trade, "accept").await;
+    state_is(buyer, &trade, "accepted").await;
+    // Accepting reserved the only unit: the listing's next version is sold out, everywhere.
+    assert_eq!(seller.listings.show(&listing).expect("listing").quantity, 0);
+    let l = listing.clone();
+    wait_for(WAIT, "the sold-out version at the buyer", || async {
+        (buyer.listings.show(&l).ok()?.status == "sold").then_some(())
+    })
+    .await
+    .expect("sold out");
+
+    act(buyer, &trade, "paid").await;
+    state_is(seller, &trade, "paid").await;
+    act(seller, &trade, "shipped").await;
+    state_is(buyer, &trade, "shipped").await;
+    act(buyer, &trade, "received").await;
+    let done = state_is(seller, &trade, "completed").await;
+    let kinds: Vec<&str> = done["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|h| h["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["offer", "accept", "paid", "shipped", "received"]);
+    assert_eq!(
+        buyer.trades.view(&trade).expect("view")["state"],
+        "completed"
+    );
+    // Nothing follows a completed trade, and the refusal says so.
+    let err = buyer
+        .trades
+        .act(
+            &trade,
+            "dispute",
+            TradeAction {
+                reason: Some("late".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("over");
+    assert!(err.to_string().contains("you may now: nothing"), "{err}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_then_accept_and_invalid_steps_are_refused() {
+    let cluster = Cluster::start(2, Topology::Star).await.expect("cluster");
+    let (seller, buyer) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let listing = post(seller, "Fender Stratocaster", 2).await;
+    held_by(buyer, &listing).await;
+    let trade = offer(buyer, &listing, Some(100_000)).await;
+    state_is(seller, &trade, "offered").await;
+    // The buyer may not accept their own offer, nor pay before acceptance.
+    let err = buyer
+        .trades
+        .act(&trade, "paid", TradeAction::default())
+        .await
+        .expect_err("too early");
+    assert!(err.to_string().contains("you may now: cancel"), "{err}");
+    seller
+        .trades
+        .act(
+            &trade,
+            "counter",
+            TradeAction {
+                price: Some(130_000),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("counter");
+    let v = state_is(buyer, &trade, "countered").await;
+    assert_eq!(v["price"], 130_000);
+    assert!(
+        seller
+            .trades
+            .act(&trade, "accept", TradeAction::default())
+            .await
+            .is_err(),
+        "the proposer cannot accept"
+    );
+    act(buyer, &trade, "accept").await;
+    let v = state_is(seller, &trade, "accepted").await;
+    assert_eq!(v["price"], 130_000);
+    // The seller's node reserved one of the two units when the buyer's accept arrived.
+    let l = listing.clone();
+    wait_for(WAIT, "one unit reserved", || async {
+        (seller.listings.show(&l).ok()?.quantity == 1).then_some(())
+    })
+    .await
+    .expect("reserved");
+    // Unknown trade ids are refused.
+    assert!(buyer.trades.view(&"00".repeat(32)).is_err());
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_unit_goes_to_one_buyer_and_the_other_offer_is_rejected() {
+    let cluster = Cluster::start(3, Topology::Star).await.expect("cluster");
+    let (seller, b1, b2) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
+    let listing = post(seller, "last kettle", 1).await;
+    held_by(b1, &listing).await;
+    held_by(b2, &listing).await;
+    let t1 = offer(b1, &listing, None).await;
+    let t2 = offer(b2, &listing, None).await;
+    state_is(seller, &t1, "offered").await;
+    state_is(seller, &t2, "offered").await;
+    // Two accepts race for one unit: exactly one succeeds.
+    let (r1, r2) = tokio::join!(
+        seller.trades.act(&t1, "accept", TradeAction::default()),
+        seller.trades.act(&t2, "accept", TradeAction::default())
+    );
+    assert_eq!(
+        u8::from(r1.is_ok()) + u8::from(r2.is_ok()),
+        1,
+        "{r1:?} / {r2:?}"
+    );
+    let (won, lost, loser) = if r1.is_ok() {
+        (&t1, &t2, b2)
+    } else {
+        (&t2, &t1, b1)
+    };
+    assert_eq!(seller.trades.view(won).expect("view")["state"], "accepted");
+    let v = state_is(loser, lost, "rejected").await;
+    let last = v["history"]
+        .as_array()
+        .expect("history")
+        .last()
+        .cloned()
+        .expect("last");
+    assert!(
+        last["note"].as_str().expect("note").contains("sold out"),
+        "{last}"
+    );
+    assert_eq!(seller.listings.show(&listing).expect("listing").quantity, 0);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_resumes_the_trade_and_an_offer_waits_for_an_offline_seller() {
+    let mut cluster = Cluster::start(2, Topology::Star).await.expect("cluster");
+    let listing = post(&cluster.nodes[0], "camping chair", 3).await;
+    held_by(&cluster.nodes[1], &listing).await;
+    let trade = offer(&cluster.nodes[1], &listing, None).await;
+    state_is(&cluster.nodes[0], &trade, "offered").await;
+    act(&cluster.nodes[0], &trade, "accept").await;
+    state_is(&cluster.nodes[1], &trade, "accepted").await;
+
+    // The seller restarts mid-trade; the buyer pays; the seller picks up where it was.
+    let buyer_addr = tcp_addr(&cluster.nodes[1]).await.expect("addr");
+    cluster
+        .restart(0, vec![buyer_addr.clone()])
+        .await
+        .expect("restart");
+    assert_eq!(
+        cluster.nodes[0].trades.view(&trade).expect("after restart")["state"],
+        "accepted"
+    );
+    act(&cluster.nodes[1], &trade, "paid").await;
+    state_is(&cluster.nodes[0], &trade, "paid").await;
+
+    // The seller goes offline; an offer made now is queued, and reaches the seller after it
+    // comes back.
+    cluster.stop(0).await.expect("stop");
+    let second = offer(&cluster.nodes[0], &listing, None).await;
+    let queued = cluster.nodes[0].trades.view(&second).expect("view");
+    assert_eq!(
+        queued["history"][0]["delivery"]["status"], "queued",
+        "{queued}"
+    );
+    assert!(
+        queued["history"][0]["delivery"]["reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty())
+    );
+    let mut events = cluster.nodes[0].subscribe();
+    cluster
+        .start_again(0, 0, vec![buyer_addr])
+        .await
+        .expect("seller back");
+    wait_event(&mut events, WAIT, |e| {
+        matches!(
+            e,
+            NodeEvent::Delivery {
+                status: "delivered",
+                ..
+            }
+        )
+    })
+    .await
+    .expect("delivered");
+    state_is(&cluster.nodes[0], &second, "offered").await;
+    assert_eq!(
+        cluster.nodes[1].trades.view(&second).expect("view")["history"][0]["delivery"]["status"],
+        "delivered"
+    );
+    cluster.shutdown().await;
+}
