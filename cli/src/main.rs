@@ -150,6 +150,9 @@ struct NodeArgs {
     /// Do not discover peers on the local network with mDNS.
     #[arg(long)]
     no_mdns: bool,
+    /// Run as a community relay: hold sealed mailboxes for offline peers (14 days).
+    #[arg(long)]
+    relay: bool,
 }
 
 #[derive(Debug, Args)]
@@ -726,6 +729,7 @@ async fn run_node(dir: PathBuf, a: NodeArgs) -> Result<(), CliError> {
     }
     cfg.bootstrap = a.bootstrap;
     cfg.mdns = !a.no_mdns;
+    cfg.relay = a.relay;
     let node = jangteo_node::Node::start(cfg).await.map_err(|e| match e {
         jangteo_node::NodeError::Address(..) => CliError::usage(e.to_string()),
         other => CliError::refused(other),

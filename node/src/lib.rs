@@ -76,6 +76,11 @@ pub enum NodeEvent {
         /// delivered or failed.
         status: &'static str,
     },
+    /// A relay that holds mailboxes connected.
+    RelayConnected {
+        /// Its peer id.
+        peer: String,
+    },
     /// The search index caught up with the store.
     Indexed {
         /// Listing entries applied.
@@ -96,6 +101,8 @@ pub struct NodeConfig {
     pub api: SocketAddr,
     /// mDNS on the LAN.
     pub mdns: bool,
+    /// Serve as a community relay: hold mailboxes for offline peers.
+    pub relay: bool,
 }
 
 impl NodeConfig {
@@ -111,6 +118,7 @@ impl NodeConfig {
             bootstrap: Vec::new(),
             api: SocketAddr::from(([127, 0, 0, 1], 0)),
             mdns: true,
+            relay: false,
         }
     }
 }
@@ -208,6 +216,7 @@ impl Node {
                 .map(|s| network::parse_addr(s))
                 .collect::<Result<_, _>>()?,
             mdns: cfg.mdns,
+            relay: cfg.relay,
         };
         let (inbound_trades, inbound_rx) = tokio::sync::mpsc::channel(network::INBOUND_TRADE_QUEUE);
         let (client, event_loop) = network::build(

@@ -92,6 +92,54 @@ pub struct InboundTrade {
     pub channel: request_response::ResponseChannel<TradeResponse>,
 }
 
+/// The relay mailbox protocol name.
+pub const MAILBOX_PROTOCOL: &str = "/jangteo/mailbox/1";
+/// How long a relay keeps an item.
+pub const MAILBOX_RETENTION_MS: u64 = 14 * 24 * 3600 * 1000;
+/// Most items waiting for one recipient.
+pub const MAILBOX_ITEMS_MAX: usize = 256;
+/// Most bytes waiting for one recipient.
+pub const MAILBOX_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Items a sender may deposit per [`SYNC_RATE_WINDOW`].
+pub const MAILBOX_PUT_RATE_MAX: u32 = 20;
+/// Most items (and bytes) returned by one fetch.
+pub const MAILBOX_FETCH_ITEMS: usize = 64;
+/// Most bytes returned by one fetch.
+pub const MAILBOX_FETCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// A request to a relay's mailbox. Fetch and ack act on the mailbox of the requesting peer
+/// (the connection authenticates it), so nobody can read or delete another's items.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MailboxRequest {
+    /// Hold a sealed item for the key `to`.
+    Put {
+        /// Recipient's ed25519 key.
+        to: ByteBuf,
+        /// The sealed item.
+        sealed: ByteBuf,
+    },
+    /// Send me what waits for me.
+    Fetch,
+    /// I have these; delete them.
+    Ack {
+        /// Item ids.
+        ids: Vec<ByteBuf>,
+    },
+}
+
+/// A relay's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MailboxResponse {
+    /// Held.
+    Stored,
+    /// Items waiting: (id, sealed).
+    Items(Vec<(ByteBuf, ByteBuf)>),
+    /// Done.
+    Done,
+    /// Refused, with the reason.
+    Refused(String),
+}
+
 /// The identify protocol version string.
 pub const IDENTIFY_VERSION: &str = "/jangteo/1.0.0";
 
@@ -129,6 +177,7 @@ struct Behaviour {
     mdns: Toggle<mdns::tokio::Behaviour>,
     sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
     trade: request_response::cbor::Behaviour<TradeRequest, TradeResponse>,
+    mailbox: request_response::cbor::Behaviour<MailboxRequest, MailboxResponse>,
 }
 
 /// Network settings.
@@ -140,6 +189,8 @@ pub struct NetworkConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// Whether to discover peers on the LAN with mDNS.
     pub mdns: bool,
+    /// Whether this node serves as a community relay (mailboxes for offline peers).
+    pub relay: bool,
 }
 
 /// A connected peer as the API shows it.
@@ -188,6 +239,14 @@ enum Command {
         channel: request_response::ResponseChannel<TradeResponse>,
         response: TradeResponse,
     },
+    Relays {
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    Mailbox {
+        peer: PeerId,
+        request: MailboxRequest,
+        reply: oneshot::Sender<Result<MailboxResponse, String>>,
+    },
 }
 
 /// A cloneable handle to the swarm task.
@@ -204,6 +263,8 @@ impl std::fmt::Debug for Command {
             Command::Dial { .. } => "Dial",
             Command::SendTrade { .. } => "SendTrade",
             Command::RespondTrade { .. } => "RespondTrade",
+            Command::Relays { .. } => "Relays",
+            Command::Mailbox { .. } => "Mailbox",
         })
     }
 }
@@ -264,6 +325,25 @@ impl Client {
             .map_err(|_| NodeError::NetworkStopped)
     }
 
+    /// Connected relays that hold mailboxes.
+    pub async fn relays(&self) -> Result<Vec<PeerId>, NodeError> {
+        self.call(|reply| Command::Relays { reply }).await
+    }
+
+    /// Sends a mailbox request to a relay.
+    pub async fn mailbox(
+        &self,
+        peer: PeerId,
+        request: MailboxRequest,
+    ) -> Result<Result<MailboxResponse, String>, NodeError> {
+        self.call(|reply| Command::Mailbox {
+            peer,
+            request,
+            reply,
+        })
+        .await
+    }
+
     /// Dials an address.
     pub async fn dial(&self, addr: Multiaddr) -> Result<Result<(), String>, NodeError> {
         self.call(|reply| Command::Dial { addr, reply }).await
@@ -281,6 +361,13 @@ pub struct EventLoop {
     sync_rate: HashMap<PeerId, (Instant, u32)>,
     trade_rate: HashMap<PeerId, (Instant, u32)>,
     inbound_trades: mpsc::Sender<InboundTrade>,
+    relay: bool,
+    relays: std::collections::HashSet<PeerId>,
+    mailbox_rate: HashMap<PeerId, (Instant, u32)>,
+    pending_mailbox: HashMap<
+        request_response::OutboundRequestId,
+        oneshot::Sender<Result<MailboxResponse, String>>,
+    >,
     pending_trades: HashMap<
         request_response::OutboundRequestId,
         oneshot::Sender<Result<TradeResponse, String>>,
@@ -348,6 +435,7 @@ pub fn build(
 ) -> Result<(Client, EventLoop), NodeError> {
     let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
     let mdns_on = config.mdns;
+    let relay = config.relay;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -403,7 +491,27 @@ pub fn build(
                     .with_request_timeout(Duration::from_secs(20))
                     .with_max_concurrent_streams(16),
             );
+            let mailbox_codec = request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(
+                    (jangteo_protocol::mailbox::SEALED_MAX_BYTES + 4096) as u64,
+                )
+                .set_response_size_maximum((MAILBOX_FETCH_BYTES + 64 * 1024) as u64);
+            let mailbox = request_response::Behaviour::with_codec(
+                mailbox_codec,
+                [(
+                    StreamProtocol::new(MAILBOX_PROTOCOL),
+                    if relay {
+                        ProtocolSupport::Full
+                    } else {
+                        ProtocolSupport::Outbound
+                    },
+                )],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(20))
+                    .with_max_concurrent_streams(16),
+            );
             Ok(Behaviour {
+                mailbox,
                 trade,
                 limits,
                 gossipsub: gossipsub_behaviour()?,
@@ -447,6 +555,10 @@ pub fn build(
             sync_rate: HashMap::new(),
             trade_rate: HashMap::new(),
             inbound_trades,
+            relay,
+            relays: Default::default(),
+            mailbox_rate: HashMap::new(),
+            pending_mailbox: HashMap::new(),
             pending_trades: HashMap::new(),
             local_peer_id,
         },
@@ -530,6 +642,21 @@ impl EventLoop {
                     .trade
                     .send_response(channel, response);
             }
+            Command::Relays { reply } => {
+                let _ = reply.send(self.relays.iter().copied().collect());
+            }
+            Command::Mailbox {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .mailbox
+                    .send_request(&peer, request);
+                self.pending_mailbox.insert(id, reply);
+            }
             Command::Dial { addr, reply } => {
                 if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() {
                     self.swarm
@@ -574,11 +701,14 @@ impl EventLoop {
                 self.synced.remove(&peer_id);
                 self.sync_rate.remove(&peer_id);
                 self.trade_rate.remove(&peer_id);
+                self.mailbox_rate.remove(&peer_id);
+                self.relays.remove(&peer_id);
                 tracing::info!(peer = %peer_id, "peer disconnected");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Trade(ev)) => self.on_trade(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Mailbox(ev)) => self.on_mailbox(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 result: kad::QueryResult::GetClosestPeers(Ok(ok)),
                 ..
@@ -595,6 +725,13 @@ impl EventLoop {
                 info,
                 ..
             })) => {
+                let mailbox = StreamProtocol::new(MAILBOX_PROTOCOL);
+                if info.protocols.contains(&mailbox) && self.relays.insert(peer_id) {
+                    tracing::info!(peer = %peer_id, "relay with mailboxes connected");
+                    let _ = self.events.send(NodeEvent::RelayConnected {
+                        peer: peer_id.to_string(),
+                    });
+                }
                 for addr in info.listen_addrs.into_iter().take(16) {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
@@ -800,6 +937,114 @@ impl EventLoop {
                 self.swarm.behaviour_mut().kad.get_closest_peers(peer);
             }
             _ => {}
+        }
+    }
+
+    fn on_mailbox(&mut self, ev: request_response::Event<MailboxRequest, MailboxResponse>) {
+        use request_response::{Event, Message};
+        match ev {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let response = self.serve_mailbox(peer, request);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .mailbox
+                    .send_response(channel, response);
+            }
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(reply) = self.pending_mailbox.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(reply) = self.pending_mailbox.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn serve_mailbox(&mut self, peer: PeerId, request: MailboxRequest) -> MailboxResponse {
+        if !self.relay {
+            return MailboxResponse::Refused("this node is not a relay".into());
+        }
+        let now = now_ms();
+        let refused =
+            |e: &dyn std::fmt::Display| MailboxResponse::Refused(format!("relay store: {e}"));
+        match request {
+            MailboxRequest::Put { to, sealed } => {
+                if over_rate(&mut self.mailbox_rate, peer, MAILBOX_PUT_RATE_MAX) {
+                    return MailboxResponse::Refused(
+                        "rate limit: too many mailbox items from you; try again later".into(),
+                    );
+                }
+                let Ok(to) = <[u8; 32]>::try_from(to.as_slice()) else {
+                    return MailboxResponse::Refused("to: not a 32-byte key".into());
+                };
+                if sealed.len() > jangteo_protocol::mailbox::SEALED_MAX_BYTES || sealed.len() < 48 {
+                    return MailboxResponse::Refused("sealed item too large or too small".into());
+                }
+                match self.store.mailbox_put(
+                    &to,
+                    &sealed,
+                    now,
+                    now + MAILBOX_RETENTION_MS,
+                    MAILBOX_ITEMS_MAX,
+                    MAILBOX_BYTES_MAX,
+                ) {
+                    Ok(Ok(_)) => MailboxResponse::Stored,
+                    Ok(Err(reason)) => MailboxResponse::Refused(reason),
+                    Err(e) => refused(&e),
+                }
+            }
+            MailboxRequest::Fetch => {
+                let Some(me) = jangteo_protocol::public_key_from_peer_id(&peer.to_string()) else {
+                    return MailboxResponse::Refused("only ed25519 peers have mailboxes".into());
+                };
+                match self
+                    .store
+                    .mailbox_fetch(&me.0, now, MAILBOX_FETCH_ITEMS, MAILBOX_FETCH_BYTES)
+                {
+                    Ok(items) => MailboxResponse::Items(
+                        items
+                            .into_iter()
+                            .map(|(id, b)| (ByteBuf::from(id.to_vec()), ByteBuf::from(b)))
+                            .collect(),
+                    ),
+                    Err(e) => refused(&e),
+                }
+            }
+            MailboxRequest::Ack { ids } => {
+                let Some(me) = jangteo_protocol::public_key_from_peer_id(&peer.to_string()) else {
+                    return MailboxResponse::Refused("only ed25519 peers have mailboxes".into());
+                };
+                let ids: Vec<[u8; 32]> = ids
+                    .iter()
+                    .filter_map(|i| <[u8; 32]>::try_from(i.as_slice()).ok())
+                    .take(MAILBOX_FETCH_ITEMS)
+                    .collect();
+                match self.store.mailbox_ack(&me.0, &ids) {
+                    Ok(()) => MailboxResponse::Done,
+                    Err(e) => refused(&e),
+                }
+            }
         }
     }
 

@@ -26,7 +26,10 @@ const CF_INDEX_QUEUE: &str = "index_queue";
 const CF_TRADE_MESSAGES: &str = "trade_messages";
 /// Delivery state of messages this node sent: message id → JSON record.
 const CF_DELIVERIES: &str = "deliveries";
-const COLUMN_FAMILIES: [&str; 7] = [
+/// Relay mailboxes: recipient key (32) || item id (32) → expiry (8, BE) || sealed bytes.
+const CF_MAILBOX: &str = "mailbox";
+const COLUMN_FAMILIES: [&str; 8] = [
+    CF_MAILBOX,
     CF_OBJECTS,
     CF_LISTING_HEADS,
     CF_PROFILES,
@@ -422,6 +425,118 @@ impl Store {
             out.push((ObjectId(id), v.to_vec()));
         }
         Ok(out)
+    }
+
+    /// Holds a sealed item for `to` until `expires_at`, within the per-recipient limits.
+    /// Returns the item id, or why it was refused (the sender sees the reason).
+    pub fn mailbox_put(
+        &self,
+        to: &[u8; 32],
+        sealed: &[u8],
+        now_ms: u64,
+        expires_at: u64,
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Result<Result<[u8; 32], String>, StoreError> {
+        let cf = self.cf(CF_MAILBOX)?;
+        let id = *blake3::hash(sealed).as_bytes();
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut batch = WriteBatch::default();
+        let (mut items, mut bytes) = (0usize, 0usize);
+        for item in self.db.prefix_iterator_cf(cf, to) {
+            let (k, v) = item?;
+            if !k.starts_with(to) {
+                break;
+            }
+            if k[32..] == id {
+                return Ok(Ok(id));
+            }
+            let exp = v
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if exp <= now_ms {
+                batch.delete_cf(cf, &k);
+            } else {
+                items += 1;
+                bytes += v.len();
+            }
+        }
+        if items >= max_items || bytes + sealed.len() > max_bytes {
+            self.write(batch, false)?;
+            return Ok(Err(format!(
+                "mailbox full: the recipient has {items} items ({bytes} bytes) waiting; the limit is {max_items} items and {max_bytes} bytes"
+            )));
+        }
+        let mut key = [0u8; 64];
+        key[..32].copy_from_slice(to);
+        key[32..].copy_from_slice(&id);
+        let mut value = Vec::with_capacity(8 + sealed.len());
+        value.extend_from_slice(&expires_at.to_be_bytes());
+        value.extend_from_slice(sealed);
+        batch.put_cf(cf, key, value);
+        self.write(batch, true)?;
+        Ok(Ok(id))
+    }
+
+    /// Items waiting for `to` that have not expired, up to the given limits.
+    pub fn mailbox_fetch(
+        &self,
+        to: &[u8; 32],
+        now_ms: u64,
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<([u8; 32], Vec<u8>)>, StoreError> {
+        let cf = self.cf(CF_MAILBOX)?;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for item in self.db.prefix_iterator_cf(cf, to) {
+            let (k, v) = item?;
+            if !k.starts_with(to) || out.len() >= max_items || bytes + v.len() > max_bytes {
+                break;
+            }
+            let exp = v
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if exp > now_ms {
+                let id: [u8; 32] = k[32..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("mailbox key"))?;
+                bytes += v.len();
+                out.push((id, v[8..].to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes items `to` has received.
+    pub fn mailbox_ack(&self, to: &[u8; 32], ids: &[[u8; 32]]) -> Result<(), StoreError> {
+        let cf = self.cf(CF_MAILBOX)?;
+        let mut batch = WriteBatch::default();
+        for id in ids {
+            let mut key = [0u8; 64];
+            key[..32].copy_from_slice(to);
+            key[32..].copy_from_slice(id);
+            batch.delete_cf(cf, key);
+        }
+        self.write(batch, true)
+    }
+
+    /// Items and bytes held in mailboxes for others.
+    pub fn mailbox_stats(&self) -> Result<(u64, u64), StoreError> {
+        let (mut n, mut b) = (0, 0);
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_MAILBOX)?, IteratorMode::Start)
+        {
+            let (_, v) = item?;
+            n += 1;
+            b += v.len() as u64;
+        }
+        Ok((n, b))
     }
 
     /// Notified whenever listings were queued for the search indexer.

@@ -28,11 +28,15 @@ use crate::NodeEvent;
 use crate::error::StoreError;
 use crate::ingest::now_ms;
 use crate::listings::{ListingUpdate, Listings};
-use crate::network::{Client, InboundTrade, TradeRequest, TradeResponse};
+use crate::network::{
+    Client, InboundTrade, MailboxRequest, MailboxResponse, TradeRequest, TradeResponse,
+};
 use crate::store::Store;
 
 /// How often queued messages are sent again.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(3);
+/// How often the mailboxes on connected relays are checked.
+pub const MAILBOX_POLL_INTERVAL: Duration = Duration::from_secs(10);
 /// How long one delivery attempt may take.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -99,6 +103,9 @@ pub struct NewOffer {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Delivery {
+    /// Relays holding a sealed copy for recipients we could not reach.
+    #[serde(default)]
+    mailbox: Vec<String>,
     to: Vec<String>,
     status: String,
     reason: Option<String>,
@@ -223,6 +230,7 @@ impl Trades {
     fn commit_own(&self, chain: &TradeChain, m: &ChainMessage) -> Result<(), TradeError> {
         self.store.put_trade_message(&chain.id, &m.object)?;
         let d = Delivery {
+            mailbox: Vec::new(),
             to: self
                 .recipients(chain, m.kind())
                 .iter()
@@ -487,9 +495,9 @@ impl Trades {
             return;
         };
         let request = TradeRequest {
-            messages: messages.into_iter().map(ByteBuf::from).collect(),
+            messages: messages.iter().cloned().map(ByteBuf::from).collect(),
         };
-        let mut pending = Vec::new();
+        let mut pending: Vec<(String, String)> = Vec::new();
         let mut refused = None;
         for to in &d.to {
             let Ok(peer) = to.parse::<PeerId>() else {
@@ -505,11 +513,38 @@ impl Trades {
                 Ok(Ok(Ok(TradeResponse::Refused(r)))) => {
                     refused = Some(format!("{to} refused: {r}"))
                 }
-                Ok(Ok(Err(e))) => pending.push(format!("{to} unreachable: {e}")),
-                Ok(Err(e)) => pending.push(e.to_string()),
-                Err(_) => pending.push(format!("{to} did not answer within {DELIVERY_TIMEOUT:?}")),
+                Ok(Ok(Err(e))) => pending.push((to.clone(), format!("{to} unreachable: {e}"))),
+                Ok(Err(e)) => pending.push((to.clone(), e.to_string())),
+                Err(_) => pending.push((
+                    to.clone(),
+                    format!("{to} did not answer within {DELIVERY_TIMEOUT:?}"),
+                )),
             }
         }
+        // Recipients we could not reach: leave a sealed copy on the relays we know, once.
+        if refused.is_none() && !pending.is_empty() && d.mailbox.is_empty() {
+            for (to, why) in pending.iter_mut() {
+                match self.deposit(to, &messages).await {
+                    Ok(relays) if !relays.is_empty() => {
+                        *why = format!(
+                            "{to} is offline; held in the mailbox of relay {}",
+                            relays.join(", ")
+                        );
+                        d.mailbox.extend(relays);
+                    }
+                    Ok(_) => why.push_str("; no relay with mailboxes is connected"),
+                    Err(e) => why.push_str(&format!("; {e}")),
+                }
+            }
+        } else if !pending.is_empty() && !d.mailbox.is_empty() {
+            for (to, why) in pending.iter_mut() {
+                *why = format!(
+                    "{to} is offline; held in the mailbox of relay {}",
+                    d.mailbox.join(", ")
+                );
+            }
+        }
+        let pending: Vec<String> = pending.into_iter().map(|(_, w)| w).collect();
         d.attempts += 1;
         d.updated_at = now_ms();
         if let Some(r) = refused {
@@ -533,6 +568,121 @@ impl Trades {
                     "failed"
                 },
             });
+        }
+    }
+
+    /// Seals the chain to `to` and leaves it with every connected relay; returns the relays
+    /// that took it, or the reason they gave.
+    async fn deposit(&self, to: &str, messages: &[Vec<u8>]) -> Result<Vec<String>, String> {
+        let key =
+            public_key_from_peer_id(to).ok_or_else(|| format!("{to} is not an ed25519 peer id"))?;
+        let mut eph = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut eph);
+        let sealed = jangteo_protocol::mailbox::seal(
+            &key,
+            eph,
+            &jangteo_protocol::mailbox::encode_bundle(messages),
+        )
+        .map_err(|e| e.to_string())?;
+        let relays = self.network.relays().await.map_err(|e| e.to_string())?;
+        let mut took = Vec::new();
+        let mut reasons = Vec::new();
+        for r in relays {
+            let req = MailboxRequest::Put {
+                to: ByteBuf::from(key.0.to_vec()),
+                sealed: ByteBuf::from(sealed.clone()),
+            };
+            match self.network.mailbox(r, req).await {
+                Ok(Ok(MailboxResponse::Stored)) => took.push(r.to_string()),
+                Ok(Ok(MailboxResponse::Refused(why))) => {
+                    reasons.push(format!("relay {r} refused: {why}"))
+                }
+                Ok(Ok(other)) => reasons.push(format!("relay {r} answered {other:?}")),
+                Ok(Err(e)) => reasons.push(format!("relay {r}: {e}")),
+                Err(e) => reasons.push(e.to_string()),
+            }
+        }
+        if took.is_empty() && !reasons.is_empty() {
+            return Err(reasons.join("; "));
+        }
+        Ok(took)
+    }
+
+    /// Collects what waits for this node on the connected relays, applies it, acknowledges
+    /// it (so the relay deletes it), and sends each trade's chain back to the counterparty
+    /// as a receipt when it can.
+    pub async fn fetch_mailboxes(&self) {
+        let Ok(relays) = self.network.relays().await else {
+            return;
+        };
+        for relay in relays {
+            let Ok(Ok(MailboxResponse::Items(items))) =
+                self.network.mailbox(relay, MailboxRequest::Fetch).await
+            else {
+                continue;
+            };
+            if items.is_empty() {
+                continue;
+            }
+            let mut ids = Vec::with_capacity(items.len());
+            let mut touched = Vec::new();
+            for (id, sealed) in items {
+                ids.push(id);
+                let Ok(plain) = jangteo_protocol::mailbox::open(&self.key, &sealed) else {
+                    tracing::warn!(relay = %relay, "dropping a mailbox item that does not open with our key");
+                    continue;
+                };
+                let Ok(bundle) = jangteo_protocol::mailbox::decode_bundle(&plain) else {
+                    continue;
+                };
+                let request = TradeRequest {
+                    messages: bundle.into_iter().map(ByteBuf::from).collect(),
+                };
+                let offer_id = request
+                    .messages
+                    .iter()
+                    .filter_map(|b| SignedObject::decode_and_verify(b).ok())
+                    .find(|o| o.envelope().kind == Kind::Offer)
+                    .map(|o| o.id());
+                let response = self.receive(request).await;
+                tracing::info!(relay = %relay, response = ?response, "mailbox item");
+                if let (TradeResponse::Accepted, Some(t)) = (response, offer_id) {
+                    touched.push(t);
+                }
+            }
+            let _ = self
+                .network
+                .mailbox(relay, MailboxRequest::Ack { ids })
+                .await;
+            for t in touched {
+                self.send_receipt(&t).await;
+            }
+        }
+    }
+
+    /// Sends our copy of a trade's chain to the other parties (best effort): it tells them
+    /// their messages arrived.
+    async fn send_receipt(&self, trade: &ObjectId) {
+        let Ok(Some(chain)) = self.load(trade) else {
+            return;
+        };
+        let Ok(messages) = self.store.trade_messages(trade) else {
+            return;
+        };
+        let request = TradeRequest {
+            messages: messages.into_iter().map(ByteBuf::from).collect(),
+        };
+        for key in [chain.buyer, chain.seller]
+            .into_iter()
+            .filter(|k| *k != self.me)
+        {
+            if let Ok(peer) = key.peer_id().parse::<PeerId>() {
+                let _ = tokio::time::timeout(
+                    DELIVERY_TIMEOUT,
+                    self.network.send_trade(peer, request.clone()),
+                )
+                .await;
+            }
         }
     }
 
@@ -818,6 +968,7 @@ impl Trades {
     ) {
         let mut events = self.events.subscribe();
         let mut tick = tokio::time::interval(RETRY_INTERVAL);
+        let mut poll = tokio::time::interval(MAILBOX_POLL_INTERVAL);
         loop {
             tokio::select! {
                 biased;
@@ -827,11 +978,20 @@ impl Trades {
                     tracing::info!(peer = %peer, response = ?response, "trade delivery");
                     let _ = self.network.respond_trade(channel, response).await;
                 }
-                ev = events.recv() => {
-                    if let Ok(NodeEvent::PeerConnected { .. }) = ev {
+                ev = events.recv() => match ev {
+                    Ok(NodeEvent::PeerConnected { .. }) => {
                         let this = self.clone();
                         tokio::spawn(async move { this.retry_queued().await });
                     }
+                    Ok(NodeEvent::RelayConnected { .. }) => {
+                        let this = self.clone();
+                        tokio::spawn(async move { this.fetch_mailboxes().await });
+                    }
+                    _ => {}
+                },
+                _ = poll.tick() => {
+                    let this = self.clone();
+                    tokio::spawn(async move { this.fetch_mailboxes().await });
                 }
                 _ = tick.tick() => {
                     let this = self.clone();

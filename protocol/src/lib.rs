@@ -9,6 +9,7 @@ pub mod cbor;
 pub mod envelope;
 pub mod error;
 pub mod listing;
+pub mod mailbox;
 pub mod profile;
 pub mod trade;
 

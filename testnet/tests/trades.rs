@@ -286,3 +286,93 @@ async fn a_restarted_node_resumes_the_trade_and_an_offer_waits_for_an_offline_se
     );
     cluster.shutdown().await;
 }
+
+async fn start(dir: &std::path::Path, bootstrap: Vec<String>, relay: bool) -> Node {
+    let mut cfg = jangteo_node::NodeConfig::new(dir);
+    cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+    cfg.mdns = false;
+    cfg.relay = relay;
+    cfg.bootstrap = bootstrap;
+    Node::start(cfg).await.expect("node")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_to_an_offline_seller_waits_sealed_in_a_relay_mailbox() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let relay = start(dirs[0].path(), vec![], true).await;
+    let relay_addr = tcp_addr(&relay).await.expect("relay addr");
+    let seller = start(dirs[1].path(), vec![relay_addr.clone()], false).await;
+    let buyer = start(dirs[2].path(), vec![relay_addr.clone()], false).await;
+    let listing = post(&seller, "offline seller's desk", 1).await;
+    held_by(&buyer, &listing).await;
+    wait_for(WAIT, "the buyer to know the relay", || async {
+        (!buyer.network.relays().await.ok()?.is_empty()).then_some(())
+    })
+    .await
+    .expect("relay known");
+
+    // The seller goes offline; the buyer offers; the offer is sealed into the relay's mailbox.
+    seller.shutdown().await;
+    let trade = offer(&buyer, &listing, Some(120_000)).await;
+    let v = buyer.trades.view(&trade).expect("view");
+    let delivery = &v["history"][0]["delivery"];
+    assert_eq!(delivery["status"], "queued", "{v}");
+    assert!(
+        delivery["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("mailbox of relay"),
+        "{v}"
+    );
+    assert_eq!(
+        relay.store.mailbox_stats().expect("stats").0,
+        1,
+        "the relay holds one sealed item"
+    );
+    // The relay cannot read it: the offer's bytes are not in what it holds.
+    let held = relay
+        .store
+        .mailbox_fetch(
+            &jangteo_protocol::public_key_from_peer_id(&seller_peer(&dirs[1]))
+                .expect("key")
+                .0,
+            0,
+            10,
+            1 << 20,
+        )
+        .expect("fetch");
+    assert_eq!(held.len(), 1);
+    assert!(!held[0].1.windows(5).any(|w| w == b"desk!" || w == b"offer"));
+
+    // The buyer goes offline too; the seller comes back and finds the offer in its mailbox.
+    buyer.shutdown().await;
+    let seller = start(dirs[1].path(), vec![relay_addr.clone()], false).await;
+    state_is(&seller, &trade, "offered").await;
+    let r = &relay;
+    wait_for(
+        WAIT,
+        "the relay to delete the acknowledged item",
+        || async { (r.store.mailbox_stats().ok()?.0 == 0).then_some(()) },
+    )
+    .await
+    .expect("acked");
+    // The buyer comes back: its queued offer is now delivered (directly, once it finds the seller).
+    let buyer = start(dirs[2].path(), vec![relay_addr], false).await;
+    let b = &buyer;
+    let t = trade.clone();
+    wait_for(WAIT, "the buyer to see its offer delivered", || async {
+        (b.trades.view(&t).ok()?["history"][0]["delivery"]["status"] == "delivered").then_some(())
+    })
+    .await
+    .expect("delivered");
+    act(&seller, &trade, "accept").await;
+    state_is(&buyer, &trade, "accepted").await;
+    for n in [relay, seller, buyer] {
+        n.shutdown().await;
+    }
+}
+
+fn seller_peer(dir: &tempfile::TempDir) -> String {
+    let (key, _) = jangteo_node::keys::load_or_create(dir.path()).expect("key");
+    jangteo_protocol::peer_id_string(&key.verifying_key().to_bytes())
+}

@@ -1,0 +1,149 @@
+//! End-to-end trades: three real `jangteo` processes (a relay, a seller, a buyer) on
+//! loopback, driven only through the CLI.
+
+mod common;
+
+use std::time::Instant;
+
+use common::{NodeProc, jangteo, json_ok, start_node, start_node_with, tcp_addr, wait_for};
+use serde_json::Value;
+
+fn state_is(node: &NodeProc, trade: &str, state: &str) -> Value {
+    wait_for(&format!("trade {trade} to be {state}"), || {
+        let v = json_ok(&node.dir, &["trade", trade]);
+        (v["state"] == state).then_some(v)
+    })
+}
+
+#[test]
+fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (r_dir, s_dir, b_dir) = (
+        tmp.path().join("relay"),
+        tmp.path().join("seller"),
+        tmp.path().join("buyer"),
+    );
+    let (_relay, r_id) = start_node_with(&r_dir, None, &["--relay"]);
+    let relay_addr = tcp_addr(&r_id);
+    let (seller, s_id) = start_node(&s_dir, Some(&relay_addr));
+    let (buyer, _) = start_node(&b_dir, Some(&relay_addr));
+
+    let listing = json_ok(
+        &seller.dir,
+        &[
+            "post",
+            "--title",
+            "Brompton folding bike",
+            "--price",
+            "1500000",
+            "--currency",
+            "KRW",
+            "--quantity",
+            "2",
+        ],
+    );
+    let listing = listing["id"].as_str().expect("id").to_owned();
+    wait_for("the listing at the buyer", || {
+        let hits = json_ok(&buyer.dir, &["search", "brompton"]);
+        (hits.as_array()?.len() == 1).then_some(())
+    });
+
+    let started = Instant::now();
+    let offer = json_ok(
+        &buyer.dir,
+        &[
+            "offer",
+            &listing,
+            "--price",
+            "1400000",
+            "--message",
+            "Saturday at Mangwon station?",
+        ],
+    );
+    assert_eq!(offer["state"], "offered");
+    let trade = offer["id"].as_str().expect("trade id").to_owned();
+    let at_seller = state_is(&seller, &trade, "offered");
+    assert_eq!(at_seller["role"], "seller");
+    assert_eq!(at_seller["price"], 1_400_000);
+    assert_eq!(
+        json_ok(&seller.dir, &["accept", &trade])["state"],
+        "accepted"
+    );
+    state_is(&buyer, &trade, "accepted");
+    assert_eq!(
+        json_ok(&buyer.dir, &["paid", &trade, "--reference", "KB 1234-56"])["state"],
+        "paid"
+    );
+    state_is(&seller, &trade, "paid");
+    assert_eq!(
+        json_ok(&seller.dir, &["shipped", &trade])["state"],
+        "shipped"
+    );
+    state_is(&buyer, &trade, "shipped");
+    assert_eq!(
+        json_ok(&buyer.dir, &["received", &trade])["state"],
+        "completed"
+    );
+    let done = state_is(&seller, &trade, "completed");
+    eprintln!(
+        "a whole trade took {} ms across processes (CLI round trips and polling included)",
+        started.elapsed().as_millis()
+    );
+    let kinds: Vec<&str> = done["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|h| h["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["offer", "accept", "paid", "shipped", "received"]);
+    // Every message the buyer sent shows as delivered.
+    let at_buyer = json_ok(&buyer.dir, &["trade", &trade]);
+    for h in at_buyer["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter(|h| h["role"] == "buyer")
+    {
+        assert_eq!(h["delivery"]["status"], "delivered", "{h}");
+    }
+    // The accept reserved one of two units.
+    assert_eq!(json_ok(&seller.dir, &["show", &listing])["quantity"], 1);
+    // Invalid transitions: exit 1, saying what is allowed.
+    let out = jangteo(&buyer.dir, &["cancel", &trade]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("you may now"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        jangteo(&buyer.dir, &["accept", &"ab".repeat(32)])
+            .status
+            .code(),
+        Some(1)
+    );
+    let trades = json_ok(&seller.dir, &["trades"]);
+    assert_eq!(trades[0]["id"], trade.as_str());
+    assert_eq!(trades[0]["role"], "seller");
+
+    // The seller goes offline. An offer now is sealed into the relay's mailbox...
+    drop(seller);
+    let second = json_ok(&buyer.dir, &["offer", &listing]);
+    let second = second["id"].as_str().expect("id").to_owned();
+    let v = json_ok(&buyer.dir, &["trade", &second]);
+    let d = &v["history"][0]["delivery"];
+    assert_eq!(d["status"], "queued", "{v}");
+    assert!(
+        d["reason"].as_str().expect("reason").contains("mailbox"),
+        "{v}"
+    );
+    // ...and reaches the seller when it comes back.
+    let (seller, again) = start_node(&s_dir, Some(&relay_addr));
+    assert_eq!(again["peer_id"], s_id["peer_id"]);
+    state_is(&seller, &second, "offered");
+    wait_for("the buyer to see the offer delivered", || {
+        (json_ok(&buyer.dir, &["trade", &second])["history"][0]["delivery"]["status"]
+            == "delivered")
+            .then_some(())
+    });
+}
