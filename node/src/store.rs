@@ -79,6 +79,9 @@ impl ListingHead {
     }
 }
 
+/// A mailbox item: its id (blake3 of the sealed bytes) and the sealed bytes.
+pub type MailboxItem = ([u8; 32], Vec<u8>);
+
 /// What a write of a verified listing version did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListingWrite {
@@ -487,7 +490,7 @@ impl Store {
         now_ms: u64,
         max_items: usize,
         max_bytes: usize,
-    ) -> Result<Vec<([u8; 32], Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<MailboxItem>, StoreError> {
         let cf = self.cf(CF_MAILBOX)?;
         let mut out = Vec::new();
         let mut bytes = 0;
