@@ -184,6 +184,10 @@ struct PostArgs {
     /// Days until the listing expires (1-180). Default: 30.
     #[arg(long)]
     expires_in_days: Option<u64>,
+    /// A peer id you accept as moderator of disputes (repeatable, at most 3); buyers' offers
+    /// name them.
+    #[arg(long, value_name = "PEER_ID")]
+    moderator: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -461,7 +465,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     json!({"lat": p.lat, "lon": p.lon})
                 }
             };
-            let mut body = json!({"title": a.title, "price": a.price, "currency": a.currency});
+            let mut body = json!({"title": a.title, "price": a.price, "currency": a.currency, "moderators": a.moderator});
             for (k, v) in [
                 ("description", a.description.map(Value::from)),
                 ("category", a.category.map(Value::from)),

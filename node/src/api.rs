@@ -174,6 +174,8 @@ async fn id(State(s): State<ApiState>) -> ApiResult {
 
 async fn status(State(s): State<ApiState>) -> ApiResult {
     let info = s.network.info().await?;
+    let relays = s.network.relays().await?.len();
+    let mailbox = s.trades.mailbox_stats().unwrap_or((0, 0));
     let listings = s.listings.clone();
     let open = tokio::task::spawn_blocking(move || listings.open_count())
         .await
@@ -187,6 +189,8 @@ async fn status(State(s): State<ApiState>) -> ApiResult {
         "synced_peers": info.synced_peers,
         "listings": open,
         "uptime_s": s.started.elapsed().as_secs(),
+        "relays": relays,
+        "mailbox": {"items": mailbox.0, "bytes": mailbox.1},
         "version": env!("CARGO_PKG_VERSION"),
     })))
 }

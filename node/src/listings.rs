@@ -89,6 +89,9 @@ pub struct NewListing {
     /// Days until it expires (default 30, at most 180).
     #[serde(default)]
     pub expires_in_days: Option<u64>,
+    /// Peer ids the seller accepts as moderators of disputes (at most 3).
+    #[serde(default)]
+    pub moderators: Vec<String>,
 }
 
 /// Changes to a listing; absent fields stay as they are.
@@ -310,6 +313,15 @@ impl Listings {
             quantity: n.quantity.unwrap_or(1),
             images: Vec::new(),
             location: location(n.location)?,
+            moderators: n
+                .moderators
+                .iter()
+                .map(|p| {
+                    jangteo_protocol::public_key_from_peer_id(p).ok_or_else(|| {
+                        FieldError::new("moderator", format!("{p:?} is not a peer id"))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
         };
         let id = self.commit(listing).await?;
         self.show(&id.to_hex())

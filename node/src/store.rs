@@ -652,6 +652,7 @@ mod tests {
             quantity: 1,
             images: vec![],
             location: None,
+            moderators: vec![],
         }
     }
 
@@ -724,6 +725,65 @@ mod tests {
         assert_eq!(store.prune_expired(NOW).expect("prune"), 0);
         assert_eq!(store.prune_expired(l.expires_at + 1).expect("prune"), 1);
         assert_eq!(store.listing_count().expect("count"), 0);
+    }
+
+    #[test]
+    fn mailboxes_keep_their_limits_expire_and_delete_on_ack() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let (alice, bob) = ([1u8; 32], [2u8; 32]);
+        for i in 0..3u8 {
+            assert!(
+                store
+                    .mailbox_put(&alice, &[i; 100], NOW, NOW + 1000, 3, 10_000)
+                    .expect("put")
+                    .is_ok()
+            );
+        }
+        // Same item twice: stored once.
+        assert!(
+            store
+                .mailbox_put(&alice, &[0; 100], NOW, NOW + 1000, 3, 10_000)
+                .expect("put")
+                .is_ok()
+        );
+        let full = store
+            .mailbox_put(&alice, &[9; 100], NOW, NOW + 1000, 3, 10_000)
+            .expect("put");
+        assert!(full.expect_err("full").contains("mailbox full"));
+        assert!(
+            store
+                .mailbox_put(&bob, &[9; 100], NOW, NOW + 1000, 3, 150)
+                .expect("put")
+                .is_ok()
+        );
+        assert!(
+            store
+                .mailbox_put(&bob, &[8; 100], NOW, NOW + 1000, 3, 150)
+                .expect("put")
+                .is_err(),
+            "bytes limit"
+        );
+        let items = store
+            .mailbox_fetch(&alice, NOW, 10, 1 << 20)
+            .expect("fetch");
+        assert_eq!(items.len(), 3);
+        assert!(
+            store
+                .mailbox_fetch(&alice, NOW + 1000, 10, 1 << 20)
+                .expect("fetch")
+                .is_empty(),
+            "expired"
+        );
+        store.mailbox_ack(&alice, &[items[0].0]).expect("ack");
+        assert_eq!(
+            store
+                .mailbox_fetch(&alice, NOW, 10, 1 << 20)
+                .expect("fetch")
+                .len(),
+            2
+        );
+        assert_eq!(store.mailbox_stats().expect("stats").0, 3);
     }
 
     #[test]

@@ -273,8 +273,16 @@ impl Trades {
             )
             .into());
         }
-        let moderators = o
-            .moderators
+        let chosen = if o.moderators.is_empty() {
+            held.listing
+                .moderators
+                .iter()
+                .map(PublicKey::peer_id)
+                .collect()
+        } else {
+            o.moderators.clone()
+        };
+        let moderators = chosen
             .iter()
             .map(|p| {
                 public_key_from_peer_id(p)
@@ -876,6 +884,11 @@ impl Trades {
         if let Err(e) = self.inventory_effects(&chain, before).await {
             tracing::warn!(trade = %chain.id, error = %e, "inventory update failed");
         }
+    }
+
+    /// Items and bytes this node holds in mailboxes for others (relays only).
+    pub fn mailbox_stats(&self) -> Result<(u64, u64), TradeError> {
+        Ok(self.store.mailbox_stats()?)
     }
 
     /// Every trade this node is part of.

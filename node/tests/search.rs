@@ -41,6 +41,7 @@ fn listing(n: u8, title: &str, price: u64) -> Listing {
         quantity: 1,
         images: vec![],
         location: None,
+        moderators: vec![],
     }
 }
 

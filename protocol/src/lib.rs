@@ -105,6 +105,7 @@ mod properties {
                     quantity,
                     images: vec![],
                     location: loc.map(|(lat_e6, lon_e6)| Location { lat_e6, lon_e6 }),
+                    moderators: vec![],
                 },
             )
     }

@@ -209,6 +209,8 @@ pub struct Listing {
     pub images: Vec<[u8; 32]>,
     /// Pickup location.
     pub location: Option<Location>,
+    /// Keys the seller accepts as moderators of disputes (copied into offers).
+    pub moderators: Vec<PublicKey>,
 }
 
 impl Listing {
@@ -240,6 +242,17 @@ impl Listing {
                     self.images
                         .iter()
                         .map(|i| Value::Bytes(i.to_vec()))
+                        .collect(),
+                ),
+            ));
+        }
+        if !self.moderators.is_empty() {
+            e.push((
+                "mods",
+                Value::Array(
+                    self.moderators
+                        .iter()
+                        .map(|m| Value::Bytes(m.0.to_vec()))
                         .collect(),
                 ),
             ));
@@ -346,6 +359,30 @@ impl Listing {
             quantity: f.u64("quantity")?,
             images,
             location,
+            moderators: match f.opt_array("mods")? {
+                None => vec![],
+                Some(items) if items.len() <= crate::trade::MODERATORS_MAX => items
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::Bytes(b) => <[u8; 32]>::try_from(b).map(PublicKey).map_err(|_| {
+                            DecodeError::WrongType {
+                                field: "mods",
+                                expected: "32-byte keys",
+                            }
+                        }),
+                        _ => Err(DecodeError::WrongType {
+                            field: "mods",
+                            expected: "bytes",
+                        }),
+                    })
+                    .collect::<Result<_, _>>()?,
+                Some(_) => {
+                    return Err(DecodeError::WrongType {
+                        field: "mods",
+                        expected: "at most 3 keys",
+                    });
+                }
+            },
         };
         f.finish()?;
         Ok(l)
@@ -422,6 +459,12 @@ impl Listing {
                 format!("above the maximum {QUANTITY_MAX}"),
             ));
         }
+        if self.moderators.len() > crate::trade::MODERATORS_MAX {
+            return Err(FieldError::new(
+                "moderator",
+                format!("at most {} moderators", crate::trade::MODERATORS_MAX),
+            ));
+        }
         if self.images.len() > IMAGES_MAX {
             return Err(FieldError::new(
                 "image",
@@ -496,6 +539,7 @@ mod tests {
                 lat_e6: 37_566_500,
                 lon_e6: 126_978_000,
             }),
+            moderators: vec![],
         }
     }
 

@@ -30,6 +30,7 @@ fn vector_objects() -> Vec<(&'static str, [u8; 32], Kind, Vec<u8>)> {
         quantity: 1,
         images: vec![*blake3::hash(b"photo-1").as_bytes()],
         location: Location::from_degrees(37.5563, 126.9220),
+        moderators: vec![],
     };
     let pot = Listing {
         nonce: *b"jangteo-vector-2",
@@ -47,6 +48,7 @@ fn vector_objects() -> Vec<(&'static str, [u8; 32], Kind, Vec<u8>)> {
         quantity: 2,
         images: vec![],
         location: None,
+        moderators: vec![],
     };
     let retracted = Listing {
         seq: 2,

@@ -112,6 +112,7 @@ async fn main() -> Result<()> {
                         condition: None,
                         quantity: None,
                         location: None,
+                        moderators: vec![],
                         expires_in_days: None,
                     })
                     .await?;

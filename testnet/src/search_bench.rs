@@ -175,6 +175,7 @@ fn generate(rng: &mut StdRng, i: usize, now: u64) -> Listing {
         currency: city.2.to_owned(),
         quantity: 1,
         images: vec![],
+        moderators: vec![],
         location: Location::from_degrees(
             city.0 + rng.gen_range(-0.3..0.3),
             city.1 + rng.gen_range(-0.3..0.3),

@@ -19,6 +19,7 @@ fn item(title: &str, price: u64) -> NewListing {
         condition: Some("good".into()),
         quantity: None,
         location: None,
+        moderators: vec![],
         expires_in_days: None,
     }
 }
@@ -98,6 +99,7 @@ async fn a_forged_listing_is_neither_stored_nor_forwarded_and_costs_its_sender()
                 quantity: 1,
                 images: vec![],
                 location: None,
+                moderators: vec![],
             }
             .encode()
         },

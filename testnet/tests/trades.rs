@@ -22,6 +22,7 @@ async fn post(seller: &Node, title: &str, quantity: u64) -> String {
             condition: None,
             quantity: Some(quantity),
             location: None,
+            moderators: vec![],
             expires_in_days: None,
         })
         .await
@@ -375,4 +376,104 @@ async fn an_offer_to_an_offline_seller_waits_sealed_in_a_relay_mailbox() {
 fn seller_peer(dir: &tempfile::TempDir) -> String {
     let (key, _) = jangteo_node::keys::load_or_create(dir.path()).expect("key");
     jangteo_protocol::peer_id_string(&key.verifying_key().to_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispute_is_closed_by_the_moderator_the_listing_named_and_redelivery_changes_nothing() {
+    let cluster = Cluster::start(3, Topology::Star).await.expect("cluster");
+    let (seller, buyer, moderator) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
+    let listing = seller
+        .listings
+        .post(NewListing {
+            title: "road bike".into(),
+            price: 300_000,
+            currency: "KRW".into(),
+            description: None,
+            category: None,
+            condition: None,
+            quantity: None,
+            location: None,
+            expires_in_days: None,
+            moderators: vec![moderator.peer_id.clone()],
+        })
+        .await
+        .expect("post")
+        .id;
+    held_by(buyer, &listing).await;
+    let trade = offer(buyer, &listing, None).await;
+    let v = buyer.trades.view(&trade).expect("view");
+    assert_eq!(
+        v["moderators"][0],
+        moderator.peer_id.as_str(),
+        "the offer names the listing's moderator"
+    );
+    state_is(seller, &trade, "offered").await;
+    act(seller, &trade, "accept").await;
+    state_is(buyer, &trade, "accepted").await;
+    act(buyer, &trade, "paid").await;
+    state_is(seller, &trade, "paid").await;
+
+    // Redelivering the whole chain changes nothing and is answered as accepted.
+    let raw = buyer
+        .store
+        .trade_messages(&jangteo_protocol::ObjectId::from_hex(&trade).expect("id"))
+        .expect("chain");
+    let again = jangteo_node::network::TradeRequest {
+        messages: raw.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+    };
+    assert_eq!(
+        seller.trades.receive(again).await,
+        jangteo_node::network::TradeResponse::Accepted
+    );
+    assert_eq!(
+        seller.trades.view(&trade).expect("view")["history"]
+            .as_array()
+            .expect("history")
+            .len(),
+        3
+    );
+
+    buyer
+        .trades
+        .act(
+            &trade,
+            "dispute",
+            TradeAction {
+                reason: Some("frame is cracked".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("dispute");
+    state_is(moderator, &trade, "disputed").await;
+    // Only the moderator may resolve; the parties may not.
+    assert!(
+        seller
+            .trades
+            .act(
+                &trade,
+                "resolve",
+                TradeAction {
+                    outcome: Some("release".into()),
+                    ..Default::default()
+                }
+            )
+            .await
+            .is_err()
+    );
+    moderator
+        .trades
+        .act(
+            &trade,
+            "resolve",
+            TradeAction {
+                outcome: Some("refund".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("resolve");
+    state_is(buyer, &trade, "resolved").await;
+    state_is(seller, &trade, "resolved").await;
+    cluster.shutdown().await;
 }
