@@ -365,8 +365,14 @@ impl Trades {
                     .iter()
                     .map(|k| action_name(*k))
                     .collect();
+                let why = match e {
+                    jangteo_protocol::trade::TransitionError::NotAllowed { .. } => {
+                        "not yours to send now".to_string()
+                    }
+                    other => other.to_string(),
+                };
                 TradeError::Transition(format!(
-                    "cannot {action} trade {id} in state {}: {e}; you may now: {}",
+                    "{action} refused for trade {id} (state {}): {why}; you may now: {}",
                     chain.state.name(),
                     if allowed.is_empty() {
                         "nothing (the trade is over or waits for the other side)".into()
