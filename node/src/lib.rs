@@ -287,7 +287,15 @@ impl Node {
                     _ = tick.tick() => {
                         let s = prune_store.clone();
                         let before = ingest::now_ms().saturating_sub(PRUNE_GRACE_MS);
-                        match tokio::task::spawn_blocking(move || s.prune_expired(before)).await {
+                        match tokio::task::spawn_blocking(move || {
+                            let swept = s.mailbox_sweep(ingest::now_ms())?;
+                            if swept > 0 {
+                                tracing::info!(swept, "expired mailbox items deleted");
+                            }
+                            s.prune_expired(before)
+                        })
+                        .await
+                        {
                             Ok(Ok(n)) if n > 0 => tracing::info!(pruned = n, "pruned expired listings"),
                             Ok(Err(e)) => tracing::warn!(error = %e, "prune failed"),
                             _ => {}

@@ -77,6 +77,8 @@ pub struct TradeRequest {
 pub enum TradeResponse {
     /// Verified, stored (synced) and applied.
     Accepted,
+    /// Not now (rate limit, queue full): the sender tries again later.
+    Busy(String),
     /// Refused, with the reason.
     Refused(String),
 }
@@ -700,8 +702,6 @@ impl EventLoop {
                 self.peers.remove(&peer_id);
                 self.synced.remove(&peer_id);
                 self.sync_rate.remove(&peer_id);
-                self.trade_rate.remove(&peer_id);
-                self.mailbox_rate.remove(&peer_id);
                 self.relays.remove(&peer_id);
                 tracing::info!(peer = %peer_id, "peer disconnected");
             }
@@ -907,7 +907,7 @@ impl EventLoop {
                 {
                     let _ = self.swarm.behaviour_mut().trade.send_response(
                         channel,
-                        TradeResponse::Refused("busy: try again later".into()),
+                        TradeResponse::Busy("busy: try again later".into()),
                     );
                 }
             }
@@ -1053,8 +1053,15 @@ impl EventLoop {
     }
 }
 
-/// Counts one request of `peer` in the current window; true when over `max`.
+/// Most peers a rate-limit table remembers; stale windows are dropped past this.
+const RATE_TABLE_MAX: usize = 4096;
+
+/// Counts one request of `peer` in the current window; true when over `max`. Counters
+/// outlive connections, so reconnecting does not reset them.
 fn over_rate(map: &mut HashMap<PeerId, (Instant, u32)>, peer: PeerId, max: u32) -> bool {
+    if map.len() >= RATE_TABLE_MAX {
+        map.retain(|_, (start, _)| start.elapsed() <= SYNC_RATE_WINDOW);
+    }
     {
         let now = Instant::now();
         let entry = map.entry(peer).or_insert((now, 0));

@@ -528,6 +528,55 @@ impl Store {
         self.write(batch, true)
     }
 
+    /// Records that `trade` took `quantity` units off its listing (synced).
+    pub fn set_reservation(&self, trade: &ObjectId, quantity: u64) -> Result<(), StoreError> {
+        let mut key = b"reserved/".to_vec();
+        key.extend_from_slice(&trade.0);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_META)?, key, quantity.to_be_bytes());
+        self.write(batch, true)
+    }
+
+    /// Removes and returns what `trade` had reserved, if anything.
+    pub fn take_reservation(&self, trade: &ObjectId) -> Result<Option<u64>, StoreError> {
+        let meta = self.cf(CF_META)?;
+        let mut key = b"reserved/".to_vec();
+        key.extend_from_slice(&trade.0);
+        let Some(v) = self.db.get_cf(meta, &key)? else {
+            return Ok(None);
+        };
+        let q = <[u8; 8]>::try_from(v.as_slice())
+            .map(u64::from_be_bytes)
+            .map_err(|_| StoreError::Corrupt("reservation"))?;
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(meta, key);
+        self.write(batch, true)?;
+        Ok(Some(q))
+    }
+
+    /// Deletes every mailbox item that has expired; returns how many.
+    pub fn mailbox_sweep(&self, now_ms: u64) -> Result<u64, StoreError> {
+        let cf = self.cf(CF_MAILBOX)?;
+        let mut batch = WriteBatch::default();
+        let mut n = 0;
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, v) = item?;
+            let exp = v
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if exp <= now_ms {
+                batch.delete_cf(cf, &k);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.write(batch, false)?;
+        }
+        Ok(n)
+    }
+
     /// Items and bytes held in mailboxes for others.
     pub fn mailbox_stats(&self) -> Result<(u64, u64), StoreError> {
         let (mut n, mut b) = (0, 0);

@@ -319,10 +319,25 @@ impl Trades {
     /// Performs `action` (accept, reject, counter, cancel, paid, shipped, received, dispute,
     /// resolve) on a trade.
     pub async fn act(&self, id: &str, action: &str, a: TradeAction) -> Result<Value, TradeError> {
-        let kind = kind_for(action)
-            .ok_or_else(|| TradeError::NotFound(format!("no trade action {action:?}")))?;
         let (tid, mid) = {
             let _g = self.lock.lock().await;
+            self.act_locked(id, action, a).await?
+        };
+        self.deliver(&tid, &mid).await;
+        self.view(id)
+    }
+
+    /// [`act`](Self::act) without taking the lock or delivering: the caller holds the lock and
+    /// delivers the returned message afterwards.
+    async fn act_locked(
+        &self,
+        id: &str,
+        action: &str,
+        a: TradeAction,
+    ) -> Result<(ObjectId, ObjectId), TradeError> {
+        let kind = kind_for(action)
+            .ok_or_else(|| TradeError::NotFound(format!("no trade action {action:?}")))?;
+        {
             let mut chain = self.get_chain(id)?;
             let mut m = TradeMessage::follow(
                 chain.id,
@@ -389,22 +404,24 @@ impl Trades {
             chain
                 .apply(msg.clone())
                 .map_err(|e| TradeError::Transition(e.to_string()))?;
-            self.inventory_effects(&chain, before).await?;
+            // The message is committed: a failure to update the listing is logged, not
+            // reported as a failure of the step.
+            if let Err(e) = self.inventory_effects(&chain, before).await {
+                tracing::warn!(trade = %chain.id, error = %e, "inventory update failed");
+            }
             let _ = self.events.send(NodeEvent::TradeUpdated {
                 trade: chain.id.to_hex(),
                 state: chain.state.name(),
             });
-            (chain.id, msg.id())
-        };
-        self.deliver(&tid, &mid).await;
-        self.view(id)
+            Ok((chain.id, msg.id()))
+        }
     }
 
     fn check_stock(&self, chain: &TradeChain) -> Result<(), TradeError> {
         let held = self.store.listing(&chain.terms.listing)?;
         let available = held
             .as_ref()
-            .filter(|l| l.listing.is_open(now_ms()))
+            .filter(|l| l.author == chain.seller && l.listing.is_open(now_ms()))
             .map_or(0, |l| l.listing.quantity);
         if available < chain.terms.quantity {
             return Err(TradeError::Refused(format!(
@@ -426,8 +443,18 @@ impl Trades {
             return Ok(());
         }
         let delta: i64 = match (before.reserves(), chain.state.reserves()) {
-            (false, true) => -(chain.terms.quantity as i64),
-            (true, false) if chain.state == TradeState::Cancelled => chain.terms.quantity as i64,
+            (false, true) => {
+                self.store
+                    .set_reservation(&chain.id, chain.terms.quantity)?;
+                -(chain.terms.quantity as i64)
+            }
+            // Only what this trade actually reserved goes back.
+            (true, false) if chain.state == TradeState::Cancelled => {
+                match self.store.take_reservation(&chain.id)? {
+                    Some(q) => q as i64,
+                    None => return Ok(()),
+                }
+            }
             _ => return Ok(()),
         };
         let lid = chain.terms.listing.to_hex();
@@ -505,9 +532,25 @@ impl Trades {
         if d.status != "queued" {
             return;
         }
-        let Ok(messages) = self.store.trade_messages(trade) else {
+        // Only the chain as replayed travels; a message of ours that lost a race for its
+        // place is not sent again.
+        let Ok(Some(chain)) = self.load(trade) else {
             return;
         };
+        if !chain.messages.iter().any(|m| m.id() == *msg) {
+            d.status = "failed".into();
+            d.reason = Some("superseded: another message took its place in the trade first".into());
+            d.updated_at = now_ms();
+            let _ = self
+                .store
+                .set_delivery(msg, &serde_json::to_vec(&d).unwrap_or_default());
+            return;
+        }
+        let messages: Vec<Vec<u8>> = chain
+            .messages
+            .iter()
+            .map(|m| m.object.bytes().to_vec())
+            .collect();
         let request = TradeRequest {
             messages: messages.iter().cloned().map(ByteBuf::from).collect(),
         };
@@ -524,6 +567,9 @@ impl Trades {
             .await
             {
                 Ok(Ok(Ok(TradeResponse::Accepted))) => {}
+                Ok(Ok(Ok(TradeResponse::Busy(r)))) => {
+                    pending.push((to.clone(), format!("{to} is busy: {r}")))
+                }
                 Ok(Ok(Ok(TradeResponse::Refused(r)))) => {
                     refused = Some(format!("{to} refused: {r}"))
                 }
@@ -680,11 +726,12 @@ impl Trades {
         let Ok(Some(chain)) = self.load(trade) else {
             return;
         };
-        let Ok(messages) = self.store.trade_messages(trade) else {
-            return;
-        };
         let request = TradeRequest {
-            messages: messages.into_iter().map(ByteBuf::from).collect(),
+            messages: chain
+                .messages
+                .iter()
+                .map(|m| ByteBuf::from(m.object.bytes().to_vec()))
+                .collect(),
         };
         for key in [chain.buyer, chain.seller]
             .into_iter()
@@ -803,30 +850,36 @@ impl Trades {
                 self.store.put_trade_message(&tid, &m.object)?;
             }
         }
-        // A message of theirs that cannot follow: say why, change nothing.
-        if let Some(bad) = left
+        // A message of theirs that was meant to follow the current head but may not, or that
+        // follows nothing held, is refused with the reason. A message that lost a race for a
+        // place earlier in the chain is simply not part of it (its sender sees "superseded").
+        let in_chain: HashSet<ObjectId> = chain.messages.iter().map(ChainMessage::id).collect();
+        let refusal = left
             .iter()
-            .find(|m| incoming.iter().any(|i| i.id() == m.id()) && m.author() != self.me)
-        {
-            let why = chain.check(bad).err().map_or_else(
-                || "does not follow the chain".to_string(),
-                |e| e.to_string(),
-            );
-            if !chain.messages.iter().any(|m| m.id() == bad.id()) {
-                return Err(TradeError::Transition(format!(
-                    "{} refused: {why}",
-                    bad.kind().name()
-                )));
-            }
-        }
+            .filter(|m| incoming.iter().any(|i| i.id() == m.id()) && m.author() != self.me)
+            .find(|m| {
+                m.message.prev == Some(chain.head())
+                    || m.message.prev.is_none_or(|p| !in_chain.contains(&p))
+            })
+            .map(|bad| {
+                let why = chain.check(bad).err().map_or_else(
+                    || "does not follow the chain".to_string(),
+                    |e| e.to_string(),
+                );
+                TradeError::Transition(format!("{} refused: {why}", bad.kind().name()))
+            });
         if Some(chain.state) != before_state {
             let _ = self.events.send(NodeEvent::TradeUpdated {
                 trade: tid.to_hex(),
                 state: chain.state.name(),
             });
         }
-        // Messages of ours that the chain now contains reached the other side too.
-        for m in chain.messages.iter().filter(|m| m.author() == self.me) {
+        // Messages of ours that the sender sent back in its chain have reached it.
+        for m in chain
+            .messages
+            .iter()
+            .filter(|m| m.author() == self.me && incoming.iter().any(|i| i.id() == m.id()))
+        {
             self.mark_delivered(&m.id());
         }
         let this = self.clone();
@@ -836,7 +889,10 @@ impl Trades {
             this.after_receive(chain2, from, before_state.is_none())
                 .await
         });
-        Ok(())
+        match refusal {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     fn mark_delivered(&self, id: &ObjectId) {
@@ -860,35 +916,41 @@ impl Trades {
         if chain.seller != self.me {
             return;
         }
-        if new_trade && chain.state == TradeState::Offered && self.check_stock(&chain).is_err() {
-            let _ = self
-                .act(
-                    &chain.id.to_hex(),
-                    "reject",
-                    TradeAction {
-                        reason: Some("sold out or no longer on offer".into()),
-                        ..Default::default()
-                    },
-                )
-                .await;
-            return;
-        }
-        if !before.reserves() && chain.state.reserves() && self.check_stock(&chain).is_err() {
-            let _ = self
-                .act(
-                    &chain.id.to_hex(),
-                    "cancel",
-                    TradeAction {
-                        reason: Some("sold out before your acceptance arrived".into()),
-                        ..Default::default()
-                    },
-                )
-                .await;
-            return;
-        }
-        let _g = self.lock.lock().await;
-        if let Err(e) = self.inventory_effects(&chain, before).await {
-            tracing::warn!(trade = %chain.id, error = %e, "inventory update failed");
+        // Check and reserve under the lock, on the trade as it is now, so two contracts that
+        // arrive together cannot both take the last unit.
+        let sent = {
+            let _g = self.lock.lock().await;
+            let chain = match self.load(&chain.id) {
+                Ok(Some(c)) => c,
+                _ => return,
+            };
+            let id = chain.id.to_hex();
+            let no_stock = self.check_stock(&chain).is_err();
+            if new_trade && chain.state == TradeState::Offered && no_stock {
+                let a = TradeAction {
+                    reason: Some("sold out or no longer on offer".into()),
+                    ..Default::default()
+                };
+                self.act_locked(&id, "reject", a).await.ok()
+            } else if !before.reserves()
+                && chain.state.reserves()
+                && chain.state != TradeState::Completed
+                && no_stock
+            {
+                let a = TradeAction {
+                    reason: Some("sold out before your acceptance arrived".into()),
+                    ..Default::default()
+                };
+                self.act_locked(&id, "cancel", a).await.ok()
+            } else {
+                if let Err(e) = self.inventory_effects(&chain, before).await {
+                    tracing::warn!(trade = %chain.id, error = %e, "inventory update failed");
+                }
+                None
+            }
+        };
+        if let Some((tid, mid)) = sent {
+            self.deliver(&tid, &mid).await;
         }
     }
 

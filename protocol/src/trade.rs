@@ -401,7 +401,7 @@ pub fn allowed(state: TradeState, who: Role, proposer: Role) -> Vec<Kind> {
     match (state, who) {
         (S::Offered | S::Countered, r) if r != Moderator && r != proposer => {
             let mut k = vec![Counter, Accept, Reject];
-            if r == Buyer {
+            if r == Buyer || state == S::Countered {
                 k.push(Cancel);
             }
             k
@@ -416,6 +416,24 @@ pub fn allowed(state: TradeState, who: Role, proposer: Role) -> Vec<Kind> {
         (S::Shipped, Seller) => vec![Dispute],
         (S::Disputed, Moderator) => vec![Resolution],
         _ => vec![],
+    }
+}
+
+/// Which of two messages racing for the same place in a chain wins: progress beats
+/// termination (a payment beats a cancellation sent at the same time), so a party cannot undo
+/// the other's step by signing a competing message later. Ties go to the lowest id.
+pub fn fork_priority(kind: Kind) -> u8 {
+    match kind {
+        Kind::Received => 9,
+        Kind::Paid => 8,
+        Kind::Shipped => 7,
+        Kind::Accept => 6,
+        Kind::Counter => 5,
+        Kind::Dispute => 4,
+        Kind::Resolution => 3,
+        Kind::Reject => 2,
+        Kind::Cancel => 1,
+        _ => 0,
     }
 }
 
@@ -607,7 +625,7 @@ impl TradeChain {
     }
 
     /// Replays a trade from its offer and any set of later messages, in any order: at each
-    /// step the valid follower with the lowest id wins. Returns the chain and the messages
+    /// step the valid follower with the highest [`fork_priority`] wins (then the lowest id). Returns the chain and the messages
     /// that did not join it (not yet linkable, or losers of a fork, or invalid).
     pub fn replay(
         offer: ChainMessage,
@@ -621,8 +639,8 @@ impl TradeChain {
             let next = pool
                 .values()
                 .filter(|m| m.message.prev == Some(head) && chain.check(m).is_ok())
-                .map(ChainMessage::id)
-                .next();
+                .max_by_key(|m| (fork_priority(m.kind()), std::cmp::Reverse(m.id())))
+                .map(ChainMessage::id);
             match next {
                 Some(id) => {
                     if let Some(m) = pool.remove(&id) {
@@ -897,6 +915,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_late_competing_cancel_cannot_undo_a_payment() {
+        let o = offer();
+        let mut c = TradeChain::start(o.clone()).expect("start");
+        step(&mut c, Kind::Accept, SELLER).expect("accept");
+        let accept_id = c.head();
+        step(&mut c, Kind::Paid, BUYER).expect("paid");
+        // The seller signs cancels that compete with the payment, whatever their ids.
+        let mut all: Vec<ChainMessage> = c.messages[1..].to_vec();
+        for n in 0..8 {
+            all.push(msg(c.id, accept_id, Kind::Cancel, SELLER, 100 + n));
+        }
+        let (replayed, losers) = TradeChain::replay(o, all).expect("replay");
+        assert_eq!(replayed.state, TradeState::Paid);
+        assert_eq!(losers.len(), 8);
     }
 
     proptest! {

@@ -477,3 +477,62 @@ async fn a_dispute_is_closed_by_the_moderator_the_listing_named_and_redelivery_c
     state_is(seller, &trade, "resolved").await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_buyers_accepting_counters_for_the_last_unit_get_it_once_and_stock_stays_right() {
+    let cluster = Cluster::start(3, Topology::Star).await.expect("cluster");
+    let (seller, b1, b2) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
+    let listing = post(seller, "last guitar", 1).await;
+    held_by(b1, &listing).await;
+    held_by(b2, &listing).await;
+    let (t1, t2) = (
+        offer(b1, &listing, Some(100_000)).await,
+        offer(b2, &listing, Some(100_000)).await,
+    );
+    for t in [&t1, &t2] {
+        state_is(seller, t, "offered").await;
+        seller
+            .trades
+            .act(
+                t,
+                "counter",
+                TradeAction {
+                    price: Some(120_000),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("counter");
+    }
+    state_is(b1, &t1, "countered").await;
+    state_is(b2, &t2, "countered").await;
+    // Both buyers accept the seller's counter at once: both contracts reach the seller.
+    let (r1, r2) = tokio::join!(act(b1, &t1, "accept"), act(b2, &t2, "accept"));
+    assert_eq!(
+        (r1["state"].as_str(), r2["state"].as_str()),
+        (Some("accepted"), Some("accepted"))
+    );
+    // The seller's node keeps one and cancels the other as sold out, and the unit is not
+    // handed back by that cancellation.
+    let (s1, s2) = (seller.trades.clone(), seller.trades.clone());
+    let (a, b) = (t1.clone(), t2.clone());
+    let states = wait_for(WAIT, "one accepted and one cancelled at the seller", || {
+        let (s1, s2, a, b) = (s1.clone(), s2.clone(), a.clone(), b.clone());
+        async move {
+            let x = s1.view(&a).ok()?["state"].as_str()?.to_owned();
+            let y = s2.view(&b).ok()?["state"].as_str()?.to_owned();
+            let mut v = [x, y];
+            v.sort();
+            (v == ["accepted", "cancelled"]).then_some(v)
+        }
+    })
+    .await
+    .expect("settled");
+    assert_eq!(states, ["accepted", "cancelled"]);
+    assert_eq!(
+        seller.listings.show(&listing).expect("listing").quantity,
+        0,
+        "sold once, not restored"
+    );
+    cluster.shutdown().await;
+}
