@@ -181,6 +181,38 @@ impl Fields {
         }
     }
 
+    /// An optional array of at most `max` ed25519 keys (32-byte strings).
+    pub fn opt_keys(
+        &mut self,
+        name: &'static str,
+        max: usize,
+    ) -> Result<Vec<crate::envelope::PublicKey>, DecodeError> {
+        let Some(items) = self.opt_array(name)? else {
+            return Ok(Vec::new());
+        };
+        if items.len() > max {
+            return Err(DecodeError::WrongType {
+                field: name,
+                expected: "fewer keys",
+            });
+        }
+        items
+            .into_iter()
+            .map(|v| match v {
+                Value::Bytes(b) => <[u8; 32]>::try_from(b)
+                    .map(crate::envelope::PublicKey)
+                    .map_err(|_| DecodeError::WrongType {
+                        field: name,
+                        expected: "32-byte keys",
+                    }),
+                _ => Err(DecodeError::WrongType {
+                    field: name,
+                    expected: "bytes",
+                }),
+            })
+            .collect()
+    }
+
     /// Fails when the map had fields this version does not know.
     pub fn finish(self) -> Result<(), DecodeError> {
         match self.entries.into_iter().next() {

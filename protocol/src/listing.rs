@@ -34,6 +34,24 @@ pub const EARLIEST_MS: u64 = 1_704_067_200_000;
 /// The category used when none is given.
 pub const DEFAULT_CATEGORY: &str = "general";
 
+/// Checks an amount and its currency: at most [`PRICE_MAX`] minor units, and a
+/// three-letter ISO 4217 code in capitals. Shared by listings and trade terms.
+pub fn check_price(price: u64, currency: &str) -> Result<(), FieldError> {
+    if price > PRICE_MAX {
+        return Err(FieldError::new(
+            "price",
+            format!("above the maximum {PRICE_MAX}"),
+        ));
+    }
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(FieldError::new(
+            "currency",
+            "must be a three-letter ISO 4217 code in capitals, such as KRW or USD",
+        ));
+    }
+    Ok(())
+}
+
 /// The stable identity of a listing across its versions: blake3 of a domain tag, the
 /// author's key and the nonce. Displayed in lowercase hex.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -359,30 +377,7 @@ impl Listing {
             quantity: f.u64("quantity")?,
             images,
             location,
-            moderators: match f.opt_array("mods")? {
-                None => vec![],
-                Some(items) if items.len() <= crate::trade::MODERATORS_MAX => items
-                    .into_iter()
-                    .map(|v| match v {
-                        Value::Bytes(b) => <[u8; 32]>::try_from(b).map(PublicKey).map_err(|_| {
-                            DecodeError::WrongType {
-                                field: "mods",
-                                expected: "32-byte keys",
-                            }
-                        }),
-                        _ => Err(DecodeError::WrongType {
-                            field: "mods",
-                            expected: "bytes",
-                        }),
-                    })
-                    .collect::<Result<_, _>>()?,
-                Some(_) => {
-                    return Err(DecodeError::WrongType {
-                        field: "mods",
-                        expected: "at most 3 keys",
-                    });
-                }
-            },
+            moderators: f.opt_keys("mods", crate::trade::MODERATORS_MAX)?,
         };
         f.finish()?;
         Ok(l)
@@ -441,18 +436,7 @@ impl Listing {
                 format!("must be 1-{CATEGORY_MAX_BYTES} characters of a-z, 0-9 and '-'"),
             ));
         }
-        if self.price > PRICE_MAX {
-            return Err(FieldError::new(
-                "price",
-                format!("above the maximum {PRICE_MAX}"),
-            ));
-        }
-        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(FieldError::new(
-                "currency",
-                "must be a three-letter ISO 4217 code in capitals, such as KRW or USD",
-            ));
-        }
+        check_price(self.price, &self.currency)?;
         if self.quantity > QUANTITY_MAX {
             return Err(FieldError::new(
                 "quantity",

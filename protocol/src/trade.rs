@@ -16,7 +16,7 @@ use crate::MAX_CLOCK_SKEW_MS;
 use crate::cbor::{self, Fields, canonical_map, uint};
 use crate::envelope::{Kind, ObjectId, PublicKey, SignedObject};
 use crate::error::{DecodeError, FieldError};
-use crate::listing::{ListingId, PRICE_MAX, QUANTITY_MAX};
+use crate::listing::{ListingId, QUANTITY_MAX};
 
 /// Longest free-text note (offer message, reason, payment reference, tracking), in bytes.
 pub const NOTE_MAX_BYTES: usize = 1000;
@@ -47,18 +47,7 @@ impl Terms {
     }
 
     fn validate(&self) -> Result<(), FieldError> {
-        if self.price > PRICE_MAX {
-            return Err(FieldError::new(
-                "price",
-                format!("above the maximum {PRICE_MAX}"),
-            ));
-        }
-        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(FieldError::new(
-                "currency",
-                "must be a three-letter ISO 4217 code in capitals",
-            ));
-        }
+        crate::listing::check_price(self.price, &self.currency)?;
         if self.quantity == 0 || self.quantity > QUANTITY_MAX {
             return Err(FieldError::new(
                 "quantity",
@@ -205,25 +194,7 @@ impl TradeMessage {
             } else {
                 None
             },
-            moderators: match f.opt_array("mods")? {
-                None => vec![],
-                Some(a) if a.len() <= MODERATORS_MAX => a
-                    .into_iter()
-                    .map(|v| match v {
-                        Value::Bytes(b) => bytes32(b, "mods").map(PublicKey),
-                        _ => Err(DecodeError::WrongType {
-                            field: "mods",
-                            expected: "bytes",
-                        }),
-                    })
-                    .collect::<Result<_, _>>()?,
-                Some(_) => {
-                    return Err(DecodeError::WrongType {
-                        field: "mods",
-                        expected: "at most 3 keys",
-                    });
-                }
-            },
+            moderators: f.opt_keys("mods", MODERATORS_MAX)?,
             note: f.opt_text("note")?.unwrap_or_default(),
             outcome: f.opt_text("outcome")?,
         };
