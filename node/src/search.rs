@@ -761,8 +761,13 @@ impl SearchIndex {
             else {
                 continue;
             };
-            // The store is the truth; an entry the indexer has not caught up with is skipped.
-            if let Some(listing) = store.listing(&id)? {
+            // The store is the truth: an entry the indexer has not caught up with yet (a
+            // listing just retracted, sold out or expired) is left out of open results.
+            let all = q.all.unwrap_or(false);
+            if let Some(listing) = store
+                .listing(&id)?
+                .filter(|l| all || l.listing.is_open(now))
+            {
                 results.push(Hit {
                     listing,
                     distance_km,
