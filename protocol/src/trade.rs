@@ -86,19 +86,9 @@ fn bytes32(b: Vec<u8>, field: &'static str) -> Result<[u8; 32], DecodeError> {
     })
 }
 
-/// The kinds of trade message (each its own envelope kind, so signatures never cross).
-pub const TRADE_KINDS: [Kind; 10] = [
-    Kind::Offer,
-    Kind::Counter,
-    Kind::Accept,
-    Kind::Reject,
-    Kind::Cancel,
-    Kind::Paid,
-    Kind::Shipped,
-    Kind::Received,
-    Kind::Dispute,
-    Kind::Resolution,
-];
+/// The kinds of trade message (each its own envelope kind, so signatures never cross):
+/// every kind after listing and profile in [`ALL_KINDS`](crate::envelope::ALL_KINDS).
+pub const TRADE_KINDS: &[Kind] = crate::envelope::ALL_KINDS.split_at(2).1;
 
 /// The body of any trade message. Which fields are present depends on the kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -866,7 +856,7 @@ mod tests {
             }
             assert_eq!(base.state, state);
             for (who, role) in roles {
-                for kind in TRADE_KINDS.into_iter().filter(|k| *k != Kind::Offer) {
+                for kind in TRADE_KINDS.iter().copied().filter(|k| *k != Kind::Offer) {
                     let mut c = base.clone();
                     let mut m = TradeMessage::follow(c.id, c.head(), T + 99);
                     m.terms = matches!(kind, Kind::Counter | Kind::Accept).then(|| c.terms.clone());
