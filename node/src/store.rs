@@ -79,6 +79,15 @@ impl ListingHead {
     }
 }
 
+/// The expiry (unix ms) at the head of a mailbox value; 0 (expired) if malformed.
+fn mailbox_expiry(value: &[u8]) -> u64 {
+    value
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
 /// A mailbox item: its id (blake3 of the sealed bytes) and the sealed bytes.
 pub type MailboxItem = ([u8; 32], Vec<u8>);
 
@@ -454,11 +463,7 @@ impl Store {
             if k[32..] == id {
                 return Ok(Ok(id));
             }
-            let exp = v
-                .get(..8)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
+            let exp = mailbox_expiry(&v);
             if exp <= now_ms {
                 batch.delete_cf(cf, &k);
             } else {
@@ -499,11 +504,7 @@ impl Store {
             if !k.starts_with(to) || out.len() >= max_items || bytes + v.len() > max_bytes {
                 break;
             }
-            let exp = v
-                .get(..8)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
+            let exp = mailbox_expiry(&v);
             if exp > now_ms {
                 let id: [u8; 32] = k[32..]
                     .try_into()
@@ -561,11 +562,7 @@ impl Store {
         let mut n = 0;
         for item in self.db.iterator_cf(cf, IteratorMode::Start) {
             let (k, v) = item?;
-            let exp = v
-                .get(..8)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
+            let exp = mailbox_expiry(&v);
             if exp <= now_ms {
                 batch.delete_cf(cf, &k);
                 n += 1;
