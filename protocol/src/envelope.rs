@@ -11,16 +11,19 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use crate::cbor;
 use crate::error::{DecodeError, ObjectError};
 
-/// Largest encoded envelope accepted anywhere (network, store, API).
+/// Largest encoded envelope of every kind but attestations (network, store, API).
 pub const MAX_OBJECT_BYTES: usize = 32 * 1024;
+/// Largest encoded envelope of any kind (an attestation embeds a trade chain).
+pub const MAX_ANY_OBJECT_BYTES: usize = crate::attestation::MAX_ATTESTATION_BYTES;
 
 /// Prefix of every signature's domain tag; the kind's name follows it.
 pub const DOMAIN_PREFIX: &str = "jangteo/v1/";
 
 /// Every kind this version knows.
-pub const ALL_KINDS: [Kind; 12] = [
+pub const ALL_KINDS: [Kind; 13] = [
     Kind::Listing,
     Kind::Profile,
+    Kind::Attestation,
     Kind::Offer,
     Kind::Counter,
     Kind::Accept,
@@ -40,6 +43,8 @@ pub enum Kind {
     Listing,
     /// A node's public profile.
     Profile,
+    /// A party's rating of the other after a completed trade.
+    Attestation,
     /// Trade: a buyer's offer (its id is the trade id).
     Offer,
     /// Trade: other terms proposed.
@@ -68,6 +73,7 @@ impl Kind {
         match self {
             Kind::Listing => "listing",
             Kind::Profile => "profile",
+            Kind::Attestation => "attestation",
             Kind::Offer => "offer",
             Kind::Counter => "counter",
             Kind::Accept => "accept",
@@ -78,6 +84,14 @@ impl Kind {
             Kind::Received => "received",
             Kind::Dispute => "dispute",
             Kind::Resolution => "resolution",
+        }
+    }
+
+    /// Largest encoded envelope of this kind.
+    pub fn max_bytes(self) -> usize {
+        match self {
+            Kind::Attestation => crate::attestation::MAX_ATTESTATION_BYTES,
+            _ => MAX_OBJECT_BYTES,
         }
     }
 
@@ -210,10 +224,10 @@ impl Envelope {
 
     /// Decodes wire bytes (size-checked, canonical) without checking the signature.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_OBJECT_BYTES {
+        if bytes.len() > MAX_ANY_OBJECT_BYTES {
             return Err(DecodeError::TooLarge {
                 size: bytes.len(),
-                limit: MAX_OBJECT_BYTES,
+                limit: MAX_ANY_OBJECT_BYTES,
             });
         }
         let value = cbor::from_slice_canonical(bytes)?;
@@ -235,6 +249,12 @@ impl Envelope {
             });
         };
         let kind = Kind::from_name(&kind).ok_or(DecodeError::UnknownKind(kind))?;
+        if bytes.len() > kind.max_bytes() {
+            return Err(DecodeError::TooLarge {
+                size: bytes.len(),
+                limit: kind.max_bytes(),
+            });
+        }
         let author = fixed_bytes::<32>(author, "author")?;
         let Value::Bytes(body) = body else {
             return Err(DecodeError::WrongType {
@@ -386,10 +406,16 @@ mod tests {
 
     #[test]
     fn oversize_envelope_refused_before_decoding() {
-        let big = vec![0u8; MAX_OBJECT_BYTES + 1];
+        let big = vec![0u8; MAX_ANY_OBJECT_BYTES + 1];
         assert!(matches!(
             Envelope::decode(&big),
             Err(DecodeError::TooLarge { .. })
+        ));
+        // Within the attestation limit, but a listing of that size is still refused.
+        let listing = Envelope::sign(Kind::Listing, vec![0u8; MAX_OBJECT_BYTES], &key(1));
+        assert!(matches!(
+            Envelope::decode(&listing.encode()),
+            Err(DecodeError::TooLarge { limit: MAX_OBJECT_BYTES, .. })
         ));
     }
 

@@ -5,6 +5,7 @@
 //! here is a pure function: no I/O, no clock (callers pass `now`), no async, no libp2p.
 #![deny(missing_docs, unreachable_pub)]
 
+pub mod attestation;
 pub mod cbor;
 pub mod envelope;
 pub mod error;
@@ -12,12 +13,13 @@ pub mod listing;
 pub mod mailbox;
 pub mod profile;
 pub mod trade;
+pub mod trust;
 
 #[cfg(test)]
 mod vectors;
 
 pub use envelope::{
-    Envelope, Kind, MAX_OBJECT_BYTES, ObjectId, PublicKey, SignedObject, peer_id_string,
+    Envelope, Kind, MAX_ANY_OBJECT_BYTES, MAX_OBJECT_BYTES, ObjectId, PublicKey, SignedObject, peer_id_string,
     public_key_from_peer_id,
 };
 pub use error::{DecodeError, FieldError, ObjectError};
@@ -36,6 +38,8 @@ pub enum Object {
     Profile(Profile),
     /// A trade message.
     Trade(trade::TradeMessage),
+    /// An attestation with the completed trade it proves.
+    Attestation(Box<attestation::Attested>),
 }
 
 /// Decodes an envelope, checks its signature, decodes its body for its kind and validates
@@ -59,6 +63,10 @@ pub fn decode_body(signed: &SignedObject, now_ms: u64) -> Result<Object, ObjectE
             let p = Profile::decode(&env.body)?;
             p.validate(now_ms)?;
             Object::Profile(p)
+        }
+        Kind::Attestation => {
+            let a = attestation::Attestation::decode(&env.body)?;
+            Object::Attestation(Box::new(a.verify(&env.author, now_ms)?))
         }
         kind => {
             let m = trade::TradeMessage::decode(kind, &env.body)?;

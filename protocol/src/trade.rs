@@ -87,8 +87,9 @@ fn bytes32(b: Vec<u8>, field: &'static str) -> Result<[u8; 32], DecodeError> {
 }
 
 /// The kinds of trade message (each its own envelope kind, so signatures never cross):
-/// every kind after listing and profile in [`ALL_KINDS`](crate::envelope::ALL_KINDS).
-pub const TRADE_KINDS: &[Kind] = crate::envelope::ALL_KINDS.split_at(2).1;
+/// every kind after listing, profile and attestation in
+/// [`ALL_KINDS`](crate::envelope::ALL_KINDS).
+pub const TRADE_KINDS: &[Kind] = crate::envelope::ALL_KINDS.split_at(3).1;
 
 /// The body of any trade message. Which fields are present depends on the kind.
 #[derive(Debug, Clone, PartialEq, Eq)]

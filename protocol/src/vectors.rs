@@ -6,7 +6,8 @@ use ed25519_dalek::SigningKey;
 use crate::PublicKey;
 use crate::listing::{Condition, Listing, ListingStatus, Location};
 use crate::profile::Profile;
-use crate::trade::{Terms, TradeMessage};
+use crate::attestation::Attestation;
+use crate::trade::{Role, Terms, TradeMessage};
 use crate::{Kind, SignedObject, verify_object};
 
 const SPEC: &str = include_str!("../SPEC.md");
@@ -87,6 +88,36 @@ fn vector_objects() -> Vec<(&'static str, [u8; 32], Kind, Vec<u8>)> {
     .id();
     let mut accept = TradeMessage::follow(offer_id, offer_id, T0 + 120_000);
     accept.terms = Some(terms);
+    // The rest of that trade, to completion, and the buyer's rating of the seller.
+    let buyer_key = SigningKey::from_bytes(&[4; 32]);
+    let seller_key = SigningKey::from_bytes(&[1; 32]);
+    let mut chain = vec![
+        SignedObject::sign(Kind::Offer, offer.encode(), &buyer_key),
+        SignedObject::sign(Kind::Accept, accept.encode(), &seller_key),
+    ];
+    for (i, (kind, key)) in [
+        (Kind::Paid, &buyer_key),
+        (Kind::Shipped, &seller_key),
+        (Kind::Received, &buyer_key),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let prev = chain.last().map(SignedObject::id).unwrap_or(offer_id);
+        let mut m = TradeMessage::follow(offer_id, prev, T0 + 180_000 + 60_000 * i as u64);
+        if kind == Kind::Shipped {
+            m.outcome = Some("handed-over".into());
+        }
+        chain.push(SignedObject::sign(kind, m.encode(), key));
+    }
+    let rating = Attestation {
+        chain: chain.iter().map(|o| o.bytes().to_vec()).collect(),
+        about: seller,
+        role: Role::Buyer,
+        score: 5,
+        comment: "친절하고 물건 상태도 좋아요".into(),
+        at: T0 + 600_000,
+    };
     vec![
         (
             "listing, Korean title, location and image",
@@ -118,6 +149,12 @@ fn vector_objects() -> Vec<(&'static str, [u8; 32], Kind, Vec<u8>)> {
             [1; 32],
             Kind::Accept,
             accept.encode(),
+        ),
+        (
+            "attestation by the buyer of that trade, completed, about the seller",
+            [4; 32],
+            Kind::Attestation,
+            rating.encode(),
         ),
     ]
 }
