@@ -44,7 +44,77 @@ pub fn ingest(
     now_ms: u64,
     durable: bool,
 ) -> Result<Ingested, StoreError> {
-    let (signed, object) = match verify_object(bytes, now_ms) {
+    store_verified(
+        store,
+        verify_object(bytes, now_ms),
+        expected,
+        now_ms,
+        durable,
+    )
+}
+
+/// Most threads [`ingest_batch`] verifies on.
+pub const VERIFY_THREADS_MAX: usize = 4;
+/// Below this many objects a batch is verified on the calling thread alone.
+pub const PARALLEL_VERIFY_MIN: usize = 8;
+
+/// Verifies and stores many objects at once, with exactly the acceptance rules of
+/// [`ingest`]: signatures and fields are checked by [`verify_object`] on up to
+/// [`VERIFY_THREADS_MAX`] threads (the expensive part), then the objects are stored one by
+/// one in their order, so a later version in the batch meets the earlier one as [`ingest`]
+/// would. Returns one outcome per object, in order; stops at the first store failure.
+pub fn ingest_batch<B: AsRef<[u8]> + Sync>(
+    store: &Store,
+    objects: &[B],
+    expected: Option<Kind>,
+    now_ms: u64,
+    durable: bool,
+) -> Result<Vec<Ingested>, StoreError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(VERIFY_THREADS_MAX);
+    let verified: Vec<_> = if threads < 2 || objects.len() < PARALLEL_VERIFY_MIN {
+        objects
+            .iter()
+            .map(|b| verify_object(b.as_ref(), now_ms))
+            .collect()
+    } else {
+        let chunk = objects.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let parts: Vec<_> = objects
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|b| verify_object(b.as_ref(), now_ms))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|h| match h.join() {
+                    Ok(v) => v,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                })
+                .collect()
+        })
+    };
+    verified
+        .into_iter()
+        .map(|v| store_verified(store, v, expected, now_ms, durable))
+        .collect()
+}
+
+/// The part of [`ingest`] after verification: the kind check and the store write.
+fn store_verified(
+    store: &Store,
+    verified: Result<(jangteo_protocol::SignedObject, Object), ObjectError>,
+    expected: Option<Kind>,
+    now_ms: u64,
+    durable: bool,
+) -> Result<Ingested, StoreError> {
+    let (signed, object) = match verified {
         Ok(v) => v,
         Err(e) => return Ok(Ingested::Invalid(e)),
     };
@@ -102,4 +172,112 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use jangteo_protocol::{Listing, ListingStatus, SignedObject};
+
+    fn listing(nonce: u8, seq: u64, now: u64, title: &str) -> Listing {
+        Listing {
+            nonce: [nonce; 16],
+            seq,
+            created_at: now - 1000,
+            updated_at: now - 1000 + seq,
+            expires_at: now + 86_400_000,
+            status: ListingStatus::Active,
+            title: title.into(),
+            description: String::new(),
+            category: "general".into(),
+            condition: None,
+            price: 1000,
+            currency: "KRW".into(),
+            quantity: 1,
+            images: vec![],
+            moderators: vec![],
+            location: None,
+        }
+    }
+
+    /// A mix of everything the ingest path can meet: new listings, newer and older
+    /// versions, repeats, altered signatures, garbage, a trade on the wrong channel.
+    fn mixed(now: u64) -> Vec<Vec<u8>> {
+        let key = SigningKey::from_bytes(&[9u8; 32]);
+        let sign = |l: &Listing| {
+            SignedObject::sign(Kind::Listing, l.encode(), &key)
+                .bytes()
+                .to_vec()
+        };
+        let mut out = Vec::new();
+        for i in 0..20u8 {
+            let v1 = sign(&listing(i, 1, now, &format!("bike {i}")));
+            let v2 = sign(&listing(i, 2, now, &format!("bike {i} (price cut)")));
+            match i % 5 {
+                0 => out.extend([v1.clone(), v2, v1]),
+                1 => out.extend([v2, v1.clone(), v1]),
+                2 => {
+                    let mut bad = v1.clone();
+                    let at = bad.len() - 3;
+                    bad[at] ^= 0x40;
+                    out.extend([bad, v1]);
+                }
+                3 => out.extend([vec![i; 40], v1]),
+                _ => {
+                    let mut expired = listing(i, 1, now, "old");
+                    expired.expires_at = now - 10;
+                    out.extend([sign(&expired), v2]);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_batch_has_exactly_the_outcomes_of_one_by_one_ingest() {
+        let now = now_ms();
+        let objects = mixed(now);
+        assert!(objects.len() >= 2 * PARALLEL_VERIFY_MIN);
+        let (d1, d2) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let (s1, s2) = (
+            Store::open(d1.path()).expect("store"),
+            Store::open(d2.path()).expect("store"),
+        );
+        let one: Vec<String> = objects
+            .iter()
+            .map(|b| {
+                format!(
+                    "{:?}",
+                    ingest(&s1, b, Some(Kind::Listing), now, false).expect("ingest")
+                )
+            })
+            .collect();
+        let batch: Vec<String> = ingest_batch(&s2, &objects, Some(Kind::Listing), now, false)
+            .expect("batch")
+            .iter()
+            .map(|o| format!("{o:?}"))
+            .collect();
+        assert_eq!(one, batch);
+        for kind in ["Stored", "Ignored", "Invalid"] {
+            assert!(
+                one.iter().any(|o| o.starts_with(kind)),
+                "no {kind} outcome in the mix"
+            );
+        }
+        // The store holds the same heads.
+        let heads = |s: &Store| {
+            let mut v = Vec::new();
+            s.for_each_listing(None, |l| {
+                v.push(l.bytes.clone());
+                true
+            })
+            .expect("scan");
+            v
+        };
+        assert_eq!(heads(&s1), heads(&s2));
+    }
 }

@@ -4,6 +4,14 @@
 //! folders, real libp2p over TCP on loopback, mDNS off), wired into one network, with helpers
 //! that wait for events under a timeout. Process-based scenarios and reports build on it.
 
+pub mod flood;
+pub mod ingest_bench;
+pub mod memory;
+pub mod plot;
+pub mod procs;
+pub mod scenarios;
+pub mod search_bench;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -162,4 +170,13 @@ impl Cluster {
         }
         drop(self.dirs);
     }
+}
+
+/// The `p`-quantile (0..=1) of sorted samples, nearest rank; NaN when empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
 }

@@ -1,14 +1,15 @@
 //! `jangteo-testnet`: runs scenarios over many nodes and prints what it measured.
 
-mod search_bench;
-
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use jangteo_node::NodeEvent;
 use jangteo_node::listings::NewListing;
-use jangteo_testnet::{Cluster, Topology, wait_event};
+use jangteo_testnet::procs::jangteo_bin;
+use jangteo_testnet::{Cluster, Topology, percentile, plot, scenarios, search_bench, wait_event};
+use serde_json::Value;
 
 /// Scenarios over many jangteo nodes on this machine.
 #[derive(Debug, Parser)]
@@ -23,14 +24,114 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Scenario {
-    /// Time from a post on one node until every node holds it (in-process nodes).
+    /// Time from a post on a random node until every node holds it: real node processes
+    /// (or in-process nodes with --in-process).
     Propagation {
+        /// Nodes.
+        #[arg(long, default_value_t = 20)]
+        nodes: usize,
+        /// Listings to post, one at a time.
+        #[arg(long, default_value_t = 50)]
+        listings: usize,
+        /// Nodes in this process instead of one process each.
+        #[arg(long)]
+        in_process: bool,
+        /// Draw the distribution of delivery times into this PNG.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Seed choosing the posting nodes.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Signature checks alone on one core against the node's whole ingest path (in-process).
+    Ingest {
+        /// Signed listings.
+        #[arg(long, default_value_t = 50_000)]
+        count: usize,
+        /// Seed of the generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// A node offline while listings are posted comes back: time until it holds them all.
+    Catchup {
+        /// Nodes (the last one goes offline).
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        /// Listings posted while it is away.
+        #[arg(long, default_value_t = 2_000)]
+        listings: usize,
+        /// Draw the arrival times of the listings into this PNG.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
+    /// Split the network in two, post on both sides, heal: time until all converge.
+    Partition {
         /// Nodes.
         #[arg(long, default_value_t = 10)]
         nodes: usize,
-        /// Listings to post, one at a time, from rotating nodes.
-        #[arg(long, default_value_t = 20)]
+        /// Listings, half on each side.
+        #[arg(long, default_value_t = 200)]
         listings: usize,
+    },
+    /// Nodes leave, return and join while listings flow.
+    Churn {
+        /// Nodes at start.
+        #[arg(long, default_value_t = 12)]
+        nodes: usize,
+        /// Listings posted.
+        #[arg(long, default_value_t = 120)]
+        listings: usize,
+        /// A node leaves, returns or joins every this many listings.
+        #[arg(long, default_value_t = 4)]
+        every: usize,
+        /// Seed of the churn.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Many concurrent trades, each through the buyer's and the seller's API.
+    Trades {
+        /// Nodes (even ones sell, odd ones buy).
+        #[arg(long, default_value_t = 6)]
+        nodes: usize,
+        /// Trades, all at once.
+        #[arg(long, default_value_t = 60)]
+        trades: usize,
+    },
+    /// A hostile peer sends invalid objects by gossip: honest propagation before and during.
+    Flood {
+        /// Nodes.
+        #[arg(long, default_value_t = 10)]
+        nodes: usize,
+        /// Honest listings timed before and again during the flood.
+        #[arg(long, default_value_t = 30)]
+        listings: usize,
+        /// Invalid objects to send.
+        #[arg(long, default_value_t = 20_000)]
+        invalid: usize,
+        /// Invalid objects a second.
+        #[arg(long, default_value_t = 2_000)]
+        rate: u32,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// kill -9 a node while it takes posts; after restart every acknowledged one is there.
+    Crash {
+        /// Acknowledged posts before the kill.
+        #[arg(long, default_value_t = 300)]
+        kill_after: usize,
+        /// Concurrent API clients posting.
+        #[arg(long, default_value_t = 4)]
+        writers: usize,
+    },
+    /// RSS of a node idle and with a market in its store; time from start to serving.
+    Memory {
+        /// Listings in the store.
+        #[arg(long, default_value_t = 100_000)]
+        listings: usize,
+        /// Seed of the generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// The search engine at market size: indexing rate, query latency, index size, memory.
     SearchBench {
@@ -44,14 +145,6 @@ enum Scenario {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 #[tokio::main]
@@ -93,7 +186,12 @@ async fn main() -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&r["by_kind"])?);
             }
         }
-        Scenario::Propagation { nodes, listings } => {
+        Scenario::Propagation {
+            nodes,
+            listings,
+            in_process: true,
+            ..
+        } => {
             let cluster = Cluster::start(nodes, Topology::Star).await?;
             let mut latencies = Vec::with_capacity(listings);
             let mut delivered = 0usize;
@@ -158,6 +256,103 @@ async fn main() -> Result<()> {
             }
             cluster.shutdown().await;
         }
+        Scenario::Propagation {
+            nodes,
+            listings,
+            in_process: false,
+            plot: plot_to,
+            seed,
+        } => {
+            let (r, samples) =
+                scenarios::propagation(jangteo_bin()?, nodes, listings, seed).await?;
+            if let Some(p) = plot_to {
+                plot::cdf(
+                    &p,
+                    &format!(
+                        "propagation: {nodes} node processes, {listings} listings, each delivery"
+                    ),
+                    &samples,
+                )?;
+            }
+            print(cli.json, "propagation", &r);
+        }
+        Scenario::Ingest { count, seed } => {
+            let r = tokio::task::spawn_blocking(move || {
+                jangteo_testnet::ingest_bench::run(count, seed)
+            })
+            .await??;
+            print(cli.json, "ingest", &r);
+        }
+        Scenario::Catchup {
+            nodes,
+            listings,
+            plot: plot_to,
+        } => {
+            let (r, arrivals) = scenarios::catchup(jangteo_bin()?, nodes, listings).await?;
+            if let Some(p) = plot_to {
+                plot::cdf(
+                    &p,
+                    &format!("catch-up of {listings} listings: arrival since restart"),
+                    &arrivals,
+                )?;
+            }
+            print(cli.json, "catchup", &r);
+        }
+        Scenario::Partition { nodes, listings } => {
+            let r = scenarios::partition(jangteo_bin()?, nodes, listings).await?;
+            print(cli.json, "partition", &r);
+        }
+        Scenario::Churn {
+            nodes,
+            listings,
+            every,
+            seed,
+        } => {
+            let r = scenarios::churn(jangteo_bin()?, nodes, listings, every, seed).await?;
+            print(cli.json, "churn", &r);
+        }
+        Scenario::Trades { nodes, trades } => {
+            let r = scenarios::trades(jangteo_bin()?, nodes, trades).await?;
+            print(cli.json, "trades", &r);
+        }
+        Scenario::Flood {
+            nodes,
+            listings,
+            invalid,
+            rate,
+            seed,
+        } => {
+            let r = scenarios::flood(jangteo_bin()?, nodes, listings, invalid, rate, seed).await?;
+            print(cli.json, "flood", &r);
+        }
+        Scenario::Crash {
+            kill_after,
+            writers,
+        } => {
+            let r = scenarios::crash(jangteo_bin()?, kill_after, writers).await?;
+            print(cli.json, "crash", &r);
+        }
+        Scenario::Memory { listings, seed } => {
+            let r = jangteo_testnet::memory::run(jangteo_bin()?, listings, seed).await?;
+            print(cli.json, "memory", &r);
+        }
     }
     Ok(())
+}
+
+/// One JSON object, or one line per figure.
+fn print(json: bool, name: &str, r: &Value) {
+    if json {
+        println!("{r}");
+        return;
+    }
+    println!("{name}:");
+    if let Some(m) = r.as_object() {
+        for (k, v) in m {
+            match v.as_f64() {
+                Some(f) if v.is_f64() => println!("  {k:<36} {f:.2}"),
+                _ => println!("  {k:<36} {v}"),
+            }
+        }
+    }
 }

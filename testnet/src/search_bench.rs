@@ -123,7 +123,8 @@ fn pick<'a>(rng: &mut StdRng, xs: &[&'a str]) -> &'a str {
     xs[rng.gen_range(0..xs.len())]
 }
 
-fn generate(rng: &mut StdRng, i: usize, now: u64) -> Listing {
+/// Listing `i` of the generated market, created up to 20 days before `now`.
+pub fn generate(rng: &mut StdRng, i: usize, now: u64) -> Listing {
     let city = CITIES[rng.gen_range(0..CITIES.len())];
     let title = match city.2 {
         "KRW" if rng.gen_bool(0.2) => format!(
@@ -293,19 +294,24 @@ fn walk(p: &std::path::Path) -> std::io::Result<u64> {
     Ok(n)
 }
 
+/// `n` seller keys, the same in every run.
+pub fn sellers(n: u32) -> Vec<SigningKey> {
+    (0..n)
+        .map(|i| {
+            let mut s = [7u8; 32];
+            s[..4].copy_from_slice(&i.to_be_bytes());
+            SigningKey::from_bytes(&s)
+        })
+        .collect()
+}
+
 /// Runs the benchmark and returns its report.
 pub fn run(listings: usize, queries: usize, seed: u64) -> Result<Value> {
     let dir = tempfile::tempdir()?;
     let store = Store::open(&dir.path().join("store"))?;
     let index = SearchIndex::open(&dir.path().join("index"), &store)?;
     let mut rng = StdRng::seed_from_u64(seed);
-    let sellers: Vec<SigningKey> = (0..1000u32)
-        .map(|i| {
-            let mut s = [7u8; 32];
-            s[..4].copy_from_slice(&i.to_be_bytes());
-            SigningKey::from_bytes(&s)
-        })
-        .collect();
+    let sellers = sellers(1000);
     let now = now_ms();
     let t = Instant::now();
     for i in 0..listings {

@@ -1,0 +1,150 @@
+//! `ingest`: in one process, no network. The same signed listings are (1) checked one by one
+//! with ed25519 `verify_strict` on one core, the bare cost of the signatures, and (2) taken
+//! through the node's whole ingest path into a fresh data folder: decode, verify, validate
+//! and store in RocksDB ([`jangteo_node::ingest::ingest_batch`], pages as sync delivers
+//! them), and indexed by the node's indexer running beside it, until the index is
+//! committed. The one-by-one path ([`jangteo_node::ingest::ingest`]) is timed too.
+
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use ed25519_dalek::{Signature, VerifyingKey};
+use jangteo_node::Store;
+use jangteo_node::ingest::{Ingested, ingest, ingest_batch, now_ms};
+use jangteo_node::search::SearchIndex;
+use jangteo_protocol::{Envelope, Kind, SignedObject};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::{Value, json};
+
+use crate::search_bench;
+
+/// Objects per [`ingest_batch`] call: one sync page.
+pub const PAGE: usize = jangteo_node::network::SYNC_PAGE_MAX_OBJECTS;
+
+/// Signed listings, encoded as they travel.
+pub fn signed_listings(count: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let keys = search_bench::sellers(1000);
+    let now = now_ms();
+    (0..count)
+        .map(|i| {
+            let l = search_bench::generate(&mut rng, i, now);
+            SignedObject::sign(Kind::Listing, l.encode(), &keys[i % keys.len()])
+                .bytes()
+                .to_vec()
+        })
+        .collect()
+}
+
+fn count_stored(out: &[Ingested]) -> usize {
+    out.iter()
+        .filter(|o| matches!(o, Ingested::Stored { .. }))
+        .count()
+}
+
+/// Runs the benchmark.
+pub fn run(count: usize, seed: u64) -> Result<Value> {
+    let objects = signed_listings(count, seed);
+
+    // (1) verify_strict alone, one core; decoding and key parsing done beforehand.
+    let prepared: Vec<(VerifyingKey, Vec<u8>, Signature)> = objects
+        .iter()
+        .map(|b| {
+            let e = Envelope::decode(b)?;
+            let key = VerifyingKey::from_bytes(&e.author.0)?;
+            Ok((
+                key,
+                e.kind.signing_input(&e.body),
+                Signature::from_bytes(&e.signature),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let t = Instant::now();
+    let mut ok = 0usize;
+    for (key, msg, sig) in &prepared {
+        ok += usize::from(key.verify_strict(msg, sig).is_ok());
+    }
+    let verify_s = t.elapsed().as_secs_f64();
+    if ok != count {
+        bail!("{} of {count} signatures failed", count - ok);
+    }
+
+    // (2) the whole path, batch: store pages with ingest_batch while the indexer drains.
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(&dir.path().join("store"))?;
+    let index = SearchIndex::open(&dir.path().join("index"), &store)?;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let t = Instant::now();
+    let (stored, indexed) = std::thread::scope(|s| -> Result<(usize, usize)> {
+        let indexer = s.spawn(|| -> Result<usize> {
+            let mut n = 0;
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::Acquire);
+                let got = index.drain_queue(&store)?;
+                n += got;
+                if finished && got == 0 {
+                    return Ok(n);
+                }
+                if got == 0 {
+                    std::thread::yield_now();
+                }
+            }
+        });
+        let mut stored = 0;
+        let now = now_ms();
+        for page in objects.chunks(PAGE) {
+            stored += count_stored(&ingest_batch(
+                &store,
+                page,
+                Some(Kind::Listing),
+                now,
+                false,
+            )?);
+        }
+        done.store(true, std::sync::atomic::Ordering::Release);
+        let indexed = match indexer.join() {
+            Ok(r) => r?,
+            Err(p) => std::panic::resume_unwind(p),
+        };
+        Ok((stored, indexed))
+    })?;
+    let ingest_s = t.elapsed().as_secs_f64();
+    if stored != count || indexed != count {
+        bail!("stored {stored} and indexed {indexed} of {count}");
+    }
+    drop(index);
+    drop(store);
+
+    // (3) the same, one object at a time on one thread (the path before batches).
+    let dir1 = tempfile::tempdir()?;
+    let store1 = Store::open(&dir1.path().join("store"))?;
+    let index1 = SearchIndex::open(&dir1.path().join("index"), &store1)?;
+    let t = Instant::now();
+    let now = now_ms();
+    let mut stored1 = 0;
+    for b in &objects {
+        if matches!(
+            ingest(&store1, b, Some(Kind::Listing), now, false)?,
+            Ingested::Stored { .. }
+        ) {
+            stored1 += 1;
+        }
+    }
+    let store1_s = t.elapsed().as_secs_f64();
+    let indexed1 = index1.drain_queue(&store1)?;
+    let one_s = t.elapsed().as_secs_f64();
+    if stored1 != count || indexed1 != count {
+        bail!("one by one: stored {stored1} and indexed {indexed1} of {count}");
+    }
+
+    Ok(json!({
+        "count": count,
+        "verify_only_per_s": count as f64 / verify_s,
+        "ingest_per_s": count as f64 / ingest_s,
+        "one_by_one_ingest_per_s": count as f64 / one_s,
+        "one_by_one_store_only_per_s": count as f64 / store1_s,
+        "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "page": PAGE,
+    }))
+}

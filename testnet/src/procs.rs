@@ -1,0 +1,392 @@
+//! Real `jangteo node` processes on loopback: each with its own data directory (in one
+//! temporary folder) and OS-chosen ports, bootstrapped into one network, driven through its
+//! local HTTP API (address and token read from the data directory, as the CLI does).
+//!
+//! Every process is killed and reaped when its [`ProcNode`] is dropped, so a scenario that
+//! fails or panics leaves no node behind. This module starts and stops processes and talks
+//! HTTP; it measures nothing itself.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+/// How long a node process may take to answer its API after start.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a node may take to exit after SIGTERM before it is killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Timeout of one API request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `jangteo` binary: `$JANGTEO_BIN`, else next to the running executable (or one folder
+/// up, for test executables in `target/*/deps`).
+pub fn jangteo_bin() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("JANGTEO_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().context("locating the running executable")?;
+    let mut dir = exe.parent();
+    for _ in 0..2 {
+        let Some(d) = dir else { break };
+        let candidate = d.join(format!("jangteo{}", std::env::consts::EXE_SUFFIX));
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        dir = d.parent();
+    }
+    bail!(
+        "no `jangteo` binary next to {}; build it first with `cargo build --release -p jangteo-cli` \
+         (same profile as the testnet), or set JANGTEO_BIN",
+        exe.display()
+    )
+}
+
+/// A client of one node's local API.
+#[derive(Debug, Clone)]
+pub struct Api {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    /// Reads `api.json` and `api.token` of `dir`; `None` until the process with `pid` wrote
+    /// them (a killed node leaves its old `api.json` behind).
+    fn open(dir: &Path, pid: u32, http: &reqwest::Client) -> Option<Self> {
+        let raw = std::fs::read_to_string(dir.join(jangteo_node::API_ADDR_FILE)).ok()?;
+        let v: Value = serde_json::from_str(&raw).ok()?;
+        if v["pid"].as_u64() != Some(u64::from(pid)) {
+            return None;
+        }
+        let token = std::fs::read_to_string(dir.join(jangteo_node::API_TOKEN_FILE)).ok()?;
+        Some(Self {
+            base: format!("http://{}", v["addr"].as_str()?),
+            token: token.trim().to_owned(),
+            http: http.clone(),
+        })
+    }
+
+    /// GET; `None` when the node answers 404.
+    pub async fn get(&self, path: &str) -> Result<Option<Value>> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("GET {path}: {status}: {body}");
+        }
+        Ok(Some(body))
+    }
+
+    /// POST a JSON body; fails unless the node answers 2xx.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("POST {path}: {status}: {body}");
+        }
+        Ok(body)
+    }
+
+    /// `/v1/status`.
+    pub async fn status(&self) -> Result<Value> {
+        self.get("/v1/status")
+            .await?
+            .context("the node has no /v1/status")
+    }
+
+    /// Whether the node holds listing `id`.
+    pub async fn has_listing(&self, id: &str) -> Result<bool> {
+        Ok(self.get(&format!("/v1/listings/{id}")).await?.is_some())
+    }
+
+    /// Posts a listing; returns its id.
+    pub async fn post_listing(&self, title: &str, price: u64, quantity: u64) -> Result<String> {
+        let v = self
+            .post(
+                "/v1/listings",
+                &json!({"title": title, "price": price, "currency": "KRW", "quantity": quantity}),
+            )
+            .await?;
+        Ok(v["id"]
+            .as_str()
+            .context("posted listing has no id")?
+            .to_owned())
+    }
+}
+
+/// One node process and its data directory.
+#[derive(Debug)]
+pub struct ProcNode {
+    /// Data directory.
+    pub dir: PathBuf,
+    /// Base58 peer id (stable across restarts: the key is in the data directory).
+    pub peer_id: String,
+    /// Its loopback TCP multiaddr with `/p2p/`, as of the last start.
+    pub addr: String,
+    child: Option<Child>,
+    api: Option<Api>,
+}
+
+impl ProcNode {
+    /// The API client; fails when the node is down.
+    pub fn api(&self) -> Result<&Api> {
+        self.api
+            .as_ref()
+            .with_context(|| format!("node {} is not running", self.dir.display()))
+    }
+
+    /// Whether the process runs.
+    pub fn is_up(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Process id while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Resident memory of the process, from /proc.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        proc_status_kb(self.pid()?, "VmRSS:").map(|kb| kb * 1024)
+    }
+
+    /// `kill -9`: the process gets no chance to clean up.
+    pub fn kill9(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.kill().context("kill -9")?;
+            c.wait().context("reaping a killed node")?;
+        }
+        self.api = None;
+        Ok(())
+    }
+
+    /// SIGTERM, then wait for the exit (kill -9 after [`STOP_TIMEOUT`]).
+    pub async fn stop(&mut self) -> Result<()> {
+        let Some(mut c) = self.child.take() else {
+            return Ok(());
+        };
+        self.api = None;
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .stdin(Stdio::null())
+            .status();
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if c.try_wait()?.is_some() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                c.kill()?;
+                c.wait()?;
+                bail!("node {} ignored SIGTERM; killed", self.dir.display());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for ProcNode {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A field in kB of /proc/PID/status.
+pub fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// N node processes in one temporary folder.
+#[derive(Debug)]
+pub struct ProcNet {
+    /// The nodes, in start order (a stopped node keeps its place).
+    pub nodes: Vec<ProcNode>,
+    bin: PathBuf,
+    http: reqwest::Client,
+    root: tempfile::TempDir,
+}
+
+impl ProcNet {
+    /// No nodes yet; processes will run `bin`.
+    pub fn new(bin: PathBuf) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .no_proxy()
+            .pool_max_idle_per_host(8)
+            .build()?;
+        Ok(Self {
+            nodes: Vec::new(),
+            bin,
+            http,
+            root: tempfile::Builder::new()
+                .prefix("jangteo-testnet")
+                .tempdir()?,
+        })
+    }
+
+    /// Starts `n` nodes, each dialing node 0 (kad finds the rest), and waits until each
+    /// has a gossip peer.
+    pub async fn start(bin: PathBuf, n: usize) -> Result<Self> {
+        let mut net = Self::new(bin)?;
+        for i in 0..n {
+            let boot = if i == 0 {
+                vec![]
+            } else {
+                vec![net.nodes[0].addr.clone()]
+            };
+            net.add(&boot).await?;
+        }
+        if n > 1 {
+            for i in 0..n {
+                net.wait_gossip(i, 1).await?;
+            }
+        }
+        Ok(net)
+    }
+
+    /// The folder holding every data directory.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// Starts one more node dialing `bootstrap`; returns its index.
+    pub async fn add(&mut self, bootstrap: &[String]) -> Result<usize> {
+        let i = self.nodes.len();
+        self.nodes.push(ProcNode {
+            dir: self.root.path().join(format!("node{i:02}")),
+            peer_id: String::new(),
+            addr: String::new(),
+            child: None,
+            api: None,
+        });
+        self.launch(i, bootstrap, &[]).await?;
+        Ok(i)
+    }
+
+    /// Starts the process of node `i` (on its data directory) and waits for its API.
+    pub async fn launch(&mut self, i: usize, bootstrap: &[String], extra: &[&str]) -> Result<()> {
+        let node = &mut self.nodes[i];
+        if node.child.is_some() {
+            bail!("node {i} is already running");
+        }
+        std::fs::create_dir_all(&node.dir)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.dir.with_extension("log"))?;
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--data-dir")
+            .arg(&node.dir)
+            .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            .args(extra);
+        for b in bootstrap {
+            cmd.args(["--bootstrap", b]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))?;
+        let pid = child.id();
+        node.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(c) = node.child.as_mut()
+                && let Some(code) = c.try_wait()?
+            {
+                node.child = None;
+                let log =
+                    std::fs::read_to_string(node.dir.with_extension("log")).unwrap_or_default();
+                let tail: String = log.lines().rev().take(10).collect::<Vec<_>>().join("\n");
+                bail!("node {i} exited at start ({code}); log tail:\n{tail}");
+            }
+            if node.api.is_none() {
+                node.api = Api::open(&node.dir, pid, &self.http);
+            }
+            if let Some(api) = &node.api
+                && let Ok(Some(id)) = api.get("/v1/id").await
+                && let Some(addr) = id["addrs"].as_array().and_then(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .find(|s| s.starts_with("/ip4/127.0.0.1/tcp/"))
+                })
+            {
+                node.addr = addr.to_owned();
+                node.peer_id = id["peer_id"].as_str().unwrap_or_default().to_owned();
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("node {i} did not serve its API within {START_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until node `i` has at least `min` peers on the listings topic.
+    pub async fn wait_gossip(&self, i: usize, min: u64) -> Result<()> {
+        let api = self.nodes[i].api()?;
+        crate::wait_for(
+            Duration::from_secs(30),
+            &format!("node {i} to have {min} gossip peer(s)"),
+            || async { (api.status().await.ok()?["gossip_peers"].as_u64()? >= min).then_some(()) },
+        )
+        .await
+    }
+
+    /// Loopback addresses of the running nodes among `which`.
+    pub fn addrs(&self, which: impl IntoIterator<Item = usize>) -> Vec<String> {
+        which
+            .into_iter()
+            .filter(|&i| self.nodes[i].is_up())
+            .map(|i| self.nodes[i].addr.clone())
+            .collect()
+    }
+
+    /// Indexes of the running nodes.
+    pub fn up(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_up())
+            .collect()
+    }
+
+    /// Stops every node with SIGTERM, waiting for each.
+    pub async fn shutdown(mut self) -> Result<()> {
+        let mut first_err = None;
+        for n in &mut self.nodes {
+            if let Err(e) = n.stop().await {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
