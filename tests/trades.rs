@@ -26,7 +26,7 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
     let (_relay, r_id) = start_node_with(&r_dir, None, &["--relay"]);
     let relay_addr = tcp_addr(&r_id);
     let (seller, s_id) = start_node(&s_dir, Some(&relay_addr));
-    let (buyer, _) = start_node(&b_dir, Some(&relay_addr));
+    let (buyer, b_id) = start_node(&b_dir, Some(&relay_addr));
 
     let listing = json_ok(
         &seller.dir,
@@ -126,6 +126,48 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
     assert_eq!(trades[0]["id"], trade.as_str());
     assert_eq!(trades[0]["role"], "seller");
 
+    // The buyer rates the seller. The relay, a third node whose user knows the buyer, sees
+    // the seller's reputation grow.
+    let (seller_peer, buyer_peer) = (
+        s_id["peer_id"].as_str().expect("peer id").to_owned(),
+        b_id["peer_id"].as_str().expect("peer id").to_owned(),
+    );
+    let before = json_ok(&r_dir, &["reputation", &seller_peer]);
+    assert_eq!(before["attestations"], 0);
+    assert_eq!(before["score"], 0.0);
+    json_ok(&r_dir, &["trust", &buyer_peer]);
+    let rated = json_ok(
+        &buyer.dir,
+        &[
+            "rate",
+            &trade,
+            "--score",
+            "5",
+            "--comment",
+            "빠르고 친절해요",
+        ],
+    );
+    assert_eq!(rated["about"], seller_peer.as_str());
+    assert_eq!(rated["id"].as_str().map(str::len), Some(64));
+    let rep = wait_for("the rating at the relay", || {
+        let v = json_ok(&r_dir, &["reputation", &seller_peer]);
+        (v["attestations"] == 1).then_some(v)
+    });
+    assert_eq!(rep["peer_id"], seller_peer.as_str());
+    assert_eq!(rep["completed_trades"], 1);
+    assert!(rep["score"].as_f64() > Some(0.0), "{rep}");
+    assert!(rep["confidence"].as_f64() > Some(0.0), "{rep}");
+    // The buyer's own view of the seller (its completed trade seeds it) shows next to the listing.
+    let shown = json_ok(&buyer.dir, &["show", &listing]);
+    assert!(shown["seller_score"].as_f64() > Some(0.0), "{shown}");
+    // A score out of range: exit 1 with the reason.
+    let out = jangteo(&buyer.dir, &["rate", &trade, "--score", "9"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1-5"));
+    // The seller cannot rate as someone who was not in the trade: the relay has no such trade.
+    let out = jangteo(&r_dir, &["rate", &trade, "--score", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+
     // The seller goes offline. An offer now is sealed into the relay's mailbox...
     drop(seller);
     let second = json_ok(&buyer.dir, &["offer", &listing]);
@@ -133,6 +175,14 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
     let v = json_ok(&buyer.dir, &["trade", &second]);
     let d = &v["history"][0]["delivery"];
     assert_eq!(d["status"], "queued", "{v}");
+    // An offer is not a completed trade: rating it is refused with the reason.
+    let out = jangteo(&buyer.dir, &["rate", &second, "--score", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only a completed trade"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         d["reason"].as_str().expect("reason").contains("mailbox"),
         "{v}"

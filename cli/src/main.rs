@@ -134,6 +134,32 @@ enum Command {
     /// Find listings held by the node (Korean, Japanese and English text; "quoted phrases");
     /// no QUERY lists everything matching the filters, newest first.
     Search(SearchArgs),
+    /// Rate the other party of one of your completed trades (a later rating replaces it).
+    Rate {
+        /// Trade id.
+        trade_id: String,
+        /// 1 (bad) to 5 (excellent).
+        #[arg(long)]
+        score: u8,
+        /// A short comment.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// What this node concludes about a peer: trust score, confidence, evidence.
+    Reputation {
+        /// Peer id.
+        peer_id: String,
+    },
+    /// Add a key to this node's trust seeds (people you know are honest).
+    Trust {
+        /// Peer id.
+        peer_id: String,
+    },
+    /// Remove a key from this node's trust seeds.
+    Distrust {
+        /// Peer id.
+        peer_id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -345,14 +371,25 @@ fn listing_line(v: &Value) -> String {
         .and_then(Value::as_f64)
         .map(|d| format!("  {d:.1} km"))
         .unwrap_or_default();
+    let trust = v
+        .get("seller_score")
+        .and_then(Value::as_f64)
+        .map(|t| {
+            format!(
+                " (trust {t:.2}, confidence {:.2})",
+                v["seller_confidence"].as_f64().unwrap_or(0.0)
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "{}  {:>10} {}  {}  [{}] seller {}{}",
+        "{}  {:>10} {}  {}  [{}] seller {}{}{}",
         s(v, "id"),
         s(v, "price"),
         s(v, "currency"),
         s(v, "title"),
         s(v, "status"),
         s(v, "seller"),
+        trust,
         dist
     )
 }
@@ -370,6 +407,12 @@ fn listing_text(v: &Value) -> String {
         s(v, "seq"),
         s(v, "seller")
     );
+    if let Some(t) = v["seller_score"].as_f64() {
+        out.push_str(&format!(
+            "\n  trust:     {t:.2} (confidence {:.2})",
+            v["seller_confidence"].as_f64().unwrap_or(0.0)
+        ));
+    }
     if let Some(c) = v["condition"].as_str() {
         out.push_str(&format!("\n  condition: {c}"));
     }
@@ -603,6 +646,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Resolve { id, outcome } => {
             trade_action(&dir, json_out, &id, "resolve", json!({"outcome": outcome})).await
         }
+        c @ (Command::Rate { .. }
+        | Command::Reputation { .. }
+        | Command::Trust { .. }
+        | Command::Distrust { .. }) => reputation_command(&dir, json_out, c).await,
         Command::Search(a) => {
             let mut q: Vec<(&str, String)> = Vec::new();
             let opt = |q: &mut Vec<(&str, String)>, k: &'static str, v: Option<String>| {
@@ -642,6 +689,76 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+async fn reputation_command(
+    dir: &std::path::Path,
+    json_out: bool,
+    command: Command,
+) -> Result<(), CliError> {
+    let api = ApiClient::open(dir)?;
+    match command {
+        Command::Rate {
+            trade_id,
+            score,
+            comment,
+        } => {
+            let mut body = json!({"trade": trade_id, "score": score});
+            if let Some(c) = comment {
+                body["comment"] = c.into();
+            }
+            let v = api
+                .send(reqwest::Method::POST, "/v1/attestations", Some(&body))
+                .await?;
+            print(json_out, &v, |v| {
+                format!(
+                    "rated {} {}/5 for trade {} (attestation {})",
+                    s(v, "about"),
+                    s(v, "score"),
+                    s(v, "trade"),
+                    s(v, "id")
+                )
+            });
+        }
+        Command::Reputation { peer_id } => {
+            let path = format!("/v1/reputation/{}", client::path_segment(&peer_id));
+            let v = api.get(&path, &[]).await?;
+            print(json_out, &v, |v| {
+                let rating = v["rating"]
+                    .as_f64()
+                    .map(|r| format!("{r:.2}/5 from {} rater(s)", s(v, "raters")))
+                    .unwrap_or_else(|| "not rated".into());
+                let mut out = format!(
+                    "{}\n  trust:            {:.3}\n  confidence:       {:.3}\n  attestations:     {}\n  completed trades: {}\n  stars:            {rating}",
+                    s(v, "peer_id"),
+                    v["score"].as_f64().unwrap_or(0.0),
+                    v["confidence"].as_f64().unwrap_or(0.0),
+                    s(v, "attestations"),
+                    s(v, "completed_trades"),
+                );
+                if v["seeded"] == json!(false) {
+                    out.push_str("\n  (this node has no completed trades and trusts no key yet, so it trusts no one; `jangteo trust PEER_ID` adds a key you know)");
+                }
+                out
+            });
+        }
+        Command::Trust { peer_id } => {
+            let path = format!("/v1/trust/{}", client::path_segment(&peer_id));
+            let v = api.send(reqwest::Method::PUT, &path, None).await?;
+            print(json_out, &v, |v| {
+                format!("now trusting {}", s(v, "peer_id"))
+            });
+        }
+        Command::Distrust { peer_id } => {
+            let path = format!("/v1/trust/{}", client::path_segment(&peer_id));
+            let v = api.send(reqwest::Method::DELETE, &path, None).await?;
+            print(json_out, &v, |v| {
+                format!("{} is no longer a trust seed", s(v, "peer_id"))
+            });
+        }
+        _ => unreachable!("only reputation commands are routed here"),
+    }
+    Ok(())
 }
 
 fn trade_line(v: &Value) -> String {

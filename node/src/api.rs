@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use crate::listings::{ListingError, ListingUpdate, Listings, NewListing};
 use crate::network::Client;
+use crate::reputation::{NewRating, Reputation, ReputationError};
 use crate::search::SearchQuery;
 use crate::trades::{NewOffer, TradeAction, TradeError, Trades};
 
@@ -31,6 +32,8 @@ pub struct ApiState {
     pub listings: Listings,
     /// Trades service.
     pub trades: Trades,
+    /// Reputation service.
+    pub reputation: Reputation,
     /// Network handle.
     pub network: Client,
     /// The bearer token.
@@ -100,6 +103,25 @@ impl From<TradeError> for ApiError {
     }
 }
 
+impl From<ReputationError> for ApiError {
+    fn from(e: ReputationError) -> Self {
+        let (status, code) = match &e {
+            ReputationError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+            ReputationError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ReputationError::Refused(_) => (StatusCode::CONFLICT, "refused"),
+            ReputationError::Trade(t) => {
+                return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", t.to_string());
+            }
+            ReputationError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
         let status = match e {
@@ -136,6 +158,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/trades", get(list_trades).post(make_offer))
         .route("/v1/trades/{id}", get(show_trade))
         .route("/v1/trades/{id}/{action}", post(trade_action))
+        .route("/v1/attestations", post(rate))
+        .route("/v1/reputation/{peer}", get(reputation))
+        .route("/v1/trust", get(trusted))
+        .route(
+            "/v1/trust/{peer}",
+            axum::routing::put(trust).delete(distrust),
+        )
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such API route")
         })
@@ -210,7 +239,11 @@ async fn post_listing(
 }
 
 async fn show(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
-    Ok(Json(json!(s.listings.show(&id)?)))
+    let (r, l) = (s.reputation.clone(), s.listings.clone());
+    let v = tokio::task::spawn_blocking(move || r.show(&l, &id))
+        .await
+        .map_err(join_error)??;
+    Ok(Json(json!(v)))
 }
 
 async fn update(
@@ -231,8 +264,8 @@ async fn search(
     q: Result<Query<SearchQuery>, QueryRejection>,
 ) -> ApiResult {
     let Query(q) = q?;
-    let listings = s.listings.clone();
-    let hits = tokio::task::spawn_blocking(move || listings.search(&q))
+    let (r, listings) = (s.reputation.clone(), s.listings.clone());
+    let hits = tokio::task::spawn_blocking(move || r.search(&listings, &q))
         .await
         .map_err(|e| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
@@ -269,4 +302,32 @@ async fn trade_action(
 ) -> ApiResult {
     let Json(a) = body?;
     Ok(Json(s.trades.act(&id, &action, a).await?))
+}
+
+async fn rate(
+    State(s): State<ApiState>,
+    body: Result<Json<NewRating>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(r) = body?;
+    Ok((StatusCode::CREATED, Json(s.reputation.rate(r).await?)))
+}
+
+async fn reputation(State(s): State<ApiState>, Path(peer): Path<String>) -> ApiResult {
+    let r = s.reputation.clone();
+    let v = tokio::task::spawn_blocking(move || r.reputation(&peer))
+        .await
+        .map_err(join_error)??;
+    Ok(Json(v))
+}
+
+async fn trusted(State(s): State<ApiState>) -> ApiResult {
+    Ok(Json(s.reputation.trusted()?))
+}
+
+async fn trust(State(s): State<ApiState>, Path(peer): Path<String>) -> ApiResult {
+    Ok(Json(s.reputation.trust(&peer)?))
+}
+
+async fn distrust(State(s): State<ApiState>, Path(peer): Path<String>) -> ApiResult {
+    Ok(Json(s.reputation.distrust(&peer)?))
 }

@@ -12,6 +12,7 @@ pub fn topic_for(kind: Kind) -> &'static str {
     match kind {
         Kind::Listing => "jangteo/v1/listings",
         Kind::Profile => "jangteo/v1/profiles",
+        Kind::Attestation => "jangteo/v1/attestations",
         // Trade messages go directly between the parties, never by gossip.
         _ => "jangteo/v1/direct-only",
     }
@@ -154,6 +155,15 @@ fn store_verified(
                 kind.name()
             )),
         ))),
+        Object::Attestation(a) => Ok(if store.put_attestation(&signed, &a, durable)? {
+            Ingested::Stored {
+                id: signed.id(),
+                kind,
+                listing: None,
+            }
+        } else {
+            Ingested::Ignored("an attestation that supersedes it is held")
+        }),
         Object::Profile(p) => Ok(if store.put_profile(&signed, &p, durable)? {
             Ingested::Stored {
                 id: signed.id(),

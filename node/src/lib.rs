@@ -1,8 +1,8 @@
 //! `jangteo-node`: a running jangteo node.
 //!
 //! Owns the data directory (identity key, RocksDB store, API address and token), starts the
-//! swarm task and the local API, and stops them cleanly. Services (listings now; trades,
-//! reputation, search later) live in their own modules and talk to the swarm through a
+//! swarm task and the local API, and stops them cleanly. Services (listings, trades,
+//! reputation, search) live in their own modules and talk to the swarm through a
 //! [`network::Client`].
 
 pub mod api;
@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod keys;
 pub mod listings;
 pub mod network;
+pub mod reputation;
 pub mod search;
 pub mod store;
 pub mod trades;
@@ -136,6 +137,8 @@ pub struct Node {
     pub network: Client,
     /// The trades service.
     pub trades: trades::Trades,
+    /// The reputation service.
+    pub reputation: reputation::Reputation,
     /// The store.
     pub store: Arc<Store>,
     /// The search index.
@@ -247,10 +250,14 @@ impl Node {
         tasks.push(tokio::spawn(
             trades.clone().run(inbound_rx, shutdown_rx.clone()),
         ));
+        let reputation =
+            reputation::Reputation::new(key.clone(), store.clone(), trades.clone(), client.clone());
+        tasks.push(tokio::spawn(reputation.clone().run(shutdown_rx.clone())));
         let token = load_or_create_token(&cfg.data_dir)?;
         let state = api::ApiState {
             listings: listings.clone(),
             trades: trades.clone(),
+            reputation: reputation.clone(),
             network: client.clone(),
             token: Arc::new(token),
             started: Instant::now(),
@@ -313,6 +320,7 @@ impl Node {
             api_addr,
             listings,
             trades,
+            reputation,
             network: client,
             store,
             index,

@@ -158,6 +158,12 @@ pub struct ListingView {
     pub distance_km: Option<f64>,
     /// Content id of this version's object.
     pub object: String,
+    /// The seller's trust as this node sees it (0..1), when the reputation service added it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seller_score: Option<f64>,
+    /// How much evidence stands behind `seller_score` (0..1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seller_confidence: Option<f64>,
 }
 
 impl ListingView {
@@ -191,6 +197,8 @@ impl ListingView {
             }),
             distance_km: None,
             object: s.head.object.to_hex(),
+            seller_score: None,
+            seller_confidence: None,
         }
     }
 }

@@ -27,7 +27,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::NodeEvent;
 use crate::error::NodeError;
-use crate::ingest::{Ingested, ingest, now_ms, topic_for};
+use crate::ingest::{Ingested, ingest, ingest_batch, now_ms, topic_for};
 use crate::store::Store;
 
 /// Capacity of the command channel from clients to the swarm task.
@@ -142,6 +142,9 @@ pub enum MailboxResponse {
     Refused(String),
 }
 
+/// The kinds that travel by gossip, each on its own topic.
+pub const GOSSIP_KINDS: [Kind; 3] = [Kind::Listing, Kind::Profile, Kind::Attestation];
+
 /// The identify protocol version string.
 pub const IDENTIFY_VERSION: &str = "/jangteo/1.0.0";
 
@@ -153,6 +156,11 @@ pub enum SyncRequest {
         /// Exclusive start (a listing id), or from the beginning.
         after: Option<ByteBuf>,
     },
+    /// Page through the peer's attestations in (trade id, author) order.
+    Attestations {
+        /// Exclusive start (trade id ‖ author, 64 bytes), or from the beginning.
+        after: Option<ByteBuf>,
+    },
 }
 
 /// The answer to a [`SyncRequest`].
@@ -160,6 +168,13 @@ pub enum SyncRequest {
 pub enum SyncResponse {
     /// A page of objects (exact bytes) and where to continue, if there is more.
     Objects {
+        /// Envelope bytes, each verified again by the receiver.
+        objects: Vec<ByteBuf>,
+        /// The next `after`, when the page was full.
+        next: Option<ByteBuf>,
+    },
+    /// A page of attestations and where to continue, if there is more.
+    AttestationPage {
         /// Envelope bytes, each verified again by the receiver.
         objects: Vec<ByteBuf>,
         /// The next `after`, when the page was full.
@@ -389,7 +404,7 @@ fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, NodeError> {
     let config = gossipsub::ConfigBuilder::default()
         .validation_mode(ValidationMode::Anonymous)
         .validate_messages()
-        .max_transmit_size(jangteo_protocol::MAX_OBJECT_BYTES + 1024)
+        .max_transmit_size(jangteo_protocol::MAX_ANY_OBJECT_BYTES + 1024)
         .heartbeat_interval(Duration::from_millis(700))
         .message_id_fn(|m| gossipsub::MessageId::new(&blake3::hash(&m.data).as_bytes()[..20]))
         .build()
@@ -402,7 +417,7 @@ fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, NodeError> {
         ip_colocation_factor_weight: 0.0,
         ..Default::default()
     };
-    for kind in [Kind::Listing, Kind::Profile] {
+    for kind in GOSSIP_KINDS {
         let topic = IdentTopic::new(topic_for(kind));
         let tp = gossipsub::TopicScoreParams {
             topic_weight: 1.0,
@@ -419,7 +434,7 @@ fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, NodeError> {
     }
     gs.with_peer_score(params, gossipsub::PeerScoreThresholds::default())
         .map_err(|e| NodeError::Network(format!("peer score: {e}")))?;
-    for kind in [Kind::Listing, Kind::Profile] {
+    for kind in GOSSIP_KINDS {
         gs.subscribe(&IdentTopic::new(topic_for(kind)))
             .map_err(|e| NodeError::Network(format!("subscribe: {e}")))?;
     }
@@ -761,7 +776,7 @@ impl EventLoop {
                 message_id,
                 message,
             } => {
-                let expected = [Kind::Listing, Kind::Profile]
+                let expected = GOSSIP_KINDS
                     .into_iter()
                     .find(|k| IdentTopic::new(topic_for(*k)).hash() == message.topic);
                 let acceptance = match expected {
@@ -795,7 +810,32 @@ impl EventLoop {
         kind: Option<Kind>,
         from: Option<PeerId>,
     ) -> MessageAcceptance {
-        match ingest(&self.store, bytes, kind, now_ms(), false) {
+        let outcome = ingest(&self.store, bytes, kind, now_ms(), false);
+        self.ingested(outcome, from)
+    }
+
+    /// A page of objects (catch-up sync): verified on several threads by
+    /// [`ingest_batch`], stored in order. Returns how many were stored.
+    fn ingest_page(&mut self, objects: &[ByteBuf], kind: Kind, from: PeerId) -> usize {
+        match ingest_batch(&self.store, objects, Some(kind), now_ms(), false) {
+            Ok(outcomes) => outcomes
+                .into_iter()
+                .map(|o| self.ingested(Ok(o), Some(from)))
+                .filter(|a| *a == MessageAcceptance::Accept)
+                .count(),
+            Err(e) => {
+                tracing::error!(error = %e, "store write failed");
+                0
+            }
+        }
+    }
+
+    fn ingested(
+        &mut self,
+        outcome: Result<Ingested, crate::error::StoreError>,
+        from: Option<PeerId>,
+    ) -> MessageAcceptance {
+        match outcome {
             Ok(Ingested::Stored { listing, .. }) => {
                 if let Some(listing) = listing {
                     tracing::debug!(listing = %listing, peer = ?from, "listing stored");
@@ -843,20 +883,39 @@ impl EventLoop {
                 ..
             } => match response {
                 SyncResponse::Objects { objects, next } => {
-                    let mut stored = 0usize;
-                    for obj in &objects {
-                        if self.ingest(obj, Some(Kind::Listing), Some(peer))
-                            == MessageAcceptance::Accept
-                        {
-                            stored += 1;
-                        }
-                    }
+                    let stored = self.ingest_page(&objects, Kind::Listing, peer);
                     tracing::debug!(peer = %peer, received = objects.len(), stored, "sync page");
                     match next {
                         Some(after) if after.len() == 32 && !objects.is_empty() => {
                             self.swarm.behaviour_mut().sync.send_request(
                                 &peer,
                                 SyncRequest::ListingHeads { after: Some(after) },
+                            );
+                        }
+                        _ => {
+                            // Listings done; attestations next.
+                            self.swarm
+                                .behaviour_mut()
+                                .sync
+                                .send_request(&peer, SyncRequest::Attestations { after: None });
+                        }
+                    }
+                }
+                SyncResponse::AttestationPage { objects, next } => {
+                    let mut stored = 0usize;
+                    for obj in &objects {
+                        if self.ingest(obj, Some(Kind::Attestation), Some(peer))
+                            == MessageAcceptance::Accept
+                        {
+                            stored += 1;
+                        }
+                    }
+                    tracing::debug!(peer = %peer, received = objects.len(), stored, "attestation sync page");
+                    match next {
+                        Some(after) if after.len() == 64 && !objects.is_empty() => {
+                            self.swarm.behaviour_mut().sync.send_request(
+                                &peer,
+                                SyncRequest::Attestations { after: Some(after) },
                             );
                         }
                         _ => {
@@ -1075,7 +1134,10 @@ fn over_rate(map: &mut HashMap<PeerId, (Instant, u32)>, peer: PeerId, max: u32) 
 
 impl EventLoop {
     fn sync_page(&self, request: SyncRequest) -> SyncResponse {
-        let SyncRequest::ListingHeads { after } = request;
+        let after = match request {
+            SyncRequest::ListingHeads { after } => after,
+            SyncRequest::Attestations { after } => return self.attestation_page(after),
+        };
         let after = match after.as_ref().map(|b| <[u8; 32]>::try_from(b.as_slice())) {
             None => None,
             Some(Ok(a)) => Some(ListingId(a)),
@@ -1109,6 +1171,60 @@ impl EventLoop {
                 },
             },
             Err(e) => SyncResponse::Refused(format!("store: {e}")),
+        }
+    }
+}
+
+impl EventLoop {
+    fn attestation_page(&self, after: Option<ByteBuf>) -> SyncResponse {
+        let after = match after.as_ref().map(|b| <[u8; 64]>::try_from(b.as_slice())) {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(_)) => {
+                return SyncResponse::Refused("after: not 64 bytes (trade id, author)".into());
+            }
+        };
+        let mut objects = Vec::new();
+        let mut bytes = 0usize;
+        let mut last = None;
+        let mut full = false;
+        let mut failed = None;
+        let r = self.store.for_each_attestation(after.as_ref(), |rec| {
+            if objects.len() >= SYNC_PAGE_MAX_OBJECTS {
+                full = true;
+                return false;
+            }
+            match self.store.object(&rec.object) {
+                Ok(Some(b)) => {
+                    if bytes + b.len() > SYNC_PAGE_MAX_BYTES {
+                        full = true;
+                        return false;
+                    }
+                    bytes += b.len();
+                    objects.push(ByteBuf::from(b));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    return false;
+                }
+            }
+            let mut k = [0u8; 64];
+            k[..32].copy_from_slice(&rec.trade.0);
+            k[32..].copy_from_slice(&rec.author.0);
+            last = Some(k);
+            true
+        });
+        match (r, failed) {
+            (Ok(()), None) => SyncResponse::AttestationPage {
+                objects,
+                next: if full {
+                    last.map(|l| ByteBuf::from(l.to_vec()))
+                } else {
+                    None
+                },
+            },
+            (Err(e), _) | (_, Some(e)) => SyncResponse::Refused(format!("store: {e}")),
         }
     }
 }

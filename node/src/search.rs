@@ -349,8 +349,8 @@ fn sort_key(s: Option<&str>, has_text: bool) -> Result<&'static str, SearchError
             "distance" => "distance",
             "trust" => {
                 return Err(SearchError::BadQuery(
-                "sort trust: this node does not compute reputation yet; use relevance, price, price-desc, recent or distance".into(),
-            ));
+                    "sort trust is done by the reputation service over the best matches; the index alone cannot".into(),
+                ));
             }
             other => {
                 return Err(SearchError::BadQuery(format!(

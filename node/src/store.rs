@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use jangteo_protocol::attestation::Attested;
 use jangteo_protocol::{Listing, ListingId, ObjectId, Profile, PublicKey, SignedObject};
 use rocksdb::{
     ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
@@ -28,7 +29,10 @@ const CF_TRADE_MESSAGES: &str = "trade_messages";
 const CF_DELIVERIES: &str = "deliveries";
 /// Relay mailboxes: recipient key (32) || item id (32) → expiry (8, BE) || sealed bytes.
 const CF_MAILBOX: &str = "mailbox";
-const COLUMN_FAMILIES: [&str; 8] = [
+/// Attestations: trade id (32) || author (32) → [`AttestationRecord`] of the one that counts.
+const CF_ATTESTATIONS: &str = "attestations";
+const COLUMN_FAMILIES: [&str; 9] = [
+    CF_ATTESTATIONS,
     CF_MAILBOX,
     CF_OBJECTS,
     CF_LISTING_HEADS,
@@ -40,6 +44,65 @@ const COLUMN_FAMILIES: [&str; 8] = [
 ];
 const SCHEMA_KEY: &[u8] = b"schema";
 const SCHEMA_VERSION: &[u8] = b"1";
+
+/// What the store keeps about the attestation that counts for one author and trade: enough
+/// to compute trust without decoding the object again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttestationRecord {
+    /// The trade.
+    pub trade: ObjectId,
+    /// Who rated.
+    pub author: PublicKey,
+    /// When it was signed.
+    pub at: u64,
+    /// Its object id.
+    pub object: ObjectId,
+    /// Who was rated.
+    pub about: PublicKey,
+    /// 1-5.
+    pub score: u8,
+    /// The trade's total value (minor units).
+    pub value: u64,
+}
+
+impl AttestationRecord {
+    const LEN: usize = 8 + 32 + 32 + 1 + 8;
+
+    fn key(&self) -> [u8; 64] {
+        let mut k = [0u8; 64];
+        k[..32].copy_from_slice(&self.trade.0);
+        k[32..].copy_from_slice(&self.author.0);
+        k
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(Self::LEN);
+        v.extend_from_slice(&self.at.to_be_bytes());
+        v.extend_from_slice(&self.object.0);
+        v.extend_from_slice(&self.about.0);
+        v.push(self.score);
+        v.extend_from_slice(&self.value.to_be_bytes());
+        v
+    }
+
+    fn decode(key: &[u8], v: &[u8]) -> Result<Self, StoreError> {
+        let bad = || StoreError::Corrupt("attestation record");
+        if key.len() != 64 || v.len() != Self::LEN {
+            return Err(bad());
+        }
+        let b32 = |s: &[u8]| <[u8; 32]>::try_from(s).map_err(|_| bad());
+        let b8 = |s: &[u8]| <[u8; 8]>::try_from(s).map_err(|_| bad());
+        Ok(Self {
+            trade: ObjectId(b32(&key[..32])?),
+            author: PublicKey(b32(&key[32..])?),
+            at: u64::from_be_bytes(b8(&v[..8])?),
+            object: ObjectId(b32(&v[8..40])?),
+            about: PublicKey(b32(&v[40..72])?),
+            score: v[72],
+            value: u64::from_be_bytes(b8(&v[73..81])?),
+        })
+    }
+}
 
 /// The head record of a listing: the current version's seq, expiry and object id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +192,8 @@ pub struct Store {
     write_lock: Mutex<()>,
     /// Woken after every write that queued work for the search indexer.
     index_wakeup: tokio::sync::Notify,
+    /// Bumped by every write that can change trust (attestations, trade messages, seeds).
+    trust_generation: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -148,6 +213,7 @@ impl Store {
             db,
             write_lock: Mutex::new(()),
             index_wakeup: tokio::sync::Notify::new(),
+            trust_generation: std::sync::atomic::AtomicU64::new(1),
         };
         let meta = store.cf(CF_META)?;
         match store.db.get_cf(meta, SCHEMA_KEY)? {
@@ -376,6 +442,7 @@ impl Store {
         let mut batch = WriteBatch::default();
         batch.put_cf(cf, key, obj.bytes());
         self.write(batch, true)?;
+        self.bump_trust();
         Ok(true)
     }
 
@@ -527,6 +594,127 @@ impl Store {
             batch.delete_cf(cf, key);
         }
         self.write(batch, true)
+    }
+
+    fn bump_trust(&self) {
+        self.trust_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Changes whenever something trust depends on was written.
+    pub fn trust_generation(&self) -> u64 {
+        self.trust_generation
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stores a verified attestation if it is the one that counts for its author and trade
+    /// (the latest; ties: the lowest id), replacing the one it supersedes. Returns whether it
+    /// was stored.
+    pub fn put_attestation(
+        &self,
+        obj: &SignedObject,
+        a: &Attested,
+        durable: bool,
+    ) -> Result<bool, StoreError> {
+        let objects = self.cf(CF_OBJECTS)?;
+        let cf = self.cf(CF_ATTESTATIONS)?;
+        let rec = AttestationRecord {
+            trade: a.trade,
+            author: a.author,
+            at: a.attestation.at,
+            object: obj.id(),
+            about: a.attestation.about,
+            score: a.attestation.score,
+            value: a.terms.total(),
+        };
+        let key = rec.key();
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut batch = WriteBatch::default();
+        if let Some(prev) = self.db.get_pinned_cf(cf, key)? {
+            let prev = AttestationRecord::decode(&key, &prev)?;
+            if (prev.at, std::cmp::Reverse(prev.object)) >= (rec.at, std::cmp::Reverse(rec.object))
+            {
+                return Ok(false);
+            }
+            batch.delete_cf(objects, prev.object.0);
+        }
+        batch.put_cf(objects, obj.id().0, obj.bytes());
+        batch.put_cf(cf, key, rec.encode());
+        self.write(batch, durable)?;
+        self.bump_trust();
+        Ok(true)
+    }
+
+    /// Calls `f` for every attestation record, in (trade, author) order after `after`, until
+    /// it returns false.
+    pub fn for_each_attestation(
+        &self,
+        after: Option<&[u8; 64]>,
+        mut f: impl FnMut(AttestationRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        let cf = self.cf(CF_ATTESTATIONS)?;
+        let mode = match after {
+            Some(a) => IteratorMode::From(a, Direction::Forward),
+            None => IteratorMode::Start,
+        };
+        for item in self.db.iterator_cf(cf, mode) {
+            let (k, v) = item?;
+            if after.is_some_and(|a| a.as_slice() == k.as_ref()) {
+                continue;
+            }
+            if !f(AttestationRecord::decode(&k, &v)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of attestations held (one per author and trade).
+    pub fn attestation_count(&self) -> Result<u64, StoreError> {
+        let mut n = 0;
+        self.for_each_attestation(None, |_| {
+            n += 1;
+            true
+        })?;
+        Ok(n)
+    }
+
+    /// The keys this node's user trusts.
+    pub fn trusted(&self) -> Result<Vec<PublicKey>, StoreError> {
+        let meta = self.cf(CF_META)?;
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator_cf(meta, b"trusted/") {
+            let (k, _) = item?;
+            let Some(rest) = k.strip_prefix(b"trusted/".as_slice()) else {
+                break;
+            };
+            out.push(PublicKey(
+                rest.try_into()
+                    .map_err(|_| StoreError::Corrupt("trusted key"))?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Adds (`true`) or removes a key from the trusted set (synced). Returns whether it changed.
+    pub fn set_trusted(&self, key: &PublicKey, trusted: bool) -> Result<bool, StoreError> {
+        let meta = self.cf(CF_META)?;
+        let mut k = b"trusted/".to_vec();
+        k.extend_from_slice(&key.0);
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        let had = self.db.get_pinned_cf(meta, &k)?.is_some();
+        if had == trusted {
+            return Ok(false);
+        }
+        let mut batch = WriteBatch::default();
+        if trusted {
+            batch.put_cf(meta, k, b"");
+        } else {
+            batch.delete_cf(meta, k);
+        }
+        self.write(batch, true)?;
+        self.bump_trust();
+        Ok(true)
     }
 
     /// Records that `trade` took `quantity` units off its listing (synced).

@@ -97,13 +97,13 @@ impl Attestation {
                 }),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let about: [u8; 32] =
-            f.bytes("about")?
-                .try_into()
-                .map_err(|_| DecodeError::WrongType {
-                    field: "about",
-                    expected: "32 bytes",
-                })?;
+        let about: [u8; 32] = f
+            .bytes("about")?
+            .try_into()
+            .map_err(|_| DecodeError::WrongType {
+                field: "about",
+                expected: "32 bytes",
+            })?;
         let role = match f.text("role")?.as_str() {
             "buyer" => Role::Buyer,
             "seller" => Role::Seller,

@@ -415,7 +415,10 @@ mod tests {
         let listing = Envelope::sign(Kind::Listing, vec![0u8; MAX_OBJECT_BYTES], &key(1));
         assert!(matches!(
             Envelope::decode(&listing.encode()),
-            Err(DecodeError::TooLarge { limit: MAX_OBJECT_BYTES, .. })
+            Err(DecodeError::TooLarge {
+                limit: MAX_OBJECT_BYTES,
+                ..
+            })
         ));
     }
 

@@ -19,8 +19,8 @@ pub mod trust;
 mod vectors;
 
 pub use envelope::{
-    Envelope, Kind, MAX_ANY_OBJECT_BYTES, MAX_OBJECT_BYTES, ObjectId, PublicKey, SignedObject, peer_id_string,
-    public_key_from_peer_id,
+    Envelope, Kind, MAX_ANY_OBJECT_BYTES, MAX_OBJECT_BYTES, ObjectId, PublicKey, SignedObject,
+    peer_id_string, public_key_from_peer_id,
 };
 pub use error::{DecodeError, FieldError, ObjectError};
 pub use listing::{Condition, Listing, ListingId, ListingStatus, Location};

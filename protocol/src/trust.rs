@@ -113,11 +113,20 @@ pub fn confidence(evidence: f64) -> f64 {
 
 /// Computes the trust of every rated peer as seen by `me`, whose user trusts `trusted`.
 /// `me`'s own ratings (its completed trades) seed the computation alongside `trusted`.
-pub fn compute(me: &PublicKey, ratings: &[Rating], trusted: &[PublicKey], params: &Params) -> TrustView {
+pub fn compute(
+    me: &PublicKey,
+    ratings: &[Rating],
+    trusted: &[PublicKey],
+    params: &Params,
+) -> TrustView {
     // Index every key; `me` is index 0.
     let mut index: HashMap<PublicKey, usize> = HashMap::new();
     let mut keys: Vec<PublicKey> = Vec::new();
-    fn id(k: &PublicKey, index: &mut HashMap<PublicKey, usize>, keys: &mut Vec<PublicKey>) -> usize {
+    fn id(
+        k: &PublicKey,
+        index: &mut HashMap<PublicKey, usize>,
+        keys: &mut Vec<PublicKey>,
+    ) -> usize {
         *index.entry(*k).or_insert_with(|| {
             keys.push(*k);
             keys.len() - 1
@@ -150,7 +159,7 @@ pub fn compute(me: &PublicKey, ratings: &[Rating], trusted: &[PublicKey], params
     // Rows of C: outgoing normalized weights, sorted for determinism.
     let mut rows: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
     let mut sorted: Vec<((usize, usize), f64)> = pairs.into_iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    sorted.sort_by_key(|a| a.0);
     let edges = sorted.len();
     let mut positive: HashMap<(usize, usize), bool> = HashMap::new();
     for ((i, j), s) in sorted {
@@ -166,10 +175,10 @@ pub fn compute(me: &PublicKey, ratings: &[Rating], trusted: &[PublicKey], params
         p[j] += w;
     }
     for k in trusted {
-        if let Some(&j) = index.get(k) {
-            if j != 0 {
-                p[j] += own_best.max(1.0);
-            }
+        if let Some(&j) = index.get(k)
+            && j != 0
+        {
+            p[j] += own_best.max(1.0);
         }
     }
     let total: f64 = p.iter().sum();
@@ -221,7 +230,10 @@ pub fn compute(me: &PublicKey, ratings: &[Rating], trusted: &[PublicKey], params
     let max_other = t.iter().skip(1).copied().fold(0.0f64, f64::max);
     let reached = t.iter().skip(1).filter(|&&x| x > 0.0).count().max(1);
     let fair_share = 1.0 / reached as f64;
-    let trusted_idx: Vec<usize> = trusted.iter().filter_map(|k| index.get(k).copied()).collect();
+    let trusted_idx: Vec<usize> = trusted
+        .iter()
+        .filter_map(|k| index.get(k).copied())
+        .collect();
     let mut peers = HashMap::with_capacity(n);
     for (j, key) in keys.iter().enumerate() {
         let mut evidence = if trusted_idx.contains(&j) { 1.0 } else { 0.0 };
@@ -230,14 +242,22 @@ pub fn compute(me: &PublicKey, ratings: &[Rating], trusted: &[PublicKey], params
             if !positive.get(&(r, j)).copied().unwrap_or(false) {
                 continue;
             }
-            evidence += if r == 0 { 1.0 } else { (t[r] / fair_share).min(1.0) };
+            evidence += if r == 0 {
+                1.0
+            } else {
+                (t[r] / fair_share).min(1.0)
+            };
         }
         let (sum, count) = stars.get(&j).copied().unwrap_or((0, 0));
         peers.insert(
             *key,
             PeerTrust {
                 trust: t[j],
-                score: if max_other > 0.0 && j != 0 { t[j] / max_other } else { 0.0 },
+                score: if max_other > 0.0 && j != 0 {
+                    t[j] / max_other
+                } else {
+                    0.0
+                },
                 confidence: if seeded { confidence(evidence) } else { 0.0 },
                 rating: (count > 0).then(|| sum as f64 / f64::from(count)),
                 raters: list.len() as u32,
@@ -345,7 +365,10 @@ mod tests {
         let v = compute(&k(ME), &ratings, &[], &Params::default());
         let ring: f64 = (100..130).map(|a| v.get(&k(a)).trust).sum();
         let honest_total: f64 = (1..=20).map(|i| v.get(&k(i)).trust).sum();
-        assert!(ring < honest_total / 5.0, "ring {ring} vs honest {honest_total}");
+        assert!(
+            ring < honest_total / 5.0,
+            "ring {ring} vs honest {honest_total}"
+        );
     }
 
     #[test]
@@ -368,11 +391,15 @@ mod tests {
         let mut ratings = honest();
         let one = compute(&k(ME), &ratings, &[], &Params::default());
         ratings.push(r(2, 30, 5));
-        let c1 = compute(&k(ME), &ratings, &[], &Params::default()).get(&k(30)).confidence;
+        let c1 = compute(&k(ME), &ratings, &[], &Params::default())
+            .get(&k(30))
+            .confidence;
         for i in 3..=10 {
             ratings.push(r(i, 30, 5));
         }
-        let c2 = compute(&k(ME), &ratings, &[], &Params::default()).get(&k(30)).confidence;
+        let c2 = compute(&k(ME), &ratings, &[], &Params::default())
+            .get(&k(30))
+            .confidence;
         assert_eq!(one.get(&k(30)).confidence, 0.0);
         assert!(c1 > 0.0 && c2 > c1, "{c1} then {c2}");
         // Ten ring members vouching add nothing.
@@ -384,7 +411,9 @@ mod tests {
             }
             ratings.push(r(a, 30, 5));
         }
-        let c3 = compute(&k(ME), &ratings, &[], &Params::default()).get(&k(30)).confidence;
+        let c3 = compute(&k(ME), &ratings, &[], &Params::default())
+            .get(&k(30))
+            .confidence;
         assert!((c3 - c2).abs() < 1e-9, "{c2} vs {c3}");
     }
 
@@ -395,7 +424,11 @@ mod tests {
         let n = 5_000u32;
         for i in 1..=n {
             for d in 1..=20u32 {
-                ratings.push(r(i, (i * 7 + d * 13) % n + 1, if d % 5 == 0 { 2 } else { 5 }));
+                ratings.push(r(
+                    i,
+                    (i * 7 + d * 13) % n + 1,
+                    if d % 5 == 0 { 2 } else { 5 },
+                ));
             }
         }
         let v = compute(&k(ME), &ratings, &[], &Params::default());

@@ -4,9 +4,9 @@
 use ed25519_dalek::SigningKey;
 
 use crate::PublicKey;
+use crate::attestation::Attestation;
 use crate::listing::{Condition, Listing, ListingStatus, Location};
 use crate::profile::Profile;
-use crate::attestation::Attestation;
 use crate::trade::{Role, Terms, TradeMessage};
 use crate::{Kind, SignedObject, verify_object};
 
