@@ -431,3 +431,85 @@ fn the_api_is_local_token_guarded_and_answers_errors_in_json() {
         assert_eq!(ok.status().as_u16(), 201);
     });
 }
+
+#[test]
+fn a_photo_posted_with_a_listing_is_fetched_and_verified_by_another_node() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (a, a_id) = start_node(&a_dir, None);
+    let (b, _) = start_node(&b_dir, Some(&tcp_addr(&a_id)));
+    // 700 KB of bytes that do not compress: three chunks.
+    let photo: Vec<u8> = (0u32..700_000)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let file = tmp.path().join("camera.jpg");
+    std::fs::write(&file, &photo).expect("write photo");
+    let posted = json_ok(
+        &a.dir,
+        &[
+            "post",
+            "--title",
+            "필름 카메라",
+            "--price",
+            "180000",
+            "--currency",
+            "KRW",
+            "--image",
+            file.to_str().expect("path"),
+        ],
+    );
+    let listing = posted["id"].as_str().expect("id").to_owned();
+    let shown = wait_for("the listing at b", || {
+        let out = jangteo(&b.dir, &["--json", "show", &listing]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice::<Value>(&out.stdout).expect("json"))
+    });
+    let image = shown["images"][0].as_str().expect("image id").to_owned();
+    let out_file = tmp.path().join("fetched.jpg");
+    let got = json_ok(
+        &b.dir,
+        &[
+            "blob",
+            "get",
+            &image,
+            "--out",
+            out_file.to_str().expect("path"),
+        ],
+    );
+    assert_eq!(got["id"], image.as_str());
+    assert_eq!(got["bytes"], photo.len());
+    assert_eq!(std::fs::read(&out_file).expect("read"), photo);
+    // An unknown blob: exit 1 with the reason; a bad id: exit 1.
+    let out = jangteo(
+        &b.dir,
+        &["blob", "get", &"cd".repeat(32), "--out", "/dev/null"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no peer delivered it"));
+    assert_eq!(
+        jangteo(&b.dir, &["blob", "get", "xyz", "--out", "/dev/null"])
+            .status
+            .code(),
+        Some(1)
+    );
+    // A file over 5 MiB is refused before anything is sent.
+    let big = tmp.path().join("big.jpg");
+    std::fs::write(&big, vec![0u8; 5 * 1024 * 1024 + 1]).expect("write");
+    let out = jangteo(
+        &a.dir,
+        &[
+            "post",
+            "--title",
+            "too big",
+            "--price",
+            "1",
+            "--currency",
+            "KRW",
+            "--image",
+            big.to_str().expect("path"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at most"));
+}

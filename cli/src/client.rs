@@ -127,6 +127,70 @@ impl ApiClient {
         self.finish(req).await
     }
 
+    /// Uploads raw bytes; the answer is JSON.
+    pub async fn post_bytes(&self, path: &str, bytes: Vec<u8>) -> Result<Value, CliError> {
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(bytes);
+        self.finish(req).await
+    }
+
+    /// Downloads raw bytes (errors come as JSON).
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, CliError> {
+        let req = self.http.get(format!("{}{path}", self.base));
+        let resp = self.send_req(req).await?;
+        if resp.status().is_success() {
+            return resp
+                .bytes()
+                .await
+                .map(|b| b.to_vec())
+                .map_err(|e| CliError {
+                    exit: 2,
+                    code: "node_unreachable".into(),
+                    message: format!("reading the node's answer: {e}"),
+                });
+        }
+        Err(Self::error(resp).await)
+    }
+
+    async fn send_req(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, CliError> {
+        req.bearer_auth(&self.token).send().await.map_err(|e| {
+            if e.is_connect() {
+                CliError::unreachable(&self.dir, "connection refused")
+            } else {
+                CliError {
+                    exit: 2,
+                    code: "node_unreachable".into(),
+                    message: format!("talking to the node: {e}"),
+                }
+            }
+        })
+    }
+
+    async fn error(resp: reqwest::Response) -> CliError {
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let code = body["error"]["code"].as_str().unwrap_or("error").to_owned();
+        let message = body["error"]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("node answered {status}"));
+        let exit = if status == reqwest::StatusCode::UNAUTHORIZED
+            || status.is_server_error() && code == "network"
+        {
+            2
+        } else {
+            1
+        };
+        CliError {
+            exit,
+            code,
+            message,
+        }
+    }
+
     async fn finish(&self, req: reqwest::RequestBuilder) -> Result<Value, CliError> {
         let resp = req.bearer_auth(&self.token).send().await.map_err(|e| {
             if e.is_connect() {

@@ -131,6 +131,9 @@ enum Command {
         #[arg(long)]
         outcome: String,
     },
+    /// Images and other blobs.
+    #[command(subcommand)]
+    Blob(BlobCommand),
     /// Find listings held by the node (Korean, Japanese and English text; "quoted phrases");
     /// no QUERY lists everything matching the filters, newest first.
     Search(SearchArgs),
@@ -159,6 +162,18 @@ enum Command {
     Distrust {
         /// Peer id.
         peer_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BlobCommand {
+    /// Fetch a blob by id (from this node or its peers), verify it, write it to FILE.
+    Get {
+        /// Blob id.
+        id: String,
+        /// Where to write it.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
 }
 
@@ -214,6 +229,9 @@ struct PostArgs {
     /// name them.
     #[arg(long, value_name = "PEER_ID")]
     moderator: Vec<String>,
+    /// A photo (repeatable, at most 8, each at most 5 MiB); peers fetch and verify it.
+    #[arg(long, value_name = "FILE")]
+    image: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -523,7 +541,40 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             if !location.is_null() {
                 body["location"] = location;
             }
-            let v = ApiClient::open(&dir)?
+            let api = ApiClient::open(&dir)?;
+            if a.image.len() > jangteo_protocol::listing::IMAGES_MAX {
+                return Err(CliError::refused_msg(
+                    "invalid_listing",
+                    format!(
+                        "image: at most {} per listing",
+                        jangteo_protocol::listing::IMAGES_MAX
+                    ),
+                ));
+            }
+            let mut images = Vec::new();
+            for path in &a.image {
+                let bytes = std::fs::read(path).map_err(|e| {
+                    CliError::refused_msg(
+                        "invalid_listing",
+                        format!("image {}: {e}", path.display()),
+                    )
+                })?;
+                if bytes.len() > jangteo_protocol::blob::MAX_BLOB_BYTES {
+                    return Err(CliError::refused_msg(
+                        "invalid_listing",
+                        format!(
+                            "image {}: {} bytes; at most {} per image",
+                            path.display(),
+                            bytes.len(),
+                            jangteo_protocol::blob::MAX_BLOB_BYTES
+                        ),
+                    ));
+                }
+                let v = api.post_bytes("/v1/blobs", bytes).await?;
+                images.push(v["id"].clone());
+            }
+            body["images"] = Value::Array(images);
+            let v = api
                 .send(reqwest::Method::POST, "/v1/listings", Some(&body))
                 .await?;
             let out = json!({"id": v["id"], "seq": v["seq"]});
@@ -645,6 +696,23 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Resolve { id, outcome } => {
             trade_action(&dir, json_out, &id, "resolve", json!({"outcome": outcome})).await
+        }
+        Command::Blob(BlobCommand::Get { id, out }) => {
+            let path = format!("/v1/blobs/{}", client::path_segment(&id));
+            let bytes = ApiClient::open(&dir)?.get_bytes(&path).await?;
+            std::fs::write(&out, &bytes).map_err(|e| {
+                CliError::refused_msg("io", format!("writing {}: {e}", out.display()))
+            })?;
+            let v = json!({"id": id, "bytes": bytes.len()});
+            print(json_out, &v, |v| {
+                format!(
+                    "{} bytes of {} written to {}",
+                    s(v, "bytes"),
+                    s(v, "id"),
+                    out.display()
+                )
+            });
+            Ok(())
         }
         c @ (Command::Rate { .. }
         | Command::Reputation { .. }

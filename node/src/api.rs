@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use crate::blobs::{BlobServiceError, Blobs};
 use crate::listings::{ListingError, ListingUpdate, Listings, NewListing};
 use crate::network::Client;
 use crate::reputation::{NewRating, Reputation, ReputationError};
@@ -34,6 +35,8 @@ pub struct ApiState {
     pub trades: Trades,
     /// Reputation service.
     pub reputation: Reputation,
+    /// Blob service.
+    pub blobs: Blobs,
     /// Network handle.
     pub network: Client,
     /// The bearer token.
@@ -118,6 +121,19 @@ impl From<ReputationError> for ApiError {
     }
 }
 
+impl From<BlobServiceError> for ApiError {
+    fn from(e: BlobServiceError) -> Self {
+        let (status, code) = match &e {
+            BlobServiceError::BadId(_) => (StatusCode::BAD_REQUEST, "bad_id"),
+            BlobServiceError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_blob"),
+            BlobServiceError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            BlobServiceError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
+            BlobServiceError::Network(_) => (StatusCode::SERVICE_UNAVAILABLE, "network"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
 fn join_error(e: tokio::task::JoinError) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
 }
@@ -159,6 +175,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/trades/{id}", get(show_trade))
         .route("/v1/trades/{id}/{action}", post(trade_action))
         .route("/v1/attestations", post(rate))
+        .route(
+            "/v1/blobs",
+            post(add_blob).layer(DefaultBodyLimit::max(
+                jangteo_protocol::blob::MAX_BLOB_BYTES + 1,
+            )),
+        )
+        .route("/v1/blobs/{id}", get(get_blob))
         .route("/v1/reputation/{peer}", get(reputation))
         .route("/v1/trust", get(trusted))
         .route(
@@ -330,4 +353,27 @@ async fn trust(State(s): State<ApiState>, Path(peer): Path<String>) -> ApiResult
 
 async fn distrust(State(s): State<ApiState>, Path(peer): Path<String>) -> ApiResult {
     Ok(Json(s.reputation.distrust(&peer)?))
+}
+
+async fn add_blob(
+    State(s): State<ApiState>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "{}: an image may be at most {} bytes",
+                e.body_text(),
+                jangteo_protocol::blob::MAX_BLOB_BYTES
+            ),
+        )
+    })?;
+    Ok((StatusCode::CREATED, Json(s.blobs.add(body.to_vec()).await?)))
+}
+
+async fn get_blob(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let bytes = s.blobs.get(&id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }

@@ -6,6 +6,7 @@
 //! [`network::Client`].
 
 pub mod api;
+pub mod blobs;
 pub mod error;
 pub mod ingest;
 pub mod keys;
@@ -139,6 +140,8 @@ pub struct Node {
     pub trades: trades::Trades,
     /// The reputation service.
     pub reputation: reputation::Reputation,
+    /// The blob service.
+    pub blobs: blobs::Blobs,
     /// The store.
     pub store: Arc<Store>,
     /// The search index.
@@ -253,11 +256,13 @@ impl Node {
         let reputation =
             reputation::Reputation::new(key.clone(), store.clone(), trades.clone(), client.clone());
         tasks.push(tokio::spawn(reputation.clone().run(shutdown_rx.clone())));
+        let blobs = blobs::Blobs::new(store.clone(), client.clone());
         let token = load_or_create_token(&cfg.data_dir)?;
         let state = api::ApiState {
             listings: listings.clone(),
             trades: trades.clone(),
             reputation: reputation.clone(),
+            blobs: blobs.clone(),
             network: client.clone(),
             token: Arc::new(token),
             started: Instant::now(),
@@ -321,6 +326,7 @@ impl Node {
             listings,
             trades,
             reputation,
+            blobs,
             network: client,
             store,
             index,

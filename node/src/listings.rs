@@ -92,6 +92,9 @@ pub struct NewListing {
     /// Peer ids the seller accepts as moderators of disputes (at most 3).
     #[serde(default)]
     pub moderators: Vec<String>,
+    /// Blob ids of images already added to this node (`POST /v1/blobs`), at most 8.
+    #[serde(default)]
+    pub images: Vec<String>,
 }
 
 /// Changes to a listing; absent fields stay as they are.
@@ -319,7 +322,23 @@ impl Listings {
             price: n.price,
             currency: n.currency,
             quantity: n.quantity.unwrap_or(1),
-            images: Vec::new(),
+            images: n
+                .images
+                .iter()
+                .map(|i| {
+                    let id = jangteo_protocol::ObjectId::from_hex(i).ok_or_else(|| {
+                        FieldError::new("image", format!("{i:?} is not a blob id"))
+                    })?;
+                    match self.store.blob_manifest(&id) {
+                        Ok(Some(_)) => Ok(id.0),
+                        Ok(None) => Err(FieldError::new(
+                            "image",
+                            format!("blob {i} is not stored on this node; add the file first"),
+                        )),
+                        Err(e) => Err(FieldError::new("image", e.to_string())),
+                    }
+                })
+                .collect::<Result<_, _>>()?,
             location: location(n.location)?,
             moderators: n
                 .moderators

@@ -96,6 +96,10 @@ pub struct InboundTrade {
 
 /// The relay mailbox protocol name.
 pub const MAILBOX_PROTOCOL: &str = "/jangteo/mailbox/1";
+/// Blob fetch protocol.
+pub const BLOB_PROTOCOL: &str = "/jangteo/blob/1";
+/// Blob requests served per peer per rate window (a 5 MiB image is 21 requests).
+pub const BLOB_REQUEST_RATE_MAX: u32 = 400;
 /// How long a relay keeps an item.
 pub const MAILBOX_RETENTION_MS: u64 = 14 * 24 * 3600 * 1000;
 /// Most items waiting for one recipient.
@@ -139,6 +143,36 @@ pub enum MailboxResponse {
     /// Done.
     Done,
     /// Refused, with the reason.
+    Refused(String),
+}
+
+/// A request for part of a blob.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum BlobRequest {
+    /// The manifest (size and chunk hashes).
+    Manifest {
+        /// Blob id (32 bytes).
+        id: ByteBuf,
+    },
+    /// One chunk.
+    Chunk {
+        /// Blob id (32 bytes).
+        id: ByteBuf,
+        /// Chunk index.
+        index: u32,
+    },
+}
+
+/// The answer to a [`BlobRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum BlobResponse {
+    /// The manifest bytes.
+    Manifest(ByteBuf),
+    /// The chunk bytes.
+    Chunk(ByteBuf),
+    /// Not held here.
+    NotFound,
+    /// Refused (rate limit, bad request).
     Refused(String),
 }
 
@@ -193,6 +227,7 @@ struct Behaviour {
     ping: ping::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
     sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    blob: request_response::cbor::Behaviour<BlobRequest, BlobResponse>,
     trade: request_response::cbor::Behaviour<TradeRequest, TradeResponse>,
     mailbox: request_response::cbor::Behaviour<MailboxRequest, MailboxResponse>,
 }
@@ -264,6 +299,18 @@ enum Command {
         request: MailboxRequest,
         reply: oneshot::Sender<Result<MailboxResponse, String>>,
     },
+    Blob {
+        peer: PeerId,
+        request: BlobRequest,
+        reply: oneshot::Sender<Result<BlobResponse, String>>,
+    },
+    Provide {
+        id: jangteo_protocol::ObjectId,
+    },
+    Providers {
+        id: jangteo_protocol::ObjectId,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
 }
 
 /// A cloneable handle to the swarm task.
@@ -282,6 +329,9 @@ impl std::fmt::Debug for Command {
             Command::RespondTrade { .. } => "RespondTrade",
             Command::Relays { .. } => "Relays",
             Command::Mailbox { .. } => "Mailbox",
+            Command::Blob { .. } => "Blob",
+            Command::Provide { .. } => "Provide",
+            Command::Providers { .. } => "Providers",
         })
     }
 }
@@ -297,6 +347,36 @@ impl Client {
             .await
             .map_err(|_| NodeError::NetworkStopped)?;
         rx.await.map_err(|_| NodeError::NetworkStopped)
+    }
+
+    /// Asks `peer` for part of a blob.
+    pub async fn blob(
+        &self,
+        peer: PeerId,
+        request: BlobRequest,
+    ) -> Result<Result<BlobResponse, String>, NodeError> {
+        self.call(|reply| Command::Blob {
+            peer,
+            request,
+            reply,
+        })
+        .await
+    }
+
+    /// Announces in the DHT that this node holds blob `id`.
+    pub async fn provide(&self, id: jangteo_protocol::ObjectId) -> Result<(), NodeError> {
+        self.tx
+            .send(Command::Provide { id })
+            .await
+            .map_err(|_| NodeError::NetworkStopped)
+    }
+
+    /// Peers the DHT says hold blob `id` (waits for the lookup).
+    pub async fn providers(
+        &self,
+        id: jangteo_protocol::ObjectId,
+    ) -> Result<Vec<PeerId>, NodeError> {
+        self.call(|reply| Command::Providers { id, reply }).await
     }
 
     /// Gossips an object that is already stored. An error means no peer took it now; the
@@ -381,6 +461,10 @@ pub struct EventLoop {
     relay: bool,
     relays: std::collections::HashSet<PeerId>,
     mailbox_rate: HashMap<PeerId, (Instant, u32)>,
+    blob_rate: HashMap<PeerId, (Instant, u32)>,
+    pending_blob:
+        HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<BlobResponse, String>>>,
+    pending_providers: HashMap<kad::QueryId, (oneshot::Sender<Vec<PeerId>>, Vec<PeerId>)>,
     pending_mailbox: HashMap<
         request_response::OutboundRequestId,
         oneshot::Sender<Result<MailboxResponse, String>>,
@@ -527,7 +611,18 @@ pub fn build(
                     .with_request_timeout(Duration::from_secs(20))
                     .with_max_concurrent_streams(16),
             );
+            let blob_codec = request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(1024)
+                .set_response_size_maximum((jangteo_protocol::blob::CHUNK_BYTES + 4096) as u64);
+            let blob = request_response::Behaviour::with_codec(
+                blob_codec,
+                [(StreamProtocol::new(BLOB_PROTOCOL), ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(20))
+                    .with_max_concurrent_streams(16),
+            );
             Ok(Behaviour {
+                blob,
                 mailbox,
                 trade,
                 limits,
@@ -575,6 +670,9 @@ pub fn build(
             relay,
             relays: Default::default(),
             mailbox_rate: HashMap::new(),
+            blob_rate: HashMap::new(),
+            pending_blob: HashMap::new(),
+            pending_providers: HashMap::new(),
             pending_mailbox: HashMap::new(),
             pending_trades: HashMap::new(),
             local_peer_id,
@@ -674,6 +772,32 @@ impl EventLoop {
                     .send_request(&peer, request);
                 self.pending_mailbox.insert(id, reply);
             }
+            Command::Blob {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self.swarm.behaviour_mut().blob.send_request(&peer, request);
+                self.pending_blob.insert(id, reply);
+            }
+            Command::Provide { id } => {
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .start_providing(kad::RecordKey::new(&id.0))
+                {
+                    tracing::warn!(error = %e, "cannot announce blob");
+                }
+            }
+            Command::Providers { id, reply } => {
+                let q = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_providers(kad::RecordKey::new(&id.0));
+                self.pending_providers.insert(q, (reply, Vec::new()));
+            }
             Command::Dial { addr, reply } => {
                 if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() {
                     self.swarm
@@ -724,6 +848,27 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Trade(ev)) => self.on_trade(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Mailbox(ev)) => self.on_mailbox(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Blob(ev)) => self.on_blob(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::GetProviders(res),
+                step,
+                ..
+            })) => {
+                let done = step.last
+                    || matches!(
+                        &res,
+                        Ok(kad::GetProvidersOk::FinishedWithNoAdditionalRecord { .. }) | Err(_)
+                    );
+                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = res
+                    && let Some((_, found)) = self.pending_providers.get_mut(&id)
+                {
+                    found.extend(providers);
+                }
+                if done && let Some((reply, found)) = self.pending_providers.remove(&id) {
+                    let _ = reply.send(found);
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 result: kad::QueryResult::GetClosestPeers(Ok(ok)),
                 ..
@@ -996,6 +1141,77 @@ impl EventLoop {
                 self.swarm.behaviour_mut().kad.get_closest_peers(peer);
             }
             _ => {}
+        }
+    }
+
+    fn on_blob(&mut self, ev: request_response::Event<BlobRequest, BlobResponse>) {
+        use request_response::{Event, Message};
+        match ev {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let response = if over_rate(&mut self.blob_rate, peer, BLOB_REQUEST_RATE_MAX) {
+                    BlobResponse::Refused("rate limit: too many blob requests".into())
+                } else {
+                    self.serve_blob(request)
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .blob
+                    .send_response(channel, response);
+            }
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(reply) = self.pending_blob.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(reply) = self.pending_blob.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn serve_blob(&self, request: BlobRequest) -> BlobResponse {
+        let (id, index) = match &request {
+            BlobRequest::Manifest { id } => (id, None),
+            BlobRequest::Chunk { id, index } => (id, Some(*index)),
+        };
+        let Ok(id) = <[u8; 32]>::try_from(id.as_slice()) else {
+            return BlobResponse::Refused("id: not 32 bytes".into());
+        };
+        let id = jangteo_protocol::ObjectId(id);
+        let r = match index {
+            None => self
+                .store
+                .blob_manifest(&id)
+                .map(|o| o.map(|b| BlobResponse::Manifest(ByteBuf::from(b)))),
+            Some(i) => self
+                .store
+                .blob_chunk(&id, i)
+                .map(|o| o.map(|b| BlobResponse::Chunk(ByteBuf::from(b)))),
+        };
+        match r {
+            Ok(Some(resp)) => resp,
+            Ok(None) => BlobResponse::NotFound,
+            Err(e) => BlobResponse::Refused(format!("store: {e}")),
         }
     }
 

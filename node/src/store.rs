@@ -31,7 +31,10 @@ const CF_DELIVERIES: &str = "deliveries";
 const CF_MAILBOX: &str = "mailbox";
 /// Attestations: trade id (32) || author (32) → [`AttestationRecord`] of the one that counts.
 const CF_ATTESTATIONS: &str = "attestations";
-const COLUMN_FAMILIES: [&str; 9] = [
+/// Blobs: id (32) || 0xffffffff → manifest; id (32) || chunk index (4, BE) → chunk bytes.
+const CF_BLOBS: &str = "blobs";
+const COLUMN_FAMILIES: [&str; 10] = [
+    CF_BLOBS,
     CF_ATTESTATIONS,
     CF_MAILBOX,
     CF_OBJECTS,
@@ -715,6 +718,86 @@ impl Store {
         self.write(batch, true)?;
         self.bump_trust();
         Ok(true)
+    }
+
+    fn blob_key(id: &ObjectId, part: u32) -> [u8; 36] {
+        let mut k = [0u8; 36];
+        k[..32].copy_from_slice(&id.0);
+        k[32..].copy_from_slice(&part.to_be_bytes());
+        k
+    }
+
+    /// Stores a whole blob whose every chunk was checked against `manifest` (synced), in one
+    /// batch: a blob is either entirely held or not at all.
+    pub fn put_blob(
+        &self,
+        manifest: &jangteo_protocol::blob::Manifest,
+        chunks: &[Vec<u8>],
+    ) -> Result<ObjectId, StoreError> {
+        let id = manifest.id();
+        if chunks.len() != manifest.chunks.len()
+            || chunks
+                .iter()
+                .enumerate()
+                .any(|(i, c)| manifest.verify_chunk(i, c).is_err())
+        {
+            return Err(StoreError::Corrupt("blob chunks do not match the manifest"));
+        }
+        let cf = self.cf(CF_BLOBS)?;
+        let mut batch = WriteBatch::default();
+        for (i, c) in chunks.iter().enumerate() {
+            batch.put_cf(cf, Self::blob_key(&id, i as u32), c);
+        }
+        batch.put_cf(cf, Self::blob_key(&id, u32::MAX), manifest.encode());
+        self.write(batch, true)?;
+        Ok(id)
+    }
+
+    /// The manifest of a blob held here.
+    pub fn blob_manifest(&self, id: &ObjectId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_BLOBS)?, Self::blob_key(id, u32::MAX))?)
+    }
+
+    /// Chunk `index` of a blob held here.
+    pub fn blob_chunk(&self, id: &ObjectId, index: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        if index == u32::MAX {
+            return Ok(None);
+        }
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_BLOBS)?, Self::blob_key(id, index))?)
+    }
+
+    /// The whole blob, if held.
+    pub fn blob(&self, id: &ObjectId) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(m) = self.blob_manifest(id)? else {
+            return Ok(None);
+        };
+        let m = jangteo_protocol::blob::Manifest::decode_for(id, &m)
+            .map_err(|_| StoreError::Corrupt("blob manifest"))?;
+        let mut out = Vec::with_capacity(m.size as usize);
+        for i in 0..m.chunks.len() {
+            let c = self
+                .blob_chunk(id, i as u32)?
+                .ok_or(StoreError::Corrupt("blob chunk missing"))?;
+            out.extend_from_slice(&c);
+        }
+        Ok(Some(out))
+    }
+
+    /// Test hook: overwrites one stored chunk with other bytes, to play a lying peer.
+    #[doc(hidden)]
+    pub fn corrupt_blob_chunk_for_tests(
+        &self,
+        id: &ObjectId,
+        index: u32,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_BLOBS)?, Self::blob_key(id, index), bytes);
+        self.write(batch, false)
     }
 
     /// Records that `trade` took `quantity` units off its listing (synced).

@@ -6,6 +6,7 @@
 #![deny(missing_docs, unreachable_pub)]
 
 pub mod attestation;
+pub mod blob;
 pub mod cbor;
 pub mod envelope;
 pub mod error;

@@ -21,6 +21,7 @@ fn item(title: &str, price: u64) -> NewListing {
         location: None,
         moderators: vec![],
         expires_in_days: None,
+        images: vec![],
     }
 }
 

@@ -31,6 +31,7 @@ async fn post(seller: &Node, title: &str) -> String {
             location: None,
             moderators: vec![],
             expires_in_days: None,
+            images: vec![],
         })
         .await
         .expect("post")

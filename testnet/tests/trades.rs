@@ -24,6 +24,7 @@ async fn post(seller: &Node, title: &str, quantity: u64) -> String {
             location: None,
             moderators: vec![],
             expires_in_days: None,
+            images: vec![],
         })
         .await
         .expect("post")
@@ -394,6 +395,7 @@ async fn a_dispute_is_closed_by_the_moderator_the_listing_named_and_redelivery_c
             quantity: None,
             location: None,
             expires_in_days: None,
+            images: vec![],
             moderators: vec![moderator.peer_id.clone()],
         })
         .await

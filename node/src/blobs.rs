@@ -1,0 +1,225 @@
+//! Blobs (listing images): add local files, serve them, fetch them from peers.
+//!
+//! Owns the fetch strategy: ask the peers we are connected to and the providers the DHT names,
+//! one at a time; take the manifest only if it hashes to the id and each chunk only if it
+//! hashes to its manifest entry, dropping a peer at its first bad chunk and going on with the
+//! next. A blob is stored only once every chunk is verified, and then announced in the DHT.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jangteo_protocol::ObjectId;
+use jangteo_protocol::blob::{BlobError, Manifest};
+use libp2p::PeerId;
+use serde_bytes::ByteBuf;
+use serde_json::{Value, json};
+
+use crate::error::{NodeError, StoreError};
+use crate::network::{BlobRequest, BlobResponse, Client};
+use crate::store::Store;
+
+/// How long a DHT provider lookup may take.
+pub const PROVIDER_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most peers asked for one blob.
+pub const FETCH_PEERS_MAX: usize = 16;
+
+/// Why a blob operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobServiceError {
+    /// Not a blob id.
+    #[error("{0:?} is not a blob id (64 hex digits)")]
+    BadId(String),
+    /// Empty or too large.
+    #[error(transparent)]
+    Invalid(#[from] BlobError),
+    /// No peer had it (or every one that claimed to lied).
+    #[error("blob {id} is not held here and no peer delivered it ({tried} peers asked{detail})")]
+    NotFound {
+        /// Blob id.
+        id: String,
+        /// Peers asked.
+        tried: usize,
+        /// What went wrong with them.
+        detail: String,
+    },
+    /// Store failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The network task is gone.
+    #[error(transparent)]
+    Network(#[from] NodeError),
+}
+
+/// The blob service.
+#[derive(Debug, Clone)]
+pub struct Blobs {
+    store: Arc<Store>,
+    network: Client,
+}
+
+impl Blobs {
+    /// A service over the node's store and network.
+    pub fn new(store: Arc<Store>, network: Client) -> Self {
+        Self { store, network }
+    }
+
+    /// Parses a blob id.
+    pub fn parse_id(id: &str) -> Result<ObjectId, BlobServiceError> {
+        ObjectId::from_hex(id.trim()).ok_or_else(|| BlobServiceError::BadId(id.to_owned()))
+    }
+
+    /// Stores `data` as a blob (synced) and announces it. Returns `{"id", "bytes"}`.
+    pub async fn add(&self, data: Vec<u8>) -> Result<Value, BlobServiceError> {
+        let manifest = Manifest::of(&data)?;
+        let chunks: Vec<Vec<u8>> = data
+            .chunks(jangteo_protocol::blob::CHUNK_BYTES)
+            .map(<[u8]>::to_vec)
+            .collect();
+        let store = self.store.clone();
+        let m2 = manifest.clone();
+        let id = tokio::task::spawn_blocking(move || store.put_blob(&m2, &chunks))
+            .await
+            .map_err(|_| StoreError::Poisoned)??;
+        self.network.provide(id).await?;
+        Ok(json!({"id": id.to_hex(), "bytes": data.len()}))
+    }
+
+    /// The blob's bytes: from the store, else fetched from peers, verified and stored.
+    pub async fn get(&self, id: &str) -> Result<Vec<u8>, BlobServiceError> {
+        let id = Self::parse_id(id)?;
+        let store = self.store.clone();
+        if let Some(b) = tokio::task::spawn_blocking(move || store.blob(&id))
+            .await
+            .map_err(|_| StoreError::Poisoned)??
+        {
+            return Ok(b);
+        }
+        self.fetch(id).await
+    }
+
+    async fn candidates(&self, id: ObjectId) -> Result<Vec<PeerId>, BlobServiceError> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        let info = self.network.info().await?;
+        for p in info.peers {
+            if let Ok(peer) = p.peer_id.parse::<PeerId>()
+                && seen.insert(peer)
+            {
+                out.push(peer);
+            }
+        }
+        if let Ok(Ok(found)) =
+            tokio::time::timeout(PROVIDER_LOOKUP_TIMEOUT, self.network.providers(id)).await
+        {
+            // Providers first: they announced that they hold it.
+            let mut first = Vec::new();
+            for p in found {
+                if seen.insert(p) {
+                    first.push(p);
+                } else if let Some(i) = out.iter().position(|x| *x == p) {
+                    out.remove(i);
+                    first.push(p);
+                }
+            }
+            first.extend(out);
+            out = first;
+        }
+        out.truncate(FETCH_PEERS_MAX);
+        Ok(out)
+    }
+
+    async fn fetch(&self, id: ObjectId) -> Result<Vec<u8>, BlobServiceError> {
+        let peers = self.candidates(id).await?;
+        let mut problems = Vec::new();
+        for peer in &peers {
+            match self.fetch_from(*peer, id).await {
+                Ok((manifest, chunks)) => {
+                    let data = chunks.concat();
+                    let store = self.store.clone();
+                    tokio::task::spawn_blocking(move || store.put_blob(&manifest, &chunks))
+                        .await
+                        .map_err(|_| StoreError::Poisoned)??;
+                    self.network.provide(id).await?;
+                    tracing::info!(blob = %id, peer = %peer, bytes = data.len(), "blob fetched and verified");
+                    return Ok(data);
+                }
+                Err(FetchError::NotHeld) => {}
+                Err(FetchError::Lied(why)) => {
+                    tracing::warn!(blob = %id, peer = %peer, reason = %why, "peer sent a bad blob part; trying the next");
+                    problems.push(format!("{peer}: {why}"));
+                }
+                Err(FetchError::Failed(why)) => problems.push(format!("{peer}: {why}")),
+            }
+        }
+        Err(BlobServiceError::NotFound {
+            id: id.to_hex(),
+            tried: peers.len(),
+            detail: if problems.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", problems.join("; "))
+            },
+        })
+    }
+
+    async fn fetch_from(
+        &self,
+        peer: PeerId,
+        id: ObjectId,
+    ) -> Result<(Manifest, Vec<Vec<u8>>), FetchError> {
+        let idb = ByteBuf::from(id.0.to_vec());
+        let manifest = match self
+            .ask(peer, BlobRequest::Manifest { id: idb.clone() })
+            .await?
+        {
+            BlobResponse::Manifest(m) => {
+                Manifest::decode_for(&id, &m).map_err(|e| FetchError::Lied(e.to_string()))?
+            }
+            BlobResponse::NotFound => return Err(FetchError::NotHeld),
+            BlobResponse::Refused(r) => return Err(FetchError::Failed(r)),
+            BlobResponse::Chunk(_) => {
+                return Err(FetchError::Lied("a chunk instead of the manifest".into()));
+            }
+        };
+        let mut chunks = Vec::with_capacity(manifest.chunks.len());
+        for i in 0..manifest.chunks.len() {
+            let req = BlobRequest::Chunk {
+                id: idb.clone(),
+                index: i as u32,
+            };
+            match self.ask(peer, req).await? {
+                BlobResponse::Chunk(c) => {
+                    manifest
+                        .verify_chunk(i, &c)
+                        .map_err(|e| FetchError::Lied(e.to_string()))?;
+                    chunks.push(c.into_vec());
+                }
+                BlobResponse::NotFound => {
+                    return Err(FetchError::Lied(format!(
+                        "offered the manifest but not chunk {i}"
+                    )));
+                }
+                BlobResponse::Refused(r) => return Err(FetchError::Failed(r)),
+                BlobResponse::Manifest(_) => {
+                    return Err(FetchError::Lied("a manifest instead of a chunk".into()));
+                }
+            }
+        }
+        Ok((manifest, chunks))
+    }
+
+    async fn ask(&self, peer: PeerId, req: BlobRequest) -> Result<BlobResponse, FetchError> {
+        match self.network.blob(peer, req).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(FetchError::Failed(e)),
+            Err(e) => Err(FetchError::Failed(e.to_string())),
+        }
+    }
+}
+
+enum FetchError {
+    NotHeld,
+    Lied(String),
+    Failed(String),
+}
