@@ -191,9 +191,18 @@ struct NodeArgs {
     /// Do not discover peers on the local network with mDNS.
     #[arg(long)]
     no_mdns: bool,
-    /// Run as a community relay: hold sealed mailboxes for offline peers (14 days).
+    /// Run as a community relay: circuit relay v2 and AutoNAT for nodes behind NAT, sealed
+    /// mailboxes for offline peers (14 days), every listing and attestation kept and served.
     #[arg(long)]
     relay: bool,
+    /// An address this node is reachable at from outside (repeatable), e.g. the router's
+    /// public address with a forwarded port: /ip4/203.0.113.7/tcp/4001.
+    #[arg(long, value_name = "MULTIADDR")]
+    external_address: Vec<String>,
+    /// Listen on no address: reachable only through relays (like a node behind NAT without
+    /// port forwarding).
+    #[arg(long, conflicts_with = "listen")]
+    no_listen: bool,
 }
 
 #[derive(Debug, Args)]
@@ -913,6 +922,10 @@ async fn run_node(dir: PathBuf, a: NodeArgs) -> Result<(), CliError> {
     if !a.listen.is_empty() {
         cfg.listen = a.listen;
     }
+    if a.no_listen {
+        cfg.listen.clear();
+    }
+    cfg.external = a.external_address;
     if let Some(api) = a.api {
         cfg.api = api;
     }

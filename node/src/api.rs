@@ -242,6 +242,8 @@ async fn status(State(s): State<ApiState>) -> ApiResult {
         "listings": open,
         "uptime_s": s.started.elapsed().as_secs(),
         "relays": relays,
+        "reachability": info.reachability,
+        "relayed_addrs": info.relayed_addrs,
         "mailbox": {"items": mailbox.0, "bytes": mailbox.1},
         "version": env!("CARGO_PKG_VERSION"),
     })))

@@ -78,6 +78,11 @@ pub enum NodeEvent {
         /// delivered or failed.
         status: &'static str,
     },
+    /// A circuit relay accepted our reservation: we are reachable through it.
+    RelayReserved {
+        /// The relay's peer id.
+        relay: String,
+    },
     /// A relay that holds mailboxes connected.
     RelayConnected {
         /// Its peer id.
@@ -103,8 +108,11 @@ pub struct NodeConfig {
     pub api: SocketAddr,
     /// mDNS on the LAN.
     pub mdns: bool,
-    /// Serve as a community relay: hold mailboxes for offline peers.
+    /// Serve as a community relay: circuit relay v2, AutoNAT server, DHT server, every
+    /// topic, mailboxes for offline peers.
     pub relay: bool,
+    /// Addresses this node is reachable at from outside (a host behind port forwarding).
+    pub external: Vec<String>,
 }
 
 impl NodeConfig {
@@ -121,6 +129,7 @@ impl NodeConfig {
             api: SocketAddr::from(([127, 0, 0, 1], 0)),
             mdns: true,
             relay: false,
+            external: Vec::new(),
         }
     }
 }
@@ -223,6 +232,11 @@ impl Node {
                 .collect::<Result<_, _>>()?,
             mdns: cfg.mdns,
             relay: cfg.relay,
+            external: cfg
+                .external
+                .iter()
+                .map(|s| network::parse_addr(s))
+                .collect::<Result<_, _>>()?,
         };
         let (inbound_trades, inbound_rx) = tokio::sync::mpsc::channel(network::INBOUND_TRADE_QUEUE);
         let (client, event_loop) = network::build(

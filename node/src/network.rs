@@ -221,6 +221,10 @@ pub enum SyncResponse {
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     limits: connection_limits::Behaviour,
+    relay_client: libp2p::relay::client::Behaviour,
+    relay_server: Toggle<libp2p::relay::Behaviour>,
+    autonat: libp2p::autonat::Behaviour,
+    dcutr: libp2p::dcutr::Behaviour,
     gossipsub: gossipsub::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     identify: identify::Behaviour,
@@ -241,9 +245,17 @@ pub struct NetworkConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// Whether to discover peers on the LAN with mDNS.
     pub mdns: bool,
-    /// Whether this node serves as a community relay (mailboxes for offline peers).
+    /// Whether this node serves as a community relay (circuit relay v2, AutoNAT server,
+    /// mailboxes for offline peers, every topic).
     pub relay: bool,
+    /// Addresses this node is reachable at from outside (port forwarding), announced as is.
+    pub external: Vec<Multiaddr>,
 }
+
+/// Most relays a node behind NAT keeps a reservation on.
+pub const RELAY_RESERVATIONS_MAX: usize = 2;
+/// The circuit relay v2 hop protocol, by which identify tells us a peer relays.
+pub const RELAY_HOP_PROTOCOL: &str = "/libp2p/circuit/relay/0.2.0/hop";
 
 /// A connected peer as the API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -267,6 +279,10 @@ pub struct NetworkInfo {
     pub gossip_peers: usize,
     /// Peers whose listing heads we have fully received since they connected.
     pub synced_peers: usize,
+    /// `public`, `private` (reachable only through relays) or `unknown` (not probed yet).
+    pub reachability: &'static str,
+    /// Our addresses through relays that accepted a reservation.
+    pub relayed_addrs: Vec<String>,
 }
 
 enum Command {
@@ -473,6 +489,12 @@ pub struct EventLoop {
         request_response::OutboundRequestId,
         oneshot::Sender<Result<TradeResponse, String>>,
     >,
+    /// What AutoNAT (or the lack of any listen address) says about us.
+    reachability: &'static str,
+    /// Connected peers that offer circuit relay v2, with the address we reach them at.
+    circuit_relays: HashMap<PeerId, Multiaddr>,
+    /// Relays we asked for (or hold) a reservation on, with our relayed address once accepted.
+    reservations: HashMap<PeerId, Option<Multiaddr>>,
     local_peer_id: PeerId,
 }
 
@@ -537,6 +559,7 @@ pub fn build(
     let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
     let mdns_on = config.mdns;
     let relay = config.relay;
+    let direct = !config.listen.is_empty();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -548,8 +571,37 @@ pub fn build(
         .with_quic()
         .with_dns()
         .map_err(|e| net(&e))?
-        .with_behaviour(|key| {
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| net(&e))?
+        .with_behaviour(|key, relay_client| {
             let peer_id = key.public().to_peer_id();
+            let relay_server = relay.then(|| {
+                libp2p::relay::Behaviour::new(
+                    peer_id,
+                    libp2p::relay::Config {
+                        max_reservations: 1024,
+                        max_reservations_per_peer: 4,
+                        max_circuits: 256,
+                        max_circuits_per_peer: 8,
+                        max_circuit_duration: Duration::from_secs(5 * 60),
+                        max_circuit_bytes: 4 * 1024 * 1024,
+                        ..Default::default()
+                    },
+                )
+            });
+            let autonat = libp2p::autonat::Behaviour::new(
+                peer_id,
+                libp2p::autonat::Config {
+                    boot_delay: Duration::from_secs(2),
+                    retry_interval: Duration::from_secs(30),
+                    throttle_server_period: Duration::from_secs(15),
+                    confidence_max: 1,
+                    // Loopback and LAN addresses count: a community may run on a LAN, and
+                    // tests run on loopback.
+                    only_global_ips: false,
+                    ..Default::default()
+                },
+            );
             let limits = connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
                     .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
@@ -563,7 +615,13 @@ pub fn build(
                 kad::store::MemoryStore::new(peer_id),
                 kad_cfg,
             );
-            kad.set_mode(Some(kad::Mode::Server));
+            // Only a node others can dial answers DHT queries; one that listens nowhere is
+            // reachable through relays alone and stays a client.
+            kad.set_mode(Some(if direct {
+                kad::Mode::Server
+            } else {
+                kad::Mode::Client
+            }));
             let mdns = if mdns_on {
                 Some(mdns::tokio::Behaviour::new(
                     mdns::Config::default(),
@@ -622,6 +680,10 @@ pub fn build(
                     .with_max_concurrent_streams(16),
             );
             Ok(Behaviour {
+                relay_client,
+                relay_server: relay_server.into(),
+                autonat,
+                dcutr: libp2p::dcutr::Behaviour::new(peer_id),
                 blob,
                 mailbox,
                 trade,
@@ -644,6 +706,9 @@ pub fn build(
         swarm
             .listen_on(addr.clone())
             .map_err(|e| NodeError::Address(addr.to_string(), e.to_string()))?;
+    }
+    for addr in &config.external {
+        swarm.add_external_address(addr.clone());
     }
     for addr in &config.bootstrap {
         if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() {
@@ -676,6 +741,9 @@ pub fn build(
             pending_mailbox: HashMap::new(),
             pending_trades: HashMap::new(),
             local_peer_id,
+            reachability: if direct { "unknown" } else { "private" },
+            circuit_relays: HashMap::new(),
+            reservations: HashMap::new(),
         },
     ))
 }
@@ -735,6 +803,13 @@ impl EventLoop {
                         .filter(|(_, topics)| topics.contains(&&listing_topic))
                         .count(),
                     synced_peers: self.synced.values().filter(|d| **d).count(),
+                    reachability: self.reachability,
+                    relayed_addrs: self
+                        .reservations
+                        .values()
+                        .flatten()
+                        .map(|a| format!("{a}/p2p/{me}"))
+                        .collect(),
                 };
                 let _ = reply.send(info);
             }
@@ -743,6 +818,7 @@ impl EventLoop {
                 request,
                 reply,
             } => {
+                self.route_via_relays(peer);
                 let id = self
                     .swarm
                     .behaviour_mut()
@@ -777,6 +853,7 @@ impl EventLoop {
                 request,
                 reply,
             } => {
+                self.route_via_relays(peer);
                 let id = self.swarm.behaviour_mut().blob.send_request(&peer, request);
                 self.pending_blob.insert(id, reply);
             }
@@ -810,11 +887,130 @@ impl EventLoop {
         }
     }
 
+    /// A peer we are not connected to may sit behind NAT with a reservation on one of our
+    /// relays: dial it through them too (alongside any direct address the DHT knows).
+    fn route_via_relays(&mut self, peer: PeerId) {
+        use libp2p::multiaddr::Protocol;
+        use libp2p::swarm::dial_opts::DialOpts;
+        if self.swarm.is_connected(&peer) || self.circuit_relays.is_empty() {
+            return;
+        }
+        let addrs: Vec<Multiaddr> = self
+            .circuit_relays
+            .iter()
+            .filter(|(r, _)| **r != peer)
+            .map(|(r, a)| {
+                a.clone()
+                    .with(Protocol::P2p(*r))
+                    .with(Protocol::P2pCircuit)
+                    .with(Protocol::P2p(peer))
+            })
+            .collect();
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .extend_addresses_through_behaviour()
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            tracing::debug!(peer = %peer, error = %e, "dial through relays");
+        }
+    }
+
+    /// Behind NAT (or listening nowhere): keep a reservation on up to
+    /// [`RELAY_RESERVATIONS_MAX`] connected relays, so others can reach us through them.
+    fn maybe_reserve(&mut self) {
+        use libp2p::multiaddr::Protocol;
+        if self.reachability != "private" {
+            return;
+        }
+        let candidates: Vec<(PeerId, Multiaddr)> = self
+            .circuit_relays
+            .iter()
+            .filter(|(r, _)| !self.reservations.contains_key(*r))
+            .map(|(r, a)| (*r, a.clone()))
+            .collect();
+        for (relay, addr) in candidates {
+            if self.reservations.len() >= RELAY_RESERVATIONS_MAX {
+                break;
+            }
+            let circuit = addr.with(Protocol::P2p(relay)).with(Protocol::P2pCircuit);
+            match self.swarm.listen_on(circuit.clone()) {
+                Ok(_) => {
+                    tracing::info!(relay = %relay, "asking the relay for a reservation");
+                    self.reservations.insert(relay, None);
+                }
+                Err(e) => tracing::warn!(relay = %relay, error = %e, "cannot listen through relay"),
+            }
+        }
+    }
+
+    fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
+        use libp2p::multiaddr::Protocol;
+        let mut last_peer = None;
+        for p in addr.iter() {
+            match p {
+                Protocol::P2p(id) => last_peer = Some(id),
+                Protocol::P2pCircuit => return last_peer,
+                _ => {}
+            }
+        }
+        None
+    }
+
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
-                tracing::info!(addr = %address, "listening");
+                if let Some(relay) = Self::relay_of(&address) {
+                    tracing::info!(addr = %address, "reachable through relay");
+                    self.reservations.insert(relay, Some(address));
+                } else {
+                    tracing::info!(addr = %address, "listening");
+                }
             }
+            SwarmEvent::ListenerClosed { addresses, .. } => {
+                for a in addresses {
+                    if let Some(relay) = Self::relay_of(&a) {
+                        self.reservations.remove(&relay);
+                    }
+                }
+                self.maybe_reserve();
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(ev)) => {
+                tracing::debug!(event = ?ev, "relay client");
+                if let libp2p::relay::client::Event::ReservationReqAccepted { relay_peer_id, renewal: false, .. } = ev {
+                    tracing::info!(relay = %relay_peer_id, "relay reservation accepted");
+                    let _ = self.events.send(NodeEvent::RelayReserved {
+                        relay: relay_peer_id.to_string(),
+                    });
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayServer(ev)) => {
+                tracing::debug!(event = ?ev, "relay server");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(ev)) => match ev.result {
+                Ok(_) => tracing::info!(peer = %ev.remote_peer_id, "direct connection by hole punching"),
+                Err(e) => tracing::debug!(peer = %ev.remote_peer_id, error = %e, "hole punching failed; staying relayed"),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(
+                libp2p::autonat::Event::StatusChanged { new, .. },
+            )) => {
+                let now = match new {
+                    libp2p::autonat::NatStatus::Public(a) => {
+                        tracing::info!(addr = %a, "reachable directly (AutoNAT)");
+                        "public"
+                    }
+                    libp2p::autonat::NatStatus::Private => {
+                        tracing::info!("not reachable directly (AutoNAT); using relays");
+                        "private"
+                    }
+                    libp2p::autonat::NatStatus::Unknown => "unknown",
+                };
+                // A node that listens nowhere stays private whatever probes say.
+                if self.swarm.listeners().any(|a| Self::relay_of(a).is_none()) {
+                    self.reachability = now;
+                }
+                self.maybe_reserve();
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(_)) => {}
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 endpoint,
@@ -842,6 +1038,7 @@ impl EventLoop {
                 self.synced.remove(&peer_id);
                 self.sync_rate.remove(&peer_id);
                 self.relays.remove(&peer_id);
+                self.circuit_relays.remove(&peer_id);
                 tracing::info!(peer = %peer_id, "peer disconnected");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip(ev),
@@ -891,6 +1088,22 @@ impl EventLoop {
                     let _ = self.events.send(NodeEvent::RelayConnected {
                         peer: peer_id.to_string(),
                     });
+                }
+                if info.protocols.contains(&StreamProtocol::new(RELAY_HOP_PROTOCOL))
+                    && let Some(addr) = info
+                        .listen_addrs
+                        .iter()
+                        .find(|a| Self::relay_of(a).is_none() && !a.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::Ip4(ip) if ip.is_unspecified())))
+                        .cloned()
+                {
+                    let addr: Multiaddr = addr
+                        .iter()
+                        .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+                        .collect();
+                    if self.circuit_relays.insert(peer_id, addr).is_none() {
+                        tracing::info!(peer = %peer_id, "circuit relay connected");
+                    }
+                    self.maybe_reserve();
                 }
                 for addr in info.listen_addrs.into_iter().take(16) {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);

@@ -97,6 +97,36 @@ pub fn start_node_with(dir: &Path, bootstrap: Option<&str>, extra: &[&str]) -> (
     (node, id)
 }
 
+/// Starts `jangteo node --no-mdns ARGS…` (no default listen address) and waits until its
+/// API answers with at least one address (for a node behind NAT: its relayed address).
+pub fn start_node_args(dir: &Path, args: &[&str]) -> (NodeProc, Value) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.with_extension("log"))
+        .expect("log file");
+    let child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["node", "--no-mdns"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn node");
+    let node = NodeProc {
+        child,
+        dir: dir.to_owned(),
+    };
+    let id = wait_for("the node's API and an address", || {
+        let out = jangteo(&node.dir, &["--json", "id"]);
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (out.status.success() && v["addrs"].as_array().is_some_and(|a| !a.is_empty())).then_some(v)
+    });
+    (node, id)
+}
+
 pub fn tcp_addr(id: &Value) -> String {
     id["addrs"]
         .as_array()
