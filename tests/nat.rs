@@ -102,3 +102,56 @@ fn two_nodes_that_cannot_dial_each_other_trade_through_a_relay() {
     assert_eq!(relay_status["mailbox"]["items"], 0, "{relay_status}");
     assert_eq!(jangteo(&buyer.dir, &["status"]).status.code(), Some(0));
 }
+
+#[test]
+fn a_listing_with_photos_stays_reachable_after_its_seller_behind_nat_goes_offline() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (r_dir, s_dir, b_dir) = (
+        tmp.path().join("relay"),
+        tmp.path().join("seller"),
+        tmp.path().join("buyer"),
+    );
+    let (_relay, r_id) = start_node_with(&r_dir, None, &["--relay"]);
+    let relay_addr = tcp_addr(&r_id);
+    let (seller, _) = start_node_args(&s_dir, &["--no-listen", "--bootstrap", &relay_addr]);
+    let photo: Vec<u8> = (0u32..400_000).map(|i| (i * 31 + i / 7) as u8).collect();
+    let file = tmp.path().join("lamp.jpg");
+    std::fs::write(&file, &photo).expect("write");
+    let posted = json_ok(
+        &seller.dir,
+        &[
+            "post", "--title", "빈티지 스탠드 조명", "--price", "45000", "--currency", "KRW",
+            "--image", file.to_str().expect("path"),
+        ],
+    );
+    let listing = posted["id"].as_str().expect("id").to_owned();
+    // The relay keeps the listing and mirrors its photo.
+    wait_for("the relay to hold the photo", || {
+        (json_ok(&r_dir, &["status"])["blobs"] == 1).then_some(())
+    });
+    drop(seller);
+
+    // A buyer arriving later, also behind NAT, finds the listing and sees the photo...
+    let (buyer, _) = start_node_args(&b_dir, &["--no-listen", "--bootstrap", &relay_addr]);
+    wait_for("the listing at the buyer", || {
+        let hits = json_ok(&buyer.dir, &["search", "조명"]);
+        (hits.as_array()?.len() == 1).then_some(())
+    });
+    let shown = json_ok(&buyer.dir, &["show", &listing]);
+    let image = shown["images"][0].as_str().expect("image").to_owned();
+    let out = tmp.path().join("got.jpg");
+    json_ok(&buyer.dir, &["blob", "get", &image, "--out", out.to_str().expect("path")]);
+    assert_eq!(std::fs::read(&out).expect("read"), photo);
+    // ...and reaches the offline seller's mailbox on the relay.
+    let offer = json_ok(&buyer.dir, &["offer", &listing]);
+    let trade = offer["id"].as_str().expect("trade").to_owned();
+    let v = wait_for("the offer held in the relay's mailbox", || {
+        let v = json_ok(&buyer.dir, &["trade", &trade]);
+        v["history"][0]["delivery"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("mailbox"))
+            .then_some(v)
+    });
+    assert_eq!(v["history"][0]["delivery"]["status"], "queued", "{v}");
+    assert_eq!(json_ok(&r_dir, &["status"])["mailbox"]["items"], 1);
+}

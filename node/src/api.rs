@@ -242,6 +242,7 @@ async fn status(State(s): State<ApiState>) -> ApiResult {
         "listings": open,
         "uptime_s": s.started.elapsed().as_secs(),
         "relays": relays,
+        "blobs": s.blobs.count().unwrap_or(0),
         "reachability": info.reachability,
         "relayed_addrs": info.relayed_addrs,
         "mailbox": {"items": mailbox.0, "bytes": mailbox.1},

@@ -64,6 +64,11 @@ impl Blobs {
         Self { store, network }
     }
 
+    /// Whole blobs held here.
+    pub fn count(&self) -> Result<u64, StoreError> {
+        self.store.blob_count()
+    }
+
     /// Parses a blob id.
     pub fn parse_id(id: &str) -> Result<ObjectId, BlobServiceError> {
         ObjectId::from_hex(id.trim()).ok_or_else(|| BlobServiceError::BadId(id.to_owned()))
@@ -96,6 +101,28 @@ impl Blobs {
             return Ok(b);
         }
         self.fetch(id).await
+    }
+
+    /// Fetches (if missing) every image a stored listing names. Relays do this so that
+    /// photos stay available while their sellers are offline.
+    pub async fn mirror_listing_images(&self, listing: &str) {
+        let Some(lid) = jangteo_protocol::ListingId::from_hex(listing) else {
+            return;
+        };
+        let store = self.store.clone();
+        let images = match tokio::task::spawn_blocking(move || store.listing(&lid)).await {
+            Ok(Ok(Some(l))) => l.listing.images,
+            _ => return,
+        };
+        for image in images {
+            let id = ObjectId(image);
+            if matches!(self.store.blob_manifest(&id), Ok(Some(_))) {
+                continue;
+            }
+            if let Err(e) = self.fetch(id).await {
+                tracing::info!(blob = %id, error = %e, "could not mirror a listing image yet");
+            }
+        }
     }
 
     async fn candidates(&self, id: ObjectId) -> Result<Vec<PeerId>, BlobServiceError> {

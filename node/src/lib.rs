@@ -271,6 +271,29 @@ impl Node {
             reputation::Reputation::new(key.clone(), store.clone(), trades.clone(), client.clone());
         tasks.push(tokio::spawn(reputation.clone().run(shutdown_rx.clone())));
         let blobs = blobs::Blobs::new(store.clone(), client.clone());
+        if cfg.relay {
+            // A relay keeps the photos of the listings it keeps.
+            let mirror = blobs.clone();
+            let mut rx = events.subscribe();
+            let mut stop = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        ev = rx.recv() => match ev {
+                            Ok(NodeEvent::ListingStored { listing }) => {
+                                mirror.mirror_listing_images(&listing).await;
+                            }
+                            Ok(_) => {}
+                            Err(broadcast::error::RecvError::Lagged(n)) => {
+                                tracing::warn!(skipped = n, "image mirror fell behind");
+                            }
+                            Err(broadcast::error::RecvError::Closed) => break,
+                        },
+                    }
+                }
+            }));
+        }
         let token = load_or_create_token(&cfg.data_dir)?;
         let state = api::ApiState {
             listings: listings.clone(),

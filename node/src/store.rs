@@ -787,6 +787,18 @@ impl Store {
         Ok(Some(out))
     }
 
+    /// Number of whole blobs held.
+    pub fn blob_count(&self) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for item in self.db.iterator_cf(self.cf(CF_BLOBS)?, IteratorMode::Start) {
+            let (k, _) = item?;
+            if k.len() == 36 && k[32..] == [0xff; 4] {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Test hook: overwrites one stored chunk with other bytes, to play a lying peer.
     #[doc(hidden)]
     pub fn corrupt_blob_chunk_for_tests(
