@@ -48,8 +48,15 @@ fn two_nodes_that_cannot_dial_each_other_trade_through_a_relay() {
     let posted = json_ok(
         &seller.dir,
         &[
-            "post", "--title", "접이식 자전거", "--price", "300000", "--currency", "KRW",
-            "--image", file.to_str().expect("path"),
+            "post",
+            "--title",
+            "접이식 자전거",
+            "--price",
+            "300000",
+            "--currency",
+            "KRW",
+            "--image",
+            file.to_str().expect("path"),
         ],
     );
     let listing = posted["id"].as_str().expect("id").to_owned();
@@ -79,13 +86,19 @@ fn two_nodes_that_cannot_dial_each_other_trade_through_a_relay() {
         "the connection to the seller is relayed: {via}"
     );
     let at_buyer = json_ok(&buyer.dir, &["trade", &trade]);
-    assert_eq!(at_buyer["history"][0]["delivery"]["status"], "delivered", "{at_buyer}");
+    assert_eq!(
+        at_buyer["history"][0]["delivery"]["status"], "delivered",
+        "{at_buyer}"
+    );
 
     // The photo crosses the relay too, verified chunk by chunk.
     let shown = json_ok(&buyer.dir, &["show", &listing]);
     let image = shown["images"][0].as_str().expect("image").to_owned();
     let out = tmp.path().join("got.jpg");
-    json_ok(&buyer.dir, &["blob", "get", &image, "--out", out.to_str().expect("path")]);
+    json_ok(
+        &buyer.dir,
+        &["blob", "get", &image, "--out", out.to_str().expect("path")],
+    );
     assert_eq!(std::fs::read(&out).expect("read"), photo);
 
     // And the trade completes.
@@ -120,8 +133,15 @@ fn a_listing_with_photos_stays_reachable_after_its_seller_behind_nat_goes_offlin
     let posted = json_ok(
         &seller.dir,
         &[
-            "post", "--title", "빈티지 스탠드 조명", "--price", "45000", "--currency", "KRW",
-            "--image", file.to_str().expect("path"),
+            "post",
+            "--title",
+            "빈티지 스탠드 조명",
+            "--price",
+            "45000",
+            "--currency",
+            "KRW",
+            "--image",
+            file.to_str().expect("path"),
         ],
     );
     let listing = posted["id"].as_str().expect("id").to_owned();
@@ -140,7 +160,10 @@ fn a_listing_with_photos_stays_reachable_after_its_seller_behind_nat_goes_offlin
     let shown = json_ok(&buyer.dir, &["show", &listing]);
     let image = shown["images"][0].as_str().expect("image").to_owned();
     let out = tmp.path().join("got.jpg");
-    json_ok(&buyer.dir, &["blob", "get", &image, "--out", out.to_str().expect("path")]);
+    json_ok(
+        &buyer.dir,
+        &["blob", "get", &image, "--out", out.to_str().expect("path")],
+    );
     assert_eq!(std::fs::read(&out).expect("read"), photo);
     // ...and reaches the offline seller's mailbox on the relay.
     let offer = json_ok(&buyer.dir, &["offer", &listing]);

@@ -203,6 +203,11 @@ struct NodeArgs {
     /// port forwarding).
     #[arg(long, conflicts_with = "listen")]
     no_listen: bool,
+    /// Follow only this listing category (repeatable): general, digital, appliances,
+    /// furniture, home, kids, fashion, beauty, bikes, sports, hobbies, books, tickets, pets,
+    /// plants, vehicles, services, food, other. Default: all. Relays follow all.
+    #[arg(long, value_name = "CATEGORY")]
+    follow: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -926,6 +931,15 @@ async fn run_node(dir: PathBuf, a: NodeArgs) -> Result<(), CliError> {
         cfg.listen.clear();
     }
     cfg.external = a.external_address;
+    for c in &a.follow {
+        if !jangteo_protocol::listing::CATEGORIES.contains(&c.as_str()) {
+            return Err(CliError::usage(format!(
+                "follow {c:?}: not a category; use one of {}",
+                jangteo_protocol::listing::CATEGORIES.join(", ")
+            )));
+        }
+    }
+    cfg.follow = a.follow;
     if let Some(api) = a.api {
         cfg.api = api;
     }

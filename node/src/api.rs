@@ -244,6 +244,8 @@ async fn status(State(s): State<ApiState>) -> ApiResult {
         "relays": relays,
         "blobs": s.blobs.count().unwrap_or(0),
         "reachability": info.reachability,
+        "banned": info.banned,
+        "following": info.following,
         "relayed_addrs": info.relayed_addrs,
         "mailbox": {"items": mailbox.0, "bytes": mailbox.1},
         "version": env!("CARGO_PKG_VERSION"),

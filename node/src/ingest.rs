@@ -7,10 +7,27 @@ use jangteo_protocol::{Kind, Object, ObjectError, ObjectId, verify_object};
 use crate::error::StoreError;
 use crate::store::{ListingWrite, Store};
 
-/// The gossipsub topic objects of a kind travel on.
+/// The gossipsub topic of one listing shard (see [`jangteo_protocol::listing::CATEGORIES`]).
+pub fn listing_topic(shard: &str) -> String {
+    format!("jangteo/v1/listings/{shard}")
+}
+
+/// The shard a listing envelope belongs to, read without checking the signature (the caller
+/// verifies before storing). None when the bytes are not a listing.
+pub fn listing_shard(bytes: &[u8]) -> Option<&'static str> {
+    let env = jangteo_protocol::Envelope::decode(bytes).ok()?;
+    if env.kind != Kind::Listing {
+        return None;
+    }
+    let l = jangteo_protocol::Listing::decode(&env.body).ok()?;
+    Some(jangteo_protocol::listing::shard_of(&l.category))
+}
+
+/// The gossipsub topic objects of a kind travel on (listings: the default shard's; see
+/// [`listing_topic`]).
 pub fn topic_for(kind: Kind) -> &'static str {
     match kind {
-        Kind::Listing => "jangteo/v1/listings",
+        Kind::Listing => "jangteo/v1/listings/general",
         Kind::Profile => "jangteo/v1/profiles",
         Kind::Attestation => "jangteo/v1/attestations",
         // Trade messages go directly between the parties, never by gossip.
@@ -58,12 +75,15 @@ pub fn ingest(
 pub const VERIFY_THREADS_MAX: usize = 4;
 /// Below this many objects a batch is verified on the calling thread alone.
 pub const PARALLEL_VERIFY_MIN: usize = 8;
+/// Objects a verifying thread takes at a time in [`ingest_batch`].
+pub const VERIFY_CHUNK: usize = 32;
 
 /// Verifies and stores many objects at once, with exactly the acceptance rules of
 /// [`ingest`]: signatures and fields are checked by [`verify_object`] on up to
-/// [`VERIFY_THREADS_MAX`] threads (the expensive part), then the objects are stored one by
-/// one in their order, so a later version in the batch meets the earlier one as [`ingest`]
-/// would. Returns one outcome per object, in order; stops at the first store failure.
+/// [`VERIFY_THREADS_MAX`] threads (the expensive part), in chunks of [`VERIFY_CHUNK`],
+/// while the calling thread stores the chunks already verified, one object at a time in
+/// their order, so a later version in the batch meets the earlier one as [`ingest`] would.
+/// Returns one outcome per object, in order; stops at the first store failure.
 pub fn ingest_batch<B: AsRef<[u8]> + Sync>(
     store: &Store,
     objects: &[B],
@@ -74,37 +94,61 @@ pub fn ingest_batch<B: AsRef<[u8]> + Sync>(
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(VERIFY_THREADS_MAX);
-    let verified: Vec<_> = if threads < 2 || objects.len() < PARALLEL_VERIFY_MIN {
-        objects
+    if threads < 2 || objects.len() < PARALLEL_VERIFY_MIN {
+        return objects
             .iter()
-            .map(|b| verify_object(b.as_ref(), now_ms))
-            .collect()
-    } else {
-        let chunk = objects.len().div_ceil(threads);
-        std::thread::scope(|s| {
-            let parts: Vec<_> = objects
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        part.iter()
-                            .map(|b| verify_object(b.as_ref(), now_ms))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            parts
-                .into_iter()
-                .flat_map(|h| match h.join() {
-                    Ok(v) => v,
-                    Err(panic) => std::panic::resume_unwind(panic),
-                })
-                .collect()
-        })
-    };
-    verified
-        .into_iter()
-        .map(|v| store_verified(store, v, expected, now_ms, durable))
-        .collect()
+            .map(|b| {
+                store_verified(
+                    store,
+                    verify_object(b.as_ref(), now_ms),
+                    expected,
+                    now_ms,
+                    durable,
+                )
+            })
+            .collect();
+    }
+    let chunks = objects.len().div_ceil(VERIFY_CHUNK);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        // Bounded: verifiers wait when the storing thread is behind.
+        let (tx, rx) = std::sync::mpsc::sync_channel(threads * 2);
+        for _ in 0..threads {
+            let (tx, next) = (tx.clone(), &next);
+            s.spawn(move || {
+                loop {
+                    let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if c >= chunks {
+                        break;
+                    }
+                    let part =
+                        &objects[c * VERIFY_CHUNK..((c + 1) * VERIFY_CHUNK).min(objects.len())];
+                    let verified: Vec<_> = part
+                        .iter()
+                        .map(|b| verify_object(b.as_ref(), now_ms))
+                        .collect();
+                    if tx.send((c, verified)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        // Chunks arrive in any order; store them in the batch's order.
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut due = 0;
+        let mut out = Vec::with_capacity(objects.len());
+        for (c, verified) in rx {
+            waiting.insert(c, verified);
+            while let Some(verified) = waiting.remove(&due) {
+                for v in verified {
+                    out.push(store_verified(store, v, expected, now_ms, durable)?);
+                }
+                due += 1;
+            }
+        }
+        Ok(out)
+    })
 }
 
 /// The part of [`ingest`] after verification: the kind check and the store write.
@@ -221,7 +265,7 @@ mod tests {
                 .to_vec()
         };
         let mut out = Vec::new();
-        for i in 0..20u8 {
+        for i in 0..100u8 {
             let v1 = sign(&listing(i, 1, now, &format!("bike {i}")));
             let v2 = sign(&listing(i, 2, now, &format!("bike {i} (price cut)")));
             match i % 5 {

@@ -78,6 +78,11 @@ pub enum NodeEvent {
         /// delivered or failed.
         status: &'static str,
     },
+    /// A peer was banned for sending invalid objects.
+    PeerBanned {
+        /// Its peer id.
+        peer: String,
+    },
     /// A circuit relay accepted our reservation: we are reachable through it.
     RelayReserved {
         /// The relay's peer id.
@@ -113,6 +118,8 @@ pub struct NodeConfig {
     pub relay: bool,
     /// Addresses this node is reachable at from outside (a host behind port forwarding).
     pub external: Vec<String>,
+    /// Listing categories to follow; empty = all (relays always follow all).
+    pub follow: Vec<String>,
 }
 
 impl NodeConfig {
@@ -130,6 +137,7 @@ impl NodeConfig {
             mdns: true,
             relay: false,
             external: Vec::new(),
+            follow: Vec::new(),
         }
     }
 }
@@ -225,6 +233,7 @@ impl Node {
                 .iter()
                 .map(|s| network::parse_addr(s))
                 .collect::<Result<_, _>>()?,
+            follow: cfg.follow.clone(),
             bootstrap: cfg
                 .bootstrap
                 .iter()

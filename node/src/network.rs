@@ -27,7 +27,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::NodeEvent;
 use crate::error::NodeError;
-use crate::ingest::{Ingested, ingest, ingest_batch, now_ms, topic_for};
+use crate::ingest::{
+    Ingested, ingest, ingest_batch, listing_shard, listing_topic, now_ms, topic_for,
+};
 use crate::store::Store;
 
 /// Capacity of the command channel from clients to the swarm task.
@@ -48,6 +50,21 @@ pub const SYNC_RATE_WINDOW: Duration = Duration::from_secs(10);
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
 /// Established connections in total.
 pub const MAX_CONNECTIONS: u32 = 256;
+/// Most connections from one IP address (loopback excepted: many honest nodes share one
+/// host in tests and testnets; a household or CGNAT shares one address, hence not 1).
+pub const MAX_CONNECTIONS_PER_IP: usize = 32;
+/// Invalid objects a peer may send within [`OFFENSE_WINDOW`] before it is banned.
+pub const BAN_AFTER_INVALID: u32 = 10;
+/// A connected peer whose gossip score is below this (the graylist threshold: a few invalid
+/// objects in a short time) is banned at the next housekeeping pass.
+pub const BAN_BELOW_SCORE: f64 = -80.0;
+/// The window invalid objects are counted in.
+pub const OFFENSE_WINDOW: Duration = Duration::from_secs(600);
+/// How long a ban lasts.
+pub const BAN_DURATION: Duration = Duration::from_secs(600);
+/// Gossip messages taken from one peer per rate window; beyond that they are ignored
+/// unread (no signature check spent on them).
+pub const GOSSIP_RATE_MAX: u32 = 1000;
 /// Pending incoming connections.
 pub const MAX_PENDING_INCOMING: u32 = 64;
 
@@ -221,6 +238,7 @@ pub enum SyncResponse {
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     limits: connection_limits::Behaviour,
+    blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
     relay_client: libp2p::relay::client::Behaviour,
     relay_server: Toggle<libp2p::relay::Behaviour>,
     autonat: libp2p::autonat::Behaviour,
@@ -250,6 +268,25 @@ pub struct NetworkConfig {
     pub relay: bool,
     /// Addresses this node is reachable at from outside (port forwarding), announced as is.
     pub external: Vec<Multiaddr>,
+    /// Listing categories to follow (gossip and sync); empty = all. Relays follow all.
+    pub follow: Vec<String>,
+}
+
+impl NetworkConfig {
+    /// The listing shards this node subscribes to.
+    pub fn shards(&self) -> Vec<&'static str> {
+        if self.relay || self.follow.is_empty() {
+            return jangteo_protocol::listing::CATEGORIES.to_vec();
+        }
+        let mut out: Vec<&'static str> = self
+            .follow
+            .iter()
+            .map(|c| jangteo_protocol::listing::shard_of(c))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 /// Most relays a node behind NAT keeps a reservation on.
@@ -279,6 +316,10 @@ pub struct NetworkInfo {
     pub gossip_peers: usize,
     /// Peers whose listing heads we have fully received since they connected.
     pub synced_peers: usize,
+    /// Peers banned for now (they sent too many invalid objects).
+    pub banned: Vec<String>,
+    /// Listing shards (categories) this node follows.
+    pub following: Vec<&'static str>,
     /// `public`, `private` (reachable only through relays) or `unknown` (not probed yet).
     pub reachability: &'static str,
     /// Our addresses through relays that accepted a reservation.
@@ -491,6 +532,19 @@ pub struct EventLoop {
     >,
     /// What AutoNAT (or the lack of any listen address) says about us.
     reachability: &'static str,
+    /// Every listing shard topic, by hash (subscribed or not).
+    listing_topics: HashMap<gossipsub::TopicHash, &'static str>,
+    /// The shards this node follows.
+    shards: Vec<&'static str>,
+    /// Invalid objects per peer in the current window.
+    offenses: HashMap<PeerId, (Instant, u32)>,
+    /// Banned peers and when their ban ends.
+    banned: HashMap<PeerId, Instant>,
+    /// Gossip messages per propagation source.
+    gossip_rate: HashMap<PeerId, (Instant, u32)>,
+    /// Established connections per remote IP, and which IP each connection came from.
+    ip_conns: HashMap<std::net::IpAddr, usize>,
+    conn_ip: HashMap<libp2p::swarm::ConnectionId, std::net::IpAddr>,
     /// Connected peers that offer circuit relay v2, with the address we reach them at.
     circuit_relays: HashMap<PeerId, Multiaddr>,
     /// Relays we asked for (or hold) a reservation on, with our relayed address once accepted.
@@ -506,7 +560,17 @@ impl std::fmt::Debug for EventLoop {
     }
 }
 
-fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, NodeError> {
+fn gossip_topics(shards: &[&'static str]) -> Vec<IdentTopic> {
+    let mut topics: Vec<IdentTopic> = shards
+        .iter()
+        .map(|s| IdentTopic::new(listing_topic(s)))
+        .collect();
+    topics.push(IdentTopic::new(topic_for(Kind::Profile)));
+    topics.push(IdentTopic::new(topic_for(Kind::Attestation)));
+    topics
+}
+
+fn gossipsub_behaviour(shards: &[&'static str]) -> Result<gossipsub::Behaviour, NodeError> {
     let config = gossipsub::ConfigBuilder::default()
         .validation_mode(ValidationMode::Anonymous)
         .validate_messages()
@@ -523,8 +587,7 @@ fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, NodeError> {
         ip_colocation_factor_weight: 0.0,
         ..Default::default()
     };
-    for kind in GOSSIP_KINDS {
-        let topic = IdentTopic::new(topic_for(kind));
+    for topic in gossip_topics(shards) {
         let tp = gossipsub::TopicScoreParams {
             topic_weight: 1.0,
             // A quiet market sends few messages: do not punish mesh peers for silence.
@@ -538,10 +601,20 @@ fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, NodeError> {
         };
         params.topics.insert(topic.hash(), tp);
     }
-    gs.with_peer_score(params, gossipsub::PeerScoreThresholds::default())
+    // One invalid object puts a peer at the gossip threshold (no more gossip to or from it),
+    // two below publish (we stop publishing to it), three into the graylist (everything it
+    // sends is dropped unread). Bans (BAN_AFTER_INVALID) close the connection itself.
+    let thresholds = gossipsub::PeerScoreThresholds {
+        gossip_threshold: -10.0,
+        publish_threshold: -30.0,
+        graylist_threshold: -80.0,
+        accept_px_threshold: 10.0,
+        opportunistic_graft_threshold: 5.0,
+    };
+    gs.with_peer_score(params, thresholds)
         .map_err(|e| NodeError::Network(format!("peer score: {e}")))?;
-    for kind in GOSSIP_KINDS {
-        gs.subscribe(&IdentTopic::new(topic_for(kind)))
+    for topic in gossip_topics(shards) {
+        gs.subscribe(&topic)
             .map_err(|e| NodeError::Network(format!("subscribe: {e}")))?;
     }
     Ok(gs)
@@ -560,6 +633,12 @@ pub fn build(
     let mdns_on = config.mdns;
     let relay = config.relay;
     let direct = !config.listen.is_empty();
+    let shards = config.shards();
+    let listing_topics: HashMap<gossipsub::TopicHash, &'static str> =
+        jangteo_protocol::listing::CATEGORIES
+            .iter()
+            .map(|s| (IdentTopic::new(listing_topic(s)).hash(), *s))
+            .collect();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -680,6 +759,7 @@ pub fn build(
                     .with_max_concurrent_streams(16),
             );
             Ok(Behaviour {
+                blocked: Default::default(),
                 relay_client,
                 relay_server: relay_server.into(),
                 autonat,
@@ -688,7 +768,7 @@ pub fn build(
                 mailbox,
                 trade,
                 limits,
-                gossipsub: gossipsub_behaviour()?,
+                gossipsub: gossipsub_behaviour(&shards)?,
                 kad,
                 identify: identify::Behaviour::new(identify::Config::new(
                     IDENTIFY_VERSION.to_owned(),
@@ -742,6 +822,13 @@ pub fn build(
             pending_trades: HashMap::new(),
             local_peer_id,
             reachability: if direct { "unknown" } else { "private" },
+            listing_topics,
+            shards: shards.clone(),
+            offenses: HashMap::new(),
+            banned: HashMap::new(),
+            gossip_rate: HashMap::new(),
+            ip_conns: HashMap::new(),
+            conn_ip: HashMap::new(),
             circuit_relays: HashMap::new(),
             reservations: HashMap::new(),
         },
@@ -751,10 +838,12 @@ pub fn build(
 impl EventLoop {
     /// Runs until `shutdown` turns true or every client is dropped.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(5));
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
+                _ = housekeeping.tick() => self.housekeeping(),
                 cmd = self.commands.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd),
                     None => break,
@@ -768,18 +857,21 @@ impl EventLoop {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Publish { kind, bytes, reply } => {
+                let topic = match (kind, listing_shard(&bytes)) {
+                    (Kind::Listing, Some(shard)) => IdentTopic::new(listing_topic(shard)),
+                    _ => IdentTopic::new(topic_for(kind)),
+                };
                 let r = self
                     .swarm
                     .behaviour_mut()
                     .gossipsub
-                    .publish(IdentTopic::new(topic_for(kind)), bytes)
+                    .publish(topic, bytes)
                     .map(|_| ())
                     .map_err(|e| e.to_string());
                 let _ = reply.send(r);
             }
             Command::Info { reply } => {
                 let me = self.local_peer_id;
-                let listing_topic = IdentTopic::new(topic_for(Kind::Listing)).hash();
                 let info = NetworkInfo {
                     listen_addrs: self
                         .swarm
@@ -800,9 +892,13 @@ impl EventLoop {
                         .behaviour()
                         .gossipsub
                         .all_peers()
-                        .filter(|(_, topics)| topics.contains(&&listing_topic))
+                        .filter(|(_, topics)| {
+                            topics.iter().any(|t| self.listing_topics.contains_key(*t))
+                        })
                         .count(),
                     synced_peers: self.synced.values().filter(|d| **d).count(),
+                    banned: self.banned.keys().map(ToString::to_string).collect(),
+                    following: self.shards.clone(),
                     reachability: self.reachability,
                     relayed_addrs: self
                         .reservations
@@ -884,6 +980,82 @@ impl EventLoop {
                 }
                 let _ = reply.send(self.swarm.dial(addr).map_err(|e| e.to_string()));
             }
+        }
+    }
+
+    fn release_ip(&mut self, c: libp2p::swarm::ConnectionId) {
+        if let Some(ip) = self.conn_ip.remove(&c)
+            && let Some(n) = self.ip_conns.get_mut(&ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.ip_conns.remove(&ip);
+            }
+        }
+    }
+
+    /// Lifts expired bans and forgets stale counters.
+    fn housekeeping(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<PeerId> = self
+            .banned
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in expired {
+            self.banned.remove(&p);
+            self.swarm.behaviour_mut().blocked.unblock_peer(p);
+            tracing::info!(peer = %p, "ban lifted");
+        }
+        self.offenses
+            .retain(|_, (start, _)| now.duration_since(*start) < OFFENSE_WINDOW);
+        // Gossip drops a graylisted peer's messages unread, so it cannot collect offenses
+        // any more: its score is the evidence.
+        let graylisted: Vec<PeerId> = self
+            .peers
+            .keys()
+            .filter(|p| {
+                self.swarm
+                    .behaviour()
+                    .gossipsub
+                    .peer_score(p)
+                    .is_some_and(|s| s < BAN_BELOW_SCORE)
+            })
+            .copied()
+            .collect();
+        for p in graylisted {
+            self.ban(
+                p,
+                "its gossip score fell into the graylist (invalid objects)",
+            );
+        }
+    }
+
+    fn ban(&mut self, peer: PeerId, why: &str) {
+        if self.banned.contains_key(&peer) {
+            return;
+        }
+        tracing::warn!(peer = %peer, reason = why, "peer banned");
+        self.banned.insert(peer, Instant::now() + BAN_DURATION);
+        self.offenses.remove(&peer);
+        // Closes its connections and refuses new ones until the ban ends.
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        let _ = self.events.send(NodeEvent::PeerBanned {
+            peer: peer.to_string(),
+        });
+    }
+
+    /// Counts an invalid object against `peer`; bans it past [`BAN_AFTER_INVALID`].
+    fn offense(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        let e = self.offenses.entry(peer).or_insert((now, 0));
+        if now.duration_since(e.0) >= OFFENSE_WINDOW {
+            *e = (now, 0);
+        }
+        e.1 += 1;
+        if e.1 >= BAN_AFTER_INVALID {
+            self.ban(peer, "too many invalid objects");
         }
     }
 
@@ -976,7 +1148,12 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(ev)) => {
                 tracing::debug!(event = ?ev, "relay client");
-                if let libp2p::relay::client::Event::ReservationReqAccepted { relay_peer_id, renewal: false, .. } = ev {
+                if let libp2p::relay::client::Event::ReservationReqAccepted {
+                    relay_peer_id,
+                    renewal: false,
+                    ..
+                } = ev
+                {
                     tracing::info!(relay = %relay_peer_id, "relay reservation accepted");
                     let _ = self.events.send(NodeEvent::RelayReserved {
                         relay: relay_peer_id.to_string(),
@@ -987,8 +1164,12 @@ impl EventLoop {
                 tracing::debug!(event = ?ev, "relay server");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(ev)) => match ev.result {
-                Ok(_) => tracing::info!(peer = %ev.remote_peer_id, "direct connection by hole punching"),
-                Err(e) => tracing::debug!(peer = %ev.remote_peer_id, error = %e, "hole punching failed; staying relayed"),
+                Ok(_) => {
+                    tracing::info!(peer = %ev.remote_peer_id, "direct connection by hole punching")
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %ev.remote_peer_id, error = %e, "hole punching failed; staying relayed")
+                }
             },
             SwarmEvent::Behaviour(BehaviourEvent::Autonat(
                 libp2p::autonat::Event::StatusChanged { new, .. },
@@ -1015,9 +1196,29 @@ impl EventLoop {
                 peer_id,
                 endpoint,
                 num_established,
+                connection_id,
                 ..
             } => {
                 let addr = endpoint.get_remote_address().clone();
+                let ip = if Self::relay_of(&addr).is_some() {
+                    None
+                } else {
+                    addr.iter().find_map(|p| match p {
+                        libp2p::multiaddr::Protocol::Ip4(ip) => Some(std::net::IpAddr::V4(ip)),
+                        libp2p::multiaddr::Protocol::Ip6(ip) => Some(std::net::IpAddr::V6(ip)),
+                        _ => None,
+                    })
+                };
+                if let Some(ip) = ip.filter(|ip| !ip.is_loopback()) {
+                    let n = self.ip_conns.entry(ip).or_default();
+                    if *n >= MAX_CONNECTIONS_PER_IP {
+                        tracing::warn!(ip = %ip, "too many connections from one address; closing");
+                        self.swarm.close_connection(connection_id);
+                        return;
+                    }
+                    *n += 1;
+                    self.conn_ip.insert(connection_id, ip);
+                }
                 let addrs = self.peers.entry(peer_id).or_default();
                 if !addrs.contains(&addr) && addrs.len() < 8 {
                     addrs.push(addr);
@@ -1030,10 +1231,19 @@ impl EventLoop {
                 }
             }
             SwarmEvent::ConnectionClosed {
+                connection_id,
+                num_established,
+                ..
+            } if num_established > 0 => {
+                self.release_ip(connection_id);
+            }
+            SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established: 0,
                 ..
             } => {
+                self.release_ip(connection_id);
                 self.peers.remove(&peer_id);
                 self.synced.remove(&peer_id);
                 self.sync_rate.remove(&peer_id);
@@ -1134,12 +1344,34 @@ impl EventLoop {
                 message_id,
                 message,
             } => {
-                let expected = GOSSIP_KINDS
-                    .into_iter()
-                    .find(|k| IdentTopic::new(topic_for(*k)).hash() == message.topic);
-                let acceptance = match expected {
-                    None => MessageAcceptance::Reject,
-                    Some(kind) => self.ingest(&message.data, Some(kind), Some(propagation_source)),
+                let acceptance = if over_rate(
+                    &mut self.gossip_rate,
+                    propagation_source,
+                    GOSSIP_RATE_MAX,
+                ) {
+                    MessageAcceptance::Ignore
+                } else if let Some(shard) = self.listing_topics.get(&message.topic) {
+                    // A listing must travel in its category's shard.
+                    if listing_shard(&message.data) == Some(*shard) {
+                        self.ingest(&message.data, Some(Kind::Listing), Some(propagation_source))
+                    } else {
+                        tracing::warn!(peer = %propagation_source, "listing on the wrong shard topic, or not a listing");
+                        self.offense(propagation_source);
+                        MessageAcceptance::Reject
+                    }
+                } else {
+                    let expected = [Kind::Profile, Kind::Attestation]
+                        .into_iter()
+                        .find(|k| IdentTopic::new(topic_for(*k)).hash() == message.topic);
+                    match expected {
+                        None => {
+                            self.offense(propagation_source);
+                            MessageAcceptance::Reject
+                        }
+                        Some(kind) => {
+                            self.ingest(&message.data, Some(kind), Some(propagation_source))
+                        }
+                    }
                 };
                 self.swarm
                     .behaviour_mut()
@@ -1149,7 +1381,7 @@ impl EventLoop {
             // Once a peer listens to listings, our posts reach it by gossip; what it
             // posted before, we fetch now.
             gossipsub::Event::Subscribed { peer_id, topic, .. }
-                if topic == IdentTopic::new(topic_for(Kind::Listing)).hash()
+                if self.listing_topics.contains_key(&topic)
                     && !self.synced.contains_key(&peer_id) =>
             {
                 self.synced.insert(peer_id, false);
@@ -1204,6 +1436,9 @@ impl EventLoop {
             Ok(Ingested::Ignored(_)) => MessageAcceptance::Ignore,
             Ok(Ingested::Invalid(e)) => {
                 tracing::warn!(peer = ?from, error = %e, "refused invalid object");
+                if let Some(p) = from {
+                    self.offense(p);
+                }
                 MessageAcceptance::Reject
             }
             Err(e) => {

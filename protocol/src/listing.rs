@@ -34,6 +34,39 @@ pub const EARLIEST_MS: u64 = 1_704_067_200_000;
 /// The category used when none is given.
 pub const DEFAULT_CATEGORY: &str = "general";
 
+/// The categories listings are sharded by (one gossip topic and one sync shard each). A
+/// listing of any other category travels in the `other` shard.
+pub const CATEGORIES: [&str; 19] = [
+    "general",
+    "digital",
+    "appliances",
+    "furniture",
+    "home",
+    "kids",
+    "fashion",
+    "beauty",
+    "bikes",
+    "sports",
+    "hobbies",
+    "books",
+    "tickets",
+    "pets",
+    "plants",
+    "vehicles",
+    "services",
+    "food",
+    "other",
+];
+
+/// The shard a category's listings travel in.
+pub fn shard_of(category: &str) -> &'static str {
+    CATEGORIES
+        .iter()
+        .find(|c| **c == category)
+        .copied()
+        .unwrap_or("other")
+}
+
 /// Checks an amount and its currency: at most [`PRICE_MAX`] minor units, and a
 /// three-letter ISO 4217 code in capitals. Shared by listings and trade terms.
 pub fn check_price(price: u64, currency: &str) -> Result<(), FieldError> {

@@ -117,11 +117,22 @@ impl Cluster {
 
     /// Starts one more node dialing `bootstrap`; returns its index.
     pub async fn add_node(&mut self, bootstrap: Vec<String>) -> Result<usize> {
+        self.add_node_with(bootstrap, |_| {}).await
+    }
+
+    /// Like [`add_node`](Self::add_node), with the node's configuration adjusted by `tune`
+    /// (relay mode, followed categories, ...).
+    pub async fn add_node_with(
+        &mut self,
+        bootstrap: Vec<String>,
+        tune: impl FnOnce(&mut NodeConfig),
+    ) -> Result<usize> {
         let dir = tempfile::tempdir()?;
         let mut cfg = NodeConfig::new(dir.path());
         cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
         cfg.mdns = false;
         cfg.bootstrap = bootstrap;
+        tune(&mut cfg);
         let node = Node::start(cfg).await?;
         self.nodes.push(node);
         self.dirs.push(dir);
