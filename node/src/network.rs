@@ -125,6 +125,8 @@ pub const MAILBOX_ITEMS_MAX: usize = 256;
 pub const MAILBOX_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Items a sender may deposit per [`SYNC_RATE_WINDOW`].
 pub const MAILBOX_PUT_RATE_MAX: u32 = 20;
+/// Mailbox requests of any kind (put, fetch, ack) served per peer per rate window.
+pub const MAILBOX_REQUEST_RATE_MAX: u32 = 120;
 /// Most items (and bytes) returned by one fetch.
 pub const MAILBOX_FETCH_ITEMS: usize = 64;
 /// Most bytes returned by one fetch.
@@ -518,6 +520,7 @@ pub struct EventLoop {
     relay: bool,
     relays: std::collections::HashSet<PeerId>,
     mailbox_rate: HashMap<PeerId, (Instant, u32)>,
+    mailbox_any_rate: HashMap<PeerId, (Instant, u32)>,
     blob_rate: HashMap<PeerId, (Instant, u32)>,
     pending_blob:
         HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<BlobResponse, String>>>,
@@ -815,6 +818,7 @@ pub fn build(
             relay,
             relays: Default::default(),
             mailbox_rate: HashMap::new(),
+            mailbox_any_rate: HashMap::new(),
             blob_rate: HashMap::new(),
             pending_blob: HashMap::new(),
             pending_providers: HashMap::new(),
@@ -1707,6 +1711,11 @@ impl EventLoop {
     fn serve_mailbox(&mut self, peer: PeerId, request: MailboxRequest) -> MailboxResponse {
         if !self.relay {
             return MailboxResponse::Refused("this node is not a relay".into());
+        }
+        if over_rate(&mut self.mailbox_any_rate, peer, MAILBOX_REQUEST_RATE_MAX) {
+            return MailboxResponse::Refused(
+                "rate limit: too many mailbox requests; try again later".into(),
+            );
         }
         let now = now_ms();
         let refused =
