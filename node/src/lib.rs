@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod keys;
 pub mod listings;
 pub mod network;
+pub mod reconcile;
 pub mod reputation;
 pub mod search;
 pub mod store;
