@@ -493,13 +493,33 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Status => {
             let v = ApiClient::open(&dir)?.get("/v1/status", &[]).await?;
             print(json_out, &v, |v| {
+                let sy = &v["sync"];
+                let sync = if sy["in_progress"].as_u64().unwrap_or(0) > 0
+                    || sy["to_fetch"].as_u64().unwrap_or(0) > 0
+                {
+                    format!(
+                        "catching up: {} objects still to fetch, from {} peer(s)",
+                        s(sy, "to_fetch"),
+                        s(sy, "in_progress")
+                    )
+                } else if let Some(ago) = sy["last_sync_ms_ago"].as_u64() {
+                    format!(
+                        "caught up with {} peer(s), last reconciled {} s ago ({} objects fetched so far)",
+                        s(sy, "peers_reconciled"),
+                        ago / 1000,
+                        s(sy, "objects_fetched")
+                    )
+                } else {
+                    "not reconciled with any peer yet: listings may be missing".into()
+                };
                 format!(
-                    "peer id:   {}\npeers:     {} ({} on the listings topic, {} caught up)\nlistings:  {}\nuptime:    {} s",
+                    "peer id:   {}\npeers:     {} ({} on the listings topics)\nsync:      {}\nlistings:  {}\nreach:     {}\nuptime:    {} s",
                     s(v, "peer_id"),
                     s(v, "peers"),
                     s(v, "gossip_peers"),
-                    s(v, "synced_peers"),
+                    sync,
                     s(v, "listings"),
+                    s(v, "reachability"),
                     s(v, "uptime_s")
                 )
             });

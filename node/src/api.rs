@@ -243,6 +243,7 @@ async fn status(State(s): State<ApiState>) -> ApiResult {
         "uptime_s": s.started.elapsed().as_secs(),
         "relays": relays,
         "blobs": s.blobs.count().unwrap_or(0),
+        "sync": info.sync,
         "reachability": info.reachability,
         "banned": info.banned,
         "following": info.following,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use jangteo_protocol::{Kind, ListingId};
+use jangteo_protocol::{Kind, ObjectId};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -39,7 +39,7 @@ pub const SYNC_PAGE_MAX_OBJECTS: usize = 512;
 /// Most bytes of objects in one sync response page.
 pub const SYNC_PAGE_MAX_BYTES: usize = 4 * 1024 * 1024;
 /// Largest sync request accepted.
-pub const SYNC_REQUEST_MAX_BYTES: u64 = 4 * 1024;
+pub const SYNC_REQUEST_MAX_BYTES: u64 = 64 * 1024;
 /// Largest sync response accepted (a page plus framing).
 pub const SYNC_RESPONSE_MAX_BYTES: u64 = 8 * 1024 * 1024;
 /// Sync requests a peer may make per [`SYNC_RATE_WINDOW`] before being refused.
@@ -201,40 +201,87 @@ pub const GOSSIP_KINDS: [Kind; 3] = [Kind::Listing, Kind::Profile, Kind::Attesta
 /// The identify protocol version string.
 pub const IDENTIFY_VERSION: &str = "/jangteo/1.0.0";
 
-/// A catch-up request: "send me your listing heads after this listing id".
+/// A catch-up request (see `reconcile`): one round of range-based set reconciliation of a
+/// shard, or objects by id.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SyncRequest {
-    /// Page through the peer's listing heads in id order.
-    ListingHeads {
-        /// Exclusive start (a listing id), or from the beginning.
-        after: Option<ByteBuf>,
+    /// A reconciliation message about one shard: `listings/<category>` or `attestations`.
+    Reconcile {
+        /// The shard.
+        shard: String,
+        /// The negentropy message (at most `reconcile::FRAME_MAX_BYTES`).
+        msg: ByteBuf,
     },
-    /// Page through the peer's attestations in (trade id, author) order.
-    Attestations {
-        /// Exclusive start (trade id ‖ author, 64 bytes), or from the beginning.
-        after: Option<ByteBuf>,
+    /// The objects with these ids (at most [`FETCH_IDS_MAX`]).
+    Fetch {
+        /// Object ids, 32 bytes each.
+        ids: Vec<ByteBuf>,
     },
 }
 
 /// The answer to a [`SyncRequest`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SyncResponse {
-    /// A page of objects (exact bytes) and where to continue, if there is more.
+    /// The responder's reconciliation message.
+    Reconciled {
+        /// The negentropy reply.
+        msg: ByteBuf,
+    },
+    /// Objects asked for (exact bytes); `next` is the first id not sent when the page was
+    /// full.
     Objects {
         /// Envelope bytes, each verified again by the receiver.
         objects: Vec<ByteBuf>,
-        /// The next `after`, when the page was full.
+        /// The first id left out, when the page was full.
         next: Option<ByteBuf>,
     },
-    /// A page of attestations and where to continue, if there is more.
-    AttestationPage {
-        /// Envelope bytes, each verified again by the receiver.
-        objects: Vec<ByteBuf>,
-        /// The next `after`, when the page was full.
-        next: Option<ByteBuf>,
-    },
-    /// Refused, with the reason (rate limit, store error).
+    /// Refused, with the reason (rate limit, bad request, store error).
     Refused(String),
+}
+
+/// Most ids one fetch asks for.
+pub const FETCH_IDS_MAX: usize = 512;
+/// Fetch requests in flight per peer.
+pub const FETCHES_IN_FLIGHT: usize = 2;
+/// Shards reconciled at once with one peer (each round is a stream; the protocol allows 16).
+pub const SESSIONS_IN_FLIGHT: usize = 4;
+/// How often a connected peer is reconciled with again.
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(60);
+
+/// What the API shows about catch-up sync.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncInfo {
+    /// Peers we finished reconciling with since they connected.
+    pub peers_reconciled: usize,
+    /// Peers we are reconciling with now.
+    pub in_progress: usize,
+    /// Objects learned from peers and not fetched yet.
+    pub to_fetch: usize,
+    /// Milliseconds since the last reconciliation finished (None: none yet).
+    pub last_sync_ms_ago: Option<u64>,
+    /// How long the last one took, in ms.
+    pub last_sync_took_ms: Option<u64>,
+    /// Objects fetched by sync since the node started.
+    pub objects_fetched: u64,
+    /// Bytes sent by sync (reconciliation messages, id lists).
+    pub bytes_sent: u64,
+    /// Bytes received by sync (reconciliation messages, objects).
+    pub bytes_received: u64,
+}
+
+#[derive(Default)]
+struct PeerSync {
+    shards_left: std::collections::VecDeque<String>,
+    sessions_open: usize,
+    to_fetch: std::collections::VecDeque<(String, [u8; 32])>,
+    fetches_in_flight: usize,
+    rerun: std::collections::BTreeSet<String>,
+    started: Option<Instant>,
+}
+
+enum Pending {
+    Round(String, Box<crate::reconcile::Initiator>),
+    Fetch(String, Vec<[u8; 32]>),
 }
 
 #[derive(NetworkBehaviour)]
@@ -322,6 +369,8 @@ pub struct NetworkInfo {
     pub banned: Vec<String>,
     /// Listing shards (categories) this node follows.
     pub following: Vec<&'static str>,
+    /// Catch-up sync state: tells "the market is empty" from "not caught up yet".
+    pub sync: SyncInfo,
     /// `public`, `private` (reachable only through relays) or `unknown` (not probed yet).
     pub reachability: &'static str,
     /// Our addresses through relays that accepted a reservation.
@@ -539,6 +588,16 @@ pub struct EventLoop {
     listing_topics: HashMap<gossipsub::TopicHash, &'static str>,
     /// The shards this node follows.
     shards: Vec<&'static str>,
+    /// Reconciliation rounds and fetches in flight.
+    pending_sync: HashMap<request_response::OutboundRequestId, Pending>,
+    /// Per-peer sync progress.
+    peer_sync: HashMap<PeerId, PeerSync>,
+    /// When each peer was last reconciled with.
+    last_synced: HashMap<PeerId, Instant>,
+    /// When the last reconciliation finished and how long it took.
+    last_sync: Option<(Instant, Duration)>,
+    /// Counters since start.
+    sync_totals: SyncInfo,
     /// Invalid objects per peer in the current window.
     offenses: HashMap<PeerId, (Instant, u32)>,
     /// Banned peers and when their ban ends.
@@ -829,6 +888,11 @@ pub fn build(
             listing_topics,
             shards: shards.clone(),
             offenses: HashMap::new(),
+            pending_sync: HashMap::new(),
+            peer_sync: HashMap::new(),
+            last_synced: HashMap::new(),
+            last_sync: None,
+            sync_totals: SyncInfo::default(),
             banned: HashMap::new(),
             gossip_rate: HashMap::new(),
             ip_conns: HashMap::new(),
@@ -903,6 +967,7 @@ impl EventLoop {
                     synced_peers: self.synced.values().filter(|d| **d).count(),
                     banned: self.banned.keys().map(ToString::to_string).collect(),
                     following: self.shards.clone(),
+                    sync: self.sync_info(),
                     reachability: self.reachability,
                     relayed_addrs: self
                         .reservations
@@ -1033,6 +1098,24 @@ impl EventLoop {
                 p,
                 "its gossip score fell into the graylist (invalid objects)",
             );
+        }
+        // Reconcile again, now and then, with peers that share listings with us.
+        let due: Vec<PeerId> = self
+            .synced
+            .iter()
+            .filter(|(p, done)| {
+                **done
+                    && !self.peer_sync.contains_key(*p)
+                    && self
+                        .last_synced
+                        .get(*p)
+                        .is_none_or(|t| t.elapsed() >= SYNC_INTERVAL)
+            })
+            .map(|(p, _)| *p)
+            .take(4)
+            .collect();
+        for p in due {
+            self.start_sync(p);
         }
     }
 
@@ -1250,6 +1333,8 @@ impl EventLoop {
                 self.release_ip(connection_id);
                 self.peers.remove(&peer_id);
                 self.synced.remove(&peer_id);
+                self.peer_sync.remove(&peer_id);
+                self.last_synced.remove(&peer_id);
                 self.sync_rate.remove(&peer_id);
                 self.relays.remove(&peer_id);
                 self.circuit_relays.remove(&peer_id);
@@ -1389,10 +1474,7 @@ impl EventLoop {
                     && !self.synced.contains_key(&peer_id) =>
             {
                 self.synced.insert(peer_id, false);
-                self.swarm
-                    .behaviour_mut()
-                    .sync
-                    .send_request(&peer_id, SyncRequest::ListingHeads { after: None });
+                self.start_sync(peer_id);
             }
             _ => {}
         }
@@ -1466,7 +1548,7 @@ impl EventLoop {
                 let response = if self.over_sync_rate(peer) {
                     SyncResponse::Refused("rate limit: too many sync requests".into())
                 } else {
-                    self.sync_page(request)
+                    self.serve_sync(request)
                 };
                 let _ = self
                     .swarm
@@ -1476,62 +1558,291 @@ impl EventLoop {
             }
             Event::Message {
                 peer,
-                message: Message::Response { response, .. },
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
                 ..
-            } => match response {
-                SyncResponse::Objects { objects, next } => {
-                    let stored = self.ingest_page(&objects, Kind::Listing, peer);
-                    tracing::debug!(peer = %peer, received = objects.len(), stored, "sync page");
-                    match next {
-                        Some(after) if after.len() == 32 && !objects.is_empty() => {
-                            self.swarm.behaviour_mut().sync.send_request(
-                                &peer,
-                                SyncRequest::ListingHeads { after: Some(after) },
-                            );
-                        }
-                        _ => {
-                            // Listings done; attestations next.
-                            self.swarm
-                                .behaviour_mut()
-                                .sync
-                                .send_request(&peer, SyncRequest::Attestations { after: None });
-                        }
-                    }
+            } => {
+                if let Some(pending) = self.pending_sync.remove(&request_id) {
+                    self.on_sync_response(peer, pending, response);
                 }
-                SyncResponse::AttestationPage { objects, next } => {
-                    let mut stored = 0usize;
-                    for obj in &objects {
-                        if self.ingest(obj, Some(Kind::Attestation), Some(peer))
-                            == MessageAcceptance::Accept
-                        {
-                            stored += 1;
-                        }
-                    }
-                    tracing::debug!(peer = %peer, received = objects.len(), stored, "attestation sync page");
-                    match next {
-                        Some(after) if after.len() == 64 && !objects.is_empty() => {
-                            self.swarm.behaviour_mut().sync.send_request(
-                                &peer,
-                                SyncRequest::Attestations { after: Some(after) },
-                            );
-                        }
-                        _ => {
-                            self.synced.insert(peer, true);
-                            let _ = self.events.send(NodeEvent::Synced {
-                                peer: peer.to_string(),
-                            });
-                        }
-                    }
-                }
-                SyncResponse::Refused(reason) => {
-                    tracing::warn!(peer = %peer, reason = %reason, "sync refused");
-                }
-            },
-            Event::OutboundFailure { peer, error, .. } => {
+            }
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
                 tracing::debug!(peer = %peer, error = %error, "sync request failed");
+                if let Some(pending) = self.pending_sync.remove(&request_id) {
+                    self.on_sync_response(peer, pending, SyncResponse::Refused(error.to_string()));
+                }
             }
             _ => {}
         }
+    }
+
+    fn sync_info(&self) -> SyncInfo {
+        SyncInfo {
+            peers_reconciled: self.synced.values().filter(|d| **d).count(),
+            in_progress: self.peer_sync.len(),
+            to_fetch: self
+                .peer_sync
+                .values()
+                .map(|p| p.to_fetch.len())
+                .sum::<usize>()
+                + self
+                    .pending_sync
+                    .values()
+                    .map(|p| match p {
+                        Pending::Fetch(_, ids) => ids.len(),
+                        Pending::Round(..) => 0,
+                    })
+                    .sum::<usize>(),
+            last_sync_ms_ago: self
+                .last_sync
+                .map(|(at, _)| at.elapsed().as_millis() as u64),
+            last_sync_took_ms: self.last_sync.map(|(_, took)| took.as_millis() as u64),
+            ..self.sync_totals.clone()
+        }
+    }
+
+    /// The shards reconciled with every peer: the followed listing categories, then
+    /// attestations.
+    fn sync_shards(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .shards
+            .iter()
+            .map(|s| format!("listings/{s}"))
+            .collect();
+        v.push("attestations".into());
+        v
+    }
+
+    fn shard_items(&self, shard: &str) -> Result<Vec<crate::reconcile::Item>, String> {
+        let r = match shard.strip_prefix("listings/") {
+            Some(cat) => self.store.sync_items(cat, now_ms()),
+            None if shard == "attestations" => crate::reconcile::attestation_items(&self.store),
+            None => return Err(format!("unknown shard {shard:?}")),
+        };
+        r.map_err(|e| format!("store: {e}"))
+    }
+
+    /// Starts reconciling every followed shard with `peer`, unless that is under way.
+    fn start_sync(&mut self, peer: PeerId) {
+        if self.peer_sync.contains_key(&peer) {
+            return;
+        }
+        let shards = self.sync_shards();
+        self.peer_sync.insert(
+            peer,
+            PeerSync {
+                started: Some(Instant::now()),
+                shards_left: shards.into(),
+                ..Default::default()
+            },
+        );
+        self.open_sessions(peer);
+        self.sync_maybe_done(peer);
+    }
+
+    /// Opens sessions for the shards still to reconcile, up to [`SESSIONS_IN_FLIGHT`].
+    fn open_sessions(&mut self, peer: PeerId) {
+        loop {
+            let Some(ps) = self.peer_sync.get_mut(&peer) else {
+                return;
+            };
+            if ps.sessions_open >= SESSIONS_IN_FLIGHT {
+                return;
+            }
+            let Some(shard) = ps.shards_left.pop_front() else {
+                return;
+            };
+            self.open_session(peer, shard);
+        }
+    }
+
+    fn open_session(&mut self, peer: PeerId, shard: String) {
+        let items = match self.shard_items(&shard) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(shard = %shard, error = %e, "cannot list sync items");
+                return;
+            }
+        };
+        match crate::reconcile::Initiator::new(items) {
+            Ok((init, msg)) => self.send_round(peer, shard, Box::new(init), msg),
+            Err(e) => tracing::warn!(shard = %shard, error = %e, "cannot start reconciliation"),
+        }
+    }
+
+    fn send_round(
+        &mut self,
+        peer: PeerId,
+        shard: String,
+        init: Box<crate::reconcile::Initiator>,
+        msg: Vec<u8>,
+    ) {
+        self.sync_totals.bytes_sent += msg.len() as u64;
+        let id = self.swarm.behaviour_mut().sync.send_request(
+            &peer,
+            SyncRequest::Reconcile {
+                shard: shard.clone(),
+                msg: ByteBuf::from(msg),
+            },
+        );
+        self.pending_sync.insert(id, Pending::Round(shard, init));
+        if let Some(ps) = self.peer_sync.get_mut(&peer) {
+            ps.sessions_open += 1;
+        }
+    }
+
+    fn on_sync_response(&mut self, peer: PeerId, pending: Pending, response: SyncResponse) {
+        match (pending, response) {
+            (Pending::Round(shard, mut init), SyncResponse::Reconciled { msg }) => {
+                self.sync_totals.bytes_received += msg.len() as u64;
+                if let Some(ps) = self.peer_sync.get_mut(&peer) {
+                    ps.sessions_open = ps.sessions_open.saturating_sub(1);
+                }
+                match init.step(&msg) {
+                    Ok(step) => {
+                        if let Some(ps) = self.peer_sync.get_mut(&peer) {
+                            ps.to_fetch
+                                .extend(step.need.into_iter().map(|id| (shard.clone(), id)));
+                        }
+                        if let Some(next) = step.next {
+                            self.send_round(peer, shard, init, next);
+                        }
+                    }
+                    Err(crate::reconcile::ReconcileError::TooManyRounds(_)) => {
+                        // Fetch what was learned, then reconcile this shard again.
+                        if let Some(ps) = self.peer_sync.get_mut(&peer) {
+                            ps.rerun.insert(shard);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %peer, shard = %shard, error = %e, "bad reconciliation message");
+                        self.offense(peer);
+                    }
+                }
+            }
+            (Pending::Fetch(shard, ids), SyncResponse::Objects { objects, next }) => {
+                if let Some(ps) = self.peer_sync.get_mut(&peer) {
+                    ps.fetches_in_flight = ps.fetches_in_flight.saturating_sub(1);
+                }
+                self.sync_totals.bytes_received +=
+                    objects.iter().map(|o| o.len() as u64).sum::<u64>();
+                self.sync_totals.objects_fetched += objects.len() as u64;
+                let kind = if shard == "attestations" {
+                    Kind::Attestation
+                } else {
+                    Kind::Listing
+                };
+                // Only the ids asked for, and only objects of the shard asked for.
+                let wanted: std::collections::HashSet<[u8; 32]> = ids.iter().copied().collect();
+                let want_shard = shard.strip_prefix("listings/");
+                let objects: Vec<ByteBuf> = objects
+                    .into_iter()
+                    .filter(|o| wanted.contains(blake3::hash(o).as_bytes()))
+                    .filter(|o| want_shard.is_none() || listing_shard(o) == want_shard)
+                    .collect();
+                let stored = self.ingest_page(&objects, kind, peer);
+                tracing::debug!(peer = %peer, shard = %shard, received = objects.len(), stored, "sync fetch");
+                if let Some(next) = next
+                    && let Some(pos) = ids.iter().position(|i| i.as_slice() == next.as_slice())
+                    && let Some(ps) = self.peer_sync.get_mut(&peer)
+                {
+                    for id in ids[pos..].iter().rev() {
+                        ps.to_fetch.push_front((shard.clone(), *id));
+                    }
+                }
+            }
+            (pending, other) => {
+                if let SyncResponse::Refused(reason) = &other {
+                    tracing::debug!(peer = %peer, reason = %reason, "sync refused");
+                }
+                if let Some(ps) = self.peer_sync.get_mut(&peer) {
+                    match pending {
+                        Pending::Round(..) => ps.sessions_open = ps.sessions_open.saturating_sub(1),
+                        Pending::Fetch(..) => {
+                            ps.fetches_in_flight = ps.fetches_in_flight.saturating_sub(1)
+                        }
+                    }
+                }
+            }
+        }
+        self.open_sessions(peer);
+        self.pump_fetches(peer);
+        self.sync_maybe_done(peer);
+    }
+
+    fn pump_fetches(&mut self, peer: PeerId) {
+        loop {
+            let Some(ps) = self.peer_sync.get_mut(&peer) else {
+                return;
+            };
+            if ps.fetches_in_flight >= FETCHES_IN_FLIGHT || ps.to_fetch.is_empty() {
+                return;
+            }
+            let shard = ps
+                .to_fetch
+                .front()
+                .map(|(s, _)| s.clone())
+                .unwrap_or_default();
+            let mut ids = Vec::new();
+            while ids.len() < FETCH_IDS_MAX && ps.to_fetch.front().is_some_and(|(s, _)| *s == shard)
+            {
+                if let Some((_, id)) = ps.to_fetch.pop_front() {
+                    ids.push(id);
+                }
+            }
+            // Skip what arrived meanwhile (by gossip or from another peer).
+            ids.retain(|id| !matches!(self.store.object(&ObjectId(*id)), Ok(Some(_))));
+            if ids.is_empty() {
+                continue;
+            }
+            if let Some(ps) = self.peer_sync.get_mut(&peer) {
+                ps.fetches_in_flight += 1;
+            }
+            self.sync_totals.bytes_sent += 32 * ids.len() as u64;
+            let req = SyncRequest::Fetch {
+                ids: ids.iter().map(|i| ByteBuf::from(i.to_vec())).collect(),
+            };
+            let id = self.swarm.behaviour_mut().sync.send_request(&peer, req);
+            self.pending_sync.insert(id, Pending::Fetch(shard, ids));
+        }
+    }
+
+    fn sync_maybe_done(&mut self, peer: PeerId) {
+        let Some(ps) = self.peer_sync.get_mut(&peer) else {
+            return;
+        };
+        if ps.sessions_open > 0
+            || ps.fetches_in_flight > 0
+            || !ps.to_fetch.is_empty()
+            || !ps.shards_left.is_empty()
+        {
+            return;
+        }
+        if !ps.rerun.is_empty() {
+            let again = std::mem::take(&mut ps.rerun);
+            ps.shards_left.extend(again);
+            self.open_sessions(peer);
+            return;
+        }
+        let took = ps.started.map(|s| s.elapsed()).unwrap_or_default();
+        self.peer_sync.remove(&peer);
+        self.last_synced.insert(peer, Instant::now());
+        self.last_sync = Some((Instant::now(), took));
+        if self.swarm.is_connected(&peer) {
+            self.synced.insert(peer, true);
+        }
+        tracing::debug!(peer = %peer, took_ms = took.as_millis() as u64, "reconciled");
+        let _ = self.events.send(NodeEvent::Synced {
+            peer: peer.to_string(),
+        });
     }
 
     fn on_trade(&mut self, ev: request_response::Event<TradeRequest, TradeResponse>) {
@@ -1806,98 +2117,50 @@ fn over_rate(map: &mut HashMap<PeerId, (Instant, u32)>, peer: PeerId, max: u32) 
 }
 
 impl EventLoop {
-    fn sync_page(&self, request: SyncRequest) -> SyncResponse {
-        let after = match request {
-            SyncRequest::ListingHeads { after } => after,
-            SyncRequest::Attestations { after } => return self.attestation_page(after),
-        };
-        let after = match after.as_ref().map(|b| <[u8; 32]>::try_from(b.as_slice())) {
-            None => None,
-            Some(Ok(a)) => Some(ListingId(a)),
-            Some(Err(_)) => return SyncResponse::Refused("after: not a 32-byte listing id".into()),
-        };
-        let now = now_ms();
-        let mut objects = Vec::new();
-        let mut bytes = 0usize;
-        let mut last = None;
-        let mut full = false;
-        let r = self.store.for_each_listing(after.as_ref(), |l| {
-            if objects.len() >= SYNC_PAGE_MAX_OBJECTS || bytes + l.bytes.len() > SYNC_PAGE_MAX_BYTES
-            {
-                full = true;
-                return false;
+    fn serve_sync(&self, request: SyncRequest) -> SyncResponse {
+        match request {
+            SyncRequest::Reconcile { shard, msg } => {
+                let items = match self.shard_items(&shard) {
+                    Ok(i) => i,
+                    Err(e) => return SyncResponse::Refused(e),
+                };
+                match crate::reconcile::respond(&items, &msg) {
+                    Ok(reply) => SyncResponse::Reconciled {
+                        msg: ByteBuf::from(reply),
+                    },
+                    Err(e) => SyncResponse::Refused(format!("reconcile: {e}")),
+                }
             }
-            if l.head.expires_at > now {
-                bytes += l.bytes.len();
-                objects.push(ByteBuf::from(l.bytes));
-            }
-            last = Some(l.id);
-            true
-        });
-        match r {
-            Ok(()) => SyncResponse::Objects {
-                objects,
-                next: if full {
-                    last.map(|l| ByteBuf::from(l.0.to_vec()))
-                } else {
-                    None
-                },
-            },
-            Err(e) => SyncResponse::Refused(format!("store: {e}")),
-        }
-    }
-}
-
-impl EventLoop {
-    fn attestation_page(&self, after: Option<ByteBuf>) -> SyncResponse {
-        let after = match after.as_ref().map(|b| <[u8; 64]>::try_from(b.as_slice())) {
-            None => None,
-            Some(Ok(a)) => Some(a),
-            Some(Err(_)) => {
-                return SyncResponse::Refused("after: not 64 bytes (trade id, author)".into());
-            }
-        };
-        let mut objects = Vec::new();
-        let mut bytes = 0usize;
-        let mut last = None;
-        let mut full = false;
-        let mut failed = None;
-        let r = self.store.for_each_attestation(after.as_ref(), |rec| {
-            if objects.len() >= SYNC_PAGE_MAX_OBJECTS {
-                full = true;
-                return false;
-            }
-            match self.store.object(&rec.object) {
-                Ok(Some(b)) => {
-                    if bytes + b.len() > SYNC_PAGE_MAX_BYTES {
-                        full = true;
-                        return false;
+            SyncRequest::Fetch { ids } => {
+                if ids.len() > FETCH_IDS_MAX {
+                    return SyncResponse::Refused(format!("at most {FETCH_IDS_MAX} ids per fetch"));
+                }
+                let mut objects = Vec::new();
+                let mut bytes = 0usize;
+                for (i, id) in ids.iter().enumerate() {
+                    let Ok(id32) = <[u8; 32]>::try_from(id.as_slice()) else {
+                        return SyncResponse::Refused("ids are 32 bytes".into());
+                    };
+                    match self.store.object(&ObjectId(id32)) {
+                        Ok(Some(b)) => {
+                            if bytes + b.len() > SYNC_PAGE_MAX_BYTES {
+                                return SyncResponse::Objects {
+                                    objects,
+                                    next: Some(ids[i].clone()),
+                                };
+                            }
+                            bytes += b.len();
+                            objects.push(ByteBuf::from(b));
+                        }
+                        Ok(None) => {}
+                        Err(e) => return SyncResponse::Refused(format!("store: {e}")),
                     }
-                    bytes += b.len();
-                    objects.push(ByteBuf::from(b));
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    failed = Some(e);
-                    return false;
+                SyncResponse::Objects {
+                    objects,
+                    next: None,
                 }
             }
-            let mut k = [0u8; 64];
-            k[..32].copy_from_slice(&rec.trade.0);
-            k[32..].copy_from_slice(&rec.author.0);
-            last = Some(k);
-            true
-        });
-        match (r, failed) {
-            (Ok(()), None) => SyncResponse::AttestationPage {
-                objects,
-                next: if full {
-                    last.map(|l| ByteBuf::from(l.to_vec()))
-                } else {
-                    None
-                },
-            },
-            (Err(e), _) | (_, Some(e)) => SyncResponse::Refused(format!("store: {e}")),
         }
     }
 }

@@ -33,7 +33,12 @@ const CF_MAILBOX: &str = "mailbox";
 const CF_ATTESTATIONS: &str = "attestations";
 /// Blobs: id (32) || 0xffffffff → manifest; id (32) || chunk index (4, BE) → chunk bytes.
 const CF_BLOBS: &str = "blobs";
-const COLUMN_FAMILIES: [&str; 10] = [
+/// Catch-up sync items of listing heads: shard index (1) || updated_at (8, BE) || object
+/// id (32) → expires_at (8, BE). Written in the same batch as the head.
+const CF_SYNC_ITEMS: &str = "sync_items";
+const SYNC_ITEMS_BUILT: &[u8] = b"sync_items/v1";
+const COLUMN_FAMILIES: [&str; 11] = [
+    CF_SYNC_ITEMS,
     CF_BLOBS,
     CF_ATTESTATIONS,
     CF_MAILBOX,
@@ -224,7 +229,90 @@ impl Store {
             Some(v) if v == SCHEMA_VERSION => {}
             Some(_) => return Err(StoreError::Corrupt("unknown schema version")),
         }
+        if store.db.get_cf(meta, SYNC_ITEMS_BUILT)?.is_none() {
+            store.rebuild_sync_items()?;
+        }
         Ok(store)
+    }
+
+    fn sync_key(listing: &Listing, object: &ObjectId) -> [u8; 41] {
+        let shard = jangteo_protocol::listing::shard_of(&listing.category);
+        let idx = jangteo_protocol::listing::CATEGORIES
+            .iter()
+            .position(|c| *c == shard)
+            .unwrap_or(0) as u8;
+        let mut k = [0u8; 41];
+        k[0] = idx;
+        k[1..9].copy_from_slice(&listing.updated_at.to_be_bytes());
+        k[9..].copy_from_slice(&object.0);
+        k
+    }
+
+    /// Decodes a stored listing object without checking its signature again (it was
+    /// checked before it was stored).
+    fn stored_listing(bytes: &[u8]) -> Option<Listing> {
+        let env = jangteo_protocol::Envelope::decode(bytes).ok()?;
+        Listing::decode(&env.body).ok()
+    }
+
+    /// Builds the sync items of every listing head (stores made before they existed).
+    fn rebuild_sync_items(&self) -> Result<(), StoreError> {
+        let cf = self.cf(CF_SYNC_ITEMS)?;
+        let mut batch = WriteBatch::default();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_LISTING_HEADS)?, IteratorMode::Start)
+        {
+            let (_, v) = item?;
+            let head = ListingHead::decode(&v)?;
+            if let Some(bytes) = self.object(&head.object)?
+                && let Some(l) = Self::stored_listing(&bytes)
+            {
+                batch.put_cf(
+                    cf,
+                    Self::sync_key(&l, &head.object),
+                    head.expires_at.to_be_bytes(),
+                );
+            }
+        }
+        batch.put_cf(self.cf(CF_META)?, SYNC_ITEMS_BUILT, b"1");
+        self.write(batch, true)
+    }
+
+    /// The catch-up sync items of one listing shard: `(updated_at, head object id)` of every
+    /// listing head in it that has not expired at `now_ms`, in order.
+    pub fn sync_items(&self, shard: &str, now_ms: u64) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
+        let Some(idx) = jangteo_protocol::listing::CATEGORIES
+            .iter()
+            .position(|c| *c == shard)
+        else {
+            return Ok(Vec::new());
+        };
+        let idx = idx as u8;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(CF_SYNC_ITEMS)?,
+            IteratorMode::From(&[idx], Direction::Forward),
+        ) {
+            let (k, v) = item?;
+            if k.first() != Some(&idx) {
+                break;
+            }
+            if k.len() != 41 || v.len() != 8 {
+                return Err(StoreError::Corrupt("sync item"));
+            }
+            let mut exp = [0u8; 8];
+            exp.copy_from_slice(&v);
+            if u64::from_be_bytes(exp) <= now_ms {
+                continue;
+            }
+            let mut ts = [0u8; 8];
+            ts.copy_from_slice(&k[1..9]);
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&k[9..]);
+            out.push((u64::from_be_bytes(ts), id));
+        }
+        Ok(out)
     }
 
     fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily, StoreError> {
@@ -266,12 +354,15 @@ impl Store {
             Some(h) if h.seq >= listing.seq => return Ok(ListingWrite::Stale { head_seq: h.seq }),
             Some(h) => {
                 if let Some(old) = self.db.get_pinned_cf(objects, h.object.0)? {
-                    let same_created = SignedObject::decode_and_verify(&old)
-                        .ok()
-                        .and_then(|o| Listing::decode(&o.envelope().body).ok())
-                        .is_some_and(|old| old.created_at == listing.created_at);
-                    if !same_created {
+                    let old = Self::stored_listing(&old);
+                    if old
+                        .as_ref()
+                        .is_none_or(|old| old.created_at != listing.created_at)
+                    {
                         return Ok(ListingWrite::Inconsistent);
+                    }
+                    if let Some(old) = old {
+                        batch.delete_cf(self.cf(CF_SYNC_ITEMS)?, Self::sync_key(&old, &h.object));
                     }
                 }
                 batch.delete_cf(objects, h.object.0);
@@ -290,6 +381,11 @@ impl Store {
         batch.put_cf(objects, obj.id().0, obj.bytes());
         batch.put_cf(heads, id.0, head.encode());
         batch.put_cf(self.cf(CF_INDEX_QUEUE)?, id.0, head.encode());
+        batch.put_cf(
+            self.cf(CF_SYNC_ITEMS)?,
+            Self::sync_key(listing, &obj.id()),
+            listing.expires_at.to_be_bytes(),
+        );
         self.write(batch, durable)?;
         self.index_wakeup.notify_one();
         Ok(outcome)
@@ -414,6 +510,11 @@ impl Store {
             let (k, v) = item?;
             let head = ListingHead::decode(&v)?;
             if head.expires_at < before_ms {
+                if let Some(bytes) = self.object(&head.object)?
+                    && let Some(l) = Self::stored_listing(&bytes)
+                {
+                    batch.delete_cf(self.cf(CF_SYNC_ITEMS)?, Self::sync_key(&l, &head.object));
+                }
                 batch.delete_cf(heads, &k);
                 batch.delete_cf(objects, head.object.0);
                 batch.put_cf(self.cf(CF_INDEX_QUEUE)?, &k, []);

@@ -47,7 +47,7 @@ pub struct Params {
 impl Default for Params {
     fn default() -> Self {
         Self {
-            damping: 0.25,
+            damping: 0.5,
             max_iterations: 200,
             tolerance: 1e-12,
         }
