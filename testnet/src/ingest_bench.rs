@@ -3,7 +3,8 @@
 //! through the node's whole ingest path into a fresh data folder: decode, verify, validate
 //! and store in RocksDB ([`jangteo_node::ingest::ingest_batch`], pages as sync delivers
 //! them), and indexed by the node's indexer running beside it, until the index is
-//! committed. The one-by-one path ([`jangteo_node::ingest::ingest`]) is timed too.
+//! committed. The batch path without the indexer, and the one-by-one path
+//! ([`jangteo_node::ingest::ingest`]), are timed too.
 
 use std::time::Instant;
 
@@ -116,6 +117,27 @@ pub fn run(count: usize, seed: u64) -> Result<Value> {
     drop(index);
     drop(store);
 
+    // (2b) the batch path without the indexer: decode, verify, validate, store.
+    let dir_b = tempfile::tempdir()?;
+    let store_b = Store::open(&dir_b.path().join("store"))?;
+    let t = Instant::now();
+    let mut stored_b = 0;
+    let now = now_ms();
+    for page in objects.chunks(PAGE) {
+        stored_b += count_stored(&ingest_batch(
+            &store_b,
+            page,
+            Some(Kind::Listing),
+            now,
+            false,
+        )?);
+    }
+    let store_b_s = t.elapsed().as_secs_f64();
+    if stored_b != count {
+        bail!("batch without index: stored {stored_b} of {count}");
+    }
+    drop(store_b);
+
     // (3) the same, one object at a time on one thread (the path before batches).
     let dir1 = tempfile::tempdir()?;
     let store1 = Store::open(&dir1.path().join("store"))?;
@@ -142,6 +164,7 @@ pub fn run(count: usize, seed: u64) -> Result<Value> {
         "count": count,
         "verify_only_per_s": count as f64 / verify_s,
         "ingest_per_s": count as f64 / ingest_s,
+        "ingest_without_index_per_s": count as f64 / store_b_s,
         "one_by_one_ingest_per_s": count as f64 / one_s,
         "one_by_one_store_only_per_s": count as f64 / store1_s,
         "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
