@@ -267,6 +267,8 @@ pub struct SyncInfo {
     pub bytes_sent: u64,
     /// Bytes received by sync (reconciliation messages, objects).
     pub bytes_received: u64,
+    /// Of `bytes_received`, the bytes of the objects themselves.
+    pub object_bytes_received: u64,
 }
 
 #[derive(Default)]
@@ -1732,8 +1734,9 @@ impl EventLoop {
                 if let Some(ps) = self.peer_sync.get_mut(&peer) {
                     ps.fetches_in_flight = ps.fetches_in_flight.saturating_sub(1);
                 }
-                self.sync_totals.bytes_received +=
-                    objects.iter().map(|o| o.len() as u64).sum::<u64>();
+                let object_bytes = objects.iter().map(|o| o.len() as u64).sum::<u64>();
+                self.sync_totals.bytes_received += object_bytes;
+                self.sync_totals.object_bytes_received += object_bytes;
                 self.sync_totals.objects_fetched += objects.len() as u64;
                 let kind = if shard == "attestations" {
                     Kind::Attestation
