@@ -44,8 +44,7 @@ async fn holds(node: &Node, n: u64, what: &str) {
 async fn a_node_back_from_offline_catches_up_moving_little_more_than_what_it_missed() {
     let mut cluster = Cluster::start(2, Topology::Star).await.expect("cluster");
     // Something both already hold.
-    let common = fill(&cluster.nodes[0], 200, 1);
-    let _ = common;
+    fill(&cluster.nodes[0], 200, 1);
     let boot = tcp_addr(&cluster.nodes[0]).await.expect("addr");
     cluster
         .restart(1, vec![boot.clone()])
