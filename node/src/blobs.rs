@@ -51,22 +51,53 @@ pub enum BlobServiceError {
     Network(#[from] NodeError),
 }
 
+/// Blobs added or fetched this recently are kept by garbage collection even when no listing
+/// names them yet (a photo is added before the listing that names it is posted).
+pub const RECENT_KEEP: Duration = Duration::from_secs(24 * 3600);
+
 /// The blob service.
 #[derive(Debug, Clone)]
 pub struct Blobs {
     store: Arc<Store>,
     network: Client,
+    recent: Arc<std::sync::Mutex<std::collections::HashMap<[u8; 32], std::time::Instant>>>,
 }
 
 impl Blobs {
     /// A service over the node's store and network.
     pub fn new(store: Arc<Store>, network: Client) -> Self {
-        Self { store, network }
+        Self {
+            store,
+            network,
+            recent: Default::default(),
+        }
     }
 
     /// Whole blobs held here.
     pub fn count(&self) -> Result<u64, StoreError> {
         self.store.blob_count()
+    }
+
+    fn touch(&self, id: ObjectId) {
+        if let Ok(mut r) = self.recent.lock() {
+            r.retain(|_, t| t.elapsed() < RECENT_KEEP);
+            r.insert(id.0, std::time::Instant::now());
+        }
+    }
+
+    /// Deletes blobs that no listing held here names, except recent ones. Blocking.
+    pub fn gc(&self) -> Result<u64, StoreError> {
+        let keep: HashSet<[u8; 32]> = self
+            .recent
+            .lock()
+            .map(|r| {
+                r.iter()
+                    .filter(|(_, t)| t.elapsed() < RECENT_KEEP)
+                    .map(|(k, _)| *k)
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.store.gc_blobs(&keep)
     }
 
     /// Parses a blob id.
@@ -86,6 +117,7 @@ impl Blobs {
         let id = tokio::task::spawn_blocking(move || store.put_blob(&m2, &chunks))
             .await
             .map_err(|_| StoreError::Poisoned)??;
+        self.touch(id);
         self.network.provide(id).await?;
         Ok(json!({"id": id.to_hex(), "bytes": data.len()}))
     }
@@ -167,6 +199,7 @@ impl Blobs {
                     tokio::task::spawn_blocking(move || store.put_blob(&manifest, &chunks))
                         .await
                         .map_err(|_| StoreError::Poisoned)??;
+                    self.touch(id);
                     self.network.provide(id).await?;
                     tracing::info!(blob = %id, peer = %peer, bytes = data.len(), "blob fetched and verified");
                     return Ok(data);

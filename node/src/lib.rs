@@ -337,6 +337,7 @@ impl Node {
         }));
         let mut prune_shutdown = shutdown_rx;
         let prune_store = store.clone();
+        let prune_blobs = blobs.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(PRUNE_INTERVAL);
             tick.tick().await;
@@ -345,13 +346,19 @@ impl Node {
                     _ = prune_shutdown.changed() => break,
                     _ = tick.tick() => {
                         let s = prune_store.clone();
+                        let b = prune_blobs.clone();
                         let before = ingest::now_ms().saturating_sub(PRUNE_GRACE_MS);
                         match tokio::task::spawn_blocking(move || {
                             let swept = s.mailbox_sweep(ingest::now_ms())?;
                             if swept > 0 {
                                 tracing::info!(swept, "expired mailbox items deleted");
                             }
-                            s.prune_expired(before)
+                            let pruned = s.prune_expired(before)?;
+                            let blobs = b.gc()?;
+                            if blobs > 0 {
+                                tracing::info!(blobs, "photos no listing names any more deleted");
+                            }
+                            Ok::<u64, StoreError>(pruned)
                         })
                         .await
                         {

@@ -243,6 +243,10 @@ pub enum SyncResponse {
 pub const FETCH_IDS_MAX: usize = 512;
 /// Fetch requests in flight per peer.
 pub const FETCHES_IN_FLIGHT: usize = 2;
+/// Object bytes served to one peer by sync per rate window.
+pub const SYNC_SERVED_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// Most re-runs of one shard in one sync with a peer.
+pub const SYNC_RERUNS_MAX: u32 = 8;
 /// Shards reconciled at once with one peer (each round is a stream; the protocol allows 16).
 pub const SESSIONS_IN_FLIGHT: usize = 4;
 /// How often a connected peer is reconciled with again.
@@ -274,6 +278,14 @@ pub struct SyncInfo {
 #[derive(Default)]
 struct PeerSync {
     shards_left: std::collections::VecDeque<String>,
+    /// Re-runs started per shard (a shard that hit the round limit is reconciled again once
+    /// what it learned was fetched, at most [`SYNC_RERUNS_MAX`] times, and only while
+    /// fetching stores something).
+    reruns: HashMap<String, u32>,
+    /// Objects stored by this peer's fetches.
+    stored: u64,
+    /// `stored` when the current pass of re-runs was decided.
+    stored_at_rerun: u64,
     sessions_open: usize,
     to_fetch: std::collections::VecDeque<(String, [u8; 32])>,
     fetches_in_flight: usize,
@@ -590,6 +602,10 @@ pub struct EventLoop {
     listing_topics: HashMap<gossipsub::TopicHash, &'static str>,
     /// The shards this node follows.
     shards: Vec<&'static str>,
+    /// Object bytes served by sync per peer in the current window.
+    sync_served: HashMap<PeerId, (Instant, u64)>,
+    /// Sync items per shard: (store generation, when built, sorted items).
+    item_cache: HashMap<String, (u64, Instant, Arc<Vec<crate::reconcile::Item>>)>,
     /// Reconciliation rounds and fetches in flight.
     pending_sync: HashMap<request_response::OutboundRequestId, Pending>,
     /// Per-peer sync progress.
@@ -613,6 +629,8 @@ pub struct EventLoop {
     circuit_relays: HashMap<PeerId, Multiaddr>,
     /// Relays we asked for (or hold) a reservation on, with our relayed address once accepted.
     reservations: HashMap<PeerId, Option<Multiaddr>>,
+    /// The listener of each reservation.
+    reservation_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
     local_peer_id: PeerId,
 }
 
@@ -891,6 +909,8 @@ pub fn build(
             shards: shards.clone(),
             offenses: HashMap::new(),
             pending_sync: HashMap::new(),
+            item_cache: HashMap::new(),
+            sync_served: HashMap::new(),
             peer_sync: HashMap::new(),
             last_synced: HashMap::new(),
             last_sync: None,
@@ -901,6 +921,7 @@ pub fn build(
             conn_ip: HashMap::new(),
             circuit_relays: HashMap::new(),
             reservations: HashMap::new(),
+            reservation_listeners: HashMap::new(),
         },
     ))
 }
@@ -1195,9 +1216,10 @@ impl EventLoop {
             }
             let circuit = addr.with(Protocol::P2p(relay)).with(Protocol::P2pCircuit);
             match self.swarm.listen_on(circuit.clone()) {
-                Ok(_) => {
+                Ok(listener) => {
                     tracing::info!(relay = %relay, "asking the relay for a reservation");
                     self.reservations.insert(relay, None);
+                    self.reservation_listeners.insert(listener, relay);
                 }
                 Err(e) => tracing::warn!(relay = %relay, error = %e, "cannot listen through relay"),
             }
@@ -1227,7 +1249,15 @@ impl EventLoop {
                     tracing::info!(addr = %address, "listening");
                 }
             }
-            SwarmEvent::ListenerClosed { addresses, .. } => {
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                ..
+            } => {
+                // A refused or lost reservation closes its listener, often with no address.
+                if let Some(relay) = self.reservation_listeners.remove(&listener_id) {
+                    self.reservations.remove(&relay);
+                }
                 for a in addresses {
                     if let Some(relay) = Self::relay_of(&a) {
                         self.reservations.remove(&relay);
@@ -1294,7 +1324,13 @@ impl EventLoop {
                 } else {
                     addr.iter().find_map(|p| match p {
                         libp2p::multiaddr::Protocol::Ip4(ip) => Some(std::net::IpAddr::V4(ip)),
-                        libp2p::multiaddr::Protocol::Ip6(ip) => Some(std::net::IpAddr::V6(ip)),
+                        // One IPv6 /64 is one household, as one IPv4 address is.
+                        libp2p::multiaddr::Protocol::Ip6(ip) if ip.is_loopback() => {
+                            Some(std::net::IpAddr::V6(ip))
+                        }
+                        libp2p::multiaddr::Protocol::Ip6(ip) => Some(std::net::IpAddr::V6(
+                            std::net::Ipv6Addr::from(u128::from(ip) & !0xFFFF_FFFF_FFFF_FFFFu128),
+                        )),
                         _ => None,
                     })
                 };
@@ -1337,9 +1373,12 @@ impl EventLoop {
                 self.synced.remove(&peer_id);
                 self.peer_sync.remove(&peer_id);
                 self.last_synced.remove(&peer_id);
-                self.sync_rate.remove(&peer_id);
                 self.relays.remove(&peer_id);
                 self.circuit_relays.remove(&peer_id);
+                if self.reservations.remove(&peer_id).is_some() {
+                    self.reservation_listeners.retain(|_, r| *r != peer_id);
+                    self.maybe_reserve();
+                }
                 tracing::info!(peer = %peer_id, "peer disconnected");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip(ev),
@@ -1547,11 +1586,27 @@ impl EventLoop {
                     },
                 ..
             } => {
-                let response = if self.over_sync_rate(peer) {
+                let now = Instant::now();
+                let served = self.sync_served.entry(peer).or_insert((now, 0));
+                if now.duration_since(served.0) > SYNC_RATE_WINDOW {
+                    *served = (now, 0);
+                }
+                let over_bytes = served.1 >= SYNC_SERVED_BYTES_MAX;
+                let response = if self.over_sync_rate(peer) || over_bytes {
                     SyncResponse::Refused("rate limit: too many sync requests".into())
                 } else {
                     self.serve_sync(request)
                 };
+                if let SyncResponse::Objects { objects, .. } = &response {
+                    let n: u64 = objects.iter().map(|o| o.len() as u64).sum();
+                    if let Some(e) = self.sync_served.get_mut(&peer) {
+                        e.1 += n;
+                    }
+                }
+                if self.sync_served.len() > RATE_TABLE_MAX {
+                    self.sync_served
+                        .retain(|_, (t, _)| t.elapsed() <= SYNC_RATE_WINDOW);
+                }
                 let _ = self
                     .swarm
                     .behaviour_mut()
@@ -1623,13 +1678,36 @@ impl EventLoop {
         v
     }
 
-    fn shard_items(&self, shard: &str) -> Result<Vec<crate::reconcile::Item>, String> {
+    /// A shard's items, from a cache kept until the store changes (or 30 s pass), so that
+    /// serving many rounds to many peers does not rescan the store each time.
+    fn shard_items(&mut self, shard: &str) -> Result<Arc<Vec<crate::reconcile::Item>>, String> {
+        let generation = if shard == "attestations" {
+            self.store.trust_generation()
+        } else {
+            self.store.listing_generation()
+        };
+        if let Some((g, at, items)) = self.item_cache.get(shard)
+            && *g == generation
+            && at.elapsed() < Duration::from_secs(30)
+        {
+            return Ok(items.clone());
+        }
         let r = match shard.strip_prefix("listings/") {
             Some(cat) => self.store.sync_items(cat, now_ms()),
             None if shard == "attestations" => crate::reconcile::attestation_items(&self.store),
             None => return Err(format!("unknown shard {shard:?}")),
         };
-        r.map_err(|e| format!("store: {e}"))
+        let mut items = r.map_err(|e| format!("store: {e}"))?;
+        items.sort_unstable();
+        let items = Arc::new(items);
+        if self.item_cache.len() > 64 {
+            self.item_cache.clear();
+        }
+        self.item_cache.insert(
+            shard.to_owned(),
+            (generation, Instant::now(), items.clone()),
+        );
+        Ok(items)
     }
 
     /// Starts reconciling every followed shard with `peer`, unless that is under way.
@@ -1674,7 +1752,7 @@ impl EventLoop {
                 return;
             }
         };
-        match crate::reconcile::Initiator::new(items) {
+        match crate::reconcile::Initiator::new(items.as_ref().clone()) {
             Ok((init, msg)) => self.send_round(peer, shard, Box::new(init), msg),
             Err(e) => tracing::warn!(shard = %shard, error = %e, "cannot start reconciliation"),
         }
@@ -1751,9 +1829,16 @@ impl EventLoop {
                     .filter(|o| wanted.contains(blake3::hash(o).as_bytes()))
                     .filter(|o| want_shard.is_none() || listing_shard(o) == want_shard)
                     .collect();
+                let sent = objects.len();
                 let stored = self.ingest_page(&objects, kind, peer);
                 tracing::debug!(peer = %peer, shard = %shard, received = objects.len(), stored, "sync fetch");
-                if let Some(next) = next
+                if let Some(ps) = self.peer_sync.get_mut(&peer) {
+                    ps.stored += stored as u64;
+                }
+                // The rest of a full page is asked again, but only after a page that carried
+                // something (an empty "full" page would make us ask forever).
+                if sent > 0
+                    && let Some(next) = next
                     && let Some(pos) = ids.iter().position(|i| i.as_slice() == next.as_slice())
                     && let Some(ps) = self.peer_sync.get_mut(&peer)
                 {
@@ -1829,12 +1914,36 @@ impl EventLoop {
         {
             return;
         }
-        if !ps.rerun.is_empty() {
-            let again = std::mem::take(&mut ps.rerun);
-            ps.shards_left.extend(again);
-            self.open_sessions(peer);
-            return;
+        let again = std::mem::take(&mut ps.rerun);
+        // Re-run only while the last pass stored something (a peer whose ranges never agree
+        // cannot keep us busy), and at most SYNC_RERUNS_MAX times per shard.
+        if !again.is_empty() && ps.stored > ps.stored_at_rerun {
+            ps.stored_at_rerun = ps.stored;
+            for shard in again {
+                let n = ps.reruns.entry(shard.clone()).or_default();
+                if *n < SYNC_RERUNS_MAX {
+                    *n += 1;
+                    ps.shards_left.push_back(shard);
+                }
+            }
+            if !ps.shards_left.is_empty() {
+                self.open_sessions(peer);
+                let busy = self
+                    .peer_sync
+                    .get(&peer)
+                    .is_some_and(|ps| ps.sessions_open > 0);
+                if busy {
+                    return;
+                }
+                // No session could be opened (store error): finish now.
+                if let Some(ps) = self.peer_sync.get_mut(&peer) {
+                    ps.shards_left.clear();
+                }
+            }
         }
+        let Some(ps) = self.peer_sync.get_mut(&peer) else {
+            return;
+        };
         let took = ps.started.map(|s| s.elapsed()).unwrap_or_default();
         self.peer_sync.remove(&peer);
         self.last_synced.insert(peer, Instant::now());
@@ -2120,7 +2229,7 @@ fn over_rate(map: &mut HashMap<PeerId, (Instant, u32)>, peer: PeerId, max: u32) 
 }
 
 impl EventLoop {
-    fn serve_sync(&self, request: SyncRequest) -> SyncResponse {
+    fn serve_sync(&mut self, request: SyncRequest) -> SyncResponse {
         match request {
             SyncRequest::Reconcile { shard, msg } => {
                 let items = match self.shard_items(&shard) {

@@ -202,6 +202,8 @@ pub struct Store {
     index_wakeup: tokio::sync::Notify,
     /// Bumped by every write that can change trust (attestations, trade messages, seeds).
     trust_generation: std::sync::atomic::AtomicU64,
+    /// Bumped by every write of listing heads (new versions, pruning).
+    listing_generation: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -222,6 +224,7 @@ impl Store {
             write_lock: Mutex::new(()),
             index_wakeup: tokio::sync::Notify::new(),
             trust_generation: std::sync::atomic::AtomicU64::new(1),
+            listing_generation: std::sync::atomic::AtomicU64::new(1),
         };
         let meta = store.cf(CF_META)?;
         match store.db.get_cf(meta, SCHEMA_KEY)? {
@@ -387,6 +390,8 @@ impl Store {
             listing.expires_at.to_be_bytes(),
         );
         self.write(batch, durable)?;
+        self.listing_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.index_wakeup.notify_one();
         Ok(outcome)
     }
@@ -523,6 +528,8 @@ impl Store {
         }
         if n > 0 {
             self.write(batch, false)?;
+            self.listing_generation
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.index_wakeup.notify_one();
         }
         Ok(n)
@@ -703,6 +710,51 @@ impl Store {
     fn bump_trust(&self) {
         self.trust_generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Changes whenever a listing head was written or pruned.
+    pub fn listing_generation(&self) -> u64 {
+        self.listing_generation
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Deletes every blob that no listing held here names (photos of expired or replaced
+    /// listings), except those in `keep`. Returns how many were deleted.
+    pub fn gc_blobs(&self, keep: &std::collections::HashSet<[u8; 32]>) -> Result<u64, StoreError> {
+        let mut referenced: std::collections::HashSet<[u8; 32]> = keep.clone();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_LISTING_HEADS)?, IteratorMode::Start)
+        {
+            let (_, v) = item?;
+            let head = ListingHead::decode(&v)?;
+            if let Some(bytes) = self.object(&head.object)?
+                && let Some(l) = Self::stored_listing(&bytes)
+            {
+                referenced.extend(l.images);
+            }
+        }
+        let cf = self.cf(CF_BLOBS)?;
+        let mut batch = WriteBatch::default();
+        let mut n = 0;
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, _) = item?;
+            if k.len() != 36 {
+                continue;
+            }
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&k[..32]);
+            if !referenced.contains(&id) {
+                if k[32..] == [0xff; 4] {
+                    n += 1;
+                }
+                batch.delete_cf(cf, &k);
+            }
+        }
+        if n > 0 {
+            self.write(batch, false)?;
+        }
+        Ok(n)
     }
 
     /// Changes whenever something trust depends on was written.

@@ -136,7 +136,7 @@ pub fn compute(
     // Sum the signed weight per (rater, subject) pair, in a deterministic order.
     let mut pairs: HashMap<(usize, usize), f64> = HashMap::new();
     let mut stars: HashMap<usize, (u64, u32)> = HashMap::new();
-    let mut raters_of: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut raters_of: HashMap<usize, std::collections::BTreeSet<usize>> = HashMap::new();
     for r in ratings {
         if r.rater == r.subject {
             continue;
@@ -147,10 +147,7 @@ pub fn compute(
         let s = stars.entry(j).or_default();
         s.0 += u64::from(r.score.clamp(1, 5));
         s.1 += 1;
-        let list = raters_of.entry(j).or_default();
-        if !list.contains(&i) {
-            list.push(i);
-        }
+        raters_of.entry(j).or_default().insert(i);
     }
     for k in trusted {
         id(k, &mut index, &mut keys);
@@ -237,7 +234,8 @@ pub fn compute(
     let mut peers = HashMap::with_capacity(n);
     for (j, key) in keys.iter().enumerate() {
         let mut evidence = if trusted_idx.contains(&j) { 1.0 } else { 0.0 };
-        let list = raters_of.get(&j).map(Vec::as_slice).unwrap_or(&[]);
+        let empty = std::collections::BTreeSet::new();
+        let list = raters_of.get(&j).unwrap_or(&empty);
         for &r in list {
             if !positive.get(&(r, j)).copied().unwrap_or(false) {
                 continue;

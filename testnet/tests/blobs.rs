@@ -101,6 +101,26 @@ async fn a_blob_is_fetched_verified_and_a_lying_peer_is_caught_at_its_first_bad_
         cluster.nodes[0].store.blob(&blob_id).expect("read"),
         Some(data.clone())
     );
+    // Garbage collection keeps what a listing names and deletes the rest (recently added
+    // blobs are kept by the node's own pass; the store-level pass here keeps nothing extra).
+    let stray = cluster.nodes[1].blobs.add(photo(1_000)).await.expect("add");
+    let stray = Blobs::parse_id(stray["id"].as_str().expect("id")).expect("id");
+    assert_eq!(
+        cluster.nodes[1].blobs.gc().expect("gc"),
+        0,
+        "recent blobs are kept"
+    );
+    let deleted = cluster.nodes[1]
+        .store
+        .gc_blobs(&Default::default())
+        .expect("gc");
+    assert_eq!(deleted, 1);
+    assert!(cluster.nodes[1].store.blob(&stray).expect("read").is_none());
+    assert_eq!(
+        cluster.nodes[1].store.blob(&blob_id).expect("read"),
+        Some(data.clone()),
+        "the listing's photo stays"
+    );
     // Too large or empty: refused with the reason.
     let e = cluster.nodes[0]
         .blobs
