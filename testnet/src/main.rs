@@ -1,5 +1,7 @@
 //! `jangteo-testnet`: runs scenarios over many nodes and prints what it measured.
 
+mod trust_sim;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -133,6 +135,42 @@ enum Scenario {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// EigenTrust threat models A-D as a market: trust-based vs random seller choice.
+    TrustSim {
+        /// Accounts.
+        #[arg(long, default_value_t = 100)]
+        accounts: usize,
+        /// Cycles; each honest account buys once per cycle.
+        #[arg(long, default_value_t = 40)]
+        cycles: usize,
+        /// Malicious shares in percent, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "0,10,20,30,40,50,60,70")]
+        malicious: Vec<f64>,
+        /// Threat models, comma-separated (A,B,C,D).
+        #[arg(long, value_delimiter = ',', default_value = "A,B,C,D")]
+        models: Vec<String>,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Trusted keys every node holds: this percent of the honest accounts, rounded up.
+        #[arg(long, default_value_t = 5.0)]
+        trusted: f64,
+        /// Damping toward the seeds (default: what nodes use, trust::Params::default()).
+        #[arg(long, default_value_t = jangteo_protocol::trust::Params::default().damping)]
+        damping: f64,
+        /// Recompute every buyer's view every this many cycles.
+        #[arg(long, default_value_t = 1)]
+        recompute_every: usize,
+        /// Exploration pool: `zero-trust` (paper) or `unknown` (zero trust, never traded with).
+        #[arg(long, default_value = "zero-trust")]
+        explore: String,
+        /// Fake trades each collective member signs per cycle.
+        #[arg(long, default_value_t = 5)]
+        fake_trades: usize,
+        /// Distinct edges for the timing of one compute (0: skip).
+        #[arg(long, default_value_t = 100_000)]
+        bench_edges: usize,
+    },
     /// The search engine at market size: indexing rate, query latency, index size, memory.
     SearchBench {
         /// Generated listings (Korean, Japanese, English and mixed titles).
@@ -159,6 +197,51 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .try_init();
     match cli.command {
+        Scenario::TrustSim {
+            accounts,
+            cycles,
+            malicious,
+            models,
+            seed,
+            trusted,
+            damping,
+            recompute_every,
+            explore,
+            fake_trades,
+            bench_edges,
+        } => {
+            let models = models
+                .iter()
+                .map(|m| {
+                    trust_sim::Model::parse(m).ok_or_else(|| anyhow::anyhow!("unknown model {m}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let explore = match explore.as_str() {
+                "zero-trust" => trust_sim::Explore::ZeroTrust,
+                "unknown" => trust_sim::Explore::Unknown,
+                other => anyhow::bail!("unknown --explore {other}"),
+            };
+            let cfg = trust_sim::Config {
+                accounts,
+                cycles,
+                malicious: malicious.iter().map(|m| m / 100.0).collect(),
+                models,
+                seed,
+                trusted_share: trusted / 100.0,
+                damping,
+                recompute_every,
+                explore,
+                fake_trades,
+                bench_edges,
+                ..trust_sim::Config::default()
+            };
+            let r = tokio::task::spawn_blocking(move || trust_sim::run(&cfg)).await?;
+            if cli.json {
+                println!("{r}");
+            } else {
+                println!("{}", trust_sim::table(&r));
+            }
+        }
         Scenario::SearchBench {
             listings,
             queries,
@@ -213,6 +296,7 @@ async fn main() -> Result<()> {
                         location: None,
                         moderators: vec![],
                         expires_in_days: None,
+                        images: vec![],
                     })
                     .await?;
                 let mut slowest = 0.0f64;
