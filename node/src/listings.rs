@@ -421,17 +421,12 @@ impl Listings {
         Ok(ListingView::new(&cur, now_ms()))
     }
 
-    /// Number of open listings held here.
+    /// Number of open listings held here, as the search index counts them (it follows the
+    /// store within moments; reading the store would decode every listing).
     pub fn open_count(&self) -> Result<u64, ListingError> {
-        let now = now_ms();
-        let mut n = 0;
-        self.store.for_each_listing(None, |s| {
-            if s.listing.is_open(now) {
-                n += 1;
-            }
-            true
-        })?;
-        Ok(n)
+        self.index
+            .open_count(now_ms())
+            .map_err(|e| ListingError::Search(e.to_string()))
     }
 
     /// Searches the listings held here with the local search engine.

@@ -63,8 +63,9 @@ pub const OFFENSE_WINDOW: Duration = Duration::from_secs(600);
 /// How long a ban lasts.
 pub const BAN_DURATION: Duration = Duration::from_secs(600);
 /// Gossip messages taken from one peer per rate window; beyond that they are ignored
-/// unread (no signature check spent on them).
-pub const GOSSIP_RATE_MAX: u32 = 1000;
+/// unread (no signature check spent on them). A busy relay forwards a whole market's posts,
+/// so this is generous (500/s); what is dropped here is repaired by catch-up sync.
+pub const GOSSIP_RATE_MAX: u32 = 5000;
 /// Pending incoming connections.
 pub const MAX_PENDING_INCOMING: u32 = 64;
 

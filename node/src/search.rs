@@ -777,6 +777,32 @@ impl SearchIndex {
         Ok(results)
     }
 
+    /// Listings the index holds as open (active, in stock, not expired at `now`): a count
+    /// from the index, without reading the store.
+    pub fn open_count(&self, now: u64) -> Result<u64, SearchError> {
+        let f = &self.fields;
+        let q = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_u64(f.open, 1),
+                    IndexRecordOption::Basic,
+                )) as Box<dyn Query>,
+            ),
+            (
+                Occur::Must,
+                Box::new(RangeQuery::new(
+                    Bound::Excluded(Term::from_field_u64(f.expires, now)),
+                    Bound::Unbounded,
+                )),
+            ),
+        ]);
+        Ok(self
+            .reader
+            .searcher()
+            .search(&q, &tantivy::collector::Count)? as u64)
+    }
+
     /// Documents in the index.
     pub fn len(&self) -> u64 {
         self.reader.searcher().num_docs()
