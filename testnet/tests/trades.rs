@@ -510,10 +510,14 @@ async fn two_buyers_accepting_counters_for_the_last_unit_get_it_once_and_stock_s
     state_is(b2, &t2, "countered").await;
     // Both buyers accept the seller's counter at once: both contracts reach the seller.
     let (r1, r2) = tokio::join!(act(b1, &t1, "accept"), act(b2, &t2, "accept"));
-    assert_eq!(
-        (r1["state"].as_str(), r2["state"].as_str()),
-        (Some("accepted"), Some("accepted"))
-    );
+    // Each accept is taken; the loser's node may already have heard the seller's "sold out"
+    // cancellation by the time its own accept returns.
+    for r in [&r1, &r2] {
+        assert!(
+            matches!(r["state"].as_str(), Some("accepted" | "cancelled")),
+            "{r}"
+        );
+    }
     // The seller's node keeps one and cancels the other as sold out, and the unit is not
     // handed back by that cancellation.
     let (s1, s2) = (seller.trades.clone(), seller.trades.clone());
