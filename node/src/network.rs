@@ -246,6 +246,12 @@ pub const FETCH_IDS_MAX: usize = 512;
 pub const FETCHES_IN_FLIGHT: usize = 2;
 /// Object bytes served to one peer by sync per rate window.
 pub const SYNC_SERVED_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// Peers reconciled with at once. One: the first peer brings what we lack, and the next
+/// ones then differ by little (reconciling with all at once would move every missing id once
+/// per peer).
+pub const PEER_SYNCS_AT_ONCE: usize = 1;
+/// A sync with one peer that takes longer than this is abandoned (the next peer's turn).
+pub const PEER_SYNC_DEADLINE: Duration = Duration::from_secs(120);
 /// Most re-runs of one shard in one sync with a peer.
 pub const SYNC_RERUNS_MAX: u32 = 8;
 /// Shards reconciled at once with one peer (each round is a stream; the protocol allows 16).
@@ -258,7 +264,7 @@ pub const SYNC_INTERVAL: Duration = Duration::from_secs(60);
 pub struct SyncInfo {
     /// Peers we finished reconciling with since they connected.
     pub peers_reconciled: usize,
-    /// Peers we are reconciling with now.
+    /// Peers we are reconciling with now, or waiting for their turn.
     pub in_progress: usize,
     /// Objects learned from peers and not fetched yet.
     pub to_fetch: usize,
@@ -603,6 +609,10 @@ pub struct EventLoop {
     listing_topics: HashMap<gossipsub::TopicHash, &'static str>,
     /// The shards this node follows.
     shards: Vec<&'static str>,
+    /// Peers waiting for their turn to be reconciled with.
+    sync_queue: std::collections::VecDeque<PeerId>,
+    /// Ids some peer's sync is fetching (or has queued): not asked of a second peer.
+    sync_wanted: std::collections::HashSet<[u8; 32]>,
     /// Object bytes served by sync per peer in the current window.
     sync_served: HashMap<PeerId, (Instant, u64)>,
     /// Sync items per shard: (store generation, when built, sorted items).
@@ -912,6 +922,8 @@ pub fn build(
             pending_sync: HashMap::new(),
             item_cache: HashMap::new(),
             sync_served: HashMap::new(),
+            sync_wanted: std::collections::HashSet::new(),
+            sync_queue: std::collections::VecDeque::new(),
             peer_sync: HashMap::new(),
             last_synced: HashMap::new(),
             last_sync: None,
@@ -1141,6 +1153,16 @@ impl EventLoop {
         for p in due {
             self.start_sync(p);
         }
+        let slow: Vec<PeerId> = self
+            .peer_sync
+            .iter()
+            .filter(|(_, ps)| ps.started.is_some_and(|t| t.elapsed() > PEER_SYNC_DEADLINE))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in slow {
+            self.abandon_sync(p);
+        }
+        self.next_sync();
     }
 
     fn ban(&mut self, peer: PeerId, why: &str) {
@@ -1372,7 +1394,13 @@ impl EventLoop {
                 self.release_ip(connection_id);
                 self.peers.remove(&peer_id);
                 self.synced.remove(&peer_id);
-                self.peer_sync.remove(&peer_id);
+                if let Some(ps) = self.peer_sync.remove(&peer_id) {
+                    for (_, id) in ps.to_fetch {
+                        self.sync_wanted.remove(&id);
+                    }
+                    self.next_sync();
+                }
+                self.sync_queue.retain(|p| *p != peer_id);
                 self.last_synced.remove(&peer_id);
                 self.relays.remove(&peer_id);
                 self.circuit_relays.remove(&peer_id);
@@ -1645,7 +1673,7 @@ impl EventLoop {
     fn sync_info(&self) -> SyncInfo {
         SyncInfo {
             peers_reconciled: self.synced.values().filter(|d| **d).count(),
-            in_progress: self.peer_sync.len(),
+            in_progress: self.peer_sync.len() + self.sync_queue.len(),
             to_fetch: self
                 .peer_sync
                 .values()
@@ -1716,6 +1744,13 @@ impl EventLoop {
         if self.peer_sync.contains_key(&peer) {
             return;
         }
+        if self.peer_sync.len() >= PEER_SYNCS_AT_ONCE {
+            if !self.sync_queue.contains(&peer) && self.sync_queue.len() < MAX_CONNECTIONS as usize
+            {
+                self.sync_queue.push_back(peer);
+            }
+            return;
+        }
         let shards = self.sync_shards();
         self.peer_sync.insert(
             peer,
@@ -1781,6 +1816,15 @@ impl EventLoop {
     }
 
     fn on_sync_response(&mut self, peer: PeerId, pending: Pending, response: SyncResponse) {
+        if !self.peer_sync.contains_key(&peer) {
+            // That sync was abandoned (deadline, disconnect): nothing more is asked.
+            if let Pending::Fetch(_, ids) = &pending {
+                for id in ids {
+                    self.sync_wanted.remove(id);
+                }
+            }
+            return;
+        }
         match (pending, response) {
             (Pending::Round(shard, mut init), SyncResponse::Reconciled { msg }) => {
                 self.sync_totals.bytes_received += msg.len() as u64;
@@ -1790,8 +1834,12 @@ impl EventLoop {
                 match init.step(&msg) {
                     Ok(step) => {
                         if let Some(ps) = self.peer_sync.get_mut(&peer) {
-                            ps.to_fetch
-                                .extend(step.need.into_iter().map(|id| (shard.clone(), id)));
+                            // An id another peer's sync already fetches is not asked twice.
+                            for id in step.need {
+                                if self.sync_wanted.insert(id) {
+                                    ps.to_fetch.push_back((shard.clone(), id));
+                                }
+                            }
                         }
                         if let Some(next) = step.next {
                             self.send_round(peer, shard, init, next);
@@ -1810,6 +1858,9 @@ impl EventLoop {
                 }
             }
             (Pending::Fetch(shard, ids), SyncResponse::Objects { objects, next }) => {
+                for id in &ids {
+                    self.sync_wanted.remove(id);
+                }
                 if let Some(ps) = self.peer_sync.get_mut(&peer) {
                     ps.fetches_in_flight = ps.fetches_in_flight.saturating_sub(1);
                 }
@@ -1844,13 +1895,20 @@ impl EventLoop {
                     && let Some(ps) = self.peer_sync.get_mut(&peer)
                 {
                     for id in ids[pos..].iter().rev() {
-                        ps.to_fetch.push_front((shard.clone(), *id));
+                        if self.sync_wanted.insert(*id) {
+                            ps.to_fetch.push_front((shard.clone(), *id));
+                        }
                     }
                 }
             }
             (pending, other) => {
                 if let SyncResponse::Refused(reason) = &other {
                     tracing::debug!(peer = %peer, reason = %reason, "sync refused");
+                }
+                if let Pending::Fetch(_, ids) = &pending {
+                    for id in ids {
+                        self.sync_wanted.remove(id);
+                    }
                 }
                 if let Some(ps) = self.peer_sync.get_mut(&peer) {
                     match pending {
@@ -1888,7 +1946,15 @@ impl EventLoop {
                 }
             }
             // Skip what arrived meanwhile (by gossip or from another peer).
-            ids.retain(|id| !matches!(self.store.object(&ObjectId(*id)), Ok(Some(_))));
+            let store = &self.store;
+            let wanted = &mut self.sync_wanted;
+            ids.retain(|id| {
+                let held = matches!(store.object(&ObjectId(*id)), Ok(Some(_)));
+                if held {
+                    wanted.remove(id);
+                }
+                !held
+            });
             if ids.is_empty() {
                 continue;
             }
@@ -1956,6 +2022,31 @@ impl EventLoop {
         let _ = self.events.send(NodeEvent::Synced {
             peer: peer.to_string(),
         });
+        self.next_sync();
+    }
+
+    /// Starts the sync of the next connected peer waiting for its turn.
+    fn next_sync(&mut self) {
+        while self.peer_sync.len() < PEER_SYNCS_AT_ONCE {
+            let Some(p) = self.sync_queue.pop_front() else {
+                return;
+            };
+            if self.swarm.is_connected(&p) {
+                self.start_sync(p);
+            }
+        }
+    }
+
+    /// Abandons a sync that took too long.
+    fn abandon_sync(&mut self, peer: PeerId) {
+        if let Some(ps) = self.peer_sync.remove(&peer) {
+            tracing::info!(peer = %peer, "sync abandoned: too slow");
+            for (_, id) in ps.to_fetch {
+                self.sync_wanted.remove(&id);
+            }
+            self.last_synced.insert(peer, Instant::now());
+        }
+        self.next_sync();
     }
 
     fn on_trade(&mut self, ev: request_response::Event<TradeRequest, TradeResponse>) {

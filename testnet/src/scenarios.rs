@@ -271,10 +271,23 @@ pub async fn catchup(bin: PathBuf, nodes: usize, listings: usize) -> Result<(Val
         tokio::time::sleep(POLL).await;
     }
     let total_ms = start.elapsed().as_secs_f64() * 1000.0;
+    // What catch-up sync moved (the returning node's counters start with its process).
+    let sync = &api.status().await?["sync"];
+    let sync_bytes =
+        sync["bytes_sent"].as_u64().unwrap_or(0) + sync["bytes_received"].as_u64().unwrap_or(0);
+    let object_bytes = sync["object_bytes_received"].as_u64().unwrap_or(0);
+    let sync_objects = sync["objects_fetched"].as_u64().unwrap_or(0);
     net.shutdown().await?;
     let mut report = json!({
         "nodes": nodes,
         "listings": listings,
+        "sync_objects_fetched": sync_objects,
+        "sync_bytes": sync_bytes,
+        "sync_object_bytes": object_bytes,
+        // Bytes moved per byte of the objects that were missing (their count times the mean
+        // size of what arrived): duplicates fetched from two peers at once count as overhead.
+        "sync_bytes_per_missing_byte": sync_bytes as f64
+            / ((object_bytes as f64 / sync_objects.max(1) as f64) * listings as f64).max(1.0),
         "posted_per_s": listings as f64 / post_s,
         "online_converged_by_gossip": online_converged,
         "online_min_held": online_min_held,
