@@ -47,7 +47,7 @@ pub const DISTANCE_CANDIDATES_MAX: usize = 20_000;
 /// Largest search radius (half the earth's circumference).
 pub const RADIUS_MAX_KM: f64 = 20_040.0;
 /// Memory the index writer may use before flushing a segment.
-pub const WRITER_MEMORY_BYTES: usize = 15_000_000;
+pub const WRITER_MEMORY_BYTES: usize = 40_000_000;
 /// Most queued listings indexed in one commit.
 pub const INDEX_BATCH_MAX: usize = 10_000;
 /// Longest token kept (longer ones are noise such as pasted hashes).
@@ -199,7 +199,15 @@ impl TokenStream for MarketTokenStream<'_> {
 impl MarketTokenizer {
     fn split(&mut self, text: &str) {
         self.tokens.clear();
-        let norm: String = text.nfkc().collect();
+        // Most text is already in NFKC (ASCII, precomposed Hangul, plain kana): skip the copy.
+        let norm: std::borrow::Cow<'_, str> = if unicode_normalization::is_nfkc_quick(text.chars())
+            == unicode_normalization::IsNormalized::Yes
+        {
+            std::borrow::Cow::Borrowed(text)
+        } else {
+            std::borrow::Cow::Owned(text.nfkc().collect())
+        };
+        let norm: &str = &norm;
         let chars: Vec<(usize, char)> = norm.char_indices().collect();
         let end_of = |i: usize| chars.get(i).map_or(norm.len(), |(o, _)| *o);
         let mut position = 0usize;
