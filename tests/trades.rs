@@ -157,6 +157,11 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
     assert_eq!(rep["completed_trades"], 1);
     assert!(rep["score"].as_f64() > Some(0.0), "{rep}");
     assert!(rep["confidence"].as_f64() > Some(0.0), "{rep}");
+    // The relay's search shows the seller's trust, and sorts by it.
+    let hits = json_ok(&r_dir, &["search", "brompton", "--sort", "trust"]);
+    assert_eq!(hits[0]["seller"], seller_peer.as_str(), "{hits}");
+    assert!(hits[0]["seller_score"].as_f64() > Some(0.0), "{hits}");
+    assert!(hits[0]["seller_confidence"].as_f64() > Some(0.0), "{hits}");
     // The buyer's own view of the seller (its completed trade seeds it) shows next to the listing.
     let shown = json_ok(&buyer.dir, &["show", &listing]);
     assert!(shown["seller_score"].as_f64() > Some(0.0), "{shown}");
