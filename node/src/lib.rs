@@ -281,6 +281,22 @@ impl Node {
             reputation::Reputation::new(key.clone(), store.clone(), trades.clone(), client.clone());
         tasks.push(tokio::spawn(reputation.clone().run(shutdown_rx.clone())));
         let blobs = blobs::Blobs::new(store.clone(), client.clone());
+        {
+            // Provider records live in the DHT's memory: announce what we hold again.
+            let (s, net) = (store.clone(), client.clone());
+            tasks.push(tokio::spawn(async move {
+                let ids = tokio::task::spawn_blocking(move || s.blob_ids())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                for id in ids {
+                    if net.provide(id).await.is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
         if cfg.relay {
             // A relay keeps the photos of the listings it keeps.
             let mirror = blobs.clone();

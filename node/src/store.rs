@@ -940,6 +940,20 @@ impl Store {
         Ok(Some(out))
     }
 
+    /// Ids of every whole blob held.
+    pub fn blob_ids(&self) -> Result<Vec<ObjectId>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_BLOBS)?, IteratorMode::Start) {
+            let (k, _) = item?;
+            if k.len() == 36 && k[32..] == [0xff; 4] {
+                let mut id = [0u8; 32];
+                id.copy_from_slice(&k[..32]);
+                out.push(ObjectId(id));
+            }
+        }
+        Ok(out)
+    }
+
     /// Number of whole blobs held.
     pub fn blob_count(&self) -> Result<u64, StoreError> {
         let mut n = 0;
