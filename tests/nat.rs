@@ -4,15 +4,8 @@
 
 mod common;
 
+use common::trade_state_is as state_is;
 use common::{jangteo, json_ok, start_node_args, start_node_with, tcp_addr, wait_for};
-use serde_json::Value;
-
-fn state_is(dir: &std::path::Path, trade: &str, state: &str) -> Value {
-    wait_for(&format!("trade {trade} to be {state}"), || {
-        let v = json_ok(dir, &["trade", trade]);
-        (v["state"] == state).then_some(v)
-    })
-}
 
 #[test]
 fn two_nodes_that_cannot_dial_each_other_trade_through_a_relay() {

@@ -9,10 +9,7 @@ use common::{NodeProc, jangteo, json_ok, start_node, start_node_with, tcp_addr, 
 use serde_json::Value;
 
 fn state_is(node: &NodeProc, trade: &str, state: &str) -> Value {
-    wait_for(&format!("trade {trade} to be {state}"), || {
-        let v = json_ok(&node.dir, &["trade", trade]);
-        (v["state"] == state).then_some(v)
-    })
+    common::trade_state_is(&node.dir, trade, state)
 }
 
 #[test]

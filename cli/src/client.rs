@@ -192,38 +192,10 @@ impl ApiClient {
     }
 
     async fn finish(&self, req: reqwest::RequestBuilder) -> Result<Value, CliError> {
-        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| {
-            if e.is_connect() {
-                CliError::unreachable(&self.dir, "connection refused")
-            } else {
-                CliError {
-                    exit: 2,
-                    code: "node_unreachable".into(),
-                    message: format!("talking to the node: {e}"),
-                }
-            }
-        })?;
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(body);
+        let resp = self.send_req(req).await?;
+        if !resp.status().is_success() {
+            return Err(Self::error(resp).await);
         }
-        let code = body["error"]["code"].as_str().unwrap_or("error").to_owned();
-        let message = body["error"]["message"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("node answered {status}"));
-        let exit = if status == reqwest::StatusCode::UNAUTHORIZED
-            || status.is_server_error() && code == "network"
-        {
-            2
-        } else {
-            1
-        };
-        Err(CliError {
-            exit,
-            code,
-            message,
-        })
+        Ok(resp.json().await.unwrap_or(Value::Null))
     }
 }

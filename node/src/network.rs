@@ -2090,9 +2090,7 @@ impl EventLoop {
                     },
                 ..
             } => {
-                if let Some(reply) = self.pending_trades.remove(&request_id) {
-                    let _ = reply.send(Ok(response));
-                }
+                settle(&mut self.pending_trades, request_id, Ok(response));
             }
             Event::OutboundFailure {
                 peer,
@@ -2101,9 +2099,7 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(peer = %peer, error = %error, "trade delivery failed");
-                if let Some(reply) = self.pending_trades.remove(&request_id) {
-                    let _ = reply.send(Err(error.to_string()));
-                }
+                settle(&mut self.pending_trades, request_id, Err(error.to_string()));
                 // Look the peer up so that the next attempt knows where to dial.
                 self.swarm.behaviour_mut().kad.get_closest_peers(peer);
             }
@@ -2141,16 +2137,12 @@ impl EventLoop {
                     },
                 ..
             } => {
-                if let Some(reply) = self.pending_blob.remove(&request_id) {
-                    let _ = reply.send(Ok(response));
-                }
+                settle(&mut self.pending_blob, request_id, Ok(response));
             }
             Event::OutboundFailure {
                 request_id, error, ..
             } => {
-                if let Some(reply) = self.pending_blob.remove(&request_id) {
-                    let _ = reply.send(Err(error.to_string()));
-                }
+                settle(&mut self.pending_blob, request_id, Err(error.to_string()));
             }
             _ => {}
         }
@@ -2208,16 +2200,16 @@ impl EventLoop {
                     },
                 ..
             } => {
-                if let Some(reply) = self.pending_mailbox.remove(&request_id) {
-                    let _ = reply.send(Ok(response));
-                }
+                settle(&mut self.pending_mailbox, request_id, Ok(response));
             }
             Event::OutboundFailure {
                 request_id, error, ..
             } => {
-                if let Some(reply) = self.pending_mailbox.remove(&request_id) {
-                    let _ = reply.send(Err(error.to_string()));
-                }
+                settle(
+                    &mut self.pending_mailbox,
+                    request_id,
+                    Err(error.to_string()),
+                );
             }
             _ => {}
         }
@@ -2305,6 +2297,17 @@ const RATE_TABLE_MAX: usize = 4096;
 
 /// Counts one request of `peer` in the current window; true when over `max`. Counters
 /// outlive connections, so reconnecting does not reset them.
+/// Hands an outbound request's outcome to whoever is waiting for it.
+fn settle<T>(
+    pending: &mut HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<T, String>>>,
+    id: request_response::OutboundRequestId,
+    outcome: Result<T, String>,
+) {
+    if let Some(reply) = pending.remove(&id) {
+        let _ = reply.send(outcome);
+    }
+}
+
 fn over_rate(map: &mut HashMap<PeerId, (Instant, u32)>, peer: PeerId, max: u32) -> bool {
     if map.len() >= RATE_TABLE_MAX {
         map.retain(|_, (start, _)| start.elapsed() <= SYNC_RATE_WINDOW);

@@ -64,37 +64,15 @@ pub fn start_node(dir: &Path, bootstrap: Option<&str>) -> (NodeProc, Value) {
     start_node_with(dir, bootstrap, &[])
 }
 
-/// Starts `jangteo node` with extra flags (such as `--relay`) and waits for its API.
+/// Starts `jangteo node` listening on loopback TCP with extra flags (such as `--relay`) and
+/// waits for its API.
 pub fn start_node_with(dir: &Path, bootstrap: Option<&str>, extra: &[&str]) -> (NodeProc, Value) {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--data-dir")
-        .arg(dir)
-        .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
-        .args(extra);
+    let mut args = vec!["--listen", "/ip4/127.0.0.1/tcp/0"];
     if let Some(b) = bootstrap {
-        cmd.args(["--bootstrap", b]);
+        args.extend(["--bootstrap", b]);
     }
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.with_extension("log"))
-        .expect("log file");
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn node");
-    let node = NodeProc {
-        child,
-        dir: dir.to_owned(),
-    };
-    let id = wait_for("the node's API", || {
-        let out = jangteo(&node.dir, &["--json", "id"]);
-        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-        (out.status.success() && v["addrs"].as_array().is_some_and(|a| !a.is_empty())).then_some(v)
-    });
-    (node, id)
+    args.extend_from_slice(extra);
+    start_node_args(dir, &args)
 }
 
 /// Starts `jangteo node --no-mdns ARGS…` (no default listen address) and waits until its
@@ -136,4 +114,12 @@ pub fn tcp_addr(id: &Value) -> String {
         .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
         .expect("a loopback TCP address")
         .to_owned()
+}
+
+/// Polls `jangteo trade ID` on the node in `dir` until the trade is in `state`.
+pub fn trade_state_is(dir: &Path, trade: &str, state: &str) -> Value {
+    wait_for(&format!("trade {trade} to be {state}"), || {
+        let v = json_ok(dir, &["trade", trade]);
+        (v["state"] == state).then_some(v)
+    })
 }
