@@ -262,22 +262,14 @@ impl Store {
     fn rebuild_sync_items(&self) -> Result<(), StoreError> {
         let cf = self.cf(CF_SYNC_ITEMS)?;
         let mut batch = WriteBatch::default();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_LISTING_HEADS)?, IteratorMode::Start)
-        {
-            let (_, v) = item?;
-            let head = ListingHead::decode(&v)?;
-            if let Some(bytes) = self.object(&head.object)?
-                && let Some(l) = Self::stored_listing(&bytes)
-            {
-                batch.put_cf(
-                    cf,
-                    Self::sync_key(&l, &head.object),
-                    head.expires_at.to_be_bytes(),
-                );
-            }
-        }
+        self.for_each_listing(None, |s| {
+            batch.put_cf(
+                cf,
+                Self::sync_key(&s.listing, &s.head.object),
+                s.head.expires_at.to_be_bytes(),
+            );
+            true
+        })?;
         batch.put_cf(self.cf(CF_META)?, SYNC_ITEMS_BUILT, b"1");
         self.write(batch, true)
     }
@@ -722,18 +714,10 @@ impl Store {
     /// listings), except those in `keep`. Returns how many were deleted.
     pub fn gc_blobs(&self, keep: &std::collections::HashSet<[u8; 32]>) -> Result<u64, StoreError> {
         let mut referenced: std::collections::HashSet<[u8; 32]> = keep.clone();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_LISTING_HEADS)?, IteratorMode::Start)
-        {
-            let (_, v) = item?;
-            let head = ListingHead::decode(&v)?;
-            if let Some(bytes) = self.object(&head.object)?
-                && let Some(l) = Self::stored_listing(&bytes)
-            {
-                referenced.extend(l.images);
-            }
-        }
+        self.for_each_listing(None, |s| {
+            referenced.extend(s.listing.images.iter().copied());
+            true
+        })?;
         let cf = self.cf(CF_BLOBS)?;
         let mut batch = WriteBatch::default();
         let mut n = 0;
