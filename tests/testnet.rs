@@ -1,10 +1,14 @@
 //! The small testnet scenarios of issue 7, on real `jangteo node` processes (the binary
 //! Cargo built for this test): 5 nodes propagating listings, and a node killed with
-//! SIGKILL while it takes posts. The large runs are by hand (`jangteo-testnet`,
-//! BENCHMARKS.md).
+//! SIGKILL while it takes posts, nodes in network namespaces with netem delay (where this
+//! machine allows it). The large runs are by hand (`jangteo-testnet`, BENCHMARKS.md).
 
 use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
+use jangteo_testnet::netns::{self, Netem};
+use jangteo_testnet::procs::ProcNet;
 use jangteo_testnet::scenarios;
 
 fn bin() -> PathBuf {
@@ -39,5 +43,91 @@ async fn every_acknowledged_post_survives_kill_9() {
     assert!(
         r["held_after_restart"].as_u64() >= r["acknowledged"].as_u64(),
         "{r}"
+    );
+}
+
+fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip").args(args).output().expect("running ip");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Issue 7, `--netns`: 3 nodes, each in its own network namespace with 50 ms netem delay on
+/// its egress. Skipped (not failed) without root and iproute2; without sch_netem in the
+/// kernel the namespaces are still tested, with no delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_processes_in_network_namespaces_behind_netem_delay() {
+    if let Err(why) = netns::available() {
+        println!("skipped: network namespaces need root and iproute2: {why}");
+        return;
+    }
+    let delay_ms = if netns::netem_available() {
+        50
+    } else {
+        println!("this kernel has no sch_netem: namespaces tested without delay");
+        0
+    };
+    let netem = Netem {
+        delay_ms,
+        loss_pct: 0.0,
+    };
+    let net = ProcNet::start_with_netns(bin(), 3, Some(netem))
+        .await
+        .expect("3 nodes in namespaces");
+    let names: Vec<String> = (0..3)
+        .map(|i| net.netns_name(i).expect("namespace").to_owned())
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        let node = &net.nodes[i];
+        let pid = node.pid().expect("running").to_string();
+        assert!(
+            ip(&["netns", "pids", name])
+                .lines()
+                .any(|l| l.trim() == pid),
+            "node {i} (pid {pid}) is not in namespace {name}"
+        );
+        assert!(node.addr.starts_with("/ip4/10."), "{}", node.addr);
+    }
+    let mut arrivals = Vec::new();
+    for k in 0..4 {
+        let origin = k % 3;
+        let start = Instant::now();
+        let id = net.nodes[origin]
+            .api()
+            .expect("api")
+            .post_listing(&format!("netns item {k}"), 1000 + k as u64, 1)
+            .await
+            .expect("post");
+        for j in (0..3).filter(|&j| j != origin) {
+            let api = net.nodes[j].api().expect("api").clone();
+            let ms = scenarios::arrival(api, id.clone(), start, Duration::from_secs(10))
+                .await
+                .unwrap_or_else(|| panic!("listing {k} did not reach node {j}"));
+            arrivals.push(ms);
+        }
+    }
+    let min = arrivals.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = arrivals.iter().copied().fold(0.0, f64::max);
+    println!("netns, {delay_ms} ms netem: arrivals {arrivals:?}");
+    // The gossip crosses the origin's netem (delay) and the poll's answer the receiver's
+    // (delay again): at least twice the delay if the traffic between nodes really crossed it.
+    assert!(
+        min >= f64::from(2 * delay_ms) * 0.98,
+        "min {min} ms < 2 x {delay_ms} ms"
+    );
+    assert!(max < 5000.0, "max {max} ms");
+    net.shutdown().await.expect("shutdown");
+    let left = ip(&["netns", "list"]);
+    for name in &names {
+        assert!(
+            !left
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(name)),
+            "namespace {name} left behind"
+        );
+    }
+    let bridge = format!("jtb{}x", std::process::id());
+    assert!(
+        !ip(&["-o", "link", "show", "type", "bridge"]).contains(&bridge),
+        "bridge left behind"
     );
 }

@@ -7,6 +7,7 @@
 pub mod flood;
 pub mod ingest_bench;
 pub mod memory;
+pub mod netns;
 pub mod plot;
 pub mod procs;
 pub mod scenarios;

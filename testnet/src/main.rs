@@ -9,7 +9,8 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use jangteo_node::NodeEvent;
 use jangteo_node::listings::NewListing;
-use jangteo_testnet::procs::jangteo_bin;
+use jangteo_testnet::netns::Netem;
+use jangteo_testnet::procs::{self, jangteo_bin};
 use jangteo_testnet::{Cluster, Topology, percentile, plot, scenarios, search_bench, wait_event};
 use serde_json::Value;
 
@@ -20,6 +21,17 @@ struct Cli {
     /// Print one JSON object on stdout.
     #[arg(long, global = true)]
     json: bool,
+    /// Run each node process in its own network namespace on one bridge, with `tc netem`
+    /// delay and loss on every node's egress (process-based scenarios; needs root,
+    /// iproute2, and for netem a kernel with sch_netem).
+    #[arg(long, global = true)]
+    netns: bool,
+    /// With --netns: one-way delay between two nodes, in ms (0: no netem delay).
+    #[arg(long, global = true, default_value_t = 20)]
+    delay_ms: u32,
+    /// With --netns: packet loss on every node's egress, in percent.
+    #[arg(long, global = true, default_value_t = 0.0)]
+    loss: f64,
     #[command(subcommand)]
     command: Scenario,
 }
@@ -196,6 +208,28 @@ async fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .try_init();
+    if cli.netns {
+        let in_process = matches!(
+            cli.command,
+            Scenario::TrustSim { .. }
+                | Scenario::SearchBench { .. }
+                | Scenario::Ingest { .. }
+                | Scenario::Propagation {
+                    in_process: true,
+                    ..
+                }
+        );
+        if in_process {
+            anyhow::bail!("--netns applies to the scenarios with node processes only");
+        }
+        if !(0.0..=100.0).contains(&cli.loss) {
+            anyhow::bail!("--loss is a percentage (0 to 100)");
+        }
+        procs::use_netns_by_default(Netem {
+            delay_ms: cli.delay_ms,
+            loss_pct: cli.loss,
+        })?;
+    }
     match cli.command {
         Scenario::TrustSim {
             accounts,
@@ -427,6 +461,12 @@ async fn main() -> Result<()> {
 
 /// One JSON object, or one line per figure.
 fn print(json: bool, name: &str, r: &Value) {
+    let mut r = r.clone();
+    if let (Some(n), Some(m)) = (procs::default_netns(), r.as_object_mut()) {
+        m.insert("netns_delay_ms".into(), n.delay_ms.into());
+        m.insert("netns_loss_pct".into(), n.loss_pct.into());
+    }
+    let r = &r;
     if json {
         println!("{r}");
         return;

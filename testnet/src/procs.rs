@@ -1,6 +1,7 @@
-//! Real `jangteo node` processes on loopback: each with its own data directory (in one
-//! temporary folder) and OS-chosen ports, bootstrapped into one network, driven through its
-//! local HTTP API (address and token read from the data directory, as the CLI does).
+//! Real `jangteo node` processes on loopback (or each in a network namespace,
+//! [`crate::netns`]): each with its own data directory (in one temporary folder) and
+//! OS-chosen ports, bootstrapped into one network, driven through its local HTTP API
+//! (address and token read from the data directory, as the CLI does).
 //!
 //! Every process is killed and reaped when its [`ProcNode`] is dropped, so a scenario that
 //! fails or panics leaves no node behind. This module starts and stops processes and talks
@@ -8,10 +9,32 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+
+use crate::netns::{Netem, Netns};
+
+/// Set by `jangteo-testnet --netns`: every [`ProcNet::new`] then puts its nodes in network
+/// namespaces with this delay and loss.
+static DEFAULT_NETNS: OnceLock<Netem> = OnceLock::new();
+
+/// The settings of [`use_netns_by_default`], if it was called.
+pub fn default_netns() -> Option<Netem> {
+    DEFAULT_NETNS.get().copied()
+}
+
+/// Makes every [`ProcNet`] created from now on in this process use network namespaces
+/// ([`crate::netns`]); fails unless this machine can (root, iproute2).
+pub fn use_netns_by_default(netem: Netem) -> Result<()> {
+    crate::netns::available().map_err(|e| {
+        anyhow::anyhow!("--netns needs root and iproute2 (`ip netns add` failed): {e}")
+    })?;
+    let _ = DEFAULT_NETNS.set(netem);
+    Ok(())
+}
 
 /// How long a node process may take to answer its API after start.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -140,7 +163,8 @@ pub struct ProcNode {
     pub dir: PathBuf,
     /// Base58 peer id (stable across restarts: the key is in the data directory).
     pub peer_id: String,
-    /// Its loopback TCP multiaddr with `/p2p/`, as of the last start.
+    /// Its TCP multiaddr (loopback or its namespace's address) with `/p2p/`, as of the last
+    /// start.
     pub addr: String,
     child: Option<Child>,
     api: Option<Api>,
@@ -228,16 +252,26 @@ pub fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
 /// N node processes in one temporary folder.
 #[derive(Debug)]
 pub struct ProcNet {
-    /// The nodes, in start order (a stopped node keeps its place).
+    /// The nodes, in start order (a stopped node keeps its place). Declared first: dropped
+    /// (killed) before the namespaces are deleted.
     pub nodes: Vec<ProcNode>,
     bin: PathBuf,
     http: reqwest::Client,
     root: tempfile::TempDir,
+    netns: Option<Netns>,
 }
 
 impl ProcNet {
-    /// No nodes yet; processes will run `bin`.
+    /// No nodes yet; processes will run `bin`, in network namespaces if
+    /// [`use_netns_by_default`] was called.
     pub fn new(bin: PathBuf) -> Result<Self> {
+        Self::with_netns(bin, DEFAULT_NETNS.get().copied())
+    }
+
+    /// No nodes yet; with `Some`, each node runs in its own network namespace with this
+    /// delay and loss ([`crate::netns`]).
+    pub fn with_netns(bin: PathBuf, netem: Option<Netem>) -> Result<Self> {
+        let netns = netem.map(Netns::new).transpose()?;
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .no_proxy()
@@ -250,13 +284,33 @@ impl ProcNet {
             root: tempfile::Builder::new()
                 .prefix("jangteo-testnet")
                 .tempdir()?,
+            netns,
         })
     }
 
     /// Starts `n` nodes, each dialing node 0 (kad finds the rest), and waits until each
     /// has a gossip peer.
     pub async fn start(bin: PathBuf, n: usize) -> Result<Self> {
-        let mut net = Self::new(bin)?;
+        Self::new(bin)?.start_nodes(n).await
+    }
+
+    /// [`Self::start`] with the nodes in network namespaces (`Some`) or not.
+    pub async fn start_with_netns(bin: PathBuf, n: usize, netem: Option<Netem>) -> Result<Self> {
+        Self::with_netns(bin, netem)?.start_nodes(n).await
+    }
+
+    /// The namespace settings, when the nodes run in namespaces.
+    pub fn netem(&self) -> Option<Netem> {
+        self.netns.as_ref().map(Netns::netem)
+    }
+
+    /// The network namespace of node `i`, when the nodes run in namespaces.
+    pub fn netns_name(&self, i: usize) -> Option<&str> {
+        self.netns.as_ref()?.name(i)
+    }
+
+    async fn start_nodes(mut self, n: usize) -> Result<Self> {
+        let net = &mut self;
         for i in 0..n {
             let boot = if i == 0 {
                 vec![]
@@ -270,7 +324,7 @@ impl ProcNet {
                 net.wait_gossip(i, 1).await?;
             }
         }
-        Ok(net)
+        Ok(self)
     }
 
     /// The folder holding every data directory.
@@ -303,10 +357,21 @@ impl ProcNet {
             .create(true)
             .append(true)
             .open(node.dir.with_extension("log"))?;
-        let mut cmd = Command::new(&self.bin);
+        let (mut cmd, ip) = match self.netns.as_mut() {
+            Some(ns) => {
+                let (name, ip) = ns.node(i)?;
+                // `ip netns exec` execs the program: the child's pid is the node's.
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", &name]).arg(&self.bin);
+                (cmd, ip)
+            }
+            None => (Command::new(&self.bin), std::net::Ipv4Addr::LOCALHOST),
+        };
+        let prefix = format!("/ip4/{ip}/tcp/");
         cmd.arg("--data-dir")
             .arg(&node.dir)
-            .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            .args(["node", "--listen", &format!("{prefix}0"), "--no-mdns"])
+            .args(["--api", &format!("{ip}:0")])
             .args(extra);
         for b in bootstrap {
             cmd.args(["--bootstrap", b]);
@@ -338,7 +403,7 @@ impl ProcNet {
                 && let Some(addr) = id["addrs"].as_array().and_then(|a| {
                     a.iter()
                         .filter_map(Value::as_str)
-                        .find(|s| s.starts_with("/ip4/127.0.0.1/tcp/"))
+                        .find(|s| s.starts_with(&prefix))
                 })
             {
                 node.addr = addr.to_owned();
@@ -363,7 +428,7 @@ impl ProcNet {
         .await
     }
 
-    /// Loopback addresses of the running nodes among `which`.
+    /// Listen addresses (loopback, or the namespace's) of the running nodes among `which`.
     pub fn addrs(&self, which: impl IntoIterator<Item = usize>) -> Vec<String> {
         which
             .into_iter()
