@@ -250,6 +250,21 @@ pub fn as_i64(v: Value, name: &'static str) -> Result<i64, DecodeError> {
     }
 }
 
+/// Pushes `name` as an array of keys, unless `keys` is empty (the counterpart of
+/// [`Fields::opt_keys`]).
+pub fn push_keys(
+    e: &mut Vec<(&'static str, Value)>,
+    name: &'static str,
+    keys: &[crate::envelope::PublicKey],
+) {
+    if !keys.is_empty() {
+        e.push((
+            name,
+            Value::Array(keys.iter().map(|k| Value::Bytes(k.0.to_vec())).collect()),
+        ));
+    }
+}
+
 /// An unsigned integer value.
 pub fn uint(n: u64) -> Value {
     Value::Integer(Integer::from(n))

@@ -297,17 +297,7 @@ impl Listing {
                 ),
             ));
         }
-        if !self.moderators.is_empty() {
-            e.push((
-                "mods",
-                Value::Array(
-                    self.moderators
-                        .iter()
-                        .map(|m| Value::Bytes(m.0.to_vec()))
-                        .collect(),
-                ),
-            ));
-        }
+        cbor::push_keys(&mut e, "mods", &self.moderators);
         if let Some(l) = self.location {
             e.push((
                 "location",

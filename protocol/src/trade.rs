@@ -142,17 +142,7 @@ impl TradeMessage {
         if let Some(t) = &self.terms {
             t.encode_into(&mut e);
         }
-        if !self.moderators.is_empty() {
-            e.push((
-                "mods",
-                Value::Array(
-                    self.moderators
-                        .iter()
-                        .map(|m| Value::Bytes(m.0.to_vec()))
-                        .collect(),
-                ),
-            ));
-        }
+        cbor::push_keys(&mut e, "mods", &self.moderators);
         if !self.note.is_empty() {
             e.push(("note", Value::Text(self.note.clone())));
         }
