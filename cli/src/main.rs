@@ -914,6 +914,23 @@ fn trade_text(v: &Value) -> String {
             reason
         ));
     }
+    for e in v["equivocations"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "\n  EQUIVOCATION: the {} ({}) signed a second {} after the same message at {}; it was refused and the proof is kept and gossiped",
+            s(e, "role"),
+            s(e, "by"),
+            s(e, "refused_kind"),
+            e["at"].as_u64().unwrap_or(0)
+        ));
+    }
+    for m in v["set_aside"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "\n  set aside: {} by {}: {}",
+            s(m, "kind"),
+            s(m, "by"),
+            s(m, "reason")
+        ));
+    }
     out
 }
 

@@ -249,6 +249,9 @@ async fn status(State(s): State<ApiState>) -> ApiResult {
         "following": info.following,
         "relayed_addrs": info.relayed_addrs,
         "mailbox": {"items": mailbox.0, "bytes": mailbox.1},
+        "trades": s.trades.counts().map(|(held, messages, queued)| json!({
+            "held": held, "messages": messages, "queued_deliveries": queued,
+        })).unwrap_or(Value::Null),
         "version": env!("CARGO_PKG_VERSION"),
     })))
 }

@@ -14,6 +14,9 @@ pub enum StoreError {
     /// A writer panicked while holding the write lock.
     #[error("store write lock poisoned")]
     Poisoned,
+    /// A write lost a race with another write (the caller may try again).
+    #[error("store: {0}")]
+    Conflict(String),
 }
 
 /// Failures starting or running a node.

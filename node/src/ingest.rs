@@ -29,7 +29,8 @@ pub fn topic_for(kind: Kind) -> &'static str {
     match kind {
         Kind::Listing => "jangteo/v1/listings/general",
         Kind::Profile => "jangteo/v1/profiles",
-        Kind::Attestation => "jangteo/v1/attestations",
+        // Equivocation proofs count against a key's trust, as attestations do.
+        Kind::Attestation | Kind::Equivocation => "jangteo/v1/attestations",
         // Trade messages go directly between the parties, never by gossip.
         _ => "jangteo/v1/direct-only",
     }
@@ -164,7 +165,8 @@ fn store_verified(
         Err(e) => return Ok(Ingested::Invalid(e)),
     };
     let kind = signed.envelope().kind;
-    if expected.is_some_and(|k| k != kind) {
+    let same_topic = |k: Kind| k == kind || (k == Kind::Attestation && kind == Kind::Equivocation);
+    if expected.is_some_and(|k| !same_topic(k)) {
         return Ok(Ingested::Invalid(ObjectError::Decode(
             jangteo_protocol::DecodeError::UnknownKind(format!(
                 "{} on the wrong topic",
@@ -184,6 +186,7 @@ fn store_verified(
                 ListingWrite::Duplicate => Ingested::Ignored("duplicate"),
                 ListingWrite::Stale { .. } => Ingested::Ignored("older than the version held"),
                 ListingWrite::Expired => Ingested::Ignored("expired"),
+                ListingWrite::Refused(why) => Ingested::Ignored(why),
                 ListingWrite::Inconsistent => {
                     Ingested::Invalid(ObjectError::Invalid(jangteo_protocol::FieldError::new(
                         "created_at",
@@ -208,6 +211,20 @@ fn store_verified(
         } else {
             Ingested::Ignored("an attestation that supersedes it is held")
         }),
+        Object::Equivocation(e) => {
+            let facts = e.1;
+            Ok(
+                if store.put_equivocation(&signed, &facts.author, &facts.trade, durable)? {
+                    Ingested::Stored {
+                        id: signed.id(),
+                        kind,
+                        listing: None,
+                    }
+                } else {
+                    Ingested::Ignored("a proof against that key for that trade is held")
+                },
+            )
+        }
         Object::Profile(p) => Ok(if store.put_profile(&signed, &p, durable)? {
             Ingested::Stored {
                 id: signed.id(),

@@ -270,10 +270,15 @@ impl Node {
         let trades = trades::Trades::new(
             key.clone(),
             store.clone(),
-            listings.clone(),
             client.clone(),
             events.clone(),
         );
+        // Repair what a crash between two trade steps left undone before taking new ones.
+        match trades.settle_all().await {
+            Ok(n) if n > 0 => tracing::info!(trades = n, "trades settled at start"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "settling trades at start"),
+        }
         tasks.push(tokio::spawn(
             trades.clone().run(inbound_rx, shutdown_rx.clone()),
         ));

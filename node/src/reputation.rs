@@ -303,6 +303,9 @@ impl Reputation {
             completed.entry(self.me).or_default().insert(tid);
         }
         let trusted = self.store.trusted()?;
+        // A key proven to have equivocated in a trade gets no trust, and its word none either.
+        let equivocators = self.store.equivocators()?;
+        ratings.retain(|r| !equivocators.contains(&r.rater) && !equivocators.contains(&r.subject));
         let view = trust::compute(&self.me, &ratings, &trusted, &trust::Params::default());
         Ok(Snapshot {
             generation,
@@ -360,6 +363,7 @@ impl Reputation {
             "raters": t.raters,
             "trusted": self.store.trusted()?.contains(&key),
             "seeded": snap.view.seeded,
+            "equivocated": self.store.equivocators()?.contains(&key),
         }))
     }
 

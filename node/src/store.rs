@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use jangteo_protocol::attestation::Attested;
+use jangteo_protocol::listing::HeadChoice;
 use jangteo_protocol::{Listing, ListingId, ObjectId, Profile, PublicKey, SignedObject};
 use rocksdb::{
     ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
@@ -36,8 +37,21 @@ const CF_BLOBS: &str = "blobs";
 /// Catch-up sync items of listing heads: shard index (1) || updated_at (8, BE) || object
 /// id (32) → expires_at (8, BE). Written in the same batch as the head.
 const CF_SYNC_ITEMS: &str = "sync_items";
+/// Trade messages in the order this node received them: trade id (32) || arrival (4, BE) ->
+/// envelope bytes. Replaces `trade_messages` (keyed by message id), migrated at open.
+const CF_TRADE_LOG: &str = "trade_log";
+/// Our messages whose delivery is still queued: message id -> trade id (32) || next attempt
+/// (8, BE, unix ms). The retry pass reads only this.
+const CF_DELIVERY_QUEUE: &str = "delivery_queue";
+/// Equivocation proofs held: equivocator (32) || trade (32) -> proof object id.
+const CF_EQUIVOCATIONS: &str = "equivocations";
+/// Meta key prefix of a reservation: `reserved/` || trade id -> quantity (8, BE).
+const RESERVED_PREFIX: &[u8] = b"reserved/";
 const SYNC_ITEMS_BUILT: &[u8] = b"sync_items/v1";
-const COLUMN_FAMILIES: [&str; 11] = [
+const COLUMN_FAMILIES: [&str; 14] = [
+    CF_TRADE_LOG,
+    CF_DELIVERY_QUEUE,
+    CF_EQUIVOCATIONS,
     CF_SYNC_ITEMS,
     CF_BLOBS,
     CF_ATTESTATIONS,
@@ -183,6 +197,10 @@ pub enum ListingWrite {
     Expired,
     /// The version changes `created_at`, which is fixed for a listing's life.
     Inconsistent,
+    /// Refused by a rule that needs the version held (SPEC §3): the listing is retracted
+    /// (retraction is final), or the version moves `expires` earlier. Not the sender's fault:
+    /// a forwarder that held an older version could not know.
+    Refused(&'static str),
 }
 
 impl ListingWrite {
@@ -190,6 +208,56 @@ impl ListingWrite {
     pub fn stored(self) -> bool {
         matches!(self, ListingWrite::New | ListingWrite::Replaced { .. })
     }
+}
+
+/// A change to what a trade reserves of its listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// The trade holds this many units.
+    Set(u64),
+    /// The trade holds nothing (any earlier reservation is returned).
+    Clear,
+}
+
+/// A delivery record written with a trade step.
+#[derive(Debug, Clone)]
+pub struct DeliveryWrite {
+    /// Our message.
+    pub message: ObjectId,
+    /// The record (JSON of the trades service).
+    pub record: Vec<u8>,
+    /// When queued: when to try again (unix ms). None: no longer queued.
+    pub next_attempt: Option<u64>,
+}
+
+/// An equivocation proof written with a trade step.
+#[derive(Debug, Clone)]
+pub struct ProofWrite {
+    /// The signed `equivocation` object.
+    pub object: SignedObject,
+    /// Who equivocated.
+    pub author: PublicKey,
+    /// In which trade.
+    pub trade: ObjectId,
+}
+
+/// Everything one trade step writes, as one synced batch ([`Store::commit_trade_step`]).
+#[derive(Debug, Clone, Default)]
+pub struct TradeStep {
+    /// The trade.
+    pub trade: ObjectId,
+    /// Messages to append to its log, in order.
+    pub messages: Vec<SignedObject>,
+    /// Delivery records of our messages.
+    pub deliveries: Vec<DeliveryWrite>,
+    /// What the trade reserves from now on.
+    pub reservation: Option<Reservation>,
+    /// The listing's next version (signed by this node), with its body.
+    pub listing: Option<(SignedObject, Listing)>,
+    /// Equivocation proofs found.
+    pub proofs: Vec<ProofWrite>,
+    /// Whether trust may change (a completed trade).
+    pub changes_trust: bool,
 }
 
 /// The RocksDB-backed store.
@@ -235,6 +303,7 @@ impl Store {
         if store.db.get_cf(meta, SYNC_ITEMS_BUILT)?.is_none() {
             store.rebuild_sync_items()?;
         }
+        store.migrate_trade_messages()?;
         Ok(store)
     }
 
@@ -332,10 +401,35 @@ impl Store {
         now_ms: u64,
         durable: bool,
     ) -> Result<ListingWrite, StoreError> {
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut batch = WriteBatch::default();
+        let outcome = self.stage_listing(&mut batch, obj, listing, now_ms)?;
+        if outcome.stored() {
+            self.write(batch, durable)?;
+            self.listing_written();
+        }
+        Ok(outcome)
+    }
+
+    fn listing_written(&self) {
+        self.listing_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.index_wakeup.notify_one();
+    }
+
+    /// Adds the writes of a listing version to `batch` if it becomes the head (SPEC §3: the
+    /// highest `seq` wins, except that a retraction wins over every other version; `created`
+    /// is fixed and `expires` never moves earlier). The caller holds the write lock.
+    fn stage_listing(
+        &self,
+        batch: &mut WriteBatch,
+        obj: &SignedObject,
+        listing: &Listing,
+        now_ms: u64,
+    ) -> Result<ListingWrite, StoreError> {
         let id = listing.id(&obj.envelope().author);
         let objects = self.cf(CF_OBJECTS)?;
         let heads = self.cf(CF_LISTING_HEADS)?;
-        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
         if self.db.get_pinned_cf(objects, obj.id().0)?.is_some() {
             return Ok(ListingWrite::Duplicate);
         }
@@ -344,22 +438,22 @@ impl Store {
             .get_pinned_cf(heads, id.0)?
             .map(|b| ListingHead::decode(&b))
             .transpose()?;
-        let mut batch = WriteBatch::default();
         let outcome = match previous {
-            Some(h) if h.seq >= listing.seq => return Ok(ListingWrite::Stale { head_seq: h.seq }),
             Some(h) => {
-                if let Some(old) = self.db.get_pinned_cf(objects, h.object.0)? {
-                    let old = Self::stored_listing(&old);
-                    if old
-                        .as_ref()
-                        .is_none_or(|old| old.created_at != listing.created_at)
-                    {
-                        return Ok(ListingWrite::Inconsistent);
-                    }
-                    if let Some(old) = old {
-                        batch.delete_cf(self.cf(CF_SYNC_ITEMS)?, Self::sync_key(&old, &h.object));
-                    }
+                let Some(old) = self
+                    .db
+                    .get_pinned_cf(objects, h.object.0)?
+                    .and_then(|b| Self::stored_listing(&b))
+                else {
+                    return Ok(ListingWrite::Inconsistent);
+                };
+                match jangteo_protocol::listing::choose_head(&old, listing) {
+                    HeadChoice::Replace => {}
+                    HeadChoice::Stale => return Ok(ListingWrite::Stale { head_seq: h.seq }),
+                    HeadChoice::Refused(why) => return Ok(ListingWrite::Refused(why)),
+                    HeadChoice::Inconsistent => return Ok(ListingWrite::Inconsistent),
                 }
+                batch.delete_cf(self.cf(CF_SYNC_ITEMS)?, Self::sync_key(&old, &h.object));
                 batch.delete_cf(objects, h.object.0);
                 ListingWrite::Replaced {
                     previous_seq: h.seq,
@@ -381,10 +475,6 @@ impl Store {
             Self::sync_key(listing, &obj.id()),
             listing.expires_at.to_be_bytes(),
         );
-        self.write(batch, durable)?;
-        self.listing_generation
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.index_wakeup.notify_one();
         Ok(outcome)
     }
 
@@ -507,10 +597,20 @@ impl Store {
             let (k, v) = item?;
             let head = ListingHead::decode(&v)?;
             if head.expires_at < before_ms {
-                if let Some(bytes) = self.object(&head.object)?
-                    && let Some(l) = Self::stored_listing(&bytes)
-                {
-                    batch.delete_cf(self.cf(CF_SYNC_ITEMS)?, Self::sync_key(&l, &head.object));
+                let listing = self
+                    .object(&head.object)?
+                    .and_then(|b| Self::stored_listing(&b));
+                if let Some(l) = &listing {
+                    // A retraction is kept until no version of its listing can be valid any
+                    // more, so no older active version can come back (SPEC §3).
+                    if l.status == jangteo_protocol::ListingStatus::Retracted
+                        && l.created_at
+                            .saturating_add(jangteo_protocol::listing::LIFETIME_MAX_MS)
+                            >= before_ms
+                    {
+                        continue;
+                    }
+                    batch.delete_cf(self.cf(CF_SYNC_ITEMS)?, Self::sync_key(l, &head.object));
                 }
                 batch.delete_cf(heads, &k);
                 batch.delete_cf(objects, head.object.0);
@@ -527,31 +627,118 @@ impl Store {
         Ok(n)
     }
 
-    /// Stores a verified trade message under its trade, synced to disk before returning.
-    /// Returns false when it was already held.
-    pub fn put_trade_message(
-        &self,
-        trade: &ObjectId,
-        obj: &SignedObject,
-    ) -> Result<bool, StoreError> {
-        let cf = self.cf(CF_TRADE_MESSAGES)?;
-        let mut key = [0u8; 64];
-        key[..32].copy_from_slice(&trade.0);
-        key[32..].copy_from_slice(&obj.id().0);
-        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
-        if self.db.get_pinned_cf(cf, key)?.is_some() {
-            return Ok(false);
-        }
+    /// Moves trades stored by message id (before arrival order was kept) into the trade
+    /// log, each trade's messages in id order.
+    fn migrate_trade_messages(&self) -> Result<(), StoreError> {
+        let old = self.cf(CF_TRADE_MESSAGES)?;
         let mut batch = WriteBatch::default();
-        batch.put_cf(cf, key, obj.bytes());
-        self.write(batch, true)?;
-        self.bump_trust();
-        Ok(true)
+        let mut last: Option<[u8; 32]> = None;
+        let mut n: u32 = 0;
+        let mut moved = 0;
+        for item in self.db.iterator_cf(old, IteratorMode::Start) {
+            let (k, v) = item?;
+            let trade: [u8; 32] = k
+                .get(..32)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(StoreError::Corrupt("trade key"))?;
+            if last != Some(trade) {
+                last = Some(trade);
+                n = 0;
+            }
+            batch.put_cf(self.cf(CF_TRADE_LOG)?, Self::log_key(&ObjectId(trade), n), &v);
+            batch.delete_cf(old, &k);
+            n += 1;
+            moved += 1;
+        }
+        if moved > 0 {
+            self.write(batch, true)?;
+        }
+        Ok(())
     }
 
-    /// Every message held for a trade (offer included), in id order.
-    pub fn trade_messages(&self, trade: &ObjectId) -> Result<Vec<Vec<u8>>, StoreError> {
-        let cf = self.cf(CF_TRADE_MESSAGES)?;
+    fn log_key(trade: &ObjectId, n: u32) -> [u8; 36] {
+        let mut k = [0u8; 36];
+        k[..32].copy_from_slice(&trade.0);
+        k[32..].copy_from_slice(&n.to_be_bytes());
+        k
+    }
+
+    fn reservation_key(trade: &ObjectId) -> Vec<u8> {
+        let mut key = RESERVED_PREFIX.to_vec();
+        key.extend_from_slice(&trade.0);
+        key
+    }
+
+    /// Writes one trade step as one synced batch: the messages appended to the trade's log
+    /// (in order, skipping any already held), delivery records (and the delivery queue), the
+    /// reservation change, the listing's next version and equivocation proofs. Either all of
+    /// it is on disk when this returns, or none of it.
+    pub fn commit_trade_step(&self, step: &TradeStep, now_ms: u64) -> Result<(), StoreError> {
+        let log = self.cf(CF_TRADE_LOG)?;
+        let meta = self.cf(CF_META)?;
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut batch = WriteBatch::default();
+        if !step.messages.is_empty() {
+            let held = self.trade_log_unlocked(&step.trade)?;
+            let mut n = held.len() as u32;
+            let held_ids: std::collections::HashSet<[u8; 32]> =
+                held.iter().map(|b| *blake3::hash(b).as_bytes()).collect();
+            for m in &step.messages {
+                if held_ids.contains(&m.id().0) {
+                    continue;
+                }
+                batch.put_cf(log, Self::log_key(&step.trade, n), m.bytes());
+                n += 1;
+            }
+        }
+        for d in &step.deliveries {
+            batch.put_cf(self.cf(CF_DELIVERIES)?, d.message.0, &d.record);
+            match d.next_attempt {
+                Some(at) => {
+                    let mut v = [0u8; 40];
+                    v[..32].copy_from_slice(&step.trade.0);
+                    v[32..].copy_from_slice(&at.to_be_bytes());
+                    batch.put_cf(self.cf(CF_DELIVERY_QUEUE)?, d.message.0, v);
+                }
+                None => batch.delete_cf(self.cf(CF_DELIVERY_QUEUE)?, d.message.0),
+            }
+        }
+        match step.reservation {
+            Some(Reservation::Set(q)) => {
+                batch.put_cf(meta, Self::reservation_key(&step.trade), q.to_be_bytes())
+            }
+            Some(Reservation::Clear) => batch.delete_cf(meta, Self::reservation_key(&step.trade)),
+            None => {}
+        }
+        let mut listing_written = false;
+        if let Some((obj, listing)) = &step.listing {
+            let w = self.stage_listing(&mut batch, obj, listing, now_ms)?;
+            if !w.stored() {
+                return Err(StoreError::Conflict(format!(
+                    "the listing's next version was not taken: {w:?}"
+                )));
+            }
+            listing_written = true;
+        }
+        for p in &step.proofs {
+            batch.put_cf(self.cf(CF_OBJECTS)?, p.object.id().0, p.object.bytes());
+            let mut k = [0u8; 64];
+            k[..32].copy_from_slice(&p.author.0);
+            k[32..].copy_from_slice(&p.trade.0);
+            batch.put_cf(self.cf(CF_EQUIVOCATIONS)?, k, p.object.id().0);
+        }
+        self.write(batch, true)?;
+        if listing_written {
+            self.listing_written();
+        }
+        if step.changes_trust {
+            self.bump_trust();
+        }
+        Ok(())
+    }
+
+    fn trade_log_unlocked(&self, trade: &ObjectId) -> Result<Vec<Vec<u8>>, StoreError> {
+        let cf = self.cf(CF_TRADE_LOG)?;
         let mut out = Vec::new();
         for item in self.db.prefix_iterator_cf(cf, trade.0) {
             let (k, v) = item?;
@@ -563,9 +750,25 @@ impl Store {
         Ok(out)
     }
 
+    /// Every message held for a trade (offer included), in the order they were received.
+    pub fn trade_messages(&self, trade: &ObjectId) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.trade_log_unlocked(trade)
+    }
+
+    /// Whether any message of this trade is held.
+    pub fn has_trade(&self, trade: &ObjectId) -> Result<bool, StoreError> {
+        let cf = self.cf(CF_TRADE_LOG)?;
+        Ok(self
+            .db
+            .prefix_iterator_cf(cf, trade.0)
+            .next()
+            .transpose()?
+            .is_some_and(|(k, _)| k.starts_with(&trade.0)))
+    }
+
     /// Ids of every trade held.
     pub fn trade_ids(&self) -> Result<Vec<ObjectId>, StoreError> {
-        let cf = self.cf(CF_TRADE_MESSAGES)?;
+        let cf = self.cf(CF_TRADE_LOG)?;
         let mut out: Vec<ObjectId> = Vec::new();
         for item in self.db.iterator_cf(cf, IteratorMode::Start) {
             let (k, _) = item?;
@@ -580,11 +783,44 @@ impl Store {
         Ok(out)
     }
 
-    /// Records the delivery state of a message this node sent (synced).
-    pub fn set_delivery(&self, msg: &ObjectId, record: &[u8]) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_DELIVERIES)?, msg.0, record);
-        self.write(batch, true)
+    /// (trades held, trade messages held).
+    pub fn trade_counts(&self) -> Result<(u64, u64), StoreError> {
+        let cf = self.cf(CF_TRADE_LOG)?;
+        let (mut trades, mut messages) = (0, 0);
+        let mut last: Option<Vec<u8>> = None;
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, _) = item?;
+            messages += 1;
+            let t = k.get(..32).map(<[u8]>::to_vec);
+            if t != last {
+                trades += 1;
+                last = t;
+            }
+        }
+        Ok((trades, messages))
+    }
+
+    /// Records the delivery state of a message this node sent (synced); `next_attempt` keeps
+    /// it in the delivery queue, None takes it out.
+    pub fn set_delivery(
+        &self,
+        trade: &ObjectId,
+        msg: &ObjectId,
+        record: &[u8],
+        next_attempt: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.commit_trade_step(
+            &TradeStep {
+                trade: *trade,
+                deliveries: vec![DeliveryWrite {
+                    message: *msg,
+                    record: record.to_vec(),
+                    next_attempt,
+                }],
+                ..TradeStep::default()
+            },
+            0,
+        )
     }
 
     /// The delivery state of a message this node sent.
@@ -592,21 +828,114 @@ impl Store {
         Ok(self.db.get_cf(self.cf(CF_DELIVERIES)?, msg.0)?)
     }
 
-    /// Every delivery record.
-    pub fn deliveries(&self) -> Result<Vec<(ObjectId, Vec<u8>)>, StoreError> {
+    /// The delivery queue: (message, trade, next attempt unix ms), at most `limit` entries.
+    pub fn delivery_queue(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(ObjectId, ObjectId, u64)>, StoreError> {
         let mut out = Vec::new();
         for item in self
             .db
-            .iterator_cf(self.cf(CF_DELIVERIES)?, IteratorMode::Start)
+            .iterator_cf(self.cf(CF_DELIVERY_QUEUE)?, IteratorMode::Start)
+            .take(limit)
         {
             let (k, v) = item?;
             let id: [u8; 32] = k
                 .as_ref()
                 .try_into()
-                .map_err(|_| StoreError::Corrupt("delivery key"))?;
-            out.push((ObjectId(id), v.to_vec()));
+                .map_err(|_| StoreError::Corrupt("delivery queue key"))?;
+            if v.len() != 40 {
+                return Err(StoreError::Corrupt("delivery queue entry"));
+            }
+            let mut t = [0u8; 32];
+            t.copy_from_slice(&v[..32]);
+            let mut at = [0u8; 8];
+            at.copy_from_slice(&v[32..]);
+            out.push((ObjectId(id), ObjectId(t), u64::from_be_bytes(at)));
         }
         Ok(out)
+    }
+
+    /// Number of queued deliveries.
+    pub fn queued_delivery_count(&self) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_DELIVERY_QUEUE)?, IteratorMode::Start)
+        {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// What `trade` has reserved of its listing, if anything.
+    pub fn reservation(&self, trade: &ObjectId) -> Result<Option<u64>, StoreError> {
+        let Some(v) = self
+            .db
+            .get_cf(self.cf(CF_META)?, Self::reservation_key(trade))?
+        else {
+            return Ok(None);
+        };
+        <[u8; 8]>::try_from(v.as_slice())
+            .map(u64::from_be_bytes)
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt("reservation"))
+    }
+
+    /// Keys with an equivocation proof held against them.
+    pub fn equivocators(&self) -> Result<Vec<PublicKey>, StoreError> {
+        let mut out: Vec<PublicKey> = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_EQUIVOCATIONS)?, IteratorMode::Start)
+        {
+            let (k, _) = item?;
+            let a: [u8; 32] = k
+                .get(..32)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(StoreError::Corrupt("equivocation key"))?;
+            if out.last().is_none_or(|l| l.0 != a) {
+                out.push(PublicKey(a));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a proof against `author` for `trade` is held.
+    pub fn has_equivocation(&self, author: &PublicKey, trade: &ObjectId) -> Result<bool, StoreError> {
+        let mut k = [0u8; 64];
+        k[..32].copy_from_slice(&author.0);
+        k[32..].copy_from_slice(&trade.0);
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_EQUIVOCATIONS)?, k)?
+            .is_some())
+    }
+
+    /// Stores a verified equivocation proof object (gossiped or found here); false when a
+    /// proof against that key for that trade is already held.
+    pub fn put_equivocation(
+        &self,
+        obj: &SignedObject,
+        author: &PublicKey,
+        trade: &ObjectId,
+        durable: bool,
+    ) -> Result<bool, StoreError> {
+        let cf = self.cf(CF_EQUIVOCATIONS)?;
+        let mut k = [0u8; 64];
+        k[..32].copy_from_slice(&author.0);
+        k[32..].copy_from_slice(&trade.0);
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        if self.db.get_pinned_cf(cf, k)?.is_some() {
+            return Ok(false);
+        }
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_OBJECTS)?, obj.id().0, obj.bytes());
+        batch.put_cf(cf, k, obj.id().0);
+        self.write(batch, durable)?;
+        self.bump_trust();
+        Ok(true)
     }
 
     /// Holds a sealed item for `to` until `expires_at`, within the per-recipient limits.
@@ -963,32 +1292,6 @@ impl Store {
         self.write(batch, false)
     }
 
-    /// Records that `trade` took `quantity` units off its listing (synced).
-    pub fn set_reservation(&self, trade: &ObjectId, quantity: u64) -> Result<(), StoreError> {
-        let mut key = b"reserved/".to_vec();
-        key.extend_from_slice(&trade.0);
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_META)?, key, quantity.to_be_bytes());
-        self.write(batch, true)
-    }
-
-    /// Removes and returns what `trade` had reserved, if anything.
-    pub fn take_reservation(&self, trade: &ObjectId) -> Result<Option<u64>, StoreError> {
-        let meta = self.cf(CF_META)?;
-        let mut key = b"reserved/".to_vec();
-        key.extend_from_slice(&trade.0);
-        let Some(v) = self.db.get_cf(meta, &key)? else {
-            return Ok(None);
-        };
-        let q = <[u8; 8]>::try_from(v.as_slice())
-            .map(u64::from_be_bytes)
-            .map_err(|_| StoreError::Corrupt("reservation"))?;
-        let mut batch = WriteBatch::default();
-        batch.delete_cf(meta, key);
-        self.write(batch, true)?;
-        Ok(Some(q))
-    }
-
     /// Deletes every mailbox item that has expired; returns how many.
     pub fn mailbox_sweep(&self, now_ms: u64) -> Result<u64, StoreError> {
         let cf = self.cf(CF_MAILBOX)?;
@@ -1138,6 +1441,42 @@ mod tests {
 
     fn signed(l: &Listing) -> SignedObject {
         SignedObject::sign(Kind::Listing, l.encode(), &SigningKey::from_bytes(&[8; 32]))
+    }
+
+    /// SPEC §3: a retraction is final whatever seq follows, a retraction with a lower seq
+    /// replaces an active head (so every node ends on it), expires never moves earlier, and
+    /// a retracted head outlives its expiry so no older version can come back.
+    #[test]
+    fn a_retraction_is_final_and_expiry_never_moves_earlier() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let v1 = listing(1);
+        let shorter = Listing {
+            expires_at: NOW + 3_600_000,
+            ..listing(2)
+        };
+        let put = |l: &Listing| store.put_listing(&signed(l), l, NOW, true).expect("put");
+        assert_eq!(put(&v1), ListingWrite::New);
+        assert!(matches!(put(&shorter), ListingWrite::Refused(_)));
+        let retracted = Listing {
+            status: ListingStatus::Retracted,
+            ..listing(2)
+        };
+        let revived = listing(3);
+        assert_eq!(put(&revived), ListingWrite::Replaced { previous_seq: 1 });
+        // The retraction arrives after a higher active seq: it wins anyway.
+        assert_eq!(put(&retracted), ListingWrite::Replaced { previous_seq: 3 });
+        assert!(matches!(put(&listing(4)), ListingWrite::Refused(_)));
+        assert!(matches!(put(&revived), ListingWrite::Duplicate | ListingWrite::Stale { .. } | ListingWrite::Refused(_)));
+        let id = v1.id(&signed(&v1).envelope().author);
+        let head = store.listing(&id).expect("read").expect("held");
+        assert_eq!(head.listing.status, ListingStatus::Retracted);
+        // Past its expiry the retracted head stays (until created + 180 days) ...
+        assert_eq!(store.prune_expired(NOW + 2 * 86_400_000).expect("prune"), 0);
+        assert!(matches!(put(&listing(5)), ListingWrite::Refused(_)));
+        // ... and goes once no version of the listing can be valid.
+        let end = NOW + jangteo_protocol::listing::LIFETIME_MAX_MS + 1;
+        assert_eq!(store.prune_expired(end).expect("prune"), 1);
     }
 
     #[test]

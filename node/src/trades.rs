@@ -1,22 +1,32 @@
 //! The trades service: this node's side of the signed offer protocol.
 //!
-//! It owns building, signing and storing (synced before the API answers) this node's trade
-//! messages, receiving the counterparty's, replaying each trade with the protocol's pure state
-//! machine, the inventory rules (accepting reserves quantity by publishing the listing's next
-//! version; the last unit taken rejects the other open offers), and the delivery of every
-//! message with a visible status (queued, delivered, failed with a reason), retried until the
-//! counterparty is reachable. It talks to the swarm only through the network [`Client`].
+//! It owns building and signing this node's trade messages, receiving the counterparty's,
+//! replaying each trade with the protocol's pure state machine (append-only chains,
+//! equivocation proofs), the inventory rules (accepting reserves quantity by publishing the
+//! listing's next version; the last unit taken rejects the other open offers), and the
+//! delivery of every message with a visible status (queued, delivered, failed with a
+//! reason), retried with backoff for a bounded time.
+//!
+//! Every trade step is one synced store batch ([`TradeStep`]): the messages, their delivery
+//! records, the reservation, the listing's next version and any equivocation proof. What a
+//! step makes this node do next is recomputed from the store by [`Trades::settle`], at start
+//! and after each step, so a crash between two steps loses nothing. Strangers are bounded:
+//! an offer is taken only for an open listing of ours within per-listing and per-buyer caps,
+//! and a moderator takes a dispute only for a listing it holds that names it, within caps.
+//! It talks to the swarm only through the network [`Client`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use jangteo_protocol::trade::{
-    CHAIN_MAX, ChainMessage, Role, Terms, TradeChain, TradeMessage, TradeState,
+    CHAIN_MAX, ChainMessage, Outside, Replay, Role, Terms, TradeChain, TradeMessage,
+    TradeState,
 };
 use jangteo_protocol::{
-    FieldError, Kind, ListingId, ObjectId, PublicKey, SignedObject, public_key_from_peer_id,
+    FieldError, Kind, Listing, ListingId, ListingStatus, ObjectId, PublicKey, SignedObject,
+    public_key_from_peer_id,
 };
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
@@ -27,18 +37,41 @@ use tokio::sync::{Mutex, broadcast, mpsc, watch};
 use crate::NodeEvent;
 use crate::error::StoreError;
 use crate::ingest::now_ms;
-use crate::listings::{ListingUpdate, Listings};
 use crate::network::{
     Client, InboundTrade, MailboxRequest, MailboxResponse, TradeRequest, TradeResponse,
 };
-use crate::store::Store;
+use crate::store::{DeliveryWrite, ProofWrite, Reservation, Store, TradeStep};
 
-/// How often queued messages are sent again.
+/// How often the delivery queue is looked at.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(3);
 /// How often the mailboxes on connected relays are checked.
 pub const MAILBOX_POLL_INTERVAL: Duration = Duration::from_secs(10);
 /// How long one delivery attempt may take.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// First wait before a queued message is sent again; it doubles per attempt.
+pub const RETRY_BACKOFF_MIN_MS: u64 = 3_000;
+/// Longest wait between two attempts.
+pub const RETRY_BACKOFF_MAX_MS: u64 = 10 * 60 * 1000;
+/// Attempts after which a message to a key that never answered in its trade fails.
+pub const DELIVERY_ATTEMPTS_MAX: u32 = 60;
+/// Age after which any still-queued message fails (the relays' mailbox retention).
+pub const DELIVERY_LIFETIME_MS: u64 = 14 * 24 * 3600 * 1000;
+/// Most queued deliveries one retry pass looks at.
+pub const RETRY_PASS_MAX: usize = 512;
+/// Most open offers (offered or countered) on one listing of ours.
+pub const OPEN_OFFERS_PER_LISTING: usize = 32;
+/// Most open offers one buyer key may have on our listings.
+pub const OPEN_OFFERS_PER_BUYER: usize = 3;
+/// Most open disputes this node moderates for one seller key.
+pub const MODERATION_PER_SELLER: usize = 3;
+/// Most open disputes this node moderates in all.
+pub const MODERATION_MAX: usize = 64;
+/// Most messages held per trade: its chain plus what was set aside (proofs).
+pub const TRADE_LOG_MAX: usize = CHAIN_MAX + 16;
+/// Messages whose predecessor is not held yet, kept aside in memory.
+pub const DETACHED_MAX: usize = 256;
+/// How long such a message waits for its predecessor.
+pub const DETACHED_TTL: Duration = Duration::from_secs(600);
 
 /// Why a trade operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +85,7 @@ pub enum TradeError {
     /// Not allowed in the trade's current state; says what is.
     #[error("{0}")]
     Transition(String),
-    /// Refused for a reason of the market (sold out, own listing).
+    /// Refused for a reason of the market (sold out, own listing, caps).
     #[error("{0}")]
     Refused(String),
     /// Store failure.
@@ -101,6 +134,7 @@ pub struct NewOffer {
     pub moderators: Vec<String>,
 }
 
+/// The delivery record of one of our messages.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Delivery {
     /// Relays holding a sealed copy for recipients we could not reach.
@@ -110,7 +144,35 @@ struct Delivery {
     status: String,
     reason: Option<String>,
     attempts: u32,
+    #[serde(default)]
+    created_at: u64,
     updated_at: u64,
+}
+
+impl Delivery {
+    fn queued(to: Vec<String>, now: u64) -> Self {
+        Self {
+            mailbox: Vec::new(),
+            to,
+            status: "queued".into(),
+            reason: None,
+            attempts: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn write(&self, message: ObjectId, now: u64) -> DeliveryWrite {
+        let backoff = RETRY_BACKOFF_MIN_MS
+            .saturating_mul(1u64 << self.attempts.min(20))
+            .min(RETRY_BACKOFF_MAX_MS);
+        DeliveryWrite {
+            message,
+            record: serde_json::to_vec(self).unwrap_or_default(),
+            next_attempt: (self.status == "queued")
+                .then(|| if self.attempts == 0 { now } else { now + backoff }),
+        }
+    }
 }
 
 fn kind_for(action: &str) -> Option<Kind> {
@@ -137,19 +199,58 @@ fn role_name(r: Option<Role>) -> &'static str {
     }
 }
 
+/// What the node keeps in memory of each trade, for caps and lists.
+#[derive(Debug, Clone, Copy)]
+struct TradeBrief {
+    listing: ListingId,
+    buyer: PublicKey,
+    seller: PublicKey,
+    role: Option<Role>,
+    state: TradeState,
+}
+
+impl TradeBrief {
+    fn of(c: &TradeChain, me: &PublicKey) -> Self {
+        Self {
+            listing: c.terms.listing,
+            buyer: c.buyer,
+            seller: c.seller,
+            role: c.role_of(me),
+            state: c.state,
+        }
+    }
+
+    fn open_offer(&self) -> bool {
+        matches!(self.state, TradeState::Offered | TradeState::Countered)
+    }
+}
+
+/// The result of planning one step: what to write and what to do once it is written.
+#[derive(Debug, Default)]
+struct Plan {
+    step: TradeStep,
+    /// Our new messages to deliver after the write.
+    send: Vec<ObjectId>,
+    /// Objects to gossip after the write (the listing's next version, proofs).
+    gossip: Vec<(Kind, Vec<u8>)>,
+}
+
 /// The trades service.
 #[derive(Debug, Clone)]
 pub struct Trades {
     key: Arc<SigningKey>,
     me: PublicKey,
     store: Arc<Store>,
-    listings: Listings,
     network: Client,
     events: broadcast::Sender<NodeEvent>,
     /// Serializes state changes of trades on this node (two accepts racing for one unit).
     lock: Arc<Mutex<()>>,
     /// Set while a retry pass runs, so passes never overlap.
     retrying: Arc<std::sync::atomic::AtomicBool>,
+    /// Every trade held, in brief; filled at start, updated by every step.
+    briefs: Arc<std::sync::Mutex<HashMap<ObjectId, TradeBrief>>>,
+    /// Messages whose predecessor is not held yet: (trade, message, since).
+    detached: Arc<std::sync::Mutex<VecDeque<(ObjectId, ChainMessage, Instant)>>>,
 }
 
 impl Trades {
@@ -157,7 +258,6 @@ impl Trades {
     pub fn new(
         key: Arc<SigningKey>,
         store: Arc<Store>,
-        listings: Listings,
         network: Client,
         events: broadcast::Sender<NodeEvent>,
     ) -> Self {
@@ -166,11 +266,12 @@ impl Trades {
             key,
             me,
             store,
-            listings,
             network,
             events,
             lock: Arc::new(Mutex::new(())),
             retrying: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            briefs: Arc::new(std::sync::Mutex::new(HashMap::new())),
+            detached: Arc::new(std::sync::Mutex::new(VecDeque::new())),
         }
     }
 
@@ -181,18 +282,26 @@ impl Trades {
             .collect()
     }
 
+    /// Replays `all` (arrival order) from its offer.
+    fn replay_of(trade: &ObjectId, all: &[ChainMessage]) -> Option<Replay> {
+        let offer = all
+            .iter()
+            .find(|m| m.id() == *trade && m.kind() == Kind::Offer)?
+            .clone();
+        let others = all.iter().filter(|m| m.id() != *trade).cloned().collect();
+        TradeChain::replay(offer, others).ok()
+    }
+
+    /// The messages held for a trade, in arrival order, and their replay.
+    fn held(&self, trade: &ObjectId) -> Result<(Vec<ChainMessage>, Option<Replay>), TradeError> {
+        let all = self.decode_all(&self.store.trade_messages(trade)?);
+        let replay = Self::replay_of(trade, &all);
+        Ok((all, replay))
+    }
+
     /// Replays a trade from what the store holds.
     pub fn load(&self, trade: &ObjectId) -> Result<Option<TradeChain>, TradeError> {
-        let msgs = self.decode_all(&self.store.trade_messages(trade)?);
-        let Some(offer) = msgs
-            .iter()
-            .find(|m| m.id() == *trade && m.kind() == Kind::Offer)
-            .cloned()
-        else {
-            return Ok(None);
-        };
-        let others = msgs.into_iter().filter(|m| m.id() != *trade).collect();
-        Ok(TradeChain::replay(offer, others).ok().map(|(c, _)| c))
+        Ok(self.held(trade)?.1.map(|r| r.chain))
     }
 
     fn parse_id(id: &str) -> Result<ObjectId, TradeError> {
@@ -201,10 +310,12 @@ impl Trades {
         })
     }
 
-    fn get_chain(&self, id: &str) -> Result<TradeChain, TradeError> {
+    fn get_replay(&self, id: &str) -> Result<(Vec<ChainMessage>, Replay), TradeError> {
         let tid = Self::parse_id(id)?;
-        self.load(&tid)?
-            .ok_or_else(|| TradeError::NotFound(format!("no trade {id} on this node")))
+        match self.held(&tid)? {
+            (all, Some(r)) => Ok((all, r)),
+            _ => Err(TradeError::NotFound(format!("no trade {id} on this node"))),
+        }
     }
 
     fn sign(&self, kind: Kind, m: &TradeMessage) -> Result<ChainMessage, TradeError> {
@@ -226,23 +337,255 @@ impl Trades {
         to
     }
 
-    /// Stores a message of ours (synced) and queues its delivery.
-    fn commit_own(&self, chain: &TradeChain, m: &ChainMessage) -> Result<(), TradeError> {
-        self.store.put_trade_message(&chain.id, &m.object)?;
-        let d = Delivery {
-            mailbox: Vec::new(),
-            to: self
-                .recipients(chain, m.kind())
-                .iter()
-                .map(PublicKey::peer_id)
-                .collect(),
-            status: "queued".into(),
-            reason: None,
-            attempts: 0,
-            updated_at: now_ms(),
+    fn set_brief(&self, chain: &TradeChain) {
+        if let Ok(mut b) = self.briefs.lock() {
+            b.insert(chain.id, TradeBrief::of(chain, &self.me));
+        }
+    }
+
+    fn briefs(&self) -> Vec<(ObjectId, TradeBrief)> {
+        self.briefs
+            .lock()
+            .map(|b| b.iter().map(|(k, v)| (*k, *v)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Our own listing, held here and open, with the units still on offer.
+    fn open_listing(&self, id: &ListingId) -> Result<Option<(Listing, u64)>, TradeError> {
+        Ok(self
+            .store
+            .listing(id)?
+            .filter(|l| l.author == self.me && l.listing.is_open(now_ms()))
+            .map(|l| {
+                let q = l.listing.quantity;
+                (l.listing, q)
+            }))
+    }
+
+    /// The next version of our listing with `quantity` units on offer, signed; None when the
+    /// listing is not ours, retracted or expired (nothing to publish then).
+    fn listing_version(
+        &self,
+        id: &ListingId,
+        quantity: u64,
+    ) -> Result<Option<(SignedObject, Listing)>, TradeError> {
+        let Some(cur) = self.store.listing(id)? else {
+            return Ok(None);
         };
-        self.store
-            .set_delivery(&m.id(), &serde_json::to_vec(&d).unwrap_or_default())?;
+        let now = now_ms();
+        if cur.author != self.me
+            || cur.listing.status == ListingStatus::Retracted
+            || cur.listing.expires_at <= now
+        {
+            return Ok(None);
+        }
+        let mut next = cur.listing.clone();
+        next.seq = cur.listing.seq + 1;
+        next.updated_at = now.max(cur.listing.updated_at);
+        next.quantity = quantity;
+        next.validate(now)?;
+        let obj = SignedObject::sign(Kind::Listing, next.encode(), &self.key);
+        Ok(Some((obj, next)))
+    }
+
+    /// Signs a follow-up message of ours on top of `chain` and adds it to the plan.
+    fn follow_up(
+        &self,
+        chain: &mut TradeChain,
+        kind: Kind,
+        note: &str,
+        plan: &mut Plan,
+    ) -> Result<(), TradeError> {
+        let mut m = TradeMessage::follow(
+            chain.id,
+            chain.head(),
+            now_ms().max(chain.messages.last().map_or(0, |m| m.message.at)),
+        );
+        m.note = note.into();
+        let msg = self.sign(kind, &m)?;
+        chain
+            .apply(msg.clone())
+            .map_err(|e| TradeError::Transition(e.to_string()))?;
+        plan.step.messages.push(msg.object.clone());
+        Ok(())
+    }
+
+    /// What this node must write on top of a trade as replayed: the seller's reservation and
+    /// the listing's next version, a rejection or cancellation when there is no stock, a
+    /// delivery record for each of our messages, delivered marks for those the other side
+    /// sent back, failed marks for ours that lost a race, and equivocation proofs. Returns
+    /// the chain with any follow-up applied. Pure of I/O except store reads.
+    fn plan_effects(
+        &self,
+        replay: &Replay,
+        delivered_back: &HashSet<ObjectId>,
+        plan: &mut Plan,
+    ) -> Result<TradeChain, TradeError> {
+        let mut chain = replay.chain.clone();
+        let now = now_ms();
+        if chain.seller == self.me {
+            let q = chain.terms.quantity;
+            let lid = chain.terms.listing;
+            let reserved = self.store.reservation(&chain.id)?;
+            let holds = chain.state.reserves() || chain.state == TradeState::Resolved;
+            let releases = matches!(chain.state, TradeState::Cancelled | TradeState::Rejected);
+            let open = self.open_listing(&lid)?;
+            let available = open.as_ref().map_or(0, |(_, a)| *a);
+            if holds && reserved.is_none() {
+                if available >= q {
+                    plan.step.reservation = Some(Reservation::Set(q));
+                    plan.step.listing = self.listing_version(&lid, available - q)?;
+                } else if chain.allowed_for(&self.me).contains(&Kind::Cancel) {
+                    self.follow_up(
+                        &mut chain,
+                        Kind::Cancel,
+                        "sold out before your acceptance arrived",
+                        plan,
+                    )?;
+                } else {
+                    tracing::warn!(trade = %chain.id, "a paid trade without stock: holding what is left");
+                    plan.step.reservation = Some(Reservation::Set(q.min(available)));
+                    plan.step.listing = self.listing_version(&lid, available - q.min(available))?;
+                }
+            } else if releases && let Some(r) = reserved {
+                plan.step.reservation = Some(Reservation::Clear);
+                if let Some(cur) = self.store.listing(&lid)? {
+                    plan.step.listing =
+                        self.listing_version(&lid, cur.listing.quantity.saturating_add(r))?;
+                }
+            } else if matches!(chain.state, TradeState::Offered | TradeState::Countered)
+                && available < q
+            {
+                let may = chain.allowed_for(&self.me);
+                let kind = if may.contains(&Kind::Reject) {
+                    Some(Kind::Reject)
+                } else if may.contains(&Kind::Cancel) {
+                    Some(Kind::Cancel)
+                } else {
+                    None
+                };
+                if let Some(kind) = kind {
+                    self.follow_up(&mut chain, kind, "sold out or no longer on offer", plan)?;
+                }
+            }
+            if let Some((obj, _)) = &plan.step.listing {
+                plan.gossip.push((Kind::Listing, obj.bytes().to_vec()));
+            }
+        }
+        // Every message of ours has a delivery record.
+        for m in chain.messages.iter().filter(|m| m.author() == self.me) {
+            match self.delivery(&m.id())? {
+                None => {
+                    let to = self
+                        .recipients(&chain, m.kind())
+                        .iter()
+                        .map(PublicKey::peer_id)
+                        .collect();
+                    plan.step
+                        .deliveries
+                        .push(Delivery::queued(to, now).write(m.id(), now));
+                    plan.send.push(m.id());
+                }
+                Some(mut d) if d.status == "queued" && delivered_back.contains(&m.id()) => {
+                    d.status = "delivered".into();
+                    d.reason = None;
+                    d.updated_at = now;
+                    plan.step.deliveries.push(d.write(m.id(), now));
+                }
+                Some(_) => {}
+            }
+        }
+        // Ours that lost their place.
+        for (m, why) in &replay.outside {
+            if m.author() != self.me {
+                continue;
+            }
+            if let Some(mut d) = self.delivery(&m.id())?
+                && d.status == "queued"
+            {
+                d.status = "failed".into();
+                d.reason = Some(why.reason());
+                d.updated_at = now;
+                plan.step.deliveries.push(d.write(m.id(), now));
+            }
+        }
+        for e in &replay.equivocations {
+            let Ok(facts) = e.check(u64::MAX / 2) else {
+                continue;
+            };
+            if facts.author == self.me || self.store.has_equivocation(&facts.author, &facts.trade)? {
+                continue;
+            }
+            let object = SignedObject::sign(Kind::Equivocation, e.encode(), &self.key);
+            tracing::warn!(trade = %facts.trade, author = %facts.author.peer_id(), "equivocation: two messages signed after the same one");
+            plan.gossip.push((Kind::Equivocation, object.bytes().to_vec()));
+            plan.step.proofs.push(ProofWrite {
+                object,
+                author: facts.author,
+                trade: facts.trade,
+            });
+            plan.step.changes_trust = true;
+        }
+        Ok(chain)
+    }
+
+    fn delivery(&self, msg: &ObjectId) -> Result<Option<Delivery>, TradeError> {
+        Ok(self
+            .store
+            .delivery(msg)?
+            .and_then(|raw| serde_json::from_slice::<Delivery>(&raw).ok()))
+    }
+
+    /// Writes a plan as one synced batch, then updates the brief, tells listeners, and
+    /// starts what follows the write (deliveries, gossip, rejecting offers a sale left
+    /// without stock). Nothing is sent before it is on disk.
+    async fn commit(
+        &self,
+        mut plan: Plan,
+        chain: &TradeChain,
+        before: Option<TradeState>,
+    ) -> Result<(), TradeError> {
+        if chain.state == TradeState::Completed && before != Some(TradeState::Completed) {
+            plan.step.changes_trust = true;
+        }
+        let sold_out = plan
+            .step
+            .listing
+            .as_ref()
+            .is_some_and(|(_, l)| l.quantity == 0)
+            .then_some(chain.terms.listing);
+        let touched = !plan.step.messages.is_empty()
+            || !plan.step.deliveries.is_empty()
+            || plan.step.reservation.is_some()
+            || plan.step.listing.is_some()
+            || !plan.step.proofs.is_empty();
+        if touched {
+            let store = self.store.clone();
+            let step = plan.step;
+            tokio::task::spawn_blocking(move || store.commit_trade_step(&step, now_ms()))
+                .await
+                .map_err(|_| StoreError::Poisoned)??;
+        }
+        self.set_brief(chain);
+        if before != Some(chain.state) {
+            let _ = self.events.send(NodeEvent::TradeUpdated {
+                trade: chain.id.to_hex(),
+                state: chain.state.name(),
+            });
+        }
+        for (kind, bytes) in plan.gossip {
+            if let Err(e) = self.network.publish(kind, bytes).await {
+                tracing::debug!(error = %e, "gossip after a trade step");
+            }
+        }
+        if let Some(lid) = sold_out {
+            tokio::spawn(self.clone().settle_listing_task(lid));
+        }
+        let tid = chain.id;
+        for mid in plan.send {
+            let this = self.clone();
+            tokio::spawn(async move { this.deliver(&tid, &mid).await });
+        }
         Ok(())
     }
 
@@ -307,38 +650,27 @@ impl Trades {
         };
         let offer = self.sign(Kind::Offer, &msg)?;
         let chain =
-            TradeChain::start(offer.clone()).map_err(|e| TradeError::Transition(e.to_string()))?;
+            TradeChain::replay(offer.clone(), vec![]).map_err(|e| TradeError::Transition(e.to_string()))?;
         {
             let _g = self.lock.lock().await;
-            self.commit_own(&chain, &offer)?;
+            let mut plan = Plan::default();
+            plan.step.trade = chain.chain.id;
+            plan.step.messages.push(offer.object.clone());
+            let c = self.plan_effects(&chain, &HashSet::new(), &mut plan)?;
+            self.commit(plan, &c, None).await?;
         }
-        self.deliver(&chain.id, &offer.id()).await;
-        self.view(&chain.id.to_hex())
+        self.view(&chain.chain.id.to_hex())
     }
 
     /// Performs `action` (accept, reject, counter, cancel, paid, shipped, received, dispute,
-    /// resolve) on a trade.
+    /// resolve) on a trade: one synced write, then delivery.
     pub async fn act(&self, id: &str, action: &str, a: TradeAction) -> Result<Value, TradeError> {
-        let (tid, mid) = {
-            let _g = self.lock.lock().await;
-            self.act_locked(id, action, a).await?
-        };
-        self.deliver(&tid, &mid).await;
-        self.view(id)
-    }
-
-    /// [`act`](Self::act) without taking the lock or delivering: the caller holds the lock and
-    /// delivers the returned message afterwards.
-    async fn act_locked(
-        &self,
-        id: &str,
-        action: &str,
-        a: TradeAction,
-    ) -> Result<(ObjectId, ObjectId), TradeError> {
         let kind = kind_for(action)
             .ok_or_else(|| TradeError::NotFound(format!("no trade action {action:?}")))?;
         {
-            let mut chain = self.get_chain(id)?;
+            let _g = self.lock.lock().await;
+            let (all, replay) = self.get_replay(id)?;
+            let chain = &replay.chain;
             let mut m = TradeMessage::follow(
                 chain.id,
                 chain.head(),
@@ -374,18 +706,12 @@ impl Trades {
                 _ => {}
             }
             let msg = self.sign(kind, &m)?;
-            chain.check(&msg).map_err(|e| {
+            let refuse = |why: String| {
                 let allowed: Vec<&str> = chain
                     .allowed_for(&self.me)
                     .iter()
                     .map(|k| action_name(*k))
                     .collect();
-                let why = match e {
-                    jangteo_protocol::trade::TransitionError::NotAllowed { .. } => {
-                        "not yours to send now".to_string()
-                    }
-                    other => other.to_string(),
-                };
                 TradeError::Transition(format!(
                     "{action} refused for trade {id} (state {}): {why}; you may now: {}",
                     chain.state.name(),
@@ -395,34 +721,49 @@ impl Trades {
                         allowed.join(", ")
                     }
                 ))
+            };
+            chain.check(&msg).map_err(|e| {
+                refuse(match e {
+                    jangteo_protocol::trade::TransitionError::NotAllowed { .. } => {
+                        "not yours to send now".to_string()
+                    }
+                    other => other.to_string(),
+                })
             })?;
-            let before = chain.state;
+            // Never sign two messages after the same one: that would be equivocation.
+            if all
+                .iter()
+                .any(|h| h.author() == self.me && h.message.prev == Some(chain.head()))
+            {
+                return Err(refuse(
+                    "this node already signed a message after the current head".into(),
+                ));
+            }
             if kind == Kind::Accept && chain.seller == self.me {
-                self.check_stock(&chain)?;
+                self.check_stock(chain)?;
             }
-            self.commit_own(&chain, &msg)?;
-            chain
-                .apply(msg.clone())
+            let before = chain.state;
+            let mut next = chain.clone();
+            next.apply(msg.clone())
                 .map_err(|e| TradeError::Transition(e.to_string()))?;
-            // The message is committed: a failure to update the listing is logged, not
-            // reported as a failure of the step.
-            if let Err(e) = self.inventory_effects(&chain, before).await {
-                tracing::warn!(trade = %chain.id, error = %e, "inventory update failed");
-            }
-            let _ = self.events.send(NodeEvent::TradeUpdated {
-                trade: chain.id.to_hex(),
-                state: chain.state.name(),
-            });
-            Ok((chain.id, msg.id()))
+            let replay = Replay {
+                chain: next,
+                outside: replay.outside.clone(),
+                equivocations: Vec::new(),
+            };
+            let mut plan = Plan::default();
+            plan.step.trade = replay.chain.id;
+            plan.step.messages.push(msg.object.clone());
+            let c = self.plan_effects(&replay, &HashSet::new(), &mut plan)?;
+            self.commit(plan, &c, Some(before)).await?;
         }
+        self.view(id)
     }
 
     fn check_stock(&self, chain: &TradeChain) -> Result<(), TradeError> {
-        let held = self.store.listing(&chain.terms.listing)?;
-        let available = held
-            .as_ref()
-            .filter(|l| l.author == chain.seller && l.listing.is_open(now_ms()))
-            .map_or(0, |l| l.listing.quantity);
+        let available = self
+            .open_listing(&chain.terms.listing)?
+            .map_or(0, |(_, a)| a);
         if available < chain.terms.quantity {
             return Err(TradeError::Refused(format!(
                 "sold out: {available} left of listing {}, the trade asks for {}",
@@ -432,118 +773,351 @@ impl Trades {
         Ok(())
     }
 
-    /// As the seller: entering a reserving state takes the units off the listing; leaving it
-    /// by cancellation puts them back. Taking the last unit rejects the other open offers.
-    async fn inventory_effects(
-        &self,
-        chain: &TradeChain,
-        before: TradeState,
-    ) -> Result<(), TradeError> {
-        if chain.seller != self.me {
+    /// Recomputes what a trade needs from the store and writes it (reservation, listing
+    /// version, follow-ups, delivery records). Idempotent.
+    async fn settle(&self, trade: &ObjectId) -> Result<(), TradeError> {
+        let _g = self.lock.lock().await;
+        let (_, Some(replay)) = self.held(trade)? else {
             return Ok(());
-        }
-        let delta: i64 = match (before.reserves(), chain.state.reserves()) {
-            (false, true) => {
-                self.store
-                    .set_reservation(&chain.id, chain.terms.quantity)?;
-                -(chain.terms.quantity as i64)
-            }
-            // Only what this trade actually reserved goes back.
-            (true, false) if chain.state == TradeState::Cancelled => {
-                match self.store.take_reservation(&chain.id)? {
-                    Some(q) => q as i64,
-                    None => return Ok(()),
+        };
+        let before = replay.chain.state;
+        let mut plan = Plan::default();
+        plan.step.trade = *trade;
+        let c = self.plan_effects(&replay, &HashSet::new(), &mut plan)?;
+        self.commit(plan, &c, Some(before)).await
+    }
+
+    /// [`settle_listing`](Self::settle_listing) as a task (boxed: settling commits, and a
+    /// commit may start this again).
+    fn settle_listing_task(
+        self,
+        lid: ListingId,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move { self.settle_listing(&lid).await })
+    }
+
+    /// Items and bytes this node holds in mailboxes for others (relays only).
+    pub fn mailbox_stats(&self) -> Result<(u64, u64), TradeError> {
+        Ok(self.store.mailbox_stats()?)
+    }
+
+    /// Settles every open offer on one of our listings (after a sale took the last unit).
+    async fn settle_listing(&self, listing: &ListingId) {
+        for (tid, b) in self.briefs() {
+            if b.listing == *listing && b.seller == self.me && b.open_offer() {
+                if let Err(e) = self.settle(&tid).await {
+                    tracing::warn!(trade = %tid, error = %e, "settling an open offer");
                 }
             }
-            _ => return Ok(()),
+        }
+    }
+
+    /// At start: replays every trade held and repairs what a crash may have left undone
+    /// (a reservation and the listing's version for every contract of ours, a delivery
+    /// record for every message of ours, rejections of offers on what is sold out). Returns
+    /// how many trades it looked at.
+    pub async fn settle_all(&self) -> Result<usize, TradeError> {
+        let ids = self.store.trade_ids()?;
+        for tid in &ids {
+            if let Some(c) = self.load(tid)? {
+                self.set_brief(&c);
+            }
+        }
+        for tid in &ids {
+            if let Err(e) = self.settle(tid).await {
+                tracing::warn!(trade = %tid, error = %e, "settling at start");
+            }
+        }
+        Ok(ids.len())
+    }
+
+    /// Whether a stranger's offer may be taken: the listing is ours, held, open, has the
+    /// units, and the caps per listing and per buyer are not reached.
+    fn admit_offer(&self, start: &TradeChain) -> Result<(), TradeError> {
+        let lid = start.terms.listing;
+        let Some(held) = self.store.listing(&lid)? else {
+            return Err(TradeError::Refused(format!("no listing {lid} on this node")));
         };
-        let lid = chain.terms.listing.to_hex();
-        let Some(held) = self.store.listing(&chain.terms.listing)? else {
-            return Ok(());
-        };
-        let quantity = (held.listing.quantity as i64 + delta).max(0) as u64;
-        self.listings
-            .update(
-                &lid,
-                ListingUpdate {
-                    quantity: Some(quantity),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| TradeError::Refused(format!("updating the listing's quantity: {e}")))?;
-        if quantity == 0 {
-            self.reject_open_offers(&chain.terms.listing, &chain.id)
-                .await?;
+        if held.author != self.me {
+            return Err(TradeError::Refused(format!(
+                "listing {lid} is not this node's"
+            )));
+        }
+        if !held.listing.is_open(now_ms()) {
+            return Err(TradeError::Refused(format!(
+                "listing {lid} is not on offer (sold out, retracted or expired)"
+            )));
+        }
+        if start.terms.currency != held.listing.currency {
+            return Err(TradeError::Refused(format!(
+                "listing {lid} is priced in {}",
+                held.listing.currency
+            )));
+        }
+        if start.terms.quantity > held.listing.quantity {
+            return Err(TradeError::Refused(format!(
+                "only {} available",
+                held.listing.quantity
+            )));
+        }
+        let briefs = self.briefs();
+        let on_listing = briefs
+            .iter()
+            .filter(|(_, b)| b.listing == lid && b.seller == self.me && b.open_offer())
+            .count();
+        if on_listing >= OPEN_OFFERS_PER_LISTING {
+            return Err(TradeError::Refused(format!(
+                "listing {lid} has {OPEN_OFFERS_PER_LISTING} open offers; try again later"
+            )));
+        }
+        let by_buyer = briefs
+            .iter()
+            .filter(|(_, b)| b.buyer == start.buyer && b.seller == self.me && b.open_offer())
+            .count();
+        if by_buyer >= OPEN_OFFERS_PER_BUYER {
+            return Err(TradeError::Refused(format!(
+                "you have {OPEN_OFFERS_PER_BUYER} open offers with this seller; wait for an answer"
+            )));
         }
         Ok(())
     }
 
-    async fn reject_open_offers(
-        &self,
-        listing: &ListingId,
-        except: &ObjectId,
-    ) -> Result<(), TradeError> {
-        for tid in self.store.trade_ids()? {
-            if tid == *except {
-                continue;
-            }
-            let Some(mut c) = self.load(&tid)? else {
-                continue;
-            };
-            if c.terms.listing != *listing
-                || c.seller != self.me
-                || !matches!(c.state, TradeState::Offered | TradeState::Countered)
-            {
-                continue;
-            }
-            let kind = if c.allowed_for(&self.me).contains(&Kind::Reject) {
-                Kind::Reject
-            } else {
-                Kind::Cancel
-            };
-            let mut m = TradeMessage::follow(c.id, c.head(), now_ms());
-            m.note = "sold out: the last unit went to another buyer".into();
-            let msg = self.sign(kind, &m)?;
-            if c.check(&msg).is_ok() {
-                self.commit_own(&c, &msg)?;
-                let id = msg.id();
-                let _ = c.apply(msg);
-                let _ = self.events.send(NodeEvent::TradeUpdated {
-                    trade: c.id.to_hex(),
-                    state: c.state.name(),
-                });
-                let this = self.clone();
-                tokio::spawn(async move { this.deliver(&tid, &id).await });
-            }
+    /// Whether a trade in which this node is only a moderator may be taken: it is disputed,
+    /// the listing is held and its seller named this node, within caps.
+    fn admit_moderation(&self, chain: &TradeChain) -> Result<(), TradeError> {
+        if !matches!(chain.state, TradeState::Disputed | TradeState::Resolved) {
+            return Err(TradeError::Refused(
+                "a moderator takes a trade only once it is disputed".into(),
+            ));
+        }
+        let lid = chain.terms.listing;
+        let named = self
+            .store
+            .listing(&lid)?
+            .is_some_and(|l| l.author == chain.seller && l.listing.moderators.contains(&self.me));
+        if !named {
+            return Err(TradeError::Refused(format!(
+                "this node holds no listing {lid} of that seller naming it as a moderator"
+            )));
+        }
+        let briefs = self.briefs();
+        let open = |b: &TradeBrief| b.role == Some(Role::Moderator) && b.state == TradeState::Disputed;
+        if briefs
+            .iter()
+            .filter(|(_, b)| open(b) && b.seller == chain.seller)
+            .count()
+            >= MODERATION_PER_SELLER
+            || briefs.iter().filter(|(_, b)| open(b)).count() >= MODERATION_MAX
+        {
+            return Err(TradeError::Refused(
+                "this moderator has too many open disputes; try again later".into(),
+            ));
         }
         Ok(())
+    }
+
+    fn take_detached(&self, trade: &ObjectId) -> Vec<ChainMessage> {
+        let Ok(mut d) = self.detached.lock() else {
+            return Vec::new();
+        };
+        d.retain(|(_, _, since)| since.elapsed() < DETACHED_TTL);
+        let (mine, rest): (Vec<_>, Vec<_>) = d.drain(..).partition(|(t, _, _)| t == trade);
+        d.extend(rest);
+        mine.into_iter().map(|(_, m, _)| m).collect()
+    }
+
+    fn keep_detached(&self, trade: ObjectId, m: ChainMessage) {
+        if let Ok(mut d) = self.detached.lock() {
+            if d.iter().any(|(_, h, _)| h.id() == m.id()) {
+                return;
+            }
+            if d.len() >= DETACHED_MAX {
+                d.pop_front();
+            }
+            d.push_back((trade, m, Instant::now()));
+        }
+    }
+
+    /// Handles a delivery from a peer: verify, take what joins the chain, and write it with
+    /// what follows from it in one synced batch.
+    pub async fn receive(&self, request: TradeRequest) -> TradeResponse {
+        match self.receive_inner(request).await {
+            Ok(()) => TradeResponse::Accepted,
+            Err(TradeError::Store(StoreError::Conflict(e))) => TradeResponse::Busy(e),
+            Err(e) => TradeResponse::Refused(e.to_string()),
+        }
+    }
+
+    async fn receive_inner(&self, request: TradeRequest) -> Result<(), TradeError> {
+        if request.messages.is_empty() || request.messages.len() > CHAIN_MAX {
+            return Err(TradeError::Refused(format!(
+                "a delivery holds 1-{CHAIN_MAX} messages"
+            )));
+        }
+        let now = now_ms();
+        let mut incoming = Vec::with_capacity(request.messages.len());
+        for b in &request.messages {
+            let obj = SignedObject::decode_and_verify(b)
+                .map_err(|e| TradeError::Refused(format!("bad message: {e}")))?;
+            incoming.push(
+                ChainMessage::new(obj, now)
+                    .map_err(|e| TradeError::Refused(format!("bad message: {e}")))?,
+            );
+        }
+        let offer = incoming
+            .iter()
+            .find(|m| m.kind() == Kind::Offer)
+            .cloned()
+            .ok_or_else(|| {
+                TradeError::Refused("the delivery does not include the trade's offer".into())
+            })?;
+        let tid = offer.id();
+        if incoming
+            .iter()
+            .any(|m| m.id() != tid && m.message.trade != Some(tid))
+        {
+            return Err(TradeError::Refused(
+                "messages of several trades in one delivery".into(),
+            ));
+        }
+        let start = TradeChain::replay(offer.clone(), vec![])
+            .map_err(|e| TradeError::Refused(e.to_string()))?
+            .chain;
+        let Some(role) = start.role_of(&self.me) else {
+            return Err(TradeError::Refused(
+                "this node is not a party to that trade".into(),
+            ));
+        };
+        let _g = self.lock.lock().await;
+        let (held, before) = self.held(&tid)?;
+        let is_new = before.is_none();
+        if is_new {
+            match role {
+                Role::Buyer => {
+                    return Err(TradeError::Refused(
+                        "this node made no such offer".into(),
+                    ));
+                }
+                Role::Seller => self.admit_offer(&start)?,
+                Role::Moderator => {}
+            }
+        }
+        let held_ids: HashSet<ObjectId> = held.iter().map(ChainMessage::id).collect();
+        let mut all = held.clone();
+        let mut ids = held_ids.clone();
+        if is_new && !ids.contains(&tid) {
+            ids.insert(tid);
+            all.insert(0, offer.clone());
+        }
+        for m in self.take_detached(&tid).into_iter().chain(incoming.iter().cloned()) {
+            if ids.insert(m.id()) {
+                all.push(m);
+            }
+        }
+        if all.len() > TRADE_LOG_MAX {
+            return Err(TradeError::Refused(format!(
+                "a trade holds at most {TRADE_LOG_MAX} messages"
+            )));
+        }
+        let replay = Self::replay_of(&tid, &all)
+            .ok_or_else(|| TradeError::Refused("the offer does not start a trade".into()))?;
+        if is_new && role == Role::Moderator {
+            self.admit_moderation(&replay.chain)?;
+        }
+        let incoming_ids: HashSet<ObjectId> = incoming.iter().map(ChainMessage::id).collect();
+        let mut refusal = None;
+        for (m, why) in &replay.outside {
+            if m.author() == self.me || !incoming_ids.contains(&m.id()) {
+                continue;
+            }
+            if *why == Outside::Detached {
+                self.keep_detached(tid, m.clone());
+            } else if why.is_offense() && refusal.is_none() {
+                refusal = Some(TradeError::Transition(format!(
+                    "{} refused: {}",
+                    m.kind().name(),
+                    why.reason()
+                )));
+            }
+        }
+        let delivered_back: HashSet<ObjectId> = replay
+            .chain
+            .messages
+            .iter()
+            .filter(|m| m.author() == self.me && incoming_ids.contains(&m.id()))
+            .map(ChainMessage::id)
+            .collect();
+        let mut plan = Plan::default();
+        plan.step.trade = tid;
+        plan.step.messages = replay
+            .chain
+            .messages
+            .iter()
+            .filter(|m| !held_ids.contains(&m.id()))
+            .map(|m| m.object.clone())
+            .collect();
+        let chain = self.plan_effects(&replay, &delivered_back, &mut plan)?;
+        self.commit(plan, &chain, before.map(|r| r.chain.state)).await?;
+        match refusal {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Sends one of our messages (with the whole chain) to its recipients and records the
-    /// outcome. Unreachable recipients leave it queued for the retry loop.
+    /// outcome. Unreachable recipients leave it queued, with backoff, until the attempt cap
+    /// (for keys that never answered) or its lifetime runs out.
     pub async fn deliver(&self, trade: &ObjectId, msg: &ObjectId) {
-        let Ok(Some(raw)) = self.store.delivery(msg) else {
-            return;
-        };
-        let Ok(mut d) = serde_json::from_slice::<Delivery>(&raw) else {
+        let Ok(Some(mut d)) = self.delivery(msg) else {
             return;
         };
         if d.status != "queued" {
             return;
         }
-        // Only the chain as replayed travels; a message of ours that lost a race for its
-        // place is not sent again.
+        let now = now_ms();
+        let record = |d: &Delivery| {
+            let w = d.write(*msg, now_ms());
+            let _ = self
+                .store
+                .set_delivery(trade, msg, &w.record, w.next_attempt);
+        };
         let Ok(Some(chain)) = self.load(trade) else {
             return;
         };
         if !chain.messages.iter().any(|m| m.id() == *msg) {
             d.status = "failed".into();
             d.reason = Some("superseded: another message took its place in the trade first".into());
-            d.updated_at = now_ms();
-            let _ = self
-                .store
-                .set_delivery(msg, &serde_json::to_vec(&d).unwrap_or_default());
+            d.updated_at = now;
+            record(&d);
+            return;
+        }
+        let answered = |peer: &str| {
+            chain
+                .messages
+                .iter()
+                .any(|m| m.author().peer_id() == peer)
+        };
+        if d.created_at > 0 && now.saturating_sub(d.created_at) > DELIVERY_LIFETIME_MS {
+            d.status = "failed".into();
+            d.reason = Some(format!(
+                "not delivered within {} days: {}",
+                DELIVERY_LIFETIME_MS / 86_400_000,
+                d.reason.clone().unwrap_or_default()
+            ));
+            d.updated_at = now;
+            record(&d);
+            self.announce(msg, "failed");
+            return;
+        }
+        if d.attempts >= DELIVERY_ATTEMPTS_MAX && !d.to.iter().all(|t| answered(t)) {
+            d.status = "failed".into();
+            d.reason = Some(format!(
+                "no answer after {DELIVERY_ATTEMPTS_MAX} attempts from a key that never answered in this trade: {}",
+                d.reason.clone().unwrap_or_default()
+            ));
+            d.updated_at = now;
+            record(&d);
+            self.announce(msg, "failed");
             return;
         }
         let messages: Vec<Vec<u8>> = chain
@@ -605,6 +1179,12 @@ impl Trades {
             }
         }
         let pending: Vec<String> = pending.into_iter().map(|(_, w)| w).collect();
+        // Another task may have marked it meanwhile (the other side sent it back).
+        if let Ok(Some(now_d)) = self.delivery(msg)
+            && now_d.status != "queued"
+        {
+            return;
+        }
         d.attempts += 1;
         d.updated_at = now_ms();
         if let Some(r) = refused {
@@ -616,19 +1196,48 @@ impl Trades {
         } else {
             d.reason = Some(pending.join("; "));
         }
-        let _ = self
-            .store
-            .set_delivery(msg, &serde_json::to_vec(&d).unwrap_or_default());
+        record(&d);
         if d.status != "queued" {
-            let _ = self.events.send(NodeEvent::Delivery {
-                message: msg.to_hex(),
-                status: if d.status == "delivered" {
-                    "delivered"
-                } else {
-                    "failed"
-                },
-            });
+            self.announce(msg, if d.status == "delivered" { "delivered" } else { "failed" });
         }
+    }
+
+    fn announce(&self, msg: &ObjectId, status: &'static str) {
+        let _ = self.events.send(NodeEvent::Delivery {
+            message: msg.to_hex(),
+            status,
+        });
+    }
+
+    /// Sends queued messages whose time has come, or every queued message addressed to
+    /// `peer` (it just connected). Costs in proportion to the queue, not to all trades.
+    pub async fn retry_queued(&self, peer: Option<String>) {
+        use std::sync::atomic::Ordering;
+        if self.retrying.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let now = now_ms();
+        if let Ok(queue) = self.store.delivery_queue(RETRY_PASS_MAX) {
+            for (msg, trade, next) in queue {
+                let due = next <= now
+                    || peer.as_ref().is_some_and(|p| {
+                        self.delivery(&msg)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|d| d.to.contains(p))
+                    });
+                if due {
+                    self.deliver(&trade, &msg).await;
+                }
+            }
+        }
+        self.retrying.store(false, Ordering::Release);
+    }
+
+    /// (trades held, trade messages held, deliveries still queued).
+    pub fn counts(&self) -> Result<(u64, u64, u64), TradeError> {
+        let (t, m) = self.store.trade_counts()?;
+        Ok((t, m, self.store.queued_delivery_count()?))
     }
 
     /// Seals the chain to `to` and leaves it with every connected relay; returns the relays
@@ -747,218 +1356,6 @@ impl Trades {
         }
     }
 
-    /// Sends every queued message again.
-    pub async fn retry_queued(&self) {
-        use std::sync::atomic::Ordering;
-        if self.retrying.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        self.retry_pass().await;
-        self.retrying.store(false, Ordering::Release);
-    }
-
-    async fn retry_pass(&self) {
-        let Ok(all) = self.store.deliveries() else {
-            return;
-        };
-        let queued: Vec<ObjectId> = all
-            .into_iter()
-            .filter(|(_, raw)| {
-                serde_json::from_slice::<Delivery>(raw).is_ok_and(|d| d.status == "queued")
-            })
-            .map(|(id, _)| id)
-            .collect();
-        if queued.is_empty() {
-            return;
-        }
-        let Ok(trades) = self.store.trade_ids() else {
-            return;
-        };
-        for tid in trades {
-            let Ok(raw) = self.store.trade_messages(&tid) else {
-                continue;
-            };
-            for m in self.decode_all(&raw) {
-                if queued.contains(&m.id()) {
-                    self.deliver(&tid, &m.id()).await;
-                }
-            }
-        }
-    }
-
-    /// Handles a delivery from a peer: verify, store what joins the chain (synced), apply.
-    pub async fn receive(&self, request: TradeRequest) -> TradeResponse {
-        match self.receive_inner(request).await {
-            Ok(()) => TradeResponse::Accepted,
-            Err(e) => TradeResponse::Refused(e.to_string()),
-        }
-    }
-
-    async fn receive_inner(&self, request: TradeRequest) -> Result<(), TradeError> {
-        if request.messages.is_empty() || request.messages.len() > CHAIN_MAX {
-            return Err(TradeError::Refused(format!(
-                "a delivery holds 1-{CHAIN_MAX} messages"
-            )));
-        }
-        let now = now_ms();
-        let mut incoming = Vec::with_capacity(request.messages.len());
-        for b in &request.messages {
-            let obj = SignedObject::decode_and_verify(b)
-                .map_err(|e| TradeError::Refused(format!("bad message: {e}")))?;
-            incoming.push(
-                ChainMessage::new(obj, now)
-                    .map_err(|e| TradeError::Refused(format!("bad message: {e}")))?,
-            );
-        }
-        let offer = incoming
-            .iter()
-            .find(|m| m.kind() == Kind::Offer)
-            .cloned()
-            .ok_or_else(|| {
-                TradeError::Refused("the delivery does not include the trade's offer".into())
-            })?;
-        let tid = offer.id();
-        if incoming
-            .iter()
-            .any(|m| m.id() != tid && m.message.trade != Some(tid))
-        {
-            return Err(TradeError::Refused(
-                "messages of several trades in one delivery".into(),
-            ));
-        }
-        let start =
-            TradeChain::start(offer.clone()).map_err(|e| TradeError::Refused(e.to_string()))?;
-        if start.role_of(&self.me).is_none() {
-            return Err(TradeError::Refused(
-                "this node is not a party to that trade".into(),
-            ));
-        }
-        let _g = self.lock.lock().await;
-        let before = self.load(&tid)?;
-        let before_state = before.as_ref().map(|c| c.state);
-        let known: HashSet<ObjectId> = before
-            .as_ref()
-            .map(|c| c.messages.iter().map(ChainMessage::id).collect())
-            .unwrap_or_default();
-        let mut all = self.decode_all(&self.store.trade_messages(&tid)?);
-        all.extend(incoming.iter().cloned());
-        let others: Vec<ChainMessage> = all.into_iter().filter(|m| m.id() != tid).collect();
-        let (chain, left) =
-            TradeChain::replay(offer, others).map_err(|e| TradeError::Refused(e.to_string()))?;
-        for m in &chain.messages {
-            if !known.contains(&m.id()) {
-                self.store.put_trade_message(&tid, &m.object)?;
-            }
-        }
-        // A message of theirs that was meant to follow the current head but may not, or that
-        // follows nothing held, is refused with the reason. A message that lost a race for a
-        // place earlier in the chain is simply not part of it (its sender sees "superseded").
-        let in_chain: HashSet<ObjectId> = chain.messages.iter().map(ChainMessage::id).collect();
-        let refusal = left
-            .iter()
-            .filter(|m| incoming.iter().any(|i| i.id() == m.id()) && m.author() != self.me)
-            .find(|m| {
-                m.message.prev == Some(chain.head())
-                    || m.message.prev.is_none_or(|p| !in_chain.contains(&p))
-            })
-            .map(|bad| {
-                let why = chain.check(bad).err().map_or_else(
-                    || "does not follow the chain".to_string(),
-                    |e| e.to_string(),
-                );
-                TradeError::Transition(format!("{} refused: {why}", bad.kind().name()))
-            });
-        if Some(chain.state) != before_state {
-            let _ = self.events.send(NodeEvent::TradeUpdated {
-                trade: tid.to_hex(),
-                state: chain.state.name(),
-            });
-        }
-        // Messages of ours that the sender sent back in its chain have reached it.
-        for m in chain
-            .messages
-            .iter()
-            .filter(|m| m.author() == self.me && incoming.iter().any(|i| i.id() == m.id()))
-        {
-            self.mark_delivered(&m.id());
-        }
-        let this = self.clone();
-        let chain2 = chain.clone();
-        let from = before_state.unwrap_or(TradeState::Offered);
-        tokio::spawn(async move {
-            this.after_receive(chain2, from, before_state.is_none())
-                .await
-        });
-        match refusal {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    fn mark_delivered(&self, id: &ObjectId) {
-        if let Ok(Some(raw)) = self.store.delivery(id)
-            && let Ok(mut d) = serde_json::from_slice::<Delivery>(&raw)
-            && d.status == "queued"
-        {
-            d.status = "delivered".into();
-            d.reason = None;
-            d.updated_at = now_ms();
-            let _ = self
-                .store
-                .set_delivery(id, &serde_json::to_vec(&d).unwrap_or_default());
-        }
-    }
-
-    /// Seller-side reactions to what arrived: an offer on something no longer available is
-    /// rejected; a contract the buyer completed reserves stock (or is cancelled if there is
-    /// none left); a cancellation returns stock.
-    async fn after_receive(&self, chain: TradeChain, before: TradeState, new_trade: bool) {
-        if chain.seller != self.me {
-            return;
-        }
-        // Check and reserve under the lock, on the trade as it is now, so two contracts that
-        // arrive together cannot both take the last unit.
-        let sent = {
-            let _g = self.lock.lock().await;
-            let chain = match self.load(&chain.id) {
-                Ok(Some(c)) => c,
-                _ => return,
-            };
-            let id = chain.id.to_hex();
-            let no_stock = self.check_stock(&chain).is_err();
-            if new_trade && chain.state == TradeState::Offered && no_stock {
-                let a = TradeAction {
-                    reason: Some("sold out or no longer on offer".into()),
-                    ..Default::default()
-                };
-                self.act_locked(&id, "reject", a).await.ok()
-            } else if !before.reserves()
-                && chain.state.reserves()
-                && chain.state != TradeState::Completed
-                && no_stock
-            {
-                let a = TradeAction {
-                    reason: Some("sold out before your acceptance arrived".into()),
-                    ..Default::default()
-                };
-                self.act_locked(&id, "cancel", a).await.ok()
-            } else {
-                if let Err(e) = self.inventory_effects(&chain, before).await {
-                    tracing::warn!(trade = %chain.id, error = %e, "inventory update failed");
-                }
-                None
-            }
-        };
-        if let Some((tid, mid)) = sent {
-            self.deliver(&tid, &mid).await;
-        }
-    }
-
-    /// Items and bytes this node holds in mailboxes for others (relays only).
-    pub fn mailbox_stats(&self) -> Result<(u64, u64), TradeError> {
-        Ok(self.store.mailbox_stats()?)
-    }
-
     /// Every trade this node is part of.
     pub fn list(&self) -> Result<Value, TradeError> {
         let mut out = Vec::new();
@@ -995,8 +1392,9 @@ impl Trades {
     /// One trade with its history, each message's delivery status, and what this node may
     /// do next.
     pub fn view(&self, id: &str) -> Result<Value, TradeError> {
-        let c = self.get_chain(id)?;
-        let mut v = self.summary(&c);
+        let (_, replay) = self.get_replay(id)?;
+        let c = &replay.chain;
+        let mut v = self.summary(c);
         let history: Vec<Value> = c
             .messages
             .iter()
@@ -1023,6 +1421,34 @@ impl Trades {
             })
             .collect();
         v["history"] = Value::Array(history);
+        v["equivocations"] = json!(
+            replay
+                .equivocations
+                .iter()
+                .filter_map(|e| e.check(u64::MAX / 2).ok().map(|f| (e, f)))
+                .map(|(e, f)| json!({
+                    "by": f.author.peer_id(),
+                    "role": role_name(c.role_of(&f.author)),
+                    "at": f.at,
+                    "after": f.prev.to_hex(),
+                    "kept": e.first.id().to_hex(),
+                    "refused": e.second.id().to_hex(),
+                    "refused_kind": e.second.envelope().kind.name(),
+                }))
+                .collect::<Vec<_>>()
+        );
+        v["set_aside"] = json!(
+            replay
+                .outside
+                .iter()
+                .map(|(m, why)| json!({
+                    "id": m.id().to_hex(),
+                    "kind": m.kind().name(),
+                    "by": m.author().peer_id(),
+                    "reason": why.reason(),
+                }))
+                .collect::<Vec<_>>()
+        );
         v["buyer"] = json!(c.buyer.peer_id());
         v["seller"] = json!(c.seller.peer_id());
         v["moderators"] = json!(
@@ -1039,6 +1465,7 @@ impl Trades {
         );
         Ok(v)
     }
+
 
     /// Runs until `shutdown`: answers inbound deliveries, and retries queued messages on a
     /// timer and whenever a peer connects.
@@ -1060,9 +1487,9 @@ impl Trades {
                     let _ = self.network.respond_trade(channel, response).await;
                 }
                 ev = events.recv() => match ev {
-                    Ok(NodeEvent::PeerConnected { .. }) => {
+                    Ok(NodeEvent::PeerConnected { peer }) => {
                         let this = self.clone();
-                        tokio::spawn(async move { this.retry_queued().await });
+                        tokio::spawn(async move { this.retry_queued(Some(peer)).await });
                     }
                     Ok(NodeEvent::RelayConnected { .. }) => {
                         let this = self.clone();
@@ -1076,7 +1503,7 @@ impl Trades {
                 }
                 _ = tick.tick() => {
                     let this = self.clone();
-                    tokio::spawn(async move { this.retry_queued().await });
+                    tokio::spawn(async move { this.retry_queued(None).await });
                 }
             }
         }

@@ -20,7 +20,7 @@ pub const MAX_ANY_OBJECT_BYTES: usize = crate::attestation::MAX_ATTESTATION_BYTE
 pub const DOMAIN_PREFIX: &str = "jangteo/v1/";
 
 /// Every kind this version knows.
-pub const ALL_KINDS: [Kind; 13] = [
+pub const ALL_KINDS: [Kind; 14] = [
     Kind::Listing,
     Kind::Profile,
     Kind::Attestation,
@@ -34,6 +34,7 @@ pub const ALL_KINDS: [Kind; 13] = [
     Kind::Received,
     Kind::Dispute,
     Kind::Resolution,
+    Kind::Equivocation,
 ];
 
 /// The kinds of object this version knows.
@@ -65,6 +66,8 @@ pub enum Kind {
     Dispute,
     /// Trade: a moderator closes a dispute.
     Resolution,
+    /// Proof that one key signed two different messages at the same point of a trade.
+    Equivocation,
 }
 
 impl Kind {
@@ -84,6 +87,7 @@ impl Kind {
             Kind::Received => "received",
             Kind::Dispute => "dispute",
             Kind::Resolution => "resolution",
+            Kind::Equivocation => "equivocation",
         }
     }
 
@@ -91,6 +95,7 @@ impl Kind {
     pub fn max_bytes(self) -> usize {
         match self {
             Kind::Attestation => crate::attestation::MAX_ATTESTATION_BYTES,
+            Kind::Equivocation => crate::trade::MAX_EQUIVOCATION_BYTES,
             _ => MAX_OBJECT_BYTES,
         }
     }
@@ -111,7 +116,7 @@ impl Kind {
 }
 
 /// A 32-byte blake3 content id of an object's exact bytes. Displayed in lowercase hex.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct ObjectId(pub [u8; 32]);
 
 impl ObjectId {

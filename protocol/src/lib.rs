@@ -41,6 +41,8 @@ pub enum Object {
     Trade(trade::TradeMessage),
     /// An attestation with the completed trade it proves.
     Attestation(Box<attestation::Attested>),
+    /// A checked proof that a key signed two messages at the same point of a trade.
+    Equivocation(Box<(trade::Equivocation, trade::EquivocationFacts)>),
 }
 
 /// Decodes an envelope, checks its signature, decodes its body for its kind and validates
@@ -68,6 +70,11 @@ pub fn decode_body(signed: &SignedObject, now_ms: u64) -> Result<Object, ObjectE
         Kind::Attestation => {
             let a = attestation::Attestation::decode(&env.body)?;
             Object::Attestation(Box::new(a.verify(&env.author, now_ms)?))
+        }
+        Kind::Equivocation => {
+            let e = trade::Equivocation::decode(&env.body)?;
+            let facts = e.check(now_ms)?;
+            Object::Equivocation(Box::new((e, facts)))
         }
         kind => {
             let m = trade::TradeMessage::decode(kind, &env.body)?;

@@ -58,6 +58,44 @@ pub const CATEGORIES: [&str; 19] = [
     "other",
 ];
 
+/// What a node does with a version of a listing whose head it holds (SPEC §3, "Which
+/// version is the head").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadChoice {
+    /// The new version becomes the head.
+    Replace,
+    /// The held head stays; the new version is older (or a later retraction of a retracted
+    /// listing).
+    Stale,
+    /// The held head stays; the new version breaks a rule that needs the held one to see.
+    Refused(&'static str),
+    /// The two cannot be versions of one listing (`created` differs).
+    Inconsistent,
+}
+
+/// Decides between the held head and another version of the same listing: a retraction wins
+/// over every active version whatever the `seq`; otherwise the higher `seq` wins, and it may
+/// not move `expires` earlier.
+pub fn choose_head(held: &Listing, new: &Listing) -> HeadChoice {
+    if held.created_at != new.created_at {
+        return HeadChoice::Inconsistent;
+    }
+    let held_retracted = held.status == ListingStatus::Retracted;
+    let new_retracted = new.status == ListingStatus::Retracted;
+    match (held_retracted, new_retracted) {
+        (true, false) if new.seq > held.seq => {
+            HeadChoice::Refused("the listing is retracted; retraction is final")
+        }
+        (true, _) => HeadChoice::Stale,
+        (false, true) => HeadChoice::Replace,
+        _ if new.seq <= held.seq => HeadChoice::Stale,
+        _ if new.expires_at < held.expires_at => {
+            HeadChoice::Refused("a new version may not move expires earlier")
+        }
+        _ => HeadChoice::Replace,
+    }
+}
+
 /// The shard a category's listings travel in.
 pub fn shard_of(category: &str) -> &'static str {
     CATEGORIES

@@ -86,10 +86,22 @@ fn bytes32(b: Vec<u8>, field: &'static str) -> Result<[u8; 32], DecodeError> {
     })
 }
 
-/// The kinds of trade message (each its own envelope kind, so signatures never cross):
-/// every kind after listing, profile and attestation in
-/// [`ALL_KINDS`](crate::envelope::ALL_KINDS).
-pub const TRADE_KINDS: &[Kind] = crate::envelope::ALL_KINDS.split_at(3).1;
+/// The kinds of trade message (each its own envelope kind, so signatures never cross).
+pub const TRADE_KINDS: &[Kind] = &[
+    Kind::Offer,
+    Kind::Counter,
+    Kind::Accept,
+    Kind::Reject,
+    Kind::Cancel,
+    Kind::Paid,
+    Kind::Shipped,
+    Kind::Received,
+    Kind::Dispute,
+    Kind::Resolution,
+];
+
+/// Largest encoded equivocation proof (it embeds two trade envelopes).
+pub const MAX_EQUIVOCATION_BYTES: usize = 2 * crate::envelope::MAX_OBJECT_BYTES + 1024;
 
 /// The body of any trade message. Which fields are present depends on the kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -371,18 +383,20 @@ pub fn allowed(state: TradeState, who: Role, proposer: Role) -> Vec<Kind> {
     }
 }
 
-/// Which of two messages racing for the same place in a chain wins: progress beats
-/// termination (a payment beats a cancellation sent at the same time), so a party cannot undo
-/// the other's step by signing a competing message later. Ties go to the lowest id.
+/// Which of two messages by different parties racing for the same place in a chain wins,
+/// when neither branch holds a dispute (a branch holding a resolution, then one holding a
+/// dispute, wins first; see [`TradeChain::replay`]): progress beats termination (a payment
+/// beats a cancellation sent at the same time), so a party cannot undo the other's step by
+/// signing a competing message later. Ties go to the lowest id.
 pub fn fork_priority(kind: Kind) -> u8 {
     match kind {
+        Kind::Resolution => 11,
+        Kind::Dispute => 10,
         Kind::Received => 9,
         Kind::Paid => 8,
         Kind::Shipped => 7,
         Kind::Accept => 6,
         Kind::Counter => 5,
-        Kind::Dispute => 4,
-        Kind::Resolution => 3,
         Kind::Reject => 2,
         Kind::Cancel => 1,
         _ => 0,
@@ -576,33 +590,303 @@ impl TradeChain {
         Ok(())
     }
 
-    /// Replays a trade from its offer and any set of later messages, in any order: at each
-    /// step the valid follower with the highest [`fork_priority`] wins (then the lowest id). Returns the chain and the messages
-    /// that did not join it (not yet linkable, or losers of a fork, or invalid).
-    pub fn replay(
-        offer: ChainMessage,
-        others: Vec<ChainMessage>,
-    ) -> Result<(Self, Vec<ChainMessage>), TransitionError> {
-        let mut chain = Self::start(offer)?;
-        let mut pool: BTreeMap<ObjectId, ChainMessage> =
-            others.into_iter().map(|m| (m.id(), m)).collect();
-        loop {
-            let head = chain.head();
-            let next = pool
-                .values()
-                .filter(|m| m.message.prev == Some(head) && chain.check(m).is_ok())
-                .max_by_key(|m| (fork_priority(m.kind()), std::cmp::Reverse(m.id())))
-                .map(ChainMessage::id);
-            match next {
-                Some(id) => {
-                    if let Some(m) = pool.remove(&id) {
-                        chain.apply(m)?;
-                    }
+    /// Replays a trade from its offer and the other messages a node holds, in the order it
+    /// received them (SPEC §5, "Replay"):
+    ///
+    /// 1. Two different messages by one author with the same `prev` are an equivocation:
+    ///    the one received first stays, the later one is set aside with its descendants, and
+    ///    the pair is returned as an [`Equivocation`] proof.
+    /// 2. A message whose author also signed a message in the branch of one of its siblings
+    ///    (it had seen that branch, so it is no race) is set aside.
+    /// 3. Among the remaining followers of the head that the transition table allows, the
+    ///    winner is the one whose best branch holds a resolution, then a dispute, then the
+    ///    highest [`fork_priority`] of its own kind, then the lowest id.
+    ///
+    /// Steps 2 and 3 depend only on the set of messages, so two nodes holding the same set
+    /// reach the same chain whatever order the messages came in; step 1 depends on the order
+    /// only where an author equivocated.
+    pub fn replay(offer: ChainMessage, others: Vec<ChainMessage>) -> Result<Replay, TransitionError> {
+        let chain = Self::start(offer)?;
+        let trade = chain.id;
+        let mut seen: std::collections::HashSet<ObjectId> = std::collections::HashSet::new();
+        seen.insert(trade);
+        let mut outside: Vec<(ChainMessage, Outside)> = Vec::new();
+        let mut equivocations: Vec<Equivocation> = Vec::new();
+        // (prev, author) -> the first message held there.
+        let mut first_at: BTreeMap<(ObjectId, PublicKey), ChainMessage> = BTreeMap::new();
+        let mut kept: Vec<ChainMessage> = Vec::new();
+        for m in others {
+            if !seen.insert(m.id()) {
+                continue;
+            }
+            let (Some(t), Some(prev)) = (m.message.trade, m.message.prev) else {
+                outside.push((m, Outside::Detached));
+                continue;
+            };
+            if t != trade {
+                outside.push((m, Outside::Detached));
+                continue;
+            }
+            match first_at.get(&(prev, m.author())) {
+                Some(first) => {
+                    equivocations.push(Equivocation {
+                        first: first.object.clone(),
+                        second: m.object.clone(),
+                    });
+                    outside.push((m, Outside::Equivocation));
                 }
-                None => break,
+                None => {
+                    first_at.insert((prev, m.author()), m.clone());
+                    kept.push(m);
+                }
             }
         }
-        Ok((chain, pool.into_values().collect()))
+        let mut children: BTreeMap<ObjectId, Vec<usize>> = BTreeMap::new();
+        for (i, m) in kept.iter().enumerate() {
+            if let Some(p) = m.message.prev {
+                children.entry(p).or_default().push(i);
+            }
+        }
+        // Authors of every message in the subtree of each kept message.
+        fn authors_below(
+            i: usize,
+            kept: &[ChainMessage],
+            children: &BTreeMap<ObjectId, Vec<usize>>,
+            memo: &mut BTreeMap<usize, Vec<PublicKey>>,
+            depth: usize,
+        ) -> Vec<PublicKey> {
+            if let Some(a) = memo.get(&i) {
+                return a.clone();
+            }
+            let mut out = vec![kept[i].author()];
+            if depth < CHAIN_MAX {
+                for c in children.get(&kept[i].id()).into_iter().flatten() {
+                    for a in authors_below(*c, kept, children, memo, depth + 1) {
+                        if !out.contains(&a) {
+                            out.push(a);
+                        }
+                    }
+                }
+            }
+            memo.insert(i, out.clone());
+            out
+        }
+        let mut memo = BTreeMap::new();
+        let mut disqualified = std::collections::HashSet::new();
+        for sibs in children.values() {
+            for &a in sibs {
+                let author = kept[a].author();
+                if sibs.iter().any(|&b| {
+                    b != a && authors_below(b, &kept, &children, &mut memo, 0).contains(&author)
+                }) {
+                    disqualified.insert(a);
+                }
+            }
+        }
+        // The best continuation from a chain: (path as indices into kept, holds a
+        // resolution, holds a dispute).
+        fn best(
+            chain: &TradeChain,
+            kept: &[ChainMessage],
+            children: &BTreeMap<ObjectId, Vec<usize>>,
+            disqualified: &std::collections::HashSet<usize>,
+        ) -> (Vec<usize>, bool, bool) {
+            let mut winner: Option<((bool, bool, u8, std::cmp::Reverse<ObjectId>), Vec<usize>)> =
+                None;
+            for &c in children.get(&chain.head()).into_iter().flatten() {
+                if disqualified.contains(&c) || chain.check(&kept[c]).is_err() {
+                    continue;
+                }
+                let mut next = chain.clone();
+                if next.apply(kept[c].clone()).is_err() {
+                    continue;
+                }
+                let (rest, res, dis) = best(&next, kept, children, disqualified);
+                let kind = kept[c].kind();
+                let res = res || kind == Kind::Resolution;
+                let dis = dis || kind == Kind::Dispute;
+                let rank = (res, dis, fork_priority(kind), std::cmp::Reverse(kept[c].id()));
+                if winner.as_ref().is_none_or(|(r, _)| rank > *r) {
+                    let mut path = vec![c];
+                    path.extend(rest);
+                    winner = Some((rank, path));
+                }
+            }
+            match winner {
+                Some(((res, dis, _, _), path)) => (path, res, dis),
+                None => (Vec::new(), false, false),
+            }
+        }
+        let (path, _, _) = best(&chain, &kept, &children, &disqualified);
+        let mut chain = chain;
+        let mut in_chain = std::collections::HashSet::new();
+        for i in path {
+            in_chain.insert(i);
+            chain.apply(kept[i].clone())?;
+        }
+        let held: std::collections::HashSet<ObjectId> = chain.messages.iter().map(ChainMessage::id).collect();
+        let all_ids: std::collections::HashSet<ObjectId> = kept.iter().map(ChainMessage::id).chain([trade]).collect();
+        for (i, m) in kept.into_iter().enumerate() {
+            if in_chain.contains(&i) {
+                continue;
+            }
+            let why = if disqualified.contains(&i) {
+                Outside::SeenBranch
+            } else if m.message.prev.is_some_and(|p| !all_ids.contains(&p)) {
+                Outside::Detached
+            } else if m.message.prev == Some(chain.head()) {
+                Outside::Invalid(chain.check(&m).err().unwrap_or(TransitionError::NotNext))
+            } else if m.message.prev.is_some_and(|p| held.contains(&p)) {
+                Outside::LostRace
+            } else {
+                Outside::OffChain
+            };
+            outside.push((m, why));
+        }
+        Ok(Replay {
+            chain,
+            outside,
+            equivocations,
+        })
+    }
+}
+
+/// Why a message a node holds (or was sent) is not part of the trade's chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outside {
+    /// Its `prev` is not held: it waits for its predecessor.
+    Detached,
+    /// Its author had already signed another message after the same `prev`.
+    Equivocation,
+    /// Its author had signed a message in a competing branch: it forks what it had seen.
+    SeenBranch,
+    /// It follows a message of the chain but another party's message won the race there.
+    LostRace,
+    /// It follows a message that is not part of the chain.
+    OffChain,
+    /// It follows the head, but the transition table does not allow it.
+    Invalid(TransitionError),
+}
+
+impl Outside {
+    /// Whether sending it is an offense of its author (a signed lie), not bad luck.
+    pub fn is_offense(&self) -> bool {
+        matches!(
+            self,
+            Outside::Equivocation | Outside::SeenBranch | Outside::Invalid(_)
+        )
+    }
+
+    /// A reason a person can read.
+    pub fn reason(&self) -> String {
+        match self {
+            Outside::Detached => "its predecessor is not held here".into(),
+            Outside::Equivocation => {
+                "equivocation: its author already signed another message at this point of the trade".into()
+            }
+            Outside::SeenBranch => {
+                "its author had already built on a competing message: not a race".into()
+            }
+            Outside::LostRace => "superseded: the other party's message took its place first".into(),
+            Outside::OffChain => "it follows a message that is not part of the trade".into(),
+            Outside::Invalid(e) => e.to_string(),
+        }
+    }
+}
+
+/// A trade as replayed from what a node holds.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    /// The chain.
+    pub chain: TradeChain,
+    /// Messages held that are not part of it, with why.
+    pub outside: Vec<(ChainMessage, Outside)>,
+    /// Proofs that an author signed two messages at the same point.
+    pub equivocations: Vec<Equivocation>,
+}
+
+/// Two different trade messages by one author with the same `prev` in the same trade: a
+/// proof anyone can check with [`Equivocation::check`].
+#[derive(Debug, Clone)]
+pub struct Equivocation {
+    /// The message held first.
+    pub first: SignedObject,
+    /// The competing one.
+    pub second: SignedObject,
+}
+
+/// What a checked equivocation proof says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EquivocationFacts {
+    /// Who signed both.
+    pub author: PublicKey,
+    /// The trade.
+    pub trade: ObjectId,
+    /// The message both follow.
+    pub prev: ObjectId,
+    /// The later `at` of the two.
+    pub at: u64,
+}
+
+impl Equivocation {
+    /// The body of an `equivocation` object: `{"a": envelope, "b": envelope}` with the two
+    /// envelopes in bytewise order, so a pair has one encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let (a, b) = self.ordered();
+        cbor::to_vec(&canonical_map(vec![
+            ("a", Value::Bytes(a.bytes().to_vec())),
+            ("b", Value::Bytes(b.bytes().to_vec())),
+        ]))
+    }
+
+    fn ordered(&self) -> (&SignedObject, &SignedObject) {
+        if self.first.bytes() <= self.second.bytes() {
+            (&self.first, &self.second)
+        } else {
+            (&self.second, &self.first)
+        }
+    }
+
+    /// Decodes a body and verifies both embedded signatures (not the checks of
+    /// [`check`](Self::check)).
+    pub fn decode(body: &[u8]) -> Result<Self, crate::ObjectError> {
+        let mut f = Fields::from_value(cbor::from_slice_canonical(body)?)?;
+        let a = f.bytes("a")?;
+        let b = f.bytes("b")?;
+        f.finish()?;
+        if a >= b {
+            return Err(FieldError::new("a", "the two envelopes in bytewise order, different").into());
+        }
+        Ok(Self {
+            first: SignedObject::decode_and_verify(&a)?,
+            second: SignedObject::decode_and_verify(&b)?,
+        })
+    }
+
+    /// Checks the proof: both are valid trade messages (signatures verified on decode) of
+    /// the same trade, by the same author, following the same `prev`, and different.
+    pub fn check(&self, now_ms: u64) -> Result<EquivocationFacts, crate::ObjectError> {
+        let a = ChainMessage::new(self.first.clone(), now_ms)?;
+        let b = ChainMessage::new(self.second.clone(), now_ms)?;
+        let bad = |why: &str| -> crate::ObjectError { FieldError::new("equivocation", why.to_string()).into() };
+        if a.id() == b.id() {
+            return Err(bad("the two messages are the same"));
+        }
+        if a.author() != b.author() {
+            return Err(bad("the two messages have different authors"));
+        }
+        let (Some(ta), Some(pa)) = (a.message.trade, a.message.prev) else {
+            return Err(bad("an offer cannot equivocate"));
+        };
+        if b.message.trade != Some(ta) || b.message.prev != Some(pa) {
+            return Err(bad("the two messages do not follow the same message of one trade"));
+        }
+        Ok(EquivocationFacts {
+            author: a.author(),
+            trade: ta,
+            prev: pa,
+            at: a.message.at.max(b.message.at),
+        })
     }
 }
 
@@ -881,9 +1165,177 @@ mod tests {
         for n in 0..8 {
             all.push(msg(c.id, accept_id, Kind::Cancel, SELLER, 100 + n));
         }
-        let (replayed, losers) = TradeChain::replay(o, all).expect("replay");
-        assert_eq!(replayed.state, TradeState::Paid);
-        assert_eq!(losers.len(), 8);
+        let r = TradeChain::replay(o, all).expect("replay");
+        assert_eq!(r.chain.state, TradeState::Paid);
+        assert_eq!(r.outside.len(), 8);
+    }
+
+
+    fn replay(items: &[&ChainMessage]) -> Replay {
+        TradeChain::replay(offer(), items.iter().map(|m| (*m).clone()).collect()).expect("replay")
+    }
+
+    /// The rewrite reproduced against the old rule: after offer, accept, paid the seller signs
+    /// a second accept of the offer and a cancel on top. Whatever ids the forgery has, it is
+    /// refused as equivocation, the buyer's payment stays, and the pair is a checkable proof.
+    #[test]
+    fn a_second_accept_by_the_seller_is_equivocation_not_a_rewrite() {
+        let o = offer();
+        let a1 = msg(o.id(), o.id(), Kind::Accept, SELLER, 1);
+        let paid = msg(o.id(), a1.id(), Kind::Paid, BUYER, 2);
+        for n in 0..16 {
+            let a2 = msg(o.id(), o.id(), Kind::Accept, SELLER, 100 + n);
+            let cancel = msg(o.id(), a2.id(), Kind::Cancel, SELLER, 200 + n);
+            let r = replay(&[&a1, &paid, &a2, &cancel]);
+            assert_eq!(r.chain.state, TradeState::Paid);
+            assert_eq!(r.chain.head(), paid.id());
+            assert_eq!(r.equivocations.len(), 1);
+            let facts = r.equivocations[0].check(T + 1_000_000).expect("valid proof");
+            assert_eq!((facts.author, facts.trade, facts.prev), (pk(SELLER), o.id(), o.id()));
+            // The proof survives its own encoding, and anyone can check it.
+            let back = Equivocation::decode(&r.equivocations[0].encode()).expect("decode");
+            assert_eq!(back.check(T + 1_000_000).expect("check"), facts);
+            assert!(r.outside.iter().any(|(m, w)| m.id() == a2.id() && *w == Outside::Equivocation));
+            assert!(r.outside.iter().any(|(m, _)| m.id() == cancel.id()));
+        }
+    }
+
+    #[test]
+    fn a_proof_of_two_messages_by_different_authors_or_points_is_refused() {
+        let o = offer();
+        let a1 = msg(o.id(), o.id(), Kind::Accept, SELLER, 1);
+        let c = msg(o.id(), o.id(), Kind::Cancel, BUYER, 1);
+        let p = msg(o.id(), a1.id(), Kind::Paid, BUYER, 2);
+        for (x, y) in [(&a1, &c), (&c, &p), (&a1, &a1)] {
+            let e = Equivocation { first: x.object.clone(), second: y.object.clone() };
+            assert!(e.check(T + 1_000_000).is_err());
+        }
+        let e = Equivocation { first: o.object.clone(), second: offer().object.clone() };
+        assert!(e.check(T + 1_000_000).is_err(), "an offer has no prev");
+    }
+
+    /// A dispute (and the resolution on it) can never be erased by a shipped or received that
+    /// arrives later, whatever its id.
+    #[test]
+    fn a_late_shipped_does_not_erase_a_dispute_or_its_resolution() {
+        let o = offer();
+        let a = msg(o.id(), o.id(), Kind::Accept, SELLER, 1);
+        let paid = msg(o.id(), a.id(), Kind::Paid, BUYER, 2);
+        let dispute = msg(o.id(), paid.id(), Kind::Dispute, BUYER, 3);
+        let resolution = msg(o.id(), dispute.id(), Kind::Resolution, MODERATOR, 4);
+        for n in 0..16 {
+            let shipped = msg(o.id(), paid.id(), Kind::Shipped, SELLER, 10 + n);
+            let r = replay(&[&a, &paid, &dispute, &shipped]);
+            assert_eq!(r.chain.state, TradeState::Disputed);
+            let r = replay(&[&a, &paid, &dispute, &resolution, &shipped]);
+            assert_eq!(r.chain.state, TradeState::Resolved);
+            // Even a shipped with a dispute of the seller's on top does not beat a resolution.
+            let sd = msg(o.id(), shipped.id(), Kind::Dispute, SELLER, 30 + n);
+            let r = replay(&[&shipped, &sd, &a, &paid, &dispute, &resolution]);
+            assert_eq!(r.chain.state, TradeState::Resolved);
+        }
+    }
+
+    /// The seller cancels after having seen (and built on) the buyer's payment branch: that
+    /// is no race, and the cancel is refused.
+    #[test]
+    fn a_fork_by_a_party_that_had_built_on_the_other_branch_is_refused() {
+        let o = offer();
+        let c = msg(o.id(), o.id(), Kind::Counter, SELLER, 1);
+        let accept = {
+            let mut m = TradeMessage::follow(o.id(), c.id(), T + 2);
+            m.terms = Some(terms(90_000));
+            ChainMessage::new(SignedObject::sign(Kind::Accept, m.encode(), &k(BUYER)), T + 1_000_000)
+                .expect("valid")
+        };
+        let paid = msg(o.id(), accept.id(), Kind::Paid, BUYER, 3);
+        // The buyer (who accepted the counter) now signs a cancel right after the offer.
+        let late = msg(o.id(), o.id(), Kind::Cancel, BUYER, 9);
+        let r = replay(&[&c, &accept, &paid, &late]);
+        assert_eq!(r.chain.state, TradeState::Paid);
+        assert!(r.outside.iter().any(|(m, w)| m.id() == late.id() && *w == Outside::SeenBranch));
+    }
+
+    /// A simulated run of honest parties who each act on their own view while messages are
+    /// in flight: every state they can reach, and at the end, when both hold everything,
+    /// they agree on the chain, and no honest party ever equivocated.
+    fn simulate(choices: &[u8]) -> (Vec<ObjectId>, TradeState) {
+        let o = offer();
+        let parties = [BUYER, SELLER, MODERATOR];
+        let mut held: Vec<Vec<ChainMessage>> = vec![vec![], vec![], vec![]];
+        let mut inflight: Vec<(usize, ChainMessage)> = Vec::new();
+        let mut at = 10;
+        for c in choices.chunks(2) {
+            let (what, pick) = (c[0], *c.get(1).unwrap_or(&0));
+            if what % 3 == 0 && !inflight.is_empty() {
+                let (to, m) = inflight.remove(usize::from(pick) % inflight.len());
+                if !held[to].iter().any(|h| h.id() == m.id()) {
+                    held[to].push(m);
+                }
+                continue;
+            }
+            let p = usize::from(what) % 3;
+            let view = TradeChain::replay(o.clone(), held[p].clone()).expect("replay").chain;
+            let head = view.head();
+            // An honest party never signs twice after the same message.
+            if held[p].iter().any(|m| m.author() == pk(parties[p]) && m.message.prev == Some(head)) {
+                continue;
+            }
+            let may = view.allowed_for(&pk(parties[p]));
+            if may.is_empty() {
+                continue;
+            }
+            let kind = may[usize::from(pick) % may.len()];
+            at += 1;
+            let mut m = TradeMessage::follow(o.id(), head, T + at);
+            match kind {
+                Kind::Counter => m.terms = Some(terms(90_000 - at)),
+                Kind::Accept => m.terms = Some(view.terms.clone()),
+                Kind::Shipped => m.outcome = Some("shipped".into()),
+                Kind::Resolution => m.outcome = Some("refund".into()),
+                Kind::Dispute | Kind::Reject => m.note = "why".into(),
+                _ => {}
+            }
+            let cm = ChainMessage::new(SignedObject::sign(kind, m.encode(), &k(parties[p])), T + 1_000_000)
+                .expect("valid");
+            held[p].push(cm.clone());
+            for q in 0..3 {
+                if q != p {
+                    inflight.push((q, cm.clone()));
+                }
+            }
+        }
+        for (to, m) in inflight {
+            if !held[to].iter().any(|h| h.id() == m.id()) {
+                held[to].push(m);
+            }
+        }
+        let views: Vec<Replay> = held
+            .iter()
+            .map(|h| TradeChain::replay(o.clone(), h.clone()).expect("replay"))
+            .collect();
+        for v in &views {
+            assert!(v.equivocations.is_empty(), "an honest party equivocated");
+            assert_eq!(v.chain.head(), views[0].chain.head(), "views differ");
+            assert_eq!(v.chain.state, views[0].chain.state);
+        }
+        (views[0].chain.messages.iter().map(ChainMessage::id).collect(), views[0].chain.state)
+    }
+
+    #[test]
+    fn a_buyer_cancel_racing_the_seller_accept_resolves_the_same_on_both_sides() {
+        let o = offer();
+        let accept = msg(o.id(), o.id(), Kind::Accept, SELLER, 1);
+        let cancel = msg(o.id(), o.id(), Kind::Cancel, BUYER, 1);
+        // The buyer held its cancel first, the seller its accept first.
+        let at_buyer = replay(&[&cancel, &accept]);
+        let at_seller = replay(&[&accept, &cancel]);
+        assert_eq!(at_buyer.chain.head(), at_seller.chain.head());
+        assert_eq!(at_buyer.chain.state, TradeState::Accepted);
+        assert!(at_buyer.equivocations.is_empty());
+        assert!(at_buyer.outside.iter().any(|(m, w)| m.id() == cancel.id() && *w == Outside::LostRace));
+        // The buyer can still call it off after the accept.
+        assert!(at_buyer.chain.allowed_for(&pk(BUYER)).contains(&Kind::Cancel));
     }
 
     proptest! {
@@ -898,16 +1350,23 @@ mod tests {
             step(&mut c, Kind::Paid, BUYER).expect("paid");
             let mut all: Vec<ChainMessage> = c.messages[1..].to_vec();
             all.push(fork);
-            let reference = TradeChain::replay(o.clone(), all.clone()).expect("replay").0;
+            let reference = TradeChain::replay(o.clone(), all.clone()).expect("replay").chain;
             let mut shuffled = all.clone();
             for (i, s) in shuffle.iter().enumerate() {
                 let n = shuffled.len();
                 shuffled.swap(i % n, usize::from(*s) % n);
             }
             shuffled.push(shuffled[0].clone());
-            let (again, _) = TradeChain::replay(o, shuffled).expect("replay");
+            let again = TradeChain::replay(o, shuffled).expect("replay").chain;
             prop_assert_eq!(again.state, reference.state);
             prop_assert_eq!(again.head(), reference.head());
+        }
+
+        /// Honest parties acting on their own views with messages in flight, in any order of
+        /// delivery, end on the same chain once each holds everything.
+        #[test]
+        fn honest_parties_converge_whatever_the_delivery_order(choices in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let _ = simulate(&choices);
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::PublicKey;
 use crate::attestation::Attestation;
 use crate::listing::{Condition, Listing, ListingStatus, Location};
 use crate::profile::Profile;
-use crate::trade::{Role, Terms, TradeMessage};
+use crate::trade::{Equivocation, Role, Terms, TradeMessage};
 use crate::{Kind, SignedObject, verify_object};
 
 const SPEC: &str = include_str!("../SPEC.md");
@@ -110,6 +110,27 @@ fn vector_objects() -> Vec<(&'static str, [u8; 32], Kind, Vec<u8>)> {
         }
         chain.push(SignedObject::sign(kind, m.encode(), key));
     }
+    // An equivocation: the seller signs a second accept of the same offer.
+    let mut accept2 = TradeMessage::follow(offer_id, offer_id, T0 + 150_000);
+    accept2.terms = accept.terms.clone();
+    let proof = Equivocation {
+        first: SignedObject::sign(Kind::Accept, accept.encode(), &seller_key),
+        second: SignedObject::sign(Kind::Accept, accept2.encode(), &seller_key),
+    };
+    // A race: the buyer cancels the offer while the seller's accept is on its way.
+    let cancel = TradeMessage::follow(offer_id, offer_id, T0 + 120_000);
+    // Listing rules: an active version after the retraction, and expires moved earlier.
+    let revived = Listing {
+        seq: 3,
+        updated_at: T0 + 3_600_000,
+        ..bike.clone()
+    };
+    let shortened = Listing {
+        seq: 2,
+        updated_at: T0 + 3_600_000,
+        expires_at: T0 + 10 * 86_400_000,
+        ..bike.clone()
+    };
     let rating = Attestation {
         chain: chain.iter().map(|o| o.bytes().to_vec()).collect(),
         about: seller,
@@ -156,7 +177,72 @@ fn vector_objects() -> Vec<(&'static str, [u8; 32], Kind, Vec<u8>)> {
             Kind::Attestation,
             rating.encode(),
         ),
+        (
+            "a second accept of vector 5's offer by the seller (equivocation with vector 6)",
+            [1; 32],
+            Kind::Accept,
+            accept2.encode(),
+        ),
+        (
+            "equivocation proof of vectors 6 and 8, found and signed by the buyer",
+            [4; 32],
+            Kind::Equivocation,
+            proof.encode(),
+        ),
+        (
+            "the buyer's cancel of vector 5's offer, racing vector 6 (the accept wins)",
+            [4; 32],
+            Kind::Cancel,
+            cancel.encode(),
+        ),
+        (
+            "listing seq 3 of vector 1, active again after vector 3's retraction (ignored)",
+            [1; 32],
+            Kind::Listing,
+            revived.encode(),
+        ),
+        (
+            "listing seq 2 of vector 1 moving expires earlier (ignored)",
+            [1; 32],
+            Kind::Listing,
+            shortened.encode(),
+        ),
     ]
+}
+
+/// The verdicts SPEC.md gives for vectors 8-12.
+#[test]
+fn spec_vector_verdicts_hold() {
+    use crate::listing::{HeadChoice, choose_head};
+    use crate::trade::{ChainMessage, TradeChain, TradeState};
+    let objs: Vec<SignedObject> = vector_objects()
+        .into_iter()
+        .map(|(_, seed, kind, body)| SignedObject::sign(kind, body, &SigningKey::from_bytes(&seed)))
+        .collect();
+    let cm = |i: usize| ChainMessage::new(objs[i - 1].clone(), T0 + 3_600_000).expect("valid");
+    // Equivocation: whichever the node held first stays, and the proof names the seller.
+    let r = TradeChain::replay(cm(5), vec![cm(6), cm(8)]).expect("replay");
+    assert_eq!((r.chain.state, r.chain.head()), (TradeState::Accepted, objs[5].id()));
+    assert_eq!(r.equivocations.len(), 1);
+    let (_, crate::Object::Equivocation(e)) =
+        verify_object(objs[8].bytes(), T0 + 3_600_000).expect("vector 9 verifies")
+    else {
+        panic!("vector 9 is an equivocation proof");
+    };
+    assert_eq!(e.1.author, objs[5].envelope().author);
+    // The race resolves to the accept in either order.
+    for others in [vec![cm(6), cm(10)], vec![cm(10), cm(6)]] {
+        let r = TradeChain::replay(cm(5), others).expect("replay");
+        assert_eq!((r.chain.state, r.chain.head()), (TradeState::Accepted, objs[5].id()));
+        assert!(r.equivocations.is_empty());
+    }
+    let listing = |i: usize| match crate::decode_body(&objs[i - 1], T0 + 3_600_000).expect("valid") {
+        crate::Object::Listing(l) => l,
+        _ => panic!("vector {i} is a listing"),
+    };
+    assert!(matches!(choose_head(&listing(3), &listing(11)), HeadChoice::Refused(_)));
+    assert_eq!(choose_head(&listing(11), &listing(3)), HeadChoice::Replace);
+    assert!(matches!(choose_head(&listing(1), &listing(12)), HeadChoice::Refused(_)));
 }
 
 fn spec_field<'a>(block: &'a str, name: &str) -> Option<&'a str> {
