@@ -1056,6 +1056,19 @@ impl Trades {
             .filter(|m| !held_ids.contains(&m.id()))
             .map(|m| m.object.clone())
             .collect();
+        // The first proof against each author is kept in the trade's log (so the trade shows
+        // it at every replay); later ones are not, so a liar cannot fill the log.
+        let proven: HashSet<PublicKey> = before
+            .as_ref()
+            .map(|r| r.equivocations.iter().map(|e| e.first.envelope().author).collect())
+            .unwrap_or_default();
+        let mut newly: HashSet<PublicKey> = HashSet::new();
+        for e in &replay.equivocations {
+            let author = e.first.envelope().author;
+            if !proven.contains(&author) && newly.insert(author) && !held_ids.contains(&e.second.id()) {
+                plan.step.messages.push(e.second.clone());
+            }
+        }
         let chain = self.plan_effects(&replay, &delivered_back, &mut plan)?;
         self.commit(plan, &chain, before.map(|r| r.chain.state)).await?;
         match refusal {
