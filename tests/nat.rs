@@ -5,7 +5,7 @@
 mod common;
 
 use common::trade_state_is as state_is;
-use common::{jangteo, json_ok, start_node_args, start_node_with, tcp_addr, wait_for};
+use common::{jangteo, json_ok, json_try, start_node_args, start_node_with, tcp_addr, wait_for};
 
 #[test]
 fn two_nodes_that_cannot_dial_each_other_trade_through_a_relay() {
@@ -54,7 +54,7 @@ fn two_nodes_that_cannot_dial_each_other_trade_through_a_relay() {
     );
     let listing = posted["id"].as_str().expect("id").to_owned();
     wait_for("the listing at the buyer", || {
-        let hits = json_ok(&buyer.dir, &["search", "자전거"]);
+        let hits = json_try(&buyer.dir, &["search", "자전거"])?;
         (hits.as_array()?.len() == 1).then_some(())
     });
 
@@ -78,11 +78,12 @@ fn two_nodes_that_cannot_dial_each_other_trade_through_a_relay() {
             .all(|a| a.as_str().is_some_and(|a| a.contains("/p2p-circuit"))),
         "the connection to the seller is relayed: {via}"
     );
-    let at_buyer = json_ok(&buyer.dir, &["trade", &trade]);
-    assert_eq!(
-        at_buyer["history"][0]["delivery"]["status"], "delivered",
-        "{at_buyer}"
-    );
+    // The buyer records the delivery when the seller's answer arrives, which may be just
+    // after the seller shows the offer.
+    wait_for("the buyer to see its offer delivered", || {
+        let at_buyer = json_try(&buyer.dir, &["trade", &trade])?;
+        (at_buyer["history"][0]["delivery"]["status"] == "delivered").then_some(())
+    });
 
     // The photo crosses the relay too, verified chunk by chunk.
     let shown = json_ok(&buyer.dir, &["show", &listing]);
@@ -140,14 +141,14 @@ fn a_listing_with_photos_stays_reachable_after_its_seller_behind_nat_goes_offlin
     let listing = posted["id"].as_str().expect("id").to_owned();
     // The relay keeps the listing and mirrors its photo.
     wait_for("the relay to hold the photo", || {
-        (json_ok(&r_dir, &["status"])["blobs"] == 1).then_some(())
+        (json_try(&r_dir, &["status"])?["blobs"] == 1).then_some(())
     });
     drop(seller);
 
     // A buyer arriving later, also behind NAT, finds the listing and sees the photo...
     let (buyer, _) = start_node_args(&b_dir, &["--no-listen", "--bootstrap", &relay_addr]);
     wait_for("the listing at the buyer", || {
-        let hits = json_ok(&buyer.dir, &["search", "조명"]);
+        let hits = json_try(&buyer.dir, &["search", "조명"])?;
         (hits.as_array()?.len() == 1).then_some(())
     });
     let shown = json_ok(&buyer.dir, &["show", &listing]);
@@ -162,7 +163,7 @@ fn a_listing_with_photos_stays_reachable_after_its_seller_behind_nat_goes_offlin
     let offer = json_ok(&buyer.dir, &["offer", &listing]);
     let trade = offer["id"].as_str().expect("trade").to_owned();
     let v = wait_for("the offer held in the relay's mailbox", || {
-        let v = json_ok(&buyer.dir, &["trade", &trade]);
+        let v = json_try(&buyer.dir, &["trade", &trade])?;
         v["history"][0]["delivery"]["reason"]
             .as_str()
             .is_some_and(|r| r.contains("mailbox"))

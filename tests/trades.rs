@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Instant;
 
-use common::{NodeProc, jangteo, json_ok, start_node, start_node_with, tcp_addr, wait_for};
+use common::{
+    NodeProc, jangteo, json_ok, json_try, start_node, start_node_with, tcp_addr, wait_for,
+};
 use serde_json::Value;
 
 fn state_is(node: &NodeProc, trade: &str, state: &str) -> Value {
@@ -41,7 +43,7 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
     );
     let listing = listing["id"].as_str().expect("id").to_owned();
     wait_for("the listing at the buyer", || {
-        let hits = json_ok(&buyer.dir, &["search", "brompton"]);
+        let hits = json_try(&buyer.dir, &["search", "brompton"])?;
         (hits.as_array()?.len() == 1).then_some(())
     });
 
@@ -93,16 +95,18 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
         .filter_map(|h| h["kind"].as_str())
         .collect();
     assert_eq!(kinds, ["offer", "accept", "paid", "shipped", "received"]);
-    // Every message the buyer sent shows as delivered.
-    let at_buyer = json_ok(&buyer.dir, &["trade", &trade]);
-    for h in at_buyer["history"]
-        .as_array()
-        .expect("history")
-        .iter()
-        .filter(|h| h["role"] == "buyer")
-    {
-        assert_eq!(h["delivery"]["status"], "delivered", "{h}");
-    }
+    // Every message the buyer sent shows as delivered (the buyer records it when the
+    // seller's answer arrives, which may be just after the seller shows the new state).
+    wait_for("every message the buyer sent to show as delivered", || {
+        let at_buyer = json_try(&buyer.dir, &["trade", &trade])?;
+        let mine: Vec<&Value> = at_buyer["history"]
+            .as_array()?
+            .iter()
+            .filter(|h| h["role"] == "buyer")
+            .collect();
+        (!mine.is_empty() && mine.iter().all(|h| h["delivery"]["status"] == "delivered"))
+            .then_some(())
+    });
     // The accept reserved one of two units.
     assert_eq!(json_ok(&seller.dir, &["show", &listing])["quantity"], 1);
     // Invalid transitions: exit 1, saying what is allowed.
@@ -147,7 +151,7 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
     assert_eq!(rated["about"], seller_peer.as_str());
     assert_eq!(rated["id"].as_str().map(str::len), Some(64));
     let rep = wait_for("the rating at the relay", || {
-        let v = json_ok(&r_dir, &["reputation", &seller_peer]);
+        let v = json_try(&r_dir, &["reputation", &seller_peer])?;
         (v["attestations"] == 1).then_some(v)
     });
     assert_eq!(rep["peer_id"], seller_peer.as_str());
@@ -194,7 +198,7 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
     assert_eq!(again["peer_id"], s_id["peer_id"]);
     state_is(&seller, &second, "offered");
     wait_for("the buyer to see the offer delivered", || {
-        (json_ok(&buyer.dir, &["trade", &second])["history"][0]["delivery"]["status"]
+        (json_try(&buyer.dir, &["trade", &second])?["history"][0]["delivery"]["status"]
             == "delivered")
             .then_some(())
     });

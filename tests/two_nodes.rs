@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::{jangteo, json_ok, start_node, tcp_addr, wait_for};
+use common::{jangteo, json_ok, json_try, start_node, tcp_addr, wait_for};
 use serde_json::Value;
 
 #[test]
@@ -20,7 +20,7 @@ fn a_listing_posted_on_one_node_is_found_on_another() {
     assert_ne!(a_id["peer_id"], b_id["peer_id"]);
     for n in [&a, &b] {
         wait_for("a gossip peer", || {
-            (json_ok(&n.dir, &["status"])["gossip_peers"].as_u64()? > 0).then_some(())
+            (json_try(&n.dir, &["status"])?["gossip_peers"].as_u64()? > 0).then_some(())
         });
     }
     let peers = json_ok(&b.dir, &["peers"]);
@@ -55,7 +55,7 @@ fn a_listing_posted_on_one_node_is_found_on_another() {
     );
     let id = posted["id"].as_str().expect("id").to_owned();
     let found = wait_for("the listing on node b", || {
-        let hits = json_ok(&b.dir, &["search", "brompton"]);
+        let hits = json_try(&b.dir, &["search", "brompton"])?;
         hits.as_array()?
             .iter()
             .find(|h| h["id"] == id.as_str())
@@ -103,14 +103,14 @@ fn a_listing_posted_on_one_node_is_found_on_another() {
     let ko_hit = wait_for(
         "the Korean listing by a word with its particle stripped",
         || {
-            let hits = json_ok(&b.dir, &["search", "자전거"]);
+            let hits = json_try(&b.dir, &["search", "자전거"])?;
             let hits = hits.as_array()?;
             (hits.len() == 1).then(|| hits[0]["id"].clone())
         },
     );
     assert_eq!(ko_hit, ko["id"]);
     let ja_hits = wait_for("the Japanese listing", || {
-        let hits = json_ok(&b.dir, &["search", "自転車"]);
+        let hits = json_try(&b.dir, &["search", "自転車"])?;
         (hits.as_array()?.len() == 1).then_some(hits)
     });
     assert_eq!(ja_hits[0]["id"], ja["id"]);
@@ -143,7 +143,7 @@ fn a_listing_posted_on_one_node_is_found_on_another() {
     let upd = json_ok(&a.dir, &["update", &id, "--price", "1200000"]);
     assert_eq!(upd["seq"], 2);
     wait_for("version 2 on b", || {
-        (json_ok(&b.dir, &["show", &id])["seq"] == 2).then_some(())
+        (json_try(&b.dir, &["show", &id])?["seq"] == 2).then_some(())
     });
     assert_eq!(json_ok(&b.dir, &["show", &id])["price"], 1_200_000);
     // Only the seller can change it.
@@ -152,7 +152,7 @@ fn a_listing_posted_on_one_node_is_found_on_another() {
     let retracted = json_ok(&a.dir, &["retract", &id]);
     assert_eq!(retracted["seq"], 3);
     wait_for("the retraction on b", || {
-        (json_ok(&b.dir, &["show", &id])["status"] == "retracted").then_some(())
+        (json_try(&b.dir, &["show", &id])?["status"] == "retracted").then_some(())
     });
     assert_eq!(
         json_ok(&b.dir, &["search", "brompton"])
@@ -459,12 +459,7 @@ fn a_photo_posted_with_a_listing_is_fetched_and_verified_by_another_node() {
         ],
     );
     let listing = posted["id"].as_str().expect("id").to_owned();
-    let shown = wait_for("the listing at b", || {
-        let out = jangteo(&b.dir, &["--json", "show", &listing]);
-        out.status
-            .success()
-            .then(|| serde_json::from_slice::<Value>(&out.stdout).expect("json"))
-    });
+    let shown = wait_for("the listing at b", || json_try(&b.dir, &["show", &listing]));
     let image = shown["images"][0].as_str().expect("image id").to_owned();
     let out_file = tmp.path().join("fetched.jpg");
     let got = json_ok(

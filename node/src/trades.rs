@@ -537,14 +537,15 @@ impl Trades {
     }
 
     /// Writes a plan as one synced batch, then updates the brief, tells listeners, and
-    /// starts what follows the write (deliveries, gossip, rejecting offers a sale left
-    /// without stock). Nothing is sent before it is on disk.
+    /// starts what follows the write (gossip, rejecting offers a sale left without stock).
+    /// Returns our new messages, for the caller to deliver: nothing is sent before it is on
+    /// disk.
     async fn commit(
         &self,
         mut plan: Plan,
         chain: &TradeChain,
         before: Option<TradeState>,
-    ) -> Result<(), TradeError> {
+    ) -> Result<Vec<ObjectId>, TradeError> {
         if chain.state == TradeState::Completed && before != Some(TradeState::Completed) {
             plan.step.changes_trust = true;
         }
@@ -581,12 +582,15 @@ impl Trades {
         if let Some(lid) = sold_out {
             tokio::spawn(self.clone().settle_listing_task(lid));
         }
-        let tid = chain.id;
-        for mid in plan.send {
+        Ok(plan.send)
+    }
+
+    /// Delivers our new messages in the background.
+    fn spawn_deliveries(&self, trade: ObjectId, messages: Vec<ObjectId>) {
+        for mid in messages {
             let this = self.clone();
-            tokio::spawn(async move { this.deliver(&tid, &mid).await });
+            tokio::spawn(async move { this.deliver(&trade, &mid).await });
         }
-        Ok(())
     }
 
     /// Makes an offer on a listing held here.
@@ -651,13 +655,17 @@ impl Trades {
         let offer = self.sign(Kind::Offer, &msg)?;
         let chain =
             TradeChain::replay(offer.clone(), vec![]).map_err(|e| TradeError::Transition(e.to_string()))?;
-        {
+        let send = {
             let _g = self.lock.lock().await;
             let mut plan = Plan::default();
             plan.step.trade = chain.chain.id;
             plan.step.messages.push(offer.object.clone());
             let c = self.plan_effects(&chain, &HashSet::new(), &mut plan)?;
-            self.commit(plan, &c, None).await?;
+            self.commit(plan, &c, None).await?
+        };
+        // The first attempt is made before answering, so the caller sees its outcome.
+        for mid in send {
+            self.deliver(&chain.chain.id, &mid).await;
         }
         self.view(&chain.chain.id.to_hex())
     }
@@ -667,7 +675,7 @@ impl Trades {
     pub async fn act(&self, id: &str, action: &str, a: TradeAction) -> Result<Value, TradeError> {
         let kind = kind_for(action)
             .ok_or_else(|| TradeError::NotFound(format!("no trade action {action:?}")))?;
-        {
+        let (tid, send) = {
             let _g = self.lock.lock().await;
             let (all, replay) = self.get_replay(id)?;
             let chain = &replay.chain;
@@ -755,7 +763,10 @@ impl Trades {
             plan.step.trade = replay.chain.id;
             plan.step.messages.push(msg.object.clone());
             let c = self.plan_effects(&replay, &HashSet::new(), &mut plan)?;
-            self.commit(plan, &c, Some(before)).await?;
+            (c.id, self.commit(plan, &c, Some(before)).await?)
+        };
+        for mid in send {
+            self.deliver(&tid, &mid).await;
         }
         self.view(id)
     }
@@ -784,7 +795,9 @@ impl Trades {
         let mut plan = Plan::default();
         plan.step.trade = *trade;
         let c = self.plan_effects(&replay, &HashSet::new(), &mut plan)?;
-        self.commit(plan, &c, Some(before)).await
+        let send = self.commit(plan, &c, Some(before)).await?;
+        self.spawn_deliveries(c.id, send);
+        Ok(())
     }
 
     /// [`settle_listing`](Self::settle_listing) as a task (boxed: settling commits, and a
@@ -1070,7 +1083,8 @@ impl Trades {
             }
         }
         let chain = self.plan_effects(&replay, &delivered_back, &mut plan)?;
-        self.commit(plan, &chain, before.map(|r| r.chain.state)).await?;
+        let send = self.commit(plan, &chain, before.map(|r| r.chain.state)).await?;
+        self.spawn_deliveries(tid, send);
         match refusal {
             Some(e) => Err(e),
             None => Ok(()),

@@ -4,6 +4,7 @@
 //! folders, real libp2p over TCP on loopback, mDNS off), wired into one network, with helpers
 //! that wait for events under a timeout. Process-based scenarios and reports build on it.
 
+pub mod abuse;
 pub mod flood;
 pub mod ingest_bench;
 pub mod memory;

@@ -11,7 +11,9 @@ use jangteo_node::NodeEvent;
 use jangteo_node::listings::NewListing;
 use jangteo_testnet::netns::Netem;
 use jangteo_testnet::procs::{self, jangteo_bin};
-use jangteo_testnet::{Cluster, Topology, percentile, plot, scenarios, search_bench, wait_event};
+use jangteo_testnet::{
+    Cluster, Topology, abuse, percentile, plot, scenarios, search_bench, wait_event,
+};
 use serde_json::Value;
 
 /// Scenarios over many jangteo nodes on this machine.
@@ -138,6 +140,27 @@ enum Scenario {
         #[arg(long, default_value_t = 4)]
         writers: usize,
     },
+    /// Strangers with throw-away keys try to make a node process store trade messages and
+    /// retry deliveries without end: what it takes, what it keeps, its CPU before, during
+    /// and after (loopback only).
+    Abuse {
+        /// Throw-away keys, each an in-process node connected to the victim.
+        #[arg(long, default_value_t = 20)]
+        keys: usize,
+        /// Requests (each carrying an offer) per key.
+        #[arg(long, default_value_t = 100)]
+        offers: usize,
+        /// Seconds to watch the victim after the attackers left.
+        #[arg(long, default_value_t = 60)]
+        after_secs: u64,
+        /// Seconds the victim is watched idle, alone, before the attack.
+        #[arg(long, default_value_t = 10)]
+        idle_secs: u64,
+        /// Milliseconds between two requests of one key (default: just under the victim's
+        /// per-peer rate limit).
+        #[arg(long)]
+        pace_ms: Option<u64>,
+    },
     /// RSS of a node idle and with a market in its store; time from start to serving.
     Memory {
         /// Listings in the store.
@@ -221,6 +244,9 @@ async fn main() -> Result<()> {
         );
         if in_process {
             anyhow::bail!("--netns applies to the scenarios with node processes only");
+        }
+        if matches!(cli.command, Scenario::Abuse { .. }) {
+            anyhow::bail!("--netns does not apply to abuse: it runs on 127.0.0.1 only");
         }
         if !(0.0..=100.0).contains(&cli.loss) {
             anyhow::bail!("--loss is a percentage (0 to 100)");
@@ -450,6 +476,27 @@ async fn main() -> Result<()> {
         } => {
             let r = scenarios::crash(jangteo_bin()?, kill_after, writers).await?;
             print(cli.json, "crash", &r);
+        }
+        Scenario::Abuse {
+            keys,
+            offers,
+            after_secs,
+            idle_secs,
+            pace_ms,
+        } => {
+            let cfg = abuse::Config {
+                keys,
+                offers_per_key: offers,
+                idle_before: Duration::from_secs(idle_secs),
+                after: Duration::from_secs(after_secs),
+                pace: pace_ms.map_or_else(abuse::default_pace, Duration::from_millis),
+            };
+            let r = abuse::run(jangteo_bin()?, &cfg).await?;
+            if cli.json {
+                println!("{r}");
+            } else {
+                print!("{}", abuse::human(&r));
+            }
         }
         Scenario::Memory { listings, seed } => {
             let r = jangteo_testnet::memory::run(jangteo_bin()?, listings, seed).await?;

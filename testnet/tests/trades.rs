@@ -84,10 +84,15 @@ async fn a_whole_trade_from_offer_to_completed_on_both_sides() {
     let at_seller = state_is(seller, &trade, "offered").await;
     assert_eq!(at_seller["role"], "seller");
     assert_eq!(at_seller["counterparty"], buyer.peer_id);
-    assert_eq!(
-        buyer.trades.view(&trade).expect("view")["history"][0]["delivery"]["status"],
-        "delivered"
-    );
+    // The buyer records the delivery when the seller's answer arrives, which may be just
+    // after the seller holds the offer.
+    let t = trade.clone();
+    wait_for(WAIT, "the buyer to see its offer delivered", || async {
+        (buyer.trades.view(&t).ok()?["history"][0]["delivery"]["status"] == "delivered")
+            .then_some(())
+    })
+    .await
+    .expect("delivered");
 
     act(seller, &trade, "accept").await;
     state_is(buyer, &trade, "accepted").await;

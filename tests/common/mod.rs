@@ -48,16 +48,48 @@ pub fn json_ok(dir: &Path, args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("stdout of {args:?} is not one JSON value: {e}"))
 }
 
-/// Polls `check` until it returns Some, failing after `WAIT`.
-pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
+/// `jangteo --json ARGS…` for use inside a wait: `None` when the command failed (the thing is
+/// not there yet, the node is not reachable yet) or its stdout is not one JSON value, so the
+/// caller polls again instead of failing before its deadline.
+pub fn json_try(dir: &Path, args: &[&str]) -> Option<Value> {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = jangteo(dir, &all);
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// How long a wait sleeps between two checks.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// Polls `check` every [`POLL`] until it returns Some, or returns None once `timeout` has
+/// passed (checking one last time at the deadline). `check` must answer None for "not yet"
+/// and must not panic for it: only the caller decides, at the deadline, that it failed.
+pub fn poll_until<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = check() {
-            return v;
+            return Some(v);
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        std::thread::sleep(POLL.min(deadline - now));
     }
+}
+
+/// Polls `check` until it returns Some, failing after `timeout`.
+pub fn wait_for_within<T>(timeout: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    poll_until(timeout, check)
+        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
+}
+
+/// Polls `check` until it returns Some, failing after `WAIT`.
+pub fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    wait_for_within(WAIT, what, check)
 }
 
 pub fn start_node(dir: &Path, bootstrap: Option<&str>) -> (NodeProc, Value) {
@@ -93,14 +125,26 @@ pub fn start_node_args(dir: &Path, args: &[&str]) -> (NodeProc, Value) {
         .stderr(log)
         .spawn()
         .expect("spawn node");
-    let node = NodeProc {
+    let mut node = NodeProc {
         child,
         dir: dir.to_owned(),
     };
     let id = wait_for("the node's API and an address", || {
-        let out = jangteo(&node.dir, &["--json", "id"]);
-        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-        (out.status.success() && v["addrs"].as_array().is_some_and(|a| !a.is_empty())).then_some(v)
+        // A node process that exited will never answer: say so now, with its log.
+        if let Ok(Some(status)) = node.child.try_wait() {
+            let log = std::fs::read_to_string(node.dir.with_extension("log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            panic!(
+                "the node in {} exited ({status}) before its API answered; last log lines:\n{}",
+                node.dir.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        let v = json_try(&node.dir, &["id"])?;
+        v["addrs"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+            .then_some(v)
     });
     (node, id)
 }
@@ -116,10 +160,21 @@ pub fn tcp_addr(id: &Value) -> String {
         .to_owned()
 }
 
-/// Polls `jangteo trade ID` on the node in `dir` until the trade is in `state`.
+/// Polls `jangteo trade ID` on the node in `dir` until the trade is in `state`. A trade the
+/// node does not hold yet (exit 1) is "not yet", like one in another state; at the deadline
+/// the failure names the last answer seen.
 pub fn trade_state_is(dir: &Path, trade: &str, state: &str) -> Value {
-    wait_for(&format!("trade {trade} to be {state}"), || {
-        let v = json_ok(dir, &["trade", trade]);
+    let mut last = None;
+    poll_until(WAIT, || {
+        let v = json_try(dir, &["trade", trade])?;
+        last = Some(v["state"].clone());
         (v["state"] == state).then_some(v)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "timed out after {WAIT:?} waiting for trade {trade} to be {state} on {}; last state seen: {}",
+            dir.display(),
+            last.map_or_else(|| "none (the node does not hold the trade)".to_owned(), |s| s.to_string())
+        )
     })
 }

@@ -1,0 +1,77 @@
+//! Strangers cannot make a node store or retry without end (DESIGN.md, "Trade protocol"):
+//! a small run of the `abuse` testnet scenario against the real `jangteo` binary. Four
+//! throw-away keys (in-process nodes) send 25 hand-made trade deliveries each to a victim
+//! node process: offers for listings it does not hold (signed by the sending key, or by a
+//! key that never comes online), far too many offers on its one real listing, a whole chain
+//! naming it as moderator of a trade on a listing it does not hold, and a dispute with its
+//! resolution for a trade that does not name it. Then the keys vanish and the victim is
+//! watched for 5 s. The large run is by hand:
+//! `jangteo-testnet abuse [--keys 20 --offers 100 --after-secs 60] [--json]`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jangteo_testnet::abuse;
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_jangteo"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_cannot_make_a_node_store_or_retry_without_end() {
+    let cfg = abuse::Config {
+        keys: 4,
+        offers_per_key: 25,
+        after: Duration::from_secs(5),
+        ..abuse::Config::default()
+    };
+    let r = abuse::run(bin(), &cfg).await.expect("abuse scenario");
+    println!("{}", abuse::human(&r));
+    println!("{r}");
+    assert_eq!(r["offers_sent"], 100, "every request was sent: {r}");
+    // Every violation at once, so one run shows the whole picture.
+    let mut failures = Vec::new();
+    if r["status_has_trades"] != true {
+        failures.push(
+            "GET /v1/status has no trades.{held,messages,queued_deliveries}: stored and \
+             queued_deliveries could not be measured"
+                .to_string(),
+        );
+    }
+    if r["stored"] != 0 {
+        failures.push(format!(
+            "the victim stored {} trade messages from strangers",
+            r["stored"]
+        ));
+    }
+    if r["listed"]["messages_stored"] != 0 {
+        failures.push(format!(
+            "GET /v1/trades shows {} trades ({} messages) from strangers",
+            r["listed"]["trades_after"], r["listed"]["messages_stored"]
+        ));
+    }
+    if r["queued_deliveries"] != 0 {
+        failures.push(format!(
+            "{} deliveries are still queued {} s after the strangers left",
+            r["queued_deliveries"], r["after_secs"]
+        ));
+    }
+    if r["refused_by_victim"] != r["offers_sent"] {
+        failures.push(format!(
+            "the victim refused {} of {} stranger deliveries (accepted {}, busy {}, unanswered {})",
+            r["refused_by_victim"],
+            r["offers_sent"],
+            r["accepted_by_victim"],
+            r["busy_from_victim"],
+            r["unanswered"]
+        ));
+    }
+    let cpu = r["cpu_idle_after"].as_f64().expect("cpu_idle_after");
+    if cpu >= 5.0 {
+        failures.push(format!(
+            "the victim used {cpu:.1} % of a core after the strangers left (idle before: {} %)",
+            r["cpu_idle_before"]
+        ));
+    }
+    assert!(failures.is_empty(), "{}\n{r}", failures.join("\n"));
+}
