@@ -61,7 +61,7 @@ pub const RETRY_PASS_MAX: usize = 512;
 /// Most open offers (offered or countered) on one listing of ours.
 pub const OPEN_OFFERS_PER_LISTING: usize = 32;
 /// Most open offers one buyer key may have on our listings.
-pub const OPEN_OFFERS_PER_BUYER: usize = 3;
+pub const OPEN_OFFERS_PER_BUYER: usize = 5;
 /// Most open disputes this node moderates for one seller key.
 pub const MODERATION_PER_SELLER: usize = 3;
 /// Most open disputes this node moderates in all.

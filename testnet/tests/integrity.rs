@@ -309,7 +309,7 @@ async fn strangers_cannot_make_a_node_store_or_retry() {
     }
     // Within the per-buyer cap, offers on the real listing are taken; beyond it, refused.
     let mut taken = 0;
-    for n in 0..6u64 {
+    for n in 0..8u64 {
         let o = offer(&key(130), pk(SELLER), terms(lid, 1), n, vec![]);
         if send(stranger, victim, &[&o]).await == TradeResponse::Accepted {
             taken += 1;
