@@ -43,13 +43,20 @@ async fn strangers_cannot_make_a_node_store_or_retry_without_end() {
     let keys = 4;
     let cap = (keys * jangteo_node::trades::OPEN_OFFERS_PER_BUYER)
         .min(jangteo_node::trades::OPEN_OFFERS_PER_LISTING) as u64;
-    let taken = r["by_attack"]["real_listing"]["accepted"].as_u64().unwrap_or(u64::MAX);
+    let taken = r["by_attack"]["real_listing"]["accepted"]
+        .as_u64()
+        .unwrap_or(u64::MAX);
     if taken > cap {
         failures.push(format!(
             "the victim took {taken} offers on its listing, above its caps ({cap})"
         ));
     }
-    for attack in ["unknown_listing", "unknown_listing_ghost", "moderator_chain", "not_named"] {
+    for attack in [
+        "unknown_listing",
+        "unknown_listing_ghost",
+        "moderator_chain",
+        "not_named",
+    ] {
         if r["by_attack"][attack]["accepted"] != 0 {
             failures.push(format!(
                 "the victim took {} deliveries of the {attack} attack",
@@ -57,7 +64,8 @@ async fn strangers_cannot_make_a_node_store_or_retry_without_end() {
             ));
         }
     }
-    if r["stored"].as_u64() != Some(taken) || r["listed"]["messages_stored"].as_u64() != Some(taken) {
+    if r["stored"].as_u64() != Some(taken) || r["listed"]["messages_stored"].as_u64() != Some(taken)
+    {
         failures.push(format!(
             "the victim stored {} trade messages ({} listed) for {taken} offers within its caps",
             r["stored"], r["listed"]["messages_stored"]

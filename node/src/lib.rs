@@ -267,12 +267,8 @@ impl Node {
 
         let key = Arc::new(key);
         let listings = Listings::new(key.clone(), store.clone(), index.clone(), client.clone());
-        let trades = trades::Trades::new(
-            key.clone(),
-            store.clone(),
-            client.clone(),
-            events.clone(),
-        );
+        let trades =
+            trades::Trades::new(key.clone(), store.clone(), client.clone(), events.clone());
         // Repair what a crash between two trade steps left undone before taking new ones.
         match trades.settle_all().await {
             Ok(n) if n > 0 => tracing::info!(trades = n, "trades settled at start"),

@@ -304,7 +304,8 @@ impl Reputation {
         }
         let trusted = self.store.trusted()?;
         // A key proven to have equivocated in a trade gets no trust, and its word none either.
-        let equivocators = self.store.equivocators()?;
+        let equivocators: std::collections::HashSet<_> =
+            self.store.equivocators()?.into_iter().collect();
         ratings.retain(|r| !equivocators.contains(&r.rater) && !equivocators.contains(&r.subject));
         let view = trust::compute(&self.me, &ratings, &trusted, &trust::Params::default());
         Ok(Snapshot {

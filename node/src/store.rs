@@ -459,7 +459,17 @@ impl Store {
                     previous_seq: h.seq,
                 }
             }
-            None if listing.expires_at <= now_ms => return Ok(ListingWrite::Expired),
+            // A retraction is kept past its expiry (until no version can be valid), so an
+            // active version arriving after it cannot bring the listing back.
+            None if listing.expires_at <= now_ms
+                && !(listing.status == jangteo_protocol::ListingStatus::Retracted
+                    && listing
+                        .created_at
+                        .saturating_add(jangteo_protocol::listing::LIFETIME_MAX_MS)
+                        > now_ms) =>
+            {
+                return Ok(ListingWrite::Expired);
+            }
             None => ListingWrite::New,
         };
         let head = ListingHead {
@@ -645,8 +655,21 @@ impl Store {
                 last = Some(trade);
                 n = 0;
             }
-            batch.put_cf(self.cf(CF_TRADE_LOG)?, Self::log_key(&ObjectId(trade), n), &v);
+            batch.put_cf(
+                self.cf(CF_TRADE_LOG)?,
+                Self::log_key(&ObjectId(trade), n),
+                &v,
+            );
             batch.delete_cf(old, &k);
+            // A message of ours still queued before the upgrade goes into the delivery queue.
+            let id = *blake3::hash(&v).as_bytes();
+            if let Some(rec) = self.db.get_cf(self.cf(CF_DELIVERIES)?, id)?
+                && String::from_utf8_lossy(&rec).contains("\"status\":\"queued\"")
+            {
+                let mut q = [0u8; 40];
+                q[..32].copy_from_slice(&trade);
+                batch.put_cf(self.cf(CF_DELIVERY_QUEUE)?, id, q);
+            }
             n += 1;
             moved += 1;
         }
@@ -903,7 +926,11 @@ impl Store {
     }
 
     /// Whether a proof against `author` for `trade` is held.
-    pub fn has_equivocation(&self, author: &PublicKey, trade: &ObjectId) -> Result<bool, StoreError> {
+    pub fn has_equivocation(
+        &self,
+        author: &PublicKey,
+        trade: &ObjectId,
+    ) -> Result<bool, StoreError> {
         let mut k = [0u8; 64];
         k[..32].copy_from_slice(&author.0);
         k[32..].copy_from_slice(&trade.0);
@@ -1467,7 +1494,10 @@ mod tests {
         // The retraction arrives after a higher active seq: it wins anyway.
         assert_eq!(put(&retracted), ListingWrite::Replaced { previous_seq: 3 });
         assert!(matches!(put(&listing(4)), ListingWrite::Refused(_)));
-        assert!(matches!(put(&revived), ListingWrite::Duplicate | ListingWrite::Stale { .. } | ListingWrite::Refused(_)));
+        assert!(matches!(
+            put(&revived),
+            ListingWrite::Duplicate | ListingWrite::Stale { .. } | ListingWrite::Refused(_)
+        ));
         let id = v1.id(&signed(&v1).envelope().author);
         let head = store.listing(&id).expect("read").expect("held");
         assert_eq!(head.listing.status, ListingStatus::Retracted);

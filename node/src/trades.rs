@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use jangteo_protocol::trade::{
-    CHAIN_MAX, ChainMessage, Outside, Replay, Role, Terms, TradeChain, TradeMessage,
-    TradeState,
+    CHAIN_MAX, ChainMessage, Outside, Replay, Role, Terms, TradeChain, TradeMessage, TradeState,
 };
 use jangteo_protocol::{
     FieldError, Kind, Listing, ListingId, ListingStatus, ObjectId, PublicKey, SignedObject,
@@ -57,11 +56,15 @@ pub const DELIVERY_ATTEMPTS_MAX: u32 = 60;
 /// Age after which any still-queued message fails (the relays' mailbox retention).
 pub const DELIVERY_LIFETIME_MS: u64 = 14 * 24 * 3600 * 1000;
 /// Most queued deliveries one retry pass looks at.
-pub const RETRY_PASS_MAX: usize = 512;
+pub const RETRY_PASS_MAX: usize = 4096;
 /// Most open offers (offered or countered) on one listing of ours.
 pub const OPEN_OFFERS_PER_LISTING: usize = 32;
 /// Most open offers one buyer key may have on our listings.
 pub const OPEN_OFFERS_PER_BUYER: usize = 5;
+/// Most offers (open or not) one buyer key may make on our listings in a day.
+pub const OFFERS_PER_BUYER_PER_DAY: usize = 20;
+/// Most offers (open or not) one listing of ours takes in a day.
+pub const OFFERS_PER_LISTING_PER_DAY: usize = 200;
 /// Most open disputes this node moderates for one seller key.
 pub const MODERATION_PER_SELLER: usize = 3;
 /// Most open disputes this node moderates in all.
@@ -140,7 +143,11 @@ struct Delivery {
     /// Relays holding a sealed copy for recipients we could not reach.
     #[serde(default)]
     mailbox: Vec<String>,
+    /// Recipients still to reach.
     to: Vec<String>,
+    /// Recipients that refused it, with their reasons.
+    #[serde(default)]
+    refused: Vec<String>,
     status: String,
     reason: Option<String>,
     attempts: u32,
@@ -154,6 +161,7 @@ impl Delivery {
         Self {
             mailbox: Vec::new(),
             to,
+            refused: Vec::new(),
             status: "queued".into(),
             reason: None,
             attempts: 0,
@@ -169,8 +177,13 @@ impl Delivery {
         DeliveryWrite {
             message,
             record: serde_json::to_vec(self).unwrap_or_default(),
-            next_attempt: (self.status == "queued")
-                .then(|| if self.attempts == 0 { now } else { now + backoff }),
+            next_attempt: (self.status == "queued").then(|| {
+                if self.attempts == 0 {
+                    now
+                } else {
+                    now + backoff
+                }
+            }),
         }
     }
 }
@@ -207,16 +220,19 @@ struct TradeBrief {
     seller: PublicKey,
     role: Option<Role>,
     state: TradeState,
+    /// When this node first took the trade (unix ms; at start: the offer's own time).
+    since: u64,
 }
 
 impl TradeBrief {
-    fn of(c: &TradeChain, me: &PublicKey) -> Self {
+    fn of(c: &TradeChain, me: &PublicKey, since: u64) -> Self {
         Self {
             listing: c.terms.listing,
             buyer: c.buyer,
             seller: c.seller,
             role: c.role_of(me),
             state: c.state,
+            since,
         }
     }
 
@@ -338,8 +354,12 @@ impl Trades {
     }
 
     fn set_brief(&self, chain: &TradeChain) {
+        let offered = chain.messages.first().map_or(0, |m| m.message.at);
         if let Ok(mut b) = self.briefs.lock() {
-            b.insert(chain.id, TradeBrief::of(chain, &self.me));
+            let since = b
+                .get(&chain.id)
+                .map_or_else(|| now_ms().min(offered.max(1)), |x| x.since);
+            b.insert(chain.id, TradeBrief::of(chain, &self.me, since));
         }
     }
 
@@ -423,11 +443,19 @@ impl Trades {
     ) -> Result<TradeChain, TradeError> {
         let mut chain = replay.chain.clone();
         let now = now_ms();
-        if chain.seller == self.me {
+        // Never sign a second message after one we already signed after (it lost a race):
+        // that would be equivocation.
+        let signed_after = |head: ObjectId| {
+            replay
+                .outside
+                .iter()
+                .any(|(m, _)| m.author() == self.me && m.message.prev == Some(head))
+        };
+        if chain.seller == self.me && !signed_after(chain.head()) {
             let q = chain.terms.quantity;
             let lid = chain.terms.listing;
             let reserved = self.store.reservation(&chain.id)?;
-            let holds = chain.state.reserves() || chain.state == TradeState::Resolved;
+            let holds = chain.state.reserves();
             let releases = matches!(chain.state, TradeState::Cancelled | TradeState::Rejected);
             let open = self.open_listing(&lid)?;
             let available = open.as_ref().map_or(0, |(_, a)| *a);
@@ -513,12 +541,15 @@ impl Trades {
             let Ok(facts) = e.check(u64::MAX / 2) else {
                 continue;
             };
-            if facts.author == self.me || self.store.has_equivocation(&facts.author, &facts.trade)? {
+            if facts.author == self.me
+                || self.store.has_equivocation(&facts.author, &facts.trade)?
+            {
                 continue;
             }
             let object = SignedObject::sign(Kind::Equivocation, e.encode(), &self.key);
             tracing::warn!(trade = %facts.trade, author = %facts.author.peer_id(), "equivocation: two messages signed after the same one");
-            plan.gossip.push((Kind::Equivocation, object.bytes().to_vec()));
+            plan.gossip
+                .push((Kind::Equivocation, object.bytes().to_vec()));
             plan.step.proofs.push(ProofWrite {
                 object,
                 author: facts.author,
@@ -549,12 +580,7 @@ impl Trades {
         if chain.state == TradeState::Completed && before != Some(TradeState::Completed) {
             plan.step.changes_trust = true;
         }
-        let sold_out = plan
-            .step
-            .listing
-            .as_ref()
-            .is_some_and(|(_, l)| l.quantity == 0)
-            .then_some(chain.terms.listing);
+        let listing_changed = plan.step.listing.is_some().then_some(chain.terms.listing);
         let touched = !plan.step.messages.is_empty()
             || !plan.step.deliveries.is_empty()
             || plan.step.reservation.is_some()
@@ -579,7 +605,7 @@ impl Trades {
                 tracing::debug!(error = %e, "gossip after a trade step");
             }
         }
-        if let Some(lid) = sold_out {
+        if let Some(lid) = listing_changed {
             tokio::spawn(self.clone().settle_listing_task(lid));
         }
         Ok(plan.send)
@@ -653,8 +679,8 @@ impl Trades {
             outcome: None,
         };
         let offer = self.sign(Kind::Offer, &msg)?;
-        let chain =
-            TradeChain::replay(offer.clone(), vec![]).map_err(|e| TradeError::Transition(e.to_string()))?;
+        let chain = TradeChain::replay(offer.clone(), vec![])
+            .map_err(|e| TradeError::Transition(e.to_string()))?;
         let send = {
             let _g = self.lock.lock().await;
             let mut plan = Plan::default();
@@ -814,7 +840,8 @@ impl Trades {
         Ok(self.store.mailbox_stats()?)
     }
 
-    /// Settles every open offer on one of our listings (after a sale took the last unit).
+    /// Settles every open offer on one of our listings (after its quantity changed: offers
+    /// for more than is left are rejected).
     async fn settle_listing(&self, listing: &ListingId) {
         for (tid, b) in self.briefs() {
             if b.listing == *listing && b.seller == self.me && b.open_offer() {
@@ -849,7 +876,9 @@ impl Trades {
     fn admit_offer(&self, start: &TradeChain) -> Result<(), TradeError> {
         let lid = start.terms.listing;
         let Some(held) = self.store.listing(&lid)? else {
-            return Err(TradeError::Refused(format!("no listing {lid} on this node")));
+            return Err(TradeError::Refused(format!(
+                "no listing {lid} on this node"
+            )));
         };
         if held.author != self.me {
             return Err(TradeError::Refused(format!(
@@ -892,6 +921,28 @@ impl Trades {
                 "you have {OPEN_OFFERS_PER_BUYER} open offers with this seller; wait for an answer"
             )));
         }
+        let day_ago = now_ms().saturating_sub(86_400_000);
+        let recent = |b: &TradeBrief| b.seller == self.me && b.since > day_ago;
+        if briefs
+            .iter()
+            .filter(|(_, b)| recent(b) && b.buyer == start.buyer)
+            .count()
+            >= OFFERS_PER_BUYER_PER_DAY
+        {
+            return Err(TradeError::Refused(format!(
+                "at most {OFFERS_PER_BUYER_PER_DAY} offers a day to this seller; try tomorrow"
+            )));
+        }
+        if briefs
+            .iter()
+            .filter(|(_, b)| recent(b) && b.listing == lid)
+            .count()
+            >= OFFERS_PER_LISTING_PER_DAY
+        {
+            return Err(TradeError::Refused(format!(
+                "listing {lid} took {OFFERS_PER_LISTING_PER_DAY} offers today; try tomorrow"
+            )));
+        }
         Ok(())
     }
 
@@ -914,7 +965,8 @@ impl Trades {
             )));
         }
         let briefs = self.briefs();
-        let open = |b: &TradeBrief| b.role == Some(Role::Moderator) && b.state == TradeState::Disputed;
+        let open =
+            |b: &TradeBrief| b.role == Some(Role::Moderator) && b.state == TradeState::Disputed;
         if briefs
             .iter()
             .filter(|(_, b)| open(b) && b.seller == chain.seller)
@@ -968,31 +1020,23 @@ impl Trades {
             )));
         }
         let now = now_ms();
-        let mut incoming = Vec::with_capacity(request.messages.len());
-        for b in &request.messages {
-            let obj = SignedObject::decode_and_verify(b)
-                .map_err(|e| TradeError::Refused(format!("bad message: {e}")))?;
-            incoming.push(
-                ChainMessage::new(obj, now)
-                    .map_err(|e| TradeError::Refused(format!("bad message: {e}")))?,
-            );
-        }
-        let offer = incoming
+        let bad = |e: &dyn std::fmt::Display| TradeError::Refused(format!("bad message: {e}"));
+        // The offer first, and who we are in it, before paying for the other signatures.
+        let offer_at = request
+            .messages
             .iter()
-            .find(|m| m.kind() == Kind::Offer)
-            .cloned()
+            .position(|b| {
+                jangteo_protocol::Envelope::decode(b).is_ok_and(|e| e.kind == Kind::Offer)
+            })
             .ok_or_else(|| {
                 TradeError::Refused("the delivery does not include the trade's offer".into())
             })?;
+        let offer = ChainMessage::new(
+            SignedObject::decode_and_verify(&request.messages[offer_at]).map_err(|e| bad(&e))?,
+            now,
+        )
+        .map_err(|e| bad(&e))?;
         let tid = offer.id();
-        if incoming
-            .iter()
-            .any(|m| m.id() != tid && m.message.trade != Some(tid))
-        {
-            return Err(TradeError::Refused(
-                "messages of several trades in one delivery".into(),
-            ));
-        }
         let start = TradeChain::replay(offer.clone(), vec![])
             .map_err(|e| TradeError::Refused(e.to_string()))?
             .chain;
@@ -1007,22 +1051,38 @@ impl Trades {
         if is_new {
             match role {
                 Role::Buyer => {
-                    return Err(TradeError::Refused(
-                        "this node made no such offer".into(),
-                    ));
+                    return Err(TradeError::Refused("this node made no such offer".into()));
                 }
                 Role::Seller => self.admit_offer(&start)?,
                 Role::Moderator => {}
             }
         }
+        let mut incoming = vec![offer.clone()];
+        for (i, b) in request.messages.iter().enumerate() {
+            if i == offer_at {
+                continue;
+            }
+            let obj = SignedObject::decode_and_verify(b).map_err(|e| bad(&e))?;
+            if obj.id() != tid && incoming.iter().all(|m| m.id() != obj.id()) {
+                incoming.push(ChainMessage::new(obj, now).map_err(|e| bad(&e))?);
+            }
+        }
+        if incoming
+            .iter()
+            .any(|m| m.id() != tid && m.message.trade != Some(tid))
+        {
+            return Err(TradeError::Refused(
+                "messages of several trades in one delivery".into(),
+            ));
+        }
         let held_ids: HashSet<ObjectId> = held.iter().map(ChainMessage::id).collect();
         let mut all = held.clone();
         let mut ids = held_ids.clone();
-        if is_new && !ids.contains(&tid) {
-            ids.insert(tid);
-            all.insert(0, offer.clone());
-        }
-        for m in self.take_detached(&tid).into_iter().chain(incoming.iter().cloned()) {
+        for m in self
+            .take_detached(&tid)
+            .into_iter()
+            .chain(incoming.iter().cloned())
+        {
             if ids.insert(m.id()) {
                 all.push(m);
             }
@@ -1053,6 +1113,49 @@ impl Trades {
                 )));
             }
         }
+        // A trade that ended before this node took part in it (an offer and its
+        // withdrawal) leaves nothing to keep.
+        if is_new && replay.chain.state.is_final() {
+            return refusal.map_or(Ok(()), Err);
+        }
+        // What is stored: the chain's new messages, and the first proof against each author
+        // whose earlier message is in the chain (so the trade shows it at every replay).
+        // Nothing else: junk, strangers' messages and race losers never enter the log.
+        let mut to_store: Vec<ChainMessage> = replay
+            .chain
+            .messages
+            .iter()
+            .filter(|m| !held_ids.contains(&m.id()))
+            .cloned()
+            .collect();
+        let in_chain: HashSet<ObjectId> =
+            replay.chain.messages.iter().map(ChainMessage::id).collect();
+        let proven: HashSet<PublicKey> = before
+            .as_ref()
+            .map(|r| {
+                r.equivocations
+                    .iter()
+                    .map(|e| e.first.envelope().author)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut newly: HashSet<PublicKey> = HashSet::new();
+        for e in &replay.equivocations {
+            let author = e.first.envelope().author;
+            if in_chain.contains(&e.first.id())
+                && !proven.contains(&author)
+                && newly.insert(author)
+                && !held_ids.contains(&e.second.id())
+                && let Some(m) = all.iter().find(|m| m.id() == e.second.id())
+            {
+                to_store.push(m.clone());
+            }
+        }
+        // Plan on exactly what will be held, so nothing unstored can steer the step.
+        let mut stored = held.clone();
+        stored.extend(to_store.iter().cloned());
+        let replay = Self::replay_of(&tid, &stored)
+            .ok_or_else(|| TradeError::Refused("the offer does not start a trade".into()))?;
         let delivered_back: HashSet<ObjectId> = replay
             .chain
             .messages
@@ -1062,28 +1165,11 @@ impl Trades {
             .collect();
         let mut plan = Plan::default();
         plan.step.trade = tid;
-        plan.step.messages = replay
-            .chain
-            .messages
-            .iter()
-            .filter(|m| !held_ids.contains(&m.id()))
-            .map(|m| m.object.clone())
-            .collect();
-        // The first proof against each author is kept in the trade's log (so the trade shows
-        // it at every replay); later ones are not, so a liar cannot fill the log.
-        let proven: HashSet<PublicKey> = before
-            .as_ref()
-            .map(|r| r.equivocations.iter().map(|e| e.first.envelope().author).collect())
-            .unwrap_or_default();
-        let mut newly: HashSet<PublicKey> = HashSet::new();
-        for e in &replay.equivocations {
-            let author = e.first.envelope().author;
-            if !proven.contains(&author) && newly.insert(author) && !held_ids.contains(&e.second.id()) {
-                plan.step.messages.push(e.second.clone());
-            }
-        }
+        plan.step.messages = to_store.iter().map(|m| m.object.clone()).collect();
         let chain = self.plan_effects(&replay, &delivered_back, &mut plan)?;
-        let send = self.commit(plan, &chain, before.map(|r| r.chain.state)).await?;
+        let send = self
+            .commit(plan, &chain, before.map(|r| r.chain.state))
+            .await?;
         self.spawn_deliveries(tid, send);
         match refusal {
             Some(e) => Err(e),
@@ -1118,12 +1204,7 @@ impl Trades {
             record(&d);
             return;
         }
-        let answered = |peer: &str| {
-            chain
-                .messages
-                .iter()
-                .any(|m| m.author().peer_id() == peer)
-        };
+        let answered = |peer: &str| chain.messages.iter().any(|m| m.author().peer_id() == peer);
         if d.created_at > 0 && now.saturating_sub(d.created_at) > DELIVERY_LIFETIME_MS {
             d.status = "failed".into();
             d.reason = Some(format!(
@@ -1136,7 +1217,13 @@ impl Trades {
             self.announce(msg, "failed");
             return;
         }
-        if d.attempts >= DELIVERY_ATTEMPTS_MAX && !d.to.iter().all(|t| answered(t)) {
+        // A dispute or resolution waits for its moderator as long as the mailboxes keep it.
+        let escalation = chain
+            .messages
+            .iter()
+            .find(|m| m.id() == *msg)
+            .is_some_and(|m| matches!(m.kind(), Kind::Dispute | Kind::Resolution));
+        if !escalation && d.attempts >= DELIVERY_ATTEMPTS_MAX && !d.to.iter().all(|t| answered(t)) {
             d.status = "failed".into();
             d.reason = Some(format!(
                 "no answer after {DELIVERY_ATTEMPTS_MAX} attempts from a key that never answered in this trade: {}",
@@ -1156,9 +1243,11 @@ impl Trades {
             messages: messages.iter().cloned().map(ByteBuf::from).collect(),
         };
         let mut pending: Vec<(String, String)> = Vec::new();
-        let mut refused = None;
+        let mut reached: Vec<String> = Vec::new();
         for to in &d.to {
             let Ok(peer) = to.parse::<PeerId>() else {
+                d.refused.push(format!("{to} is not a peer id"));
+                reached.push(to.clone());
                 continue;
             };
             match tokio::time::timeout(
@@ -1167,12 +1256,13 @@ impl Trades {
             )
             .await
             {
-                Ok(Ok(Ok(TradeResponse::Accepted))) => {}
+                Ok(Ok(Ok(TradeResponse::Accepted))) => reached.push(to.clone()),
                 Ok(Ok(Ok(TradeResponse::Busy(r)))) => {
                     pending.push((to.clone(), format!("{to} is busy: {r}")))
                 }
                 Ok(Ok(Ok(TradeResponse::Refused(r)))) => {
-                    refused = Some(format!("{to} refused: {r}"))
+                    d.refused.push(format!("{to} refused: {r}"));
+                    reached.push(to.clone());
                 }
                 Ok(Ok(Err(e))) => pending.push((to.clone(), format!("{to} unreachable: {e}"))),
                 Ok(Err(e)) => pending.push((to.clone(), e.to_string())),
@@ -1182,8 +1272,9 @@ impl Trades {
                 )),
             }
         }
+        d.to.retain(|t| !reached.contains(t));
         // Recipients we could not reach: leave a sealed copy on the relays we know, once.
-        if refused.is_none() && !pending.is_empty() && d.mailbox.is_empty() {
+        if !pending.is_empty() && d.mailbox.is_empty() {
             for (to, why) in pending.iter_mut() {
                 match self.deposit(to, &messages).await {
                     Ok(relays) if !relays.is_empty() => {
@@ -1214,18 +1305,31 @@ impl Trades {
         }
         d.attempts += 1;
         d.updated_at = now_ms();
-        if let Some(r) = refused {
-            d.status = "failed".into();
-            d.reason = Some(r);
-        } else if pending.is_empty() {
+        if d.to.is_empty() && d.refused.is_empty() {
             d.status = "delivered".into();
             d.reason = None;
+        } else if d.to.is_empty() {
+            d.status = "failed".into();
+            d.reason = Some(d.refused.join("; "));
         } else {
-            d.reason = Some(pending.join("; "));
+            d.reason = Some(
+                pending
+                    .into_iter()
+                    .chain(d.refused.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            );
         }
         record(&d);
         if d.status != "queued" {
-            self.announce(msg, if d.status == "delivered" { "delivered" } else { "failed" });
+            self.announce(
+                msg,
+                if d.status == "delivered" {
+                    "delivered"
+                } else {
+                    "failed"
+                },
+            );
         }
     }
 
@@ -1240,7 +1344,10 @@ impl Trades {
     /// `peer` (it just connected). Costs in proportion to the queue, not to all trades.
     pub async fn retry_queued(&self, peer: Option<String>) {
         use std::sync::atomic::Ordering;
-        if self.retrying.swap(true, Ordering::AcqRel) {
+        // Timed passes never overlap; a pass for a peer that just connected always runs (it
+        // only sends what is addressed to that peer, and a repeat changes nothing).
+        let timed = peer.is_none();
+        if timed && self.retrying.swap(true, Ordering::AcqRel) {
             return;
         }
         let now = now_ms();
@@ -1258,7 +1365,9 @@ impl Trades {
                 }
             }
         }
-        self.retrying.store(false, Ordering::Release);
+        if timed {
+            self.retrying.store(false, Ordering::Release);
+        }
     }
 
     /// (trades held, trade messages held, deliveries still queued).
@@ -1492,7 +1601,6 @@ impl Trades {
         );
         Ok(v)
     }
-
 
     /// Runs until `shutdown`: answers inbound deliveries, and retries queued messages on a
     /// timer and whenever a peer connects.

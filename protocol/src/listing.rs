@@ -86,6 +86,8 @@ pub fn choose_head(held: &Listing, new: &Listing) -> HeadChoice {
         (true, false) if new.seq > held.seq => {
             HeadChoice::Refused("the listing is retracted; retraction is final")
         }
+        // Two retractions: the higher seq, so every node ends on the same one.
+        (true, true) if new.seq > held.seq => HeadChoice::Replace,
         (true, _) => HeadChoice::Stale,
         (false, true) => HeadChoice::Replace,
         _ if new.seq <= held.seq => HeadChoice::Stale,

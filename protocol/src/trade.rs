@@ -605,7 +605,10 @@ impl TradeChain {
     /// Steps 2 and 3 depend only on the set of messages, so two nodes holding the same set
     /// reach the same chain whatever order the messages came in; step 1 depends on the order
     /// only where an author equivocated.
-    pub fn replay(offer: ChainMessage, others: Vec<ChainMessage>) -> Result<Replay, TransitionError> {
+    pub fn replay(
+        offer: ChainMessage,
+        others: Vec<ChainMessage>,
+    ) -> Result<Replay, TransitionError> {
         let chain = Self::start(offer)?;
         let trade = chain.id;
         let mut seen: std::collections::HashSet<ObjectId> = std::collections::HashSet::new();
@@ -627,7 +630,29 @@ impl TradeChain {
                 outside.push((m, Outside::Detached));
                 continue;
             }
+            if chain.role_of(&m.author()).is_none() {
+                outside.push((m, Outside::Stranger));
+                continue;
+            }
             match first_at.get(&(prev, m.author())) {
+                // Two resolutions by one moderator: the lower id stands on every node, so
+                // the parties cannot end apart (the pair is still a proof).
+                Some(first)
+                    if first.kind() == Kind::Resolution
+                        && m.kind() == Kind::Resolution
+                        && m.id() < first.id() =>
+                {
+                    let first = first.clone();
+                    equivocations.push(Equivocation {
+                        first: m.object.clone(),
+                        second: first.object.clone(),
+                    });
+                    first_at.insert((prev, m.author()), m.clone());
+                    if let Some(slot) = kept.iter_mut().find(|k| k.id() == first.id()) {
+                        *slot = m;
+                    }
+                    outside.push((first, Outside::Equivocation));
+                }
                 Some(first) => {
                     equivocations.push(Equivocation {
                         first: first.object.clone(),
@@ -647,37 +672,48 @@ impl TradeChain {
                 children.entry(p).or_default().push(i);
             }
         }
-        // Authors of every message in the subtree of each kept message.
-        fn authors_below(
+        // The authors of every message that validly follows each kept message (itself
+        // included), walking the tree from the offer: only messages that are allowed where
+        // they stand count as having been signed "after seeing" a branch.
+        fn valid_below(
+            chain: &TradeChain,
             i: usize,
             kept: &[ChainMessage],
             children: &BTreeMap<ObjectId, Vec<usize>>,
-            memo: &mut BTreeMap<usize, Vec<PublicKey>>,
-            depth: usize,
+            out: &mut BTreeMap<usize, Vec<PublicKey>>,
         ) -> Vec<PublicKey> {
-            if let Some(a) = memo.get(&i) {
-                return a.clone();
+            let mut next = chain.clone();
+            if next.apply(kept[i].clone()).is_err() {
+                return Vec::new();
             }
-            let mut out = vec![kept[i].author()];
-            if depth < CHAIN_MAX {
-                for c in children.get(&kept[i].id()).into_iter().flatten() {
-                    for a in authors_below(*c, kept, children, memo, depth + 1) {
-                        if !out.contains(&a) {
-                            out.push(a);
+            let mut authors = vec![kept[i].author()];
+            for &c in children.get(&kept[i].id()).into_iter().flatten() {
+                if next.check(&kept[c]).is_ok() {
+                    for a in valid_below(&next, c, kept, children, out) {
+                        if !authors.contains(&a) {
+                            authors.push(a);
                         }
                     }
                 }
             }
-            memo.insert(i, out.clone());
-            out
+            out.insert(i, authors.clone());
+            authors
         }
-        let mut memo = BTreeMap::new();
+        let mut below: BTreeMap<usize, Vec<PublicKey>> = BTreeMap::new();
+        for &c in children.get(&trade).into_iter().flatten() {
+            if chain.check(&kept[c]).is_ok() {
+                valid_below(&chain, c, &kept, &children, &mut below);
+            }
+        }
         let mut disqualified = std::collections::HashSet::new();
         for sibs in children.values() {
             for &a in sibs {
                 let author = kept[a].author();
                 if sibs.iter().any(|&b| {
-                    b != a && authors_below(b, &kept, &children, &mut memo, 0).contains(&author)
+                    b != a
+                        && below
+                            .get(&b)
+                            .is_some_and(|authors| authors.contains(&author))
                 }) {
                     disqualified.insert(a);
                 }
@@ -691,8 +727,8 @@ impl TradeChain {
             children: &BTreeMap<ObjectId, Vec<usize>>,
             disqualified: &std::collections::HashSet<usize>,
         ) -> (Vec<usize>, bool, bool) {
-            let mut winner: Option<((bool, bool, u8, std::cmp::Reverse<ObjectId>), Vec<usize>)> =
-                None;
+            type Rank = (bool, bool, u8, std::cmp::Reverse<ObjectId>);
+            let mut winner: Option<(Rank, Vec<usize>)> = None;
             for &c in children.get(&chain.head()).into_iter().flatten() {
                 if disqualified.contains(&c) || chain.check(&kept[c]).is_err() {
                     continue;
@@ -705,7 +741,12 @@ impl TradeChain {
                 let kind = kept[c].kind();
                 let res = res || kind == Kind::Resolution;
                 let dis = dis || kind == Kind::Dispute;
-                let rank = (res, dis, fork_priority(kind), std::cmp::Reverse(kept[c].id()));
+                let rank = (
+                    res,
+                    dis,
+                    fork_priority(kind),
+                    std::cmp::Reverse(kept[c].id()),
+                );
                 if winner.as_ref().is_none_or(|(r, _)| rank > *r) {
                     let mut path = vec![c];
                     path.extend(rest);
@@ -724,8 +765,10 @@ impl TradeChain {
             in_chain.insert(i);
             chain.apply(kept[i].clone())?;
         }
-        let held: std::collections::HashSet<ObjectId> = chain.messages.iter().map(ChainMessage::id).collect();
-        let all_ids: std::collections::HashSet<ObjectId> = kept.iter().map(ChainMessage::id).chain([trade]).collect();
+        let held: std::collections::HashSet<ObjectId> =
+            chain.messages.iter().map(ChainMessage::id).collect();
+        let all_ids: std::collections::HashSet<ObjectId> =
+            kept.iter().map(ChainMessage::id).chain([trade]).collect();
         for (i, m) in kept.into_iter().enumerate() {
             if in_chain.contains(&i) {
                 continue;
@@ -766,6 +809,8 @@ pub enum Outside {
     OffChain,
     /// It follows the head, but the transition table does not allow it.
     Invalid(TransitionError),
+    /// Its author is not a party to the trade.
+    Stranger,
 }
 
 impl Outside {
@@ -773,7 +818,7 @@ impl Outside {
     pub fn is_offense(&self) -> bool {
         matches!(
             self,
-            Outside::Equivocation | Outside::SeenBranch | Outside::Invalid(_)
+            Outside::Equivocation | Outside::SeenBranch | Outside::Invalid(_) | Outside::Stranger
         )
     }
 
@@ -782,14 +827,18 @@ impl Outside {
         match self {
             Outside::Detached => "its predecessor is not held here".into(),
             Outside::Equivocation => {
-                "equivocation: its author already signed another message at this point of the trade".into()
+                "equivocation: its author already signed another message at this point of the trade"
+                    .into()
             }
             Outside::SeenBranch => {
                 "its author had already built on a competing message: not a race".into()
             }
-            Outside::LostRace => "superseded: the other party's message took its place first".into(),
+            Outside::LostRace => {
+                "superseded: the other party's message took its place first".into()
+            }
             Outside::OffChain => "it follows a message that is not part of the trade".into(),
             Outside::Invalid(e) => e.to_string(),
+            Outside::Stranger => "its author is not a party to this trade".into(),
         }
     }
 }
@@ -855,7 +904,9 @@ impl Equivocation {
         let b = f.bytes("b")?;
         f.finish()?;
         if a >= b {
-            return Err(FieldError::new("a", "the two envelopes in bytewise order, different").into());
+            return Err(
+                FieldError::new("a", "the two envelopes in bytewise order, different").into(),
+            );
         }
         Ok(Self {
             first: SignedObject::decode_and_verify(&a)?,
@@ -868,7 +919,9 @@ impl Equivocation {
     pub fn check(&self, now_ms: u64) -> Result<EquivocationFacts, crate::ObjectError> {
         let a = ChainMessage::new(self.first.clone(), now_ms)?;
         let b = ChainMessage::new(self.second.clone(), now_ms)?;
-        let bad = |why: &str| -> crate::ObjectError { FieldError::new("equivocation", why.to_string()).into() };
+        let bad = |why: &str| -> crate::ObjectError {
+            FieldError::new("equivocation", why.to_string()).into()
+        };
         if a.id() == b.id() {
             return Err(bad("the two messages are the same"));
         }
@@ -879,7 +932,9 @@ impl Equivocation {
             return Err(bad("an offer cannot equivocate"));
         };
         if b.message.trade != Some(ta) || b.message.prev != Some(pa) {
-            return Err(bad("the two messages do not follow the same message of one trade"));
+            return Err(bad(
+                "the two messages do not follow the same message of one trade",
+            ));
         }
         Ok(EquivocationFacts {
             author: a.author(),
@@ -1170,7 +1225,6 @@ mod tests {
         assert_eq!(r.outside.len(), 8);
     }
 
-
     fn replay(items: &[&ChainMessage]) -> Replay {
         TradeChain::replay(offer(), items.iter().map(|m| (*m).clone()).collect()).expect("replay")
     }
@@ -1190,12 +1244,21 @@ mod tests {
             assert_eq!(r.chain.state, TradeState::Paid);
             assert_eq!(r.chain.head(), paid.id());
             assert_eq!(r.equivocations.len(), 1);
-            let facts = r.equivocations[0].check(T + 1_000_000).expect("valid proof");
-            assert_eq!((facts.author, facts.trade, facts.prev), (pk(SELLER), o.id(), o.id()));
+            let facts = r.equivocations[0]
+                .check(T + 1_000_000)
+                .expect("valid proof");
+            assert_eq!(
+                (facts.author, facts.trade, facts.prev),
+                (pk(SELLER), o.id(), o.id())
+            );
             // The proof survives its own encoding, and anyone can check it.
             let back = Equivocation::decode(&r.equivocations[0].encode()).expect("decode");
             assert_eq!(back.check(T + 1_000_000).expect("check"), facts);
-            assert!(r.outside.iter().any(|(m, w)| m.id() == a2.id() && *w == Outside::Equivocation));
+            assert!(
+                r.outside
+                    .iter()
+                    .any(|(m, w)| m.id() == a2.id() && *w == Outside::Equivocation)
+            );
             assert!(r.outside.iter().any(|(m, _)| m.id() == cancel.id()));
         }
     }
@@ -1207,10 +1270,16 @@ mod tests {
         let c = msg(o.id(), o.id(), Kind::Cancel, BUYER, 1);
         let p = msg(o.id(), a1.id(), Kind::Paid, BUYER, 2);
         for (x, y) in [(&a1, &c), (&c, &p), (&a1, &a1)] {
-            let e = Equivocation { first: x.object.clone(), second: y.object.clone() };
+            let e = Equivocation {
+                first: x.object.clone(),
+                second: y.object.clone(),
+            };
             assert!(e.check(T + 1_000_000).is_err());
         }
-        let e = Equivocation { first: o.object.clone(), second: offer().object.clone() };
+        let e = Equivocation {
+            first: o.object.clone(),
+            second: offer().object.clone(),
+        };
         assert!(e.check(T + 1_000_000).is_err(), "an offer has no prev");
     }
 
@@ -1236,6 +1305,57 @@ mod tests {
         }
     }
 
+    /// A liar who does not mind being proven: junk from a fresh key after the offer, and a
+    /// pair of the seller's own on top of it, must not disqualify the seller's accept and so
+    /// erase the buyer's payment and dispute.
+    #[test]
+    fn junk_and_self_incrimination_cannot_erase_the_other_sides_messages() {
+        let o = offer();
+        let a = msg(o.id(), o.id(), Kind::Accept, SELLER, 1);
+        let paid = msg(o.id(), a.id(), Kind::Paid, BUYER, 2);
+        let dispute = msg(o.id(), paid.id(), Kind::Dispute, BUYER, 3);
+        let z1 = msg(o.id(), o.id(), Kind::Cancel, STRANGER, 4);
+        let z2 = msg(o.id(), o.id(), Kind::Counter, STRANGER, 5);
+        let s1 = msg(o.id(), z2.id(), Kind::Cancel, SELLER, 6);
+        let s2 = msg(o.id(), z2.id(), Kind::Reject, SELLER, 7);
+        // An invalid message of the seller's under a final cancel by the buyer.
+        let c = msg(o.id(), o.id(), Kind::Cancel, BUYER, 8);
+        let s3 = msg(o.id(), c.id(), Kind::Paid, SELLER, 9);
+        for order in [
+            vec![&a, &paid, &dispute, &z1, &z2, &s1, &s2, &c, &s3],
+            vec![&z2, &s2, &a, &paid, &dispute, &s3, &c, &s1, &z1],
+            vec![&s3, &c, &z2, &s2, &a, &paid, &dispute],
+        ] {
+            let r = replay(&order);
+            assert_eq!(r.chain.state, TradeState::Disputed, "{order:?}");
+            assert_eq!(r.chain.head(), dispute.id());
+        }
+    }
+
+    /// A moderator who signs both outcomes cannot leave the parties apart: the lower id
+    /// stands wherever the two arrive first.
+    #[test]
+    fn a_moderator_who_resolves_twice_leaves_both_parties_on_the_same_outcome() {
+        let o = offer();
+        let a = msg(o.id(), o.id(), Kind::Accept, SELLER, 1);
+        let paid = msg(o.id(), a.id(), Kind::Paid, BUYER, 2);
+        let dispute = msg(o.id(), paid.id(), Kind::Dispute, BUYER, 3);
+        let refund = msg(o.id(), dispute.id(), Kind::Resolution, MODERATOR, 4);
+        let mut m = TradeMessage::follow(o.id(), dispute.id(), T + 5);
+        m.outcome = Some("release".into());
+        let release = ChainMessage::new(
+            SignedObject::sign(Kind::Resolution, m.encode(), &k(MODERATOR)),
+            T + 1_000_000,
+        )
+        .expect("valid");
+        let at_buyer = replay(&[&a, &paid, &dispute, &refund, &release]);
+        let at_seller = replay(&[&a, &paid, &dispute, &release, &refund]);
+        assert_eq!(at_buyer.chain.head(), at_seller.chain.head());
+        assert_eq!(at_buyer.chain.head(), refund.id().min(release.id()));
+        assert_eq!(at_buyer.equivocations.len(), 1);
+        assert_eq!(at_seller.equivocations.len(), 1);
+    }
+
     /// The seller cancels after having seen (and built on) the buyer's payment branch: that
     /// is no race, and the cancel is refused.
     #[test]
@@ -1245,15 +1365,22 @@ mod tests {
         let accept = {
             let mut m = TradeMessage::follow(o.id(), c.id(), T + 2);
             m.terms = Some(terms(90_000));
-            ChainMessage::new(SignedObject::sign(Kind::Accept, m.encode(), &k(BUYER)), T + 1_000_000)
-                .expect("valid")
+            ChainMessage::new(
+                SignedObject::sign(Kind::Accept, m.encode(), &k(BUYER)),
+                T + 1_000_000,
+            )
+            .expect("valid")
         };
         let paid = msg(o.id(), accept.id(), Kind::Paid, BUYER, 3);
         // The buyer (who accepted the counter) now signs a cancel right after the offer.
         let late = msg(o.id(), o.id(), Kind::Cancel, BUYER, 9);
         let r = replay(&[&c, &accept, &paid, &late]);
         assert_eq!(r.chain.state, TradeState::Paid);
-        assert!(r.outside.iter().any(|(m, w)| m.id() == late.id() && *w == Outside::SeenBranch));
+        assert!(
+            r.outside
+                .iter()
+                .any(|(m, w)| m.id() == late.id() && *w == Outside::SeenBranch)
+        );
     }
 
     /// A simulated run of honest parties who each act on their own view while messages are
@@ -1275,10 +1402,15 @@ mod tests {
                 continue;
             }
             let p = usize::from(what) % 3;
-            let view = TradeChain::replay(o.clone(), held[p].clone()).expect("replay").chain;
+            let view = TradeChain::replay(o.clone(), held[p].clone())
+                .expect("replay")
+                .chain;
             let head = view.head();
             // An honest party never signs twice after the same message.
-            if held[p].iter().any(|m| m.author() == pk(parties[p]) && m.message.prev == Some(head)) {
+            if held[p]
+                .iter()
+                .any(|m| m.author() == pk(parties[p]) && m.message.prev == Some(head))
+            {
                 continue;
             }
             let may = view.allowed_for(&pk(parties[p]));
@@ -1296,8 +1428,11 @@ mod tests {
                 Kind::Dispute | Kind::Reject => m.note = "why".into(),
                 _ => {}
             }
-            let cm = ChainMessage::new(SignedObject::sign(kind, m.encode(), &k(parties[p])), T + 1_000_000)
-                .expect("valid");
+            let cm = ChainMessage::new(
+                SignedObject::sign(kind, m.encode(), &k(parties[p])),
+                T + 1_000_000,
+            )
+            .expect("valid");
             held[p].push(cm.clone());
             for q in 0..3 {
                 if q != p {
@@ -1319,7 +1454,15 @@ mod tests {
             assert_eq!(v.chain.head(), views[0].chain.head(), "views differ");
             assert_eq!(v.chain.state, views[0].chain.state);
         }
-        (views[0].chain.messages.iter().map(ChainMessage::id).collect(), views[0].chain.state)
+        (
+            views[0]
+                .chain
+                .messages
+                .iter()
+                .map(ChainMessage::id)
+                .collect(),
+            views[0].chain.state,
+        )
     }
 
     #[test]
@@ -1333,9 +1476,19 @@ mod tests {
         assert_eq!(at_buyer.chain.head(), at_seller.chain.head());
         assert_eq!(at_buyer.chain.state, TradeState::Accepted);
         assert!(at_buyer.equivocations.is_empty());
-        assert!(at_buyer.outside.iter().any(|(m, w)| m.id() == cancel.id() && *w == Outside::LostRace));
+        assert!(
+            at_buyer
+                .outside
+                .iter()
+                .any(|(m, w)| m.id() == cancel.id() && *w == Outside::LostRace)
+        );
         // The buyer can still call it off after the accept.
-        assert!(at_buyer.chain.allowed_for(&pk(BUYER)).contains(&Kind::Cancel));
+        assert!(
+            at_buyer
+                .chain
+                .allowed_for(&pk(BUYER))
+                .contains(&Kind::Cancel)
+        );
     }
 
     proptest! {

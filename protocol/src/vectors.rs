@@ -222,7 +222,10 @@ fn spec_vector_verdicts_hold() {
     let cm = |i: usize| ChainMessage::new(objs[i - 1].clone(), T0 + 3_600_000).expect("valid");
     // Equivocation: whichever the node held first stays, and the proof names the seller.
     let r = TradeChain::replay(cm(5), vec![cm(6), cm(8)]).expect("replay");
-    assert_eq!((r.chain.state, r.chain.head()), (TradeState::Accepted, objs[5].id()));
+    assert_eq!(
+        (r.chain.state, r.chain.head()),
+        (TradeState::Accepted, objs[5].id())
+    );
     assert_eq!(r.equivocations.len(), 1);
     let (_, crate::Object::Equivocation(e)) =
         verify_object(objs[8].bytes(), T0 + 3_600_000).expect("vector 9 verifies")
@@ -233,16 +236,26 @@ fn spec_vector_verdicts_hold() {
     // The race resolves to the accept in either order.
     for others in [vec![cm(6), cm(10)], vec![cm(10), cm(6)]] {
         let r = TradeChain::replay(cm(5), others).expect("replay");
-        assert_eq!((r.chain.state, r.chain.head()), (TradeState::Accepted, objs[5].id()));
+        assert_eq!(
+            (r.chain.state, r.chain.head()),
+            (TradeState::Accepted, objs[5].id())
+        );
         assert!(r.equivocations.is_empty());
     }
-    let listing = |i: usize| match crate::decode_body(&objs[i - 1], T0 + 3_600_000).expect("valid") {
+    let listing = |i: usize| match crate::decode_body(&objs[i - 1], T0 + 3_600_000).expect("valid")
+    {
         crate::Object::Listing(l) => l,
         _ => panic!("vector {i} is a listing"),
     };
-    assert!(matches!(choose_head(&listing(3), &listing(11)), HeadChoice::Refused(_)));
+    assert!(matches!(
+        choose_head(&listing(3), &listing(11)),
+        HeadChoice::Refused(_)
+    ));
     assert_eq!(choose_head(&listing(11), &listing(3)), HeadChoice::Replace);
-    assert!(matches!(choose_head(&listing(1), &listing(12)), HeadChoice::Refused(_)));
+    assert!(matches!(
+        choose_head(&listing(1), &listing(12)),
+        HeadChoice::Refused(_)
+    ));
 }
 
 fn spec_field<'a>(block: &'a str, name: &str) -> Option<&'a str> {

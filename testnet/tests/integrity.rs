@@ -157,12 +157,29 @@ async fn a_seller_cannot_rewrite_a_paid_trade_and_the_equivocation_is_proven_eve
     state_is(seller, &trade, "offered").await;
     act(seller, &trade, "accept", TradeAction::default()).await;
     state_is(buyer, &trade, "accepted").await;
-    act(buyer, &trade, "paid", TradeAction { reference: Some("bank 1234".into()), ..Default::default() }).await;
+    act(
+        buyer,
+        &trade,
+        "paid",
+        TradeAction {
+            reference: Some("bank 1234".into()),
+            ..Default::default()
+        },
+    )
+    .await;
     state_is(seller, &trade, "paid").await;
 
     let held = chain_of(buyer, &trade);
-    let offer_obj = held.iter().find(|o| o.id().to_hex() == trade).expect("offer").clone();
-    let accept = held.iter().find(|o| o.envelope().kind == Kind::Accept).expect("accept").clone();
+    let offer_obj = held
+        .iter()
+        .find(|o| o.id().to_hex() == trade)
+        .expect("offer")
+        .clone();
+    let accept = held
+        .iter()
+        .find(|o| o.envelope().kind == Kind::Accept)
+        .expect("accept")
+        .clone();
     let tid = offer_obj.id();
     let accept_body =
         TradeMessage::decode(Kind::Accept, &accept.envelope().body).expect("accept body");
@@ -178,7 +195,10 @@ async fn a_seller_cannot_rewrite_a_paid_trade_and_the_equivocation_is_proven_eve
         let c = SignedObject::sign(Kind::Cancel, c.encode(), &key(SELLER));
         forged.push((a2, c));
     }
-    assert!(forged.iter().any(|(a2, _)| a2.id() < accept.id()), "one forgery wins the old tie-break");
+    assert!(
+        forged.iter().any(|(a2, _)| a2.id() < accept.id()),
+        "one forgery wins the old tie-break"
+    );
     for (a2, c) in &forged {
         match send(seller, buyer, &[&offer_obj, a2, c]).await {
             TradeResponse::Refused(why) => assert!(why.contains("equivocation"), "{why}"),
@@ -223,7 +243,16 @@ async fn a_seller_cannot_rewrite_a_paid_trade_and_the_equivocation_is_proven_eve
     assert_eq!(r["score"], 0.0);
 
     // A dispute is never erased by a `shipped` the seller signs afterwards.
-    act(buyer, &trade, "dispute", TradeAction { reason: Some("never arrived".into()), ..Default::default() }).await;
+    act(
+        buyer,
+        &trade,
+        "dispute",
+        TradeAction {
+            reason: Some("never arrived".into()),
+            ..Default::default()
+        },
+    )
+    .await;
     state_is(seller, &trade, "disputed").await;
     let paid = chain_of(buyer, &trade)
         .into_iter()
@@ -238,12 +267,56 @@ async fn a_seller_cannot_rewrite_a_paid_trade_and_the_equivocation_is_proven_eve
         let _ = seller
             .trades
             .receive(TradeRequest {
-                messages: vec![ByteBuf::from(offer_obj.bytes().to_vec()), ByteBuf::from(shipped.bytes().to_vec())],
+                messages: vec![
+                    ByteBuf::from(offer_obj.bytes().to_vec()),
+                    ByteBuf::from(shipped.bytes().to_vec()),
+                ],
             })
             .await;
     }
-    assert_eq!(buyer.trades.view(&trade).expect("view")["state"], "disputed");
-    assert_eq!(seller.trades.view(&trade).expect("view")["state"], "disputed");
+    assert_eq!(
+        buyer.trades.view(&trade).expect("view")["state"],
+        "disputed"
+    );
+    assert_eq!(
+        seller.trades.view(&trade).expect("view")["state"],
+        "disputed"
+    );
+
+    // Junk from a fresh key after the offer, and a pair of the seller's own on top of it:
+    // self-incrimination must not disqualify the seller's accept and so erase the payment
+    // and the dispute; none of it is stored.
+    let log_before = chain_of(buyer, &trade).len();
+    for n in 0..4u64 {
+        let z = |kind: Kind, k: u64| {
+            let mut m = TradeMessage::follow(tid, tid, accept_body.at + 200 + n * 10 + k);
+            m.note = "junk".into();
+            if kind == Kind::Counter {
+                m.terms = accept_body.terms.clone();
+            }
+            SignedObject::sign(kind, m.encode(), &key(STRANGER))
+        };
+        let (z1, z2) = (z(Kind::Cancel, 1), z(Kind::Counter, 2));
+        let s1 = SignedObject::sign(
+            Kind::Cancel,
+            TradeMessage::follow(tid, z2.id(), accept_body.at + 300 + n).encode(),
+            &key(SELLER),
+        );
+        let mut r = TradeMessage::follow(tid, z2.id(), accept_body.at + 400 + n);
+        r.note = "no".into();
+        let s2 = SignedObject::sign(Kind::Reject, r.encode(), &key(SELLER));
+        let answer = send(seller, buyer, &[&offer_obj, &z1, &z2, &s1, &s2]).await;
+        assert!(matches!(answer, TradeResponse::Refused(_)), "{answer:?}");
+    }
+    assert_eq!(
+        buyer.trades.view(&trade).expect("view")["state"],
+        "disputed"
+    );
+    assert_eq!(
+        chain_of(buyer, &trade).len(),
+        log_before,
+        "junk is never stored"
+    );
     cluster.shutdown().await;
 }
 
@@ -284,7 +357,13 @@ async fn strangers_cannot_make_a_node_store_or_retry() {
     let mut refusals = Vec::new();
     // An unknown listing, from fresh keys.
     for n in 0..10u8 {
-        let o = offer(&key(100 + n), pk(SELLER), terms(ListingId([n; 32]), 1), u64::from(n), vec![]);
+        let o = offer(
+            &key(100 + n),
+            pk(SELLER),
+            terms(ListingId([n; 32]), 1),
+            u64::from(n),
+            vec![],
+        );
         refusals.push(send(stranger, victim, &[&o]).await);
     }
     // More units than there are.
@@ -292,17 +371,42 @@ async fn strangers_cannot_make_a_node_store_or_retry() {
     refusals.push(send(stranger, victim, &[&o]).await);
     // A dispute chain between two throw-away keys naming the victim as moderator.
     let (b, s) = (key(121), key(122));
-    let o = offer(&b, PublicKey(s.verifying_key().to_bytes()), terms(ListingId([7; 32]), 1), 0, vec![pk(SELLER)]);
+    let o = offer(
+        &b,
+        PublicKey(s.verifying_key().to_bytes()),
+        terms(ListingId([7; 32]), 1),
+        0,
+        vec![pk(SELLER)],
+    );
     let mut a = TradeMessage::follow(o.id(), o.id(), jangteo_node::ingest::now_ms() - 500);
     a.terms = Some(terms(ListingId([7; 32]), 1));
     let a = SignedObject::sign(Kind::Accept, a.encode(), &s);
-    let p = SignedObject::sign(Kind::Paid, TradeMessage::follow(o.id(), a.id(), jangteo_node::ingest::now_ms() - 400).encode(), &b);
+    let p = SignedObject::sign(
+        Kind::Paid,
+        TradeMessage::follow(o.id(), a.id(), jangteo_node::ingest::now_ms() - 400).encode(),
+        &b,
+    );
     let mut d = TradeMessage::follow(o.id(), p.id(), jangteo_node::ingest::now_ms() - 300);
     d.note = "scam".into();
     let d = SignedObject::sign(Kind::Dispute, d.encode(), &b);
     refusals.push(send(stranger, victim, &[&o, &a, &p, &d]).await);
+    // An offer and its withdrawal in one delivery: nothing to keep.
+    let o3 = offer(&key(123), pk(SELLER), terms(lid, 1), 3, vec![]);
+    let mut c3 = TradeMessage::follow(o3.id(), o3.id(), jangteo_node::ingest::now_ms() - 100);
+    c3.note = "never mind".into();
+    let c3 = SignedObject::sign(Kind::Cancel, c3.encode(), &key(123));
+    assert_eq!(
+        send(stranger, victim, &[&o3, &c3]).await,
+        TradeResponse::Accepted
+    );
     // A trade that does not name the victim at all.
-    let o2 = offer(&b, PublicKey(s.verifying_key().to_bytes()), terms(ListingId([8; 32]), 1), 1, vec![]);
+    let o2 = offer(
+        &b,
+        PublicKey(s.verifying_key().to_bytes()),
+        terms(ListingId([8; 32]), 1),
+        1,
+        vec![],
+    );
     refusals.push(send(stranger, victim, &[&o2]).await);
     for r in &refusals {
         assert!(matches!(r, TradeResponse::Refused(_)), "{r:?}");
@@ -317,7 +421,11 @@ async fn strangers_cannot_make_a_node_store_or_retry() {
     }
     assert_eq!(taken, jangteo_node::trades::OPEN_OFFERS_PER_BUYER);
     let after = victim.trades.counts().expect("counts");
-    assert_eq!(after.0 - before.0, taken as u64, "only the capped real offers are stored");
+    assert_eq!(
+        after.0 - before.0,
+        taken as u64,
+        "only the capped real offers are stored"
+    );
     assert_eq!(after.2, 0, "nothing queued for strangers");
     cluster.shutdown().await;
 }
