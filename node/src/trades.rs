@@ -62,7 +62,7 @@ pub const OPEN_OFFERS_PER_LISTING: usize = 32;
 /// Most open offers one buyer key may have on our listings.
 pub const OPEN_OFFERS_PER_BUYER: usize = 5;
 /// Most offers (open or not) one buyer key may make on our listings in a day.
-pub const OFFERS_PER_BUYER_PER_DAY: usize = 20;
+pub const OFFERS_PER_BUYER_PER_DAY: usize = 50;
 /// Most offers (open or not) one listing of ours takes in a day.
 pub const OFFERS_PER_LISTING_PER_DAY: usize = 200;
 /// Most open disputes this node moderates for one seller key.
