@@ -65,6 +65,11 @@ pub const OPEN_OFFERS_PER_BUYER: usize = 5;
 pub const OFFERS_PER_BUYER_PER_DAY: usize = 50;
 /// Most offers (open or not) one listing of ours takes in a day.
 pub const OFFERS_PER_LISTING_PER_DAY: usize = 200;
+/// An offer left unanswered this long is rejected ("expired"), so stale or fake offers do not
+/// hold the per-listing cap.
+pub const OFFER_TTL_MS: u64 = 72 * 3600 * 1000;
+/// How often open offers are checked for expiry.
+pub const OFFER_EXPIRY_INTERVAL: Duration = Duration::from_secs(600);
 /// Most open disputes this node moderates for one seller key.
 pub const MODERATION_PER_SELLER: usize = 3;
 /// Most open disputes this node moderates in all.
@@ -482,7 +487,7 @@ impl Trades {
                         self.listing_version(&lid, cur.listing.quantity.saturating_add(r))?;
                 }
             } else if matches!(chain.state, TradeState::Offered | TradeState::Countered)
-                && available < q
+                && (available < q || self.offer_expired(&chain.id, now))
             {
                 let may = chain.allowed_for(&self.me);
                 let kind = if may.contains(&Kind::Reject) {
@@ -493,7 +498,12 @@ impl Trades {
                     None
                 };
                 if let Some(kind) = kind {
-                    self.follow_up(&mut chain, kind, "sold out or no longer on offer", plan)?;
+                    let why = if available < q {
+                        "sold out or no longer on offer"
+                    } else {
+                        "the offer expired: no answer within 72 hours"
+                    };
+                    self.follow_up(&mut chain, kind, why, plan)?;
                 }
             }
             if let Some((obj, _)) = &plan.step.listing {
@@ -835,6 +845,29 @@ impl Trades {
         Box::pin(async move { self.settle_listing(&lid).await })
     }
 
+    /// Whether an open offer of ours (as seller) has waited longer than [`OFFER_TTL_MS`].
+    fn offer_expired(&self, trade: &ObjectId, now: u64) -> bool {
+        self.briefs
+            .lock()
+            .ok()
+            .and_then(|b| b.get(trade).map(|x| x.since))
+            .is_some_and(|since| now.saturating_sub(since) > OFFER_TTL_MS)
+    }
+
+    /// Rejects the open offers on our listings that waited longer than [`OFFER_TTL_MS`].
+    async fn expire_offers(&self) {
+        let now = now_ms();
+        for (tid, b) in self.briefs() {
+            if b.seller == self.me
+                && b.open_offer()
+                && now.saturating_sub(b.since) > OFFER_TTL_MS
+                && let Err(e) = self.settle(&tid).await
+            {
+                tracing::warn!(trade = %tid, error = %e, "expiring an offer");
+            }
+        }
+    }
+
     /// Items and bytes this node holds in mailboxes for others (relays only).
     pub fn mailbox_stats(&self) -> Result<(u64, u64), TradeError> {
         Ok(self.store.mailbox_stats()?)
@@ -844,10 +877,12 @@ impl Trades {
     /// for more than is left are rejected).
     async fn settle_listing(&self, listing: &ListingId) {
         for (tid, b) in self.briefs() {
-            if b.listing == *listing && b.seller == self.me && b.open_offer() {
-                if let Err(e) = self.settle(&tid).await {
-                    tracing::warn!(trade = %tid, error = %e, "settling an open offer");
-                }
+            if b.listing == *listing
+                && b.seller == self.me
+                && b.open_offer()
+                && let Err(e) = self.settle(&tid).await
+            {
+                tracing::warn!(trade = %tid, error = %e, "settling an open offer");
             }
         }
     }
@@ -955,13 +990,17 @@ impl Trades {
             ));
         }
         let lid = chain.terms.listing;
-        let named = self
+        // The offer named this node (that is what makes it a moderator here) and the seller
+        // agreed by accepting; the listing must be one this node holds, so a dispute is about
+        // something it can see. Its current version is not asked to still name this node: a
+        // seller could drop a moderator after being paid to escape the dispute.
+        let held = self
             .store
             .listing(&lid)?
-            .is_some_and(|l| l.author == chain.seller && l.listing.moderators.contains(&self.me));
-        if !named {
+            .is_some_and(|l| l.author == chain.seller);
+        if !held {
             return Err(TradeError::Refused(format!(
-                "this node holds no listing {lid} of that seller naming it as a moderator"
+                "this node holds no listing {lid} of that seller"
             )));
         }
         let briefs = self.briefs();
@@ -1612,6 +1651,7 @@ impl Trades {
         let mut events = self.events.subscribe();
         let mut tick = tokio::time::interval(RETRY_INTERVAL);
         let mut poll = tokio::time::interval(MAILBOX_POLL_INTERVAL);
+        let mut expiry = tokio::time::interval(OFFER_EXPIRY_INTERVAL);
         loop {
             tokio::select! {
                 biased;
@@ -1635,6 +1675,10 @@ impl Trades {
                 _ = poll.tick() => {
                     let this = self.clone();
                     tokio::spawn(async move { this.fetch_mailboxes().await });
+                }
+                _ = expiry.tick() => {
+                    let this = self.clone();
+                    tokio::spawn(async move { this.expire_offers().await });
                 }
                 _ = tick.tick() => {
                     let this = self.clone();

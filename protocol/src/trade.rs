@@ -24,6 +24,8 @@ pub const NOTE_MAX_BYTES: usize = 1000;
 pub const MODERATORS_MAX: usize = 3;
 /// Most messages a trade chain may hold.
 pub const CHAIN_MAX: usize = 64;
+/// Most counters in one trade, so a haggle always leaves room to finish the trade.
+pub const COUNTERS_MAX: usize = 16;
 
 /// The agreed (or proposed) terms of a trade.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -532,7 +534,15 @@ impl TradeChain {
         if m.message.trade != Some(self.id) || m.message.prev != Some(self.head()) {
             return Err(TransitionError::NotNext);
         }
-        if self.messages.len() >= CHAIN_MAX {
+        if self.messages.len() >= CHAIN_MAX
+            || (m.kind() == Kind::Counter
+                && self
+                    .messages
+                    .iter()
+                    .filter(|c| c.kind() == Kind::Counter)
+                    .count()
+                    >= COUNTERS_MAX)
+        {
             return Err(TransitionError::TooLong);
         }
         let who = self.role_of(&m.author()).ok_or(TransitionError::Stranger)?;
@@ -1303,6 +1313,33 @@ mod tests {
             let r = replay(&[&shipped, &sd, &a, &paid, &dispute, &resolution]);
             assert_eq!(r.chain.state, TradeState::Resolved);
         }
+    }
+
+    #[test]
+    fn a_haggle_is_capped_so_the_trade_can_always_finish() {
+        let mut c = TradeChain::start(offer()).expect("start");
+        for n in 0..COUNTERS_MAX {
+            let by = if n.is_multiple_of(2) { SELLER } else { BUYER };
+            step(&mut c, Kind::Counter, by).expect("counter within the cap");
+        }
+        let by = if COUNTERS_MAX.is_multiple_of(2) {
+            SELLER
+        } else {
+            BUYER
+        };
+        assert_eq!(
+            step(&mut c, Kind::Counter, by),
+            Err(TransitionError::TooLong)
+        );
+        // Accepting the last proposal is still possible, by the side whose turn it is.
+        let mut m = TradeMessage::follow(c.id, c.head(), T + 500);
+        m.terms = Some(c.terms.clone());
+        let accept = ChainMessage::new(
+            SignedObject::sign(Kind::Accept, m.encode(), &k(by)),
+            T + 1_000_000,
+        )
+        .expect("valid");
+        c.apply(accept).expect("accept after the last counter");
     }
 
     /// A liar who does not mind being proven: junk from a fresh key after the offer, and a
