@@ -100,6 +100,7 @@ impl From<TradeError> for ApiError {
             TradeError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_trade"),
             TradeError::Transition(_) => (StatusCode::CONFLICT, "invalid_transition"),
             TradeError::Refused(_) => (StatusCode::CONFLICT, "refused"),
+            TradeError::Offense(_) => (StatusCode::BAD_REQUEST, "offense"),
             TradeError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
         };
         ApiError::new(status, code, e.to_string())

@@ -420,6 +420,9 @@ enum Command {
         channel: request_response::ResponseChannel<TradeResponse>,
         response: TradeResponse,
     },
+    Offense {
+        peer: PeerId,
+    },
     Relays {
         reply: oneshot::Sender<Vec<PeerId>>,
     },
@@ -456,6 +459,7 @@ impl std::fmt::Debug for Command {
             Command::Dial { .. } => "Dial",
             Command::SendTrade { .. } => "SendTrade",
             Command::RespondTrade { .. } => "RespondTrade",
+            Command::Offense { .. } => "Offense",
             Command::Relays { .. } => "Relays",
             Command::Mailbox { .. } => "Mailbox",
             Command::Blob { .. } => "Blob",
@@ -547,6 +551,15 @@ impl Client {
     ) -> Result<(), NodeError> {
         self.tx
             .send(Command::RespondTrade { channel, response })
+            .await
+            .map_err(|_| NodeError::NetworkStopped)
+    }
+
+    /// Counts an offense against a peer (it sent a signed lie: a forged, equivocating or
+    /// invalid message), as an invalid gossiped object does; enough of them ban it.
+    pub async fn offense(&self, peer: PeerId) -> Result<(), NodeError> {
+        self.tx
+            .send(Command::Offense { peer })
             .await
             .map_err(|_| NodeError::NetworkStopped)
     }
@@ -1033,6 +1046,10 @@ impl EventLoop {
                     .behaviour_mut()
                     .trade
                     .send_response(channel, response);
+            }
+            Command::Offense { peer } => {
+                tracing::info!(peer = %peer, "offense reported by a service");
+                self.offense(peer);
             }
             Command::Relays { reply } => {
                 let _ = reply.send(self.relays.iter().copied().collect());

@@ -96,6 +96,10 @@ pub enum TradeError {
     /// Refused for a reason of the market (sold out, own listing, caps).
     #[error("{0}")]
     Refused(String),
+    /// Refused because the sender delivered a signed lie (a bad signature, an equivocation,
+    /// a fork of what its author had seen, a message of a stranger, an invalid transition).
+    #[error("{0}")]
+    Offense(String),
     /// Store failure.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -296,9 +300,10 @@ impl Trades {
         }
     }
 
+    /// Decodes a trade's stored messages (verified when they were stored; not again).
     fn decode_all(&self, raw: &[Vec<u8>]) -> Vec<ChainMessage> {
         raw.iter()
-            .filter_map(|b| SignedObject::decode_and_verify(b).ok())
+            .filter_map(|b| SignedObject::decode_stored(b).ok())
             .filter_map(|o| ChainMessage::new(o, u64::MAX / 2).ok())
             .collect()
     }
@@ -1045,10 +1050,17 @@ impl Trades {
     /// Handles a delivery from a peer: verify, take what joins the chain, and write it with
     /// what follows from it in one synced batch.
     pub async fn receive(&self, request: TradeRequest) -> TradeResponse {
+        self.receive_judged(request).await.0
+    }
+
+    /// [`receive`](Self::receive), also telling whether the delivery was an offense of its
+    /// sender (to count against its peer).
+    pub async fn receive_judged(&self, request: TradeRequest) -> (TradeResponse, bool) {
         match self.receive_inner(request).await {
-            Ok(()) => TradeResponse::Accepted,
-            Err(TradeError::Store(StoreError::Conflict(e))) => TradeResponse::Busy(e),
-            Err(e) => TradeResponse::Refused(e.to_string()),
+            Ok(()) => (TradeResponse::Accepted, false),
+            Err(TradeError::Store(StoreError::Conflict(e))) => (TradeResponse::Busy(e), false),
+            Err(e @ TradeError::Offense(_)) => (TradeResponse::Refused(e.to_string()), true),
+            Err(e) => (TradeResponse::Refused(e.to_string()), false),
         }
     }
 
@@ -1059,7 +1071,7 @@ impl Trades {
             )));
         }
         let now = now_ms();
-        let bad = |e: &dyn std::fmt::Display| TradeError::Refused(format!("bad message: {e}"));
+        let bad = |e: &dyn std::fmt::Display| TradeError::Offense(format!("bad message: {e}"));
         // The offer first, and who we are in it, before paying for the other signatures.
         let offer_at = request
             .messages
@@ -1145,7 +1157,7 @@ impl Trades {
             if *why == Outside::Detached {
                 self.keep_detached(tid, m.clone());
             } else if why.is_offense() && refusal.is_none() {
-                refusal = Some(TradeError::Transition(format!(
+                refusal = Some(TradeError::Offense(format!(
                     "{} refused: {}",
                     m.kind().name(),
                     why.reason()
@@ -1657,9 +1669,12 @@ impl Trades {
                 biased;
                 _ = shutdown.changed() => break,
                 Some(InboundTrade { peer, request, channel }) = inbound.recv() => {
-                    let response = self.receive(request).await;
+                    let (response, offense) = self.receive_judged(request).await;
                     tracing::info!(peer = %peer, response = ?response, "trade delivery");
                     let _ = self.network.respond_trade(channel, response).await;
+                    if offense {
+                        let _ = self.network.offense(peer).await;
+                    }
                 }
                 ev = events.recv() => match ev {
                     Ok(NodeEvent::PeerConnected { peer }) => {

@@ -88,19 +88,9 @@ fn bytes32(b: Vec<u8>, field: &'static str) -> Result<[u8; 32], DecodeError> {
     })
 }
 
-/// The kinds of trade message (each its own envelope kind, so signatures never cross).
-pub const TRADE_KINDS: &[Kind] = &[
-    Kind::Offer,
-    Kind::Counter,
-    Kind::Accept,
-    Kind::Reject,
-    Kind::Cancel,
-    Kind::Paid,
-    Kind::Shipped,
-    Kind::Received,
-    Kind::Dispute,
-    Kind::Resolution,
-];
+/// The kinds of trade message (each its own envelope kind, so signatures never cross): the
+/// kinds between attestation and equivocation in [`ALL_KINDS`](crate::envelope::ALL_KINDS).
+pub const TRADE_KINDS: &[Kind] = crate::envelope::ALL_KINDS.split_at(3).1.split_at(10).0;
 
 /// Largest encoded equivocation proof (it embeds two trade envelopes).
 pub const MAX_EQUIVOCATION_BYTES: usize = 2 * crate::envelope::MAX_OBJECT_BYTES + 1024;

@@ -56,6 +56,20 @@ where
     }
 }
 
+/// Waits until `node` holds `trade` in `state` (a trade not there yet counts as not yet), and
+/// returns its view; fails after `timeout`.
+pub async fn trade_state_is(
+    node: &Node,
+    trade: &str,
+    state: &str,
+    timeout: Duration,
+) -> Result<serde_json::Value> {
+    wait_for(timeout, &format!("trade {trade} to be {state}"), || async {
+        node.trades.view(trade).ok().filter(|v| v["state"] == state)
+    })
+    .await
+}
+
 /// Waits for a node event matching `pred`, or fails after `timeout`.
 pub async fn wait_event(
     rx: &mut broadcast::Receiver<NodeEvent>,

@@ -47,15 +47,9 @@ async fn node_with_key(cluster: &mut Cluster, seed: u8, bootstrap: Vec<String>) 
 }
 
 async fn state_is(node: &Node, trade: &str, state: &str) -> Value {
-    let (t, s) = (trade.to_owned(), state.to_owned());
-    wait_for(WAIT, &format!("trade {trade} to be {state}"), || async {
-        node.trades
-            .view(&t)
-            .ok()
-            .filter(|v| v["state"] == s.as_str())
-    })
-    .await
-    .expect("state")
+    jangteo_testnet::trade_state_is(node, trade, state, WAIT)
+        .await
+        .expect("state")
 }
 
 async fn act(node: &Node, trade: &str, action: &str, a: TradeAction) -> Value {
@@ -421,6 +415,35 @@ async fn strangers_cannot_make_a_node_store_or_retry() {
     }
     assert_eq!(taken, jangteo_node::trades::OPEN_OFFERS_PER_BUYER);
     let after = victim.trades.counts().expect("counts");
+    // Signed lies count against the peer that delivers them: a tampered signature, ten
+    // times within the offense window, and the stranger is banned.
+    let good = offer(&key(140), pk(SELLER), terms(lid, 1), 0, vec![]);
+    let mut forged = good.bytes().to_vec();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let peer: PeerId = victim.peer_id.parse().expect("peer id");
+    for _ in 0..jangteo_node::network::BAN_AFTER_INVALID {
+        let _ = stranger
+            .network
+            .send_trade(
+                peer,
+                TradeRequest {
+                    messages: vec![ByteBuf::from(forged.clone())],
+                },
+            )
+            .await;
+    }
+    let stranger_id = stranger.peer_id.clone();
+    wait_for(WAIT, "the stranger to be banned", || async {
+        victim
+            .network
+            .info()
+            .await
+            .ok()
+            .filter(|i| i.banned.contains(&stranger_id))
+    })
+    .await
+    .expect("banned for signed lies");
     assert_eq!(
         after.0 - before.0,
         taken as u64,

@@ -39,15 +39,9 @@ async fn post(seller: &Node, title: &str) -> String {
 }
 
 async fn state_is(node: &Node, trade: &str, state: &str) {
-    let (t, s) = (trade.to_owned(), state.to_owned());
-    wait_for(WAIT, &format!("trade {trade} to be {state}"), || async {
-        node.trades
-            .view(&t)
-            .ok()
-            .filter(|v| v["state"] == s.as_str())
-    })
-    .await
-    .expect("state");
+    jangteo_testnet::trade_state_is(node, trade, state, WAIT)
+        .await
+        .expect("state");
 }
 
 async fn act(node: &Node, trade: &str, action: &str) {
