@@ -583,11 +583,13 @@ impl Store {
 
     /// Number of listing heads (open or not).
     pub fn listing_count(&self) -> Result<u64, StoreError> {
+        self.count(CF_LISTING_HEADS)
+    }
+
+    /// Number of entries in a column family.
+    fn count(&self, cf: &'static str) -> Result<u64, StoreError> {
         let mut n = 0;
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_LISTING_HEADS)?, IteratorMode::Start)
-        {
+        for item in self.db.iterator_cf(self.cf(cf)?, IteratorMode::Start) {
             item?;
             n += 1;
         }
@@ -881,15 +883,7 @@ impl Store {
 
     /// Number of queued deliveries.
     pub fn queued_delivery_count(&self) -> Result<u64, StoreError> {
-        let mut n = 0;
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_DELIVERY_QUEUE)?, IteratorMode::Start)
-        {
-            item?;
-            n += 1;
-        }
-        Ok(n)
+        self.count(CF_DELIVERY_QUEUE)
     }
 
     /// What `trade` has reserved of its listing, if anything.
