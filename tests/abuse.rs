@@ -41,8 +41,8 @@ async fn strangers_cannot_make_a_node_store_or_retry_without_end() {
         );
     }
     let keys = 4;
-    let cap = (keys * jangteo_node::trades::OPEN_OFFERS_PER_BUYER)
-        .min(jangteo_node::trades::OPEN_OFFERS_PER_LISTING) as u64;
+    let cap = (keys * jangteo_node::services::trades::OPEN_OFFERS_PER_BUYER)
+        .min(jangteo_node::services::trades::OPEN_OFFERS_PER_LISTING) as u64;
     let taken = r["by_attack"]["real_listing"]["accepted"]
         .as_u64()
         .unwrap_or(u64::MAX);

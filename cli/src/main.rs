@@ -554,7 +554,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let location = match a.location.as_deref() {
                 None => Value::Null,
                 Some(l) => {
-                    let p = jangteo_node::listings::parse_lat_lon(l).ok_or_else(|| {
+                    let p = jangteo_node::services::listings::parse_lat_lon(l).ok_or_else(|| {
                         CliError::refused_msg("invalid_listing", format!("location {l:?}: expected LAT,LON with latitude within ±90 and longitude within ±180"))
                     })?;
                     json!({"lat": p.lat, "lon": p.lon})

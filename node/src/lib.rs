@@ -3,20 +3,16 @@
 //! Owns the data directory (identity key, RocksDB store, API address and token), starts the
 //! swarm task and the local API, and stops them cleanly. Services (listings, trades,
 //! reputation, search) live in their own modules and talk to the swarm through a
-//! [`network::Client`].
+//! [`net::Client`].
 
 pub mod api;
-pub mod blobs;
 pub mod error;
 pub mod ingest;
 pub mod keys;
-pub mod listings;
-pub mod network;
-pub mod reconcile;
-pub mod reputation;
-pub mod search;
+pub mod net;
+pub mod services;
 pub mod store;
-pub mod trades;
+pub mod sync;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,8 +24,9 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 pub use error::{NodeError, StoreError};
-pub use listings::Listings;
-pub use network::Client;
+pub use services::listings::Listings;
+use services::{blobs, reputation, search, trades};
+pub use net::Client;
 pub use store::Store;
 
 /// File in the data directory holding the API address, written once the API listens.
@@ -228,28 +225,28 @@ impl Node {
         let index = Arc::new(index);
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let net_cfg = network::NetworkConfig {
+        let net_cfg = net::NetworkConfig {
             listen: cfg
                 .listen
                 .iter()
-                .map(|s| network::parse_addr(s))
+                .map(|s| net::parse_addr(s))
                 .collect::<Result<_, _>>()?,
             follow: cfg.follow.clone(),
             bootstrap: cfg
                 .bootstrap
                 .iter()
-                .map(|s| network::parse_addr(s))
+                .map(|s| net::parse_addr(s))
                 .collect::<Result<_, _>>()?,
             mdns: cfg.mdns,
             relay: cfg.relay,
             external: cfg
                 .external
                 .iter()
-                .map(|s| network::parse_addr(s))
+                .map(|s| net::parse_addr(s))
                 .collect::<Result<_, _>>()?,
         };
-        let (inbound_trades, inbound_rx) = tokio::sync::mpsc::channel(network::INBOUND_TRADE_QUEUE);
-        let (client, event_loop) = network::build(
+        let (inbound_trades, inbound_rx) = tokio::sync::mpsc::channel(net::INBOUND_TRADE_QUEUE);
+        let (client, event_loop) = net::build(
             keypair,
             &net_cfg,
             store.clone(),

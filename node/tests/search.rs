@@ -5,7 +5,7 @@ use std::path::Path;
 use ed25519_dalek::SigningKey;
 use jangteo_node::Store;
 use jangteo_node::ingest::now_ms;
-use jangteo_node::search::{SearchIndex, SearchQuery};
+use jangteo_node::services::search::{SearchIndex, SearchQuery};
 use jangteo_protocol::{Condition, Kind, Listing, ListingStatus, Location, SignedObject};
 
 struct Market {

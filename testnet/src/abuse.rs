@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ed25519_dalek::SigningKey;
-use jangteo_node::network::{SYNC_RATE_WINDOW, TRADE_RATE_MAX, TradeRequest, TradeResponse};
+use jangteo_node::net::{SYNC_RATE_WINDOW, TRADE_RATE_MAX, TradeRequest, TradeResponse};
 use jangteo_node::{Client, Node, NodeConfig, ingest::now_ms};
 use jangteo_protocol::trade::{Terms, TradeMessage};
 use jangteo_protocol::{Kind, ListingId, ObjectId, PublicKey, SignedObject};

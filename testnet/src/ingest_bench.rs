@@ -12,7 +12,7 @@ use anyhow::{Result, bail};
 use ed25519_dalek::{Signature, VerifyingKey};
 use jangteo_node::Store;
 use jangteo_node::ingest::{Ingested, ingest, ingest_batch, now_ms};
-use jangteo_node::search::SearchIndex;
+use jangteo_node::services::search::SearchIndex;
 use jangteo_protocol::{Envelope, Kind, SignedObject};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use crate::search_bench;
 
 /// Objects per [`ingest_batch`] call: one sync page.
-pub const PAGE: usize = jangteo_node::network::SYNC_PAGE_MAX_OBJECTS;
+pub const PAGE: usize = jangteo_node::net::SYNC_PAGE_MAX_OBJECTS;
 
 /// Signed listings, encoded as they travel.
 pub fn signed_listings(count: usize, seed: u64) -> Vec<Vec<u8>> {

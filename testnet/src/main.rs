@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use jangteo_node::NodeEvent;
-use jangteo_node::listings::NewListing;
+use jangteo_node::services::listings::NewListing;
 use jangteo_testnet::netns::Netem;
 use jangteo_testnet::procs::{self, jangteo_bin};
 use jangteo_testnet::{

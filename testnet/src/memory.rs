@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use jangteo_node::Store;
 use jangteo_node::ingest::now_ms;
-use jangteo_node::search::SearchIndex;
+use jangteo_node::services::search::SearchIndex;
 use jangteo_protocol::{Kind, SignedObject};
 use rand::SeedableRng;
 use rand::rngs::StdRng;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use jangteo_node::blobs::{BlobServiceError, Blobs};
-use jangteo_node::listings::NewListing;
+use jangteo_node::services::blobs::{BlobServiceError, Blobs};
+use jangteo_node::services::listings::NewListing;
 use jangteo_protocol::blob::CHUNK_BYTES;
 use jangteo_testnet::{Cluster, Topology, tcp_addr, wait_for};
 

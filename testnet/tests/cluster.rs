@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use jangteo_node::NodeEvent;
-use jangteo_node::listings::NewListing;
+use jangteo_node::services::listings::NewListing;
 use jangteo_protocol::{Envelope, Kind};
 use jangteo_testnet::{Cluster, Topology, tcp_addr, wait_event, wait_for};
 
@@ -53,7 +53,7 @@ async fn a_listing_reaches_all_five_nodes_of_a_chain() {
         .listings
         .update(
             &posted.id,
-            jangteo_node::listings::ListingUpdate {
+            jangteo_node::services::listings::ListingUpdate {
                 price: Some(120_000),
                 ..Default::default()
             },

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use jangteo_node::Node;
-use jangteo_node::listings::NewListing;
-use jangteo_node::network::{TradeRequest, TradeResponse};
-use jangteo_node::trades::{NewOffer, TradeAction};
+use jangteo_node::services::listings::NewListing;
+use jangteo_node::net::{TradeRequest, TradeResponse};
+use jangteo_node::services::trades::{NewOffer, TradeAction};
 use jangteo_protocol::trade::{Terms, TradeMessage};
 use jangteo_protocol::{Kind, ListingId, ObjectId, PublicKey, SignedObject};
 use jangteo_testnet::{Cluster, Topology, tcp_addr, wait_for};
@@ -413,7 +413,7 @@ async fn strangers_cannot_make_a_node_store_or_retry() {
             taken += 1;
         }
     }
-    assert_eq!(taken, jangteo_node::trades::OPEN_OFFERS_PER_BUYER);
+    assert_eq!(taken, jangteo_node::services::trades::OPEN_OFFERS_PER_BUYER);
     let after = victim.trades.counts().expect("counts");
     // Signed lies count against the peer that delivers them: a tampered signature, ten
     // times within the offense window, and the stranger is banned.
@@ -422,7 +422,7 @@ async fn strangers_cannot_make_a_node_store_or_retry() {
     let last = forged.len() - 1;
     forged[last] ^= 1;
     let peer: PeerId = victim.peer_id.parse().expect("peer id");
-    for _ in 0..jangteo_node::network::BAN_AFTER_INVALID {
+    for _ in 0..jangteo_node::net::BAN_AFTER_INVALID {
         let _ = stranger
             .network
             .send_trade(

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use jangteo_node::NodeEvent;
-use jangteo_node::listings::NewListing;
+use jangteo_node::services::listings::NewListing;
 use jangteo_testnet::flood::{Flooder, invalid_objects};
 use jangteo_testnet::{Cluster, Topology, tcp_addr, wait_event, wait_for};
 

@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use jangteo_node::Node;
-use jangteo_node::listings::NewListing;
-use jangteo_node::reputation::{NewRating, ReputationError};
-use jangteo_node::search::SearchQuery;
-use jangteo_node::trades::{NewOffer, TradeAction};
+use jangteo_node::services::listings::NewListing;
+use jangteo_node::services::reputation::{NewRating, ReputationError};
+use jangteo_node::services::search::SearchQuery;
+use jangteo_node::services::trades::{NewOffer, TradeAction};
 use jangteo_protocol::attestation::Attestation;
 use jangteo_protocol::listing::ListingId;
 use jangteo_protocol::trade::{Role, Terms, TradeMessage};

@@ -92,7 +92,7 @@ async fn two_halves_of_a_partition_converge_when_it_heals() {
         for i in 0..n {
             half.nodes[i % 2]
                 .listings
-                .post(jangteo_node::listings::NewListing {
+                .post(jangteo_node::services::listings::NewListing {
                     title: format!("{tag} listing {i}"),
                     price: 1_000 + i as u64,
                     currency: "KRW".into(),
@@ -141,7 +141,7 @@ async fn a_node_reconciles_only_the_categories_it_follows() {
     ] {
         seller
             .listings
-            .post(jangteo_node::listings::NewListing {
+            .post(jangteo_node::services::listings::NewListing {
                 title: title.into(),
                 price: 1_000,
                 currency: "KRW".into(),

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use jangteo_node::listings::NewListing;
-use jangteo_node::trades::{NewOffer, TradeAction};
+use jangteo_node::services::listings::NewListing;
+use jangteo_node::services::trades::{NewOffer, TradeAction};
 use jangteo_node::{Node, NodeEvent};
 use jangteo_testnet::{Cluster, Topology, tcp_addr, wait_event, wait_for};
 use serde_json::Value;
@@ -419,12 +419,12 @@ async fn a_dispute_is_closed_by_the_moderator_the_listing_named_and_redelivery_c
         .store
         .trade_messages(&jangteo_protocol::ObjectId::from_hex(&trade).expect("id"))
         .expect("chain");
-    let again = jangteo_node::network::TradeRequest {
+    let again = jangteo_node::net::TradeRequest {
         messages: raw.into_iter().map(serde_bytes::ByteBuf::from).collect(),
     };
     assert_eq!(
         seller.trades.receive(again).await,
-        jangteo_node::network::TradeResponse::Accepted
+        jangteo_node::net::TradeResponse::Accepted
     );
     assert_eq!(
         seller.trades.view(&trade).expect("view")["history"]

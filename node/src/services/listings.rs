@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
 use crate::ingest::now_ms;
-use crate::network::Client;
-use crate::search::{SearchError, SearchIndex, SearchQuery};
+use crate::net::Client;
+use crate::services::search::{SearchError, SearchIndex, SearchQuery};
 use crate::store::{Store, StoredListing};
 
 /// Why a listing operation was refused.

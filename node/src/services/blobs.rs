@@ -16,7 +16,7 @@ use serde_bytes::ByteBuf;
 use serde_json::{Value, json};
 
 use crate::error::{NodeError, StoreError};
-use crate::network::{BlobRequest, BlobResponse, Client};
+use crate::net::{BlobRequest, BlobResponse, Client};
 use crate::store::Store;
 
 /// How long a DHT provider lookup may take.

@@ -301,7 +301,7 @@ struct PeerSync {
 }
 
 enum Pending {
-    Round(String, Box<crate::reconcile::Initiator>),
+    Round(String, Box<crate::sync::reconcile::Initiator>),
     Fetch(String, Vec<[u8; 32]>),
 }
 
@@ -629,7 +629,7 @@ pub struct EventLoop {
     /// Object bytes served by sync per peer in the current window.
     sync_served: HashMap<PeerId, (Instant, u64)>,
     /// Sync items per shard: (store generation, when built, sorted items).
-    item_cache: HashMap<String, (u64, Instant, Arc<Vec<crate::reconcile::Item>>)>,
+    item_cache: HashMap<String, (u64, Instant, Arc<Vec<crate::sync::reconcile::Item>>)>,
     /// Reconciliation rounds and fetches in flight.
     pending_sync: HashMap<request_response::OutboundRequestId, Pending>,
     /// Per-peer sync progress.
@@ -1726,7 +1726,7 @@ impl EventLoop {
 
     /// A shard's items, from a cache kept until the store changes (or 30 s pass), so that
     /// serving many rounds to many peers does not rescan the store each time.
-    fn shard_items(&mut self, shard: &str) -> Result<Arc<Vec<crate::reconcile::Item>>, String> {
+    fn shard_items(&mut self, shard: &str) -> Result<Arc<Vec<crate::sync::reconcile::Item>>, String> {
         let generation = if shard == "attestations" {
             self.store.trust_generation()
         } else {
@@ -1740,7 +1740,7 @@ impl EventLoop {
         }
         let r = match shard.strip_prefix("listings/") {
             Some(cat) => self.store.sync_items(cat, now_ms()),
-            None if shard == "attestations" => crate::reconcile::attestation_items(&self.store),
+            None if shard == "attestations" => crate::sync::reconcile::attestation_items(&self.store),
             None => return Err(format!("unknown shard {shard:?}")),
         };
         let mut items = r.map_err(|e| format!("store: {e}"))?;
@@ -1805,7 +1805,7 @@ impl EventLoop {
                 return;
             }
         };
-        match crate::reconcile::Initiator::new(items.as_ref().clone()) {
+        match crate::sync::reconcile::Initiator::new(items.as_ref().clone()) {
             Ok((init, msg)) => self.send_round(peer, shard, Box::new(init), msg),
             Err(e) => tracing::warn!(shard = %shard, error = %e, "cannot start reconciliation"),
         }
@@ -1815,7 +1815,7 @@ impl EventLoop {
         &mut self,
         peer: PeerId,
         shard: String,
-        init: Box<crate::reconcile::Initiator>,
+        init: Box<crate::sync::reconcile::Initiator>,
         msg: Vec<u8>,
     ) {
         self.sync_totals.bytes_sent += msg.len() as u64;
@@ -1862,7 +1862,7 @@ impl EventLoop {
                             self.send_round(peer, shard, init, next);
                         }
                     }
-                    Err(crate::reconcile::ReconcileError::TooManyRounds(_)) => {
+                    Err(crate::sync::reconcile::ReconcileError::TooManyRounds(_)) => {
                         // Fetch what was learned, then reconcile this shard again.
                         if let Some(ps) = self.peer_sync.get_mut(&peer) {
                             ps.rerun.insert(shard);
@@ -2348,7 +2348,7 @@ impl EventLoop {
                     Ok(i) => i,
                     Err(e) => return SyncResponse::Refused(e),
                 };
-                match crate::reconcile::respond(&items, &msg) {
+                match crate::sync::reconcile::respond(&items, &msg) {
                     Ok(reply) => SyncResponse::Reconciled {
                         msg: ByteBuf::from(reply),
                     },

@@ -36,7 +36,7 @@ use tokio::sync::{Mutex, broadcast, mpsc, watch};
 use crate::NodeEvent;
 use crate::error::StoreError;
 use crate::ingest::now_ms;
-use crate::network::{
+use crate::net::{
     Client, InboundTrade, MailboxRequest, MailboxResponse, TradeRequest, TradeResponse,
 };
 use crate::store::{DeliveryWrite, ProofWrite, Reservation, Store, TradeStep};

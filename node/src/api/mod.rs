@@ -16,12 +16,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::blobs::{BlobServiceError, Blobs};
-use crate::listings::{ListingError, ListingUpdate, Listings, NewListing};
-use crate::network::Client;
-use crate::reputation::{NewRating, Reputation, ReputationError};
-use crate::search::SearchQuery;
-use crate::trades::{NewOffer, TradeAction, TradeError, Trades};
+use crate::services::blobs::{BlobServiceError, Blobs};
+use crate::services::listings::{ListingError, ListingUpdate, Listings, NewListing};
+use crate::net::Client;
+use crate::services::reputation::{NewRating, Reputation, ReputationError};
+use crate::services::search::SearchQuery;
+use crate::services::trades::{NewOffer, TradeAction, TradeError, Trades};
 
 /// Largest request body the API reads.
 pub const API_BODY_MAX_BYTES: usize = 64 * 1024;

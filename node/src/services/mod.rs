@@ -1,0 +1,8 @@
+//! The node's services: each owns one capability and talks to the swarm through a
+//! [`crate::net::Client`].
+
+pub mod blobs;
+pub mod listings;
+pub mod reputation;
+pub mod search;
+pub mod trades;

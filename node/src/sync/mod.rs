@@ -1,0 +1,3 @@
+//! Catch-up between peers: set reconciliation over each shard's (timestamp, id) items.
+
+pub mod reconcile;
