@@ -8,16 +8,14 @@
 
 use ciborium::value::Value;
 
-use crate::MAX_CLOCK_SKEW_MS;
 use crate::cbor::{self, Fields, canonical_map, uint};
-use crate::envelope::{ObjectId, PublicKey, SignedObject};
+use crate::envelope::SignedObject;
 use crate::error::{DecodeError, FieldError};
-use crate::trade::{CHAIN_MAX, ChainMessage, Role, Terms, TradeChain, TradeState};
+use crate::ids::{ObjectId, PublicKey};
+use crate::limits::{CHAIN_MAX, MAX_CLOCK_SKEW_MS};
+use crate::trade::{ChainMessage, Role, Terms, TradeChain, TradeState};
 
-/// Longest comment, in bytes.
-pub const COMMENT_MAX_BYTES: usize = 500;
-/// Largest encoded attestation envelope (it embeds a whole trade chain).
-pub const MAX_ATTESTATION_BYTES: usize = 128 * 1024;
+pub use crate::limits::{ATTESTATION_CHAIN_MIN, COMMENT_MAX_BYTES, MAX_ATTESTATION_BYTES};
 
 /// An attestation body.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,16 +7,9 @@
 //! the id), then each chunk (checked against its hash in the manifest), so a peer that lies is
 //! caught at the first bad chunk, and nothing unverified is ever kept.
 
-use crate::ObjectId;
+use crate::ids::ObjectId;
 
-/// Chunk size.
-pub const CHUNK_BYTES: usize = 256 * 1024;
-/// Largest blob (an image).
-pub const MAX_BLOB_BYTES: usize = 5 * 1024 * 1024;
-/// Most chunks a blob can have.
-pub const MAX_CHUNKS: usize = MAX_BLOB_BYTES.div_ceil(CHUNK_BYTES);
-/// Largest manifest.
-pub const MAX_MANIFEST_BYTES: usize = 8 + 32 * MAX_CHUNKS;
+pub use crate::limits::{CHUNK_BYTES, MAX_BLOB_BYTES, MAX_CHUNKS, MAX_MANIFEST_BYTES};
 
 const DOMAIN: &[u8] = b"jangteo/v1/blob";
 

@@ -8,9 +8,11 @@
 use ciborium::value::{Integer, Value};
 
 use crate::error::DecodeError;
+use crate::ids::PublicKey;
 
-/// Deepest nesting a body may have; bodies are flat maps with small arrays inside.
-pub const MAX_DEPTH: usize = 4;
+/// Deepest nesting a body may have, in levels (see [`crate::limits::CBOR_MAX_LEVELS`]).
+pub use crate::limits::CBOR_MAX_LEVELS as MAX_DEPTH;
+use crate::limits::CBOR_MAX_LEVELS;
 
 /// Encodes a CBOR value to bytes. Values built by this crate never fail to encode.
 pub fn to_vec(value: &Value) -> Vec<u8> {
@@ -45,21 +47,23 @@ fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
 pub fn from_slice_canonical(bytes: &[u8]) -> Result<Value, DecodeError> {
     let value: Value =
         ciborium::from_reader(bytes).map_err(|e| DecodeError::Cbor(e.to_string()))?;
-    check_value(&value, 0)?;
+    check_value(&value, 1)?;
     if to_vec(&value) != bytes {
         return Err(DecodeError::NotCanonical);
     }
     Ok(value)
 }
 
-fn check_value(value: &Value, depth: usize) -> Result<(), DecodeError> {
-    if depth > MAX_DEPTH {
+/// Checks the value at nesting `level` (the top-level item is level 1; whatever an array or
+/// a map holds is one level deeper) and everything inside it.
+fn check_value(value: &Value, level: usize) -> Result<(), DecodeError> {
+    if level > CBOR_MAX_LEVELS {
         return Err(DecodeError::TooDeep);
     }
     match value {
         Value::Float(_) => Err(DecodeError::Forbidden("float")),
         Value::Tag(..) => Err(DecodeError::Forbidden("tag")),
-        Value::Array(items) => items.iter().try_for_each(|v| check_value(v, depth + 1)),
+        Value::Array(items) => items.iter().try_for_each(|v| check_value(v, level + 1)),
         Value::Map(entries) => {
             let mut prev: Option<&str> = None;
             for (k, v) in entries {
@@ -72,7 +76,7 @@ fn check_value(value: &Value, depth: usize) -> Result<(), DecodeError> {
                     return Err(DecodeError::NotCanonical);
                 }
                 prev = Some(k);
-                check_value(v, depth + 1)?;
+                check_value(v, level + 1)?;
             }
             Ok(())
         }
@@ -186,7 +190,7 @@ impl Fields {
         &mut self,
         name: &'static str,
         max: usize,
-    ) -> Result<Vec<crate::envelope::PublicKey>, DecodeError> {
+    ) -> Result<Vec<PublicKey>, DecodeError> {
         let Some(items) = self.opt_array(name)? else {
             return Ok(Vec::new());
         };
@@ -199,12 +203,14 @@ impl Fields {
         items
             .into_iter()
             .map(|v| match v {
-                Value::Bytes(b) => <[u8; 32]>::try_from(b)
-                    .map(crate::envelope::PublicKey)
-                    .map_err(|_| DecodeError::WrongType {
-                        field: name,
-                        expected: "32-byte keys",
-                    }),
+                Value::Bytes(b) => {
+                    <[u8; 32]>::try_from(b)
+                        .map(PublicKey)
+                        .map_err(|_| DecodeError::WrongType {
+                            field: name,
+                            expected: "32-byte keys",
+                        })
+                }
                 _ => Err(DecodeError::WrongType {
                     field: name,
                     expected: "bytes",
@@ -252,11 +258,7 @@ pub fn as_i64(v: Value, name: &'static str) -> Result<i64, DecodeError> {
 
 /// Pushes `name` as an array of keys, unless `keys` is empty (the counterpart of
 /// [`Fields::opt_keys`]).
-pub fn push_keys(
-    e: &mut Vec<(&'static str, Value)>,
-    name: &'static str,
-    keys: &[crate::envelope::PublicKey],
-) {
+pub fn push_keys(e: &mut Vec<(&'static str, Value)>, name: &'static str, keys: &[PublicKey]) {
     if !keys.is_empty() {
         e.push((
             name,

@@ -10,11 +10,10 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use crate::cbor;
 use crate::error::{DecodeError, ObjectError};
+use crate::limits::{MAX_ATTESTATION_BYTES, MAX_EQUIVOCATION_BYTES};
 
-/// Largest encoded envelope of every kind but attestations (network, store, API).
-pub const MAX_OBJECT_BYTES: usize = 32 * 1024;
-/// Largest encoded envelope of any kind (an attestation embeds a trade chain).
-pub const MAX_ANY_OBJECT_BYTES: usize = crate::attestation::MAX_ATTESTATION_BYTES;
+pub use crate::ids::{ObjectId, PublicKey, peer_id_string, public_key_from_peer_id};
+pub use crate::limits::{MAX_ANY_OBJECT_BYTES, MAX_OBJECT_BYTES};
 
 /// Prefix of every signature's domain tag; the kind's name follows it.
 pub const DOMAIN_PREFIX: &str = "jangteo/v1/";
@@ -94,8 +93,8 @@ impl Kind {
     /// Largest encoded envelope of this kind.
     pub fn max_bytes(self) -> usize {
         match self {
-            Kind::Attestation => crate::attestation::MAX_ATTESTATION_BYTES,
-            Kind::Equivocation => crate::trade::MAX_EQUIVOCATION_BYTES,
+            Kind::Attestation => MAX_ATTESTATION_BYTES,
+            Kind::Equivocation => MAX_EQUIVOCATION_BYTES,
             _ => MAX_OBJECT_BYTES,
         }
     }
@@ -113,83 +112,6 @@ impl Kind {
         msg.extend_from_slice(body);
         msg
     }
-}
-
-/// A 32-byte blake3 content id of an object's exact bytes. Displayed in lowercase hex.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct ObjectId(pub [u8; 32]);
-
-impl ObjectId {
-    /// The id of the given bytes.
-    pub fn of(bytes: &[u8]) -> Self {
-        Self(*blake3::hash(bytes).as_bytes())
-    }
-
-    /// Lowercase hex.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    /// Parses 64 hex digits.
-    pub fn from_hex(s: &str) -> Option<Self> {
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out).ok()?;
-        Some(Self(out))
-    }
-}
-
-impl std::fmt::Debug for ObjectId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ObjectId({})", self.to_hex())
-    }
-}
-
-impl std::fmt::Display for ObjectId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-/// An author's ed25519 public key (32 bytes), the same key as the node's libp2p identity.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PublicKey(pub [u8; 32]);
-
-impl PublicKey {
-    /// The libp2p peer id (base58, `12D3KooW…`) of this key.
-    pub fn peer_id(&self) -> String {
-        peer_id_string(&self.0)
-    }
-
-    /// Lowercase hex.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-}
-
-impl std::fmt::Debug for PublicKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PublicKey({})", self.peer_id())
-    }
-}
-
-/// The libp2p peer id string of an ed25519 public key: base58 of the identity multihash of
-/// the protobuf-encoded key (`00 24 08 01 12 20 || key`).
-pub fn peer_id_string(key: &[u8; 32]) -> String {
-    let mut buf = Vec::with_capacity(38);
-    buf.extend_from_slice(&[0x00, 0x24, 0x08, 0x01, 0x12, 0x20]);
-    buf.extend_from_slice(key);
-    bs58::encode(buf).into_string()
-}
-
-/// Parses a peer id string back to the ed25519 key it embeds.
-pub fn public_key_from_peer_id(s: &str) -> Option<PublicKey> {
-    let raw = bs58::decode(s).into_vec().ok()?;
-    if raw.len() != 38 || raw[..6] != [0x00, 0x24, 0x08, 0x01, 0x12, 0x20] {
-        return None;
-    }
-    let mut key = [0u8; 32];
-    key.copy_from_slice(&raw[6..]);
-    Some(PublicKey(key))
 }
 
 /// The decoded parts of an envelope.

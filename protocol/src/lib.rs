@@ -10,6 +10,8 @@ pub mod blob;
 pub mod cbor;
 pub mod envelope;
 pub mod error;
+pub mod ids;
+pub mod limits;
 pub mod listing;
 pub mod mailbox;
 pub mod profile;
@@ -27,8 +29,7 @@ pub use error::{DecodeError, FieldError, ObjectError};
 pub use listing::{Condition, Listing, ListingId, ListingStatus, Location};
 pub use profile::Profile;
 
-/// Objects dated further than this into the future are refused (clock skew allowance).
-pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+pub use limits::MAX_CLOCK_SKEW_MS;
 
 /// A decoded, verified and validated object of any kind.
 #[derive(Debug, Clone)]

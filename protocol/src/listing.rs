@@ -6,31 +6,15 @@
 
 use ciborium::value::Value;
 
-use crate::MAX_CLOCK_SKEW_MS;
 use crate::cbor::{self, Fields, canonical_map, int, uint};
-use crate::envelope::{ObjectId, PublicKey};
 use crate::error::{DecodeError, FieldError};
+use crate::ids::{ObjectId, PublicKey};
+use crate::limits::{MAX_CLOCK_SKEW_MS, MODERATORS_MAX};
 
-/// Longest title, in characters.
-pub const TITLE_MAX_CHARS: usize = 120;
-/// Longest title, in bytes of UTF-8.
-pub const TITLE_MAX_BYTES: usize = 480;
-/// Longest description, in bytes of UTF-8.
-pub const DESCRIPTION_MAX_BYTES: usize = 8000;
-/// Longest category name, in bytes (`[a-z0-9-]`).
-pub const CATEGORY_MAX_BYTES: usize = 32;
-/// Highest price, in minor units (10^15: beyond any second-hand trade).
-pub const PRICE_MAX: u64 = 1_000_000_000_000_000;
-/// Highest quantity on offer.
-pub const QUANTITY_MAX: u64 = 100_000;
-/// Most images a listing may name.
-pub const IMAGES_MAX: usize = 8;
-/// Longest a listing may live from its creation, in milliseconds (180 days).
-pub const LIFETIME_MAX_MS: u64 = 180 * 24 * 3600 * 1000;
-/// Default lifetime given by clients that do not choose one (30 days).
-pub const LIFETIME_DEFAULT_MS: u64 = 30 * 24 * 3600 * 1000;
-/// Earliest timestamp accepted (2024-01-01T00:00:00Z): catches seconds sent as milliseconds.
-pub const EARLIEST_MS: u64 = 1_704_067_200_000;
+pub use crate::limits::{
+    CATEGORY_MAX_BYTES, DESCRIPTION_MAX_BYTES, EARLIEST_MS, IMAGES_MAX, LIFETIME_DEFAULT_MS,
+    LIFETIME_MAX_MS, PRICE_MAX, QUANTITY_MAX, TITLE_MAX_BYTES, TITLE_MAX_CHARS,
+};
 /// The category used when none is given.
 pub const DEFAULT_CATEGORY: &str = "general";
 
@@ -440,7 +424,7 @@ impl Listing {
             quantity: f.u64("quantity")?,
             images,
             location,
-            moderators: f.opt_keys("mods", crate::trade::MODERATORS_MAX)?,
+            moderators: f.opt_keys("mods", MODERATORS_MAX)?,
         };
         f.finish()?;
         Ok(l)
@@ -506,10 +490,10 @@ impl Listing {
                 format!("above the maximum {QUANTITY_MAX}"),
             ));
         }
-        if self.moderators.len() > crate::trade::MODERATORS_MAX {
+        if self.moderators.len() > MODERATORS_MAX {
             return Err(FieldError::new(
                 "moderator",
-                format!("at most {} moderators", crate::trade::MODERATORS_MAX),
+                format!("at most {} moderators", MODERATORS_MAX),
             ));
         }
         if self.images.len() > IMAGES_MAX {

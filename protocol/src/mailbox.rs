@@ -16,11 +16,10 @@ use curve25519_dalek::MontgomeryPoint;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use crate::cbor;
-use crate::envelope::PublicKey;
 use crate::error::DecodeError;
+use crate::ids::PublicKey;
 
-/// Largest sealed item a relay accepts.
-pub const SEALED_MAX_BYTES: usize = 256 * 1024;
+pub use crate::limits::SEALED_MAX_BYTES;
 const CONTEXT: &str = "jangteo/v1 mailbox seal";
 
 /// Why an item could not be sealed or opened.

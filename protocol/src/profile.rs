@@ -2,15 +2,12 @@
 //!
 //! Owns the body's fields, encoding and limits; nothing about storage.
 
-use crate::MAX_CLOCK_SKEW_MS;
 use crate::cbor::{self, Fields, canonical_map, uint};
 use crate::error::{DecodeError, FieldError};
+use crate::limits::MAX_CLOCK_SKEW_MS;
 use ciborium::value::Value;
 
-/// Longest display name, in characters.
-pub const NAME_MAX_CHARS: usize = 64;
-/// Longest bio, in bytes.
-pub const BIO_MAX_BYTES: usize = 1000;
+pub use crate::limits::{BIO_MAX_BYTES, NAME_MAX_CHARS};
 
 /// A node's public profile.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,20 +12,16 @@ use std::collections::BTreeMap;
 
 use ciborium::value::Value;
 
-use crate::MAX_CLOCK_SKEW_MS;
 use crate::cbor::{self, Fields, canonical_map, uint};
-use crate::envelope::{Kind, ObjectId, PublicKey, SignedObject};
-use crate::error::{DecodeError, FieldError};
-use crate::listing::{ListingId, QUANTITY_MAX};
+use crate::envelope::{Kind, SignedObject};
+use crate::error::{DecodeError, FieldError, ObjectError};
+use crate::ids::{ObjectId, PublicKey};
+use crate::limits::{MAX_CLOCK_SKEW_MS, QUANTITY_MAX};
+use crate::listing::ListingId;
 
-/// Longest free-text note (offer message, reason, payment reference, tracking), in bytes.
-pub const NOTE_MAX_BYTES: usize = 1000;
-/// Most moderators an offer may name.
-pub const MODERATORS_MAX: usize = 3;
-/// Most messages a trade chain may hold.
-pub const CHAIN_MAX: usize = 64;
-/// Most counters in one trade, so a haggle always leaves room to finish the trade.
-pub const COUNTERS_MAX: usize = 16;
+pub use crate::limits::{
+    CHAIN_MAX, COUNTERS_MAX, MAX_EQUIVOCATION_BYTES, MODERATORS_MAX, NOTE_MAX_BYTES,
+};
 
 /// The agreed (or proposed) terms of a trade.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,9 +87,6 @@ fn bytes32(b: Vec<u8>, field: &'static str) -> Result<[u8; 32], DecodeError> {
 /// The kinds of trade message (each its own envelope kind, so signatures never cross): the
 /// kinds between attestation and equivocation in [`ALL_KINDS`](crate::envelope::ALL_KINDS).
 pub const TRADE_KINDS: &[Kind] = crate::envelope::ALL_KINDS.split_at(3).1.split_at(10).0;
-
-/// Largest encoded equivocation proof (it embeds two trade envelopes).
-pub const MAX_EQUIVOCATION_BYTES: usize = 2 * crate::envelope::MAX_OBJECT_BYTES + 1024;
 
 /// The body of any trade message. Which fields are present depends on the kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -421,7 +414,7 @@ pub struct ChainMessage {
 
 impl ChainMessage {
     /// Decodes and validates a verified object of a trade kind.
-    pub fn new(object: SignedObject, now_ms: u64) -> Result<Self, crate::ObjectError> {
+    pub fn new(object: SignedObject, now_ms: u64) -> Result<Self, ObjectError> {
         let env = object.envelope();
         if !TRADE_KINDS.contains(&env.kind) {
             return Err(DecodeError::UnknownKind(format!(
@@ -898,7 +891,7 @@ impl Equivocation {
 
     /// Decodes a body and verifies both embedded signatures (not the checks of
     /// [`check`](Self::check)).
-    pub fn decode(body: &[u8]) -> Result<Self, crate::ObjectError> {
+    pub fn decode(body: &[u8]) -> Result<Self, ObjectError> {
         let mut f = Fields::from_value(cbor::from_slice_canonical(body)?)?;
         let a = f.bytes("a")?;
         let b = f.bytes("b")?;
@@ -916,12 +909,11 @@ impl Equivocation {
 
     /// Checks the proof: both are valid trade messages (signatures verified on decode) of
     /// the same trade, by the same author, following the same `prev`, and different.
-    pub fn check(&self, now_ms: u64) -> Result<EquivocationFacts, crate::ObjectError> {
+    pub fn check(&self, now_ms: u64) -> Result<EquivocationFacts, ObjectError> {
         let a = ChainMessage::new(self.first.clone(), now_ms)?;
         let b = ChainMessage::new(self.second.clone(), now_ms)?;
-        let bad = |why: &str| -> crate::ObjectError {
-            FieldError::new("equivocation", why.to_string()).into()
-        };
+        let bad =
+            |why: &str| -> ObjectError { FieldError::new("equivocation", why.to_string()).into() };
         if a.id() == b.id() {
             return Err(bad("the two messages are the same"));
         }

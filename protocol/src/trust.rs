@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 
-use crate::PublicKey;
+use crate::ids::PublicKey;
 
 /// One rating of a completed trade, as the trust computation sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

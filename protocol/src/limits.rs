@@ -1,0 +1,90 @@
+//! Every size, count and time limit of the wire format, in one place (SPEC.md names each).
+//!
+//! This module holds constants only and imports nothing from the crate, so any module may
+//! use it without forming an import circle. The modules that apply a limit re-export it under
+//! its old path (`listing::PRICE_MAX`, `trade::CHAIN_MAX`, …).
+
+// --- Encoding and envelopes (SPEC §1, §2) ---
+
+/// Deepest nesting a CBOR item may have: the top-level item is level 1, and every item inside
+/// an array or a map (keys and values) is one level deeper than its container.
+pub const CBOR_MAX_LEVELS: usize = 4;
+/// Largest encoded envelope of every kind but attestations and equivocation proofs.
+pub const MAX_OBJECT_BYTES: usize = 32 * 1024;
+/// Largest encoded attestation envelope (it embeds a whole trade chain).
+pub const MAX_ATTESTATION_BYTES: usize = 128 * 1024;
+/// Largest encoded equivocation proof (it embeds two trade envelopes).
+pub const MAX_EQUIVOCATION_BYTES: usize = 2 * MAX_OBJECT_BYTES + 1024;
+/// Largest encoded envelope of any kind.
+pub const MAX_ANY_OBJECT_BYTES: usize = MAX_ATTESTATION_BYTES;
+/// Objects dated further than this into the future are refused (clock skew allowance).
+pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+/// Earliest timestamp accepted (2024-01-01T00:00:00Z): catches seconds sent as milliseconds.
+pub const EARLIEST_MS: u64 = 1_704_067_200_000;
+
+// --- Listings (SPEC §3) ---
+
+/// Longest title, in Unicode code points (scalar values).
+pub const TITLE_MAX_CHARS: usize = 120;
+/// Longest title, in bytes of UTF-8: follows from [`TITLE_MAX_CHARS`] (4 bytes per code point
+/// at most), so it never binds on its own.
+pub const TITLE_MAX_BYTES: usize = 4 * TITLE_MAX_CHARS;
+/// Longest description, in bytes of UTF-8.
+pub const DESCRIPTION_MAX_BYTES: usize = 8000;
+/// Longest category name, in bytes (`[a-z0-9-]`).
+pub const CATEGORY_MAX_BYTES: usize = 32;
+/// Highest price, in minor units (10^15: beyond any second-hand trade).
+pub const PRICE_MAX: u64 = 1_000_000_000_000_000;
+/// Highest quantity on offer.
+pub const QUANTITY_MAX: u64 = 100_000;
+/// Most images a listing may name.
+pub const IMAGES_MAX: usize = 8;
+/// Longest a listing may live from its creation, in milliseconds (180 days).
+pub const LIFETIME_MAX_MS: u64 = 180 * 24 * 3600 * 1000;
+/// Default lifetime given by clients that do not choose one (30 days).
+pub const LIFETIME_DEFAULT_MS: u64 = 30 * 24 * 3600 * 1000;
+/// Largest |latitude| in microdegrees.
+pub const LAT_E6_MAX: i32 = 90_000_000;
+/// Largest |longitude| in microdegrees.
+pub const LON_E6_MAX: i32 = 180_000_000;
+/// Most moderators a listing or an offer may name.
+pub const MODERATORS_MAX: usize = 3;
+
+// --- Profiles (SPEC §4) ---
+
+/// Longest display name, in Unicode code points.
+pub const NAME_MAX_CHARS: usize = 64;
+/// Longest bio, in bytes.
+pub const BIO_MAX_BYTES: usize = 1000;
+
+// --- Trades (SPEC §5) ---
+
+/// Longest free-text note (offer message, reason, payment reference, tracking), in bytes.
+pub const NOTE_MAX_BYTES: usize = 1000;
+/// Most messages a trade chain may hold.
+pub const CHAIN_MAX: usize = 64;
+/// Most counters in one trade, so a haggle always leaves room to finish the trade.
+pub const COUNTERS_MAX: usize = 16;
+
+// --- Attestations (SPEC §7) ---
+
+/// Longest comment, in bytes.
+pub const COMMENT_MAX_BYTES: usize = 500;
+/// Fewest messages of a completed trade: offer, accept, paid, received.
+pub const ATTESTATION_CHAIN_MIN: usize = 4;
+
+// --- Mailboxes (SPEC §6) ---
+
+/// Largest sealed item a relay accepts.
+pub const SEALED_MAX_BYTES: usize = 256 * 1024;
+
+// --- Blobs (SPEC §8) ---
+
+/// Blob chunk size.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+/// Largest blob (an image).
+pub const MAX_BLOB_BYTES: usize = 5 * 1024 * 1024;
+/// Most chunks a blob can have.
+pub const MAX_CHUNKS: usize = MAX_BLOB_BYTES.div_ceil(CHUNK_BYTES);
+/// Largest blob manifest.
+pub const MAX_MANIFEST_BYTES: usize = 8 + 32 * MAX_CHUNKS;
