@@ -24,11 +24,11 @@ use tokio::sync::watch;
 
 use crate::error::StoreError;
 use crate::ingest::now_ms;
-use crate::services::listings::{ListingError, ListingView, Listings};
 use crate::net::Client;
+use crate::services::listings::{ListingError, ListingView, Listings};
 use crate::services::search::{SEARCH_LIMIT_MAX, SearchQuery};
-use crate::store::Store;
 use crate::services::trades::{TradeError, Trades};
+use crate::store::Store;
 
 /// How long the background task waits after a change before recomputing (changes often come
 /// in bursts, e.g. a sync page of attestations).
@@ -405,7 +405,9 @@ impl Reputation {
         let snap = self.fresh().unwrap_or_else(|_| self.cached());
         let by_trust = q.sort.as_deref() == Some("trust");
         let mut hits = if by_trust {
-            let limit = q.limit.unwrap_or(crate::services::search::SEARCH_LIMIT_DEFAULT);
+            let limit = q
+                .limit
+                .unwrap_or(crate::services::search::SEARCH_LIMIT_DEFAULT);
             if limit == 0 || limit > SEARCH_LIMIT_MAX {
                 return Err(ListingError::BadQuery(format!(
                     "limit {limit}: must be 1-{SEARCH_LIMIT_MAX}"
@@ -435,7 +437,9 @@ impl Reputation {
                 y.0.total_cmp(&x.0).then(y.1.total_cmp(&x.1))
             });
             let offset = q.offset.unwrap_or(0);
-            let limit = q.limit.unwrap_or(crate::services::search::SEARCH_LIMIT_DEFAULT);
+            let limit = q
+                .limit
+                .unwrap_or(crate::services::search::SEARCH_LIMIT_DEFAULT);
             hits = hits.into_iter().skip(offset).take(limit).collect();
         }
         Ok(hits)
