@@ -183,11 +183,10 @@ impl Trades {
                         .push(Delivery::queued(to, now).write(m.id(), now));
                     plan.send.push(m.id());
                 }
-                Some(mut d) if d.status == "queued" && delivered_back.contains(&m.id()) => {
-                    d.status = "delivered".into();
-                    d.reason = None;
-                    d.updated_at = now;
-                    plan.step.deliveries.push(d.write(m.id(), now));
+                Some(mut d) if delivered_back.contains(&m.id()) => {
+                    if d.mark_delivered(now) {
+                        plan.step.deliveries.push(d.write(m.id(), now));
+                    }
                 }
                 Some(_) => {}
             }
@@ -198,11 +197,8 @@ impl Trades {
                 continue;
             }
             if let Some(mut d) = self.delivery(&m.id())?
-                && d.status == "queued"
+                && d.fail(why.reason(), now)
             {
-                d.status = "failed".into();
-                d.reason = Some(why.reason());
-                d.updated_at = now;
                 plan.step.deliveries.push(d.write(m.id(), now));
             }
         }

@@ -12,7 +12,7 @@ use jangteo_protocol::{Kind, ObjectId, SignedObject, public_key_from_peer_id};
 use libp2p::PeerId;
 use serde_bytes::ByteBuf;
 
-use super::delivery::{DELIVERY_ATTEMPTS_MAX, DELIVERY_LIFETIME_MS, Delivery};
+use super::delivery::{Attempt, Delivery, DeliveryStatus};
 use super::{TradeError, Trades};
 use crate::NodeEvent;
 use crate::ingest::now_ms;
@@ -38,7 +38,7 @@ impl Trades {
         let Ok(Some(mut d)) = self.delivery(msg) else {
             return;
         };
-        if d.status != "queued" {
+        if !d.is_queued() {
             return;
         }
         let now = now_ms();
@@ -51,41 +51,21 @@ impl Trades {
         let Ok(Some(chain)) = self.load(trade) else {
             return;
         };
-        if !chain.messages.iter().any(|m| m.id() == *msg) {
-            d.status = "failed".into();
-            d.reason = Some("superseded: another message took its place in the trade first".into());
-            d.updated_at = now;
+        let Some(ours) = chain.messages.iter().find(|m| m.id() == *msg) else {
+            d.fail(
+                "superseded: another message took its place in the trade first".into(),
+                now,
+            );
             record(&d);
             return;
-        }
-        let answered = |peer: &str| chain.messages.iter().any(|m| m.author().peer_id() == peer);
-        if d.created_at > 0 && now.saturating_sub(d.created_at) > DELIVERY_LIFETIME_MS {
-            d.status = "failed".into();
-            d.reason = Some(format!(
-                "not delivered within {} days: {}",
-                DELIVERY_LIFETIME_MS / 86_400_000,
-                d.reason.clone().unwrap_or_default()
-            ));
-            d.updated_at = now;
-            record(&d);
-            self.announce(msg, "failed");
-            return;
-        }
+        };
         // A dispute or resolution waits for its moderator as long as the mailboxes keep it.
-        let escalation = chain
-            .messages
-            .iter()
-            .find(|m| m.id() == *msg)
-            .is_some_and(|m| matches!(m.kind(), Kind::Dispute | Kind::Resolution));
-        if !escalation && d.attempts >= DELIVERY_ATTEMPTS_MAX && !d.to.iter().all(|t| answered(t)) {
-            d.status = "failed".into();
-            d.reason = Some(format!(
-                "no answer after {DELIVERY_ATTEMPTS_MAX} attempts from a key that never answered in this trade: {}",
-                d.reason.clone().unwrap_or_default()
-            ));
-            d.updated_at = now;
+        let escalation = matches!(ours.kind(), Kind::Dispute | Kind::Resolution);
+        let answered = |peer: &str| chain.messages.iter().any(|m| m.author().peer_id() == peer);
+        if let Some(why) = d.give_up(now, escalation, answered) {
+            d.fail(why, now);
             record(&d);
-            self.announce(msg, "failed");
+            self.announce(msg, DeliveryStatus::Failed);
             return;
         }
         let messages: Vec<Vec<u8>> = chain
@@ -98,9 +78,10 @@ impl Trades {
         };
         let mut pending: Vec<(String, String)> = Vec::new();
         let mut reached: Vec<String> = Vec::new();
+        let mut refused: Vec<String> = Vec::new();
         for to in &d.to {
             let Ok(peer) = to.parse::<PeerId>() else {
-                d.refused.push(format!("{to} is not a peer id"));
+                refused.push(format!("{to} is not a peer id"));
                 reached.push(to.clone());
                 continue;
             };
@@ -115,7 +96,7 @@ impl Trades {
                     pending.push((to.clone(), format!("{to} is busy: {r}")))
                 }
                 Ok(Ok(Ok(TradeResponse::Refused(r)))) => {
-                    d.refused.push(format!("{to} refused: {r}"));
+                    refused.push(format!("{to} refused: {r}"));
                     reached.push(to.clone());
                 }
                 Ok(Ok(Err(e))) => pending.push((to.clone(), format!("{to} unreachable: {e}"))),
@@ -126,7 +107,6 @@ impl Trades {
                 )),
             }
         }
-        d.to.retain(|t| !reached.contains(t));
         // Recipients we could not reach: leave a sealed copy on the relays we know, once.
         if !pending.is_empty() && d.mailbox.is_empty() {
             for (to, why) in pending.iter_mut() {
@@ -153,44 +133,28 @@ impl Trades {
         let pending: Vec<String> = pending.into_iter().map(|(_, w)| w).collect();
         // Another task may have marked it meanwhile (the other side sent it back).
         if let Ok(Some(now_d)) = self.delivery(msg)
-            && now_d.status != "queued"
+            && !now_d.is_queued()
         {
             return;
         }
-        d.attempts += 1;
-        d.updated_at = now_ms();
-        if d.to.is_empty() && d.refused.is_empty() {
-            d.status = "delivered".into();
-            d.reason = None;
-        } else if d.to.is_empty() {
-            d.status = "failed".into();
-            d.reason = Some(d.refused.join("; "));
-        } else {
-            d.reason = Some(
-                pending
-                    .into_iter()
-                    .chain(d.refused.iter().cloned())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            );
-        }
+        d.attempted(
+            Attempt {
+                reached,
+                refused,
+                pending,
+            },
+            now_ms(),
+        );
         record(&d);
-        if d.status != "queued" {
-            self.announce(
-                msg,
-                if d.status == "delivered" {
-                    "delivered"
-                } else {
-                    "failed"
-                },
-            );
+        if !d.is_queued() {
+            self.announce(msg, d.status);
         }
     }
 
-    pub(super) fn announce(&self, msg: &ObjectId, status: &'static str) {
+    pub(super) fn announce(&self, msg: &ObjectId, status: DeliveryStatus) {
         let _ = self.events.send(NodeEvent::Delivery {
             message: msg.to_hex(),
-            status,
+            status: status.name(),
         });
     }
 
