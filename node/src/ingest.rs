@@ -1,10 +1,21 @@
 //! The one path by which objects from outside (gossip, sync, the local API) enter the store:
 //! decode, verify the signature, validate every field, then write. Nothing that fails a step
 //! is stored. Owns no I/O beyond the store call.
+//!
+//! [`GossipValidator`] runs this path for gossip off the swarm task, a bounded number of
+//! messages at a time, and reports each verdict back through the [`Client`].
 
 use jangteo_protocol::{Kind, Object, ObjectError, ObjectId, verify_object};
 
+use std::sync::Arc;
+
+use libp2p::PeerId;
+use libp2p::gossipsub::MessageAcceptance;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::NodeEvent;
 use crate::error::StoreError;
+use crate::net::{Client, GossipMessage, GossipTopic, serve_inbound};
 use crate::store::{ListingWrite, Store};
 
 /// The gossipsub topic of one listing shard (see [`jangteo_protocol::listing::CATEGORIES`]).
@@ -234,6 +245,128 @@ fn store_verified(
         } else {
             Ingested::Ignored("older than the profile held")
         }),
+    }
+}
+
+/// What an ingest outcome means for the peer that sent the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid and new: forward it.
+    Accept,
+    /// Not forwarded, nobody at fault (duplicate, stale, store failure).
+    Ignore,
+    /// Invalid: the sender is at fault.
+    Reject,
+}
+
+impl From<Verdict> for MessageAcceptance {
+    fn from(v: Verdict) -> Self {
+        match v {
+            Verdict::Accept => MessageAcceptance::Accept,
+            Verdict::Ignore => MessageAcceptance::Ignore,
+            Verdict::Reject => MessageAcceptance::Reject,
+        }
+    }
+}
+
+/// Judges an ingest outcome: logs it and announces a stored listing on `events`.
+pub fn judge(
+    outcome: Result<Ingested, StoreError>,
+    from: Option<PeerId>,
+    events: &broadcast::Sender<NodeEvent>,
+) -> Verdict {
+    match outcome {
+        Ok(Ingested::Stored { listing, .. }) => {
+            if let Some(listing) = listing {
+                tracing::debug!(listing = %listing, peer = ?from, "listing stored");
+                let _ = events.send(NodeEvent::ListingStored { listing });
+            }
+            Verdict::Accept
+        }
+        Ok(Ingested::Ignored(_)) => Verdict::Ignore,
+        Ok(Ingested::Invalid(e)) => {
+            tracing::warn!(peer = ?from, error = %e, "refused invalid object");
+            Verdict::Reject
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "store write failed");
+            Verdict::Ignore
+        }
+    }
+}
+
+/// Gossip messages verified and stored at once.
+pub const GOSSIP_WORKERS: usize = 4;
+
+/// Validates gossip off the swarm task: the topic must fit the object, then [`ingest`];
+/// the verdict goes back to gossipsub (forward, drop, penalize) and an invalid object counts
+/// as an offense of the peer that forwarded it.
+#[derive(Debug, Clone)]
+pub struct GossipValidator {
+    store: Arc<Store>,
+    network: Client,
+    events: broadcast::Sender<NodeEvent>,
+}
+
+impl GossipValidator {
+    /// A validator storing into `store`.
+    pub fn new(store: Arc<Store>, network: Client, events: broadcast::Sender<NodeEvent>) -> Self {
+        Self {
+            store,
+            network,
+            events,
+        }
+    }
+
+    /// Validates what the swarm task routes here, [`GOSSIP_WORKERS`] at a time, until
+    /// `shutdown`.
+    pub async fn run(
+        self,
+        inbound: mpsc::Receiver<GossipMessage>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        serve_inbound(inbound, GOSSIP_WORKERS, shutdown, move |msg| {
+            let this = self.clone();
+            async move { this.validate(msg).await }
+        })
+        .await;
+    }
+
+    async fn validate(&self, msg: GossipMessage) {
+        let GossipMessage {
+            source,
+            id,
+            topic,
+            data,
+        } = msg;
+        let (store, events) = (self.store.clone(), self.events.clone());
+        let verdict = tokio::task::spawn_blocking(move || {
+            let kind = match topic {
+                // A listing must travel in its category's shard.
+                GossipTopic::Listings(shard) if listing_shard(&data) == Some(shard) => {
+                    Kind::Listing
+                }
+                GossipTopic::Kind(k) => k,
+                GossipTopic::Listings(_) | GossipTopic::Unknown => {
+                    tracing::warn!(peer = %source, "object on the wrong topic");
+                    return Verdict::Reject;
+                }
+            };
+            judge(
+                ingest(&store, &data, Some(kind), now_ms(), false),
+                Some(source),
+                &events,
+            )
+        })
+        .await
+        .unwrap_or(Verdict::Ignore);
+        let _ = self
+            .network
+            .report_validation(id, source, verdict.into())
+            .await;
+        if verdict == Verdict::Reject {
+            let _ = self.network.offense(source).await;
+        }
     }
 }
 

@@ -202,6 +202,163 @@ fn open_store(dir: &Path) -> Result<Store, NodeError> {
     })
 }
 
+/// The network settings of a node configuration.
+fn net_config(cfg: &NodeConfig) -> Result<net::NetworkConfig, NodeError> {
+    let addrs = |v: &[String]| -> Result<Vec<_>, NodeError> {
+        v.iter().map(|s| net::parse_addr(s)).collect()
+    };
+    Ok(net::NetworkConfig {
+        listen: addrs(&cfg.listen)?,
+        follow: cfg.follow.clone(),
+        bootstrap: addrs(&cfg.bootstrap)?,
+        mdns: cfg.mdns,
+        relay: cfg.relay,
+        external: addrs(&cfg.external)?,
+    })
+}
+
+/// Starts the services that answer the network (gossip validation, sync, blobs, relay
+/// mailboxes) on the swarm task's inboxes. Trade deliveries are left to the trades service.
+fn spawn_protocol_services(
+    net_cfg: &net::NetworkConfig,
+    store: &Arc<Store>,
+    client: &Client,
+    events: &broadcast::Sender<NodeEvent>,
+    blobs: &blobs::Blobs,
+    inboxes: net::Inboxes,
+    shutdown: &watch::Receiver<bool>,
+) -> (Vec<JoinHandle<()>>, tokio::sync::mpsc::Receiver<net::InboundTrade>) {
+    let validator = ingest::GossipValidator::new(store.clone(), client.clone(), events.clone());
+    let items = Arc::new(sync::ShardItems::new(store.clone()));
+    let driver = sync::driver::SyncDriver::new(
+        sync::Shard::followed(&net_cfg.shards()),
+        items.clone(),
+        client.clone(),
+        events.clone(),
+        inboxes.sync_info,
+    );
+    let server = sync::server::SyncServer::new(items, client.clone());
+    let mut tasks = vec![
+        tokio::spawn(validator.run(inboxes.gossip, shutdown.clone())),
+        tokio::spawn(driver.run(inboxes.sync_peers, shutdown.clone())),
+        tokio::spawn(server.run(inboxes.sync, shutdown.clone())),
+        tokio::spawn(blobs.clone().serve(inboxes.blobs, shutdown.clone())),
+    ];
+    if net_cfg.relay {
+        let relay = services::mailbox::MailboxRelay::new(store.clone(), client.clone());
+        tasks.push(tokio::spawn(relay.run(inboxes.mailbox, shutdown.clone())));
+    }
+    (tasks, inboxes.trades)
+}
+
+/// Announces again, in the DHT, every blob held (provider records live in memory).
+fn spawn_provide_held(store: Arc<Store>, net: Client) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let ids = tokio::task::spawn_blocking(move || store.blob_ids())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        for id in ids {
+            if net.provide(id).await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// On a relay: fetch the photos of every listing stored, so they stay available.
+fn spawn_mirror(
+    mirror: blobs::Blobs,
+    events: &broadcast::Sender<NodeEvent>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let mut rx = events.subscribe();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                ev = rx.recv() => match ev {
+                    Ok(NodeEvent::ListingStored { listing }) => {
+                        mirror.mirror_listing_images(&listing).await;
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(skipped = n, "image mirror fell behind");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+            }
+        }
+    })
+}
+
+/// Deletes expired listings, mailbox items and unnamed photos now and then.
+fn spawn_prune(
+    store: Arc<Store>,
+    blobs: blobs::Blobs,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PRUNE_INTERVAL);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tick.tick() => {
+                    let (s, b) = (store.clone(), blobs.clone());
+                    let before = ingest::now_ms().saturating_sub(PRUNE_GRACE_MS);
+                    match tokio::task::spawn_blocking(move || {
+                        let swept = s.mailbox_sweep(ingest::now_ms())?;
+                        if swept > 0 {
+                            tracing::info!(swept, "expired mailbox items deleted");
+                        }
+                        let pruned = s.prune_expired(before)?;
+                        let blobs = b.gc()?;
+                        if blobs > 0 {
+                            tracing::info!(blobs, "photos no listing names any more deleted");
+                        }
+                        Ok::<u64, StoreError>(pruned)
+                    })
+                    .await
+                    {
+                        Ok(Ok(n)) if n > 0 => tracing::info!(pruned = n, "pruned expired listings"),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "prune failed"),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Binds the API and serves it until shutdown; returns where it listens.
+async fn spawn_api(
+    cfg: &NodeConfig,
+    state: api::ApiState,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(SocketAddr, JoinHandle<()>), NodeError> {
+    let listener = tokio::net::TcpListener::bind(cfg.api)
+        .await
+        .map_err(|e| NodeError::Io {
+            path: format!("API address {}", cfg.api),
+            source: e,
+        })?;
+    let api_addr = listener.local_addr().map_err(io_err(&cfg.data_dir))?;
+    let app = api::router(state);
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.changed().await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "API server failed");
+        }
+    });
+    Ok((api_addr, task))
+}
+
 impl Node {
     /// Starts a node: key, store, swarm task, API. Returns once the API is listening.
     pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
@@ -225,42 +382,25 @@ impl Node {
         let index = Arc::new(index);
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let net_cfg = net::NetworkConfig {
-            listen: cfg
-                .listen
-                .iter()
-                .map(|s| net::parse_addr(s))
-                .collect::<Result<_, _>>()?,
-            follow: cfg.follow.clone(),
-            bootstrap: cfg
-                .bootstrap
-                .iter()
-                .map(|s| net::parse_addr(s))
-                .collect::<Result<_, _>>()?,
-            mdns: cfg.mdns,
-            relay: cfg.relay,
-            external: cfg
-                .external
-                .iter()
-                .map(|s| net::parse_addr(s))
-                .collect::<Result<_, _>>()?,
-        };
-        let (inbound_trades, inbound_rx) = tokio::sync::mpsc::channel(net::INBOUND_TRADE_QUEUE);
-        let (client, event_loop) = net::build(
-            keypair,
+        let net_cfg = net_config(&cfg)?;
+        let (routes, inboxes) = net::Routes::new();
+        let (client, event_loop) = net::build(keypair, &net_cfg, events.clone(), routes)?;
+        let blobs = blobs::Blobs::new(store.clone(), client.clone());
+        let (mut tasks, inbound_trades) = spawn_protocol_services(
             &net_cfg,
+            &store,
+            &client,
+            &events,
+            &blobs,
+            inboxes,
+            &shutdown_rx,
+        );
+        tasks.push(tokio::spawn(event_loop.run(shutdown_rx.clone())));
+        tasks.push(tokio::spawn(index.clone().run_indexer(
             store.clone(),
             events.clone(),
-            inbound_trades,
-        )?;
-        let mut tasks = vec![
-            tokio::spawn(event_loop.run(shutdown_rx.clone())),
-            tokio::spawn(index.clone().run_indexer(
-                store.clone(),
-                events.clone(),
-                shutdown_rx.clone(),
-            )),
-        ];
+            shutdown_rx.clone(),
+        )));
 
         let key = Arc::new(key);
         let listings = Listings::new(key.clone(), store.clone(), index.clone(), client.clone());
@@ -273,50 +413,14 @@ impl Node {
             Err(e) => tracing::warn!(error = %e, "settling trades at start"),
         }
         tasks.push(tokio::spawn(
-            trades.clone().run(inbound_rx, shutdown_rx.clone()),
+            trades.clone().run(inbound_trades, shutdown_rx.clone()),
         ));
         let reputation =
             reputation::Reputation::new(key.clone(), store.clone(), trades.clone(), client.clone());
         tasks.push(tokio::spawn(reputation.clone().run(shutdown_rx.clone())));
-        let blobs = blobs::Blobs::new(store.clone(), client.clone());
-        {
-            // Provider records live in the DHT's memory: announce what we hold again.
-            let (s, net) = (store.clone(), client.clone());
-            tasks.push(tokio::spawn(async move {
-                let ids = tokio::task::spawn_blocking(move || s.blob_ids())
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or_default();
-                for id in ids {
-                    if net.provide(id).await.is_err() {
-                        break;
-                    }
-                }
-            }));
-        }
+        tasks.push(spawn_provide_held(store.clone(), client.clone()));
         if cfg.relay {
-            // A relay keeps the photos of the listings it keeps.
-            let mirror = blobs.clone();
-            let mut rx = events.subscribe();
-            let mut stop = shutdown_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = stop.changed() => break,
-                        ev = rx.recv() => match ev {
-                            Ok(NodeEvent::ListingStored { listing }) => {
-                                mirror.mirror_listing_images(&listing).await;
-                            }
-                            Ok(_) => {}
-                            Err(broadcast::error::RecvError::Lagged(n)) => {
-                                tracing::warn!(skipped = n, "image mirror fell behind");
-                            }
-                            Err(broadcast::error::RecvError::Closed) => break,
-                        },
-                    }
-                }
-            }));
+            tasks.push(spawn_mirror(blobs.clone(), &events, shutdown_rx.clone()));
         }
         let token = load_or_create_token(&cfg.data_dir)?;
         let state = api::ApiState {
@@ -330,60 +434,9 @@ impl Node {
             peer_id: peer_id.clone(),
             public_key: hex::encode(key.verifying_key().to_bytes()),
         };
-        let listener = tokio::net::TcpListener::bind(cfg.api)
-            .await
-            .map_err(|e| NodeError::Io {
-                path: format!("API address {}", cfg.api),
-                source: e,
-            })?;
-        let api_addr = listener.local_addr().map_err(io_err(&cfg.data_dir))?;
-        let app = api::router(state);
-        let mut api_shutdown = shutdown_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = api_shutdown.changed().await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "API server failed");
-            }
-        }));
-        let mut prune_shutdown = shutdown_rx;
-        let prune_store = store.clone();
-        let prune_blobs = blobs.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(PRUNE_INTERVAL);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = prune_shutdown.changed() => break,
-                    _ = tick.tick() => {
-                        let s = prune_store.clone();
-                        let b = prune_blobs.clone();
-                        let before = ingest::now_ms().saturating_sub(PRUNE_GRACE_MS);
-                        match tokio::task::spawn_blocking(move || {
-                            let swept = s.mailbox_sweep(ingest::now_ms())?;
-                            if swept > 0 {
-                                tracing::info!(swept, "expired mailbox items deleted");
-                            }
-                            let pruned = s.prune_expired(before)?;
-                            let blobs = b.gc()?;
-                            if blobs > 0 {
-                                tracing::info!(blobs, "photos no listing names any more deleted");
-                            }
-                            Ok::<u64, StoreError>(pruned)
-                        })
-                        .await
-                        {
-                            Ok(Ok(n)) if n > 0 => tracing::info!(pruned = n, "pruned expired listings"),
-                            Ok(Err(e)) => tracing::warn!(error = %e, "prune failed"),
-                            _ => {}
-                        }
-                    }
-                }
-            }
-        }));
+        let (api_addr, api_task) = spawn_api(&cfg, state, shutdown_rx.clone()).await?;
+        tasks.push(api_task);
+        tasks.push(spawn_prune(store.clone(), blobs.clone(), shutdown_rx));
         let addr_file = cfg.data_dir.join(API_ADDR_FILE);
         let addr_json = serde_json::json!({"addr": api_addr.to_string(), "peer_id": peer_id, "pid": std::process::id()});
         keys::write_secret_file(&addr_file, addr_json.to_string().as_bytes())?;

@@ -1,13 +1,20 @@
 //! Protection and sharding between in-process nodes (RocksDB, libp2p on loopback): a peer
-//! that floods invalid objects is banned while honest listings keep flowing; a node that
-//! follows some categories receives only those by gossip.
+//! that floods invalid objects is banned while honest listings keep flowing; a peer in the
+//! gossip mesh is banned after as few invalid objects as one that never joined it; an
+//! oversize gossip message does not cost a peer its later messages; a node that follows some
+//! categories receives only those by gossip.
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use jangteo_node::NodeEvent;
 use jangteo_node::services::listings::NewListing;
+use jangteo_protocol::{Kind, SignedObject};
 use jangteo_testnet::flood::{Flooder, invalid_objects};
 use jangteo_testnet::{Cluster, Topology, tcp_addr, wait_event, wait_for};
+use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
+use libp2p::{Multiaddr, noise, tcp, yamux};
+use tokio::sync::{mpsc, oneshot};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -157,5 +164,171 @@ async fn a_node_following_some_categories_gets_only_those_by_gossip() {
         picky.listings.show(&book.id).is_err(),
         "the picky node got a book"
     );
+    cluster.shutdown().await;
+}
+
+/// A bare gossipsub peer driven by the test: it subscribes to the general listings topic,
+/// dials one node, and publishes what it is told (up to 1 MiB per message, more than a node
+/// accepts).
+struct GossipPeer {
+    tx: mpsc::Sender<PeerCommand>,
+    peer_id: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+enum PeerCommand {
+    Publish(Vec<u8>, oneshot::Sender<Result<(), String>>),
+    MeshPeers(oneshot::Sender<usize>),
+}
+
+impl GossipPeer {
+    async fn start(target: &str) -> GossipPeer {
+        let config = gossipsub::ConfigBuilder::default()
+            .validation_mode(ValidationMode::Anonymous)
+            .max_transmit_size(1024 * 1024)
+            .heartbeat_interval(Duration::from_millis(200))
+            .message_id_fn(|m| gossipsub::MessageId::new(&blake3::hash(&m.data).as_bytes()[..20]))
+            .build()
+            .expect("gossipsub config");
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+            .expect("tcp")
+            .with_behaviour(|_| {
+                gossipsub::Behaviour::<
+                    gossipsub::IdentityTransform,
+                    gossipsub::AllowAllSubscriptionFilter,
+                >::new(MessageAuthenticity::Anonymous, config)
+                .expect("gossipsub")
+            })
+            .expect("behaviour")
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+            .build();
+        let topic = IdentTopic::new(jangteo_node::ingest::listing_topic("general"));
+        swarm.behaviour_mut().subscribe(&topic).expect("subscribe");
+        swarm
+            .dial(target.parse::<Multiaddr>().expect("multiaddr"))
+            .expect("dial");
+        let peer_id = swarm.local_peer_id().to_string();
+        let (tx, mut rx) = mpsc::channel::<PeerCommand>(16);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = swarm.select_next_some() => {}
+                    cmd = rx.recv() => match cmd {
+                        Some(PeerCommand::Publish(data, reply)) => {
+                            let r = swarm.behaviour_mut().publish(topic.clone(), data);
+                            let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
+                        }
+                        Some(PeerCommand::MeshPeers(reply)) => {
+                            let _ = reply.send(swarm.behaviour().mesh_peers(&topic.hash()).count());
+                        }
+                        None => break,
+                    },
+                }
+            }
+        });
+        GossipPeer { tx, peer_id, task }
+    }
+
+    async fn publish(&self, data: Vec<u8>) {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(PeerCommand::Publish(data, reply))
+            .await
+            .expect("peer task");
+        rx.await.expect("reply").expect("published");
+    }
+
+    async fn mesh_peers(&self) -> usize {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(PeerCommand::MeshPeers(reply))
+            .await
+            .expect("peer task");
+        rx.await.expect("reply")
+    }
+}
+
+impl Drop for GossipPeer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The gossip score `node` gives `peer`, once it is connected.
+async fn score_of(node: &jangteo_node::Node, peer: &str) -> Option<f64> {
+    let info = node.network.info().await.ok()?;
+    info.peers.into_iter().find(|p| p.peer_id == peer)?.score
+}
+
+/// A valid signed listing in the general category.
+fn general_listing(seed: u64) -> Vec<u8> {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let keys = jangteo_testnet::search_bench::sellers(1);
+    let mut l = jangteo_testnet::search_bench::generate(&mut rng, 1, jangteo_node::ingest::now_ms());
+    l.category = "general".into();
+    SignedObject::sign(Kind::Listing, l.encode(), &keys[0])
+        .bytes()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_in_the_mesh_is_banned_after_three_invalid_objects() {
+    let cluster = Cluster::start(1, Topology::Star).await.expect("cluster");
+    let hub = &cluster.nodes[0];
+    let mut events = hub.subscribe();
+    let peer = GossipPeer::start(&tcp_addr(hub).await.expect("addr")).await;
+    wait_for(WAIT, "the peer to be in the hub's mesh", || async {
+        (peer.mesh_peers().await > 0).then_some(())
+    })
+    .await
+    .expect("mesh");
+    let bad = invalid_objects(3, 11);
+    // Two invalid objects: scored (and the score shows it), not yet banned.
+    for b in &bad[..2] {
+        peer.publish(b.clone()).await;
+    }
+    let score = wait_for(WAIT, "two invalid objects to count", || async {
+        score_of(hub, &peer.peer_id).await.filter(|s| *s <= -30.0)
+    })
+    .await
+    .expect("time in the mesh must not outweigh invalid objects");
+    assert!(
+        score > jangteo_node::net::BAN_BELOW_SCORE,
+        "two are not enough for a ban: {score}"
+    );
+    // The third one bans it (README: "three invalid objects in quick succession").
+    peer.publish(bad[2].clone()).await;
+    let id = peer.peer_id.clone();
+    wait_event(
+        &mut events,
+        WAIT,
+        move |e| matches!(e, NodeEvent::PeerBanned { peer } if *peer == id),
+    )
+    .await
+    .expect("banned after the third invalid object");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_oversize_gossip_message_the_peer_is_still_heard() {
+    let cluster = Cluster::start(1, Topology::Star).await.expect("cluster");
+    let hub = &cluster.nodes[0];
+    let peer = GossipPeer::start(&tcp_addr(hub).await.expect("addr")).await;
+    wait_for(WAIT, "the peer to be in the hub's mesh", || async {
+        (peer.mesh_peers().await > 0).then_some(())
+    })
+    .await
+    .expect("mesh");
+    peer.publish(vec![7u8; jangteo_protocol::MAX_ANY_OBJECT_BYTES + 4096])
+        .await;
+    peer.publish(general_listing(5)).await;
+    wait_for(WAIT, "the valid listing after the oversize message", || async {
+        (hub.store.listing_count().ok()? == 1).then_some(())
+    })
+    .await
+    .expect("the peer's next listing is received");
     cluster.shutdown().await;
 }

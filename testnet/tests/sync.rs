@@ -172,3 +172,30 @@ async fn a_node_reconciles_only_the_categories_it_follows() {
     assert_eq!(picky.store.listing_count().expect("count"), 2, "bikes only");
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_does_not_speak_sync_is_not_counted_as_caught_up() {
+    let cluster = Cluster::start(1, Topology::Star).await.expect("cluster");
+    let node = &cluster.nodes[0];
+    // A plain libp2p peer: gossipsub on the listings topic, no `/jangteo/sync/1`.
+    let plain = jangteo_testnet::flood::Flooder::start(
+        &[tcp_addr(node).await.expect("addr")],
+        Vec::new(),
+        1,
+    )
+    .await
+    .expect("plain peer");
+    let sync = wait_for(WAIT, "the catch-up attempt with it to end", || async {
+        let s = node.network.info().await.ok()?.sync;
+        (s.in_progress == 0 && (s.failed_attempts > 0 || s.peers_reconciled > 0)).then_some(s)
+    })
+    .await
+    .expect("attempt ended");
+    assert_eq!(sync.peers_reconciled, 0, "nothing was compared: {sync:?}");
+    assert_eq!(sync.last_sync_ms_ago, None, "{sync:?}");
+    assert_eq!(sync.status, jangteo_node::sync::SyncStatus::NotReconciled);
+    let status = serde_json::to_value(&sync).expect("json");
+    assert_eq!(status["status"], "not_reconciled");
+    drop(plain);
+    cluster.shutdown().await;
+}

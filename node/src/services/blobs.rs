@@ -1,4 +1,7 @@
-//! Blobs (listing images): add local files, serve them, fetch them from peers.
+//! Blobs (listing images): add local files, serve them to peers, fetch them from peers.
+//!
+//! Serving: requests on `/jangteo/blob/1` arrive from the swarm task (already counted by the
+//! per-peer limit) and are answered from the store on a blocking thread, a few at a time.
 //!
 //! Owns the fetch strategy: ask the peers we are connected to and the providers the DHT names,
 //! one at a time; take the manifest only if it hashes to the id and each chunk only if it
@@ -16,13 +19,15 @@ use serde_bytes::ByteBuf;
 use serde_json::{Value, json};
 
 use crate::error::{NodeError, StoreError};
-use crate::net::{BlobRequest, BlobResponse, Client};
+use crate::net::{BlobRequest, BlobResponse, Client, InboundBlob, Response, serve_inbound};
 use crate::store::Store;
 
 /// How long a DHT provider lookup may take.
 pub const PROVIDER_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most peers asked for one blob.
 pub const FETCH_PEERS_MAX: usize = 16;
+/// Blob requests answered at once.
+pub const BLOB_SERVE_WORKERS: usize = 4;
 
 /// Why a blob operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +162,30 @@ impl Blobs {
         }
     }
 
+    /// Answers peers' blob requests that the swarm task routes here,
+    /// [`BLOB_SERVE_WORKERS`] at a time, until `shutdown`.
+    pub async fn serve(
+        self,
+        inbound: tokio::sync::mpsc::Receiver<InboundBlob>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        serve_inbound(inbound, BLOB_SERVE_WORKERS, shutdown, move |req| {
+            let this = self.clone();
+            async move {
+                let store = this.store.clone();
+                let request = req.request;
+                let response = tokio::task::spawn_blocking(move || answer(&store, &request))
+                    .await
+                    .unwrap_or_else(|e| BlobResponse::Refused(format!("internal: {e}")));
+                let _ = this
+                    .network
+                    .respond(Response::Blob(req.channel, response))
+                    .await;
+            }
+        })
+        .await;
+    }
+
     async fn candidates(&self, id: ObjectId) -> Result<Vec<PeerId>, BlobServiceError> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
@@ -282,4 +311,29 @@ enum FetchError {
     NotHeld,
     Lied(String),
     Failed(String),
+}
+
+/// The answer to one blob request. Blocking (reads the store).
+pub fn answer(store: &Store, request: &BlobRequest) -> BlobResponse {
+    let (id, index) = match request {
+        BlobRequest::Manifest { id } => (id, None),
+        BlobRequest::Chunk { id, index } => (id, Some(*index)),
+    };
+    let Ok(id) = <[u8; 32]>::try_from(id.as_slice()) else {
+        return BlobResponse::Refused("id: not 32 bytes".into());
+    };
+    let id = ObjectId(id);
+    let r = match index {
+        None => store
+            .blob_manifest(&id)
+            .map(|o| o.map(|b| BlobResponse::Manifest(ByteBuf::from(b)))),
+        Some(i) => store
+            .blob_chunk(&id, i)
+            .map(|o| o.map(|b| BlobResponse::Chunk(ByteBuf::from(b)))),
+    };
+    match r {
+        Ok(Some(resp)) => resp,
+        Ok(None) => BlobResponse::NotFound,
+        Err(e) => BlobResponse::Refused(format!("store: {e}")),
+    }
 }

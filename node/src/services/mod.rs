@@ -3,6 +3,7 @@
 
 pub mod blobs;
 pub mod listings;
+pub mod mailbox;
 pub mod reputation;
 pub mod search;
 pub mod trades;

@@ -1,0 +1,712 @@
+//! The swarm task: one `select!` over shutdown, housekeeping, commands and swarm events,
+//! and the routing of each event to whoever handles it.
+//!
+//! It keeps only in-memory state (connected peers, pending outbound requests, rate counters,
+//! offenses and bans, relays). It never reads or writes the store and never checks a
+//! signature: inbound requests go to their service through bounded queues (a full queue is
+//! answered "busy" here), gossip goes to validation and its verdict comes back as a command.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use jangteo_protocol::Kind;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use super::build::{Behaviour, BehaviourEvent};
+use super::peers::{BAN_BELOW_SCORE, Peers, connection_ip};
+use super::rate::RateLimiter;
+use super::relay::{Reachability, Relays};
+use super::*;
+use crate::NodeEvent;
+use crate::ingest::{listing_shard, listing_topic, topic_for};
+
+/// How often bans are lifted and gossip scores looked at.
+pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(5);
+/// Addresses remembered per connected peer.
+const ADDRS_PER_PEER: usize = 8;
+/// Providers one DHT lookup returns at most.
+const PROVIDERS_MAX: usize = 64;
+
+type Reply<T> = oneshot::Sender<Result<T, String>>;
+
+/// Per-peer request limits, one [`RateLimiter`] per protocol.
+#[derive(Debug)]
+struct Limits {
+    gossip: RateLimiter,
+    trade: RateLimiter,
+    sync: RateLimiter,
+    blob: RateLimiter,
+    mailbox: RateLimiter,
+    mailbox_put: RateLimiter,
+}
+
+impl Limits {
+    fn new() -> Self {
+        let r = |max: u32, window| RateLimiter::new(u64::from(max), window);
+        Self {
+            gossip: r(GOSSIP_RATE_MAX, GOSSIP_RATE_WINDOW),
+            trade: r(TRADE_RATE_MAX, TRADE_RATE_WINDOW),
+            sync: r(SYNC_RATE_MAX, SYNC_RATE_WINDOW),
+            blob: r(BLOB_REQUEST_RATE_MAX, BLOB_RATE_WINDOW),
+            mailbox: r(MAILBOX_REQUEST_RATE_MAX, MAILBOX_RATE_WINDOW),
+            mailbox_put: r(MAILBOX_PUT_RATE_MAX, MAILBOX_RATE_WINDOW),
+        }
+    }
+}
+
+/// Outbound requests waiting for their answer.
+#[derive(Default)]
+struct Pending {
+    trades: HashMap<OutboundRequestId, Reply<TradeResponse>>,
+    sync: HashMap<OutboundRequestId, Reply<SyncResponse>>,
+    blobs: HashMap<OutboundRequestId, Reply<BlobResponse>>,
+    mailbox: HashMap<OutboundRequestId, Reply<MailboxResponse>>,
+    providers: HashMap<kad::QueryId, (oneshot::Sender<Vec<PeerId>>, Vec<PeerId>)>,
+}
+
+/// The swarm task's state.
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: broadcast::Sender<NodeEvent>,
+    routes: Routes,
+    /// Connected peers and the addresses of their connections.
+    connected: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Peers handed to the sync driver (they share listings with us).
+    sync_peers: HashSet<PeerId>,
+    peers: Peers,
+    relays: Relays,
+    limits: Limits,
+    pending: Pending,
+    /// Every listing shard topic, by hash (subscribed or not).
+    listing_topics: HashMap<gossipsub::TopicHash, &'static str>,
+    /// The other gossip topics.
+    kind_topics: HashMap<gossipsub::TopicHash, Kind>,
+    /// The shards this node follows.
+    shards: Vec<&'static str>,
+    local_peer_id: PeerId,
+}
+
+impl std::fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("peer_id", &self.local_peer_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventLoop {
+    pub(super) fn new(
+        swarm: Swarm<Behaviour>,
+        commands: mpsc::Receiver<Command>,
+        events: broadcast::Sender<NodeEvent>,
+        routes: Routes,
+        config: &NetworkConfig,
+        listing_topics: HashMap<gossipsub::TopicHash, &'static str>,
+        reachability: Reachability,
+    ) -> Self {
+        let kind_topics = [Kind::Profile, Kind::Attestation]
+            .into_iter()
+            .map(|k| (IdentTopic::new(topic_for(k)).hash(), k))
+            .collect();
+        Self {
+            local_peer_id: *swarm.local_peer_id(),
+            swarm,
+            commands,
+            events,
+            routes,
+            connected: HashMap::new(),
+            sync_peers: HashSet::new(),
+            peers: Peers::default(),
+            relays: Relays::new(reachability),
+            limits: Limits::new(),
+            pending: Pending::default(),
+            listing_topics,
+            kind_topics,
+            shards: config.shards(),
+        }
+    }
+
+    /// Runs until `shutdown` turns true or every client is dropped.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                _ = housekeeping.tick() => self.housekeeping(),
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    None => break,
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+            }
+        }
+        tracing::info!("network stopped");
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Publish { kind, bytes, reply } => {
+                let topic = match (kind, listing_shard(&bytes)) {
+                    (Kind::Listing, Some(shard)) => IdentTopic::new(listing_topic(shard)),
+                    _ => IdentTopic::new(topic_for(kind)),
+                };
+                let r = self.gossipsub().publish(topic, bytes);
+                let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
+            }
+            Command::Info { reply } => {
+                let _ = reply.send(self.info());
+            }
+            Command::Dial { addr, reply } => {
+                if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
+                }
+                let _ = reply.send(self.swarm.dial(addr).map_err(|e| e.to_string()));
+            }
+            Command::SendTrade {
+                peer,
+                request,
+                reply,
+            } => {
+                self.relays.route_via(&mut self.swarm, peer);
+                let id = self.swarm.behaviour_mut().trade.send_request(&peer, request);
+                self.pending.trades.insert(id, reply);
+            }
+            Command::Sync {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                self.pending.sync.insert(id, reply);
+            }
+            Command::Mailbox {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .mailbox
+                    .send_request(&peer, request);
+                self.pending.mailbox.insert(id, reply);
+            }
+            Command::Blob {
+                peer,
+                request,
+                reply,
+            } => {
+                self.relays.route_via(&mut self.swarm, peer);
+                let id = self.swarm.behaviour_mut().blob.send_request(&peer, request);
+                self.pending.blobs.insert(id, reply);
+            }
+            Command::Respond(response) => self.respond(response),
+            Command::Validated {
+                id,
+                source,
+                acceptance,
+            } => {
+                self.gossipsub()
+                    .report_message_validation_result(&id, &source, acceptance);
+            }
+            Command::Offense { peer } => {
+                tracing::info!(peer = %peer, "offense reported by a service");
+                self.offense(peer);
+            }
+            Command::Relays { reply } => {
+                let _ = reply.send(self.relays.mailboxes.iter().copied().collect());
+            }
+            Command::Provide { id } => {
+                let key = kad::RecordKey::new(&id.0);
+                if let Err(e) = self.swarm.behaviour_mut().kad.start_providing(key) {
+                    tracing::warn!(error = %e, "cannot announce blob");
+                }
+            }
+            Command::Providers { id, reply } => {
+                let key = kad::RecordKey::new(&id.0);
+                let q = self.swarm.behaviour_mut().kad.get_providers(key);
+                self.pending.providers.insert(q, (reply, Vec::new()));
+            }
+        }
+    }
+
+    fn gossipsub(&mut self) -> &mut gossipsub::Behaviour {
+        &mut self.swarm.behaviour_mut().gossipsub
+    }
+
+    fn respond(&mut self, response: Response) {
+        let b = self.swarm.behaviour_mut();
+        // An error means the peer went away or the request timed out: nothing to do.
+        let _ = match response {
+            Response::Trade(c, r) => b.trade.send_response(c, r).map_err(|_| ()),
+            Response::Sync(c, r) => b.sync.send_response(c, r).map_err(|_| ()),
+            Response::Blob(c, r) => b.blob.send_response(c, r).map_err(|_| ()),
+            Response::Mailbox(c, r) => b.mailbox.send_response(c, r).map_err(|_| ()),
+        };
+    }
+
+    fn info(&self) -> NetworkInfo {
+        let me = self.local_peer_id;
+        let gossip = &self.swarm.behaviour().gossipsub;
+        let sync = self.routes.sync_info.borrow().clone();
+        NetworkInfo {
+            listen_addrs: self
+                .swarm
+                .listeners()
+                .map(|a| format!("{a}/p2p/{me}"))
+                .collect(),
+            peers: self
+                .connected
+                .iter()
+                .map(|(p, a)| PeerInfo {
+                    peer_id: p.to_string(),
+                    addrs: a.iter().map(ToString::to_string).collect(),
+                    score: gossip.peer_score(p),
+                })
+                .collect(),
+            gossip_peers: gossip
+                .all_peers()
+                .filter(|(_, topics)| topics.iter().any(|t| self.listing_topics.contains_key(*t)))
+                .count(),
+            synced_peers: sync.peers_reconciled,
+            banned: self.peers.banned().map(ToString::to_string).collect(),
+            following: self.shards.clone(),
+            sync,
+            reachability: self.relays.reachability,
+            relayed_addrs: self
+                .relays
+                .relayed_addrs()
+                .map(|a| format!("{a}/p2p/{me}"))
+                .collect(),
+        }
+    }
+
+    /// Lifts expired bans and bans peers whose gossip score fell into the graylist.
+    fn housekeeping(&mut self) {
+        let now = Instant::now();
+        for p in self.peers.lift_expired(now) {
+            self.swarm.behaviour_mut().blocked.unblock_peer(p);
+            tracing::info!(peer = %p, "ban lifted");
+        }
+        // Gossip drops a graylisted peer's messages unread, so it cannot collect offenses
+        // any more: its score is the evidence.
+        let gossip = &self.swarm.behaviour().gossipsub;
+        let graylisted: Vec<PeerId> = self
+            .connected
+            .keys()
+            .filter(|p| gossip.peer_score(p).is_some_and(|s| s < BAN_BELOW_SCORE))
+            .copied()
+            .collect();
+        for p in graylisted {
+            self.ban(
+                p,
+                "its gossip score fell into the graylist (invalid objects)",
+            );
+        }
+    }
+
+    fn ban(&mut self, peer: PeerId, why: &str) {
+        if !self.peers.ban(peer, Instant::now()) {
+            return;
+        }
+        tracing::warn!(peer = %peer, reason = why, "peer banned");
+        // Closes its connections and refuses new ones until the ban ends.
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        let _ = self.events.send(NodeEvent::PeerBanned {
+            peer: peer.to_string(),
+        });
+    }
+
+    /// Counts an invalid object against `peer`; bans it past [`BAN_AFTER_INVALID`].
+    fn offense(&mut self, peer: PeerId) {
+        if self.peers.offense(peer, Instant::now()) {
+            self.ban(peer, "too many invalid objects");
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => self.relays.on_new_listen_addr(address),
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                ..
+            } => self
+                .relays
+                .on_listener_closed(&mut self.swarm, listener_id, &addresses),
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                connection_id,
+                ..
+            } => self.on_connected(
+                peer_id,
+                connection_id,
+                endpoint.get_remote_address().clone(),
+                num_established.get(),
+            ),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                ..
+            } => self.on_disconnected(peer_id, connection_id, num_established),
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
+            }
+            SwarmEvent::Behaviour(ev) => self.on_behaviour(ev),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Gossipsub(ev) => self.on_gossip(ev),
+            BehaviourEvent::Sync(ev) => self.on_sync(ev),
+            BehaviourEvent::Trade(ev) => self.on_trade(ev),
+            BehaviourEvent::Mailbox(ev) => self.on_mailbox(ev),
+            BehaviourEvent::Blob(ev) => self.on_blob(ev),
+            BehaviourEvent::Kad(ev) => self.on_kad(ev),
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                self.relays
+                    .on_identify(&mut self.swarm, &self.events, peer_id, &info);
+                for addr in info.listen_addrs.into_iter().take(16) {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found.into_iter().take(64) {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
+                    if !self.swarm.is_connected(&peer) {
+                        let _ = self.swarm.dial(addr);
+                    }
+                }
+            }
+            BehaviourEvent::Autonat(libp2p::autonat::Event::StatusChanged { new, .. }) => {
+                self.relays.on_autonat(&mut self.swarm, new);
+            }
+            BehaviourEvent::RelayClient(ev) => {
+                tracing::debug!(event = ?ev, "relay client");
+                if let libp2p::relay::client::Event::ReservationReqAccepted {
+                    relay_peer_id,
+                    renewal: false,
+                    ..
+                } = ev
+                {
+                    tracing::info!(relay = %relay_peer_id, "relay reservation accepted");
+                    let _ = self.events.send(NodeEvent::RelayReserved {
+                        relay: relay_peer_id.to_string(),
+                    });
+                }
+            }
+            BehaviourEvent::Dcutr(ev) => match ev.result {
+                Ok(_) => {
+                    tracing::info!(peer = %ev.remote_peer_id, "direct connection by hole punching")
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %ev.remote_peer_id, error = %e, "hole punching failed; staying relayed")
+                }
+            },
+            _ => {}
+        }
+    }
+
+    fn on_connected(&mut self, peer: PeerId, conn: ConnectionId, addr: Multiaddr, count: u32) {
+        if !self.peers.admit(conn, connection_ip(&addr)) {
+            tracing::warn!(peer = %peer, addr = %addr, "too many connections from one address; closing");
+            self.swarm.close_connection(conn);
+            return;
+        }
+        let addrs = self.connected.entry(peer).or_default();
+        if !addrs.contains(&addr) && addrs.len() < ADDRS_PER_PEER {
+            addrs.push(addr);
+        }
+        if count == 1 {
+            tracing::info!(peer = %peer, "peer connected");
+            let _ = self.events.send(NodeEvent::PeerConnected {
+                peer: peer.to_string(),
+            });
+        }
+    }
+
+    fn on_disconnected(&mut self, peer: PeerId, conn: ConnectionId, remaining: u32) {
+        self.peers.release(conn);
+        if remaining > 0 {
+            return;
+        }
+        self.connected.remove(&peer);
+        if self.sync_peers.remove(&peer)
+            && self
+                .routes
+                .sync_peers
+                .try_send(SyncPeerEvent::Gone(peer))
+                .is_err()
+        {
+            tracing::warn!(peer = %peer, "sync driver behind: a departure was not passed on");
+        }
+        self.relays.on_disconnected(&mut self.swarm, peer);
+        tracing::info!(peer = %peer, "peer disconnected");
+    }
+
+    fn on_gossip(&mut self, ev: gossipsub::Event) {
+        match ev {
+            gossipsub::Event::Message {
+                propagation_source: source,
+                message_id: id,
+                message,
+            } => {
+                if !self.limits.gossip.allow(source, Instant::now()) {
+                    self.gossipsub().report_message_validation_result(
+                        &id,
+                        &source,
+                        MessageAcceptance::Ignore,
+                    );
+                    return;
+                }
+                let topic = match self.listing_topics.get(&message.topic) {
+                    Some(shard) => GossipTopic::Listings(shard),
+                    None => self
+                        .kind_topics
+                        .get(&message.topic)
+                        .map_or(GossipTopic::Unknown, |k| GossipTopic::Kind(*k)),
+                };
+                let msg = GossipMessage {
+                    source,
+                    id,
+                    topic,
+                    data: message.data,
+                };
+                // A full queue: ignored now (not forwarded, nobody penalized); catch-up
+                // sync brings what was valid.
+                if let Err(e) = self.routes.gossip.try_send(msg) {
+                    let msg = match e {
+                        mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => m,
+                    };
+                    self.gossipsub().report_message_validation_result(
+                        &msg.id,
+                        &msg.source,
+                        MessageAcceptance::Ignore,
+                    );
+                }
+            }
+            // Once a peer listens to listings, our posts reach it by gossip; what it
+            // posted before, the sync driver fetches now.
+            gossipsub::Event::Subscribed { peer_id, topic }
+                if self.listing_topics.contains_key(&topic)
+                    && !self.sync_peers.contains(&peer_id) =>
+            {
+                if self
+                    .routes
+                    .sync_peers
+                    .try_send(SyncPeerEvent::Ready(peer_id))
+                    .is_ok()
+                {
+                    self.sync_peers.insert(peer_id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_sync(&mut self, ev: request_response::Event<SyncRequest, SyncResponse>) {
+        if let Rr::Request(peer, request, channel) = split(ev, &mut self.pending.sync, "sync") {
+            let answer = if !self.limits.sync.allow(peer, Instant::now()) {
+                Err(("rate limit: too many sync requests", channel))
+            } else {
+                route(&self.routes.sync, peer, request, channel)
+            };
+            if let Err((why, channel)) = answer {
+                self.respond(Response::Sync(channel, SyncResponse::Refused(why.into())));
+            }
+        }
+    }
+
+    fn on_trade(&mut self, ev: request_response::Event<TradeRequest, TradeResponse>) {
+        match split(ev, &mut self.pending.trades, "trade") {
+            Rr::Request(peer, request, channel) => {
+                if !self.limits.trade.allow(peer, Instant::now()) {
+                    let why = "rate limit: too many trade messages; try again later";
+                    self.respond(Response::Trade(channel, TradeResponse::Refused(why.into())));
+                } else if let Err((why, channel)) =
+                    route(&self.routes.trades, peer, request, channel)
+                {
+                    self.respond(Response::Trade(channel, TradeResponse::Busy(why.into())));
+                }
+            }
+            // Look the peer up so that the next attempt knows where to dial.
+            Rr::Failed(peer) => {
+                self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+            }
+            Rr::Other => {}
+        }
+    }
+
+    fn on_blob(&mut self, ev: request_response::Event<BlobRequest, BlobResponse>) {
+        if let Rr::Request(peer, request, channel) = split(ev, &mut self.pending.blobs, "blob") {
+            let answer = if !self.limits.blob.allow(peer, Instant::now()) {
+                Err(("rate limit: too many blob requests", channel))
+            } else {
+                route(&self.routes.blobs, peer, request, channel)
+            };
+            if let Err((why, channel)) = answer {
+                self.respond(Response::Blob(channel, BlobResponse::Refused(why.into())));
+            }
+        }
+    }
+
+    fn on_mailbox(&mut self, ev: request_response::Event<MailboxRequest, MailboxResponse>) {
+        let Rr::Request(peer, request, channel) = split(ev, &mut self.pending.mailbox, "mailbox")
+        else {
+            return;
+        };
+        let now = Instant::now();
+        let answer = if !self.limits.mailbox.allow(peer, now) {
+            Err(("rate limit: too many mailbox requests; try again later", channel))
+        } else if matches!(request, MailboxRequest::Put { .. })
+            && !self.limits.mailbox_put.allow(peer, now)
+        {
+            Err((
+                "rate limit: too many mailbox items from you; try again later",
+                channel,
+            ))
+        } else {
+            route(&self.routes.mailbox, peer, request, channel)
+        };
+        if let Err((why, channel)) = answer {
+            self.respond(Response::Mailbox(channel, MailboxResponse::Refused(why.into())));
+        }
+    }
+
+    fn on_kad(&mut self, ev: kad::Event) {
+        match ev {
+            kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::GetProviders(res),
+                step,
+                ..
+            } => {
+                let done = step.last
+                    || matches!(
+                        &res,
+                        Ok(kad::GetProvidersOk::FinishedWithNoAdditionalRecord { .. }) | Err(_)
+                    );
+                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = res
+                    && let Some((_, found)) = self.pending.providers.get_mut(&id)
+                {
+                    found.extend(providers.into_iter().take(PROVIDERS_MAX));
+                    found.truncate(PROVIDERS_MAX);
+                }
+                if done && let Some((reply, found)) = self.pending.providers.remove(&id) {
+                    let _ = reply.send(found);
+                }
+            }
+            kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::GetClosestPeers(Ok(ok)),
+                ..
+            } => {
+                // Addresses of peers we looked up (trade counterparties we could not reach).
+                for p in ok.peers {
+                    for a in p.addrs.into_iter().take(ADDRS_PER_PEER) {
+                        self.swarm.behaviour_mut().kad.add_address(&p.peer_id, a);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What a request-response event means for the swarm task once outbound answers are
+/// settled.
+enum Rr<Req, Resp> {
+    /// A peer asks.
+    Request(PeerId, Req, ResponseChannel<Resp>),
+    /// Our request to this peer failed (already reported to its waiter).
+    Failed(PeerId),
+    /// Nothing to do.
+    Other,
+}
+
+/// Settles answers to our requests and returns requests from peers.
+fn split<Req, Resp>(
+    ev: request_response::Event<Req, Resp>,
+    pending: &mut HashMap<OutboundRequestId, Reply<Resp>>,
+    protocol: &'static str,
+) -> Rr<Req, Resp> {
+    use request_response::{Event, Message};
+    match ev {
+        Event::Message {
+            peer,
+            message: Message::Request {
+                request, channel, ..
+            },
+            ..
+        } => Rr::Request(peer, request, channel),
+        Event::Message {
+            message: Message::Response {
+                request_id,
+                response,
+            },
+            ..
+        } => {
+            settle(pending, request_id, Ok(response));
+            Rr::Other
+        }
+        Event::OutboundFailure {
+            peer,
+            request_id,
+            error,
+            ..
+        } => {
+            tracing::debug!(peer = %peer, protocol, error = %error, "request failed");
+            settle(pending, request_id, Err(error.to_string()));
+            Rr::Failed(peer)
+        }
+        _ => Rr::Other,
+    }
+}
+
+/// Hands an inbound request to its service; gives the channel back when the queue is full
+/// (or the service is gone), for the caller to answer "busy".
+fn route<Req, Resp>(
+    to: &mpsc::Sender<Inbound<Req, Resp>>,
+    peer: PeerId,
+    request: Req,
+    channel: ResponseChannel<Resp>,
+) -> Result<(), (&'static str, ResponseChannel<Resp>)> {
+    to.try_send(Inbound {
+        peer,
+        request,
+        channel,
+    })
+    .map_err(|e| match e {
+        mpsc::error::TrySendError::Full(i) | mpsc::error::TrySendError::Closed(i) => {
+            ("busy: try again later", i.channel)
+        }
+    })
+}
+
+/// Hands an outbound request's outcome to whoever is waiting for it.
+fn settle<T>(
+    pending: &mut HashMap<OutboundRequestId, Reply<T>>,
+    id: OutboundRequestId,
+    outcome: Result<T, String>,
+) {
+    if let Some(reply) = pending.remove(&id) {
+        let _ = reply.send(outcome);
+    }
+}

@@ -1,0 +1,283 @@
+//! What the node holds against peers: offenses (invalid objects, signed lies), bans and
+//! their expiry, connections per IP address, and the gossipsub score parameters that turn
+//! invalid gossip into a graylist.
+//!
+//! Pure bookkeeping: it decides (ban or not, admit or not) and the swarm task carries the
+//! decision out (block the peer, close the connection). It reads the clock only through the
+//! `now` it is given and never touches the swarm, the store or a signature.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use libp2p::gossipsub::{self, IdentTopic};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::ConnectionId;
+use libp2p::{Multiaddr, PeerId};
+
+/// Invalid objects a peer may send within [`OFFENSE_WINDOW`] before it is banned.
+pub const BAN_AFTER_INVALID: u32 = 10;
+/// The window invalid objects are counted in.
+pub const OFFENSE_WINDOW: Duration = Duration::from_secs(600);
+/// How long a ban lasts.
+pub const BAN_DURATION: Duration = Duration::from_secs(600);
+/// Most connections from one IP address (loopback excepted: many honest nodes share one
+/// host in tests and testnets; a household or CGNAT shares one address, hence not 1).
+pub const MAX_CONNECTIONS_PER_IP: usize = 32;
+/// Most peers whose offenses (or bans) are remembered at once.
+pub const PEER_TABLE_MAX: usize = 4096;
+/// A connected peer whose gossip score is below this (the graylist threshold) is banned at
+/// the next housekeeping pass.
+pub const BAN_BELOW_SCORE: f64 = GRAYLIST_THRESHOLD;
+/// Gossip score below which everything a peer sends is dropped unread.
+pub const GRAYLIST_THRESHOLD: f64 = -80.0;
+/// Weight of invalid gossip in the score; each topic counts its invalid objects squared.
+pub const INVALID_MESSAGE_WEIGHT: f64 = -10.0;
+
+/// Offenses, bans and per-IP connection counts.
+#[derive(Debug, Default)]
+pub struct Peers {
+    offenses: HashMap<PeerId, (Instant, u32)>,
+    banned: HashMap<PeerId, Instant>,
+    ip_conns: HashMap<IpAddr, usize>,
+    conn_ip: HashMap<ConnectionId, IpAddr>,
+}
+
+impl Peers {
+    /// Counts one offense of `peer` at `now`; true when it reaches [`BAN_AFTER_INVALID`]
+    /// within [`OFFENSE_WINDOW`] (the caller bans it).
+    pub fn offense(&mut self, peer: PeerId, now: Instant) -> bool {
+        if !self.offenses.contains_key(&peer) && self.offenses.len() >= PEER_TABLE_MAX {
+            self.forget_stale(now);
+            if self.offenses.len() >= PEER_TABLE_MAX
+                && let Some(oldest) = self.offenses.iter().min_by_key(|(_, (t, _))| *t)
+            {
+                let oldest = *oldest.0;
+                self.offenses.remove(&oldest);
+            }
+        }
+        let e = self.offenses.entry(peer).or_insert((now, 0));
+        if now.saturating_duration_since(e.0) >= OFFENSE_WINDOW {
+            *e = (now, 0);
+        }
+        e.1 += 1;
+        e.1 >= BAN_AFTER_INVALID
+    }
+
+    /// Bans `peer` from `now` for [`BAN_DURATION`]; false when it was banned already.
+    pub fn ban(&mut self, peer: PeerId, now: Instant) -> bool {
+        if self.banned.contains_key(&peer) {
+            return false;
+        }
+        if self.banned.len() >= PEER_TABLE_MAX
+            && let Some(first) = self.banned.iter().min_by_key(|(_, until)| **until)
+        {
+            let first = *first.0;
+            self.banned.remove(&first);
+        }
+        self.offenses.remove(&peer);
+        self.banned.insert(peer, now + BAN_DURATION);
+        true
+    }
+
+    /// Whether `peer` is banned at `now`.
+    pub fn is_banned(&self, peer: &PeerId, now: Instant) -> bool {
+        self.banned.get(peer).is_some_and(|until| *until > now)
+    }
+
+    /// Ends the bans that are over at `now` and forgets stale offenses; returns the peers
+    /// whose ban ended (the caller unblocks them).
+    pub fn lift_expired(&mut self, now: Instant) -> Vec<PeerId> {
+        let over: Vec<PeerId> = self
+            .banned
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in &over {
+            self.banned.remove(p);
+        }
+        self.forget_stale(now);
+        over
+    }
+
+    fn forget_stale(&mut self, now: Instant) {
+        self.offenses
+            .retain(|_, (start, _)| now.saturating_duration_since(*start) < OFFENSE_WINDOW);
+    }
+
+    /// Banned peers.
+    pub fn banned(&self) -> impl Iterator<Item = &PeerId> {
+        self.banned.keys()
+    }
+
+    /// Admits connection `conn` from `ip` (None: relayed or loopback, not counted); false
+    /// when that address already has [`MAX_CONNECTIONS_PER_IP`] (the caller closes it).
+    pub fn admit(&mut self, conn: ConnectionId, ip: Option<IpAddr>) -> bool {
+        let Some(ip) = ip.filter(|ip| !ip.is_loopback()) else {
+            return true;
+        };
+        let n = self.ip_conns.entry(ip).or_default();
+        if *n >= MAX_CONNECTIONS_PER_IP {
+            return false;
+        }
+        *n += 1;
+        self.conn_ip.insert(conn, ip);
+        true
+    }
+
+    /// Forgets a closed connection.
+    pub fn release(&mut self, conn: ConnectionId) {
+        if let Some(ip) = self.conn_ip.remove(&conn)
+            && let Some(n) = self.ip_conns.get_mut(&ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.ip_conns.remove(&ip);
+            }
+        }
+    }
+}
+
+/// The address a connection is counted under: its IPv4 address, or the /64 of its IPv6
+/// address (one /64 is one household, as one IPv4 address is). None for relayed
+/// connections (the relay's address says nothing about the peer).
+pub fn connection_ip(addr: &Multiaddr) -> Option<IpAddr> {
+    if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+        return None;
+    }
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) if ip.is_loopback() => Some(IpAddr::V6(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(Ipv6Addr::from(
+            u128::from(ip) & !0xFFFF_FFFF_FFFF_FFFFu128,
+        ))),
+        _ => None,
+    })
+}
+
+/// Gossipsub score parameters and thresholds for `topics`: invalid objects are the only
+/// thing that moves a score. Each invalid object counts squared, so one puts a peer at the
+/// gossip threshold (no more gossip to or from it), two below publish (we stop publishing to
+/// it), three into the graylist (everything it sends is dropped unread, and housekeeping
+/// bans it). Bans ([`BAN_AFTER_INVALID`]) close the connection itself.
+pub fn gossip_score(
+    topics: &[IdentTopic],
+) -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
+    let mut params = gossipsub::PeerScoreParams {
+        // Many honest nodes may share an address (one host, one NAT); do not punish that.
+        ip_colocation_factor_weight: 0.0,
+        ..Default::default()
+    };
+    for topic in topics {
+        let tp = gossipsub::TopicScoreParams {
+            topic_weight: 1.0,
+            // A quiet market sends few messages: do not punish mesh peers for silence.
+            mesh_message_deliveries_weight: 0.0,
+            mesh_failure_penalty_weight: 0.0,
+            invalid_message_deliveries_weight: INVALID_MESSAGE_WEIGHT,
+            invalid_message_deliveries_decay: 0.99,
+            ..Default::default()
+        };
+        params.topics.insert(topic.hash(), tp);
+    }
+    let thresholds = gossipsub::PeerScoreThresholds {
+        gossip_threshold: -10.0,
+        publish_threshold: -30.0,
+        graylist_threshold: GRAYLIST_THRESHOLD,
+        accept_px_threshold: 10.0,
+        opportunistic_graft_threshold: 5.0,
+    };
+    (params, thresholds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> PeerId {
+        PeerId::random()
+    }
+
+    #[test]
+    fn ten_offenses_within_the_window_ban_and_older_ones_do_not_count() {
+        let mut p = Peers::default();
+        let (a, t0) = (peer(), Instant::now());
+        for _ in 0..BAN_AFTER_INVALID - 1 {
+            assert!(!p.offense(a, t0));
+        }
+        // The window ends: counting starts again.
+        let later = t0 + OFFENSE_WINDOW;
+        for _ in 0..BAN_AFTER_INVALID - 1 {
+            assert!(!p.offense(a, later));
+        }
+        assert!(p.offense(a, later + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_ban_lasts_its_duration_then_lifts() {
+        let mut p = Peers::default();
+        let (a, t0) = (peer(), Instant::now());
+        assert!(p.ban(a, t0));
+        assert!(!p.ban(a, t0), "banned once");
+        assert!(p.is_banned(&a, t0 + BAN_DURATION - Duration::from_secs(1)));
+        assert!(p.lift_expired(t0 + BAN_DURATION / 2).is_empty());
+        assert_eq!(p.lift_expired(t0 + BAN_DURATION), vec![a]);
+        assert!(!p.is_banned(&a, t0 + BAN_DURATION));
+        assert_eq!(p.banned().count(), 0);
+    }
+
+    #[test]
+    fn a_ban_clears_the_offense_count() {
+        let mut p = Peers::default();
+        let (a, t0) = (peer(), Instant::now());
+        for _ in 0..BAN_AFTER_INVALID - 1 {
+            p.offense(a, t0);
+        }
+        p.ban(a, t0);
+        p.lift_expired(t0 + BAN_DURATION);
+        assert!(!p.offense(a, t0 + BAN_DURATION), "starts from zero after the ban");
+    }
+
+    #[test]
+    fn per_ip_connections_are_capped_and_released() {
+        let mut p = Peers::default();
+        let ip: IpAddr = "203.0.113.7".parse().expect("ip");
+        for i in 0..MAX_CONNECTIONS_PER_IP {
+            assert!(p.admit(ConnectionId::new_unchecked(i), Some(ip)));
+        }
+        let extra = ConnectionId::new_unchecked(1000);
+        assert!(!p.admit(extra, Some(ip)));
+        p.release(ConnectionId::new_unchecked(0));
+        assert!(p.admit(extra, Some(ip)));
+        // Loopback and relayed connections are not counted.
+        let lo: IpAddr = "127.0.0.1".parse().expect("ip");
+        for i in 0..2 * MAX_CONNECTIONS_PER_IP {
+            assert!(p.admit(ConnectionId::new_unchecked(2000 + i), Some(lo)));
+            assert!(p.admit(ConnectionId::new_unchecked(9000 + i), None));
+        }
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_64_and_relayed_ones_not_at_all() {
+        let a: Multiaddr = "/ip6/2001:db8:1:2:aaaa::1/tcp/1".parse().expect("addr");
+        let b: Multiaddr = "/ip6/2001:db8:1:2:bbbb::9/tcp/2".parse().expect("addr");
+        assert_eq!(connection_ip(&a), connection_ip(&b));
+        let v4: Multiaddr = "/ip4/198.51.100.1/tcp/1".parse().expect("addr");
+        assert_eq!(connection_ip(&v4), Some("198.51.100.1".parse().expect("ip")));
+        let relayed: Multiaddr = format!("/ip4/198.51.100.1/tcp/1/p2p/{}/p2p-circuit", peer())
+            .parse()
+            .expect("addr");
+        assert_eq!(connection_ip(&relayed), None);
+    }
+
+    #[test]
+    fn the_offense_table_is_bounded() {
+        let mut p = Peers::default();
+        let t0 = Instant::now();
+        for _ in 0..PEER_TABLE_MAX + 10 {
+            p.offense(peer(), t0);
+        }
+        assert!(p.offenses.len() <= PEER_TABLE_MAX);
+    }
+}

@@ -1,0 +1,131 @@
+//! The one rate limiter every protocol uses: a fixed window per peer, counting requests (or
+//! bytes), in a table of bounded size.
+//!
+//! It owns only counters; it never refuses on its own behalf (the caller answers the peer)
+//! and it reads the clock only through the `now` it is given, so it is tested without
+//! waiting. Counters outlive connections: reconnecting does not reset them.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+/// Most keys a limiter remembers unless told otherwise.
+pub const RATE_TABLE_MAX: usize = 4096;
+
+/// Counts what each key spends per window; refuses past `max`.
+#[derive(Debug)]
+pub struct RateLimiter<K = libp2p::PeerId> {
+    window: Duration,
+    max: u64,
+    capacity: usize,
+    spent: HashMap<K, (Instant, u64)>,
+}
+
+impl<K: Eq + Hash + Copy> RateLimiter<K> {
+    /// A limiter allowing `max` per `window` to each key, remembering [`RATE_TABLE_MAX`]
+    /// keys.
+    pub fn new(max: u64, window: Duration) -> Self {
+        Self::with_capacity(max, window, RATE_TABLE_MAX)
+    }
+
+    /// A limiter remembering at most `capacity` keys.
+    pub fn with_capacity(max: u64, window: Duration, capacity: usize) -> Self {
+        Self {
+            window,
+            max,
+            capacity: capacity.max(1),
+            spent: HashMap::new(),
+        }
+    }
+
+    /// Counts one request of `key` at `now`; true when it is within the limit.
+    pub fn allow(&mut self, key: K, now: Instant) -> bool {
+        self.spend(key, 1, now)
+    }
+
+    /// Counts `cost` for `key` at `now`; true when the key had not yet used up its window
+    /// before this call (so one large item is still allowed once).
+    pub fn spend(&mut self, key: K, cost: u64, now: Instant) -> bool {
+        if !self.spent.contains_key(&key) && self.spent.len() >= self.capacity {
+            let window = self.window;
+            self.spent
+                .retain(|_, (start, _)| now.saturating_duration_since(*start) < window);
+            if self.spent.len() >= self.capacity {
+                // Every remembered key is active: a newcomer is refused rather than letting
+                // it push out a counter that is in use.
+                return false;
+            }
+        }
+        let entry = self.spent.entry(key).or_insert((now, 0));
+        if now.saturating_duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        let within = entry.1 < self.max;
+        entry.1 = entry.1.saturating_add(cost);
+        within
+    }
+
+    /// Whether `key` has used up its window at `now`, without counting anything.
+    pub fn exhausted(&self, key: &K, now: Instant) -> bool {
+        self.spent.get(key).is_some_and(|(start, n)| {
+            now.saturating_duration_since(*start) < self.window && *n >= self.max
+        })
+    }
+
+    /// Keys remembered.
+    pub fn len(&self) -> usize {
+        self.spent.len()
+    }
+
+    /// Whether no key is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.spent.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn allows_max_per_window_then_refuses_until_the_window_ends() {
+        let mut r = RateLimiter::<u32>::new(3, W);
+        let t0 = Instant::now();
+        assert!(r.allow(1, t0));
+        assert!(r.allow(1, t0));
+        assert!(r.allow(1, t0 + Duration::from_secs(9)));
+        assert!(!r.allow(1, t0 + Duration::from_secs(9)));
+        assert!(r.exhausted(&1, t0 + Duration::from_secs(9)));
+        // Another key has its own budget.
+        assert!(r.allow(2, t0));
+        // A new window starts afresh.
+        assert!(r.allow(1, t0 + W));
+        assert!(!r.exhausted(&1, t0 + W));
+    }
+
+    #[test]
+    fn spending_counts_cost_and_lets_one_large_item_through() {
+        let mut r = RateLimiter::<u32>::new(100, W);
+        let t0 = Instant::now();
+        assert!(r.spend(1, 60, t0));
+        assert!(r.spend(1, 60, t0), "40 left: one more item may go");
+        assert!(!r.spend(1, 1, t0), "120 spent of 100");
+    }
+
+    #[test]
+    fn the_table_is_bounded_and_stale_keys_make_room() {
+        let mut r = RateLimiter::<u32>::with_capacity(5, W, 3);
+        let t0 = Instant::now();
+        for k in 0..3 {
+            assert!(r.allow(k, t0));
+        }
+        // Full of active keys: a newcomer is refused, the table does not grow.
+        assert!(!r.allow(9, t0 + Duration::from_secs(1)));
+        assert_eq!(r.len(), 3);
+        // Once their windows are over, the old keys are dropped.
+        assert!(r.allow(9, t0 + W));
+        assert_eq!(r.len(), 1);
+    }
+}

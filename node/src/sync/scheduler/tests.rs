@@ -1,0 +1,283 @@
+//! The scheduler driven by a simulated network: a remote peer's items answer reconciliation
+//! rounds through the real `reconcile::respond`, fetches return the objects asked for.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::*;
+use crate::sync::reconcile;
+
+/// A remote peer: objects (arbitrary bytes on the attestations shard, where only the id is
+/// checked) by id, and how it answers.
+struct Remote {
+    objects: HashMap<[u8; 32], Vec<u8>>,
+    items: Vec<Item>,
+    /// Answer every request with this failure instead.
+    fail: Option<String>,
+}
+
+impl Remote {
+    fn with(n: usize, seed: u8) -> Remote {
+        let mut objects = HashMap::new();
+        let mut items = Vec::new();
+        for i in 0..n {
+            let bytes = vec![seed, (i >> 8) as u8, i as u8, 7];
+            let id = *blake3::hash(&bytes).as_bytes();
+            items.push((1_000 + i as u64, id));
+            objects.insert(id, bytes);
+        }
+        items.sort_unstable();
+        Remote {
+            objects,
+            items,
+            fail: None,
+        }
+    }
+
+    fn failing(why: &str) -> Remote {
+        Remote {
+            objects: HashMap::new(),
+            items: Vec::new(),
+            fail: Some(why.into()),
+        }
+    }
+
+    fn answer(&self, request: &SyncRequest) -> Result<SyncResponse, String> {
+        if let Some(f) = &self.fail {
+            return Err(f.clone());
+        }
+        Ok(match request {
+            SyncRequest::Reconcile { msg, .. } => SyncResponse::Reconciled {
+                msg: ByteBuf::from(reconcile::respond(&self.items, msg).expect("respond")),
+            },
+            SyncRequest::Fetch { ids } => SyncResponse::Objects {
+                objects: ids
+                    .iter()
+                    .filter_map(|i| {
+                        let id: [u8; 32] = i.as_slice().try_into().ok()?;
+                        self.objects.get(&id).map(|b| ByteBuf::from(b.clone()))
+                    })
+                    .collect(),
+                next: None,
+            },
+        })
+    }
+}
+
+/// Runs `first` and everything it leads to; returns the actions that ended syncs and the
+/// objects stored.
+struct Sim {
+    s: Scheduler,
+    remotes: HashMap<PeerId, Remote>,
+    local: Vec<Item>,
+    stored: Vec<Vec<u8>>,
+    finished: Vec<(PeerId, Outcome)>,
+    /// Requests held back (not answered) per peer, when a test wants to look mid-sync.
+    hold: bool,
+    held: Vec<Input>,
+}
+
+impl Sim {
+    fn new(local: Vec<Item>) -> Sim {
+        Sim {
+            s: Scheduler::new(vec![Shard::Attestations]),
+            remotes: HashMap::new(),
+            local,
+            stored: Vec::new(),
+            finished: Vec::new(),
+            hold: false,
+            held: Vec::new(),
+        }
+    }
+
+    fn run(&mut self, now: Instant, first: Input) {
+        let mut work = VecDeque::from([first]);
+        while let Some(input) = work.pop_front() {
+            for action in self.s.handle(now, input) {
+                match action {
+                    Action::LoadItems { peer, shard } => work.push_back(Input::Items {
+                        peer,
+                        shard,
+                        items: Ok(Arc::new(self.local.clone())),
+                    }),
+                    Action::Send {
+                        token,
+                        peer,
+                        request,
+                    } => {
+                        let reply = self.remotes[&peer].answer(&request);
+                        let input = Input::Reply { token, reply };
+                        if self.hold {
+                            self.held.push(input);
+                        } else {
+                            work.push_back(input);
+                        }
+                    }
+                    Action::Store {
+                        token, objects, ..
+                    } => {
+                        let n = objects.len();
+                        self.stored.extend(objects.into_iter().map(|o| o.into_vec()));
+                        work.push_back(Input::Stored { token, stored: n });
+                    }
+                    Action::Offense(p) => panic!("offense against {p}"),
+                    Action::Finished { peer, outcome } => self.finished.push((peer, outcome)),
+                }
+            }
+        }
+    }
+
+    fn release(&mut self, now: Instant) {
+        self.hold = false;
+        for input in std::mem::take(&mut self.held) {
+            self.run(now, input);
+        }
+    }
+}
+
+#[test]
+fn a_peer_that_answers_is_reconciled_and_what_we_miss_is_fetched() {
+    let remote = Remote::with(300, 1);
+    // We hold the first 100 of its 300.
+    let mut sim = Sim::new(remote.items[..100].to_vec());
+    let peer = PeerId::random();
+    sim.remotes.insert(peer, remote);
+    let t0 = Instant::now();
+    sim.run(t0, Input::PeerReady(peer));
+    assert_eq!(sim.finished, vec![(peer, Outcome::Reconciled)]);
+    assert_eq!(sim.stored.len(), 200, "exactly the missing ones");
+    let info = sim.s.info(t0);
+    assert_eq!(info.peers_reconciled, 1);
+    assert_eq!(info.status, SyncStatus::CaughtUp);
+    assert_eq!((info.in_progress, info.to_fetch), (0, 0));
+    assert_eq!(info.objects_fetched, 200);
+    assert!(info.last_sync_ms_ago.is_some());
+    assert_eq!(info.failed_attempts, 0);
+}
+
+#[test]
+fn a_peer_that_does_not_speak_sync_is_not_counted_as_reconciled() {
+    let mut sim = Sim::new(Vec::new());
+    let peer = PeerId::random();
+    sim.remotes
+        .insert(peer, Remote::failing("unsupported protocols"));
+    let t0 = Instant::now();
+    sim.run(t0, Input::PeerReady(peer));
+    assert_eq!(sim.finished, vec![(peer, Outcome::Failed)]);
+    let info = sim.s.info(t0);
+    assert_eq!(info.peers_reconciled, 0);
+    assert_eq!(info.status, SyncStatus::NotReconciled);
+    assert_eq!(info.last_sync_ms_ago, None, "nothing was compared");
+    assert_eq!(info.failed_attempts, 1);
+}
+
+#[test]
+fn a_refusal_is_a_failure_too() {
+    let mut sim = Sim::new(Vec::new());
+    let peer = PeerId::random();
+    sim.remotes.insert(peer, Remote::with(0, 0));
+    sim.hold = true;
+    let t0 = Instant::now();
+    sim.run(t0, Input::PeerReady(peer));
+    // Answer the round with a refusal instead.
+    let tokens: Vec<Token> = sim
+        .held
+        .drain(..)
+        .map(|i| match i {
+            Input::Reply { token, .. } => token,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    sim.hold = false;
+    for token in tokens {
+        sim.run(
+            t0,
+            Input::Reply {
+                token,
+                reply: Ok(SyncResponse::Refused("rate limit".into())),
+            },
+        );
+    }
+    assert_eq!(sim.finished, vec![(peer, Outcome::Failed)]);
+    assert_eq!(sim.s.info(t0).peers_reconciled, 0);
+}
+
+#[test]
+fn peers_take_turns_and_the_next_starts_when_one_ends() {
+    let mut sim = Sim::new(Vec::new());
+    let (a, b) = (PeerId::random(), PeerId::random());
+    sim.remotes.insert(a, Remote::with(10, 1));
+    sim.remotes.insert(b, Remote::with(10, 2));
+    sim.hold = true;
+    let t0 = Instant::now();
+    sim.run(t0, Input::PeerReady(a));
+    sim.run(t0, Input::PeerReady(b));
+    let info = sim.s.info(t0);
+    assert_eq!(info.in_progress, 2, "one running, one waiting");
+    assert_eq!(info.status, SyncStatus::CatchingUp);
+    assert!(sim.finished.is_empty());
+    // Answering a's requests ends a's sync and starts b's (answered at once from here on).
+    sim.release(t0);
+    sim.release(t0);
+    assert_eq!(
+        sim.finished,
+        vec![(a, Outcome::Reconciled), (b, Outcome::Reconciled)]
+    );
+    assert_eq!(sim.stored.len(), 20);
+    assert_eq!(sim.s.info(t0).peers_reconciled, 2);
+}
+
+#[test]
+fn a_peer_leaving_mid_sync_frees_its_turn_and_its_late_replies_are_dropped() {
+    let mut sim = Sim::new(Vec::new());
+    let (a, b) = (PeerId::random(), PeerId::random());
+    sim.remotes.insert(a, Remote::with(10, 1));
+    sim.remotes.insert(b, Remote::with(10, 2));
+    sim.hold = true;
+    let t0 = Instant::now();
+    sim.run(t0, Input::PeerReady(a));
+    sim.run(t0, Input::PeerReady(b));
+    let late = std::mem::take(&mut sim.held);
+    sim.run(t0, Input::PeerGone(a));
+    // b started: its rounds are held now.
+    assert!(!sim.held.is_empty());
+    sim.hold = false;
+    for input in late {
+        sim.run(t0, input);
+    }
+    assert!(sim.finished.iter().all(|(p, _)| *p != a));
+    sim.release(t0);
+    assert_eq!(sim.finished, vec![(b, Outcome::Reconciled)]);
+    assert_eq!(sim.s.info(t0).peers_reconciled, 1);
+}
+
+#[test]
+fn a_slow_sync_is_abandoned_at_its_deadline() {
+    let mut sim = Sim::new(Vec::new());
+    let a = PeerId::random();
+    sim.remotes.insert(a, Remote::with(10, 1));
+    sim.hold = true;
+    let t0 = Instant::now();
+    sim.run(t0, Input::PeerReady(a));
+    sim.run(t0 + PEER_SYNC_DEADLINE / 2, Input::Tick);
+    assert!(sim.finished.is_empty());
+    sim.run(t0 + PEER_SYNC_DEADLINE + Duration::from_secs(1), Input::Tick);
+    assert_eq!(sim.finished, vec![(a, Outcome::Abandoned)]);
+    assert_eq!(sim.s.info(t0).in_progress, 0);
+}
+
+#[test]
+fn peers_are_reconciled_again_after_the_interval() {
+    let mut sim = Sim::new(Vec::new());
+    let a = PeerId::random();
+    sim.remotes.insert(a, Remote::with(5, 1));
+    let t0 = Instant::now();
+    sim.run(t0, Input::PeerReady(a));
+    assert_eq!(sim.finished.len(), 1);
+    sim.run(t0 + SYNC_INTERVAL / 2, Input::Tick);
+    assert_eq!(sim.finished.len(), 1, "not due yet");
+    sim.run(t0 + SYNC_INTERVAL, Input::Tick);
+    assert_eq!(sim.finished.len(), 2, "reconciled again");
+    // A peer announced twice is reconciled once.
+    sim.run(t0 + SYNC_INTERVAL, Input::PeerReady(a));
+    assert_eq!(sim.finished.len(), 2);
+}
