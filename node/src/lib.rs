@@ -24,9 +24,9 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 pub use error::{NodeError, StoreError};
+pub use net::Client;
 pub use services::listings::Listings;
 use services::{blobs, reputation, search, trades};
-pub use net::Client;
 pub use store::Store;
 
 /// File in the data directory holding the API address, written once the API listens.
@@ -227,7 +227,10 @@ fn spawn_protocol_services(
     blobs: &blobs::Blobs,
     inboxes: net::Inboxes,
     shutdown: &watch::Receiver<bool>,
-) -> (Vec<JoinHandle<()>>, tokio::sync::mpsc::Receiver<net::InboundTrade>) {
+) -> (
+    Vec<JoinHandle<()>>,
+    tokio::sync::mpsc::Receiver<net::InboundTrade>,
+) {
     let validator = ingest::GossipValidator::new(store.clone(), client.clone(), events.clone());
     let items = Arc::new(sync::ShardItems::new(store.clone()));
     let driver = sync::driver::SyncDriver::new(

@@ -192,7 +192,11 @@ impl GossipPeer {
             .expect("gossipsub config");
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
-            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
             .expect("tcp")
             .with_behaviour(|_| {
                 gossipsub::Behaviour::<
@@ -267,7 +271,8 @@ fn general_listing(seed: u64) -> Vec<u8> {
     use rand::SeedableRng;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let keys = jangteo_testnet::search_bench::sellers(1);
-    let mut l = jangteo_testnet::search_bench::generate(&mut rng, 1, jangteo_node::ingest::now_ms());
+    let mut l =
+        jangteo_testnet::search_bench::generate(&mut rng, 1, jangteo_node::ingest::now_ms());
     l.category = "general".into();
     SignedObject::sign(Kind::Listing, l.encode(), &keys[0])
         .bytes()
@@ -325,9 +330,11 @@ async fn after_an_oversize_gossip_message_the_peer_is_still_heard() {
     peer.publish(vec![7u8; jangteo_protocol::MAX_ANY_OBJECT_BYTES + 4096])
         .await;
     peer.publish(general_listing(5)).await;
-    wait_for(WAIT, "the valid listing after the oversize message", || async {
-        (hub.store.listing_count().ok()? == 1).then_some(())
-    })
+    wait_for(
+        WAIT,
+        "the valid listing after the oversize message",
+        || async { (hub.store.listing_count().ok()? == 1).then_some(()) },
+    )
     .await
     .expect("the peer's next listing is received");
     cluster.shutdown().await;

@@ -25,12 +25,12 @@ use super::peers::gossip_score;
 use super::relay::Reachability;
 use super::{
     BLOB_PROTOCOL, BLOB_REQUEST_MAX_BYTES, BLOB_RESPONSE_MAX_BYTES, BlobRequest, BlobResponse,
-    Client, COMMAND_QUEUE, IDENTIFY_VERSION, KAD_PROTOCOL, MAILBOX_PROTOCOL,
+    COMMAND_QUEUE, Client, IDENTIFY_VERSION, KAD_PROTOCOL, MAILBOX_PROTOCOL,
     MAILBOX_REQUEST_MAX_BYTES, MAILBOX_RESPONSE_MAX_BYTES, MAX_CONNECTIONS,
-    MAX_CONNECTIONS_PER_PEER, MAX_PENDING_INCOMING, MailboxRequest, MailboxResponse,
-    NetworkConfig, REQUEST_TIMEOUT, Routes, STREAMS_PER_PROTOCOL, SYNC_PROTOCOL,
-    SYNC_REQUEST_MAX_BYTES, SYNC_REQUEST_TIMEOUT, SYNC_RESPONSE_MAX_BYTES, SyncRequest,
-    SyncResponse, TRADE_MESSAGE_MAX_BYTES, TRADE_PROTOCOL, TradeRequest, TradeResponse,
+    MAX_CONNECTIONS_PER_PEER, MAX_PENDING_INCOMING, MailboxRequest, MailboxResponse, NetworkConfig,
+    REQUEST_TIMEOUT, Routes, STREAMS_PER_PROTOCOL, SYNC_PROTOCOL, SYNC_REQUEST_MAX_BYTES,
+    SYNC_REQUEST_TIMEOUT, SYNC_RESPONSE_MAX_BYTES, SyncRequest, SyncResponse,
+    TRADE_MESSAGE_MAX_BYTES, TRADE_PROTOCOL, TradeRequest, TradeResponse,
 };
 use crate::NodeEvent;
 use crate::error::NodeError;
@@ -39,13 +39,18 @@ use crate::ingest::{listing_topic, topic_for};
 /// Largest gossip message accepted on any topic (an attestation, the largest object, with
 /// framing). A publisher never sends more; a larger one is counted as an invalid message.
 pub const GOSSIP_MESSAGE_MAX_BYTES: usize = jangteo_protocol::MAX_ANY_OBJECT_BYTES + 1024;
+/// Largest gossip frame read at all. A message between [`GOSSIP_MESSAGE_MAX_BYTES`] and this
+/// is decoded, refused as invalid (it counts against the peer's score) and the stream stays
+/// open; with one limit for both, gossipsub dropped the inbound stream at the first oversize
+/// message and every later message of that peer was lost. Past this frame size the library
+/// still drops the stream.
+pub const GOSSIP_FRAME_MAX_BYTES: usize = 4 * GOSSIP_MESSAGE_MAX_BYTES;
 
 /// Every behaviour of a node.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     pub(super) limits: connection_limits::Behaviour,
-    pub(super) blocked:
-        libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
+    pub(super) blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
     pub(super) relay_client: libp2p::relay::client::Behaviour,
     pub(super) relay_server: Toggle<libp2p::relay::Behaviour>,
     pub(super) autonat: libp2p::autonat::Behaviour,
@@ -76,13 +81,17 @@ pub(super) fn gossip_topics(shards: &[&'static str]) -> Vec<IdentTopic> {
 }
 
 fn gossipsub_behaviour(shards: &[&'static str]) -> Result<gossipsub::Behaviour, NodeError> {
+    let every_topic = gossip_topics(&jangteo_protocol::listing::CATEGORIES);
     let mut config = gossipsub::ConfigBuilder::default();
     config
         .validation_mode(ValidationMode::Anonymous)
         .validate_messages()
-        .max_transmit_size(GOSSIP_MESSAGE_MAX_BYTES)
+        .max_transmit_size(GOSSIP_FRAME_MAX_BYTES)
         .heartbeat_interval(Duration::from_millis(700))
         .message_id_fn(|m| gossipsub::MessageId::new(&blake3::hash(&m.data).as_bytes()[..20]));
+    for topic in &every_topic {
+        config.max_transmit_size_for_topic(GOSSIP_MESSAGE_MAX_BYTES, topic.hash());
+    }
     let config = config
         .build()
         .map_err(|e| NodeError::Network(format!("gossipsub config: {e}")))?;
@@ -182,7 +191,10 @@ fn behaviour(
             .with_max_pending_incoming(Some(MAX_PENDING_INCOMING)),
     );
     let mdns = if config.mdns {
-        Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?)
+        Some(mdns::tokio::Behaviour::new(
+            mdns::Config::default(),
+            peer_id,
+        )?)
     } else {
         None
     };
@@ -222,7 +234,11 @@ fn behaviour(
             MAILBOX_REQUEST_MAX_BYTES,
             MAILBOX_RESPONSE_MAX_BYTES,
             REQUEST_TIMEOUT,
-            if relay { full.clone() } else { ProtocolSupport::Outbound },
+            if relay {
+                full.clone()
+            } else {
+                ProtocolSupport::Outbound
+            },
         ),
         blob: request_response(
             BLOB_PROTOCOL,

@@ -178,7 +178,11 @@ impl EventLoop {
                 reply,
             } => {
                 self.relays.route_via(&mut self.swarm, peer);
-                let id = self.swarm.behaviour_mut().trade.send_request(&peer, request);
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .trade
+                    .send_request(&peer, request);
                 self.pending.trades.insert(id, reply);
             }
             Command::Sync {
@@ -494,7 +498,8 @@ impl EventLoop {
                 // sync brings what was valid.
                 if let Err(e) = self.routes.gossip.try_send(msg) {
                     let msg = match e {
-                        mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => m,
+                        mpsc::error::TrySendError::Full(m)
+                        | mpsc::error::TrySendError::Closed(m) => m,
                     };
                     self.gossipsub().report_message_validation_result(
                         &msg.id,
@@ -507,16 +512,14 @@ impl EventLoop {
             // posted before, the sync driver fetches now.
             gossipsub::Event::Subscribed { peer_id, topic }
                 if self.listing_topics.contains_key(&topic)
-                    && !self.sync_peers.contains(&peer_id) =>
+                    && !self.sync_peers.contains(&peer_id)
+                    && self
+                        .routes
+                        .sync_peers
+                        .try_send(SyncPeerEvent::Ready(peer_id))
+                        .is_ok() =>
             {
-                if self
-                    .routes
-                    .sync_peers
-                    .try_send(SyncPeerEvent::Ready(peer_id))
-                    .is_ok()
-                {
-                    self.sync_peers.insert(peer_id);
-                }
+                self.sync_peers.insert(peer_id);
             }
             _ => {}
         }
@@ -575,7 +578,10 @@ impl EventLoop {
         };
         let now = Instant::now();
         let answer = if !self.limits.mailbox.allow(peer, now) {
-            Err(("rate limit: too many mailbox requests; try again later", channel))
+            Err((
+                "rate limit: too many mailbox requests; try again later",
+                channel,
+            ))
         } else if matches!(request, MailboxRequest::Put { .. })
             && !self.limits.mailbox_put.allow(peer, now)
         {
@@ -587,7 +593,10 @@ impl EventLoop {
             route(&self.routes.mailbox, peer, request, channel)
         };
         if let Err((why, channel)) = answer {
-            self.respond(Response::Mailbox(channel, MailboxResponse::Refused(why.into())));
+            self.respond(Response::Mailbox(
+                channel,
+                MailboxResponse::Refused(why.into()),
+            ));
         }
     }
 
@@ -657,10 +666,11 @@ fn split<Req, Resp>(
             ..
         } => Rr::Request(peer, request, channel),
         Event::Message {
-            message: Message::Response {
-                request_id,
-                response,
-            },
+            message:
+                Message::Response {
+                    request_id,
+                    response,
+                },
             ..
         } => {
             settle(pending, request_id, Ok(response));

@@ -29,12 +29,14 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 pub use build::build;
 pub use event_loop::EventLoop;
-pub use peers::{BAN_AFTER_INVALID, BAN_BELOW_SCORE, BAN_DURATION, MAX_CONNECTIONS_PER_IP, OFFENSE_WINDOW};
+pub use peers::{
+    BAN_AFTER_INVALID, BAN_BELOW_SCORE, BAN_DURATION, MAX_CONNECTIONS_PER_IP, OFFENSE_WINDOW,
+};
 pub use relay::{RELAY_HOP_PROTOCOL, RELAY_RESERVATIONS_MAX, Reachability};
 pub use wire::*;
 
-pub use crate::sync::SyncInfo;
 use crate::error::NodeError;
+pub use crate::sync::SyncInfo;
 
 /// Capacity of the command channel from clients to the swarm task.
 pub const COMMAND_QUEUE: usize = 256;

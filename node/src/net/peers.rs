@@ -157,7 +157,7 @@ pub fn connection_ip(addr: &Multiaddr) -> Option<IpAddr> {
 }
 
 /// Gossipsub score parameters and thresholds for `topics`: invalid objects are the only
-/// thing that moves a score. Each invalid object counts squared, so one puts a peer at the
+/// thing that moves a score, whether or not the peer is in our mesh. Each invalid object counts squared, so one puts a peer at the
 /// gossip threshold (no more gossip to or from it), two below publish (we stop publishing to
 /// it), three into the graylist (everything it sends is dropped unread, and housekeeping
 /// bans it). Bans ([`BAN_AFTER_INVALID`]) close the connection itself.
@@ -172,6 +172,11 @@ pub fn gossip_score(
     for topic in topics {
         let tp = gossipsub::TopicScoreParams {
             topic_weight: 1.0,
+            // No credit for time in the mesh or for first deliveries: with the library's
+            // defaults (up to +3600 after an hour in the mesh) a subscribed peer needed ~20
+            // invalid objects to reach the graylist, one never subscribed 3.
+            time_in_mesh_weight: 0.0,
+            first_message_deliveries_weight: 0.0,
             // A quiet market sends few messages: do not punish mesh peers for silence.
             mesh_message_deliveries_weight: 0.0,
             mesh_failure_penalty_weight: 0.0,
@@ -236,7 +241,10 @@ mod tests {
         }
         p.ban(a, t0);
         p.lift_expired(t0 + BAN_DURATION);
-        assert!(!p.offense(a, t0 + BAN_DURATION), "starts from zero after the ban");
+        assert!(
+            !p.offense(a, t0 + BAN_DURATION),
+            "starts from zero after the ban"
+        );
     }
 
     #[test]
@@ -264,7 +272,10 @@ mod tests {
         let b: Multiaddr = "/ip6/2001:db8:1:2:bbbb::9/tcp/2".parse().expect("addr");
         assert_eq!(connection_ip(&a), connection_ip(&b));
         let v4: Multiaddr = "/ip4/198.51.100.1/tcp/1".parse().expect("addr");
-        assert_eq!(connection_ip(&v4), Some("198.51.100.1".parse().expect("ip")));
+        assert_eq!(
+            connection_ip(&v4),
+            Some("198.51.100.1".parse().expect("ip"))
+        );
         let relayed: Multiaddr = format!("/ip4/198.51.100.1/tcp/1/p2p/{}/p2p-circuit", peer())
             .parse()
             .expect("addr");

@@ -280,7 +280,9 @@ mod tests {
             .parse()
             .expect("addr");
         assert_eq!(relay_of(&a), Some(relay));
-        let direct: Multiaddr = format!("/ip4/1.2.3.4/tcp/1/p2p/{relay}").parse().expect("addr");
+        let direct: Multiaddr = format!("/ip4/1.2.3.4/tcp/1/p2p/{relay}")
+            .parse()
+            .expect("addr");
         assert_eq!(relay_of(&direct), None);
     }
 }

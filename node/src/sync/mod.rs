@@ -187,7 +187,10 @@ mod tests {
         for s in Shard::followed(&jangteo_protocol::listing::CATEGORIES) {
             assert_eq!(Shard::parse(&s.to_string()), Some(s));
         }
-        assert_eq!(Shard::parse("listings/bikes"), Some(Shard::Listings("bikes")));
+        assert_eq!(
+            Shard::parse("listings/bikes"),
+            Some(Shard::Listings("bikes"))
+        );
         assert_eq!(Shard::parse("listings/nonsense"), None);
         assert_eq!(Shard::parse("profiles"), None);
     }

@@ -112,11 +112,10 @@ impl Sim {
                             work.push_back(input);
                         }
                     }
-                    Action::Store {
-                        token, objects, ..
-                    } => {
+                    Action::Store { token, objects, .. } => {
                         let n = objects.len();
-                        self.stored.extend(objects.into_iter().map(|o| o.into_vec()));
+                        self.stored
+                            .extend(objects.into_iter().map(|o| o.into_vec()));
                         work.push_back(Input::Stored { token, stored: n });
                     }
                     Action::Offense(p) => panic!("offense against {p}"),
@@ -260,7 +259,10 @@ fn a_slow_sync_is_abandoned_at_its_deadline() {
     sim.run(t0, Input::PeerReady(a));
     sim.run(t0 + PEER_SYNC_DEADLINE / 2, Input::Tick);
     assert!(sim.finished.is_empty());
-    sim.run(t0 + PEER_SYNC_DEADLINE + Duration::from_secs(1), Input::Tick);
+    sim.run(
+        t0 + PEER_SYNC_DEADLINE + Duration::from_secs(1),
+        Input::Tick,
+    );
     assert_eq!(sim.finished, vec![(a, Outcome::Abandoned)]);
     assert_eq!(sim.s.info(t0).in_progress, 0);
 }
