@@ -84,8 +84,7 @@ impl Attestation {
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
         let mut f = Fields::from_value(cbor::from_slice_canonical(body)?)?;
         let chain = f
-            .opt_array("chain")?
-            .ok_or(DecodeError::Missing("chain"))?
+            .array("chain")?
             .into_iter()
             .map(|v| match v {
                 Value::Bytes(b) => Ok(b),
@@ -135,21 +134,16 @@ impl Attestation {
         if !(1..=5).contains(&self.score) {
             return Err(FieldError::new("score", "must be 1-5"));
         }
-        if self.comment.len() > COMMENT_MAX_BYTES
-            || self.comment.chars().any(|c| c.is_control() && c != '\n')
-        {
-            return Err(FieldError::new(
-                "comment",
-                format!("at most {COMMENT_MAX_BYTES} bytes of printable text"),
-            ));
-        }
+        crate::text::check_free_text("comment", &self.comment, COMMENT_MAX_BYTES, &['\n'])?;
         if self.at > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
             return Err(FieldError::new("at", "dated in the future"));
         }
-        if self.chain.is_empty() || self.chain.len() > CHAIN_MAX {
+        if self.chain.len() < ATTESTATION_CHAIN_MIN || self.chain.len() > CHAIN_MAX {
             return Err(FieldError::new(
                 "chain",
-                format!("must hold the trade's 1-{CHAIN_MAX} messages"),
+                format!(
+                    "must hold the trade's {ATTESTATION_CHAIN_MIN}-{CHAIN_MAX} messages (offer, accept, paid, received at least)"
+                ),
             ));
         }
         let mut messages = Vec::with_capacity(self.chain.len());

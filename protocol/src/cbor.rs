@@ -138,10 +138,11 @@ impl Fields {
         }
     }
 
-    /// An optional text string.
+    /// An optional text string; present means non-empty (an empty one is left out).
     pub fn opt_text(&mut self, name: &'static str) -> Result<Option<String>, DecodeError> {
         match self.take(name) {
             None => Ok(None),
+            Some(Value::Text(s)) if s.is_empty() => Err(DecodeError::EmptyOptional(name)),
             Some(Value::Text(s)) => Ok(Some(s)),
             Some(_) => Err(DecodeError::WrongType {
                 field: name,
@@ -173,10 +174,22 @@ impl Fields {
         }
     }
 
-    /// An optional array.
+    /// A required array (it may be empty).
+    pub fn array(&mut self, name: &'static str) -> Result<Vec<Value>, DecodeError> {
+        match self.take(name).ok_or(DecodeError::Missing(name))? {
+            Value::Array(a) => Ok(a),
+            _ => Err(DecodeError::WrongType {
+                field: name,
+                expected: "array",
+            }),
+        }
+    }
+
+    /// An optional array; present means non-empty (an empty one is left out).
     pub fn opt_array(&mut self, name: &'static str) -> Result<Option<Vec<Value>>, DecodeError> {
         match self.take(name) {
             None => Ok(None),
+            Some(Value::Array(a)) if a.is_empty() => Err(DecodeError::EmptyOptional(name)),
             Some(Value::Array(a)) => Ok(Some(a)),
             Some(_) => Err(DecodeError::WrongType {
                 field: name,

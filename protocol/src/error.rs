@@ -43,6 +43,28 @@ pub enum DecodeError {
     /// The envelope names a kind this version does not know.
     #[error("unknown object kind {0:?}")]
     UnknownKind(String),
+    /// An optional field is present but empty: leave it out instead (one meaning, one
+    /// encoding).
+    #[error("{0}: an empty value must be left out, not sent")]
+    EmptyOptional(&'static str),
+}
+
+impl DecodeError {
+    /// The stable error code SPEC §10 names (the same in every implementation).
+    pub fn code(&self) -> &'static str {
+        match self {
+            DecodeError::Cbor(_) => "malformed-cbor",
+            DecodeError::NotCanonical => "not-canonical",
+            DecodeError::Forbidden(_) => "forbidden-cbor",
+            DecodeError::TooDeep => "too-deep",
+            DecodeError::Missing(_) => "missing-field",
+            DecodeError::WrongType { .. } => "wrong-type",
+            DecodeError::UnknownField(_) => "unknown-field",
+            DecodeError::TooLarge { .. } => "too-large",
+            DecodeError::UnknownKind(_) => "unknown-kind",
+            DecodeError::EmptyOptional(_) => "empty-optional",
+        }
+    }
 }
 
 /// A field of an object breaks one of the protocol's rules.
@@ -80,4 +102,17 @@ pub enum ObjectError {
     /// Decoded and signed, but a field is invalid.
     #[error("invalid {0}")]
     Invalid(#[from] FieldError),
+}
+
+impl ObjectError {
+    /// The stable error code of SPEC §10: a decode error's code, `bad-signature`,
+    /// `bad-author-key`, or `invalid:<field>` for a field that breaks a rule.
+    pub fn code(&self) -> String {
+        match self {
+            ObjectError::Decode(e) => e.code().to_owned(),
+            ObjectError::BadSignature => "bad-signature".to_owned(),
+            ObjectError::BadAuthorKey => "bad-author-key".to_owned(),
+            ObjectError::Invalid(f) => format!("invalid:{}", f.field),
+        }
+    }
 }

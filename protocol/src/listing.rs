@@ -9,7 +9,7 @@ use ciborium::value::Value;
 use crate::cbor::{self, Fields, canonical_map, int, uint};
 use crate::error::{DecodeError, FieldError};
 use crate::ids::{ObjectId, PublicKey};
-use crate::limits::{MAX_CLOCK_SKEW_MS, MODERATORS_MAX};
+use crate::limits::{LAT_E6_MAX, LON_E6_MAX, MAX_CLOCK_SKEW_MS, MODERATORS_MAX};
 
 pub use crate::limits::{
     CATEGORY_MAX_BYTES, DESCRIPTION_MAX_BYTES, EARLIEST_MS, IMAGES_MAX, LIFETIME_DEFAULT_MS,
@@ -100,10 +100,31 @@ pub fn check_price(price: u64, currency: &str) -> Result<(), FieldError> {
             format!("above the maximum {PRICE_MAX}"),
         ));
     }
-    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+    if !crate::currency::is_known(currency) {
         return Err(FieldError::new(
             "currency",
-            "must be a three-letter ISO 4217 code in capitals, such as KRW or USD",
+            "must be the ISO 4217 code of a circulating currency, in capitals, such as KRW or USD (SPEC §3)",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a list of moderator keys (a listing's or an offer's): at most [`MODERATORS_MAX`],
+/// no key twice, and not `author`'s own key (nobody moderates their own trade).
+pub fn check_moderator_keys(keys: &[PublicKey], author: &PublicKey) -> Result<(), FieldError> {
+    if keys.len() > MODERATORS_MAX {
+        return Err(FieldError::new(
+            "moderator",
+            format!("at most {MODERATORS_MAX} moderators"),
+        ));
+    }
+    if keys.iter().enumerate().any(|(i, k)| keys[..i].contains(k)) {
+        return Err(FieldError::new("moderator", "a moderator is named twice"));
+    }
+    if keys.contains(author) {
+        return Err(FieldError::new(
+            "moderator",
+            "a party to the trade cannot moderate it (the author names itself)",
         ));
     }
     Ok(())
@@ -216,7 +237,8 @@ pub struct Location {
 }
 
 impl Location {
-    /// From degrees; `None` when out of range or not finite.
+    /// From degrees, each × 10^6 rounded to the nearest integer, halves away from zero;
+    /// `None` when out of range or not finite.
     pub fn from_degrees(lat: f64, lon: f64) -> Option<Self> {
         if !lat.is_finite() || !lon.is_finite() || lat.abs() > 90.0 || lon.abs() > 180.0 {
             return None;
@@ -433,44 +455,13 @@ impl Listing {
     /// Checks every field against its limit. `now_ms` bounds how far in the future a
     /// version may be dated. Field names in errors are the CLI's names.
     pub fn validate(&self, now_ms: u64) -> Result<(), FieldError> {
-        let title = self.title.trim();
-        if title.is_empty() {
-            return Err(FieldError::new("title", "must not be empty"));
-        }
-        if title.len() != self.title.len() {
-            return Err(FieldError::new(
-                "title",
-                "must not start or end with spaces",
-            ));
-        }
-        if self.title.chars().count() > TITLE_MAX_CHARS || self.title.len() > TITLE_MAX_BYTES {
-            return Err(FieldError::new(
-                "title",
-                format!("longer than {TITLE_MAX_CHARS} characters"),
-            ));
-        }
-        if self.title.chars().any(char::is_control) {
-            return Err(FieldError::new(
-                "title",
-                "must not contain control characters",
-            ));
-        }
-        if self.description.len() > DESCRIPTION_MAX_BYTES {
-            return Err(FieldError::new(
-                "description",
-                format!("longer than {DESCRIPTION_MAX_BYTES} bytes"),
-            ));
-        }
-        if self
-            .description
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
-            return Err(FieldError::new(
-                "description",
-                "must not contain control characters",
-            ));
-        }
+        crate::text::check_line("title", &self.title, TITLE_MAX_CHARS)?;
+        crate::text::check_free_text(
+            "description",
+            &self.description,
+            DESCRIPTION_MAX_BYTES,
+            &['\n', '\t'],
+        )?;
         if self.category.is_empty()
             || self.category.len() > CATEGORY_MAX_BYTES
             || !self
@@ -503,7 +494,7 @@ impl Listing {
             ));
         }
         if let Some(l) = self.location
-            && (l.lat_e6.abs() > 90_000_000 || l.lon_e6.abs() > 180_000_000)
+            && (l.lat_e6.abs() > LAT_E6_MAX || l.lon_e6.abs() > LON_E6_MAX)
         {
             return Err(FieldError::new(
                 "location",
@@ -533,6 +524,12 @@ impl Listing {
             ));
         }
         Ok(())
+    }
+
+    /// Checks the moderators against the listing's author (who signs it): distinct, and the
+    /// seller never names itself.
+    pub fn check_moderators(&self, author: &PublicKey) -> Result<(), FieldError> {
+        check_moderator_keys(&self.moderators, author)
     }
 
     /// The listing's stable id for the given author.

@@ -47,21 +47,8 @@ impl Profile {
 
     /// Checks limits.
     pub fn validate(&self, now_ms: u64) -> Result<(), FieldError> {
-        if self.name.trim().is_empty() {
-            return Err(FieldError::new("name", "must not be empty"));
-        }
-        if self.name.chars().count() > NAME_MAX_CHARS || self.name.chars().any(char::is_control) {
-            return Err(FieldError::new(
-                "name",
-                format!("at most {NAME_MAX_CHARS} printable characters"),
-            ));
-        }
-        if self.bio.len() > BIO_MAX_BYTES {
-            return Err(FieldError::new(
-                "bio",
-                format!("longer than {BIO_MAX_BYTES} bytes"),
-            ));
-        }
+        crate::text::check_line("name", &self.name, NAME_MAX_CHARS)?;
+        crate::text::check_free_text("bio", &self.bio, BIO_MAX_BYTES, &['\n'])?;
         if self.updated_at > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
             return Err(FieldError::new("updated_at", "dated in the future"));
         }

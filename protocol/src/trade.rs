@@ -186,14 +186,7 @@ impl TradeMessage {
         if self.at > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
             return Err(FieldError::new("at", "dated in the future"));
         }
-        if self.note.len() > NOTE_MAX_BYTES
-            || self.note.chars().any(|c| c.is_control() && c != '\n')
-        {
-            return Err(FieldError::new(
-                "note",
-                format!("at most {NOTE_MAX_BYTES} bytes of printable text"),
-            ));
-        }
+        crate::text::check_free_text("note", &self.note, NOTE_MAX_BYTES, &['\n'])?;
         let is_offer = kind == Kind::Offer;
         if is_offer != self.trade.is_none() || is_offer != self.prev.is_none() {
             return Err(FieldError::new(
@@ -212,6 +205,15 @@ impl TradeMessage {
         }
         if !is_offer && !self.moderators.is_empty() {
             return Err(FieldError::new("moderators", "named by the offer only"));
+        }
+        crate::listing::check_moderator_keys(&self.moderators, author)?;
+        if let Some(seller) = &self.seller
+            && self.moderators.contains(seller)
+        {
+            return Err(FieldError::new(
+                "moderators",
+                "a party to the trade cannot moderate it",
+            ));
         }
         if let Some(t) = &self.terms {
             t.validate()?;

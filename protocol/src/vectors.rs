@@ -12,6 +12,8 @@ use crate::{Kind, SignedObject, verify_object};
 
 const SPEC: &str = include_str!("../SPEC.md");
 const T0: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+/// The time every vector is checked at (SPEC §9's reference time): T0 + 1 hour.
+const REFERENCE_NOW: u64 = T0 + 3_600_000;
 
 /// The objects the vectors are made of: (title, secret key seed, kind, body).
 fn vector_objects() -> Vec<(&'static str, [u8; 32], Kind, Vec<u8>)> {
@@ -290,7 +292,11 @@ fn spec_vectors_match_the_implementation() {
         !SPEC.contains("VECTORS_PLACEHOLDER"),
         "SPEC.md has no vectors yet; generate them with `cargo test -p jangteo-protocol print_vectors -- --ignored --nocapture`"
     );
-    let blocks: Vec<&str> = SPEC.split("### Vector ").skip(1).collect();
+    let blocks: Vec<&str> = SPEC
+        .split("### Vector ")
+        .skip(1)
+        .map(|b| b.split("\n#").next().unwrap_or(b))
+        .collect();
     let objects = vector_objects();
     assert!(
         blocks.len() >= 3 && blocks.len() == objects.len(),
@@ -322,7 +328,7 @@ fn spec_vectors_match_the_implementation() {
             Some(obj.envelope().author.peer_id().as_str())
         );
         // And the envelope from the document verifies and validates on its own.
-        verify_object(&hexf("envelope"), T0 + 3_600_000).unwrap_or_else(|e| panic!("{title}: {e}"));
+        verify_object(&hexf("envelope"), REFERENCE_NOW).unwrap_or_else(|e| panic!("{title}: {e}"));
     }
 }
 
@@ -330,4 +336,302 @@ fn spec_vectors_match_the_implementation() {
 #[ignore = "prints the vectors section of SPEC.md"]
 fn print_vectors() {
     println!("{}", markdown());
+    println!("{}", reject_markdown());
+}
+
+/// A must-reject vector: its title, its bytes and the error code every implementation must
+/// give (SPEC §10).
+struct RejectVector {
+    title: &'static str,
+    bytes: Vec<u8>,
+    error: &'static str,
+}
+
+/// Vector 2's listing body with one field changed (`None` removes it), signed by its key.
+fn listing_variant(edit: impl FnOnce(&mut Vec<(ciborium::value::Value, ciborium::value::Value)>)) -> Vec<u8> {
+    let (_, seed, kind, body) = vector_objects().swap_remove(1);
+    let mut value = crate::cbor::from_slice_canonical(&body).expect("vector 2 is canonical");
+    if let ciborium::value::Value::Map(entries) = &mut value {
+        edit(entries);
+    }
+    let body = crate::cbor::to_vec(&value);
+    SignedObject::sign(kind, body, &SigningKey::from_bytes(&seed))
+        .bytes()
+        .to_vec()
+}
+
+/// Sets the text field `key` of a body map.
+fn set_text(entries: &mut [(ciborium::value::Value, ciborium::value::Value)], key: &str, text: &str) {
+    for (k, v) in entries.iter_mut() {
+        if k.as_text() == Some(key) {
+            *v = ciborium::value::Value::Text(text.into());
+        }
+    }
+}
+
+/// Inserts `key` in canonical position.
+fn insert(
+    entries: &mut Vec<(ciborium::value::Value, ciborium::value::Value)>,
+    key: &str,
+    value: ciborium::value::Value,
+) {
+    let pos = entries
+        .iter()
+        .position(|(k, _)| {
+            let k = k.as_text().unwrap_or("");
+            (k.len(), k.as_bytes()) > (key.len(), key.as_bytes())
+        })
+        .unwrap_or(entries.len());
+    entries.insert(pos, (ciborium::value::Value::Text(key.into()), value));
+}
+
+fn reject_vectors() -> Vec<RejectVector> {
+    use ciborium::value::Value;
+    let objects = vector_objects();
+    let sign = |i: usize, body: Vec<u8>| {
+        let (_, seed, kind, _) = &objects[i - 1];
+        SignedObject::sign(*kind, body, &SigningKey::from_bytes(seed))
+            .bytes()
+            .to_vec()
+    };
+    let body_of = |i: usize| objects[i - 1].3.clone();
+    let replace = |bytes: Vec<u8>, from: &[u8], to: &[u8]| {
+        let pos = bytes
+            .windows(from.len())
+            .position(|w| w == from)
+            .expect("pattern in vector");
+        [&bytes[..pos], to, &bytes[pos + from.len()..]].concat()
+    };
+    let mut out = Vec::new();
+    // Non-canonical CBOR.
+    out.push(RejectVector {
+        title: "vector 2 with `seq` as a two-byte integer (`18 01`), signed",
+        bytes: sign(2, replace(body_of(2), b"\x63seq\x01", b"\x63seq\x18\x01")),
+        error: "not-canonical",
+    });
+    out.push(RejectVector {
+        title: "vector 4's profile body with its keys unsorted (`name` before `bio`), signed",
+        bytes: {
+            let Value::Map(mut m) = crate::cbor::from_slice_canonical(&body_of(4)).expect("map")
+            else {
+                unreachable!("a body is a map")
+            };
+            m.swap(0, 1);
+            sign(4, crate::cbor::to_vec(&Value::Map(m)))
+        },
+        error: "not-canonical",
+    });
+    out.push(RejectVector {
+        title: "vector 4's envelope as an indefinite-length array (`9f … ff`)",
+        bytes: {
+            let env = sign(4, body_of(4));
+            [&[0x9f][..], &env[1..], &[0xff]].concat()
+        },
+        error: "not-canonical",
+    });
+    out.push(RejectVector {
+        title: "vector 2 with `location: [[[0]], 0]` (five levels), signed",
+        bytes: listing_variant(|e| {
+            insert(
+                e,
+                "location",
+                Value::Array(vec![
+                    Value::Array(vec![Value::Array(vec![crate::cbor::uint(0)])]),
+                    crate::cbor::uint(0),
+                ]),
+            )
+        }),
+        error: "too-deep",
+    });
+    out.push(RejectVector {
+        title: "vector 2 with an explicit empty `desc: \"\"`, signed",
+        bytes: listing_variant(|e| insert(e, "desc", Value::Text(String::new()))),
+        error: "empty-optional",
+    });
+    out.push(RejectVector {
+        title: "vector 2 with an unknown field `color: \"red\"`, signed",
+        bytes: listing_variant(|e| insert(e, "color", Value::Text("red".into()))),
+        error: "unknown-field",
+    });
+    // Signatures and keys.
+    out.push(RejectVector {
+        title: "vector 4's profile body signed under the tag `jangteo/v1/listing`, sent as a profile",
+        bytes: {
+            let key = SigningKey::from_bytes(&objects[3].1);
+            let mut env = crate::Envelope::sign(Kind::Listing, body_of(4), &key);
+            env.kind = Kind::Profile;
+            env.encode()
+        },
+        error: "bad-signature",
+    });
+    out.push(RejectVector {
+        title: "a profile by the small-order key `0100…00` (the identity point), zero signature",
+        bytes: crate::Envelope {
+            kind: Kind::Profile,
+            author: PublicKey({
+                let mut k = [0u8; 32];
+                k[0] = 1;
+                k
+            }),
+            body: body_of(4),
+            signature: [0; 64],
+        }
+        .encode(),
+        error: "bad-author-key",
+    });
+    // A broken trade chain: vector 7 with `paid` and `shipped` swapped.
+    out.push(RejectVector {
+        title: "vector 7's attestation with the chain's `paid` and `shipped` swapped, signed",
+        bytes: {
+            let a = Attestation::decode(&body_of(7)).expect("vector 7");
+            let mut chain = a.chain.clone();
+            chain.swap(2, 3);
+            sign(7, Attestation { chain, ..a }.encode())
+        },
+        error: "invalid:chain",
+    });
+    out.push(RejectVector {
+        title: "vector 7's attestation carrying only the offer, accept and paid, signed",
+        bytes: {
+            let a = Attestation::decode(&body_of(7)).expect("vector 7");
+            let chain = a.chain[..3].to_vec();
+            sign(7, Attestation { chain, ..a }.encode())
+        },
+        error: "invalid:chain",
+    });
+    // Field rules (SPEC §1.1, §3).
+    for (title, key, text, error) in [
+        (
+            "vector 2 with the currency `ZZZ`, signed",
+            "currency",
+            "ZZZ",
+            "invalid:currency",
+        ),
+        (
+            "vector 2 with a title holding a right-to-left override (U+202E), signed",
+            "title",
+            "\u{202E}中古の自転車",
+            "invalid:title",
+        ),
+        (
+            "vector 2 with a title of zero-width spaces only (U+200B U+200B), signed",
+            "title",
+            "\u{200B}\u{200B}",
+            "invalid:title",
+        ),
+        (
+            "vector 2 with a title of combining marks only (U+0301 U+0302), signed",
+            "title",
+            "\u{0301}\u{0302}",
+            "invalid:title",
+        ),
+        (
+            "vector 2 with a title ending in an ideographic space (U+3000), signed",
+            "title",
+            "中古の自転車\u{3000}",
+            "invalid:title",
+        ),
+        (
+            "vector 2 with a title ending in a no-break space (U+00A0), signed",
+            "title",
+            "bike\u{00A0}",
+            "invalid:title",
+        ),
+    ] {
+        out.push(RejectVector {
+            title,
+            bytes: listing_variant(|e| set_text(e, key, text)),
+            error,
+        });
+    }
+    out.push(RejectVector {
+        title: "vector 2 naming its own seller as moderator (`mods: [author]`), signed",
+        bytes: listing_variant(|e| {
+            let me = SigningKey::from_bytes(&[2; 32]).verifying_key().to_bytes();
+            insert(e, "mods", Value::Array(vec![Value::Bytes(me.to_vec())]))
+        }),
+        error: "invalid:moderator",
+    });
+    // Too large: a listing whose description makes the envelope exceed 32 768 bytes.
+    out.push(RejectVector {
+        title: "vector 2 with a 32 800-byte description (`a` × 32 800), signed",
+        bytes: listing_variant(|e| insert(e, "desc", Value::Text("a".repeat(32_800)))),
+        error: "too-large",
+    });
+    out
+}
+
+/// The markdown of SPEC §10. A vector with a run of 256 or more equal bytes is written as
+/// the bytes before the run, the run, and the bytes after it.
+fn reject_markdown() -> String {
+    let mut out = String::new();
+    for (i, v) in reject_vectors().into_iter().enumerate() {
+        out.push_str(&format!("### Reject vector {}: {}\n\n", i + 1, v.title));
+        let (start, len) = longest_run(&v.bytes);
+        if len >= 256 {
+            out.push_str(&format!(
+                "- bytes before: `{}`\n- then: `{:02x}` × {len}\n- bytes after: `{}`\n",
+                hex::encode(&v.bytes[..start]),
+                v.bytes[start],
+                hex::encode(&v.bytes[start + len..])
+            ));
+        } else {
+            out.push_str(&format!("- bytes: `{}`\n", hex::encode(&v.bytes)));
+        }
+        out.push_str(&format!("- error: `{}`\n\n", v.error));
+    }
+    out
+}
+
+fn longest_run(bytes: &[u8]) -> (usize, usize) {
+    let (mut best, mut i) = ((0, 0), 0);
+    while i < bytes.len() {
+        let j = bytes[i..].iter().take_while(|b| **b == bytes[i]).count();
+        if j > best.1 {
+            best = (i, j);
+        }
+        i += j;
+    }
+    best
+}
+
+/// Reads a reject vector's bytes back from its SPEC block.
+fn reject_bytes(block: &str) -> Option<Vec<u8>> {
+    if let Some(h) = spec_field(block, "bytes") {
+        return hex::decode(h).ok();
+    }
+    let before = hex::decode(spec_field(block, "bytes before")?).ok()?;
+    let after = hex::decode(spec_field(block, "bytes after")?).ok()?;
+    let then = block.lines().find_map(|l| l.strip_prefix("- then: `"))?;
+    let (byte, count) = then.split_once("` × ")?;
+    let fill = vec![u8::from_str_radix(byte, 16).ok()?; count.parse().ok()?];
+    Some([before, fill, after].concat())
+}
+
+#[test]
+fn spec_reject_vectors_are_refused_with_their_error() {
+    let blocks: Vec<&str> = SPEC
+        .split("### Reject vector ")
+        .skip(1)
+        .map(|b| b.split("\n#").next().unwrap_or(b))
+        .collect();
+    let vectors = reject_vectors();
+    assert_eq!(
+        blocks.len(),
+        vectors.len(),
+        "SPEC.md's reject vectors are out of date; print them with `cargo test -p jangteo-protocol print_vectors -- --ignored --nocapture`"
+    );
+    for (block, v) in blocks.iter().zip(vectors) {
+        let title = v.title;
+        assert_eq!(
+            reject_bytes(block).as_deref(),
+            Some(&v.bytes[..]),
+            "{title}: bytes"
+        );
+        assert_eq!(spec_field(block, "error"), Some(v.error), "{title}: error");
+        match verify_object(&v.bytes, REFERENCE_NOW) {
+            Ok(_) => panic!("{title}: accepted"),
+            Err(e) => assert_eq!(e.code(), v.error, "{title}: {e}"),
+        }
+    }
 }
