@@ -31,7 +31,10 @@ mod tests {
 
     #[test]
     fn sorted_distinct_three_capitals() {
-        assert!(ISO_4217.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
+        assert!(
+            ISO_4217.windows(2).all(|w| w[0] < w[1]),
+            "sorted, no duplicates"
+        );
         assert!(
             ISO_4217
                 .iter()

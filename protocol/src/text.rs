@@ -62,7 +62,10 @@ pub fn check_line(field: &'static str, s: &str, max_chars: usize) -> Result<(), 
         ));
     }
     if s.chars().any(char::is_control) {
-        return Err(FieldError::new(field, "must not contain control characters"));
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     if s.chars().any(is_bidi_control) {
         return Err(FieldError::new(
@@ -94,7 +97,10 @@ pub fn check_free_text(
         ));
     }
     if s.chars().any(|c| c.is_control() && !allowed.contains(&c)) {
-        return Err(FieldError::new(field, "must not contain control characters"));
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     if s.chars().any(is_bidi_control) {
         return Err(FieldError::new(
@@ -111,7 +117,14 @@ mod tests {
 
     #[test]
     fn lines() {
-        for ok in ["중고 자전거", "🚲", "a", "Ñandú", "x\u{0301}", "가\u{200B}나"] {
+        for ok in [
+            "중고 자전거",
+            "🚲",
+            "a",
+            "Ñandú",
+            "x\u{0301}",
+            "가\u{200B}나",
+        ] {
             check_line("title", ok, 120).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
         }
         for bad in [

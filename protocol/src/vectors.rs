@@ -348,7 +348,9 @@ struct RejectVector {
 }
 
 /// Vector 2's listing body with one field changed (`None` removes it), signed by its key.
-fn listing_variant(edit: impl FnOnce(&mut Vec<(ciborium::value::Value, ciborium::value::Value)>)) -> Vec<u8> {
+fn listing_variant(
+    edit: impl FnOnce(&mut Vec<(ciborium::value::Value, ciborium::value::Value)>),
+) -> Vec<u8> {
     let (_, seed, kind, body) = vector_objects().swap_remove(1);
     let mut value = crate::cbor::from_slice_canonical(&body).expect("vector 2 is canonical");
     if let ciborium::value::Value::Map(entries) = &mut value {
@@ -361,7 +363,11 @@ fn listing_variant(edit: impl FnOnce(&mut Vec<(ciborium::value::Value, ciborium:
 }
 
 /// Sets the text field `key` of a body map.
-fn set_text(entries: &mut [(ciborium::value::Value, ciborium::value::Value)], key: &str, text: &str) {
+fn set_text(
+    entries: &mut [(ciborium::value::Value, ciborium::value::Value)],
+    key: &str,
+    text: &str,
+) {
     for (k, v) in entries.iter_mut() {
         if k.as_text() == Some(key) {
             *v = ciborium::value::Value::Text(text.into());

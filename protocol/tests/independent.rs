@@ -19,9 +19,12 @@ fn root() -> PathBuf {
 }
 
 fn python() -> PathBuf {
-    let venv = std::env::var_os("JANGTEO_VENV").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/jangteo-venv")
-    });
+    let venv = std::env::var_os("JANGTEO_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+                .join(".cache/jangteo-venv")
+        });
     let py = venv.join("bin/python");
     assert!(
         py.exists(),
@@ -69,7 +72,10 @@ fn the_independent_checker_agrees_with_every_spec_vector() {
     let (code, lines) = check(&["--spec", spec.to_str().expect("utf-8 path")]);
     let objects = SPEC.matches("\n### Vector ").count();
     let rejects = SPEC.matches("\n### Reject vector ").count();
-    assert!(objects >= 12 && rejects >= 10, "{objects} object and {rejects} reject vectors");
+    assert!(
+        objects >= 12 && rejects >= 10,
+        "{objects} object and {rejects} reject vectors"
+    );
     assert_eq!(lines.len(), objects + rejects, "one verdict per vector");
     for l in &lines {
         assert_eq!(l["as_expected"], true, "Python disagrees with SPEC.md: {l}");
@@ -111,7 +117,10 @@ fn the_independent_checker_reads_a_cbor_sequence_and_catches_tampering() {
     // A listing dated after `now` (vector 1 checked a year early) is refused.
     std::fs::write(&path, envelope(1)).expect("write");
     let (code, lines) = check(&[path.to_str().expect("path"), "--now", "1735689600000"]);
-    assert_eq!((code, lines[0]["error"].clone()), (1, "invalid:updated_at".into()));
+    assert_eq!(
+        (code, lines[0]["error"].clone()),
+        (1, "invalid:updated_at".into())
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -220,10 +229,21 @@ fn objects_signed_now_pass_the_independent_checker() {
     std::fs::write(&path, seq).expect("write");
     let (code, lines) = check(&[path.to_str().expect("path")]);
     assert_eq!(code, 0, "{lines:#?}");
-    let kinds: Vec<_> = lines.iter().map(|l| l["kind"].as_str().unwrap_or("").to_owned()).collect();
+    let kinds: Vec<_> = lines
+        .iter()
+        .map(|l| l["kind"].as_str().unwrap_or("").to_owned())
+        .collect();
     assert_eq!(
         kinds,
-        ["listing", "profile", "offer", "accept", "paid", "received", "attestation"]
+        [
+            "listing",
+            "profile",
+            "offer",
+            "accept",
+            "paid",
+            "received",
+            "attestation"
+        ]
     );
     for (l, o) in lines.iter().zip(&objects) {
         assert_eq!(l["id"], o.id().to_hex());

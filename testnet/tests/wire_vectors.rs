@@ -280,7 +280,12 @@ fn spec_wire_vectors_match_the_node_codec() {
     );
     for (i, (block, (title, bytes))) in blocks.iter().zip(vectors).enumerate() {
         let heading = block.lines().next().unwrap_or_default();
-        assert_eq!(heading, format!("{}: {title}", i + 1), "wire vector {}", i + 1);
+        assert_eq!(
+            heading,
+            format!("{}: {title}", i + 1),
+            "wire vector {}",
+            i + 1
+        );
         let hex_line = block
             .lines()
             .find_map(|l| l.strip_prefix("- bytes: `"))
