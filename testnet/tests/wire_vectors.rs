@@ -8,8 +8,10 @@
 
 use futures::io::Cursor;
 use jangteo_node::net::{
-    BlobRequest, BlobResponse, MailboxRequest, MailboxResponse, SYNC_REQUEST_MAX_BYTES,
-    SyncRequest, SyncResponse, TRADE_MESSAGE_MAX_BYTES, TradeRequest, TradeResponse,
+    BLOB_REQUEST_MAX_BYTES, BLOB_RESPONSE_MAX_BYTES, BlobRequest, BlobResponse,
+    MAILBOX_REQUEST_MAX_BYTES, MAILBOX_RESPONSE_MAX_BYTES, MailboxRequest, MailboxResponse,
+    SYNC_REQUEST_MAX_BYTES, SYNC_RESPONSE_MAX_BYTES, SyncRequest, SyncResponse,
+    TRADE_MESSAGE_MAX_BYTES, TradeRequest, TradeResponse,
 };
 use libp2p::StreamProtocol;
 use libp2p::request_response::{Codec as _, cbor::codec::Codec};
@@ -362,8 +364,14 @@ fn framing_and_leniency_are_as_specified() {
         read_request::<MailboxRequest, MailboxResponse>(b"\x65Fetcx", 1024).is_err(),
         "unknown variant"
     );
-    // The sync request cap is what SPEC §8 says.
-    assert_eq!(SYNC_REQUEST_MAX_BYTES, 65_536);
+    // The caps are what SPEC §8.4-§8.7 say.
+    assert_eq!(TRADE_MESSAGE_MAX_BYTES, 524_288);
+    assert_eq!((SYNC_REQUEST_MAX_BYTES, SYNC_RESPONSE_MAX_BYTES), (65_536, 8_388_608));
+    assert_eq!((BLOB_REQUEST_MAX_BYTES, BLOB_RESPONSE_MAX_BYTES), (1_024, 266_240));
+    assert_eq!(
+        (MAILBOX_REQUEST_MAX_BYTES, MAILBOX_RESPONSE_MAX_BYTES),
+        (266_240, 4_259_840)
+    );
 }
 
 #[test]
