@@ -83,7 +83,9 @@ async fn a_flooding_peer_is_banned_while_honest_listings_keep_flowing() {
     .expect("disconnected");
     assert!(info.banned.contains(&flooder_id));
     let stats = flooder.stop().await.expect("stop");
-    assert!(stats.sent >= 20, "the flooder sent {} objects", stats.sent);
+    // It flooded: at least the three invalid objects that graylist a peer (a ban now comes
+    // that soon, so the flood is short; before, time in the mesh let it send ~20).
+    assert!(stats.sent >= 3, "the flooder sent {} objects", stats.sent);
     // Nothing invalid was stored: the hub holds exactly the five honest listings.
     assert_eq!(hub.store.listing_count().expect("count"), 5);
     // The hub still answers and still relays after the ban.
