@@ -366,8 +366,14 @@ fn framing_and_leniency_are_as_specified() {
     );
     // The caps are what SPEC §8.4-§8.7 say.
     assert_eq!(TRADE_MESSAGE_MAX_BYTES, 524_288);
-    assert_eq!((SYNC_REQUEST_MAX_BYTES, SYNC_RESPONSE_MAX_BYTES), (65_536, 8_388_608));
-    assert_eq!((BLOB_REQUEST_MAX_BYTES, BLOB_RESPONSE_MAX_BYTES), (1_024, 266_240));
+    assert_eq!(
+        (SYNC_REQUEST_MAX_BYTES, SYNC_RESPONSE_MAX_BYTES),
+        (65_536, 8_388_608)
+    );
+    assert_eq!(
+        (BLOB_REQUEST_MAX_BYTES, BLOB_RESPONSE_MAX_BYTES),
+        (1_024, 266_240)
+    );
     assert_eq!(
         (MAILBOX_REQUEST_MAX_BYTES, MAILBOX_RESPONSE_MAX_BYTES),
         (266_240, 4_259_840)
