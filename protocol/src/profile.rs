@@ -77,5 +77,28 @@ mod tests {
             long.validate(1_760_000_000_000).expect_err("long").field,
             "name"
         );
+        for (name, bio, field) in [
+            ("장터\u{3000}", "", "name"),
+            ("\u{3164}", "", "name"),
+            ("\u{202E}name", "", "name"),
+            ("장터", "line\ttab", "bio"),
+            ("장터", "\u{2066}isolate", "bio"),
+        ] {
+            let p = Profile {
+                name: name.into(),
+                bio: bio.into(),
+                ..p.clone()
+            };
+            assert_eq!(p.validate(1_760_000_000_000).expect_err(name).field, field);
+        }
+        // An explicit empty bio is refused on decode: leave it out.
+        let mut v = cbor::from_slice_canonical(&p.encode()).expect("canonical");
+        if let Value::Map(m) = &mut v {
+            m.insert(0, (Value::Text("bio".into()), Value::Text(String::new())));
+        }
+        assert!(matches!(
+            Profile::decode(&cbor::to_vec(&v)),
+            Err(DecodeError::EmptyOptional("bio"))
+        ));
     }
 }

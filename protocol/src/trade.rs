@@ -1003,6 +1003,47 @@ mod tests {
     }
 
     #[test]
+    fn an_offer_names_neither_party_nor_a_moderator_twice_as_moderator() {
+        let mk = |mods: Vec<PublicKey>| TradeMessage {
+            trade: None,
+            prev: None,
+            at: T,
+            seller: Some(pk(SELLER)),
+            terms: Some(terms(100_000)),
+            moderators: mods,
+            note: String::new(),
+            outcome: None,
+        };
+        let check = |m: TradeMessage| m.validate(Kind::Offer, &pk(BUYER), T);
+        check(mk(vec![pk(MODERATOR)])).expect("a third party moderates");
+        for (mods, field) in [
+            (vec![pk(BUYER)], "moderator"),
+            (vec![pk(SELLER)], "moderators"),
+            (vec![pk(MODERATOR), pk(MODERATOR)], "moderator"),
+        ] {
+            assert_eq!(check(mk(mods)).expect_err("refused").field, field);
+        }
+        // A blank reason does not count as one; a bidirectional override is refused.
+        let mut reject = TradeMessage::follow(ObjectId([1; 32]), ObjectId([1; 32]), T);
+        reject.note = "\u{3000} ".into();
+        assert_eq!(
+            reject
+                .validate(Kind::Reject, &pk(SELLER), T)
+                .expect_err("blank")
+                .field,
+            "reason"
+        );
+        reject.note = "\u{202E}reason".into();
+        assert_eq!(
+            reject
+                .validate(Kind::Reject, &pk(SELLER), T)
+                .expect_err("bidi")
+                .field,
+            "note"
+        );
+    }
+
+    #[test]
     fn a_whole_trade_with_a_meetup() {
         let mut c = TradeChain::start(offer()).expect("start");
         step(&mut c, Kind::Accept, SELLER).expect("accept");
