@@ -1,0 +1,194 @@
+//! Reputation inputs: the attestation that counts per trade and author, the keys the user
+//! trusts as seeds, and the generation counter bumped by every write that can change trust.
+//!
+//! It computes no trust: the protocol's trust math and the reputation service do.
+
+use jangteo_protocol::attestation::Attested;
+use jangteo_protocol::{ObjectId, PublicKey, SignedObject};
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+
+use crate::error::StoreError;
+
+use super::{CF_ATTESTATIONS, CF_META, CF_OBJECTS, Store};
+
+/// What the store keeps about the attestation that counts for one author and trade: enough
+/// to compute trust without decoding the object again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttestationRecord {
+    /// The trade.
+    pub trade: ObjectId,
+    /// Who rated.
+    pub author: PublicKey,
+    /// When it was signed.
+    pub at: u64,
+    /// Its object id.
+    pub object: ObjectId,
+    /// Who was rated.
+    pub about: PublicKey,
+    /// 1-5.
+    pub score: u8,
+    /// The trade's total value (minor units).
+    pub value: u64,
+}
+
+impl AttestationRecord {
+    const LEN: usize = 8 + 32 + 32 + 1 + 8;
+
+    fn key(&self) -> [u8; 64] {
+        let mut k = [0u8; 64];
+        k[..32].copy_from_slice(&self.trade.0);
+        k[32..].copy_from_slice(&self.author.0);
+        k
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(Self::LEN);
+        v.extend_from_slice(&self.at.to_be_bytes());
+        v.extend_from_slice(&self.object.0);
+        v.extend_from_slice(&self.about.0);
+        v.push(self.score);
+        v.extend_from_slice(&self.value.to_be_bytes());
+        v
+    }
+
+    fn decode(key: &[u8], v: &[u8]) -> Result<Self, StoreError> {
+        let bad = || StoreError::Corrupt("attestation record");
+        if key.len() != 64 || v.len() != Self::LEN {
+            return Err(bad());
+        }
+        let b32 = |s: &[u8]| <[u8; 32]>::try_from(s).map_err(|_| bad());
+        let b8 = |s: &[u8]| <[u8; 8]>::try_from(s).map_err(|_| bad());
+        Ok(Self {
+            trade: ObjectId(b32(&key[..32])?),
+            author: PublicKey(b32(&key[32..])?),
+            at: u64::from_be_bytes(b8(&v[..8])?),
+            object: ObjectId(b32(&v[8..40])?),
+            about: PublicKey(b32(&v[40..72])?),
+            score: v[72],
+            value: u64::from_be_bytes(b8(&v[73..81])?),
+        })
+    }
+}
+
+impl Store {
+    /// Stores a verified attestation if it is the one that counts for its author and trade
+    /// (the latest; ties: the lowest id), replacing the one it supersedes. Returns whether it
+    /// was stored.
+    pub fn put_attestation(
+        &self,
+        obj: &SignedObject,
+        a: &Attested,
+        durable: bool,
+    ) -> Result<bool, StoreError> {
+        let objects = self.cf(CF_OBJECTS)?;
+        let cf = self.cf(CF_ATTESTATIONS)?;
+        let rec = AttestationRecord {
+            trade: a.trade,
+            author: a.author,
+            at: a.attestation.at,
+            object: obj.id(),
+            about: a.attestation.about,
+            score: a.attestation.score,
+            value: a.terms.total(),
+        };
+        let key = rec.key();
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut batch = WriteBatch::default();
+        if let Some(prev) = self.db.get_pinned_cf(cf, key)? {
+            let prev = AttestationRecord::decode(&key, &prev)?;
+            if (prev.at, std::cmp::Reverse(prev.object)) >= (rec.at, std::cmp::Reverse(rec.object))
+            {
+                return Ok(false);
+            }
+            batch.delete_cf(objects, prev.object.0);
+        }
+        batch.put_cf(objects, obj.id().0, obj.bytes());
+        batch.put_cf(cf, key, rec.encode());
+        self.write(batch, durable)?;
+        self.bump_trust();
+        Ok(true)
+    }
+
+    /// Calls `f` for every attestation record, in (trade, author) order after `after`, until
+    /// it returns false.
+    pub fn for_each_attestation(
+        &self,
+        after: Option<&[u8; 64]>,
+        mut f: impl FnMut(AttestationRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        let cf = self.cf(CF_ATTESTATIONS)?;
+        let mode = match after {
+            Some(a) => IteratorMode::From(a, Direction::Forward),
+            None => IteratorMode::Start,
+        };
+        for item in self.db.iterator_cf(cf, mode) {
+            let (k, v) = item?;
+            if after.is_some_and(|a| a.as_slice() == k.as_ref()) {
+                continue;
+            }
+            if !f(AttestationRecord::decode(&k, &v)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of attestations held (one per author and trade).
+    pub fn attestation_count(&self) -> Result<u64, StoreError> {
+        let mut n = 0;
+        self.for_each_attestation(None, |_| {
+            n += 1;
+            true
+        })?;
+        Ok(n)
+    }
+
+    /// The keys this node's user trusts.
+    pub fn trusted(&self) -> Result<Vec<PublicKey>, StoreError> {
+        let meta = self.cf(CF_META)?;
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator_cf(meta, b"trusted/") {
+            let (k, _) = item?;
+            let Some(rest) = k.strip_prefix(b"trusted/".as_slice()) else {
+                break;
+            };
+            out.push(PublicKey(
+                rest.try_into()
+                    .map_err(|_| StoreError::Corrupt("trusted key"))?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Adds (`true`) or removes a key from the trusted set (synced). Returns whether it changed.
+    pub fn set_trusted(&self, key: &PublicKey, trusted: bool) -> Result<bool, StoreError> {
+        let meta = self.cf(CF_META)?;
+        let mut k = b"trusted/".to_vec();
+        k.extend_from_slice(&key.0);
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        let had = self.db.get_pinned_cf(meta, &k)?.is_some();
+        if had == trusted {
+            return Ok(false);
+        }
+        let mut batch = WriteBatch::default();
+        if trusted {
+            batch.put_cf(meta, k, b"");
+        } else {
+            batch.delete_cf(meta, k);
+        }
+        self.write(batch, true)?;
+        self.bump_trust();
+        Ok(true)
+    }
+
+    /// Changes whenever something trust depends on was written.
+    pub fn trust_generation(&self) -> u64 {
+        self.trust_generation
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(super) fn bump_trust(&self) {
+        self.trust_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}

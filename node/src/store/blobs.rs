@@ -1,0 +1,150 @@
+//! Blobs (images): a manifest and its chunks under the blob's id, read back whole or by
+//! chunk, and collected when no listing held refers to them.
+//!
+//! It stores bytes the blob service verified against their id; it does not check them.
+
+use jangteo_protocol::ObjectId;
+use rocksdb::{IteratorMode, WriteBatch};
+
+use crate::error::StoreError;
+
+use super::{CF_BLOBS, Store};
+
+impl Store {
+    fn blob_key(id: &ObjectId, part: u32) -> [u8; 36] {
+        let mut k = [0u8; 36];
+        k[..32].copy_from_slice(&id.0);
+        k[32..].copy_from_slice(&part.to_be_bytes());
+        k
+    }
+
+    /// Stores a whole blob whose every chunk was checked against `manifest` (synced), in one
+    /// batch: a blob is either entirely held or not at all.
+    pub fn put_blob(
+        &self,
+        manifest: &jangteo_protocol::blob::Manifest,
+        chunks: &[Vec<u8>],
+    ) -> Result<ObjectId, StoreError> {
+        let id = manifest.id();
+        if chunks.len() != manifest.chunks.len()
+            || chunks
+                .iter()
+                .enumerate()
+                .any(|(i, c)| manifest.verify_chunk(i, c).is_err())
+        {
+            return Err(StoreError::Corrupt("blob chunks do not match the manifest"));
+        }
+        let cf = self.cf(CF_BLOBS)?;
+        let mut batch = WriteBatch::default();
+        for (i, c) in chunks.iter().enumerate() {
+            batch.put_cf(cf, Self::blob_key(&id, i as u32), c);
+        }
+        batch.put_cf(cf, Self::blob_key(&id, u32::MAX), manifest.encode());
+        self.write(batch, true)?;
+        Ok(id)
+    }
+
+    /// The manifest of a blob held here.
+    pub fn blob_manifest(&self, id: &ObjectId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_BLOBS)?, Self::blob_key(id, u32::MAX))?)
+    }
+
+    /// Chunk `index` of a blob held here.
+    pub fn blob_chunk(&self, id: &ObjectId, index: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        if index == u32::MAX {
+            return Ok(None);
+        }
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_BLOBS)?, Self::blob_key(id, index))?)
+    }
+
+    /// The whole blob, if held.
+    pub fn blob(&self, id: &ObjectId) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(m) = self.blob_manifest(id)? else {
+            return Ok(None);
+        };
+        let m = jangteo_protocol::blob::Manifest::decode_for(id, &m)
+            .map_err(|_| StoreError::Corrupt("blob manifest"))?;
+        let mut out = Vec::with_capacity(m.size as usize);
+        for i in 0..m.chunks.len() {
+            let c = self
+                .blob_chunk(id, i as u32)?
+                .ok_or(StoreError::Corrupt("blob chunk missing"))?;
+            out.extend_from_slice(&c);
+        }
+        Ok(Some(out))
+    }
+
+    /// Ids of every whole blob held.
+    pub fn blob_ids(&self) -> Result<Vec<ObjectId>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_BLOBS)?, IteratorMode::Start) {
+            let (k, _) = item?;
+            if k.len() == 36 && k[32..] == [0xff; 4] {
+                let mut id = [0u8; 32];
+                id.copy_from_slice(&k[..32]);
+                out.push(ObjectId(id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of whole blobs held.
+    pub fn blob_count(&self) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for item in self.db.iterator_cf(self.cf(CF_BLOBS)?, IteratorMode::Start) {
+            let (k, _) = item?;
+            if k.len() == 36 && k[32..] == [0xff; 4] {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Deletes every blob that no listing held here names (photos of expired or replaced
+    /// listings), except those in `keep`. Returns how many were deleted.
+    pub fn gc_blobs(&self, keep: &std::collections::HashSet<[u8; 32]>) -> Result<u64, StoreError> {
+        let mut referenced: std::collections::HashSet<[u8; 32]> = keep.clone();
+        self.for_each_listing(None, |s| {
+            referenced.extend(s.listing.images.iter().copied());
+            true
+        })?;
+        let cf = self.cf(CF_BLOBS)?;
+        let mut batch = WriteBatch::default();
+        let mut n = 0;
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, _) = item?;
+            if k.len() != 36 {
+                continue;
+            }
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&k[..32]);
+            if !referenced.contains(&id) {
+                if k[32..] == [0xff; 4] {
+                    n += 1;
+                }
+                batch.delete_cf(cf, &k);
+            }
+        }
+        if n > 0 {
+            self.write(batch, false)?;
+        }
+        Ok(n)
+    }
+
+    /// Test hook: overwrites one stored chunk with other bytes, to play a lying peer.
+    #[doc(hidden)]
+    pub fn corrupt_blob_chunk_for_tests(
+        &self,
+        id: &ObjectId,
+        index: u32,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_BLOBS)?, Self::blob_key(id, index), bytes);
+        self.write(batch, false)
+    }
+}

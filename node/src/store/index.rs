@@ -1,0 +1,66 @@
+//! The search indexer's outbox: listings whose index entry is behind the store, written in
+//! the listing's own batch and emptied by the indexer after its commit, with a wakeup.
+//!
+//! It holds no index itself; tantivy lives in the search service.
+
+use jangteo_protocol::ListingId;
+use rocksdb::{IteratorMode, WriteBatch};
+
+use crate::error::StoreError;
+
+use super::{CF_INDEX_QUEUE, Store};
+
+impl Store {
+    /// Notified whenever listings were queued for the search indexer.
+    pub fn index_wakeup(&self) -> &tokio::sync::Notify {
+        &self.index_wakeup
+    }
+
+    /// Up to `max` listings waiting for the indexer, with the queue value each had.
+    pub fn index_queue(&self, max: usize) -> Result<Vec<(ListingId, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_INDEX_QUEUE)?, IteratorMode::Start)
+            .take(max)
+        {
+            let (k, v) = item?;
+            let id: [u8; 32] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("index queue key"))?;
+            out.push((ListingId(id), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Removes indexed entries from the queue, except those re-queued since they were read
+    /// (their value changed), which the indexer must see again.
+    pub fn index_queue_done(&self, done: &[(ListingId, Vec<u8>)]) -> Result<(), StoreError> {
+        let queue = self.cf(CF_INDEX_QUEUE)?;
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut batch = WriteBatch::default();
+        for (id, seen) in done {
+            if self
+                .db
+                .get_pinned_cf(queue, id.0)?
+                .is_some_and(|v| v.as_ref() == seen.as_slice())
+            {
+                batch.delete_cf(queue, id.0);
+            }
+        }
+        self.write(batch, false)
+    }
+
+    /// Empties the indexer queue (after a full rebuild from the heads).
+    pub fn clear_index_queue(&self) -> Result<(), StoreError> {
+        let queue = self.cf(CF_INDEX_QUEUE)?;
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut batch = WriteBatch::default();
+        for item in self.db.iterator_cf(queue, IteratorMode::Start) {
+            let (k, _) = item?;
+            batch.delete_cf(queue, &k);
+        }
+        self.write(batch, false)
+    }
+}
