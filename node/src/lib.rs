@@ -6,6 +6,7 @@
 //! [`net::Client`].
 
 pub mod api;
+pub mod data_dir;
 pub mod error;
 pub mod ingest;
 pub mod keys;
@@ -365,7 +366,10 @@ async fn spawn_api(
 impl Node {
     /// Starts a node: key, store, swarm task, API. Returns once the API is listening.
     pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
-        std::fs::create_dir_all(&cfg.data_dir).map_err(io_err(&cfg.data_dir))?;
+        for warning in data_dir::prepare(&cfg.data_dir)? {
+            tracing::warn!(dir = %cfg.data_dir.display(), "{warning}");
+            eprintln!("WARNING: {warning}");
+        }
         let (key, _) = keys::load_or_create(&cfg.data_dir)?;
         let keypair = keys::libp2p_keypair(&key)?;
         let peer_id = keypair.public().to_peer_id().to_string();
