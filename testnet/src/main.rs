@@ -171,41 +171,7 @@ enum Scenario {
         seed: u64,
     },
     /// EigenTrust threat models A-D as a market: trust-based vs random seller choice.
-    TrustSim {
-        /// Accounts.
-        #[arg(long, default_value_t = 100)]
-        accounts: usize,
-        /// Cycles; each honest account buys once per cycle.
-        #[arg(long, default_value_t = 40)]
-        cycles: usize,
-        /// Malicious shares in percent, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "0,10,20,30,40,50,60,70")]
-        malicious: Vec<f64>,
-        /// Threat models, comma-separated (A,B,C,D).
-        #[arg(long, value_delimiter = ',', default_value = "A,B,C,D")]
-        models: Vec<String>,
-        /// Seed.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Trusted keys every node holds: this percent of the honest accounts, rounded up.
-        #[arg(long, default_value_t = 5.0)]
-        trusted: f64,
-        /// Damping toward the seeds (default: what nodes use, trust::Params::default()).
-        #[arg(long, default_value_t = jangteo_protocol::trust::Params::default().damping)]
-        damping: f64,
-        /// Recompute every buyer's view every this many cycles.
-        #[arg(long, default_value_t = 1)]
-        recompute_every: usize,
-        /// Exploration pool: `zero-trust` (paper) or `unknown` (zero trust, never traded with).
-        #[arg(long, default_value = "zero-trust")]
-        explore: String,
-        /// Fake trades each collective member signs per cycle.
-        #[arg(long, default_value_t = 5)]
-        fake_trades: usize,
-        /// Distinct edges for the timing of one compute (0: skip).
-        #[arg(long, default_value_t = 100_000)]
-        bench_edges: usize,
-    },
+    TrustSim(TrustSimArgs),
     /// The search engine at market size: indexing rate, query latency, index size, memory.
     SearchBench {
         /// Generated listings (Korean, Japanese, English and mixed titles).
@@ -220,9 +186,56 @@ enum Scenario {
     },
 }
 
+/// The options of the trust simulation.
+#[derive(Debug, clap::Args)]
+struct TrustSimArgs {
+    /// Accounts.
+    #[arg(long, default_value_t = 100)]
+    accounts: usize,
+    /// Cycles; each honest account buys once per cycle.
+    #[arg(long, default_value_t = 40)]
+    cycles: usize,
+    /// Malicious shares in percent, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0,10,20,30,40,50,60,70")]
+    malicious: Vec<f64>,
+    /// Threat models, comma-separated (A,B,C,D).
+    #[arg(long, value_delimiter = ',', default_value = "A,B,C,D")]
+    models: Vec<String>,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Trusted keys every node holds: this percent of the honest accounts, rounded up.
+    #[arg(long, default_value_t = 5.0)]
+    trusted: f64,
+    /// Damping toward the seeds (default: what nodes use, trust::Params::default()).
+    #[arg(long, default_value_t = jangteo_protocol::trust::Params::default().damping)]
+    damping: f64,
+    /// Recompute every buyer's view every this many cycles.
+    #[arg(long, default_value_t = 1)]
+    recompute_every: usize,
+    /// Exploration pool: `zero-trust` (paper) or `unknown` (zero trust, never traded with).
+    #[arg(long, default_value = "zero-trust")]
+    explore: String,
+    /// Fake trades each collective member signs per cycle.
+    #[arg(long, default_value_t = 5)]
+    fake_trades: usize,
+    /// Distinct edges for the timing of one compute (0: skip).
+    #[arg(long, default_value_t = 100_000)]
+    bench_edges: usize,
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
+    init_logging();
+    if cli.netns {
+        use_netns(&cli)?;
+    }
+    run(cli.command, cli.json).await
+}
+
+/// Logs to stderr, filtered by `JANGTEO_LOG`.
+fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("JANGTEO_LOG")
@@ -231,202 +244,65 @@ async fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    if cli.netns {
-        let in_process = matches!(
-            cli.command,
-            Scenario::TrustSim { .. }
-                | Scenario::SearchBench { .. }
-                | Scenario::Ingest { .. }
-                | Scenario::Propagation {
-                    in_process: true,
-                    ..
-                }
-        );
-        if in_process {
-            anyhow::bail!("--netns applies to the scenarios with node processes only");
-        }
-        if matches!(cli.command, Scenario::Abuse { .. }) {
-            anyhow::bail!("--netns does not apply to abuse: it runs on 127.0.0.1 only");
-        }
-        if !(0.0..=100.0).contains(&cli.loss) {
-            anyhow::bail!("--loss is a percentage (0 to 100)");
-        }
-        procs::use_netns_by_default(Netem {
-            delay_ms: cli.delay_ms,
-            loss_pct: cli.loss,
-        })?;
-    }
-    match cli.command {
-        Scenario::TrustSim {
-            accounts,
-            cycles,
-            malicious,
-            models,
-            seed,
-            trusted,
-            damping,
-            recompute_every,
-            explore,
-            fake_trades,
-            bench_edges,
-        } => {
-            let models = models
-                .iter()
-                .map(|m| {
-                    trust_sim::Model::parse(m).ok_or_else(|| anyhow::anyhow!("unknown model {m}"))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let explore = match explore.as_str() {
-                "zero-trust" => trust_sim::Explore::ZeroTrust,
-                "unknown" => trust_sim::Explore::Unknown,
-                other => anyhow::bail!("unknown --explore {other}"),
-            };
-            let cfg = trust_sim::Config {
-                accounts,
-                cycles,
-                malicious: malicious.iter().map(|m| m / 100.0).collect(),
-                models,
-                seed,
-                trusted_share: trusted / 100.0,
-                damping,
-                recompute_every,
-                explore,
-                fake_trades,
-                bench_edges,
-                ..trust_sim::Config::default()
-            };
-            let r = tokio::task::spawn_blocking(move || trust_sim::run(&cfg)).await?;
-            if cli.json {
-                println!("{r}");
-            } else {
-                println!("{}", trust_sim::table(&r));
+}
+
+/// Checks that `--netns` fits the scenario and makes node processes start in network
+/// namespaces with the given delay and loss.
+fn use_netns(cli: &Cli) -> Result<()> {
+    let in_process = matches!(
+        cli.command,
+        Scenario::TrustSim { .. }
+            | Scenario::SearchBench { .. }
+            | Scenario::Ingest { .. }
+            | Scenario::Propagation {
+                in_process: true,
+                ..
             }
-        }
+    );
+    if in_process {
+        anyhow::bail!("--netns applies to the scenarios with node processes only");
+    }
+    if matches!(cli.command, Scenario::Abuse { .. }) {
+        anyhow::bail!("--netns does not apply to abuse: it runs on 127.0.0.1 only");
+    }
+    if !(0.0..=100.0).contains(&cli.loss) {
+        anyhow::bail!("--loss is a percentage (0 to 100)");
+    }
+    procs::use_netns_by_default(Netem {
+        delay_ms: cli.delay_ms,
+        loss_pct: cli.loss,
+    })?;
+    Ok(())
+}
+
+/// Runs one scenario and prints its report.
+async fn run(command: Scenario, json: bool) -> Result<()> {
+    match command {
+        Scenario::TrustSim(args) => trust_sim(args, json).await?,
         Scenario::SearchBench {
             listings,
             queries,
             seed,
-        } => {
-            let r = tokio::task::spawn_blocking(move || search_bench::run(listings, queries, seed))
-                .await??;
-            if cli.json {
-                println!("{r}");
-            } else {
-                let f = |k: &str| r[k].as_f64().unwrap_or(0.0);
-                println!(
-                    "search: {} listings; stored+signed {:.0}/s; indexed {:.0}/s; {} queries p50 {:.2} ms p95 {:.2} ms p99 {:.2} ms; index {:.1} MiB, store {:.1} MiB; RSS {:.0} MiB (peak {:.0} MiB)",
-                    r["listings"],
-                    f("store_and_sign_per_s"),
-                    f("index_per_s"),
-                    r["queries"],
-                    f("p50_ms"),
-                    f("p95_ms"),
-                    f("p99_ms"),
-                    f("index_bytes") / 1048576.0,
-                    f("store_bytes") / 1048576.0,
-                    f("rss_bytes") / 1048576.0,
-                    f("peak_rss_bytes") / 1048576.0
-                );
-                println!("{}", serde_json::to_string_pretty(&r["by_kind"])?);
-            }
-        }
+        } => search_bench(listings, queries, seed, json).await?,
         Scenario::Propagation {
             nodes,
             listings,
             in_process: true,
             ..
-        } => {
-            let cluster = Cluster::start(nodes, Topology::Star).await?;
-            let mut latencies = Vec::with_capacity(listings);
-            let mut delivered = 0usize;
-            for i in 0..listings {
-                let mut rxs: Vec<_> = cluster.nodes.iter().map(|n| n.subscribe()).collect();
-                let origin = i % nodes;
-                let start = Instant::now();
-                let view = cluster.nodes[origin]
-                    .listings
-                    .post(NewListing {
-                        title: format!("propagation test item {i}"),
-                        price: 1000 + i as u64,
-                        currency: "KRW".into(),
-                        description: None,
-                        category: None,
-                        condition: None,
-                        quantity: None,
-                        location: None,
-                        moderators: vec![],
-                        expires_in_days: None,
-                        images: vec![],
-                    })
-                    .await?;
-                let mut slowest = 0.0f64;
-                for (j, rx) in rxs.iter_mut().enumerate() {
-                    if j == origin {
-                        continue;
-                    }
-                    let id = view.id.clone();
-                    let got = wait_event(
-                        rx,
-                        Duration::from_secs(10),
-                        |e| matches!(e, NodeEvent::ListingStored { listing } if *listing == id),
-                    )
-                    .await;
-                    if got.is_ok() {
-                        delivered += 1;
-                        slowest = slowest.max(start.elapsed().as_secs_f64() * 1000.0);
-                    }
-                }
-                latencies.push(slowest);
-            }
-            latencies.sort_by(f64::total_cmp);
-            let expected = listings * (nodes - 1);
-            let report = serde_json::json!({
-                "nodes": nodes,
-                "listings": listings,
-                "delivered_ratio": if expected == 0 { 1.0 } else { delivered as f64 / expected as f64 },
-                "p50_ms": percentile(&latencies, 0.50),
-                "p95_ms": percentile(&latencies, 0.95),
-                "p99_ms": percentile(&latencies, 0.99),
-            });
-            if cli.json {
-                println!("{report}");
-            } else {
-                println!(
-                    "propagation: {nodes} nodes, {listings} listings, delivered {:.3}, p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
-                    report["delivered_ratio"].as_f64().unwrap_or(0.0),
-                    report["p50_ms"].as_f64().unwrap_or(0.0),
-                    report["p95_ms"].as_f64().unwrap_or(0.0),
-                    report["p99_ms"].as_f64().unwrap_or(0.0)
-                );
-            }
-            cluster.shutdown().await;
-        }
+        } => propagation_in_process(nodes, listings, json).await?,
         Scenario::Propagation {
             nodes,
             listings,
             in_process: false,
             plot: plot_to,
             seed,
-        } => {
-            let (r, samples) =
-                scenarios::propagation(jangteo_bin()?, nodes, listings, seed).await?;
-            if let Some(p) = plot_to {
-                plot::cdf(
-                    &p,
-                    &format!(
-                        "propagation: {nodes} node processes, {listings} listings, each delivery"
-                    ),
-                    &samples,
-                )?;
-            }
-            print(cli.json, "propagation", &r);
-        }
+        } => propagation_processes(nodes, listings, plot_to, seed, json).await?,
         Scenario::Ingest { count, seed } => {
             let r = tokio::task::spawn_blocking(move || {
                 jangteo_testnet::ingest_bench::run(count, seed)
             })
             .await??;
-            print(cli.json, "ingest", &r);
+            print(json, "ingest", &r);
         }
         Scenario::Catchup {
             nodes,
@@ -441,11 +317,11 @@ async fn main() -> Result<()> {
                     &arrivals,
                 )?;
             }
-            print(cli.json, "catchup", &r);
+            print(json, "catchup", &r);
         }
         Scenario::Partition { nodes, listings } => {
             let r = scenarios::partition(jangteo_bin()?, nodes, listings).await?;
-            print(cli.json, "partition", &r);
+            print(json, "partition", &r);
         }
         Scenario::Churn {
             nodes,
@@ -454,11 +330,11 @@ async fn main() -> Result<()> {
             seed,
         } => {
             let r = scenarios::churn(jangteo_bin()?, nodes, listings, every, seed).await?;
-            print(cli.json, "churn", &r);
+            print(json, "churn", &r);
         }
         Scenario::Trades { nodes, trades } => {
             let r = scenarios::trades(jangteo_bin()?, nodes, trades).await?;
-            print(cli.json, "trades", &r);
+            print(json, "trades", &r);
         }
         Scenario::Flood {
             nodes,
@@ -468,14 +344,14 @@ async fn main() -> Result<()> {
             seed,
         } => {
             let r = scenarios::flood(jangteo_bin()?, nodes, listings, invalid, rate, seed).await?;
-            print(cli.json, "flood", &r);
+            print(json, "flood", &r);
         }
         Scenario::Crash {
             kill_after,
             writers,
         } => {
             let r = scenarios::crash(jangteo_bin()?, kill_after, writers).await?;
-            print(cli.json, "crash", &r);
+            print(json, "crash", &r);
         }
         Scenario::Abuse {
             keys,
@@ -483,25 +359,199 @@ async fn main() -> Result<()> {
             after_secs,
             idle_secs,
             pace_ms,
-        } => {
-            let cfg = abuse::Config {
-                keys,
-                offers_per_key: offers,
-                idle_before: Duration::from_secs(idle_secs),
-                after: Duration::from_secs(after_secs),
-                pace: pace_ms.map_or_else(abuse::default_pace, Duration::from_millis),
-            };
-            let r = abuse::run(jangteo_bin()?, &cfg).await?;
-            if cli.json {
-                println!("{r}");
-            } else {
-                print!("{}", abuse::human(&r));
-            }
-        }
+        } => abuse_scenario(keys, offers, after_secs, idle_secs, pace_ms, json).await?,
         Scenario::Memory { listings, seed } => {
             let r = jangteo_testnet::memory::run(jangteo_bin()?, listings, seed).await?;
-            print(cli.json, "memory", &r);
+            print(json, "memory", &r);
         }
+    }
+    Ok(())
+}
+
+/// The trust simulation (in memory, no nodes).
+async fn trust_sim(args: TrustSimArgs, json: bool) -> Result<()> {
+    let TrustSimArgs {
+        accounts,
+        cycles,
+        malicious,
+        models,
+        seed,
+        trusted,
+        damping,
+        recompute_every,
+        explore,
+        fake_trades,
+        bench_edges,
+    } = args;
+    let models = models
+        .iter()
+        .map(|m| trust_sim::Model::parse(m).ok_or_else(|| anyhow::anyhow!("unknown model {m}")))
+        .collect::<Result<Vec<_>>>()?;
+    let explore = match explore.as_str() {
+        "zero-trust" => trust_sim::Explore::ZeroTrust,
+        "unknown" => trust_sim::Explore::Unknown,
+        other => anyhow::bail!("unknown --explore {other}"),
+    };
+    let cfg = trust_sim::Config {
+        accounts,
+        cycles,
+        malicious: malicious.iter().map(|m| m / 100.0).collect(),
+        models,
+        seed,
+        trusted_share: trusted / 100.0,
+        damping,
+        recompute_every,
+        explore,
+        fake_trades,
+        bench_edges,
+        ..trust_sim::Config::default()
+    };
+    let r = tokio::task::spawn_blocking(move || trust_sim::run(&cfg)).await?;
+    if json {
+        println!("{r}");
+    } else {
+        println!("{}", trust_sim::table(&r));
+    }
+    Ok(())
+}
+
+/// The search engine benchmark (in process).
+async fn search_bench(listings: usize, queries: usize, seed: u64, json: bool) -> Result<()> {
+    let r =
+        tokio::task::spawn_blocking(move || search_bench::run(listings, queries, seed)).await??;
+    if json {
+        println!("{r}");
+    } else {
+        let f = |k: &str| r[k].as_f64().unwrap_or(0.0);
+        println!(
+            "search: {} listings; stored+signed {:.0}/s; indexed {:.0}/s; {} queries p50 {:.2} ms p95 {:.2} ms p99 {:.2} ms; index {:.1} MiB, store {:.1} MiB; RSS {:.0} MiB (peak {:.0} MiB)",
+            r["listings"],
+            f("store_and_sign_per_s"),
+            f("index_per_s"),
+            r["queries"],
+            f("p50_ms"),
+            f("p95_ms"),
+            f("p99_ms"),
+            f("index_bytes") / 1048576.0,
+            f("store_bytes") / 1048576.0,
+            f("rss_bytes") / 1048576.0,
+            f("peak_rss_bytes") / 1048576.0
+        );
+        println!("{}", serde_json::to_string_pretty(&r["by_kind"])?);
+    }
+    Ok(())
+}
+
+/// Propagation over in-process nodes in a star.
+async fn propagation_in_process(nodes: usize, listings: usize, json: bool) -> Result<()> {
+    let cluster = Cluster::start(nodes, Topology::Star).await?;
+    let mut latencies = Vec::with_capacity(listings);
+    let mut delivered = 0usize;
+    for i in 0..listings {
+        let mut rxs: Vec<_> = cluster.nodes.iter().map(|n| n.subscribe()).collect();
+        let origin = i % nodes;
+        let start = Instant::now();
+        let view = cluster.nodes[origin]
+            .listings
+            .post(NewListing {
+                title: format!("propagation test item {i}"),
+                price: 1000 + i as u64,
+                currency: "KRW".into(),
+                description: None,
+                category: None,
+                condition: None,
+                quantity: None,
+                location: None,
+                moderators: vec![],
+                expires_in_days: None,
+                images: vec![],
+            })
+            .await?;
+        let mut slowest = 0.0f64;
+        for (j, rx) in rxs.iter_mut().enumerate() {
+            if j == origin {
+                continue;
+            }
+            let id = view.id.clone();
+            let got = wait_event(
+                rx,
+                Duration::from_secs(10),
+                |e| matches!(e, NodeEvent::ListingStored { listing } if *listing == id),
+            )
+            .await;
+            if got.is_ok() {
+                delivered += 1;
+                slowest = slowest.max(start.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        latencies.push(slowest);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let expected = listings * (nodes - 1);
+    let report = serde_json::json!({
+        "nodes": nodes,
+        "listings": listings,
+        "delivered_ratio": if expected == 0 { 1.0 } else { delivered as f64 / expected as f64 },
+        "p50_ms": percentile(&latencies, 0.50),
+        "p95_ms": percentile(&latencies, 0.95),
+        "p99_ms": percentile(&latencies, 0.99),
+    });
+    if json {
+        println!("{report}");
+    } else {
+        println!(
+            "propagation: {nodes} nodes, {listings} listings, delivered {:.3}, p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+            report["delivered_ratio"].as_f64().unwrap_or(0.0),
+            report["p50_ms"].as_f64().unwrap_or(0.0),
+            report["p95_ms"].as_f64().unwrap_or(0.0),
+            report["p99_ms"].as_f64().unwrap_or(0.0)
+        );
+    }
+    cluster.shutdown().await;
+    Ok(())
+}
+
+/// Propagation over node processes, with a CDF plot if asked.
+async fn propagation_processes(
+    nodes: usize,
+    listings: usize,
+    plot_to: Option<PathBuf>,
+    seed: u64,
+    json: bool,
+) -> Result<()> {
+    let (r, samples) = scenarios::propagation(jangteo_bin()?, nodes, listings, seed).await?;
+    if let Some(p) = plot_to {
+        plot::cdf(
+            &p,
+            &format!("propagation: {nodes} node processes, {listings} listings, each delivery"),
+            &samples,
+        )?;
+    }
+    print(json, "propagation", &r);
+    Ok(())
+}
+
+/// The abuse scenario against node processes.
+async fn abuse_scenario(
+    keys: usize,
+    offers: usize,
+    after_secs: u64,
+    idle_secs: u64,
+    pace_ms: Option<u64>,
+    json: bool,
+) -> Result<()> {
+    let cfg = abuse::Config {
+        keys,
+        offers_per_key: offers,
+        idle_before: Duration::from_secs(idle_secs),
+        after: Duration::from_secs(after_secs),
+        pace: pace_ms.map_or_else(abuse::default_pace, Duration::from_millis),
+    };
+    let r = abuse::run(jangteo_bin()?, &cfg).await?;
+    if json {
+        println!("{r}");
+    } else {
+        print!("{}", abuse::human(&r));
     }
     Ok(())
 }
