@@ -63,6 +63,10 @@ pub enum Ingested {
     Ignored(&'static str),
     /// Invalid: refused. The sender is at fault.
     Invalid(ObjectError),
+    /// Refused for a reason that depends on this node's clock or state, not on the bytes
+    /// alone (dated in the future by this clock, a `created_at` that differs from a version
+    /// only this node may hold): other nodes may accept it, so the sender is not at fault.
+    Unconfirmed(ObjectError),
 }
 
 /// Verifies and stores one object. `expected` is the kind the channel carries (a topic),
@@ -173,6 +177,7 @@ fn store_verified(
 ) -> Result<Ingested, StoreError> {
     let (signed, object) = match verified {
         Ok(v) => v,
+        Err(e) if e.is_clock_dependent() => return Ok(Ingested::Unconfirmed(e)),
         Err(e) => return Ok(Ingested::Invalid(e)),
     };
     let kind = signed.envelope().kind;
@@ -198,8 +203,9 @@ fn store_verified(
                 ListingWrite::Stale { .. } => Ingested::Ignored("older than the version held"),
                 ListingWrite::Expired => Ingested::Ignored("expired"),
                 ListingWrite::Refused(why) => Ingested::Ignored(why),
+                // Judged against the version held here, which the sender may never have seen.
                 ListingWrite::Inconsistent => {
-                    Ingested::Invalid(ObjectError::Invalid(jangteo_protocol::FieldError::new(
+                    Ingested::Unconfirmed(ObjectError::Invalid(jangteo_protocol::FieldError::new(
                         "created_at",
                         "differs from the listing's first version",
                     )))
@@ -259,6 +265,14 @@ pub enum Verdict {
     Reject,
 }
 
+impl Verdict {
+    /// Whether the verdict counts as an offense of the peer that sent the object: only a
+    /// refusal every node agrees on (decoding, signature, static field limits, topic).
+    pub fn is_offense(self) -> bool {
+        self == Verdict::Reject
+    }
+}
+
 impl From<Verdict> for MessageAcceptance {
     fn from(v: Verdict) -> Self {
         match v {
@@ -284,6 +298,10 @@ pub fn judge(
             Verdict::Accept
         }
         Ok(Ingested::Ignored(_)) => Verdict::Ignore,
+        Ok(Ingested::Unconfirmed(e)) => {
+            tracing::debug!(peer = ?from, error = %e, "refused an object by this node's clock or state");
+            Verdict::Ignore
+        }
         Ok(Ingested::Invalid(e)) => {
             tracing::warn!(peer = ?from, error = %e, "refused invalid object");
             Verdict::Reject
@@ -364,7 +382,7 @@ impl GossipValidator {
             .network
             .report_validation(id, source, verdict.into())
             .await;
-        if verdict == Verdict::Reject {
+        if verdict.is_offense() {
             let _ = self.network.offense(source).await;
         }
     }
@@ -436,6 +454,65 @@ mod tests {
             }
         }
         out
+    }
+
+    fn judged(store: &Store, bytes: &[u8], now: u64) -> (String, Verdict) {
+        let (events, _) = broadcast::channel(4);
+        let outcome = ingest(store, bytes, Some(Kind::Listing), now, false).expect("ingest");
+        let shown = format!("{outcome:?}");
+        (shown, judge(Ok(outcome), None, &events))
+    }
+
+    #[test]
+    fn a_future_dated_signed_listing_is_ignored_not_an_offense() {
+        let now = now_ms();
+        let key = SigningKey::from_bytes(&[9u8; 32]);
+        let mut l = listing(1, 1, now, "from a fast clock");
+        l.updated_at = now + jangteo_protocol::MAX_CLOCK_SKEW_MS + 60_000;
+        let bytes = SignedObject::sign(Kind::Listing, l.encode(), &key)
+            .bytes()
+            .to_vec();
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path()).expect("store");
+        let (outcome, verdict) = judged(&store, &bytes, now);
+        assert!(outcome.starts_with("Unconfirmed"), "{outcome}");
+        assert_eq!(verdict, Verdict::Ignore);
+        assert!(!verdict.is_offense());
+        // Not stored: by this clock it is still in the future.
+        assert!(store.object(&ObjectId::of(&bytes)).expect("read").is_none());
+        // Once this clock catches up, the same bytes are accepted.
+        let later = l.updated_at;
+        assert_eq!(judged(&store, &bytes, later).1, Verdict::Accept);
+        // A bad signature is still an offense.
+        let mut bad = bytes.clone();
+        let at = bad.len() - 3;
+        bad[at] ^= 0x40;
+        let (_, verdict) = judged(&store, &bad, now);
+        assert_eq!(verdict, Verdict::Reject);
+        assert!(verdict.is_offense());
+    }
+
+    #[test]
+    fn a_created_at_differing_from_the_held_version_is_not_an_offense() {
+        let now = now_ms();
+        let key = SigningKey::from_bytes(&[9u8; 32]);
+        let sign = |l: &Listing| {
+            SignedObject::sign(Kind::Listing, l.encode(), &key)
+                .bytes()
+                .to_vec()
+        };
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path()).expect("store");
+        assert_eq!(
+            judged(&store, &sign(&listing(2, 1, now, "v1")), now).1,
+            Verdict::Accept
+        );
+        let mut v2 = listing(2, 2, now, "v2");
+        v2.created_at -= 1;
+        let (outcome, verdict) = judged(&store, &sign(&v2), now);
+        assert!(outcome.starts_with("Unconfirmed"), "{outcome}");
+        assert_eq!(verdict, Verdict::Ignore);
+        assert!(!verdict.is_offense());
     }
 
     #[test]

@@ -136,7 +136,7 @@ impl Attestation {
         }
         crate::text::check_free_text("comment", &self.comment, COMMENT_MAX_BYTES, &['\n'])?;
         if self.at > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
-            return Err(FieldError::new("at", "dated in the future"));
+            return Err(FieldError::dated_in_future("at"));
         }
         if self.chain.len() < ATTESTATION_CHAIN_MIN || self.chain.len() > CHAIN_MAX {
             return Err(FieldError::new(

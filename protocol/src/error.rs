@@ -85,7 +85,22 @@ impl FieldError {
             reason: reason.into(),
         }
     }
+
+    /// The field is dated further in the future than the clock skew allowance permits,
+    /// by the checking node's clock.
+    pub fn dated_in_future(field: &'static str) -> Self {
+        Self::new(field, DATED_IN_FUTURE)
+    }
+
+    /// Whether the error depends on the checking node's clock (see
+    /// [`FieldError::dated_in_future`]): another node, or this one later, may accept the
+    /// same bytes, so the sender is not provably at fault.
+    pub fn is_clock_dependent(&self) -> bool {
+        self.reason == DATED_IN_FUTURE
+    }
 }
+
+const DATED_IN_FUTURE: &str = "dated in the future";
 
 /// Why an incoming object was refused.
 #[derive(Debug, Error)]
@@ -114,5 +129,12 @@ impl ObjectError {
             ObjectError::BadAuthorKey => "bad-author-key".to_owned(),
             ObjectError::Invalid(f) => format!("invalid:{}", f.field),
         }
+    }
+
+    /// Whether the refusal depends on the checking node's clock rather than on the bytes
+    /// alone (an object dated in the future): other nodes may accept it, so whoever
+    /// forwarded it is not at fault.
+    pub fn is_clock_dependent(&self) -> bool {
+        matches!(self, ObjectError::Invalid(f) if f.is_clock_dependent())
     }
 }

@@ -514,7 +514,7 @@ impl Listing {
             return Err(FieldError::new("updated_at", "earlier than created_at"));
         }
         if self.updated_at > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
-            return Err(FieldError::new("updated_at", "dated in the future"));
+            return Err(FieldError::dated_in_future("updated_at"));
         }
         if self.expires_at <= self.created_at || self.expires_at - self.created_at > LIFETIME_MAX_MS
         {

@@ -50,7 +50,7 @@ impl Profile {
         crate::text::check_line("name", &self.name, NAME_MAX_CHARS)?;
         crate::text::check_free_text("bio", &self.bio, BIO_MAX_BYTES, &['\n'])?;
         if self.updated_at > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
-            return Err(FieldError::new("updated_at", "dated in the future"));
+            return Err(FieldError::dated_in_future("updated_at"));
         }
         Ok(())
     }

@@ -184,7 +184,7 @@ impl TradeMessage {
     /// [`TradeChain`]).
     pub fn validate(&self, kind: Kind, author: &PublicKey, now_ms: u64) -> Result<(), FieldError> {
         if self.at > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
-            return Err(FieldError::new("at", "dated in the future"));
+            return Err(FieldError::dated_in_future("at"));
         }
         crate::text::check_free_text("note", &self.note, NOTE_MAX_BYTES, &['\n'])?;
         let is_offer = kind == Kind::Offer;

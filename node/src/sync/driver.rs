@@ -151,7 +151,9 @@ impl SyncDriver {
                     .await
                     .unwrap_or_default();
                     let stored = verdicts.iter().filter(|v| **v == Verdict::Accept).count();
-                    let invalid = verdicts.iter().filter(|v| **v == Verdict::Reject).count();
+                    // Only refusals every node agrees on; an object this node refuses by its
+                    // own clock or state is no offense of the peer.
+                    let invalid = verdicts.iter().filter(|v| v.is_offense()).count();
                     for _ in 0..invalid {
                         let _ = network.offense(peer).await;
                     }
