@@ -33,6 +33,9 @@ pub const BAN_BELOW_SCORE: f64 = GRAYLIST_THRESHOLD;
 pub const GRAYLIST_THRESHOLD: f64 = -80.0;
 /// Weight of invalid gossip in the score; each topic counts its invalid objects squared.
 pub const INVALID_MESSAGE_WEIGHT: f64 = -10.0;
+/// Protocol misbehaviour (a GRAFT during backoff, an IWANT promise not kept) a peer may
+/// show before it costs score: honest peers on slow or lossy links break a few promises.
+pub const BEHAVIOUR_PENALTY_THRESHOLD: f64 = 6.0;
 
 /// Offenses, bans and per-IP connection counts.
 #[derive(Debug, Default)]
@@ -167,6 +170,11 @@ pub fn gossip_score(
     let mut params = gossipsub::PeerScoreParams {
         // Many honest nodes may share an address (one host, one NAT); do not punish that.
         ip_colocation_factor_weight: 0.0,
+        // A peer on a slow link (a full send queue) is not at fault: no score for it.
+        slow_peer_weight: 0.0,
+        // The library counts misbehaviour from zero, so a few broken IWANT promises on a
+        // lossy link would graylist an honest peer; allow a few (they decay quickly).
+        behaviour_penalty_threshold: BEHAVIOUR_PENALTY_THRESHOLD,
         ..Default::default()
     };
     for topic in topics {
@@ -280,6 +288,39 @@ mod tests {
             .parse()
             .expect("addr");
         assert_eq!(connection_ip(&relayed), None);
+    }
+
+    /// A peer's score by the formula of gossipsub v1.1 (the terms `gossip_score` leaves on),
+    /// for `invalid` invalid messages on one topic, `behaviour` behaviour penalties and
+    /// `slow` slow-peer penalties.
+    fn score(p: &gossipsub::PeerScoreParams, invalid: f64, behaviour: f64, slow: f64) -> f64 {
+        let topic = p.topics.values().next().expect("a topic");
+        let excess = |n: f64, threshold: f64| (n - threshold).max(0.0);
+        p.topic_score_cap
+            .min(topic.topic_weight * topic.invalid_message_deliveries_weight * invalid * invalid)
+            + p.behaviour_penalty_weight * excess(behaviour, p.behaviour_penalty_threshold).powi(2)
+            + p.slow_peer_weight * excess(slow, p.slow_peer_threshold).powi(2)
+    }
+
+    #[test]
+    fn only_invalid_messages_graylist_a_peer() {
+        let topics = [IdentTopic::new("jangteo/v1/profiles")];
+        let (params, thresholds) = gossip_score(&topics);
+        params.validate().expect("valid params");
+        thresholds.validate().expect("valid thresholds");
+        assert_eq!(params.slow_peer_weight, 0.0);
+        // An honest peer on a poor link: a few broken promises, a full send queue, often.
+        let honest = score(&params, 0.0, BEHAVIOUR_PENALTY_THRESHOLD, 1000.0);
+        assert_eq!(honest, 0.0);
+        assert!(honest > thresholds.gossip_threshold);
+        // Two penalties beyond the allowance still do not graylist.
+        assert!(
+            score(&params, 0.0, BEHAVIOUR_PENALTY_THRESHOLD + 2.0, 1000.0)
+                > thresholds.graylist_threshold
+        );
+        // Three invalid objects do, alone.
+        assert!(score(&params, 3.0, 0.0, 0.0) < thresholds.graylist_threshold);
+        assert!(score(&params, 2.0, 0.0, 0.0) > thresholds.graylist_threshold);
     }
 
     #[test]
