@@ -320,8 +320,12 @@ impl EventLoop {
     }
 
     fn ban(&mut self, peer: PeerId, why: &str) {
-        if !self.peers.ban(peer, Instant::now()) {
+        let Some(banned) = self.peers.ban(peer, Instant::now()) else {
             return;
+        };
+        if let Some(lifted) = banned.lifted {
+            // The ban table was full: the ban that ended soonest made room.
+            self.swarm.behaviour_mut().blocked.unblock_peer(lifted);
         }
         tracing::warn!(peer = %peer, reason = why, "peer banned");
         // Closes its connections and refuses new ones until the ban ends.

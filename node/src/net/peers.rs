@@ -37,6 +37,13 @@ pub const INVALID_MESSAGE_WEIGHT: f64 = -10.0;
 /// show before it costs score: honest peers on slow or lossy links break a few promises.
 pub const BEHAVIOUR_PENALTY_THRESHOLD: f64 = 6.0;
 
+/// A new ban (see [`Peers::ban`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Banned {
+    /// The peer whose ban was ended early to make room (the caller unblocks it).
+    pub lifted: Option<PeerId>,
+}
+
 /// Offenses, bans and per-IP connection counts.
 #[derive(Debug, Default)]
 pub struct Peers {
@@ -67,20 +74,24 @@ impl Peers {
         e.1 >= BAN_AFTER_INVALID
     }
 
-    /// Bans `peer` from `now` for [`BAN_DURATION`]; false when it was banned already.
-    pub fn ban(&mut self, peer: PeerId, now: Instant) -> bool {
+    /// Bans `peer` from `now` for [`BAN_DURATION`]; None when it was banned already. When
+    /// the table is full, the ban that ends soonest is ended early: its peer is returned in
+    /// [`Banned::lifted`] and the caller unblocks it.
+    pub fn ban(&mut self, peer: PeerId, now: Instant) -> Option<Banned> {
         if self.banned.contains_key(&peer) {
-            return false;
+            return None;
         }
+        let mut lifted = None;
         if self.banned.len() >= PEER_TABLE_MAX
             && let Some(first) = self.banned.iter().min_by_key(|(_, until)| **until)
         {
             let first = *first.0;
             self.banned.remove(&first);
+            lifted = Some(first);
         }
         self.offenses.remove(&peer);
         self.banned.insert(peer, now + BAN_DURATION);
-        true
+        Some(Banned { lifted })
     }
 
     /// Whether `peer` is banned at `now`.
@@ -231,8 +242,8 @@ mod tests {
     fn a_ban_lasts_its_duration_then_lifts() {
         let mut p = Peers::default();
         let (a, t0) = (peer(), Instant::now());
-        assert!(p.ban(a, t0));
-        assert!(!p.ban(a, t0), "banned once");
+        assert_eq!(p.ban(a, t0), Some(Banned { lifted: None }));
+        assert_eq!(p.ban(a, t0), None, "banned once");
         assert!(p.is_banned(&a, t0 + BAN_DURATION - Duration::from_secs(1)));
         assert!(p.lift_expired(t0 + BAN_DURATION / 2).is_empty());
         assert_eq!(p.lift_expired(t0 + BAN_DURATION), vec![a]);
@@ -321,6 +332,27 @@ mod tests {
         // Three invalid objects do, alone.
         assert!(score(&params, 3.0, 0.0, 0.0) < thresholds.graylist_threshold);
         assert!(score(&params, 2.0, 0.0, 0.0) > thresholds.graylist_threshold);
+    }
+
+    #[test]
+    fn a_ban_evicted_from_a_full_table_is_returned_to_be_unblocked() {
+        let mut p = Peers::default();
+        let t0 = Instant::now();
+        let first = peer();
+        assert_eq!(p.ban(first, t0), Some(Banned { lifted: None }));
+        for i in 1..PEER_TABLE_MAX {
+            let at = t0 + Duration::from_millis(i as u64);
+            assert_eq!(p.ban(peer(), at), Some(Banned { lifted: None }));
+        }
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(
+            p.ban(peer(), later),
+            Some(Banned {
+                lifted: Some(first)
+            })
+        );
+        assert!(!p.is_banned(&first, later));
+        assert_eq!(p.banned().count(), PEER_TABLE_MAX);
     }
 
     #[test]
