@@ -50,10 +50,14 @@ impl<K: Eq + Hash + Copy> RateLimiter<K> {
             let window = self.window;
             self.spent
                 .retain(|_, (start, _)| now.saturating_duration_since(*start) < window);
-            if self.spent.len() >= self.capacity {
-                // Every remembered key is active: a newcomer is refused rather than letting
-                // it push out a counter that is in use.
-                return false;
+            if self.spent.len() >= self.capacity
+                && let Some(oldest) = self.spent.iter().min_by_key(|(_, (start, _))| *start)
+            {
+                // Every remembered key is active: the window that started first (the one
+                // nearest its end) makes room. Refusing instead would lock every new peer
+                // out for as long as the table stays full.
+                let oldest = *oldest.0;
+                self.spent.remove(&oldest);
             }
         }
         let entry = self.spent.entry(key).or_insert((now, 0));
@@ -121,11 +125,40 @@ mod tests {
         for k in 0..3 {
             assert!(r.allow(k, t0));
         }
-        // Full of active keys: a newcomer is refused, the table does not grow.
-        assert!(!r.allow(9, t0 + Duration::from_secs(1)));
-        assert_eq!(r.len(), 3);
         // Once their windows are over, the old keys are dropped.
         assert!(r.allow(9, t0 + W));
         assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn a_table_full_of_active_keys_still_admits_a_newcomer() {
+        let mut r = RateLimiter::<u32>::with_capacity(5, W, 3);
+        let t0 = Instant::now();
+        for k in 0..3 {
+            assert!(r.allow(k, t0 + Duration::from_secs(k.into())));
+        }
+        // Every key is within its window; the newcomer is still admitted and counted.
+        let now = t0 + Duration::from_secs(5);
+        assert!(r.allow(9, now));
+        assert_eq!(r.len(), 3, "the table does not grow");
+        for _ in 1..5 {
+            assert!(r.allow(9, now));
+        }
+        assert!(!r.allow(9, now), "its budget is counted like any other");
+        assert!(r.exhausted(&9, now));
+        // The key whose window started first made room; the others kept their counts.
+        assert!(!r.spent.contains_key(&0));
+        assert!(r.spent.contains_key(&1) && r.spent.contains_key(&2));
+    }
+
+    #[test]
+    fn a_byte_budget_is_counted_for_a_newcomer_when_the_table_is_full() {
+        let mut r = RateLimiter::<u32>::with_capacity(100, W, 2);
+        let t0 = Instant::now();
+        assert!(r.spend(1, 10, t0));
+        assert!(r.spend(2, 10, t0));
+        assert!(r.spend(3, 500, t0 + Duration::from_secs(1)));
+        // Recorded: the newcomer cannot be served again within its window.
+        assert!(r.exhausted(&3, t0 + Duration::from_secs(1)));
     }
 }
