@@ -1,11 +1,18 @@
-//! The CLI's client of a running node's local API: finds the address and token in the data
-//! directory, sends one request, and turns every failure into a [`CliError`] with the right
-//! exit code and a message that says what to do.
+//! The CLI's typed client of a running node's local API: finds the address and token in the
+//! data directory, sends one request per call with the contract's types
+//! ([`jangteo_node::api::types`]), and turns every failure into a [`CliError`] with the
+//! right exit code and a message that says what to do.
 
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::Value;
+use jangteo_node::api::types::{
+    ApiAddrFile, BlobView, ErrorBody, IdView, ImportReport, ListingUpdate, ListingView,
+    NewListing, NewOffer, NewRating, ObjectsQuery, PeerView, RatingView, ReputationView,
+    SearchQuery, StatusView, TradeAction, TradeActionName, TradeSummary, TradeView, TrustChange,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// A failure the CLI reports: exit code, stable code, message.
 #[derive(Debug)]
@@ -16,46 +23,58 @@ pub struct CliError {
     pub code: String,
     /// One line for people.
     pub message: String,
+    /// The command already printed its JSON answer (which tells what failed): print no
+    /// error JSON after it.
+    pub answered: bool,
 }
 
 impl CliError {
+    fn new(exit: u8, code: &str, message: String) -> Self {
+        Self {
+            exit,
+            code: code.into(),
+            message,
+            answered: false,
+        }
+    }
+
     /// Refused, from any error.
     pub fn refused(e: impl std::fmt::Display) -> Self {
-        Self {
-            exit: 1,
-            code: "refused".into(),
-            message: e.to_string(),
-        }
+        Self::new(1, "refused", e.to_string())
     }
 
     /// Refused with a code.
     pub fn refused_msg(code: &str, message: String) -> Self {
-        Self {
-            exit: 1,
-            code: code.into(),
-            message,
-        }
+        Self::new(1, code, message)
     }
 
     /// A usage error.
     pub fn usage(message: String) -> Self {
+        Self::new(2, "usage", message)
+    }
+
+    /// Exit 1 after the answer was printed (it says what was refused).
+    pub fn after_answer(code: &str, message: String) -> Self {
         Self {
-            exit: 2,
-            code: "usage".into(),
-            message,
+            answered: true,
+            ..Self::new(1, code, message)
         }
     }
 
     fn unreachable(dir: &Path, why: &str) -> Self {
-        Self {
-            exit: 2,
-            code: "node_unreachable".into(),
-            message: format!(
+        Self::new(
+            2,
+            "node_unreachable",
+            format!(
                 "no running node found for data directory {} ({why}); start one with `jangteo --data-dir {} node`",
                 dir.display(),
                 dir.display()
             ),
-        }
+        )
+    }
+
+    fn transport(message: String) -> Self {
+        Self::new(2, "node_unreachable", message)
     }
 }
 
@@ -81,78 +100,219 @@ pub struct ApiClient {
     http: reqwest::Client,
 }
 
+/// No body.
+const NO_BODY: Option<&()> = None;
+
 impl ApiClient {
     /// Finds the node of `dir`.
     pub fn open(dir: &Path) -> Result<Self, CliError> {
         let addr_file = dir.join(jangteo_node::API_ADDR_FILE);
         let raw = std::fs::read_to_string(&addr_file)
             .map_err(|_| CliError::unreachable(dir, "no api.json"))?;
-        let v: Value = serde_json::from_str(&raw)
+        let addr: ApiAddrFile = serde_json::from_str(&raw)
             .map_err(|_| CliError::unreachable(dir, "api.json unreadable"))?;
-        let addr = v["addr"]
-            .as_str()
-            .ok_or_else(|| CliError::unreachable(dir, "api.json has no addr"))?;
         let token = std::fs::read_to_string(dir.join(jangteo_node::API_TOKEN_FILE))
             .map_err(|_| CliError::unreachable(dir, "no api.token"))?;
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(120))
             .no_proxy()
             .build()
             .map_err(|e| CliError::usage(format!("HTTP client: {e}")))?;
         Ok(Self {
-            base: format!("http://{addr}"),
+            base: format!("http://{}", addr.addr),
             token: token.trim().to_owned(),
             dir: dir.to_owned(),
             http,
         })
     }
 
-    /// GET with query parameters.
-    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, CliError> {
-        let req = self.http.get(format!("{}{path}", self.base)).query(query);
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &impl Serialize,
+    ) -> Result<T, CliError> {
+        let req = self.http.get(self.url(path)).query(query);
         self.finish(req).await
     }
 
-    /// A request with an optional JSON body.
-    pub async fn send(
+    async fn send_json<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, CliError> {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        body: Option<&impl Serialize>,
+    ) -> Result<T, CliError> {
+        let mut req = self.http.request(method, self.url(path));
         if let Some(b) = body {
             req = req.json(b);
         }
         self.finish(req).await
     }
 
-    /// Uploads raw bytes; the answer is JSON.
-    pub async fn post_bytes(&self, path: &str, bytes: Vec<u8>) -> Result<Value, CliError> {
+    /// `GET /v1/id`.
+    pub async fn id(&self) -> Result<IdView, CliError> {
+        self.get_json("/v1/id", &()).await
+    }
+
+    /// `GET /v1/status`.
+    pub async fn status(&self) -> Result<StatusView, CliError> {
+        self.get_json("/v1/status", &()).await
+    }
+
+    /// `GET /v1/peers`.
+    pub async fn peers(&self) -> Result<Vec<PeerView>, CliError> {
+        self.get_json("/v1/peers", &()).await
+    }
+
+    /// `POST /v1/listings`.
+    pub async fn post_listing(&self, l: &NewListing) -> Result<ListingView, CliError> {
+        self.send_json(reqwest::Method::POST, "/v1/listings", Some(l))
+            .await
+    }
+
+    /// `PATCH /v1/listings/{id}`.
+    pub async fn update_listing(
+        &self,
+        id: &str,
+        u: &ListingUpdate,
+    ) -> Result<ListingView, CliError> {
+        let path = format!("/v1/listings/{}", path_segment(id));
+        self.send_json(reqwest::Method::PATCH, &path, Some(u)).await
+    }
+
+    /// `POST /v1/listings/{id}/retract`.
+    pub async fn retract_listing(&self, id: &str) -> Result<ListingView, CliError> {
+        let path = format!("/v1/listings/{}/retract", path_segment(id));
+        self.send_json(reqwest::Method::POST, &path, NO_BODY).await
+    }
+
+    /// `GET /v1/listings/{id}`.
+    pub async fn listing(&self, id: &str) -> Result<ListingView, CliError> {
+        let path = format!("/v1/listings/{}", path_segment(id));
+        self.get_json(&path, &()).await
+    }
+
+    /// `GET /v1/listings?…`.
+    pub async fn search(&self, q: &SearchQuery) -> Result<Vec<ListingView>, CliError> {
+        self.get_json("/v1/listings", q).await
+    }
+
+    /// `POST /v1/blobs`.
+    pub async fn add_blob(&self, bytes: Vec<u8>) -> Result<BlobView, CliError> {
         let req = self
             .http
-            .post(format!("{}{path}", self.base))
+            .post(self.url("/v1/blobs"))
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(bytes);
         self.finish(req).await
     }
 
-    /// Downloads raw bytes (errors come as JSON).
-    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, CliError> {
-        let req = self.http.get(format!("{}{path}", self.base));
+    /// `GET /v1/blobs/{id}`.
+    pub async fn blob(&self, id: &str) -> Result<Vec<u8>, CliError> {
+        let path = format!("/v1/blobs/{}", path_segment(id));
+        let (bytes, _) = self.get_bytes(&path, &()).await?;
+        Ok(bytes)
+    }
+
+    /// `POST /v1/trades`.
+    pub async fn make_offer(&self, o: &NewOffer) -> Result<TradeView, CliError> {
+        self.send_json(reqwest::Method::POST, "/v1/trades", Some(o))
+            .await
+    }
+
+    /// `GET /v1/trades`.
+    pub async fn trades(&self) -> Result<Vec<TradeSummary>, CliError> {
+        self.get_json("/v1/trades", &()).await
+    }
+
+    /// `GET /v1/trades/{id}`.
+    pub async fn trade(&self, id: &str) -> Result<TradeView, CliError> {
+        self.get_json(&format!("/v1/trades/{}", path_segment(id)), &())
+            .await
+    }
+
+    /// `POST /v1/trades/{id}/{action}`.
+    pub async fn trade_action(
+        &self,
+        id: &str,
+        action: TradeActionName,
+        a: &TradeAction,
+    ) -> Result<TradeView, CliError> {
+        let path = format!("/v1/trades/{}/{}", path_segment(id), action.as_str());
+        self.send_json(reqwest::Method::POST, &path, Some(a)).await
+    }
+
+    /// `POST /v1/attestations`.
+    pub async fn rate(&self, r: &NewRating) -> Result<RatingView, CliError> {
+        self.send_json(reqwest::Method::POST, "/v1/attestations", Some(r))
+            .await
+    }
+
+    /// `GET /v1/reputation/{peer}`.
+    pub async fn reputation(&self, peer: &str) -> Result<ReputationView, CliError> {
+        self.get_json(&format!("/v1/reputation/{}", path_segment(peer)), &())
+            .await
+    }
+
+    /// `PUT /v1/trust/{peer}`.
+    pub async fn trust(&self, peer: &str) -> Result<TrustChange, CliError> {
+        let path = format!("/v1/trust/{}", path_segment(peer));
+        self.send_json(reqwest::Method::PUT, &path, NO_BODY).await
+    }
+
+    /// `DELETE /v1/trust/{peer}`.
+    pub async fn distrust(&self, peer: &str) -> Result<TrustChange, CliError> {
+        let path = format!("/v1/trust/{}", path_segment(peer));
+        self.send_json(reqwest::Method::DELETE, &path, NO_BODY)
+            .await
+    }
+
+    /// `GET /v1/objects?…`: one page of objects as a CBOR sequence, and the `after` of the
+    /// next page when more may follow.
+    pub async fn objects_page(
+        &self,
+        q: &ObjectsQuery,
+    ) -> Result<(Vec<u8>, Option<String>), CliError> {
+        self.get_bytes("/v1/objects", q).await
+    }
+
+    /// `POST /v1/objects`: import a CBOR sequence.
+    pub async fn import_objects(&self, seq: Vec<u8>) -> Result<ImportReport, CliError> {
+        let req = self
+            .http
+            .post(self.url("/v1/objects"))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                jangteo_node::api::objects::CBOR_SEQ,
+            )
+            .body(seq);
+        self.finish(req).await
+    }
+
+    /// Downloads raw bytes (errors come as JSON), with the next-page header if any.
+    async fn get_bytes(
+        &self,
+        path: &str,
+        query: &impl Serialize,
+    ) -> Result<(Vec<u8>, Option<String>), CliError> {
+        let req = self.http.get(self.url(path)).query(query);
         let resp = self.send_req(req).await?;
-        if resp.status().is_success() {
-            return resp
-                .bytes()
-                .await
-                .map(|b| b.to_vec())
-                .map_err(|e| CliError {
-                    exit: 2,
-                    code: "node_unreachable".into(),
-                    message: format!("reading the node's answer: {e}"),
-                });
+        if !resp.status().is_success() {
+            return Err(Self::error(resp).await);
         }
-        Err(Self::error(resp).await)
+        let next = resp
+            .headers()
+            .get(jangteo_node::api::objects::NEXT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| CliError::transport(format!("reading the node's answer: {e}")))?;
+        Ok((bytes.to_vec(), next))
     }
 
     async fn send_req(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, CliError> {
@@ -160,23 +320,17 @@ impl ApiClient {
             if e.is_connect() {
                 CliError::unreachable(&self.dir, "connection refused")
             } else {
-                CliError {
-                    exit: 2,
-                    code: "node_unreachable".into(),
-                    message: format!("talking to the node: {e}"),
-                }
+                CliError::transport(format!("talking to the node: {e}"))
             }
         })
     }
 
     async fn error(resp: reqwest::Response) -> CliError {
         let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        let code = body["error"]["code"].as_str().unwrap_or("error").to_owned();
-        let message = body["error"]["message"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("node answered {status}"));
+        let (code, message) = match resp.json::<ErrorBody>().await {
+            Ok(b) => (b.error.code.as_str().to_owned(), b.error.message),
+            Err(_) => ("error".to_owned(), format!("node answered {status}")),
+        };
         let exit = if status == reqwest::StatusCode::UNAUTHORIZED
             || status.is_server_error() && code == "network"
         {
@@ -184,18 +338,21 @@ impl ApiClient {
         } else {
             1
         };
-        CliError {
-            exit,
-            code,
-            message,
-        }
+        CliError::new(exit, &code, message)
     }
 
-    async fn finish(&self, req: reqwest::RequestBuilder) -> Result<Value, CliError> {
+    async fn finish<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, CliError> {
         let resp = self.send_req(req).await?;
         if !resp.status().is_success() {
             return Err(Self::error(resp).await);
         }
-        Ok(resp.json().await.unwrap_or(Value::Null))
+        resp.json::<T>().await.map_err(|e| {
+            CliError::transport(format!(
+                "the node's answer is not what this jangteo expects (is it another version?): {e}"
+            ))
+        })
     }
 }

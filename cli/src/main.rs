@@ -11,7 +11,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use serde_json::{Value, json};
+use jangteo_node::api::types::{
+    BlobView, ExportReport, ImportError, ImportReport, InitView, ListingRef, ListingUpdate,
+    ListingView, NewListing, NewOffer, NewRating, ObjectsQuery, OfferMade, SearchQuery,
+    TradeAction, TradeActionName, TradeRef, TradeSummary, TradeView,
+};
+use serde::Serialize;
 
 use crate::client::{ApiClient, CliError};
 
@@ -162,6 +167,31 @@ enum Command {
     Distrust {
         /// Peer id.
         peer_id: String,
+    },
+    /// Write the signed objects the node holds (all, of one kind, or at or after a time),
+    /// their exact bytes, to FILE as a CBOR sequence (RFC 8742), for other programs.
+    Export {
+        /// Only this kind: listing, profile, attestation, equivocation, offer, accept, ...
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only objects whose own time is at or after this unix ms.
+        #[arg(long, value_name = "MS")]
+        since: Option<u64>,
+        /// Where to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Verify and store the objects of a CBOR sequence (as `export` writes) through the
+    /// node's normal ingest path; prints how many were stored, already held, refused.
+    Import {
+        /// The CBOR sequence.
+        file: PathBuf,
+    },
+    /// Print the API's OpenAPI 3.1 document (no node needed), or write it to FILE.
+    Openapi {
+        /// Where to write it (e.g. docs/openapi.json).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -370,92 +400,131 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("jangteo: {}", e.message);
-            if json {
-                println!(
-                    "{}",
-                    json!({"error": {"code": e.code, "message": e.message}})
-                );
+            if json && !e.answered {
+                let body = CliErrorBody {
+                    error: CliErrorDetail {
+                        code: &e.code,
+                        message: &e.message,
+                    },
+                };
+                println!("{}", to_json(&body));
             }
             ExitCode::from(e.exit)
         }
     }
 }
 
-fn print(json_out: bool, value: &Value, human: impl FnOnce(&Value) -> String) {
+/// The error JSON the CLI prints with `--json` (the API's shape, with the CLI's own codes
+/// such as `usage` and `node_unreachable` besides the API's).
+#[derive(Serialize)]
+struct CliErrorBody<'a> {
+    error: CliErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct CliErrorDetail<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+fn to_json(v: &impl Serialize) -> String {
+    serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+fn print<T: Serialize>(json_out: bool, value: &T, human: impl FnOnce(&T) -> String) {
     if json_out {
-        println!("{value}");
+        println!("{}", to_json(value));
     } else {
         println!("{}", human(value));
     }
 }
 
-fn s(v: &Value, k: &str) -> String {
-    match &v[k] {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
+fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref().map(ToString::to_string).unwrap_or_default()
 }
 
-fn listing_line(v: &Value) -> String {
+fn listing_line(v: &ListingView) -> String {
     let dist = v
-        .get("distance_km")
-        .and_then(Value::as_f64)
+        .distance_km
         .map(|d| format!("  {d:.1} km"))
         .unwrap_or_default();
     let trust = v
-        .get("seller_score")
-        .and_then(Value::as_f64)
+        .seller_score
         .map(|t| {
             format!(
                 " (trust {t:.2}, confidence {:.2})",
-                v["seller_confidence"].as_f64().unwrap_or(0.0)
+                v.seller_confidence.unwrap_or(0.0)
             )
         })
         .unwrap_or_default();
     format!(
         "{}  {:>10} {}  {}  [{}] seller {}{}{}",
-        s(v, "id"),
-        s(v, "price"),
-        s(v, "currency"),
-        s(v, "title"),
-        s(v, "status"),
-        s(v, "seller"),
+        v.id,
+        v.price,
+        v.currency,
+        v.title,
+        v.status.as_str(),
+        v.seller,
         trust,
         dist
     )
 }
 
-fn listing_text(v: &Value) -> String {
+fn listing_text(v: &ListingView) -> String {
     let mut out = format!(
         "{}\n  id:        {}\n  price:     {} {}\n  quantity:  {}\n  category:  {}\n  status:    {} (version {})\n  seller:    {}",
-        s(v, "title"),
-        s(v, "id"),
-        s(v, "price"),
-        s(v, "currency"),
-        s(v, "quantity"),
-        s(v, "category"),
-        s(v, "status"),
-        s(v, "seq"),
-        s(v, "seller")
+        v.title,
+        v.id,
+        v.price,
+        v.currency,
+        v.quantity,
+        v.category,
+        v.status.as_str(),
+        v.seq,
+        v.seller
     );
-    if let Some(t) = v["seller_score"].as_f64() {
+    if let Some(t) = v.seller_score {
         out.push_str(&format!(
             "\n  trust:     {t:.2} (confidence {:.2})",
-            v["seller_confidence"].as_f64().unwrap_or(0.0)
+            v.seller_confidence.unwrap_or(0.0)
         ));
     }
-    if let Some(c) = v["condition"].as_str() {
+    if let Some(c) = &v.condition {
         out.push_str(&format!("\n  condition: {c}"));
     }
-    if let Some(loc) = v["location"].as_object() {
-        out.push_str(&format!("\n  location:  {},{}", loc["lat"], loc["lon"]));
+    if let Some(loc) = &v.location {
+        out.push_str(&format!("\n  location:  {},{}", loc.lat, loc.lon));
     }
-    if !s(v, "description").is_empty() {
-        out.push_str(&format!("\n\n{}", s(v, "description")));
+    if !v.description.is_empty() {
+        out.push_str(&format!("\n\n{}", v.description));
     }
     out
 }
+
+fn listing_ref(v: &ListingView) -> ListingRef {
+    ListingRef {
+        id: v.id.clone(),
+        seq: v.seq,
+    }
+}
+
+/// Reads a file the user named, at most `max` bytes.
+fn read_capped(path: &std::path::Path, max: u64, what: &str) -> Result<Vec<u8>, CliError> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| CliError::refused_msg("io", format!("{what} {}: {e}", path.display())))?
+        .len();
+    if len > max {
+        return Err(CliError::refused_msg(
+            "too_large",
+            format!("{what} {}: {len} bytes; at most {max}", path.display()),
+        ));
+    }
+    std::fs::read(path)
+        .map_err(|e| CliError::refused_msg("io", format!("{what} {}: {e}", path.display())))
+}
+
+/// Largest file `jangteo import` reads.
+const IMPORT_FILE_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 
 async fn run(cli: Cli) -> Result<(), CliError> {
     let dir = data_dir(&cli);
@@ -464,83 +533,77 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Init => {
             let (key, created) =
                 jangteo_node::keys::load_or_create(&dir).map_err(CliError::refused)?;
-            let peer_id = jangteo_protocol::peer_id_string(&key.verifying_key().to_bytes());
-            let v = json!({"peer_id": peer_id, "created": created, "data_dir": dir.display().to_string()});
+            let v = InitView {
+                peer_id: jangteo_protocol::peer_id_string(&key.verifying_key().to_bytes()),
+                created,
+                data_dir: dir.display().to_string(),
+            };
             print(json_out, &v, |v| {
-                let verb = if created { "created" } else { "already had" };
-                format!(
-                    "{} ({verb} identity in {})",
-                    s(v, "peer_id"),
-                    s(v, "data_dir")
-                )
+                let verb = if v.created { "created" } else { "already had" };
+                format!("{} ({verb} identity in {})", v.peer_id, v.data_dir)
             });
             Ok(())
         }
         Command::Node(args) => run_node(dir, args).await,
+        Command::Openapi { out } => {
+            let doc = jangteo_node::api::openapi_json();
+            match out {
+                None => print!("{doc}"),
+                Some(path) => {
+                    std::fs::write(&path, doc).map_err(|e| {
+                        CliError::refused_msg("io", format!("writing {}: {e}", path.display()))
+                    })?;
+                    eprintln!("wrote {}", path.display());
+                }
+            }
+            Ok(())
+        }
         Command::Id => {
-            let v = ApiClient::open(&dir)?.get("/v1/id", &[]).await?;
+            let v = ApiClient::open(&dir)?.id().await?;
             print(json_out, &v, |v| {
-                let addrs: Vec<String> = v["addrs"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|a| format!("  {}", a.as_str().unwrap_or("")))
-                    .collect();
-                format!("{}\n{}", s(v, "peer_id"), addrs.join("\n"))
+                let addrs: Vec<String> = v.addrs.iter().map(|a| format!("  {a}")).collect();
+                format!("{}\n{}", v.peer_id, addrs.join("\n"))
             });
             Ok(())
         }
         Command::Status => {
-            let v = ApiClient::open(&dir)?.get("/v1/status", &[]).await?;
+            let v = ApiClient::open(&dir)?.status().await?;
             print(json_out, &v, |v| {
-                let sy = &v["sync"];
-                let sync = if sy["in_progress"].as_u64().unwrap_or(0) > 0
-                    || sy["to_fetch"].as_u64().unwrap_or(0) > 0
-                {
+                let sy = &v.sync;
+                let sync = if sy.in_progress > 0 || sy.to_fetch > 0 {
                     format!(
                         "catching up: {} objects still to fetch, from {} peer(s)",
-                        s(sy, "to_fetch"),
-                        s(sy, "in_progress")
+                        sy.to_fetch, sy.in_progress
                     )
-                } else if let Some(ago) = sy["last_sync_ms_ago"].as_u64() {
+                } else if let Some(ago) = sy.last_sync_ms_ago {
                     format!(
                         "caught up with {} peer(s), last reconciled {} s ago ({} objects fetched so far)",
-                        s(sy, "peers_reconciled"),
+                        sy.peers_reconciled,
                         ago / 1000,
-                        s(sy, "objects_fetched")
+                        sy.objects_fetched
                     )
                 } else {
                     "not reconciled with any peer yet: listings may be missing".into()
                 };
                 format!(
                     "peer id:   {}\npeers:     {} ({} on the listings topics)\nsync:      {}\nlistings:  {}\nreach:     {}\nuptime:    {} s",
-                    s(v, "peer_id"),
-                    s(v, "peers"),
-                    s(v, "gossip_peers"),
+                    v.peer_id,
+                    v.peers,
+                    v.gossip_peers,
                     sync,
-                    s(v, "listings"),
-                    s(v, "reachability"),
-                    s(v, "uptime_s")
+                    v.listings,
+                    v.reachability.as_str(),
+                    v.uptime_s
                 )
             });
             Ok(())
         }
         Command::Peers => {
-            let v = ApiClient::open(&dir)?.get("/v1/peers", &[]).await?;
+            let v = ApiClient::open(&dir)?.peers().await?;
             print(json_out, &v, |v| {
                 let rows: Vec<String> = v
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|p| {
-                        let addrs: Vec<&str> = p["addrs"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(Value::as_str)
-                            .collect();
-                        format!("{}  {}", s(p, "peer_id"), addrs.join(" "))
-                    })
+                    .iter()
+                    .map(|p| format!("{}  {}", p.peer_id, p.addrs.join(" ")))
                     .collect();
                 if rows.is_empty() {
                     "no peers connected".into()
@@ -552,29 +615,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Post(a) => {
             let location = match a.location.as_deref() {
-                None => Value::Null,
-                Some(l) => {
-                    let p = jangteo_node::services::listings::parse_lat_lon(l).ok_or_else(|| {
-                        CliError::refused_msg("invalid_listing", format!("location {l:?}: expected LAT,LON with latitude within ±90 and longitude within ±180"))
-                    })?;
-                    json!({"lat": p.lat, "lon": p.lon})
-                }
+                None => None,
+                Some(l) => Some(jangteo_node::services::listings::parse_lat_lon(l).ok_or_else(|| {
+                    CliError::refused_msg("invalid_listing", format!("location {l:?}: expected LAT,LON with latitude within ±90 and longitude within ±180"))
+                })?),
             };
-            let mut body = json!({"title": a.title, "price": a.price, "currency": a.currency, "moderators": a.moderator});
-            for (k, v) in [
-                ("description", a.description.map(Value::from)),
-                ("category", a.category.map(Value::from)),
-                ("condition", a.condition.map(Value::from)),
-                ("quantity", a.quantity.map(Value::from)),
-                ("expires_in_days", a.expires_in_days.map(Value::from)),
-            ] {
-                if let Some(v) = v {
-                    body[k] = v;
-                }
-            }
-            if !location.is_null() {
-                body["location"] = location;
-            }
             let api = ApiClient::open(&dir)?;
             if a.image.len() > jangteo_protocol::listing::IMAGES_MAX {
                 return Err(CliError::refused_msg(
@@ -587,105 +632,88 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
             let mut images = Vec::new();
             for path in &a.image {
-                let bytes = std::fs::read(path).map_err(|e| {
-                    CliError::refused_msg(
-                        "invalid_listing",
-                        format!("image {}: {e}", path.display()),
-                    )
-                })?;
-                if bytes.len() > jangteo_protocol::blob::MAX_BLOB_BYTES {
-                    return Err(CliError::refused_msg(
-                        "invalid_listing",
-                        format!(
-                            "image {}: {} bytes; at most {} per image",
-                            path.display(),
-                            bytes.len(),
-                            jangteo_protocol::blob::MAX_BLOB_BYTES
-                        ),
-                    ));
-                }
-                let v = api.post_bytes("/v1/blobs", bytes).await?;
-                images.push(v["id"].clone());
+                let bytes = read_capped(
+                    path,
+                    jangteo_protocol::blob::MAX_BLOB_BYTES as u64,
+                    "image",
+                )
+                .map_err(|e| CliError::refused_msg("invalid_listing", e.message))?;
+                images.push(api.add_blob(bytes).await?.id);
             }
-            body["images"] = Value::Array(images);
-            let v = api
-                .send(reqwest::Method::POST, "/v1/listings", Some(&body))
-                .await?;
-            let out = json!({"id": v["id"], "seq": v["seq"]});
-            print(json_out, &out, |o| format!("posted {}", s(o, "id")));
+            let new = NewListing {
+                title: a.title,
+                price: a.price,
+                currency: a.currency,
+                description: a.description,
+                category: a.category,
+                condition: a.condition,
+                quantity: a.quantity,
+                location,
+                expires_in_days: a.expires_in_days,
+                moderators: a.moderator,
+                images,
+            };
+            let out = listing_ref(&api.post_listing(&new).await?);
+            print(json_out, &out, |o| format!("posted {}", o.id));
             Ok(())
         }
         Command::Update(a) => {
-            let mut body = json!({});
-            for (k, v) in [
-                ("title", a.title.map(Value::from)),
-                ("price", a.price.map(Value::from)),
-                ("quantity", a.quantity.map(Value::from)),
-                ("description", a.description.map(Value::from)),
-                ("category", a.category.map(Value::from)),
-                ("condition", a.condition.map(Value::from)),
-            ] {
-                if let Some(v) = v {
-                    body[k] = v;
-                }
-            }
-            let path = format!("/v1/listings/{}", client::path_segment(&a.id));
-            let v = ApiClient::open(&dir)?
-                .send(reqwest::Method::PATCH, &path, Some(&body))
-                .await?;
-            let out = json!({"id": v["id"], "seq": v["seq"]});
+            let update = ListingUpdate {
+                title: a.title,
+                price: a.price,
+                quantity: a.quantity,
+                description: a.description,
+                category: a.category,
+                condition: a.condition,
+            };
+            let v = ApiClient::open(&dir)?.update_listing(&a.id, &update).await?;
+            let out = listing_ref(&v);
             print(json_out, &out, |o| {
-                format!("updated {} (version {})", s(o, "id"), s(o, "seq"))
+                format!("updated {} (version {})", o.id, o.seq)
             });
             Ok(())
         }
         Command::Retract { id } => {
-            let path = format!("/v1/listings/{}/retract", client::path_segment(&id));
-            let v = ApiClient::open(&dir)?
-                .send(reqwest::Method::POST, &path, None)
-                .await?;
-            let out = json!({"id": v["id"], "seq": v["seq"]});
+            let out = listing_ref(&ApiClient::open(&dir)?.retract_listing(&id).await?);
             print(json_out, &out, |o| {
-                format!("retracted {} (version {})", s(o, "id"), s(o, "seq"))
+                format!("retracted {} (version {})", o.id, o.seq)
             });
             Ok(())
         }
         Command::Show { id } => {
-            let path = format!("/v1/listings/{}", client::path_segment(&id));
-            let v = ApiClient::open(&dir)?.get(&path, &[]).await?;
+            let v = ApiClient::open(&dir)?.listing(&id).await?;
             print(json_out, &v, listing_text);
             Ok(())
         }
         Command::Offer(a) => {
-            let mut body = json!({"listing": a.listing_id, "moderators": a.moderator});
-            for (k, v) in [
-                ("price", a.price.map(Value::from)),
-                ("quantity", a.quantity.map(Value::from)),
-                ("message", a.message.map(Value::from)),
-            ] {
-                if let Some(v) = v {
-                    body[k] = v;
-                }
-            }
-            let v = ApiClient::open(&dir)?
-                .send(reqwest::Method::POST, "/v1/trades", Some(&body))
-                .await?;
-            let delivery = v["history"][0]["delivery"].clone();
-            let out = json!({"id": v["id"], "state": v["state"], "delivery": delivery});
+            let offer = NewOffer {
+                listing: a.listing_id,
+                price: a.price,
+                quantity: a.quantity,
+                message: a.message,
+                moderators: a.moderator,
+            };
+            let v = ApiClient::open(&dir)?.make_offer(&offer).await?;
+            let out = OfferMade {
+                delivery: v.history.first().map(|h| h.delivery.clone()),
+                id: v.id,
+                state: v.state,
+            };
             print(json_out, &out, |o| {
                 format!(
                     "offer {} sent ({})",
-                    s(o, "id"),
-                    s(&o["delivery"], "status")
+                    o.id,
+                    o.delivery
+                        .as_ref()
+                        .map_or("", |d| d.status.as_str())
                 )
             });
             Ok(())
         }
         Command::Trades => {
-            let v = ApiClient::open(&dir)?.get("/v1/trades", &[]).await?;
+            let v = ApiClient::open(&dir)?.trades().await?;
             print(json_out, &v, |v| {
-                let rows: Vec<String> =
-                    v.as_array().into_iter().flatten().map(trade_line).collect();
+                let rows: Vec<String> = v.iter().map(trade_line).collect();
                 if rows.is_empty() {
                     "no trades".into()
                 } else {
@@ -695,56 +723,84 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Trade { id } => {
-            let v = ApiClient::open(&dir)?
-                .get(&format!("/v1/trades/{}", client::path_segment(&id)), &[])
-                .await?;
+            let v = ApiClient::open(&dir)?.trade(&id).await?;
             print(json_out, &v, trade_text);
             Ok(())
         }
-        Command::Accept { id } => trade_action(&dir, json_out, &id, "accept", json!({})).await,
+        Command::Accept { id } => {
+            trade_action(&dir, json_out, &id, TradeActionName::Accept, TradeAction::default())
+                .await
+        }
         Command::Reject { id, reason } => {
-            trade_action(&dir, json_out, &id, "reject", json!({"reason": reason})).await
+            let a = TradeAction {
+                reason,
+                ..TradeAction::default()
+            };
+            trade_action(&dir, json_out, &id, TradeActionName::Reject, a).await
         }
         Command::Counter { id, price } => {
-            trade_action(&dir, json_out, &id, "counter", json!({"price": price})).await
+            let a = TradeAction {
+                price: Some(price),
+                ..TradeAction::default()
+            };
+            trade_action(&dir, json_out, &id, TradeActionName::Counter, a).await
         }
         Command::Cancel { id, reason } => {
-            trade_action(&dir, json_out, &id, "cancel", json!({"reason": reason})).await
+            let a = TradeAction {
+                reason,
+                ..TradeAction::default()
+            };
+            trade_action(&dir, json_out, &id, TradeActionName::Cancel, a).await
         }
         Command::Paid { id, reference } => {
-            trade_action(&dir, json_out, &id, "paid", json!({"reference": reference})).await
+            let a = TradeAction {
+                reference,
+                ..TradeAction::default()
+            };
+            trade_action(&dir, json_out, &id, TradeActionName::Paid, a).await
         }
         Command::Shipped { id, tracking } => {
+            let a = TradeAction {
+                tracking,
+                ..TradeAction::default()
+            };
+            trade_action(&dir, json_out, &id, TradeActionName::Shipped, a).await
+        }
+        Command::Received { id } => {
             trade_action(
                 &dir,
                 json_out,
                 &id,
-                "shipped",
-                json!({"tracking": tracking}),
+                TradeActionName::Received,
+                TradeAction::default(),
             )
             .await
         }
-        Command::Received { id } => trade_action(&dir, json_out, &id, "received", json!({})).await,
         Command::Dispute { id, reason } => {
-            trade_action(&dir, json_out, &id, "dispute", json!({"reason": reason})).await
+            let a = TradeAction {
+                reason: Some(reason),
+                ..TradeAction::default()
+            };
+            trade_action(&dir, json_out, &id, TradeActionName::Dispute, a).await
         }
         Command::Resolve { id, outcome } => {
-            trade_action(&dir, json_out, &id, "resolve", json!({"outcome": outcome})).await
+            let a = TradeAction {
+                outcome: Some(outcome),
+                ..TradeAction::default()
+            };
+            trade_action(&dir, json_out, &id, TradeActionName::Resolve, a).await
         }
         Command::Blob(BlobCommand::Get { id, out }) => {
-            let path = format!("/v1/blobs/{}", client::path_segment(&id));
-            let bytes = ApiClient::open(&dir)?.get_bytes(&path).await?;
+            let bytes = ApiClient::open(&dir)?.blob(&id).await?;
             std::fs::write(&out, &bytes).map_err(|e| {
                 CliError::refused_msg("io", format!("writing {}: {e}", out.display()))
             })?;
-            let v = json!({"id": id, "bytes": bytes.len()});
+            let v = BlobView {
+                id,
+                bytes: bytes.len() as u64,
+            };
             print(json_out, &v, |v| {
-                format!(
-                    "{} bytes of {} written to {}",
-                    s(v, "bytes"),
-                    s(v, "id"),
-                    out.display()
-                )
+                format!("{} bytes of {} written to {}", v.bytes, v.id, out.display())
             });
             Ok(())
         }
@@ -752,36 +808,27 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         | Command::Reputation { .. }
         | Command::Trust { .. }
         | Command::Distrust { .. }) => reputation_command(&dir, json_out, c).await,
+        Command::Export { kind, since, out } => export(&dir, json_out, kind, since, &out).await,
+        Command::Import { file } => import(&dir, json_out, &file).await,
         Command::Search(a) => {
-            let mut q: Vec<(&str, String)> = Vec::new();
-            let opt = |q: &mut Vec<(&str, String)>, k: &'static str, v: Option<String>| {
-                if let Some(v) = v {
-                    q.push((k, v))
-                }
+            let q = SearchQuery {
+                q: a.query,
+                category: a.category,
+                condition: a.condition,
+                seller: a.seller,
+                currency: a.currency,
+                min_price: a.min_price,
+                max_price: a.max_price,
+                near: a.near,
+                radius_km: a.radius_km,
+                sort: a.sort,
+                limit: a.limit,
+                offset: a.offset,
+                all: a.all.then_some(true),
             };
-            opt(&mut q, "q", a.query);
-            opt(&mut q, "category", a.category);
-            opt(&mut q, "condition", a.condition);
-            opt(&mut q, "currency", a.currency);
-            opt(&mut q, "min_price", a.min_price.map(|p| p.to_string()));
-            opt(&mut q, "max_price", a.max_price.map(|p| p.to_string()));
-            opt(&mut q, "near", a.near);
-            opt(&mut q, "radius_km", a.radius_km.map(|p| p.to_string()));
-            opt(&mut q, "seller", a.seller);
-            opt(&mut q, "sort", a.sort);
-            opt(&mut q, "limit", a.limit.map(|p| p.to_string()));
-            opt(&mut q, "offset", a.offset.map(|p| p.to_string()));
-            if a.all {
-                q.push(("all", "true".into()));
-            }
-            let v = ApiClient::open(&dir)?.get("/v1/listings", &q).await?;
+            let v = ApiClient::open(&dir)?.search(&q).await?;
             print(json_out, &v, |v| {
-                let rows: Vec<String> = v
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(listing_line)
-                    .collect();
+                let rows: Vec<String> = v.iter().map(listing_line).collect();
                 if rows.is_empty() {
                     "no listings match".into()
                 } else {
@@ -791,6 +838,134 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// Pages through `GET /v1/objects` and writes every page to `out`.
+async fn export(
+    dir: &std::path::Path,
+    json_out: bool,
+    kind: Option<String>,
+    since: Option<u64>,
+    out: &std::path::Path,
+) -> Result<(), CliError> {
+    use std::io::Write;
+    let api = ApiClient::open(dir)?;
+    let io = |e: std::io::Error| CliError::refused_msg("io", format!("writing {}: {e}", out.display()));
+    let mut file = std::io::BufWriter::new(std::fs::File::create(out).map_err(io)?);
+    let mut report = ExportReport::default();
+    let mut q = ObjectsQuery {
+        kind,
+        since,
+        after: None,
+        limit: None,
+    };
+    loop {
+        let (page, next) = api.objects_page(&q).await?;
+        let (items, tail) = jangteo_node::api::objects::split_sequence(&page);
+        if let Some((offset, why)) = tail {
+            return Err(CliError::refused_msg(
+                "invalid_object",
+                format!("the node sent a page that is not a CBOR sequence at byte {offset} ({why})"),
+            ));
+        }
+        file.write_all(&page).map_err(io)?;
+        report.objects += items.len() as u64;
+        report.bytes += page.len() as u64;
+        match next {
+            Some(n) => q.after = Some(n),
+            None => break,
+        }
+    }
+    file.flush().map_err(io)?;
+    print(json_out, &report, |r| {
+        format!("{} objects ({} bytes) written to {}", r.objects, r.bytes, out.display())
+    });
+    Ok(())
+}
+
+/// Sends a CBOR sequence to `POST /v1/objects` in batches under the API's cap, and sums the
+/// reports (positions are the file's).
+async fn import(dir: &std::path::Path, json_out: bool, file: &std::path::Path) -> Result<(), CliError> {
+    use jangteo_node::api::objects::{IMPORT_BODY_MAX_BYTES, IMPORT_ERRORS_MAX, split_sequence};
+    let api = ApiClient::open(dir)?;
+    let bytes = read_capped(file, IMPORT_FILE_MAX_BYTES, "import file")?;
+    let (items, tail) = split_sequence(&bytes);
+    let mut total = ImportReport::default();
+    let mut refuse = |total: &mut ImportReport, index: usize, offset: usize, reason: String| {
+        total.refused += 1;
+        if total.errors.len() < IMPORT_ERRORS_MAX {
+            total.errors.push(ImportError {
+                index: index as u64,
+                offset: offset as u64,
+                reason,
+            });
+        }
+    };
+    let mut start = 0;
+    while start < items.len() {
+        // One batch: whole items, under the cap (an item alone over it cannot be an object).
+        let (first_offset, first) = items[start];
+        if first.len() > IMPORT_BODY_MAX_BYTES {
+            refuse(&mut total, start, first_offset, format!("{} bytes: larger than any object may be", first.len()));
+            start += 1;
+            continue;
+        }
+        let mut end = start + 1;
+        let mut size = first.len();
+        while end < items.len() && size + items[end].1.len() <= IMPORT_BODY_MAX_BYTES {
+            size += items[end].1.len();
+            end += 1;
+        }
+        let batch = bytes[first_offset..first_offset + size].to_vec();
+        let r = api.import_objects(batch).await?;
+        total.stored += r.stored;
+        total.duplicate += r.duplicate;
+        // Refused ones beyond the listed reasons still count.
+        total.refused += r.refused.saturating_sub(r.errors.len() as u64);
+        for e in r.errors {
+            refuse(
+                &mut total,
+                start + e.index as usize,
+                first_offset + e.offset as usize,
+                e.reason,
+            );
+        }
+        start = end;
+    }
+    if let Some((offset, why)) = tail {
+        refuse(
+            &mut total,
+            items.len(),
+            offset,
+            format!("bytes {offset}..{}: not a CBOR item ({why}); the rest of the file was skipped", bytes.len()),
+        );
+    }
+    print(json_out, &total, |r| {
+        let mut s = format!(
+            "{} stored, {} already held, {} refused",
+            r.stored, r.duplicate, r.refused
+        );
+        for e in &r.errors {
+            s.push_str(&format!("\n  object {} (byte {}): {}", e.index, e.offset, e.reason));
+        }
+        s
+    });
+    if total.refused > 0 {
+        let first = total
+            .errors
+            .first()
+            .map(|e| format!(": object {} (byte {}): {}", e.index, e.offset, e.reason))
+            .unwrap_or_default();
+        return Err(CliError::after_answer(
+            "invalid_object",
+            format!(
+                "{} of the file's objects were refused{first}; the {} valid ones were kept",
+                total.refused,
+                total.stored + total.duplicate
+            ),
+        ));
+    }
+    Ok(())
 }
 
 async fn reputation_command(
@@ -805,130 +980,118 @@ async fn reputation_command(
             score,
             comment,
         } => {
-            let mut body = json!({"trade": trade_id, "score": score});
-            if let Some(c) = comment {
-                body["comment"] = c.into();
-            }
             let v = api
-                .send(reqwest::Method::POST, "/v1/attestations", Some(&body))
+                .rate(&NewRating {
+                    trade: trade_id,
+                    score,
+                    comment,
+                })
                 .await?;
             print(json_out, &v, |v| {
                 format!(
                     "rated {} {}/5 for trade {} (attestation {})",
-                    s(v, "about"),
-                    s(v, "score"),
-                    s(v, "trade"),
-                    s(v, "id")
+                    v.about, v.score, v.trade, v.id
                 )
             });
         }
         Command::Reputation { peer_id } => {
-            let path = format!("/v1/reputation/{}", client::path_segment(&peer_id));
-            let v = api.get(&path, &[]).await?;
+            let v = api.reputation(&peer_id).await?;
             print(json_out, &v, |v| {
-                let rating = v["rating"]
-                    .as_f64()
-                    .map(|r| format!("{r:.2}/5 from {} rater(s)", s(v, "raters")))
+                let rating = v
+                    .rating
+                    .map(|r| format!("{r:.2}/5 from {} rater(s)", v.raters))
                     .unwrap_or_else(|| "not rated".into());
                 let mut out = format!(
                     "{}\n  trust:            {:.3}\n  confidence:       {:.3}\n  attestations:     {}\n  completed trades: {}\n  stars:            {rating}",
-                    s(v, "peer_id"),
-                    v["score"].as_f64().unwrap_or(0.0),
-                    v["confidence"].as_f64().unwrap_or(0.0),
-                    s(v, "attestations"),
-                    s(v, "completed_trades"),
+                    v.peer_id, v.score, v.confidence, v.attestations, v.completed_trades,
                 );
-                if v["seeded"] == json!(false) {
+                if !v.seeded {
                     out.push_str("\n  (this node has no completed trades and trusts no key yet, so it trusts no one; `jangteo trust PEER_ID` adds a key you know)");
                 }
                 out
             });
         }
         Command::Trust { peer_id } => {
-            let path = format!("/v1/trust/{}", client::path_segment(&peer_id));
-            let v = api.send(reqwest::Method::PUT, &path, None).await?;
-            print(json_out, &v, |v| {
-                format!("now trusting {}", s(v, "peer_id"))
-            });
+            let v = api.trust(&peer_id).await?;
+            print(json_out, &v, |v| format!("now trusting {}", v.peer_id));
         }
         Command::Distrust { peer_id } => {
-            let path = format!("/v1/trust/{}", client::path_segment(&peer_id));
-            let v = api.send(reqwest::Method::DELETE, &path, None).await?;
+            let v = api.distrust(&peer_id).await?;
             print(json_out, &v, |v| {
-                format!("{} is no longer a trust seed", s(v, "peer_id"))
+                format!("{} is no longer a trust seed", v.peer_id)
             });
         }
-        _ => unreachable!("only reputation commands are routed here"),
+        _ => {
+            return Err(CliError::usage(
+                "internal: not a reputation command".into(),
+            ));
+        }
     }
     Ok(())
 }
 
-fn trade_line(v: &Value) -> String {
+fn trade_line(v: &TradeSummary) -> String {
     format!(
         "{}  {:<9} {:<6} {} x {} {}  with {}",
-        s(v, "id"),
-        s(v, "state"),
-        s(v, "role"),
-        s(v, "quantity"),
-        s(v, "price"),
-        s(v, "currency"),
-        s(v, "counterparty")
+        v.id,
+        v.state.as_str(),
+        v.role.as_str(),
+        v.quantity,
+        v.price,
+        v.currency,
+        v.counterparty
     )
 }
 
-fn trade_text(v: &Value) -> String {
+fn trade_text(v: &TradeView) -> String {
+    let allowed: Vec<&str> = v.allowed.iter().map(|a| a.as_str()).collect();
     let mut out = format!(
         "trade {}\n  state:    {}\n  you are:  {}\n  listing:  {}\n  terms:    {} x {} {} (total {})\n  buyer:    {}\n  seller:   {}\n  you may:  {}\n  history:",
-        s(v, "id"),
-        s(v, "state"),
-        s(v, "role"),
-        s(v, "listing"),
-        s(v, "quantity"),
-        s(v, "price"),
-        s(v, "currency"),
-        s(v, "total"),
-        s(v, "buyer"),
-        s(v, "seller"),
-        v["allowed"]
-            .as_array()
-            .map(|a| a
-                .iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(", "))
-            .filter(|x| !x.is_empty())
-            .unwrap_or_else(|| "nothing now".into())
+        v.id,
+        v.state.as_str(),
+        v.role.as_str(),
+        v.listing,
+        v.quantity,
+        v.price,
+        v.currency,
+        v.total,
+        v.buyer,
+        v.seller,
+        if allowed.is_empty() {
+            "nothing now".to_owned()
+        } else {
+            allowed.join(", ")
+        }
     );
-    for h in v["history"].as_array().into_iter().flatten() {
-        let d = &h["delivery"];
-        let reason = d["reason"]
-            .as_str()
+    for h in &v.history {
+        let reason = h
+            .delivery
+            .reason
+            .as_deref()
             .map(|r| format!(" ({r})"))
             .unwrap_or_default();
         out.push_str(&format!(
             "\n    {:<10} by {} ({})  {}{}",
-            s(h, "kind"),
-            s(h, "role"),
-            s(h, "by"),
-            s(d, "status"),
+            h.kind,
+            h.role.as_str(),
+            h.by,
+            h.delivery.status.as_str(),
             reason
         ));
     }
-    for e in v["equivocations"].as_array().into_iter().flatten() {
+    for e in &v.equivocations {
         out.push_str(&format!(
             "\n  EQUIVOCATION: the {} ({}) signed a second {} after the same message at {}; it was refused and the proof is kept and gossiped",
-            s(e, "role"),
-            s(e, "by"),
-            s(e, "refused_kind"),
-            e["at"].as_u64().unwrap_or(0)
+            e.role.as_str(),
+            e.by,
+            e.refused_kind,
+            e.at
         ));
     }
-    for m in v["set_aside"].as_array().into_iter().flatten() {
+    for m in &v.set_aside {
         out.push_str(&format!(
             "\n  set aside: {} by {}: {}",
-            s(m, "kind"),
-            s(m, "by"),
-            s(m, "reason")
+            m.kind, m.by, m.reason
         ));
     }
     out
@@ -938,16 +1101,16 @@ async fn trade_action(
     dir: &std::path::Path,
     json_out: bool,
     id: &str,
-    action: &str,
-    body: Value,
+    action: TradeActionName,
+    body: TradeAction,
 ) -> Result<(), CliError> {
-    let path = format!("/v1/trades/{}/{action}", client::path_segment(id));
-    let v = ApiClient::open(dir)?
-        .send(reqwest::Method::POST, &path, Some(&body))
-        .await?;
-    let out = json!({"id": v["id"], "state": v["state"]});
+    let v = ApiClient::open(dir)?.trade_action(id, action, &body).await?;
+    let out = TradeRef {
+        id: v.id,
+        state: v.state,
+    };
     print(json_out, &out, |o| {
-        format!("trade {} is now {}", s(o, "id"), s(o, "state"))
+        format!("trade {} is now {}", o.id, o.state)
     });
     Ok(())
 }

@@ -436,6 +436,7 @@ impl Node {
             reputation: reputation.clone(),
             blobs: blobs.clone(),
             network: client.clone(),
+            store: store.clone(),
             token: Arc::new(token),
             started: Instant::now(),
             peer_id: peer_id.clone(),

@@ -15,7 +15,6 @@ use jangteo_protocol::{
     SignedObject,
 };
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
 use crate::ingest::now_ms;
@@ -52,131 +51,16 @@ pub enum ListingError {
     Store(#[from] StoreError),
 }
 
-/// A pickup location in degrees, as the API takes and shows it.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct LatLon {
-    /// Latitude.
-    pub lat: f64,
-    /// Longitude.
-    pub lon: f64,
-}
-
-/// A new listing, as the API takes it. Amounts are in the currency's minor unit.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewListing {
-    /// Title.
-    pub title: String,
-    /// Price per unit.
-    pub price: u64,
-    /// ISO 4217 code.
-    pub currency: String,
-    /// Free text.
-    #[serde(default)]
-    pub description: Option<String>,
-    /// Category.
-    #[serde(default)]
-    pub category: Option<String>,
-    /// new, like-new, good, fair or poor.
-    #[serde(default)]
-    pub condition: Option<String>,
-    /// Units (default 1).
-    #[serde(default)]
-    pub quantity: Option<u64>,
-    /// Pickup location.
-    #[serde(default)]
-    pub location: Option<LatLon>,
-    /// Days until it expires (default 30, at most 180).
-    #[serde(default)]
-    pub expires_in_days: Option<u64>,
-    /// Peer ids the seller accepts as moderators of disputes (at most 3).
-    #[serde(default)]
-    pub moderators: Vec<String>,
-    /// Blob ids of images already added to this node (`POST /v1/blobs`), at most 8.
-    #[serde(default)]
-    pub images: Vec<String>,
-}
-
-/// Changes to a listing; absent fields stay as they are.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListingUpdate {
-    /// New title.
-    #[serde(default)]
-    pub title: Option<String>,
-    /// New price.
-    #[serde(default)]
-    pub price: Option<u64>,
-    /// New quantity (0 marks it sold out).
-    #[serde(default)]
-    pub quantity: Option<u64>,
-    /// New description.
-    #[serde(default)]
-    pub description: Option<String>,
-    /// New category.
-    #[serde(default)]
-    pub category: Option<String>,
-    /// New condition.
-    #[serde(default)]
-    pub condition: Option<String>,
-}
-
-/// A listing as the API and CLI show it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ListingView {
-    /// Listing id.
-    pub id: String,
-    /// Title.
-    pub title: String,
-    /// Description.
-    pub description: String,
-    /// Price per unit in minor units.
-    pub price: u64,
-    /// ISO 4217 code.
-    pub currency: String,
-    /// Category.
-    pub category: String,
-    /// Condition, if given.
-    pub condition: Option<&'static str>,
-    /// Units on offer.
-    pub quantity: u64,
-    /// Seller's peer id.
-    pub seller: String,
-    /// Version.
-    pub seq: u64,
-    /// First version (unix ms).
-    pub created_at: u64,
-    /// This version (unix ms).
-    pub updated_at: u64,
-    /// Expiry (unix ms).
-    pub expires_at: u64,
-    /// active, sold, expired or retracted.
-    pub status: &'static str,
-    /// Image blob ids.
-    pub images: Vec<String>,
-    /// Pickup location.
-    pub location: Option<LatLon>,
-    /// Distance from the search point, when searching near a place.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub distance_km: Option<f64>,
-    /// Content id of this version's object.
-    pub object: String,
-    /// The seller's trust as this node sees it (0..1), when the reputation service added it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seller_score: Option<f64>,
-    /// How much evidence stands behind `seller_score` (0..1).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seller_confidence: Option<f64>,
-}
+pub use crate::api::types::{LatLon, ListingState, ListingUpdate, ListingView, NewListing};
 
 impl ListingView {
     fn new(s: &StoredListing, now: u64) -> Self {
         let l = &s.listing;
         let status = match () {
-            _ if l.status == ListingStatus::Retracted => "retracted",
-            _ if l.expires_at <= now => "expired",
-            _ if l.quantity == 0 => "sold",
-            _ => "active",
+            _ if l.status == ListingStatus::Retracted => ListingState::Retracted,
+            _ if l.expires_at <= now => ListingState::Expired,
+            _ if l.quantity == 0 => ListingState::Sold,
+            _ => ListingState::Active,
         };
         Self {
             id: s.id.to_hex(),
@@ -185,7 +69,7 @@ impl ListingView {
             price: l.price,
             currency: l.currency.clone(),
             category: l.category.clone(),
-            condition: l.condition.map(Condition::name),
+            condition: l.condition.map(|c| c.name().to_owned()),
             quantity: l.quantity,
             seller: s.author.peer_id(),
             seq: l.seq,

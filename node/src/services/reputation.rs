@@ -18,8 +18,7 @@ use jangteo_protocol::{
     FieldError, Kind, Object, ObjectId, PublicKey, SignedObject, public_key_from_peer_id,
     verify_object,
 };
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::error::StoreError;
@@ -62,18 +61,8 @@ impl From<FieldError> for ReputationError {
     }
 }
 
-/// A rating, as the API takes it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewRating {
-    /// The completed trade.
-    pub trade: String,
-    /// 1-5.
-    pub score: u8,
-    /// Free text.
-    #[serde(default)]
-    pub comment: Option<String>,
-}
+pub use crate::api::types::NewRating;
+use crate::api::types::{RatingView, ReputationView, TrustChange};
 
 /// One node's trust in everyone, computed at one moment.
 #[derive(Debug, Default)]
@@ -138,7 +127,7 @@ impl Reputation {
 
     /// Rates the other party of one of our completed trades; stores and gossips the
     /// attestation. A later rating of the same trade replaces the earlier one.
-    pub async fn rate(&self, r: NewRating) -> Result<Value, ReputationError> {
+    pub async fn rate(&self, r: NewRating) -> Result<RatingView, ReputationError> {
         if !(1..=5).contains(&r.score) {
             return Err(ReputationError::Invalid(format!(
                 "score {}: must be 1-5",
@@ -216,16 +205,16 @@ impl Reputation {
             }
             Err(e) => tracing::warn!(error = %e, "attestation stored; network unavailable"),
         }
-        Ok(json!({
-            "id": signed.id().to_hex(),
-            "trade": tid.to_hex(),
-            "about": about.peer_id(),
-            "score": r.score,
-        }))
+        Ok(RatingView {
+            id: signed.id().to_hex(),
+            trade: tid.to_hex(),
+            about: about.peer_id(),
+            score: r.score,
+        })
     }
 
     /// Adds a key to this node's trust seeds.
-    pub fn trust(&self, peer: &str) -> Result<Value, ReputationError> {
+    pub fn trust(&self, peer: &str) -> Result<TrustChange, ReputationError> {
         let key = Self::parse_peer(peer)?;
         if key == self.me {
             return Err(ReputationError::Invalid(
@@ -233,25 +222,32 @@ impl Reputation {
             ));
         }
         let changed = self.store.set_trusted(&key, true)?;
-        Ok(json!({"peer_id": key.peer_id(), "trusted": true, "changed": changed}))
+        Ok(TrustChange {
+            peer_id: key.peer_id(),
+            trusted: true,
+            changed,
+        })
     }
 
     /// Removes a key from this node's trust seeds.
-    pub fn distrust(&self, peer: &str) -> Result<Value, ReputationError> {
+    pub fn distrust(&self, peer: &str) -> Result<TrustChange, ReputationError> {
         let key = Self::parse_peer(peer)?;
         let changed = self.store.set_trusted(&key, false)?;
-        Ok(json!({"peer_id": key.peer_id(), "trusted": false, "changed": changed}))
+        Ok(TrustChange {
+            peer_id: key.peer_id(),
+            trusted: false,
+            changed,
+        })
     }
 
     /// The keys this node trusts.
-    pub fn trusted(&self) -> Result<Value, ReputationError> {
-        Ok(json!(
-            self.store
-                .trusted()?
-                .iter()
-                .map(PublicKey::peer_id)
-                .collect::<Vec<_>>()
-        ))
+    pub fn trusted(&self) -> Result<Vec<String>, ReputationError> {
+        Ok(self
+            .store
+            .trusted()?
+            .iter()
+            .map(PublicKey::peer_id)
+            .collect())
     }
 
     /// Computes a fresh snapshot from the store (blocking).
@@ -350,22 +346,22 @@ impl Reputation {
     }
 
     /// What this node concludes about `peer` (blocking).
-    pub fn reputation(&self, peer: &str) -> Result<Value, ReputationError> {
+    pub fn reputation(&self, peer: &str) -> Result<ReputationView, ReputationError> {
         let key = Self::parse_peer(peer)?;
         let snap = self.fresh()?;
         let t: PeerTrust = snap.view.get(&key);
-        Ok(json!({
-            "peer_id": key.peer_id(),
-            "score": round3(t.score),
-            "confidence": round3(t.confidence),
-            "attestations": snap.attestations.get(&key).copied().unwrap_or(0),
-            "completed_trades": snap.completed.get(&key).copied().unwrap_or(0),
-            "rating": t.rating.map(|r| (r * 100.0).round() / 100.0),
-            "raters": t.raters,
-            "trusted": self.store.trusted()?.contains(&key),
-            "seeded": snap.view.seeded,
-            "equivocated": self.store.equivocators()?.contains(&key),
-        }))
+        Ok(ReputationView {
+            peer_id: key.peer_id(),
+            score: round3(t.score),
+            confidence: round3(t.confidence),
+            attestations: u64::from(snap.attestations.get(&key).copied().unwrap_or(0)),
+            completed_trades: u64::from(snap.completed.get(&key).copied().unwrap_or(0)),
+            rating: t.rating.map(|r| (r * 100.0).round() / 100.0),
+            raters: u64::from(t.raters),
+            trusted: self.store.trusted()?.contains(&key),
+            seeded: snap.view.seeded,
+            equivocated: self.store.equivocators()?.contains(&key),
+        })
     }
 
     /// The trust shown next to a seller's listings (from the cached snapshot).

@@ -75,50 +75,7 @@ pub enum SearchError {
     Io(String, std::io::Error),
 }
 
-/// Filters, ordering and paging of a search, as the API takes them.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SearchQuery {
-    /// Words that must all appear in the title or description ("quoted phrases" allowed).
-    #[serde(default)]
-    pub q: Option<String>,
-    /// Category.
-    #[serde(default)]
-    pub category: Option<String>,
-    /// Condition.
-    #[serde(default)]
-    pub condition: Option<String>,
-    /// Seller peer id.
-    #[serde(default)]
-    pub seller: Option<String>,
-    /// Currency the price bounds are in.
-    #[serde(default)]
-    pub currency: Option<String>,
-    /// Lowest price (minor units).
-    #[serde(default)]
-    pub min_price: Option<u64>,
-    /// Highest price (minor units).
-    #[serde(default)]
-    pub max_price: Option<u64>,
-    /// `LAT,LON`.
-    #[serde(default)]
-    pub near: Option<String>,
-    /// Radius around `near`, in km.
-    #[serde(default)]
-    pub radius_km: Option<f64>,
-    /// relevance, price, price-desc, recent, distance or trust.
-    #[serde(default)]
-    pub sort: Option<String>,
-    /// Most results.
-    #[serde(default)]
-    pub limit: Option<usize>,
-    /// Results to skip.
-    #[serde(default)]
-    pub offset: Option<usize>,
-    /// Include sold, expired and retracted listings.
-    #[serde(default)]
-    pub all: Option<bool>,
-}
+pub use crate::api::types::SearchQuery;
 
 /// One search hit: the listing as held, and its distance when searching near a place.
 #[derive(Debug, Clone)]

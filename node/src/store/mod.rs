@@ -15,6 +15,7 @@ mod blobs;
 mod index;
 mod listings;
 mod mailbox;
+mod objects;
 mod sync;
 mod trades;
 

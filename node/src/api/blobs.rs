@@ -1,0 +1,67 @@
+//! `/v1/blobs`: add an image (or any blob) to this node, and get one by its blake3 id from
+//! here or from peers. Bodies are raw bytes, capped at the protocol's blob limit.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::api::ApiState;
+use crate::api::error::{ApiError, ApiPath};
+#[allow(unused_imports)]
+use crate::api::types::{Binary, ErrorBody};
+use crate::api::types::{BlobView, ErrorCode};
+
+pub(crate) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(add_blob))
+        .routes(routes!(get_blob))
+}
+
+/// Stores the body as a blob (an image for a listing) and announces it to peers.
+#[utoipa::path(post, path = "/v1/blobs", tag = "blobs", operation_id = "add_blob",
+    request_body(content = Binary, content_type = "application/octet-stream",
+        description = "The blob's bytes (at most 5 MiB)"),
+    responses(
+        (status = 201, description = "The blob stored", body = BlobView),
+        (status = 400, description = "Not a valid blob, e.g. empty (`invalid_blob`)", body = ErrorBody),
+        (status = 413, description = "Larger than a blob may be (`too_large`)", body = ErrorBody),
+        (status = 503, description = "The network task is not available (`network`)", body = ErrorBody),
+    ))]
+async fn add_blob(
+    State(s): State<ApiState>,
+    body: Body,
+) -> Result<(StatusCode, Json<BlobView>), ApiError> {
+    let max = jangteo_protocol::blob::MAX_BLOB_BYTES;
+    let bytes = axum::body::to_bytes(body, max).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TooLarge,
+            format!("{e}: a blob (an image) may be at most {max} bytes"),
+        )
+    })?;
+    let v = s.blobs.add(bytes.to_vec()).await?;
+    let view: BlobView = serde_json::from_value(v)
+        .map_err(|e| ApiError::internal(format!("blob answer: {e}")))?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// A blob's bytes, from this node or fetched from peers and verified against the id.
+#[utoipa::path(get, path = "/v1/blobs/{id}", tag = "blobs", operation_id = "get_blob",
+    params(("id" = String, Path, description = "Blob id (64 hex digits)")),
+    responses(
+        (status = 200, description = "The blob", body = Binary, content_type = "application/octet-stream"),
+        (status = 400, description = "Not a blob id (`bad_id`)", body = ErrorBody),
+        (status = 404, description = "Neither here nor at any peer asked (`not_found`)", body = ErrorBody),
+        (status = 503, description = "The network task is not available (`network`)", body = ErrorBody),
+    ))]
+async fn get_blob(
+    State(s): State<ApiState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let bytes = s.blobs.get(&id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}

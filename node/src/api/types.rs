@@ -1,0 +1,1086 @@
+//! The contract of the local API `/v1`: every request and response body, in one place.
+//!
+//! The node's handlers answer with these types, the CLI's client sends and reads them, the
+//! testnet and the end-to-end tests decode the CLI's JSON into them, and the OpenAPI document
+//! (`GET /v1/openapi.json`, `docs/openapi.json`) is generated from them. States that travel
+//! as strings are enums serialized as those same strings. This module holds data only: no
+//! I/O, no store, no validation beyond what serde does (the services validate).
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+// ---------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------
+
+/// The one error shape of the API: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// A stable code for programs and a message for people.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code.
+    pub code: ErrorCode,
+    /// What failed and what to do, for people.
+    pub message: String,
+}
+
+/// The stable error codes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request body is not valid JSON of the expected shape.
+    BadRequest,
+    /// The query string is not valid.
+    BadQuery,
+    /// An id in the path is malformed.
+    BadId,
+    /// A listing's fields are invalid.
+    InvalidListing,
+    /// A trade request's fields are invalid.
+    InvalidTrade,
+    /// The action is not allowed in the trade's state.
+    InvalidTransition,
+    /// A field is invalid.
+    Invalid,
+    /// A blob is invalid.
+    InvalidBlob,
+    /// An object (or a sequence of them) is invalid.
+    InvalidObject,
+    /// The thing asked for does not exist here.
+    NotFound,
+    /// The listing belongs to someone else.
+    NotYours,
+    /// The listing was retracted.
+    Retracted,
+    /// The node refused.
+    Refused,
+    /// A peer's message broke the protocol.
+    Offense,
+    /// The body is larger than this route accepts.
+    TooLarge,
+    /// The body's content type is not one this route accepts.
+    UnsupportedMediaType,
+    /// Missing or wrong bearer token.
+    Unauthorized,
+    /// No such route.
+    NoRoute,
+    /// The route exists, not with this method.
+    MethodNotAllowed,
+    /// The network task is not available.
+    Network,
+    /// The store failed.
+    Store,
+    /// The search index failed.
+    Search,
+    /// Any other failure of the node.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it travels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::BadQuery => "bad_query",
+            ErrorCode::BadId => "bad_id",
+            ErrorCode::InvalidListing => "invalid_listing",
+            ErrorCode::InvalidTrade => "invalid_trade",
+            ErrorCode::InvalidTransition => "invalid_transition",
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::InvalidBlob => "invalid_blob",
+            ErrorCode::InvalidObject => "invalid_object",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::NotYours => "not_yours",
+            ErrorCode::Retracted => "retracted",
+            ErrorCode::Refused => "refused",
+            ErrorCode::Offense => "offense",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::NoRoute => "no_route",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Network => "network",
+            ErrorCode::Store => "store",
+            ErrorCode::Search => "search",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Node
+// ---------------------------------------------------------------------------------------
+
+/// The node's identity and dialable addresses (`GET /v1/id`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct IdView {
+    /// Base58 peer id.
+    pub peer_id: String,
+    /// ed25519 public key, hex.
+    pub public_key: String,
+    /// Listen addresses with `/p2p/<peer id>`, each dialable with `--bootstrap`.
+    pub addrs: Vec<String>,
+}
+
+/// Whether peers can dial this node directly.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Reachability {
+    /// Dialable from outside.
+    Public,
+    /// Reachable only through relays.
+    Private,
+    /// Not probed yet.
+    Unknown,
+}
+
+impl Reachability {
+    /// From the network task's name for it (anything else is `unknown`).
+    pub fn from_name(s: &str) -> Self {
+        match s {
+            "public" => Reachability::Public,
+            "private" => Reachability::Private,
+            _ => Reachability::Unknown,
+        }
+    }
+
+    /// The name as it travels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reachability::Public => "public",
+            Reachability::Private => "private",
+            Reachability::Unknown => "unknown",
+        }
+    }
+}
+
+/// Catch-up sync: tells "the market is empty" from "not caught up yet".
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct SyncView {
+    /// Peers finished reconciling with since they connected.
+    pub peers_reconciled: u64,
+    /// Peers being reconciled with now, or waiting for their turn.
+    pub in_progress: u64,
+    /// Objects learned from peers and not fetched yet.
+    pub to_fetch: u64,
+    /// Milliseconds since the last reconciliation finished (absent: none yet).
+    pub last_sync_ms_ago: Option<u64>,
+    /// How long the last one took, in ms.
+    pub last_sync_took_ms: Option<u64>,
+    /// Objects fetched by sync since the node started.
+    pub objects_fetched: u64,
+    /// Bytes sent by sync.
+    pub bytes_sent: u64,
+    /// Bytes received by sync.
+    pub bytes_received: u64,
+    /// Of `bytes_received`, the bytes of the objects themselves.
+    pub object_bytes_received: u64,
+}
+
+/// Sealed messages this node holds for offline peers (relays).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct MailboxStats {
+    /// Messages held.
+    pub items: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Trades held and deliveries waiting.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct TradeCounts {
+    /// Trades this node holds.
+    pub held: u64,
+    /// Trade messages held.
+    pub messages: u64,
+    /// Messages of ours waiting to be delivered.
+    pub queued_deliveries: u64,
+}
+
+/// The running node's state (`GET /v1/status`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct StatusView {
+    /// Base58 peer id.
+    pub peer_id: String,
+    /// Connected peers.
+    pub peers: u64,
+    /// Peers on the listings topics (who a post reaches right away).
+    pub gossip_peers: u64,
+    /// Peers whose listing heads were fully received since they connected.
+    pub synced_peers: u64,
+    /// Open listings held.
+    pub listings: u64,
+    /// Seconds since the node started.
+    pub uptime_s: u64,
+    /// Relays known.
+    pub relays: u64,
+    /// Blobs held.
+    pub blobs: u64,
+    /// Catch-up sync.
+    pub sync: SyncView,
+    /// Whether peers can dial this node directly.
+    pub reachability: Reachability,
+    /// Peers banned for now.
+    pub banned: Vec<String>,
+    /// Listing shards (categories) followed.
+    pub following: Vec<String>,
+    /// Addresses through relays that accepted a reservation.
+    pub relayed_addrs: Vec<String>,
+    /// Sealed messages held for offline peers.
+    pub mailbox: MailboxStats,
+    /// Trades held (absent if the store could not count them).
+    pub trades: Option<TradeCounts>,
+    /// The node's version.
+    pub version: String,
+}
+
+/// A connected peer (`GET /v1/peers`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct PeerView {
+    /// Base58 peer id.
+    pub peer_id: String,
+    /// Addresses of its connections.
+    pub addrs: Vec<String>,
+    /// Its gossipsub score as this node sees it (negative after invalid objects).
+    pub score: Option<f64>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Listings
+// ---------------------------------------------------------------------------------------
+
+/// A pickup location in degrees.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct LatLon {
+    /// Latitude, -90..90.
+    pub lat: f64,
+    /// Longitude, -180..180.
+    pub lon: f64,
+}
+
+/// A new listing (`POST /v1/listings`). Amounts are in the currency's minor unit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NewListing {
+    /// Title.
+    pub title: String,
+    /// Price per unit.
+    pub price: u64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Category (a-z, 0-9, '-'); default general.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// new, like-new, good, fair or poor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// Units (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<u64>,
+    /// Pickup location.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<LatLon>,
+    /// Days until it expires (default 30, at most 180).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_days: Option<u64>,
+    /// Peer ids the seller accepts as moderators of disputes (at most 3).
+    #[serde(default)]
+    pub moderators: Vec<String>,
+    /// Blob ids of images already added to this node (`POST /v1/blobs`), at most 8.
+    #[serde(default)]
+    pub images: Vec<String>,
+}
+
+/// Changes to a listing (`PATCH /v1/listings/{id}`); absent fields stay as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListingUpdate {
+    /// New title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// New price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<u64>,
+    /// New quantity (0 marks it sold out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<u64>,
+    /// New description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// New category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// New condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+}
+
+/// Where a listing stands.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ListingState {
+    /// On offer.
+    Active,
+    /// Quantity 0.
+    Sold,
+    /// Past its expiry.
+    Expired,
+    /// Withdrawn by the seller.
+    Retracted,
+}
+
+impl ListingState {
+    /// The name as it travels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListingState::Active => "active",
+            ListingState::Sold => "sold",
+            ListingState::Expired => "expired",
+            ListingState::Retracted => "retracted",
+        }
+    }
+}
+
+/// A listing as the API and CLI show it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ListingView {
+    /// Listing id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Price per unit in minor units.
+    pub price: u64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Category.
+    pub category: String,
+    /// Condition, if given.
+    pub condition: Option<String>,
+    /// Units on offer.
+    pub quantity: u64,
+    /// Seller's peer id.
+    pub seller: String,
+    /// Version.
+    pub seq: u64,
+    /// First version (unix ms).
+    pub created_at: u64,
+    /// This version (unix ms).
+    pub updated_at: u64,
+    /// Expiry (unix ms).
+    pub expires_at: u64,
+    /// active, sold, expired or retracted.
+    pub status: ListingState,
+    /// Image blob ids.
+    pub images: Vec<String>,
+    /// Pickup location.
+    pub location: Option<LatLon>,
+    /// Distance from the search point, when searching near a place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance_km: Option<f64>,
+    /// Content id of this version's object.
+    pub object: String,
+    /// The seller's trust as this node sees it (0..1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seller_score: Option<f64>,
+    /// How much evidence stands behind `seller_score` (0..1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seller_confidence: Option<f64>,
+}
+
+/// Filters, ordering and paging of a search (`GET /v1/listings`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams, PartialEq)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// Words that must all appear in the title or description ("quoted phrases" allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    /// Category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// Seller peer id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seller: Option<String>,
+    /// Currency the price bounds are in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// Lowest price (minor units).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_price: Option<u64>,
+    /// Highest price (minor units).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_price: Option<u64>,
+    /// `LAT,LON`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub near: Option<String>,
+    /// Radius around `near`, in km.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub radius_km: Option<f64>,
+    /// relevance, price, price-desc, recent, distance or trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
+    /// Most results (1-1000, default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Results to skip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<usize>,
+    /// Include sold, expired and retracted listings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all: Option<bool>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Blobs
+// ---------------------------------------------------------------------------------------
+
+/// A blob added or fetched: its blake3 id and size.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct BlobView {
+    /// Blob id (hex).
+    pub id: String,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// Raw bytes in a body (a blob, a signed object, a CBOR sequence): for the OpenAPI document.
+#[derive(Debug, Clone, Copy)]
+pub struct Binary;
+
+impl utoipa::PartialSchema for Binary {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Binary,
+            )))
+            .into()
+    }
+}
+
+impl ToSchema for Binary {}
+
+// ---------------------------------------------------------------------------------------
+// Trades
+// ---------------------------------------------------------------------------------------
+
+/// A new offer (`POST /v1/trades`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NewOffer {
+    /// Listing id.
+    pub listing: String,
+    /// Price per unit (default: the listing's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<u64>,
+    /// Units (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<u64>,
+    /// A message to the seller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Peer ids who may resolve a dispute (default: the listing's).
+    #[serde(default)]
+    pub moderators: Vec<String>,
+}
+
+/// What the local user asks to do to a trade (`POST /v1/trades/{id}/{action}`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TradeAction {
+    /// Counter: the new price per unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<u64>,
+    /// Reject, cancel, dispute: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Paid: the payment reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Shipped: the tracking number (without one, the item was handed over).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<String>,
+    /// Resolution: refund or release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+/// The actions of `POST /v1/trades/{id}/{action}`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TradeActionName {
+    /// Seller accepts the offer, or buyer the counter.
+    Accept,
+    /// Refuse the proposed terms.
+    Reject,
+    /// Propose another price.
+    Counter,
+    /// Call the trade off before payment.
+    Cancel,
+    /// Buyer paid.
+    Paid,
+    /// Seller shipped or handed over.
+    Shipped,
+    /// Buyer received; completes the trade.
+    Received,
+    /// Raise a dispute.
+    Dispute,
+    /// Moderator closes a dispute.
+    Resolve,
+}
+
+impl TradeActionName {
+    /// Every action.
+    pub const ALL: [TradeActionName; 9] = [
+        TradeActionName::Accept,
+        TradeActionName::Reject,
+        TradeActionName::Counter,
+        TradeActionName::Cancel,
+        TradeActionName::Paid,
+        TradeActionName::Shipped,
+        TradeActionName::Received,
+        TradeActionName::Dispute,
+        TradeActionName::Resolve,
+    ];
+
+    /// The name as it travels (and in the path).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TradeActionName::Accept => "accept",
+            TradeActionName::Reject => "reject",
+            TradeActionName::Counter => "counter",
+            TradeActionName::Cancel => "cancel",
+            TradeActionName::Paid => "paid",
+            TradeActionName::Shipped => "shipped",
+            TradeActionName::Received => "received",
+            TradeActionName::Dispute => "dispute",
+            TradeActionName::Resolve => "resolve",
+        }
+    }
+
+    /// From its name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// Where a trade stands.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TradeStateName {
+    /// The buyer offered.
+    Offered,
+    /// Other terms were proposed.
+    Countered,
+    /// Terms accepted: the contract.
+    Accepted,
+    /// The buyer paid.
+    Paid,
+    /// The seller shipped.
+    Shipped,
+    /// The buyer received.
+    Completed,
+    /// A proposal was refused.
+    Rejected,
+    /// Called off.
+    Cancelled,
+    /// In dispute.
+    Disputed,
+    /// A moderator closed the dispute.
+    Resolved,
+}
+
+impl TradeStateName {
+    /// Every state.
+    pub const ALL: [TradeStateName; 10] = [
+        TradeStateName::Offered,
+        TradeStateName::Countered,
+        TradeStateName::Accepted,
+        TradeStateName::Paid,
+        TradeStateName::Shipped,
+        TradeStateName::Completed,
+        TradeStateName::Rejected,
+        TradeStateName::Cancelled,
+        TradeStateName::Disputed,
+        TradeStateName::Resolved,
+    ];
+
+    /// The name as it travels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TradeStateName::Offered => "offered",
+            TradeStateName::Countered => "countered",
+            TradeStateName::Accepted => "accepted",
+            TradeStateName::Paid => "paid",
+            TradeStateName::Shipped => "shipped",
+            TradeStateName::Completed => "completed",
+            TradeStateName::Rejected => "rejected",
+            TradeStateName::Cancelled => "cancelled",
+            TradeStateName::Disputed => "disputed",
+            TradeStateName::Resolved => "resolved",
+        }
+    }
+}
+
+impl From<jangteo_protocol::trade::TradeState> for TradeStateName {
+    fn from(s: jangteo_protocol::trade::TradeState) -> Self {
+        use jangteo_protocol::trade::TradeState as S;
+        match s {
+            S::Offered => TradeStateName::Offered,
+            S::Countered => TradeStateName::Countered,
+            S::Accepted => TradeStateName::Accepted,
+            S::Paid => TradeStateName::Paid,
+            S::Shipped => TradeStateName::Shipped,
+            S::Completed => TradeStateName::Completed,
+            S::Rejected => TradeStateName::Rejected,
+            S::Cancelled => TradeStateName::Cancelled,
+            S::Disputed => TradeStateName::Disputed,
+            S::Resolved => TradeStateName::Resolved,
+        }
+    }
+}
+
+impl std::fmt::Display for TradeStateName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who someone is in a trade.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TradeRole {
+    /// The buyer.
+    Buyer,
+    /// The seller.
+    Seller,
+    /// A moderator named in the offer.
+    Moderator,
+    /// Not a party.
+    None,
+}
+
+impl TradeRole {
+    /// The name as it travels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TradeRole::Buyer => "buyer",
+            TradeRole::Seller => "seller",
+            TradeRole::Moderator => "moderator",
+            TradeRole::None => "none",
+        }
+    }
+}
+
+/// A trade as listed (`GET /v1/trades`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TradeSummary {
+    /// Trade id (the offer's object id).
+    pub id: String,
+    /// Listing id.
+    pub listing: String,
+    /// This node's role.
+    pub role: TradeRole,
+    /// Where the trade stands.
+    pub state: TradeStateName,
+    /// The other party's peer id.
+    pub counterparty: String,
+    /// Price per unit (minor units).
+    pub price: u64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Units.
+    pub quantity: u64,
+    /// price × quantity.
+    pub total: u64,
+    /// Time of the last message (unix ms).
+    pub updated_at: u64,
+}
+
+/// What became of a message: ours (queued, delivered, failed) or theirs (received).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Not delivered yet; retried.
+    Queued,
+    /// The other party's node has it.
+    Delivered,
+    /// Given up (see `reason`).
+    Failed,
+    /// A message this node received.
+    Received,
+}
+
+impl DeliveryStatus {
+    /// The name as it travels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Queued => "queued",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Received => "received",
+        }
+    }
+
+    /// From its name (anything unknown reads as `queued`).
+    pub fn from_name(s: &str) -> Self {
+        match s {
+            "delivered" => DeliveryStatus::Delivered,
+            "failed" => DeliveryStatus::Failed,
+            "received" => DeliveryStatus::Received,
+            _ => DeliveryStatus::Queued,
+        }
+    }
+}
+
+/// The delivery of one trade message.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct DeliveryView {
+    /// Status.
+    pub status: DeliveryStatus,
+    /// Why it failed or is held, if it did or is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Attempts so far (messages of ours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+}
+
+/// One message of a trade's history.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TradeHistoryEntry {
+    /// Message kind (offer, counter, accept, ...).
+    pub kind: String,
+    /// Author's peer id.
+    pub by: String,
+    /// Author's role.
+    pub role: TradeRole,
+    /// When it was signed (unix ms).
+    pub at: u64,
+    /// Message object id.
+    pub id: String,
+    /// Its note.
+    pub note: String,
+    /// Its delivery.
+    pub delivery: DeliveryView,
+}
+
+/// Proof that a party signed two different messages after the same one.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct EquivocationView {
+    /// The equivocating party's peer id.
+    pub by: String,
+    /// Its role.
+    pub role: TradeRole,
+    /// When (unix ms).
+    pub at: u64,
+    /// The message both follow.
+    pub after: String,
+    /// The message kept.
+    pub kept: String,
+    /// The message refused.
+    pub refused: String,
+    /// The refused message's kind.
+    pub refused_kind: String,
+}
+
+/// A message held but outside the trade's chain, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct SetAsideView {
+    /// Message object id.
+    pub id: String,
+    /// Its kind.
+    pub kind: String,
+    /// Author's peer id.
+    pub by: String,
+    /// Why it is not part of the chain.
+    pub reason: String,
+}
+
+/// One trade in full (`GET /v1/trades/{id}`, and the answer to an offer or an action).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TradeView {
+    /// Trade id.
+    pub id: String,
+    /// Listing id.
+    pub listing: String,
+    /// This node's role.
+    pub role: TradeRole,
+    /// Where the trade stands.
+    pub state: TradeStateName,
+    /// The other party's peer id.
+    pub counterparty: String,
+    /// Price per unit (minor units).
+    pub price: u64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Units.
+    pub quantity: u64,
+    /// price × quantity.
+    pub total: u64,
+    /// Time of the last message (unix ms).
+    pub updated_at: u64,
+    /// Buyer's peer id.
+    pub buyer: String,
+    /// Seller's peer id.
+    pub seller: String,
+    /// Moderators named in the offer.
+    pub moderators: Vec<String>,
+    /// What this node may do now.
+    pub allowed: Vec<TradeActionName>,
+    /// The messages, in order, each with its delivery.
+    pub history: Vec<TradeHistoryEntry>,
+    /// Proofs of equivocation in this trade.
+    pub equivocations: Vec<EquivocationView>,
+    /// Messages held outside the chain.
+    pub set_aside: Vec<SetAsideView>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Reputation
+// ---------------------------------------------------------------------------------------
+
+/// A rating (`POST /v1/attestations`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NewRating {
+    /// The completed trade.
+    pub trade: String,
+    /// 1-5.
+    pub score: u8,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// An attestation made.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct RatingView {
+    /// Attestation object id.
+    pub id: String,
+    /// Trade id.
+    pub trade: String,
+    /// Peer id of the party rated.
+    pub about: String,
+    /// 1-5.
+    pub score: u8,
+}
+
+/// A change of this node's trust seeds (`PUT`/`DELETE /v1/trust/{peer}`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct TrustChange {
+    /// Peer id.
+    pub peer_id: String,
+    /// Whether it is a seed now.
+    pub trusted: bool,
+    /// Whether this request changed anything.
+    pub changed: bool,
+}
+
+/// What this node concludes about a peer (`GET /v1/reputation/{peer}`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ReputationView {
+    /// Peer id.
+    pub peer_id: String,
+    /// Trust 0..1, relative to the most trusted peer.
+    pub score: f64,
+    /// Evidence behind it, 0..1.
+    pub confidence: f64,
+    /// Attestations held about the peer.
+    pub attestations: u64,
+    /// Distinct completed trades of the peer seen.
+    pub completed_trades: u64,
+    /// Mean stars (1-5) from trusted raters, if any.
+    pub rating: Option<f64>,
+    /// Raters behind `rating`.
+    pub raters: u64,
+    /// Whether the peer is one of this node's trust seeds.
+    pub trusted: bool,
+    /// Whether this node has any evidence to start trust from.
+    pub seeded: bool,
+    /// Whether the peer was caught signing two histories.
+    pub equivocated: bool,
+}
+
+// ---------------------------------------------------------------------------------------
+// Objects
+// ---------------------------------------------------------------------------------------
+
+/// Which objects `GET /v1/objects` returns, and the page.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ObjectsQuery {
+    /// Only this kind (listing, profile, attestation, offer, ..., equivocation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Only objects whose own time (a listing's update, an attestation's date) is at or
+    /// after this unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    /// Start after this object id (hex), from the `jangteo-next` header of the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Most objects in this page (1-10000, default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// What an import did (`POST /v1/objects`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Valid and new: stored.
+    pub stored: u64,
+    /// Valid, already held (or older than the version held).
+    pub duplicate: u64,
+    /// Invalid or not importable (bad signature, malformed, trade messages): refused.
+    pub refused: u64,
+    /// Why the first refused ones were refused (at most 20).
+    pub errors: Vec<ImportError>,
+}
+
+/// One refused object of an import.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ImportError {
+    /// Its position in the sequence (0-based).
+    pub index: u64,
+    /// Its byte offset in the body.
+    pub offset: u64,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// What `jangteo export` wrote.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ExportReport {
+    /// Objects written.
+    pub objects: u64,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+// ---------------------------------------------------------------------------------------
+// The CLI's own answers (the JSON it prints, kept here so tests decode it typed)
+// ---------------------------------------------------------------------------------------
+
+/// What `post`, `update` and `retract` print.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ListingRef {
+    /// Listing id.
+    pub id: String,
+    /// Version.
+    pub seq: u64,
+}
+
+/// What `offer` prints.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct OfferMade {
+    /// Trade id.
+    pub id: String,
+    /// Its state.
+    pub state: TradeStateName,
+    /// The offer's delivery.
+    pub delivery: Option<DeliveryView>,
+}
+
+/// What the trade transitions print.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct TradeRef {
+    /// Trade id.
+    pub id: String,
+    /// Its state.
+    pub state: TradeStateName,
+}
+
+/// What `init` prints.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InitView {
+    /// Peer id.
+    pub peer_id: String,
+    /// Whether the key was created now.
+    pub created: bool,
+    /// The data directory.
+    pub data_dir: String,
+}
+
+/// The API address file (`api.json` in the data directory).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApiAddrFile {
+    /// `HOST:PORT` of the API.
+    pub addr: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enums_travel_as_the_old_strings() {
+        for s in TradeStateName::ALL {
+            assert_eq!(
+                serde_json::to_value(s).expect("ser"),
+                serde_json::Value::String(s.as_str().into())
+            );
+        }
+        for a in TradeActionName::ALL {
+            assert_eq!(TradeActionName::from_name(a.as_str()), Some(a));
+            assert_eq!(
+                serde_json::to_value(a).expect("ser"),
+                serde_json::Value::String(a.as_str().into())
+            );
+        }
+        for d in ["queued", "delivered", "failed", "received"] {
+            let s = DeliveryStatus::from_name(d);
+            assert_eq!(s.as_str(), d);
+            assert_eq!(serde_json::to_value(s).expect("ser"), d);
+        }
+        assert_eq!(
+            serde_json::to_value(ErrorCode::InvalidTransition).expect("ser"),
+            "invalid_transition"
+        );
+        assert_eq!(ErrorCode::NotFound.as_str(), "not_found");
+        for r in ["public", "private", "unknown"] {
+            assert_eq!(Reachability::from_name(r).as_str(), r);
+        }
+        for st in [
+            ListingState::Active,
+            ListingState::Sold,
+            ListingState::Expired,
+            ListingState::Retracted,
+        ] {
+            assert_eq!(serde_json::to_value(st).expect("ser"), st.as_str());
+        }
+    }
+
+    #[test]
+    fn protocol_states_map_to_their_names() {
+        use jangteo_protocol::trade::TradeState as S;
+        for s in [
+            S::Offered,
+            S::Countered,
+            S::Accepted,
+            S::Paid,
+            S::Shipped,
+            S::Completed,
+            S::Rejected,
+            S::Cancelled,
+            S::Disputed,
+            S::Resolved,
+        ] {
+            assert_eq!(TradeStateName::from(s).as_str(), s.name());
+        }
+    }
+}
