@@ -98,7 +98,7 @@ fn accepts_interrupted_by_kill_9_neither_oversell_nor_diverge() {
     let (buyer, b_id) = start_node(&b_dir, None);
     let buyer_addr = tcp_addr(&b_id);
     let (mut seller, s_id) = start_node(&s_dir, Some(&buyer_addr));
-    let seller_peer = s_id["peer_id"].clone();
+    let seller_peer = s_id.peer_id.clone();
 
     let posted = json_ok(
         &s_dir,
@@ -139,8 +139,8 @@ fn accepts_interrupted_by_kill_9_neither_oversell_nor_diverge() {
             accept_stdout: String::new(),
         };
         let v = trade_state_is(&s_dir, &t.id, "offered");
-        assert_eq!(v["quantity"], t.quantity, "{v}");
-        assert_eq!(v["role"], "seller", "{v}");
+        assert_eq!(v.quantity, t.quantity, "{v:?}");
+        assert_eq!(v.role.as_str(), "seller", "{v:?}");
         in_time(&format!("accept {i}"));
         t.delay_ms = rng.next() % 31;
         let mut accept = Command::new(BIN)
@@ -171,7 +171,7 @@ fn accepts_interrupted_by_kill_9_neither_oversell_nor_diverge() {
         t.accept_exit = out.status.code();
         t.accept_stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         let (again, id) = start_node(&s_dir, Some(&buyer_addr));
-        assert_eq!(id["peer_id"], seller_peer);
+        assert_eq!(id.peer_id, seller_peer);
         seller = again;
         // An accept the crash cut off before it was written leaves an open offer; the buyer
         // withdraws it, so open offers do not pile up against the per-buyer cap.

@@ -17,13 +17,12 @@ fn two_nodes_that_cannot_dial_each_other_trade_through_a_relay() {
     );
     let (_relay, r_id) = start_node_with(&r_dir, None, &["--relay"]);
     let relay_addr = tcp_addr(&r_id);
-    let relay_peer = r_id["peer_id"].as_str().expect("peer id").to_owned();
+    let relay_peer = r_id.peer_id.clone();
     // Both listen nowhere: their only addresses are through the relay.
     let (seller, s_id) = start_node_args(&s_dir, &["--no-listen", "--bootstrap", &relay_addr]);
     let (buyer, b_id) = start_node_args(&b_dir, &["--no-listen", "--bootstrap", &relay_addr]);
     for id in [&s_id, &b_id] {
-        for a in id["addrs"].as_array().expect("addrs") {
-            let a = a.as_str().expect("addr");
+        for a in &id.addrs {
             assert!(
                 a.contains("/p2p-circuit") && a.contains(&relay_peer),
                 "only relayed addresses, got {a}"
@@ -62,7 +61,7 @@ fn two_nodes_that_cannot_dial_each_other_trade_through_a_relay() {
     let offer = json_ok(&buyer.dir, &["offer", &listing]);
     let trade = offer["id"].as_str().expect("trade").to_owned();
     state_is(&seller.dir, &trade, "offered");
-    let seller_peer = s_id["peer_id"].as_str().expect("peer id");
+    let seller_peer = s_id.peer_id.as_str();
     let peers = json_ok(&buyer.dir, &["peers"]);
     let via = peers
         .as_array()

@@ -8,9 +8,10 @@ use std::time::Instant;
 use common::{
     NodeProc, jangteo, json_ok, json_try, start_node, start_node_with, tcp_addr, wait_for,
 };
+use jangteo_node::api::types::TradeView;
 use serde_json::Value;
 
-fn state_is(node: &NodeProc, trade: &str, state: &str) -> Value {
+fn state_is(node: &NodeProc, trade: &str, state: &str) -> TradeView {
     common::trade_state_is(&node.dir, trade, state)
 }
 
@@ -62,8 +63,8 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
     assert_eq!(offer["state"], "offered");
     let trade = offer["id"].as_str().expect("trade id").to_owned();
     let at_seller = state_is(&seller, &trade, "offered");
-    assert_eq!(at_seller["role"], "seller");
-    assert_eq!(at_seller["price"], 1_400_000);
+    assert_eq!(at_seller.role.as_str(), "seller");
+    assert_eq!(at_seller.price, 1_400_000);
     assert_eq!(
         json_ok(&seller.dir, &["accept", &trade])["state"],
         "accepted"
@@ -88,12 +89,7 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
         "a whole trade took {} ms across processes (CLI round trips and polling included)",
         started.elapsed().as_millis()
     );
-    let kinds: Vec<&str> = done["history"]
-        .as_array()
-        .expect("history")
-        .iter()
-        .filter_map(|h| h["kind"].as_str())
-        .collect();
+    let kinds: Vec<&str> = done.history.iter().map(|h| h.kind.as_str()).collect();
     assert_eq!(kinds, ["offer", "accept", "paid", "shipped", "received"]);
     // Every message the buyer sent shows as delivered (the buyer records it when the
     // seller's answer arrives, which may be just after the seller shows the new state).
@@ -130,8 +126,8 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
     // The buyer rates the seller. The relay, a third node whose user knows the buyer, sees
     // the seller's reputation grow.
     let (seller_peer, buyer_peer) = (
-        s_id["peer_id"].as_str().expect("peer id").to_owned(),
-        b_id["peer_id"].as_str().expect("peer id").to_owned(),
+        s_id.peer_id.clone(),
+        b_id.peer_id.clone(),
     );
     let before = json_ok(&r_dir, &["reputation", &seller_peer]);
     assert_eq!(before["attestations"], 0);
@@ -195,7 +191,7 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
     );
     // ...and reaches the seller when it comes back.
     let (seller, again) = start_node(&s_dir, Some(&relay_addr));
-    assert_eq!(again["peer_id"], s_id["peer_id"]);
+    assert_eq!(again.peer_id, s_id.peer_id);
     state_is(&seller, &second, "offered");
     wait_for("the buyer to see the offer delivered", || {
         (json_try(&buyer.dir, &["trade", &second])?["history"][0]["delivery"]["status"]

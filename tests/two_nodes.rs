@@ -17,7 +17,7 @@ fn a_listing_posted_on_one_node_is_found_on_another() {
     let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
     let (a, a_id) = start_node(&a_dir, None);
     let (b, b_id) = start_node(&b_dir, Some(&tcp_addr(&a_id)));
-    assert_ne!(a_id["peer_id"], b_id["peer_id"]);
+    assert_ne!(a_id.peer_id, b_id.peer_id);
     for n in [&a, &b] {
         wait_for("a gossip peer", || {
             (json_try(&n.dir, &["status"])?["gossip_peers"].as_u64()? > 0).then_some(())
@@ -29,7 +29,7 @@ fn a_listing_posted_on_one_node_is_found_on_another() {
             .as_array()
             .expect("array")
             .iter()
-            .any(|p| p["peer_id"] == a_id["peer_id"])
+            .any(|p| p["peer_id"] == a_id.peer_id)
     );
 
     let start = Instant::now();
@@ -65,14 +65,14 @@ fn a_listing_posted_on_one_node_is_found_on_another() {
         "listing crossed from a to b in {} ms (CLI round trips included)",
         start.elapsed().as_millis()
     );
-    assert_eq!(found["seller"], a_id["peer_id"], "b sees who sells it");
+    assert_eq!(found["seller"], a_id.peer_id, "b sees who sells it");
     assert_eq!(found["price"], 1_500_000);
 
     let shown = json_ok(&b.dir, &["show", &id]);
     assert_eq!(shown["title"], "Brompton folding bike");
     assert_eq!(shown["currency"], "KRW");
     assert_eq!(shown["category"], "bikes");
-    assert_eq!(shown["seller"], a_id["peer_id"]);
+    assert_eq!(shown["seller"], a_id.peer_id);
     assert_eq!(shown["seq"], 1);
 
     // Korean and Japanese words inside unspaced text, found on the other node.
@@ -114,7 +114,7 @@ fn a_listing_posted_on_one_node_is_found_on_another() {
         (hits.as_array()?.len() == 1).then_some(hits)
     });
     assert_eq!(ja_hits[0]["id"], ja["id"]);
-    assert_eq!(ja_hits[0]["seller"], a_id["peer_id"]);
+    assert_eq!(ja_hits[0]["seller"], a_id.peer_id);
     let out = jangteo(&b.dir, &["search", "\"unbalanced"]);
     assert_eq!(out.status.code(), Some(1), "a malformed query is refused");
 
@@ -412,7 +412,7 @@ fn the_api_is_local_token_guarded_and_answers_errors_in_json() {
         check(http.get(url("/v1/status")).bearer_auth("wrong").send().await.expect("send"), 401, "unauthorized").await;
         let authed = |r: reqwest::RequestBuilder| r.bearer_auth(token.trim());
         let huge = serde_json::json!({"title": "x", "price": 1, "currency": "KRW", "description": "x".repeat(100_000)});
-        check(authed(http.post(url("/v1/listings"))).json(&huge).send().await.expect("send"), 413, "bad_request").await;
+        check(authed(http.post(url("/v1/listings"))).json(&huge).send().await.expect("send"), 413, "too_large").await;
         let malformed = authed(http.post(url("/v1/listings")))
             .header("content-type", "application/json")
             .body("{\"title\": ")
@@ -423,6 +423,14 @@ fn the_api_is_local_token_guarded_and_answers_errors_in_json() {
         let unknown = serde_json::json!({"title": "x", "price": 1, "currency": "KRW", "colour": "red"});
         check(authed(http.post(url("/v1/listings"))).json(&unknown).send().await.expect("send"), 400, "bad_request").await;
         check(authed(http.get(url("/v1/nowhere"))).send().await.expect("send"), 404, "no_route").await;
+        check(authed(http.delete(url("/v1/listings"))).send().await.expect("send"), 405, "method_not_allowed").await;
+        let untyped = authed(http.post(url("/v1/listings"))).body("{}").send().await.expect("send");
+        check(untyped, 415, "unsupported_media_type").await;
+        check(authed(http.get(url("/v1/listings?limit=-1"))).send().await.expect("send"), 400, "bad_query").await;
+        // The API's document needs no token, and is the one kept in docs/.
+        let doc = http.get(url("/v1/openapi.json")).send().await.expect("send");
+        assert_eq!(doc.status().as_u16(), 200);
+        assert_eq!(doc.text().await.expect("text"), jangteo_node::api::openapi_json());
         let ok = authed(http.post(url("/v1/listings")))
             .json(&serde_json::json!({"title": "kettle", "price": 15000, "currency": "KRW"}))
             .send()

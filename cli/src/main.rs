@@ -439,10 +439,6 @@ fn print<T: Serialize>(json_out: bool, value: &T, human: impl FnOnce(&T) -> Stri
     }
 }
 
-fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
-    v.as_ref().map(ToString::to_string).unwrap_or_default()
-}
-
 fn listing_line(v: &ListingView) -> String {
     let dist = v
         .distance_km
@@ -891,7 +887,7 @@ async fn import(dir: &std::path::Path, json_out: bool, file: &std::path::Path) -
     let bytes = read_capped(file, IMPORT_FILE_MAX_BYTES, "import file")?;
     let (items, tail) = split_sequence(&bytes);
     let mut total = ImportReport::default();
-    let mut refuse = |total: &mut ImportReport, index: usize, offset: usize, reason: String| {
+    let refuse = |total: &mut ImportReport, index: usize, offset: usize, reason: String| {
         total.refused += 1;
         if total.errors.len() < IMPORT_ERRORS_MAX {
             total.errors.push(ImportError {

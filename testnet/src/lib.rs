@@ -63,9 +63,9 @@ pub async fn trade_state_is(
     trade: &str,
     state: &str,
     timeout: Duration,
-) -> Result<serde_json::Value> {
+) -> Result<jangteo_node::api::types::TradeView> {
     wait_for(timeout, &format!("trade {trade} to be {state}"), || async {
-        node.trades.view(trade).ok().filter(|v| v["state"] == state)
+        node.trades.view(trade).ok().filter(|v| v.state.as_str() == state)
     })
     .await
 }

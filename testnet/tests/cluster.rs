@@ -187,7 +187,7 @@ async fn a_node_that_joins_late_gets_what_it_missed() {
         .retract(&ids[0])
         .await
         .expect("retract");
-    assert_eq!(retracted.status, "retracted");
+    assert_eq!(retracted.status.as_str(), "retracted");
     let boot = tcp_addr(&cluster.nodes[1]).await.expect("addr");
     let late = cluster.add_node(vec![boot]).await.expect("late node");
     let mut rx = cluster.nodes[late].subscribe();
@@ -201,7 +201,7 @@ async fn a_node_that_joins_late_gets_what_it_missed() {
             .expect("late node holds every listing");
         if *id == ids[0] {
             assert_eq!(
-                (v.status, v.seq),
+                (v.status.as_str(), v.seq),
                 ("retracted", 2),
                 "the retraction, not the old version"
             );

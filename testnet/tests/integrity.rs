@@ -15,7 +15,7 @@ use jangteo_protocol::{Kind, ListingId, ObjectId, PublicKey, SignedObject};
 use jangteo_testnet::{Cluster, Topology, tcp_addr, wait_for};
 use libp2p::PeerId;
 use serde_bytes::ByteBuf;
-use serde_json::Value;
+use jangteo_node::api::types::TradeView;
 
 const WAIT: Duration = Duration::from_secs(20);
 const SELLER: u8 = 21;
@@ -46,13 +46,13 @@ async fn node_with_key(cluster: &mut Cluster, seed: u8, bootstrap: Vec<String>) 
         .expect("node")
 }
 
-async fn state_is(node: &Node, trade: &str, state: &str) -> Value {
+async fn state_is(node: &Node, trade: &str, state: &str) -> TradeView {
     jangteo_testnet::trade_state_is(node, trade, state, WAIT)
         .await
         .expect("state")
 }
 
-async fn act(node: &Node, trade: &str, action: &str, a: TradeAction) -> Value {
+async fn act(node: &Node, trade: &str, action: &str, a: TradeAction) -> TradeView {
     node.trades
         .act(trade, action, a)
         .await
@@ -123,10 +123,8 @@ async fn offer(buyer: &Node, listing: &str) -> String {
             moderators: vec![],
         })
         .await
-        .expect("offer")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned()
+        .expect("offer")
+        .id
 }
 
 /// The rewrite reproduced against the old release: offer, accept, paid; then the seller signs
@@ -200,18 +198,13 @@ async fn a_seller_cannot_rewrite_a_paid_trade_and_the_equivocation_is_proven_eve
         }
     }
     let v = buyer.trades.view(&trade).expect("view");
-    assert_eq!(v["state"], "paid", "the buyer's payment stands");
-    let kinds: Vec<&str> = v["history"]
-        .as_array()
-        .expect("history")
-        .iter()
-        .filter_map(|h| h["kind"].as_str())
-        .collect();
+    assert_eq!(v.state.as_str(), "paid", "the buyer's payment stands");
+    let kinds: Vec<&str> = v.history.iter().map(|h| h.kind.as_str()).collect();
     assert_eq!(kinds, ["offer", "accept", "paid"]);
-    let eq = v["equivocations"].as_array().expect("equivocations");
+    let eq = &v.equivocations;
     assert_eq!(eq.len(), 1, "one proof per trade and equivocator: {eq:?}");
-    assert_eq!(eq[0]["by"], seller.peer_id.as_str());
-    assert_eq!(eq[0]["role"], "seller");
+    assert_eq!(eq[0].by, seller.peer_id.as_str());
+    assert_eq!(eq[0].role.as_str(), "seller");
     // Of the forgeries, only the first second-accept is kept (with the real one it is the
     // proof); the cancels and the other accepts are not stored.
     let log = chain_of(buyer, &trade);
@@ -233,8 +226,8 @@ async fn a_seller_cannot_rewrite_a_paid_trade_and_the_equivocation_is_proven_eve
         .reputation
         .reputation(&seller.peer_id)
         .expect("reputation");
-    assert_eq!(r["equivocated"], true);
-    assert_eq!(r["score"], 0.0);
+    assert!(r.equivocated);
+    assert_eq!(r.score, 0.0);
 
     // A dispute is never erased by a `shipped` the seller signs afterwards.
     act(
@@ -269,11 +262,11 @@ async fn a_seller_cannot_rewrite_a_paid_trade_and_the_equivocation_is_proven_eve
             .await;
     }
     assert_eq!(
-        buyer.trades.view(&trade).expect("view")["state"],
+        buyer.trades.view(&trade).expect("view").state.as_str(),
         "disputed"
     );
     assert_eq!(
-        seller.trades.view(&trade).expect("view")["state"],
+        seller.trades.view(&trade).expect("view").state.as_str(),
         "disputed"
     );
 
@@ -303,7 +296,7 @@ async fn a_seller_cannot_rewrite_a_paid_trade_and_the_equivocation_is_proven_eve
         assert!(matches!(answer, TradeResponse::Refused(_)), "{answer:?}");
     }
     assert_eq!(
-        buyer.trades.view(&trade).expect("view")["state"],
+        buyer.trades.view(&trade).expect("view").state.as_str(),
         "disputed"
     );
     assert_eq!(

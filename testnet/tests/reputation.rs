@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use jangteo_node::Node;
+use jangteo_node::api::types::ReputationView;
 use jangteo_node::services::listings::NewListing;
 use jangteo_node::services::reputation::{NewRating, ReputationError};
 use jangteo_node::services::search::SearchQuery;
@@ -13,7 +14,6 @@ use jangteo_protocol::listing::ListingId;
 use jangteo_protocol::trade::{Role, Terms, TradeMessage};
 use jangteo_protocol::{Envelope, Kind, PublicKey, SignedObject};
 use jangteo_testnet::{Cluster, Topology, tcp_addr, wait_for};
-use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -70,7 +70,7 @@ async fn trade_until(seller: &Node, buyer: &Node, listing: &str, last: &str) -> 
         })
         .await
         .expect("offer");
-    let trade = v["id"].as_str().expect("id").to_owned();
+    let trade = v.id;
     for (who, action, state) in [
         (seller, "accept", "accepted"),
         (buyer, "paid", "paid"),
@@ -110,8 +110,8 @@ async fn reputation_where(
     node: &Node,
     peer: &str,
     what: &str,
-    ok: impl Fn(&Value) -> bool,
-) -> Value {
+    ok: impl Fn(&ReputationView) -> bool,
+) -> ReputationView {
     let r = node.reputation.clone();
     let p = peer.to_owned();
     wait_for(WAIT, what, || {
@@ -143,8 +143,8 @@ async fn a_third_node_sees_a_sellers_reputation_grow_from_real_trades() {
             .reputation
             .reputation(&seller_id)
             .expect("reputation");
-        assert_eq!(before["score"], 0.0);
-        assert_eq!(before["attestations"], 0);
+        assert_eq!(before.score, 0.0);
+        assert_eq!(before.attestations, 0);
 
         let listing = post(seller, "Brompton M6L").await;
         let trade = trade_until(seller, buyer, &listing, "received").await;
@@ -153,15 +153,15 @@ async fn a_third_node_sees_a_sellers_reputation_grow_from_real_trades() {
             .rate(rating(&trade, 5))
             .await
             .expect("rate");
-        assert_eq!(v["about"], seller_id.as_str());
+        assert_eq!(v.about, seller_id.as_str());
 
         let first = reputation_where(observer, &seller_id, "the rating at the observer", |v| {
-            v["attestations"] == 1 && v["score"].as_f64() > Some(0.0)
+            v.attestations == 1 && v.score > 0.0
         })
         .await;
-        assert_eq!(first["completed_trades"], 1);
-        assert_eq!(first["rating"], 5.0);
-        let c1 = first["confidence"].as_f64().expect("confidence");
+        assert_eq!(first.completed_trades, 1);
+        assert_eq!(first.rating, Some(5.0));
+        let c1 = first.confidence;
         assert!(c1 > 0.0);
 
         // The seller may rate the buyer too; the observer's trust in the buyer holds.
@@ -177,7 +177,7 @@ async fn a_third_node_sees_a_sellers_reputation_grow_from_real_trades() {
             .await
             .expect("re-rate");
         reputation_where(observer, &seller_id, "the replaced rating", |v| {
-            v["attestations"] == 1 && v["rating"] == 3.0
+            v.attestations == 1 && v.rating == Some(3.0)
         })
         .await;
 
@@ -189,10 +189,10 @@ async fn a_third_node_sees_a_sellers_reputation_grow_from_real_trades() {
             .await
             .expect("rate 2");
         let second = reputation_where(observer, &seller_id, "the second rating", |v| {
-            v["attestations"] == 2 && v["completed_trades"] == 2
+            v.attestations == 2 && v.completed_trades == 2
         })
         .await;
-        assert!(second["score"].as_f64() > Some(0.0));
+        assert!(second.score > 0.0);
 
         // Search shows the seller's trust, and sorting by trust puts the trusted seller's
         // listing ahead of a newer one from a seller no one vouches for (the observer's own).
@@ -234,10 +234,10 @@ async fn a_third_node_sees_a_sellers_reputation_grow_from_real_trades() {
     let late = &cluster.nodes[late];
     late.reputation.trust(&buyer_id).expect("trust");
     let v = reputation_where(late, &seller_id, "attestations at the late node", |v| {
-        v["attestations"] == 2
+        v.attestations == 2
     })
     .await;
-    assert!(v["score"].as_f64() > Some(0.0));
+    assert!(v.score > 0.0);
     cluster.shutdown().await;
 }
 

@@ -6,7 +6,7 @@ use jangteo_node::services::listings::NewListing;
 use jangteo_node::services::trades::{NewOffer, TradeAction};
 use jangteo_node::{Node, NodeEvent};
 use jangteo_testnet::{Cluster, Topology, tcp_addr, wait_event, wait_for};
-use serde_json::Value;
+use jangteo_node::api::types::{DeliveryStatus, TradeView};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -52,16 +52,16 @@ async fn offer(buyer: &Node, listing: &str, price: Option<u64>) -> String {
         })
         .await
         .expect("offer");
-    v["id"].as_str().expect("id").to_owned()
+    v.id
 }
 
-async fn state_is(node: &Node, trade: &str, state: &str) -> Value {
+async fn state_is(node: &Node, trade: &str, state: &str) -> TradeView {
     jangteo_testnet::trade_state_is(node, trade, state, WAIT)
         .await
         .expect("state")
 }
 
-async fn act(node: &Node, trade: &str, action: &str) -> Value {
+async fn act(node: &Node, trade: &str, action: &str) -> TradeView {
     node.trades
         .act(trade, action, TradeAction::default())
         .await
@@ -76,13 +76,13 @@ async fn a_whole_trade_from_offer_to_completed_on_both_sides() {
     held_by(buyer, &listing).await;
     let trade = offer(buyer, &listing, None).await;
     let at_seller = state_is(seller, &trade, "offered").await;
-    assert_eq!(at_seller["role"], "seller");
-    assert_eq!(at_seller["counterparty"], buyer.peer_id);
+    assert_eq!(at_seller.role.as_str(), "seller");
+    assert_eq!(at_seller.counterparty, buyer.peer_id);
     // The buyer records the delivery when the seller's answer arrives, which may be just
     // after the seller holds the offer.
     let t = trade.clone();
     wait_for(WAIT, "the buyer to see its offer delivered", || async {
-        (buyer.trades.view(&t).ok()?["history"][0]["delivery"]["status"] == "delivered")
+        (buyer.trades.view(&t).ok()?.history.first()?.delivery.status == DeliveryStatus::Delivered)
             .then_some(())
     })
     .await
@@ -94,7 +94,7 @@ async fn a_whole_trade_from_offer_to_completed_on_both_sides() {
     assert_eq!(seller.listings.show(&listing).expect("listing").quantity, 0);
     let l = listing.clone();
     wait_for(WAIT, "the sold-out version at the buyer", || async {
-        (buyer.listings.show(&l).ok()?.status == "sold").then_some(())
+        (buyer.listings.show(&l).ok()?.status.as_str() == "sold").then_some(())
     })
     .await
     .expect("sold out");
@@ -105,15 +105,10 @@ async fn a_whole_trade_from_offer_to_completed_on_both_sides() {
     state_is(buyer, &trade, "shipped").await;
     act(buyer, &trade, "received").await;
     let done = state_is(seller, &trade, "completed").await;
-    let kinds: Vec<&str> = done["history"]
-        .as_array()
-        .expect("history")
-        .iter()
-        .filter_map(|h| h["kind"].as_str())
-        .collect();
+    let kinds: Vec<&str> = done.history.iter().map(|h| h.kind.as_str()).collect();
     assert_eq!(kinds, ["offer", "accept", "paid", "shipped", "received"]);
     assert_eq!(
-        buyer.trades.view(&trade).expect("view")["state"],
+        buyer.trades.view(&trade).expect("view").state.as_str(),
         "completed"
     );
     // Nothing follows a completed trade, and the refusal says so.
@@ -161,7 +156,7 @@ async fn counter_then_accept_and_invalid_steps_are_refused() {
         .await
         .expect("counter");
     let v = state_is(buyer, &trade, "countered").await;
-    assert_eq!(v["price"], 130_000);
+    assert_eq!(v.price, 130_000);
     assert!(
         seller
             .trades
@@ -172,7 +167,7 @@ async fn counter_then_accept_and_invalid_steps_are_refused() {
     );
     act(buyer, &trade, "accept").await;
     let v = state_is(seller, &trade, "accepted").await;
-    assert_eq!(v["price"], 130_000);
+    assert_eq!(v.price, 130_000);
     // The seller's node reserved one of the two units when the buyer's accept arrived.
     let l = listing.clone();
     wait_for(WAIT, "one unit reserved", || async {
@@ -211,18 +206,13 @@ async fn the_last_unit_goes_to_one_buyer_and_the_other_offer_is_rejected() {
     } else {
         (&t2, &t1, b1)
     };
-    assert_eq!(seller.trades.view(won).expect("view")["state"], "accepted");
-    let v = state_is(loser, lost, "rejected").await;
-    let last = v["history"]
-        .as_array()
-        .expect("history")
-        .last()
-        .cloned()
-        .expect("last");
-    assert!(
-        last["note"].as_str().expect("note").contains("sold out"),
-        "{last}"
+    assert_eq!(
+        seller.trades.view(won).expect("view").state.as_str(),
+        "accepted"
     );
+    let v = state_is(loser, lost, "rejected").await;
+    let last = v.history.last().cloned().expect("last");
+    assert!(last.note.contains("sold out"), "{last:?}");
     assert_eq!(seller.listings.show(&listing).expect("listing").quantity, 0);
     cluster.shutdown().await;
 }
@@ -244,7 +234,12 @@ async fn a_restarted_node_resumes_the_trade_and_an_offer_waits_for_an_offline_se
         .await
         .expect("restart");
     assert_eq!(
-        cluster.nodes[0].trades.view(&trade).expect("after restart")["state"],
+        cluster.nodes[0]
+            .trades
+            .view(&trade)
+            .expect("after restart")
+            .state
+            .as_str(),
         "accepted"
     );
     act(&cluster.nodes[1], &trade, "paid").await;
@@ -256,12 +251,15 @@ async fn a_restarted_node_resumes_the_trade_and_an_offer_waits_for_an_offline_se
     let second = offer(&cluster.nodes[0], &listing, None).await;
     let queued = cluster.nodes[0].trades.view(&second).expect("view");
     assert_eq!(
-        queued["history"][0]["delivery"]["status"], "queued",
-        "{queued}"
+        queued.history[0].delivery.status,
+        DeliveryStatus::Queued,
+        "{queued:?}"
     );
     assert!(
-        queued["history"][0]["delivery"]["reason"]
-            .as_str()
+        queued.history[0]
+            .delivery
+            .reason
+            .as_deref()
             .is_some_and(|r| !r.is_empty())
     );
     let mut events = cluster.nodes[0].subscribe();
@@ -282,8 +280,10 @@ async fn a_restarted_node_resumes_the_trade_and_an_offer_waits_for_an_offline_se
     .expect("delivered");
     state_is(&cluster.nodes[0], &second, "offered").await;
     assert_eq!(
-        cluster.nodes[1].trades.view(&second).expect("view")["history"][0]["delivery"]["status"],
-        "delivered"
+        cluster.nodes[1].trades.view(&second).expect("view").history[0]
+            .delivery
+            .status,
+        DeliveryStatus::Delivered
     );
     cluster.shutdown().await;
 }
@@ -316,14 +316,15 @@ async fn an_offer_to_an_offline_seller_waits_sealed_in_a_relay_mailbox() {
     seller.shutdown().await;
     let trade = offer(&buyer, &listing, Some(120_000)).await;
     let v = buyer.trades.view(&trade).expect("view");
-    let delivery = &v["history"][0]["delivery"];
-    assert_eq!(delivery["status"], "queued", "{v}");
+    let delivery = &v.history[0].delivery;
+    assert_eq!(delivery.status, DeliveryStatus::Queued, "{v:?}");
     assert!(
-        delivery["reason"]
-            .as_str()
+        delivery
+            .reason
+            .as_deref()
             .expect("reason")
             .contains("mailbox of relay"),
-        "{v}"
+        "{v:?}"
     );
     assert_eq!(
         relay.store.mailbox_stats().expect("stats").0,
@@ -362,7 +363,8 @@ async fn an_offer_to_an_offline_seller_waits_sealed_in_a_relay_mailbox() {
     let b = &buyer;
     let t = trade.clone();
     wait_for(WAIT, "the buyer to see its offer delivered", || async {
-        (b.trades.view(&t).ok()?["history"][0]["delivery"]["status"] == "delivered").then_some(())
+        (b.trades.view(&t).ok()?.history.first()?.delivery.status == DeliveryStatus::Delivered)
+            .then_some(())
     })
     .await
     .expect("delivered");
@@ -404,7 +406,7 @@ async fn a_dispute_is_closed_by_the_moderator_the_listing_named_and_redelivery_c
     let trade = offer(buyer, &listing, None).await;
     let v = buyer.trades.view(&trade).expect("view");
     assert_eq!(
-        v["moderators"][0],
+        v.moderators[0],
         moderator.peer_id.as_str(),
         "the offer names the listing's moderator"
     );
@@ -427,10 +429,7 @@ async fn a_dispute_is_closed_by_the_moderator_the_listing_named_and_redelivery_c
         jangteo_node::net::TradeResponse::Accepted
     );
     assert_eq!(
-        seller.trades.view(&trade).expect("view")["history"]
-            .as_array()
-            .expect("history")
-            .len(),
+        seller.trades.view(&trade).expect("view").history.len(),
         3
     );
 
@@ -513,8 +512,8 @@ async fn two_buyers_accepting_counters_for_the_last_unit_get_it_once_and_stock_s
     // cancellation by the time its own accept returns.
     for r in [&r1, &r2] {
         assert!(
-            matches!(r["state"].as_str(), Some("accepted" | "cancelled")),
-            "{r}"
+            matches!(r.state.as_str(), "accepted" | "cancelled"),
+            "{r:?}"
         );
     }
     // The seller's node keeps one and cancels the other as sold out, and the unit is not
@@ -524,8 +523,8 @@ async fn two_buyers_accepting_counters_for_the_last_unit_get_it_once_and_stock_s
     let states = wait_for(WAIT, "one accepted and one cancelled at the seller", || {
         let (s1, s2, a, b) = (s1.clone(), s2.clone(), a.clone(), b.clone());
         async move {
-            let x = s1.view(&a).ok()?["state"].as_str()?.to_owned();
-            let y = s2.view(&b).ok()?["state"].as_str()?.to_owned();
+            let x = s1.view(&a).ok()?.state.as_str().to_owned();
+            let y = s2.view(&b).ok()?.state.as_str().to_owned();
             let mut v = [x, y];
             v.sort();
             (v == ["accepted", "cancelled"]).then_some(v)

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use jangteo_node::api::types::{IdView, TradeView};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_jangteo");
@@ -61,6 +63,18 @@ pub fn json_try(dir: &Path, args: &[&str]) -> Option<Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
+/// `jangteo --json ARGS…` decoded as the contract's type `T`; `None` as [`json_try`].
+pub fn json_try_as<T: DeserializeOwned>(dir: &Path, args: &[&str]) -> Option<T> {
+    serde_json::from_value(json_try(dir, args)?).ok()
+}
+
+/// `jangteo --json ARGS…` decoded as the contract's type `T`; fails the test otherwise.
+pub fn json_as<T: DeserializeOwned>(dir: &Path, args: &[&str]) -> T {
+    let v = json_ok(dir, args);
+    serde_json::from_value(v.clone())
+        .unwrap_or_else(|e| panic!("stdout of {args:?} is not the contract's shape: {e}\n{v}"))
+}
+
 /// How long a wait sleeps between two checks.
 pub const POLL: Duration = Duration::from_millis(100);
 
@@ -92,13 +106,17 @@ pub fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
     wait_for_within(WAIT, what, check)
 }
 
-pub fn start_node(dir: &Path, bootstrap: Option<&str>) -> (NodeProc, Value) {
+pub fn start_node(dir: &Path, bootstrap: Option<&str>) -> (NodeProc, IdView) {
     start_node_with(dir, bootstrap, &[])
 }
 
 /// Starts `jangteo node` listening on loopback TCP with extra flags (such as `--relay`) and
 /// waits for its API.
-pub fn start_node_with(dir: &Path, bootstrap: Option<&str>, extra: &[&str]) -> (NodeProc, Value) {
+pub fn start_node_with(
+    dir: &Path,
+    bootstrap: Option<&str>,
+    extra: &[&str],
+) -> (NodeProc, IdView) {
     let mut args = vec!["--listen", "/ip4/127.0.0.1/tcp/0"];
     if let Some(b) = bootstrap {
         args.extend(["--bootstrap", b]);
@@ -109,7 +127,7 @@ pub fn start_node_with(dir: &Path, bootstrap: Option<&str>, extra: &[&str]) -> (
 
 /// Starts `jangteo node --no-mdns ARGS…` (no default listen address) and waits until its
 /// API answers with at least one address (for a node behind NAT: its relayed address).
-pub fn start_node_args(dir: &Path, args: &[&str]) -> (NodeProc, Value) {
+pub fn start_node_args(dir: &Path, args: &[&str]) -> (NodeProc, IdView) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -140,21 +158,15 @@ pub fn start_node_args(dir: &Path, args: &[&str]) -> (NodeProc, Value) {
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
         }
-        let v = json_try(&node.dir, &["id"])?;
-        v["addrs"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-            .then_some(v)
+        let v: IdView = json_try_as(&node.dir, &["id"])?;
+        (!v.addrs.is_empty()).then_some(v)
     });
     (node, id)
 }
 
-pub fn tcp_addr(id: &Value) -> String {
-    id["addrs"]
-        .as_array()
-        .expect("addrs")
+pub fn tcp_addr(id: &IdView) -> String {
+    id.addrs
         .iter()
-        .filter_map(Value::as_str)
         .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
         .expect("a loopback TCP address")
         .to_owned()
@@ -163,12 +175,12 @@ pub fn tcp_addr(id: &Value) -> String {
 /// Polls `jangteo trade ID` on the node in `dir` until the trade is in `state`. A trade the
 /// node does not hold yet (exit 1) is "not yet", like one in another state; at the deadline
 /// the failure names the last answer seen.
-pub fn trade_state_is(dir: &Path, trade: &str, state: &str) -> Value {
+pub fn trade_state_is(dir: &Path, trade: &str, state: &str) -> TradeView {
     let mut last = None;
     poll_until(WAIT, || {
-        let v = json_try(dir, &["trade", trade])?;
-        last = Some(v["state"].clone());
-        (v["state"] == state).then_some(v)
+        let v: TradeView = json_try_as(dir, &["trade", trade])?;
+        last = Some(v.state);
+        (v.state.as_str() == state).then_some(v)
     })
     .unwrap_or_else(|| {
         panic!(

@@ -230,12 +230,16 @@ async fn list_objects(
 /// path. Valid new objects are stored, valid known ones counted as duplicates, invalid ones
 /// refused with their reasons; one bad object loses none of the others.
 #[utoipa::path(post, path = "/v1/objects", tag = "objects", operation_id = "import_objects",
-    request_body(content = Binary, content_type = "application/cbor-seq",
-        description = "Signed objects' exact bytes, concatenated (RFC 8742), at most 8 MiB"),
+    request_body(
+        description = "Signed objects' exact bytes, concatenated (RFC 8742), at most 8 MiB",
+        content(
+            (Binary = "application/cbor-seq"),
+            (Binary = "application/octet-stream"),
+        )),
     responses(
         (status = 200, description = "What was stored, known already, refused", body = ImportReport),
         (status = 413, description = "Body too large (`too_large`)", body = ErrorBody),
-        (status = 415, description = "Not application/cbor-seq (`unsupported_media_type`)", body = ErrorBody),
+        (status = 415, description = "Neither application/cbor-seq nor application/octet-stream (`unsupported_media_type`)", body = ErrorBody),
     ))]
 async fn import_objects(
     State(s): State<ApiState>,

@@ -36,7 +36,7 @@ async fn make_offer(
     State(s): State<ApiState>,
     ApiJson(o): ApiJson<NewOffer>,
 ) -> Result<(StatusCode, Json<TradeView>), ApiError> {
-    Ok((StatusCode::CREATED, Json(typed(s.trades.offer(service_offer(o)).await?)?)))
+    Ok((StatusCode::CREATED, Json(s.trades.offer(o).await?)))
 }
 
 /// Every trade this node is part of, newest first.
@@ -44,9 +44,7 @@ async fn make_offer(
     responses((status = 200, description = "Trades", body = Vec<TradeSummary>)))]
 async fn list_trades(State(s): State<ApiState>) -> Result<Json<Vec<TradeSummary>>, ApiError> {
     let t = s.trades.clone();
-    Ok(Json(typed(
-        tokio::task::spawn_blocking(move || t.list()).await??,
-    )?))
+    Ok(Json(tokio::task::spawn_blocking(move || t.list()).await??))
 }
 
 /// One trade: terms, state, history with each message's delivery, what this node may do.
@@ -61,9 +59,7 @@ async fn show_trade(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TradeView>, ApiError> {
     let t = s.trades.clone();
-    Ok(Json(typed(
-        tokio::task::spawn_blocking(move || t.view(&id)).await??,
-    )?))
+    Ok(Json(tokio::task::spawn_blocking(move || t.view(&id)).await??))
 }
 
 /// Acts on a trade: one synced write, then delivery to the other party.
@@ -86,32 +82,6 @@ async fn trade_action(
     ApiPath((id, action)): ApiPath<(String, String)>,
     ApiJson(a): ApiJson<TradeAction>,
 ) -> Result<Json<TradeView>, ApiError> {
-    Ok(Json(typed(s.trades.act(&id, &action, service_action(a)).await?)?))
+    Ok(Json(s.trades.act(&id, &action, a).await?))
 }
 
-/// The trades service's view as the typed contract (until the service builds it typed).
-fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiError> {
-    serde_json::from_value(v).map_err(|e| ApiError::internal(format!("trade view: {e}")))
-}
-
-/// The contract's offer as the trades service takes it (until it takes the contract's).
-fn service_offer(o: NewOffer) -> crate::services::trades::NewOffer {
-    crate::services::trades::NewOffer {
-        listing: o.listing,
-        price: o.price,
-        quantity: o.quantity,
-        message: o.message,
-        moderators: o.moderators,
-    }
-}
-
-/// The contract's action as the trades service takes it (until it takes the contract's).
-fn service_action(a: TradeAction) -> crate::services::trades::TradeAction {
-    crate::services::trades::TradeAction {
-        price: a.price,
-        reason: a.reason,
-        reference: a.reference,
-        tracking: a.tracking,
-        outcome: a.outcome,
-    }
-}

@@ -37,8 +37,6 @@ use jangteo_protocol::trade::{ChainMessage, Replay, Terms, TradeChain, TradeMess
 use jangteo_protocol::{
     FieldError, Kind, ListingId, ObjectId, PublicKey, SignedObject, public_key_from_peer_id,
 };
-use serde::Deserialize;
-use serde_json::Value;
 use tokio::sync::{Mutex, broadcast, mpsc, watch};
 
 use crate::NodeEvent;
@@ -89,46 +87,8 @@ pub enum TradeError {
     Store(#[from] StoreError),
 }
 
-/// What the local user asks to do to a trade.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TradeAction {
-    /// Counter: the new price per unit.
-    #[serde(default)]
-    pub price: Option<u64>,
-    /// Reject, cancel, dispute: why.
-    #[serde(default)]
-    pub reason: Option<String>,
-    /// Paid: the payment reference.
-    #[serde(default)]
-    pub reference: Option<String>,
-    /// Shipped: the tracking number (without one, the item was handed over).
-    #[serde(default)]
-    pub tracking: Option<String>,
-    /// Resolution: refund or release.
-    #[serde(default)]
-    pub outcome: Option<String>,
-}
-
-/// A new offer, as the API takes it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewOffer {
-    /// Listing id.
-    pub listing: String,
-    /// Price per unit (default: the listing's).
-    #[serde(default)]
-    pub price: Option<u64>,
-    /// Units (default 1).
-    #[serde(default)]
-    pub quantity: Option<u64>,
-    /// A message to the seller.
-    #[serde(default)]
-    pub message: Option<String>,
-    /// Peer ids who may resolve a dispute.
-    #[serde(default)]
-    pub moderators: Vec<String>,
-}
+pub use crate::api::types::{NewOffer, TradeAction};
+use crate::api::types::TradeView;
 
 fn kind_for(action: &str) -> Option<Kind> {
     Some(match action {
@@ -266,7 +226,7 @@ impl Trades {
     }
 
     /// Makes an offer on a listing held here.
-    pub async fn offer(&self, o: NewOffer) -> Result<Value, TradeError> {
+    pub async fn offer(&self, o: NewOffer) -> Result<TradeView, TradeError> {
         let lid = ListingId::from_hex(&o.listing)
             .ok_or_else(|| TradeError::NotFound(format!("{:?} is not a listing id", o.listing)))?;
         let held = self.store.listing(&lid)?.ok_or_else(|| {
@@ -344,7 +304,12 @@ impl Trades {
 
     /// Performs `action` (accept, reject, counter, cancel, paid, shipped, received, dispute,
     /// resolve) on a trade: one synced write, then delivery.
-    pub async fn act(&self, id: &str, action: &str, a: TradeAction) -> Result<Value, TradeError> {
+    pub async fn act(
+        &self,
+        id: &str,
+        action: &str,
+        a: TradeAction,
+    ) -> Result<TradeView, TradeError> {
         let kind = kind_for(action)
             .ok_or_else(|| TradeError::NotFound(format!("no trade action {action:?}")))?;
         let (tid, send) = {
