@@ -42,7 +42,15 @@ fn the_api_answers_every_generated_request_as_its_document_says() {
     // Something to find, show and update.
     json_ok(
         &dir,
-        &["post", "--title", "Walnut desk", "--price", "90000", "--currency", "KRW"],
+        &[
+            "post",
+            "--title",
+            "Walnut desk",
+            "--price",
+            "90000",
+            "--currency",
+            "KRW",
+        ],
     );
     let api: ApiAddrFile =
         serde_json::from_str(&std::fs::read_to_string(dir.join("api.json")).expect("api.json"))
@@ -62,7 +70,10 @@ fn the_api_answers_every_generated_request_as_its_document_says() {
         .arg(&config)
         .arg("run")
         .arg(format!("http://{}/v1/openapi.json", api.addr))
-        .args(["--header", &format!("Authorization: Bearer {}", token.trim())])
+        .args([
+            "--header",
+            &format!("Authorization: Bearer {}", token.trim()),
+        ])
         .args(["--checks", "all"])
         .args(["--max-examples", MAX_EXAMPLES])
         .args(["--seed", "20261129"])

@@ -125,10 +125,7 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
 
     // The buyer rates the seller. The relay, a third node whose user knows the buyer, sees
     // the seller's reputation grow.
-    let (seller_peer, buyer_peer) = (
-        s_id.peer_id.clone(),
-        b_id.peer_id.clone(),
-    );
+    let (seller_peer, buyer_peer) = (s_id.peer_id.clone(), b_id.peer_id.clone());
     let before = json_ok(&r_dir, &["reputation", &seller_peer]);
     assert_eq!(before["attestations"], 0);
     assert_eq!(before["score"], 0.0);

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use jangteo_node::api::types::{
-    ApiAddrFile, BlobView, ErrorBody, IdView, ImportReport, ListingUpdate, ListingView,
-    NewListing, NewOffer, NewRating, ObjectsQuery, PeerView, RatingView, ReputationView,
-    SearchQuery, StatusView, TradeAction, TradeActionName, TradeSummary, TradeView, TrustChange,
+    ApiAddrFile, BlobView, ErrorBody, IdView, ImportReport, ListingUpdate, ListingView, NewListing,
+    NewOffer, NewRating, ObjectsQuery, PeerView, RatingView, ReputationView, SearchQuery,
+    StatusView, TradeAction, TradeActionName, TradeSummary, TradeView, TrustChange,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -628,12 +628,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
             let mut images = Vec::new();
             for path in &a.image {
-                let bytes = read_capped(
-                    path,
-                    jangteo_protocol::blob::MAX_BLOB_BYTES as u64,
-                    "image",
-                )
-                .map_err(|e| CliError::refused_msg("invalid_listing", e.message))?;
+                let bytes =
+                    read_capped(path, jangteo_protocol::blob::MAX_BLOB_BYTES as u64, "image")
+                        .map_err(|e| CliError::refused_msg("invalid_listing", e.message))?;
                 images.push(api.add_blob(bytes).await?.id);
             }
             let new = NewListing {
@@ -662,7 +659,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 category: a.category,
                 condition: a.condition,
             };
-            let v = ApiClient::open(&dir)?.update_listing(&a.id, &update).await?;
+            let v = ApiClient::open(&dir)?
+                .update_listing(&a.id, &update)
+                .await?;
             let out = listing_ref(&v);
             print(json_out, &out, |o| {
                 format!("updated {} (version {})", o.id, o.seq)
@@ -699,9 +698,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 format!(
                     "offer {} sent ({})",
                     o.id,
-                    o.delivery
-                        .as_ref()
-                        .map_or("", |d| d.status.as_str())
+                    o.delivery.as_ref().map_or("", |d| d.status.as_str())
                 )
             });
             Ok(())
@@ -724,8 +721,14 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Accept { id } => {
-            trade_action(&dir, json_out, &id, TradeActionName::Accept, TradeAction::default())
-                .await
+            trade_action(
+                &dir,
+                json_out,
+                &id,
+                TradeActionName::Accept,
+                TradeAction::default(),
+            )
+            .await
         }
         Command::Reject { id, reason } => {
             let a = TradeAction {
@@ -846,7 +849,8 @@ async fn export(
 ) -> Result<(), CliError> {
     use std::io::Write;
     let api = ApiClient::open(dir)?;
-    let io = |e: std::io::Error| CliError::refused_msg("io", format!("writing {}: {e}", out.display()));
+    let io =
+        |e: std::io::Error| CliError::refused_msg("io", format!("writing {}: {e}", out.display()));
     let mut file = std::io::BufWriter::new(std::fs::File::create(out).map_err(io)?);
     let mut report = ExportReport::default();
     let mut q = ObjectsQuery {
@@ -861,7 +865,9 @@ async fn export(
         if let Some((offset, why)) = tail {
             return Err(CliError::refused_msg(
                 "invalid_object",
-                format!("the node sent a page that is not a CBOR sequence at byte {offset} ({why})"),
+                format!(
+                    "the node sent a page that is not a CBOR sequence at byte {offset} ({why})"
+                ),
             ));
         }
         file.write_all(&page).map_err(io)?;
@@ -874,14 +880,23 @@ async fn export(
     }
     file.flush().map_err(io)?;
     print(json_out, &report, |r| {
-        format!("{} objects ({} bytes) written to {}", r.objects, r.bytes, out.display())
+        format!(
+            "{} objects ({} bytes) written to {}",
+            r.objects,
+            r.bytes,
+            out.display()
+        )
     });
     Ok(())
 }
 
 /// Sends a CBOR sequence to `POST /v1/objects` in batches under the API's cap, and sums the
 /// reports (positions are the file's).
-async fn import(dir: &std::path::Path, json_out: bool, file: &std::path::Path) -> Result<(), CliError> {
+async fn import(
+    dir: &std::path::Path,
+    json_out: bool,
+    file: &std::path::Path,
+) -> Result<(), CliError> {
     use jangteo_node::api::objects::{IMPORT_BODY_MAX_BYTES, IMPORT_ERRORS_MAX, split_sequence};
     let api = ApiClient::open(dir)?;
     let bytes = read_capped(file, IMPORT_FILE_MAX_BYTES, "import file")?;
@@ -902,7 +917,12 @@ async fn import(dir: &std::path::Path, json_out: bool, file: &std::path::Path) -
         // One batch: whole items, under the cap (an item alone over it cannot be an object).
         let (first_offset, first) = items[start];
         if first.len() > IMPORT_BODY_MAX_BYTES {
-            refuse(&mut total, start, first_offset, format!("{} bytes: larger than any object may be", first.len()));
+            refuse(
+                &mut total,
+                start,
+                first_offset,
+                format!("{} bytes: larger than any object may be", first.len()),
+            );
             start += 1;
             continue;
         }
@@ -933,7 +953,10 @@ async fn import(dir: &std::path::Path, json_out: bool, file: &std::path::Path) -
             &mut total,
             items.len(),
             offset,
-            format!("bytes {offset}..{}: not a CBOR item ({why}); the rest of the file was skipped", bytes.len()),
+            format!(
+                "bytes {offset}..{}: not a CBOR item ({why}); the rest of the file was skipped",
+                bytes.len()
+            ),
         );
     }
     print(json_out, &total, |r| {
@@ -942,7 +965,10 @@ async fn import(dir: &std::path::Path, json_out: bool, file: &std::path::Path) -
             r.stored, r.duplicate, r.refused
         );
         for e in &r.errors {
-            s.push_str(&format!("\n  object {} (byte {}): {}", e.index, e.offset, e.reason));
+            s.push_str(&format!(
+                "\n  object {} (byte {}): {}",
+                e.index, e.offset, e.reason
+            ));
         }
         s
     });
@@ -1018,9 +1044,7 @@ async fn reputation_command(
             });
         }
         _ => {
-            return Err(CliError::usage(
-                "internal: not a reputation command".into(),
-            ));
+            return Err(CliError::usage("internal: not a reputation command".into()));
         }
     }
     Ok(())
@@ -1100,7 +1124,9 @@ async fn trade_action(
     action: TradeActionName,
     body: TradeAction,
 ) -> Result<(), CliError> {
-    let v = ApiClient::open(dir)?.trade_action(id, action, &body).await?;
+    let v = ApiClient::open(dir)?
+        .trade_action(id, action, &body)
+        .await?;
     let out = TradeRef {
         id: v.id,
         state: v.state,

@@ -65,7 +65,10 @@ pub async fn trade_state_is(
     timeout: Duration,
 ) -> Result<jangteo_node::api::types::TradeView> {
     wait_for(timeout, &format!("trade {trade} to be {state}"), || async {
-        node.trades.view(trade).ok().filter(|v| v.state.as_str() == state)
+        node.trades
+            .view(trade)
+            .ok()
+            .filter(|v| v.state.as_str() == state)
     })
     .await
 }

@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use jangteo_node::Node;
-use jangteo_node::services::listings::NewListing;
+use jangteo_node::api::types::TradeView;
 use jangteo_node::net::{TradeRequest, TradeResponse};
+use jangteo_node::services::listings::NewListing;
 use jangteo_node::services::trades::{NewOffer, TradeAction};
 use jangteo_protocol::trade::{Terms, TradeMessage};
 use jangteo_protocol::{Kind, ListingId, ObjectId, PublicKey, SignedObject};
 use jangteo_testnet::{Cluster, Topology, tcp_addr, wait_for};
 use libp2p::PeerId;
 use serde_bytes::ByteBuf;
-use jangteo_node::api::types::TradeView;
 
 const WAIT: Duration = Duration::from_secs(20);
 const SELLER: u8 = 21;

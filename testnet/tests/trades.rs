@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
+use jangteo_node::api::types::{DeliveryStatus, TradeView};
 use jangteo_node::services::listings::NewListing;
 use jangteo_node::services::trades::{NewOffer, TradeAction};
 use jangteo_node::{Node, NodeEvent};
 use jangteo_testnet::{Cluster, Topology, tcp_addr, wait_event, wait_for};
-use jangteo_node::api::types::{DeliveryStatus, TradeView};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -428,10 +428,7 @@ async fn a_dispute_is_closed_by_the_moderator_the_listing_named_and_redelivery_c
         seller.trades.receive(again).await,
         jangteo_node::net::TradeResponse::Accepted
     );
-    assert_eq!(
-        seller.trades.view(&trade).expect("view").history.len(),
-        3
-    );
+    assert_eq!(seller.trades.view(&trade).expect("view").history.len(), 3);
 
     buyer
         .trades

@@ -112,11 +112,7 @@ pub fn start_node(dir: &Path, bootstrap: Option<&str>) -> (NodeProc, IdView) {
 
 /// Starts `jangteo node` listening on loopback TCP with extra flags (such as `--relay`) and
 /// waits for its API.
-pub fn start_node_with(
-    dir: &Path,
-    bootstrap: Option<&str>,
-    extra: &[&str],
-) -> (NodeProc, IdView) {
+pub fn start_node_with(dir: &Path, bootstrap: Option<&str>, extra: &[&str]) -> (NodeProc, IdView) {
     let mut args = vec!["--listen", "/ip4/127.0.0.1/tcp/0"];
     if let Some(b) = bootstrap {
         args.extend(["--bootstrap", b]);

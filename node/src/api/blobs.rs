@@ -44,8 +44,8 @@ async fn add_blob(
         )
     })?;
     let v = s.blobs.add(bytes.to_vec()).await?;
-    let view: BlobView = serde_json::from_value(v)
-        .map_err(|e| ApiError::internal(format!("blob answer: {e}")))?;
+    let view: BlobView =
+        serde_json::from_value(v).map_err(|e| ApiError::internal(format!("blob answer: {e}")))?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 

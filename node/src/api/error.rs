@@ -3,12 +3,12 @@
 //! query string that does not parse (which would otherwise answer in plain text).
 //! Owns status codes; must not log or retry.
 
+use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::de::DeserializeOwned;
 
 use crate::api::types::{ErrorBody, ErrorCode, ErrorDetail};
@@ -50,7 +50,11 @@ impl ApiError {
 
     /// 500 `internal`.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, message)
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            message,
+        )
     }
 
     /// The body this error answers with.
@@ -126,9 +130,7 @@ impl From<BlobServiceError> for ApiError {
             BlobServiceError::Invalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidBlob),
             BlobServiceError::NotFound { .. } => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             BlobServiceError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Store),
-            BlobServiceError::Network(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Network)
-            }
+            BlobServiceError::Network(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Network),
         };
         ApiError::new(status, code, e.to_string())
     }
@@ -136,7 +138,11 @@ impl From<BlobServiceError> for ApiError {
 
 impl From<crate::error::StoreError> for ApiError {
     fn from(e: crate::error::StoreError) -> Self {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Store, e.to_string())
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Store,
+            e.to_string(),
+        )
     }
 }
 
@@ -148,7 +154,11 @@ impl From<tokio::task::JoinError> for ApiError {
 
 impl From<crate::error::NodeError> for ApiError {
     fn from(e: crate::error::NodeError) -> Self {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Network, e.to_string())
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Network,
+            e.to_string(),
+        )
     }
 }
 
@@ -159,7 +169,9 @@ impl From<JsonRejection> for ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 ErrorCode::UnsupportedMediaType,
             ),
-            JsonRejection::BytesRejection(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
+            JsonRejection::BytesRejection(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge)
+            }
             _ => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
         };
         ApiError::new(status, code, e.body_text())
@@ -180,7 +192,11 @@ impl From<PathRejection> for ApiError {
 
 impl From<BytesRejection> for ApiError {
     fn from(e: BytesRejection) -> Self {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge, e.body_text())
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TooLarge,
+            e.body_text(),
+        )
     }
 }
 

@@ -19,12 +19,12 @@ pub mod types;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{RefOr, ResponseBuilder};
@@ -165,15 +165,37 @@ fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
 
 /// The API's OpenAPI 3.1 document, generated from the handlers and [`types`].
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, doc) = routes().routes(utoipa_axum::routes!(openapi_doc_route)).split_for_parts();
+    let (_, doc) = routes()
+        .routes(utoipa_axum::routes!(openapi_doc_route))
+        .split_for_parts();
     finish(doc)
 }
 
-/// The OpenAPI document as the API serves it and `docs/openapi.json` holds it.
+/// The OpenAPI document as the API serves it and `docs/openapi.json` holds it. Unsigned
+/// integers carry the format names `uint32`/`uint64` (utoipa writes `u-int64`), so no
+/// client takes them for signed `int64` with its lower maximum.
 pub fn openapi_json() -> String {
-    let mut s = openapi()
-        .to_pretty_json()
-        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    fn unsigned_formats(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    if k == "format"
+                        && let Some(f) = x.as_str().and_then(|f| f.strip_prefix("u-"))
+                    {
+                        *x = serde_json::Value::String(format!("u{f}"));
+                    } else {
+                        unsigned_formats(x);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(unsigned_formats),
+            _ => {}
+        }
+    }
+    let mut doc = serde_json::to_value(openapi()).unwrap_or_default();
+    unsigned_formats(&mut doc);
+    let mut s =
+        serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     s.push('\n');
     s
 }
@@ -187,7 +209,11 @@ async fn openapi_doc_route() -> impl IntoResponse {
 }
 
 async fn no_route() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NoRoute, "no such API route")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::NoRoute,
+        "no such API route",
+    )
 }
 
 async fn method_not_allowed() -> ApiError {

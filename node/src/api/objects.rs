@@ -78,7 +78,11 @@ fn item_len(b: &[u8], depth: u32) -> Result<usize, &'static str> {
             Ok(end)
         }
         4 | 5 => {
-            let items = if major == 5 { arg.saturating_mul(2) } else { arg };
+            let items = if major == 5 {
+                arg.saturating_mul(2)
+            } else {
+                arg
+            };
             // Each item takes at least one byte, so this ends within `b`.
             let mut left = items;
             while left > 0 {
@@ -141,9 +145,8 @@ async fn get_object(
     State(s): State<ApiState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let oid = ObjectId::from_hex(id.trim()).ok_or_else(|| {
-        ApiError::bad_id(format!("{id:?} is not an object id (64 hex digits)"))
-    })?;
+    let oid = ObjectId::from_hex(id.trim())
+        .ok_or_else(|| ApiError::bad_id(format!("{id:?} is not an object id (64 hex digits)")))?;
     let store = s.store.clone();
     let bytes = tokio::task::spawn_blocking(move || store.object(&oid))
         .await??
@@ -217,7 +220,10 @@ async fn list_objects(
     })
     .await??;
     let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(CBOR_SEQ));
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(CBOR_SEQ),
+    );
     if let Some(n) = next
         && let Ok(v) = header::HeaderValue::from_str(&n.to_hex())
     {
@@ -344,7 +350,10 @@ mod tests {
         assert_eq!(items, vec![(0, &a[..])]);
         assert_eq!(tail, Some((a.len(), "truncated")));
         // Indefinite lengths and absurd counts end with a reason, not a panic.
-        assert_eq!(split_sequence(&[0x9f, 0x01]).1, Some((0, "indefinite length (not canonical)")));
+        assert_eq!(
+            split_sequence(&[0x9f, 0x01]).1,
+            Some((0, "indefinite length (not canonical)"))
+        );
         let (none, why) = split_sequence(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
         assert!(none.is_empty());
         assert_eq!(why, Some((0, "truncated")));

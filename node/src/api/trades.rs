@@ -59,7 +59,9 @@ async fn show_trade(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TradeView>, ApiError> {
     let t = s.trades.clone();
-    Ok(Json(tokio::task::spawn_blocking(move || t.view(&id)).await??))
+    Ok(Json(
+        tokio::task::spawn_blocking(move || t.view(&id)).await??,
+    ))
 }
 
 /// Acts on a trade: one synced write, then delivery to the other party.
@@ -84,4 +86,3 @@ async fn trade_action(
 ) -> Result<Json<TradeView>, ApiError> {
     Ok(Json(s.trades.act(&id, &action, a).await?))
 }
-

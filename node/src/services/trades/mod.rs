@@ -87,8 +87,8 @@ pub enum TradeError {
     Store(#[from] StoreError),
 }
 
-pub use crate::api::types::{NewOffer, TradeAction};
 use crate::api::types::TradeView;
+pub use crate::api::types::{NewOffer, TradeAction};
 
 fn kind_for(action: &str) -> Option<Kind> {
     Some(match action {
