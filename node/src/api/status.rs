@@ -69,7 +69,7 @@ async fn status(State(s): State<ApiState>) -> Result<Json<StatusView>, ApiError>
             bytes_received: sy.bytes_received,
             object_bytes_received: sy.object_bytes_received,
         },
-        reachability: Reachability::from_name(info.reachability),
+        reachability: Reachability::from_name(info.reachability.as_str()),
         banned: info.banned,
         following: info.following.iter().map(|s| (*s).to_owned()).collect(),
         relayed_addrs: info.relayed_addrs,
