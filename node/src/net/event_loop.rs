@@ -457,14 +457,8 @@ impl EventLoop {
             return;
         }
         self.connected.remove(&peer);
-        if self.sync_peers.remove(&peer)
-            && self
-                .routes
-                .sync_peers
-                .try_send(SyncPeerEvent::Gone(peer))
-                .is_err()
-        {
-            tracing::warn!(peer = %peer, "sync driver behind: a departure was not passed on");
+        if self.sync_peers.remove(&peer) {
+            self.routes.sync_peers.post(SyncPeerEvent::Gone(peer));
         }
         self.relays.on_disconnected(&mut self.swarm, peer);
         tracing::info!(peer = %peer, "peer disconnected");
@@ -516,13 +510,9 @@ impl EventLoop {
             // posted before, the sync driver fetches now.
             gossipsub::Event::Subscribed { peer_id, topic }
                 if self.listing_topics.contains_key(&topic)
-                    && !self.sync_peers.contains(&peer_id)
-                    && self
-                        .routes
-                        .sync_peers
-                        .try_send(SyncPeerEvent::Ready(peer_id))
-                        .is_ok() =>
+                    && !self.sync_peers.contains(&peer_id) =>
             {
+                self.routes.sync_peers.post(SyncPeerEvent::Ready(peer_id));
                 self.sync_peers.insert(peer_id);
             }
             _ => {}

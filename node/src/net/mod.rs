@@ -81,8 +81,6 @@ pub const INBOUND_TRADE_QUEUE: usize = 64;
 pub const INBOUND_QUEUE: usize = 64;
 /// Gossip messages waiting for validation; past this they are ignored (sync repairs).
 pub const GOSSIP_QUEUE: usize = 1024;
-/// Peer events waiting for the sync driver.
-pub const SYNC_PEER_QUEUE: usize = 1024;
 
 pub use crate::services::mailbox::{MAILBOX_BYTES_MAX, MAILBOX_ITEMS_MAX, MAILBOX_RETENTION_MS};
 
@@ -141,6 +139,47 @@ pub enum SyncPeerEvent {
     Gone(PeerId),
 }
 
+impl SyncPeerEvent {
+    /// The peer it is about.
+    pub fn peer(&self) -> PeerId {
+        match self {
+            SyncPeerEvent::Ready(p) | SyncPeerEvent::Gone(p) => *p,
+        }
+    }
+}
+
+/// Peers coming and going, from the swarm task to the sync driver, coalesced per peer (the
+/// latest event wins): bounded by the peers themselves, so no event is ever dropped for a
+/// full queue (a lost departure would leave the driver a peer that is gone).
+#[derive(Debug, Default)]
+pub struct SyncPeers {
+    changes: std::sync::Mutex<std::collections::HashMap<PeerId, SyncPeerEvent>>,
+    notify: tokio::sync::Notify,
+}
+
+impl SyncPeers {
+    /// Records `event`, replacing any earlier one about the same peer not yet taken.
+    pub fn post(&self, event: SyncPeerEvent) {
+        if let Ok(mut changes) = self.changes.lock() {
+            changes.insert(event.peer(), event);
+        }
+        self.notify.notify_one();
+    }
+
+    /// The events recorded since the last call, one per peer.
+    pub fn take(&self) -> Vec<SyncPeerEvent> {
+        self.changes
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c).into_values().collect())
+            .unwrap_or_default()
+    }
+
+    /// Waits until an event is posted (one posted since the last wait counts).
+    pub async fn posted(&self) {
+        self.notify.notified().await;
+    }
+}
+
 /// An answer to an inbound request.
 #[derive(Debug)]
 pub enum Response {
@@ -168,7 +207,7 @@ pub struct Routes {
     /// Gossip to validate.
     pub gossip: mpsc::Sender<GossipMessage>,
     /// Peers for the sync driver.
-    pub sync_peers: mpsc::Sender<SyncPeerEvent>,
+    pub sync_peers: Arc<SyncPeers>,
     /// The sync driver's state, for [`NetworkInfo`].
     pub sync_info: watch::Receiver<SyncInfo>,
 }
@@ -187,7 +226,7 @@ pub struct Inboxes {
     /// Gossip to validate.
     pub gossip: mpsc::Receiver<GossipMessage>,
     /// Peers for the sync driver.
-    pub sync_peers: mpsc::Receiver<SyncPeerEvent>,
+    pub sync_peers: Arc<SyncPeers>,
     /// Where the sync driver publishes its state.
     pub sync_info: watch::Sender<SyncInfo>,
 }
@@ -200,7 +239,7 @@ impl Routes {
         let (blobs, blobs_rx) = mpsc::channel(INBOUND_QUEUE);
         let (mailbox, mailbox_rx) = mpsc::channel(INBOUND_QUEUE);
         let (gossip, gossip_rx) = mpsc::channel(GOSSIP_QUEUE);
-        let (sync_peers, sync_peers_rx) = mpsc::channel(SYNC_PEER_QUEUE);
+        let sync_peers = Arc::new(SyncPeers::default());
         let (info_tx, sync_info) = watch::channel(SyncInfo::default());
         (
             Routes {
@@ -209,7 +248,7 @@ impl Routes {
                 blobs,
                 mailbox,
                 gossip,
-                sync_peers,
+                sync_peers: sync_peers.clone(),
                 sync_info,
             },
             Inboxes {
@@ -218,7 +257,7 @@ impl Routes {
                 blobs: blobs_rx,
                 mailbox: mailbox_rx,
                 gossip: gossip_rx,
-                sync_peers: sync_peers_rx,
+                sync_peers,
                 sync_info: info_tx,
             },
         )
@@ -567,4 +606,44 @@ impl Client {
 pub fn parse_addr(s: &str) -> Result<Multiaddr, NodeError> {
     s.parse()
         .map_err(|e: libp2p::multiaddr::Error| NodeError::Address(s.to_owned(), e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_events_are_coalesced_per_peer_and_a_departure_is_never_dropped() {
+        let peers = SyncPeers::default();
+        // More peers than any queue held: every one comes and then goes, the driver busy.
+        let all: Vec<PeerId> = (0..3000).map(|_| PeerId::random()).collect();
+        for p in &all {
+            peers.post(SyncPeerEvent::Ready(*p));
+        }
+        for p in &all {
+            peers.post(SyncPeerEvent::Gone(*p));
+        }
+        let taken = peers.take();
+        assert_eq!(taken.len(), all.len(), "one event per peer");
+        assert!(
+            taken.iter().all(|e| matches!(e, SyncPeerEvent::Gone(_))),
+            "the latest event wins"
+        );
+        assert!(peers.take().is_empty(), "taken once");
+        // A peer that went and came back is ready.
+        let p = all[0];
+        peers.post(SyncPeerEvent::Gone(p));
+        peers.post(SyncPeerEvent::Ready(p));
+        assert_eq!(peers.take(), vec![SyncPeerEvent::Ready(p)]);
+    }
+
+    #[tokio::test]
+    async fn an_event_posted_before_the_wait_is_not_missed() {
+        let peers = SyncPeers::default();
+        peers.post(SyncPeerEvent::Ready(PeerId::random()));
+        tokio::time::timeout(Duration::from_secs(5), peers.posted())
+            .await
+            .expect("the post wakes the waiter");
+        assert_eq!(peers.take().len(), 1);
+    }
 }

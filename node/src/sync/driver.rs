@@ -17,7 +17,7 @@ use super::scheduler::{Action, Input, Outcome, Scheduler};
 use super::{Shard, ShardItems, SyncInfo};
 use crate::NodeEvent;
 use crate::ingest::{Verdict, ingest_batch, judge, now_ms};
-use crate::net::{Client, SyncPeerEvent, SyncRequest, SyncResponse};
+use crate::net::{Client, SyncPeerEvent, SyncPeers, SyncRequest, SyncResponse};
 
 /// How often the scheduler is ticked (re-syncs, deadlines).
 pub const SYNC_TICK: Duration = Duration::from_secs(5);
@@ -53,27 +53,19 @@ impl SyncDriver {
         }
     }
 
-    /// Runs until `shutdown` or until the swarm task is gone.
-    pub async fn run(
-        mut self,
-        mut peers: mpsc::Receiver<SyncPeerEvent>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    /// Runs until `shutdown`.
+    pub async fn run(mut self, peers: Arc<SyncPeers>, mut shutdown: watch::Receiver<bool>) {
         let (done_tx, mut done) = mpsc::channel(COMPLETIONS_QUEUE);
         let mut tick = tokio::time::interval(SYNC_TICK);
         loop {
-            let input = tokio::select! {
+            let inputs = tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
-                Some(input) = done.recv() => input,
-                ev = peers.recv() => match ev {
-                    Some(SyncPeerEvent::Ready(p)) => Input::PeerReady(p),
-                    Some(SyncPeerEvent::Gone(p)) => Input::PeerGone(p),
-                    None => break,
-                },
-                _ = tick.tick() => Input::Tick,
+                Some(input) = done.recv() => vec![input],
+                _ = peers.posted() => peer_inputs(peers.take()),
+                _ = tick.tick() => vec![Input::Tick],
             };
-            let mut work = VecDeque::from([input]);
+            let mut work = VecDeque::from(inputs);
             while let Some(input) = work.pop_front() {
                 for action in self.scheduler.handle(Instant::now(), input) {
                     self.carry_out(action, &done_tx, &mut work).await;
@@ -191,4 +183,15 @@ impl SyncDriver {
         .await
         .unwrap_or_default()
     }
+}
+
+/// The scheduler's inputs for peers coming and going.
+fn peer_inputs(events: Vec<SyncPeerEvent>) -> Vec<Input> {
+    events
+        .into_iter()
+        .map(|ev| match ev {
+            SyncPeerEvent::Ready(p) => Input::PeerReady(p),
+            SyncPeerEvent::Gone(p) => Input::PeerGone(p),
+        })
+        .collect()
 }
