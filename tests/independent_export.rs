@@ -5,15 +5,6 @@
 //! buyer's objects as a CBOR sequence, and the independent Python checker
 //! (`tests/independent/jangteo_check.py`, written from SPEC.md alone) must find every object
 //! in F valid. Needs the venv of `.ci/deps`; without it this test fails, it does not skip.
-//!
-//! Not yet registered: it needs `jangteo export`, which lands with the API work. Then append
-//! to `cli/Cargo.toml`:
-//!
-//! ```toml
-//! [[test]]
-//! name = "e2e_independent_export"
-//! path = "../tests/independent_export.rs"
-//! ```
 
 mod common;
 
