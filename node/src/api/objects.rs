@@ -296,9 +296,12 @@ async fn import_objects(
                 Ingested::Stored { .. } => r.stored += 1,
                 Ingested::Ignored(_) => r.duplicate += 1,
                 Ingested::Invalid(e) => refuse(&mut r, i, *offset, e.to_string()),
-                Ingested::Unconfirmed(e) => {
-                    refuse(&mut r, i, *offset, format!("not taken by this node now: {e}"))
-                }
+                Ingested::Unconfirmed(e) => refuse(
+                    &mut r,
+                    i,
+                    *offset,
+                    format!("not taken by this node now: {e}"),
+                ),
             }
         }
         if let Some((offset, why)) = tail {
