@@ -388,13 +388,8 @@ impl GossipValidator {
     }
 }
 
-/// Milliseconds since the unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+/// Milliseconds since the unix epoch (kept here for callers outside the node crate).
+pub use crate::clock::now_ms;
 
 #[cfg(test)]
 mod tests {

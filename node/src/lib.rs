@@ -6,6 +6,7 @@
 //! [`net::Client`].
 
 pub mod api;
+pub mod clock;
 pub mod data_dir;
 pub mod error;
 pub mod ingest;
@@ -311,9 +312,9 @@ fn spawn_prune(
                 _ = shutdown.changed() => break,
                 _ = tick.tick() => {
                     let (s, b) = (store.clone(), blobs.clone());
-                    let before = ingest::now_ms().saturating_sub(PRUNE_GRACE_MS);
+                    let before = clock::now_ms().saturating_sub(PRUNE_GRACE_MS);
                     match tokio::task::spawn_blocking(move || {
-                        let swept = s.mailbox_sweep(ingest::now_ms())?;
+                        let swept = s.mailbox_sweep(clock::now_ms())?;
                         if swept > 0 {
                             tracing::info!(swept, "expired mailbox items deleted");
                         }
@@ -374,7 +375,7 @@ impl Node {
         let keypair = keys::libp2p_keypair(&key)?;
         let peer_id = keypair.public().to_peer_id().to_string();
         let store = Arc::new(open_store(&cfg.data_dir)?);
-        let pruned = store.prune_expired(ingest::now_ms().saturating_sub(PRUNE_GRACE_MS))?;
+        let pruned = store.prune_expired(clock::now_ms().saturating_sub(PRUNE_GRACE_MS))?;
         if pruned > 0 {
             tracing::info!(pruned, "pruned expired listings");
         }

@@ -18,7 +18,8 @@ use crate::api::error::{ApiError, ApiPath, ApiQuery};
 #[allow(unused_imports)]
 use crate::api::types::{Binary, ErrorBody};
 use crate::api::types::{ErrorCode, ImportError, ImportReport, ObjectsQuery};
-use crate::ingest::{Ingested, ingest_batch, now_ms};
+use crate::clock::now_ms;
+use crate::ingest::{Ingested, ingest_batch};
 
 /// Objects in a page of `GET /v1/objects` when no limit is given.
 pub const OBJECTS_PAGE_DEFAULT: usize = 1000;

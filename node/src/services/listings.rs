@@ -16,8 +16,8 @@ use jangteo_protocol::{
 };
 use rand::RngCore;
 
+use crate::clock::now_ms;
 use crate::error::StoreError;
-use crate::ingest::now_ms;
 use crate::net::Client;
 use crate::services::search::{SearchError, SearchIndex, SearchQuery};
 use crate::store::{Store, StoredListing};

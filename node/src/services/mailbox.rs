@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde_bytes::ByteBuf;
 use tokio::sync::{mpsc, watch};
 
-use crate::ingest::now_ms;
+use crate::clock::now_ms;
 use crate::net::{
     Client, InboundMailbox, MAILBOX_FETCH_BYTES, MAILBOX_FETCH_ITEMS, MailboxRequest,
     MailboxResponse, Response, serve_inbound,

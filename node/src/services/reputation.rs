@@ -21,8 +21,8 @@ use jangteo_protocol::{
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::clock::now_ms;
 use crate::error::StoreError;
-use crate::ingest::now_ms;
 use crate::net::Client;
 use crate::services::listings::{ListingError, ListingView, Listings};
 use crate::services::search::{SEARCH_LIMIT_MAX, SearchQuery};

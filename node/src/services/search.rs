@@ -30,8 +30,8 @@ use tokio::sync::{broadcast, watch};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::NodeEvent;
+use crate::clock::now_ms;
 use crate::error::StoreError;
-use crate::ingest::now_ms;
 use crate::store::{Store, StoredListing};
 
 /// Longest search text accepted, in characters.

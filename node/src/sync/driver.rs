@@ -16,7 +16,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 use super::scheduler::{Action, Input, Outcome, Scheduler};
 use super::{Shard, ShardItems, SyncInfo};
 use crate::NodeEvent;
-use crate::ingest::{Verdict, ingest_batch, judge, now_ms};
+use crate::clock::now_ms;
+use crate::ingest::{Verdict, ingest_batch, judge};
 use crate::net::{Client, SyncPeerEvent, SyncPeers, SyncRequest, SyncResponse};
 
 /// How often the scheduler is ticked (re-syncs, deadlines).

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use jangteo_protocol::Kind;
 use serde::Serialize;
 
-use crate::ingest::now_ms;
+use crate::clock::now_ms;
 use crate::store::Store;
 
 /// A set of objects reconciled as one: the listings of one category, or all attestations.

@@ -9,7 +9,7 @@ use jangteo_protocol::trade::{Role, TradeChain, TradeState};
 use jangteo_protocol::{ListingId, ObjectId, PublicKey};
 
 use super::{TradeError, Trades};
-use crate::ingest::now_ms;
+use crate::clock::now_ms;
 
 /// Most open offers (offered or countered) on one listing of ours.
 pub const OPEN_OFFERS_PER_LISTING: usize = 32;

@@ -16,8 +16,8 @@ use jangteo_protocol::{
 use super::delivery::Delivery;
 use super::{TradeError, Trades};
 use crate::NodeEvent;
+use crate::clock::now_ms;
 use crate::error::StoreError;
-use crate::ingest::now_ms;
 use crate::store::{ProofWrite, Reservation, TradeStep};
 
 /// The result of planning one step: what to write and what to do once it is written.

@@ -40,8 +40,8 @@ use jangteo_protocol::{
 use tokio::sync::{Mutex, broadcast, mpsc, watch};
 
 use crate::NodeEvent;
+use crate::clock::now_ms;
 use crate::error::StoreError;
-use crate::ingest::now_ms;
 use crate::net::{Client, InboundTrade};
 use crate::store::Store;
 use admit::TradeBrief;

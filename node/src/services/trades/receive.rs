@@ -14,8 +14,8 @@ use jangteo_protocol::{Kind, ObjectId, PublicKey, SignedObject};
 
 use super::effects::Plan;
 use super::{TradeError, Trades};
+use crate::clock::now_ms;
 use crate::error::StoreError;
-use crate::ingest::now_ms;
 use crate::net::{TradeRequest, TradeResponse};
 
 /// Most messages held per trade: its chain plus what was set aside (proofs).

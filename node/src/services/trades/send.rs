@@ -15,7 +15,7 @@ use serde_bytes::ByteBuf;
 use super::delivery::{Attempt, Delivery, DeliveryStatus};
 use super::{TradeError, Trades};
 use crate::NodeEvent;
-use crate::ingest::now_ms;
+use crate::clock::now_ms;
 use crate::net::{MailboxRequest, MailboxResponse, TradeRequest, TradeResponse};
 
 /// How long one delivery attempt may take.
