@@ -122,8 +122,12 @@ pub enum Action {
 /// How a sync with one peer ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// At least one shard was compared with the peer.
+    /// Every shard was compared with the peer and everything it had that we lacked was
+    /// fetched.
     Reconciled,
+    /// Something was compared, but a round or a fetch failed (refused, unanswered,
+    /// malformed): objects may still be missing. Tried again like a failure.
+    Partial,
     /// Nothing was compared: every round failed (the peer does not speak the sync protocol,
     /// refused, or could not be reached).
     Failed,
@@ -156,6 +160,9 @@ struct PeerSync {
     pages_storing: usize,
     /// Rounds answered with a reconciliation message (something was compared).
     rounds_answered: u64,
+    /// Sessions and fetches that failed (refused, unanswered, malformed, items not
+    /// listed): the sync is at best partial.
+    failures: u64,
     started: Option<Instant>,
 }
 
@@ -367,6 +374,7 @@ impl Scheduler {
                 tracing::warn!(shard = %shard, error = %e, "cannot start reconciliation");
                 if let Some(ps) = self.running.get_mut(&peer) {
                     ps.sessions_open = ps.sessions_open.saturating_sub(1);
+                    ps.failures += 1;
                 }
             }
         }
@@ -409,11 +417,13 @@ impl Scheduler {
             Ok(other) => {
                 tracing::debug!(peer = %peer, reply = ?other, "sync round refused");
                 ps.sessions_open = ps.sessions_open.saturating_sub(1);
+                ps.failures += 1;
                 return;
             }
             Err(e) => {
                 tracing::debug!(peer = %peer, error = %e, "sync round failed");
                 ps.sessions_open = ps.sessions_open.saturating_sub(1);
+                ps.failures += 1;
                 return;
             }
         };
@@ -437,6 +447,7 @@ impl Scheduler {
             }
             Err(e) => {
                 tracing::warn!(peer = %peer, shard = %shard, error = %e, "bad reconciliation message");
+                ps.failures += 1;
                 out.push(Action::Offense(peer));
                 None
             }
@@ -467,6 +478,7 @@ impl Scheduler {
             Ok(SyncResponse::Objects { objects, next }) => (objects, next),
             other => {
                 tracing::debug!(peer = %peer, reply = ?other.map(|_| ()), "sync fetch failed");
+                ps.failures += 1;
                 return;
             }
         };
@@ -572,12 +584,16 @@ impl Scheduler {
             .map(|s| now.saturating_duration_since(s))
             .unwrap_or_default();
         self.last_synced.insert(peer, now);
-        let outcome = if ps.rounds_answered > 0 {
+        let outcome = if ps.rounds_answered > 0 && ps.failures == 0 {
             self.last_sync = Some((now, took));
             if let Some(state) = self.peers.get_mut(&peer) {
                 *state = PeerState::Reconciled;
             }
             Outcome::Reconciled
+        } else if ps.rounds_answered > 0 {
+            // Not caught up with this peer: tried again at the next interval.
+            self.totals.failed_attempts += 1;
+            Outcome::Partial
         } else {
             self.totals.failed_attempts += 1;
             Outcome::Failed

@@ -78,8 +78,12 @@ struct Sim {
 
 impl Sim {
     fn new(local: Vec<Item>) -> Sim {
+        Sim::with_shards(local, vec![Shard::Attestations])
+    }
+
+    fn with_shards(local: Vec<Item>, shards: Vec<Shard>) -> Sim {
         Sim {
-            s: Scheduler::new(vec![Shard::Attestations]),
+            s: Scheduler::new(shards),
             remotes: HashMap::new(),
             local,
             stored: Vec::new(),
@@ -282,4 +286,91 @@ fn peers_are_reconciled_again_after_the_interval() {
     // A peer announced twice is reconciled once.
     sim.run(t0 + SYNC_INTERVAL, Input::PeerReady(a));
     assert_eq!(sim.finished.len(), 2);
+}
+
+/// The tokens of the held replies, in order, and stops holding.
+fn held_tokens(sim: &mut Sim) -> Vec<Token> {
+    sim.hold = false;
+    sim.held
+        .drain(..)
+        .map(|i| match i {
+            Input::Reply { token, .. } => token,
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_peer_that_answers_one_shard_and_refuses_another_is_not_reconciled() {
+    let mut sim = Sim::with_shards(
+        Vec::new(),
+        vec![Shard::Attestations, Shard::Listings("general")],
+    );
+    let peer = PeerId::random();
+    sim.remotes.insert(peer, Remote::with(10, 1));
+    sim.hold = true;
+    let t0 = Instant::now();
+    sim.run(t0, Input::PeerReady(peer));
+    assert_eq!(sim.held.len(), 2, "one round per shard");
+    let mut held = std::mem::take(&mut sim.held);
+    sim.hold = false;
+    // The attestations round is answered (and its objects fetched); the listings round is
+    // refused.
+    let refused = match held.pop() {
+        Some(Input::Reply { token, .. }) => token,
+        other => panic!("{other:?}"),
+    };
+    for input in held {
+        sim.run(t0, input);
+    }
+    assert_eq!(sim.stored.len(), 10);
+    sim.run(
+        t0,
+        Input::Reply {
+            token: refused,
+            reply: Ok(SyncResponse::Refused("rate limit".into())),
+        },
+    );
+    assert_eq!(sim.finished, vec![(peer, Outcome::Partial)]);
+    let info = sim.s.info(t0);
+    assert_eq!(info.peers_reconciled, 0);
+    assert_ne!(info.status, SyncStatus::CaughtUp);
+    assert_eq!(info.failed_attempts, 1);
+    // Tried again at the next interval, and reconciled once every shard answers.
+    sim.run(t0 + SYNC_INTERVAL, Input::Tick);
+    assert_eq!(sim.finished.last(), Some(&(peer, Outcome::Reconciled)));
+    assert_eq!(sim.s.info(t0 + SYNC_INTERVAL).status, SyncStatus::CaughtUp);
+}
+
+#[test]
+fn a_peer_whose_fetches_fail_is_not_reconciled() {
+    let mut sim = Sim::new(Vec::new());
+    let peer = PeerId::random();
+    sim.remotes.insert(peer, Remote::with(10, 1));
+    sim.hold = true;
+    let t0 = Instant::now();
+    sim.run(t0, Input::PeerReady(peer));
+    // The round is answered (still holding: the fetches it leads to are held)...
+    let round = std::mem::take(&mut sim.held);
+    assert_eq!(round.len(), 1);
+    for input in round {
+        sim.run(t0, input);
+    }
+    // ...and every fetch times out.
+    let fetches = held_tokens(&mut sim);
+    assert!(!fetches.is_empty());
+    for token in fetches {
+        sim.run(
+            t0,
+            Input::Reply {
+                token,
+                reply: Err("timeout".into()),
+            },
+        );
+    }
+    assert!(sim.stored.is_empty());
+    assert_eq!(sim.finished, vec![(peer, Outcome::Partial)]);
+    let info = sim.s.info(t0);
+    assert_eq!(info.peers_reconciled, 0);
+    assert_ne!(info.status, SyncStatus::CaughtUp);
 }
