@@ -12,9 +12,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use jangteo_node::api::types::{
-    BlobView, ExportReport, ImportError, ImportReport, InitView, ListingRef, ListingUpdate,
-    ListingView, NewListing, NewOffer, NewRating, ObjectsQuery, OfferMade, SearchQuery,
-    TradeAction, TradeActionName, TradeRef, TradeSummary, TradeView,
+    BlobView, CliErrorBody, CliErrorDetail, ExportReport, ImportError, ImportReport, InitView,
+    ListingRef, ListingUpdate, ListingView, NewListing, NewOffer, NewRating, ObjectsQuery,
+    OfferMade, SearchQuery, TradeAction, TradeActionName, TradeRef, TradeSummary, TradeView,
 };
 use serde::Serialize;
 
@@ -403,8 +403,8 @@ fn main() -> ExitCode {
             if json && !e.answered {
                 let body = CliErrorBody {
                     error: CliErrorDetail {
-                        code: &e.code,
-                        message: &e.message,
+                        code: e.code,
+                        message: e.message,
                     },
                 };
                 println!("{}", to_json(&body));
@@ -412,19 +412,6 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit)
         }
     }
-}
-
-/// The error JSON the CLI prints with `--json` (the API's shape, with the CLI's own codes
-/// such as `usage` and `node_unreachable` besides the API's).
-#[derive(Serialize)]
-struct CliErrorBody<'a> {
-    error: CliErrorDetail<'a>,
-}
-
-#[derive(Serialize)]
-struct CliErrorDetail<'a> {
-    code: &'a str,
-    message: &'a str,
 }
 
 fn to_json(v: &impl Serialize) -> String {

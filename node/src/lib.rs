@@ -447,8 +447,16 @@ impl Node {
         tasks.push(api_task);
         tasks.push(spawn_prune(store.clone(), blobs.clone(), shutdown_rx));
         let addr_file = cfg.data_dir.join(API_ADDR_FILE);
-        let addr_json = serde_json::json!({"addr": api_addr.to_string(), "peer_id": peer_id, "pid": std::process::id()});
-        keys::write_secret_file(&addr_file, addr_json.to_string().as_bytes())?;
+        let addr_json = serde_json::to_vec(&api::types::ApiAddrFile {
+            addr: api_addr.to_string(),
+            peer_id: peer_id.clone(),
+            pid: std::process::id(),
+        })
+        .map_err(|e| NodeError::Io {
+            path: addr_file.display().to_string(),
+            source: std::io::Error::other(e),
+        })?;
+        keys::write_secret_file(&addr_file, &addr_json)?;
         tracing::info!(peer = %peer_id, api = %api_addr, "node started");
         Ok(Node {
             peer_id,

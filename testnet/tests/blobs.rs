@@ -29,8 +29,8 @@ async fn a_blob_is_fetched_verified_and_a_lying_peer_is_caught_at_its_first_bad_
     let mut cluster = Cluster::start(3, Topology::Star).await.expect("cluster");
     let data = photo(2 * CHUNK_BYTES + 12_345);
     let added = cluster.nodes[1].blobs.add(data.clone()).await.expect("add");
-    let id = added["id"].as_str().expect("id").to_owned();
-    assert_eq!(added["bytes"], data.len());
+    let id = added.id;
+    assert_eq!(added.bytes, data.len() as u64);
     let blob_id = Blobs::parse_id(&id).expect("id");
 
     // The seller names the image in a listing; an image it does not hold is refused.
@@ -104,7 +104,7 @@ async fn a_blob_is_fetched_verified_and_a_lying_peer_is_caught_at_its_first_bad_
     // Garbage collection keeps what a listing names and deletes the rest (recently added
     // blobs are kept by the node's own pass; the store-level pass here keeps nothing extra).
     let stray = cluster.nodes[1].blobs.add(photo(1_000)).await.expect("add");
-    let stray = Blobs::parse_id(stray["id"].as_str().expect("id")).expect("id");
+    let stray = Blobs::parse_id(&stray.id).expect("id");
     assert_eq!(
         cluster.nodes[1].blobs.gc().expect("gc"),
         0,

@@ -43,9 +43,7 @@ async fn add_blob(
             format!("{e}: a blob (an image) may be at most {max} bytes"),
         )
     })?;
-    let v = s.blobs.add(bytes.to_vec()).await?;
-    let view: BlobView =
-        serde_json::from_value(v).map_err(|e| ApiError::internal(format!("blob answer: {e}")))?;
+    let view = s.blobs.add(bytes.to_vec()).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 

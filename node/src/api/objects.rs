@@ -96,9 +96,13 @@ fn item_len(b: &[u8], depth: u32) -> Result<usize, &'static str> {
     }
 }
 
+/// A CBOR sequence split: its items, each with its byte offset, and where and why the bytes
+/// stopped being a CBOR item (`None` when they did not).
+pub type SplitSequence<'a> = (Vec<(usize, &'a [u8])>, Option<(usize, &'static str)>);
+
 /// Splits a CBOR sequence into its items, each with its byte offset. When the bytes stop
 /// being a CBOR item part way, returns the items before, and the offset and reason.
-pub fn split_sequence(bytes: &[u8]) -> (Vec<(usize, &[u8])>, Option<(usize, &'static str)>) {
+pub fn split_sequence(bytes: &[u8]) -> SplitSequence<'_> {
     let mut items = Vec::new();
     let mut pos = 0;
     while pos < bytes.len() {

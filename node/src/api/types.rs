@@ -1016,11 +1016,33 @@ pub struct InitView {
     pub data_dir: String,
 }
 
-/// The API address file (`api.json` in the data directory).
+/// The API address file (`api.json` in the data directory), written by the node at start.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ApiAddrFile {
     /// `HOST:PORT` of the API.
     pub addr: String,
+    /// Base58 peer id of the node.
+    pub peer_id: String,
+    /// Process id of the node that wrote it (a killed node leaves its file behind).
+    pub pid: u32,
+}
+
+/// What the CLI prints on stdout with `--json` when a command fails: the API's error shape
+/// ([`ErrorBody`]), with a code that is either one of the API's ([`ErrorCode::as_str`])
+/// passed through, or one of the CLI's own (`usage`, `node_unreachable`, `io`, `refused`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CliErrorBody {
+    /// What went wrong.
+    pub error: CliErrorDetail,
+}
+
+/// The code and message of a [`CliErrorBody`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CliErrorDetail {
+    /// Stable machine-readable code: an API code or one of the CLI's own.
+    pub code: String,
+    /// What failed and what to do, for people.
+    pub message: String,
 }
 
 #[cfg(test)]

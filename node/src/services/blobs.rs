@@ -16,8 +16,8 @@ use jangteo_protocol::ObjectId;
 use jangteo_protocol::blob::{BlobError, Manifest};
 use libp2p::PeerId;
 use serde_bytes::ByteBuf;
-use serde_json::{Value, json};
 
+use crate::api::types::BlobView;
 use crate::error::{NodeError, StoreError};
 use crate::net::{BlobRequest, BlobResponse, Client, InboundBlob, Response, serve_inbound};
 use crate::store::Store;
@@ -110,8 +110,8 @@ impl Blobs {
         ObjectId::from_hex(id.trim()).ok_or_else(|| BlobServiceError::BadId(id.to_owned()))
     }
 
-    /// Stores `data` as a blob (synced) and announces it. Returns `{"id", "bytes"}`.
-    pub async fn add(&self, data: Vec<u8>) -> Result<Value, BlobServiceError> {
+    /// Stores `data` as a blob (synced) and announces it. Returns its id and size.
+    pub async fn add(&self, data: Vec<u8>) -> Result<BlobView, BlobServiceError> {
         let manifest = Manifest::of(&data)?;
         let chunks: Vec<Vec<u8>> = data
             .chunks(jangteo_protocol::blob::CHUNK_BYTES)
@@ -124,7 +124,10 @@ impl Blobs {
             .map_err(|_| StoreError::Poisoned)??;
         self.touch(id);
         self.network.provide(id).await?;
-        Ok(json!({"id": id.to_hex(), "bytes": data.len()}))
+        Ok(BlobView {
+            id: id.to_hex(),
+            bytes: data.len() as u64,
+        })
     }
 
     /// The blob's bytes: from the store, else fetched from peers, verified and stored.
