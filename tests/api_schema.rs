@@ -9,8 +9,8 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{json_ok, start_node};
-use jangteo_node::api::types::ApiAddrFile;
+use common::{json_as, start_node};
+use jangteo_node::api::types::{ApiAddrFile, ListingRef};
 
 /// Test cases per operation and phase; keeps the run near a minute or two on two cores.
 const MAX_EXAMPLES: &str = "30";
@@ -40,7 +40,7 @@ fn the_api_answers_every_generated_request_as_its_document_says() {
     let dir = tmp.path().join("n");
     let (_node, _) = start_node(&dir, None);
     // Something to find, show and update.
-    json_ok(
+    json_as::<ListingRef>(
         &dir,
         &[
             "post",

@@ -13,7 +13,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    BIN, WAIT, json_ok, json_try, poll_until, start_node, tcp_addr, trade_state_is, wait_for,
+    BIN, WAIT, json_as, json_try_as, poll_until, start_node, tcp_addr, trade_state_is, wait_for,
+};
+use jangteo_node::api::types::{
+    ListingRef, ListingView, OfferMade, TradeRef, TradeRole, TradeStateName, TradeView,
 };
 
 const TRADES: usize = 25;
@@ -21,7 +24,13 @@ const STOCK: u64 = 1000;
 /// The whole test, start to end (each wait inside has its own, shorter timeout too).
 const OVERALL: Duration = Duration::from_secs(300);
 /// Seller-side states in which a trade holds units of the listing.
-const RESERVING: [&str; 5] = ["accepted", "paid", "shipped", "completed", "disputed"];
+const RESERVING: [TradeStateName; 5] = [
+    TradeStateName::Accepted,
+    TradeStateName::Paid,
+    TradeStateName::Shipped,
+    TradeStateName::Completed,
+    TradeStateName::Disputed,
+];
 
 /// xorshift64: a small deterministic generator, so a failing run can be repeated.
 struct XorShift(u64);
@@ -44,31 +53,26 @@ struct Trade {
     /// The exit code of `jangteo accept` (None: killed by a signal).
     accept_exit: Option<i32>,
     accept_stdout: String,
+    /// What `jangteo accept` answered, when its stdout was one.
+    accept_answer: Option<TradeRef>,
 }
 
 /// What both nodes said about every trade, and the listing's quantity at the seller.
 #[derive(Debug, Default)]
 struct Observed {
     /// trade id -> (seller-side state, buyer-side state); None where the node did not answer.
-    states: BTreeMap<String, (Option<String>, Option<String>)>,
+    states: BTreeMap<String, (Option<TradeStateName>, Option<TradeStateName>)>,
     quantity: Option<u64>,
 }
 
-fn state_of(dir: &Path, trade: &str) -> Option<String> {
-    json_try(dir, &["trade", trade])?["state"]
-        .as_str()
-        .map(str::to_owned)
+fn state_of(dir: &Path, trade: &str) -> Option<TradeStateName> {
+    json_try_as::<TradeView>(dir, &["trade", trade]).map(|v| v.state)
 }
 
 fn expected_quantity(trades: &[Trade], o: &Observed) -> u64 {
     let reserved: u64 = trades
         .iter()
-        .filter(|t| {
-            o.states[&t.id]
-                .0
-                .as_deref()
-                .is_some_and(|s| RESERVING.contains(&s))
-        })
+        .filter(|t| o.states[&t.id].0.is_some_and(|s| RESERVING.contains(&s)))
         .map(|t| t.quantity)
         .sum();
     STOCK - reserved
@@ -100,7 +104,7 @@ fn accepts_interrupted_by_kill_9_neither_oversell_nor_diverge() {
     let (mut seller, s_id) = start_node(&s_dir, Some(&buyer_addr));
     let seller_peer = s_id.peer_id.clone();
 
-    let posted = json_ok(
+    let posted: ListingRef = json_as(
         &s_dir,
         &[
             "post",
@@ -114,9 +118,9 @@ fn accepts_interrupted_by_kill_9_neither_oversell_nor_diverge() {
             &STOCK.to_string(),
         ],
     );
-    let listing = posted["id"].as_str().expect("listing id").to_owned();
+    let listing = posted.id;
     wait_for("the listing at the buyer", || {
-        json_try(&buyer.dir, &["show", &listing])
+        json_try_as::<ListingView>(&buyer.dir, &["show", &listing])
     });
 
     // One offer at a time (a buyer has at most OPEN_OFFERS_PER_BUYER open offers with a
@@ -126,21 +130,22 @@ fn accepts_interrupted_by_kill_9_neither_oversell_nor_diverge() {
     for i in 0..TRADES {
         in_time(&format!("offer {i}"));
         let quantity = 1 + rng.next() % 3;
-        let offer = json_ok(
+        let offer: OfferMade = json_as(
             &buyer.dir,
             &["offer", &listing, "--quantity", &quantity.to_string()],
         );
-        assert_eq!(offer["state"], "offered", "{offer}");
+        assert_eq!(offer.state, TradeStateName::Offered, "{offer:?}");
         let mut t = Trade {
-            id: offer["id"].as_str().expect("trade id").to_owned(),
+            id: offer.id,
             quantity,
             delay_ms: 0,
             accept_exit: None,
             accept_stdout: String::new(),
+            accept_answer: None,
         };
-        let v = trade_state_is(&s_dir, &t.id, "offered");
+        let v = trade_state_is(&s_dir, &t.id, TradeStateName::Offered);
         assert_eq!(v.quantity, t.quantity, "{v:?}");
-        assert_eq!(v.role.as_str(), "seller", "{v:?}");
+        assert_eq!(v.role, TradeRole::Seller, "{v:?}");
         in_time(&format!("accept {i}"));
         t.delay_ms = rng.next() % 31;
         let mut accept = Command::new(BIN)
@@ -170,13 +175,15 @@ fn accepts_interrupted_by_kill_9_neither_oversell_nor_diverge() {
         let out = accept.wait_with_output().expect("accept output");
         t.accept_exit = out.status.code();
         t.accept_stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        // A killed accept prints nothing, or an error: then there is no answer.
+        t.accept_answer = serde_json::from_slice(&out.stdout).ok();
         let (again, id) = start_node(&s_dir, Some(&buyer_addr));
         assert_eq!(id.peer_id, seller_peer);
         seller = again;
         // An accept the crash cut off before it was written leaves an open offer; the buyer
         // withdraws it, so open offers do not pile up against the per-buyer cap.
-        if state_of(&s_dir, &t.id).as_deref() == Some("offered") {
-            let _ = json_try(&buyer.dir, &["cancel", &t.id]);
+        if state_of(&s_dir, &t.id) == Some(TradeStateName::Offered) {
+            let _ = json_try_as::<TradeRef>(&buyer.dir, &["cancel", &t.id]);
         }
         trades.push(t);
     }
@@ -210,7 +217,7 @@ fn accepts_interrupted_by_kill_9_neither_oversell_nor_diverge() {
                 );
             }
             o.quantity =
-                json_try(&seller.dir, &["show", &listing]).and_then(|v| v["quantity"].as_u64());
+                json_try_as::<ListingView>(&seller.dir, &["show", &listing]).map(|v| v.quantity);
             let agreed = o.states.values().all(|(s, b)| s.is_some() && s == b);
             let right = o.quantity == Some(expected_quantity(&trades, &o));
             last = o;
@@ -224,7 +231,7 @@ fn accepts_interrupted_by_kill_9_neither_oversell_nor_diverge() {
     let mut exits: BTreeMap<String, usize> = BTreeMap::new();
     for (i, t) in trades.iter().enumerate() {
         let (s, b) = &last.states[&t.id];
-        if s.as_deref().is_some_and(|s| RESERVING.contains(&s)) {
+        if s.is_some_and(|s| RESERVING.contains(&s)) {
             committed += 1;
         } else {
             not_committed += 1;
@@ -235,8 +242,8 @@ fn accepts_interrupted_by_kill_9_neither_oversell_nor_diverge() {
             "trade {i:2} q={} kill after {:2} ms: accept exit {exit}, seller {}, buyer {}",
             t.quantity,
             t.delay_ms,
-            s.as_deref().unwrap_or("?"),
-            b.as_deref().unwrap_or("?")
+            s.map_or("?", TradeStateName::as_str),
+            b.map_or("?", TradeStateName::as_str)
         );
     }
     let expected = expected_quantity(&trades, &last);
@@ -260,8 +267,10 @@ fn accepts_interrupted_by_kill_9_neither_oversell_nor_diverge() {
         }
         // An accept the node acknowledged must survive the crash.
         if t.accept_exit == Some(0)
-            && t.accept_stdout.contains("\"accepted\"")
-            && s.as_deref() != Some("accepted")
+            && t.accept_answer
+                .as_ref()
+                .is_some_and(|a| a.state == TradeStateName::Accepted)
+            && *s != Some(TradeStateName::Accepted)
         {
             problems.push(format!(
                 "trade {}: `jangteo accept` answered {} but after the restart the seller says {s:?}",

@@ -11,7 +11,21 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{json_ok, json_try, start_node, tcp_addr, wait_for};
+use common::{json_as, json_try_as, start_node, tcp_addr, wait_for};
+use jangteo_node::api::types::{
+    ExportReport, ListingRef, ListingView, OfferMade, RatingView, TradeRef, TradeStateName,
+};
+use serde::Deserialize;
+
+/// One line of the independent checker's output (`{"index", "id", "kind", "valid", "error",
+/// "reason"}`, see its docstring): the checker's own format, not the node's API.
+#[derive(Debug, Deserialize)]
+struct Verdict {
+    /// The object's kind, when it could be read.
+    kind: Option<String>,
+    /// Whether the object is valid.
+    valid: bool,
+}
 
 fn python() -> PathBuf {
     let venv = std::env::var_os("JANGTEO_VENV")
@@ -36,7 +50,7 @@ fn a_nodes_export_passes_the_independent_checker() {
     let (seller, s_id) = start_node(&s_dir, None);
     let (buyer, _) = start_node(&b_dir, Some(&tcp_addr(&s_id)));
 
-    let listing = json_ok(
+    let listing: ListingRef = json_as(
         &seller.dir,
         &[
             "post",
@@ -54,8 +68,8 @@ fn a_nodes_export_passes_the_independent_checker() {
             "37.5563,126.9220",
         ],
     );
-    let listing = listing["id"].as_str().expect("listing id").to_owned();
-    json_ok(
+    let listing = listing.id;
+    json_as::<ListingRef>(
         &seller.dir,
         &[
             "post",
@@ -68,9 +82,9 @@ fn a_nodes_export_passes_the_independent_checker() {
         ],
     );
     wait_for("the listing at the buyer", || {
-        json_try(&buyer.dir, &["show", &listing]).map(|_| ())
+        json_try_as::<ListingView>(&buyer.dir, &["show", &listing]).map(|_| ())
     });
-    let offer = json_ok(
+    let offer: OfferMade = json_as(
         &buyer.dir,
         &[
             "offer",
@@ -81,26 +95,26 @@ fn a_nodes_export_passes_the_independent_checker() {
             "토요일에 가능할까요?",
         ],
     );
-    let trade = offer["id"].as_str().expect("trade id").to_owned();
-    let state_is = |dir: &std::path::Path, state: &str| {
+    let trade = offer.id;
+    let state_is = |dir: &std::path::Path, state: TradeStateName| {
         common::trade_state_is(dir, &trade, state);
     };
-    state_is(&seller.dir, "offered");
-    json_ok(&seller.dir, &["accept", &trade]);
-    state_is(&buyer.dir, "accepted");
-    json_ok(
+    state_is(&seller.dir, TradeStateName::Offered);
+    json_as::<TradeRef>(&seller.dir, &["accept", &trade]);
+    state_is(&buyer.dir, TradeStateName::Accepted);
+    json_as::<TradeRef>(
         &buyer.dir,
         &["paid", &trade, "--reference", "국민은행 이체"],
     );
-    json_ok(&buyer.dir, &["received", &trade]);
-    state_is(&buyer.dir, "completed");
-    json_ok(
+    json_as::<TradeRef>(&buyer.dir, &["received", &trade]);
+    state_is(&buyer.dir, TradeStateName::Completed);
+    json_as::<RatingView>(
         &buyer.dir,
         &["rate", &trade, "--score", "5", "--comment", "친절해요"],
     );
 
     let file = tmp.path().join("export.cborseq");
-    let report = json_ok(
+    let report: ExportReport = json_as(
         &buyer.dir,
         &["export", "--out", file.to_str().expect("utf-8 path")],
     );
@@ -118,17 +132,17 @@ fn a_nodes_export_passes_the_independent_checker() {
         "the independent checker refused the export:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let verdicts: Vec<serde_json::Value> = stdout
+    let verdicts: Vec<Verdict> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
         .collect();
     assert_eq!(
-        Some(verdicts.len() as u64),
-        report["objects"].as_u64(),
+        verdicts.len() as u64,
+        report.objects,
         "one verdict per exported object"
     );
-    let kinds: Vec<&str> = verdicts.iter().filter_map(|v| v["kind"].as_str()).collect();
-    assert!(verdicts.iter().all(|v| v["valid"] == true), "{stdout}");
+    let kinds: Vec<&str> = verdicts.iter().filter_map(|v| v.kind.as_deref()).collect();
+    assert!(verdicts.iter().all(|v| v.valid), "{stdout}");
     assert!(
         kinds.iter().filter(|k| **k == "listing").count() >= 2,
         "both listings exported: {kinds:?}"

@@ -6,11 +6,13 @@
 
 mod common;
 
-use common::{jangteo, json_ok, json_try, start_node, wait_for};
-use jangteo_node::api::types::{ApiAddrFile, ExportReport, ImportReport, ListingRef, ListingView};
+use common::{jangteo, json_as, json_try_as, start_node, wait_for};
+use jangteo_node::api::types::{
+    ApiAddrFile, ExportReport, ImportReport, ListingRef, ListingView, StatusView,
+};
 
 fn post(dir: &std::path::Path, title: &str, price: &str) -> ListingRef {
-    let v = json_ok(
+    json_as(
         dir,
         &[
             "post",
@@ -23,12 +25,11 @@ fn post(dir: &std::path::Path, title: &str, price: &str) -> ListingRef {
             "--category",
             "books",
         ],
-    );
-    serde_json::from_value(v).expect("post prints {id, seq}")
+    )
 }
 
 fn search(dir: &std::path::Path, q: &str) -> Vec<ListingView> {
-    serde_json::from_value(json_ok(dir, &["search", q])).expect("search prints listings")
+    json_as(dir, &["search", q])
 }
 
 #[test]
@@ -41,11 +42,7 @@ fn exported_objects_import_into_a_fresh_node_and_a_corrupted_file_is_refused_in_
 
     let file = tmp.path().join("objects.cborseq");
     let out = file.to_str().expect("utf-8 path");
-    let report: ExportReport = serde_json::from_value(json_ok(
-        &a_dir,
-        &["export", "--kind", "listing", "--out", out],
-    ))
-    .expect("export prints {objects, bytes}");
+    let report: ExportReport = json_as(&a_dir, &["export", "--kind", "listing", "--out", out]);
     let bytes = std::fs::read(&file).expect("export file");
     assert_eq!(report.objects, 2, "two listings exported");
     assert_eq!(report.bytes, bytes.len() as u64);
@@ -97,8 +94,7 @@ fn exported_objects_import_into_a_fresh_node_and_a_corrupted_file_is_refused_in_
     // A fresh node, no peers: import brings the listings, search finds them.
     let (_b, _) = start_node(&b_dir, None);
     assert!(search(&b_dir, "Genji").is_empty());
-    let imported: ImportReport =
-        serde_json::from_value(json_ok(&b_dir, &["import", out])).expect("import report");
+    let imported: ImportReport = json_as(&b_dir, &["import", out]);
     assert_eq!(
         (imported.stored, imported.duplicate, imported.refused),
         (2, 0, 0)
@@ -110,8 +106,7 @@ fn exported_objects_import_into_a_fresh_node_and_a_corrupted_file_is_refused_in_
     });
     assert_eq!(found.price, 30_000);
     // Importing again stores nothing new.
-    let again: ImportReport =
-        serde_json::from_value(json_ok(&b_dir, &["import", out])).expect("import report");
+    let again: ImportReport = json_as(&b_dir, &["import", out]);
     assert_eq!((again.stored, again.duplicate, again.refused), (0, 2, 0));
 
     // Corrupted: a signature byte flipped in the first object, garbage at the end. The
@@ -143,11 +138,11 @@ fn exported_objects_import_into_a_fresh_node_and_a_corrupted_file_is_refused_in_
     // The node goes on, with the valid object (the second in id order).
     let kept_object = jangteo_protocol::ObjectId::of(items[1].1).to_hex();
     let kept = wait_for("the valid object of the corrupted file", || {
-        let all: Vec<ListingView> = serde_json::from_value(json_try(&c_dir, &["search"])?).ok()?;
+        let all: Vec<ListingView> = json_try_as(&c_dir, &["search"])?;
         all.into_iter().find(|l| l.object == kept_object)
     });
     assert!(kept.id == first.id || kept.id == second.id, "{kept:?}");
-    json_ok(&c_dir, &["status"]);
+    json_as::<StatusView>(&c_dir, &["status"]);
 
     // Not a file of objects at all.
     std::fs::write(&bad_file, b"hello, not cbor").expect("write");

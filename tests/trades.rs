@@ -6,12 +6,14 @@ mod common;
 use std::time::Instant;
 
 use common::{
-    NodeProc, jangteo, json_ok, json_try, start_node, start_node_with, tcp_addr, wait_for,
+    NodeProc, jangteo, json_as, json_try_as, start_node, start_node_with, tcp_addr, wait_for,
 };
-use jangteo_node::api::types::TradeView;
-use serde_json::Value;
+use jangteo_node::api::types::{
+    DeliveryStatus, ListingRef, ListingView, OfferMade, RatingView, ReputationView, TradeRef,
+    TradeRole, TradeStateName, TradeSummary, TradeView, TrustChange,
+};
 
-fn state_is(node: &NodeProc, trade: &str, state: &str) -> TradeView {
+fn state_is(node: &NodeProc, trade: &str, state: TradeStateName) -> TradeView {
     common::trade_state_is(&node.dir, trade, state)
 }
 
@@ -28,7 +30,7 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
     let (seller, s_id) = start_node(&s_dir, Some(&relay_addr));
     let (buyer, b_id) = start_node(&b_dir, Some(&relay_addr));
 
-    let listing = json_ok(
+    let listing: ListingRef = json_as(
         &seller.dir,
         &[
             "post",
@@ -42,14 +44,14 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
             "2",
         ],
     );
-    let listing = listing["id"].as_str().expect("id").to_owned();
+    let listing = listing.id;
     wait_for("the listing at the buyer", || {
-        let hits = json_try(&buyer.dir, &["search", "brompton"])?;
-        (hits.as_array()?.len() == 1).then_some(())
+        let hits: Vec<ListingView> = json_try_as(&buyer.dir, &["search", "brompton"])?;
+        (hits.len() == 1).then_some(())
     });
 
     let started = Instant::now();
-    let offer = json_ok(
+    let offer: OfferMade = json_as(
         &buyer.dir,
         &[
             "offer",
@@ -60,31 +62,31 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
             "Saturday at Mangwon station?",
         ],
     );
-    assert_eq!(offer["state"], "offered");
-    let trade = offer["id"].as_str().expect("trade id").to_owned();
-    let at_seller = state_is(&seller, &trade, "offered");
-    assert_eq!(at_seller.role.as_str(), "seller");
+    assert_eq!(offer.state, TradeStateName::Offered);
+    let trade = offer.id;
+    let at_seller = state_is(&seller, &trade, TradeStateName::Offered);
+    assert_eq!(at_seller.role, TradeRole::Seller);
     assert_eq!(at_seller.price, 1_400_000);
     assert_eq!(
-        json_ok(&seller.dir, &["accept", &trade])["state"],
-        "accepted"
+        json_as::<TradeRef>(&seller.dir, &["accept", &trade]).state,
+        TradeStateName::Accepted
     );
-    state_is(&buyer, &trade, "accepted");
+    state_is(&buyer, &trade, TradeStateName::Accepted);
     assert_eq!(
-        json_ok(&buyer.dir, &["paid", &trade, "--reference", "KB 1234-56"])["state"],
-        "paid"
+        json_as::<TradeRef>(&buyer.dir, &["paid", &trade, "--reference", "KB 1234-56"]).state,
+        TradeStateName::Paid
     );
-    state_is(&seller, &trade, "paid");
+    state_is(&seller, &trade, TradeStateName::Paid);
     assert_eq!(
-        json_ok(&seller.dir, &["shipped", &trade])["state"],
-        "shipped"
+        json_as::<TradeRef>(&seller.dir, &["shipped", &trade]).state,
+        TradeStateName::Shipped
     );
-    state_is(&buyer, &trade, "shipped");
+    state_is(&buyer, &trade, TradeStateName::Shipped);
     assert_eq!(
-        json_ok(&buyer.dir, &["received", &trade])["state"],
-        "completed"
+        json_as::<TradeRef>(&buyer.dir, &["received", &trade]).state,
+        TradeStateName::Completed
     );
-    let done = state_is(&seller, &trade, "completed");
+    let done = state_is(&seller, &trade, TradeStateName::Completed);
     eprintln!(
         "a whole trade took {} ms across processes (CLI round trips and polling included)",
         started.elapsed().as_millis()
@@ -94,17 +96,23 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
     // Every message the buyer sent shows as delivered (the buyer records it when the
     // seller's answer arrives, which may be just after the seller shows the new state).
     wait_for("every message the buyer sent to show as delivered", || {
-        let at_buyer = json_try(&buyer.dir, &["trade", &trade])?;
-        let mine: Vec<&Value> = at_buyer["history"]
-            .as_array()?
+        let at_buyer: TradeView = json_try_as(&buyer.dir, &["trade", &trade])?;
+        let mine: Vec<_> = at_buyer
+            .history
             .iter()
-            .filter(|h| h["role"] == "buyer")
+            .filter(|h| h.role == TradeRole::Buyer)
             .collect();
-        (!mine.is_empty() && mine.iter().all(|h| h["delivery"]["status"] == "delivered"))
-            .then_some(())
+        (!mine.is_empty()
+            && mine
+                .iter()
+                .all(|h| h.delivery.status == DeliveryStatus::Delivered))
+        .then_some(())
     });
     // The accept reserved one of two units.
-    assert_eq!(json_ok(&seller.dir, &["show", &listing])["quantity"], 1);
+    assert_eq!(
+        json_as::<ListingView>(&seller.dir, &["show", &listing]).quantity,
+        1
+    );
     // Invalid transitions: exit 1, saying what is allowed.
     let out = jangteo(&buyer.dir, &["cancel", &trade]);
     assert_eq!(out.status.code(), Some(1));
@@ -119,18 +127,19 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
             .code(),
         Some(1)
     );
-    let trades = json_ok(&seller.dir, &["trades"]);
-    assert_eq!(trades[0]["id"], trade.as_str());
-    assert_eq!(trades[0]["role"], "seller");
+    let trades: Vec<TradeSummary> = json_as(&seller.dir, &["trades"]);
+    let newest = trades.first().expect("a trade");
+    assert_eq!(newest.id, trade);
+    assert_eq!(newest.role, TradeRole::Seller);
 
     // The buyer rates the seller. The relay, a third node whose user knows the buyer, sees
     // the seller's reputation grow.
     let (seller_peer, buyer_peer) = (s_id.peer_id.clone(), b_id.peer_id.clone());
-    let before = json_ok(&r_dir, &["reputation", &seller_peer]);
-    assert_eq!(before["attestations"], 0);
-    assert_eq!(before["score"], 0.0);
-    json_ok(&r_dir, &["trust", &buyer_peer]);
-    let rated = json_ok(
+    let before: ReputationView = json_as(&r_dir, &["reputation", &seller_peer]);
+    assert_eq!(before.attestations, 0);
+    assert_eq!(before.score, 0.0);
+    json_as::<TrustChange>(&r_dir, &["trust", &buyer_peer]);
+    let rated: RatingView = json_as(
         &buyer.dir,
         &[
             "rate",
@@ -141,24 +150,25 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
             "빠르고 친절해요",
         ],
     );
-    assert_eq!(rated["about"], seller_peer.as_str());
-    assert_eq!(rated["id"].as_str().map(str::len), Some(64));
+    assert_eq!(rated.about, seller_peer);
+    assert_eq!(rated.id.len(), 64);
     let rep = wait_for("the rating at the relay", || {
-        let v = json_try(&r_dir, &["reputation", &seller_peer])?;
-        (v["attestations"] == 1).then_some(v)
+        let v: ReputationView = json_try_as(&r_dir, &["reputation", &seller_peer])?;
+        (v.attestations == 1).then_some(v)
     });
-    assert_eq!(rep["peer_id"], seller_peer.as_str());
-    assert_eq!(rep["completed_trades"], 1);
-    assert!(rep["score"].as_f64() > Some(0.0), "{rep}");
-    assert!(rep["confidence"].as_f64() > Some(0.0), "{rep}");
+    assert_eq!(rep.peer_id, seller_peer);
+    assert_eq!(rep.completed_trades, 1);
+    assert!(rep.score > 0.0, "{rep:?}");
+    assert!(rep.confidence > 0.0, "{rep:?}");
     // The relay's search shows the seller's trust, and sorts by it.
-    let hits = json_ok(&r_dir, &["search", "brompton", "--sort", "trust"]);
-    assert_eq!(hits[0]["seller"], seller_peer.as_str(), "{hits}");
-    assert!(hits[0]["seller_score"].as_f64() > Some(0.0), "{hits}");
-    assert!(hits[0]["seller_confidence"].as_f64() > Some(0.0), "{hits}");
+    let hits: Vec<ListingView> = json_as(&r_dir, &["search", "brompton", "--sort", "trust"]);
+    let top = hits.first().expect("a hit");
+    assert_eq!(top.seller, seller_peer, "{hits:?}");
+    assert!(top.seller_score > Some(0.0), "{hits:?}");
+    assert!(top.seller_confidence > Some(0.0), "{hits:?}");
     // The buyer's own view of the seller (its completed trade seeds it) shows next to the listing.
-    let shown = json_ok(&buyer.dir, &["show", &listing]);
-    assert!(shown["seller_score"].as_f64() > Some(0.0), "{shown}");
+    let shown: ListingView = json_as(&buyer.dir, &["show", &listing]);
+    assert!(shown.seller_score > Some(0.0), "{shown:?}");
     // A score out of range: exit 1 with the reason.
     let out = jangteo(&buyer.dir, &["rate", &trade, "--score", "9"]);
     assert_eq!(out.status.code(), Some(1));
@@ -169,11 +179,14 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
 
     // The seller goes offline. An offer now is sealed into the relay's mailbox...
     drop(seller);
-    let second = json_ok(&buyer.dir, &["offer", &listing]);
-    let second = second["id"].as_str().expect("id").to_owned();
-    let v = json_ok(&buyer.dir, &["trade", &second]);
-    let d = &v["history"][0]["delivery"];
-    assert_eq!(d["status"], "queued", "{v}");
+    let second = json_as::<OfferMade>(&buyer.dir, &["offer", &listing]).id;
+    let v: TradeView = json_as(&buyer.dir, &["trade", &second]);
+    let d = &v
+        .history
+        .first()
+        .expect("the offer in the history")
+        .delivery;
+    assert_eq!(d.status, DeliveryStatus::Queued, "{v:?}");
     // An offer is not a completed trade: rating it is refused with the reason.
     let out = jangteo(&buyer.dir, &["rate", &second, "--score", "1"]);
     assert_eq!(out.status.code(), Some(1));
@@ -183,16 +196,15 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        d["reason"].as_str().expect("reason").contains("mailbox"),
-        "{v}"
+        d.reason.as_deref().expect("reason").contains("mailbox"),
+        "{v:?}"
     );
     // ...and reaches the seller when it comes back.
     let (seller, again) = start_node(&s_dir, Some(&relay_addr));
     assert_eq!(again.peer_id, s_id.peer_id);
-    state_is(&seller, &second, "offered");
+    state_is(&seller, &second, TradeStateName::Offered);
     wait_for("the buyer to see the offer delivered", || {
-        (json_try(&buyer.dir, &["trade", &second])?["history"][0]["delivery"]["status"]
-            == "delivered")
-            .then_some(())
+        let v: TradeView = json_try_as(&buyer.dir, &["trade", &second])?;
+        (v.history.first()?.delivery.status == DeliveryStatus::Delivered).then_some(())
     });
 }

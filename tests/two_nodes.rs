@@ -8,8 +8,11 @@ mod common;
 
 use std::time::Instant;
 
-use common::{jangteo, json_ok, json_try, start_node, tcp_addr, wait_for};
-use serde_json::Value;
+use common::{cli_error, jangteo, json_as, json_try_as, start_node, tcp_addr, wait_for};
+use jangteo_node::api::types::{
+    ApiAddrFile, BlobView, ErrorBody, ErrorCode, InitView, ListingRef, ListingState, ListingView,
+    NewListing, PeerView, StatusView,
+};
 
 #[test]
 fn a_listing_posted_on_one_node_is_found_on_another() {
@@ -20,20 +23,15 @@ fn a_listing_posted_on_one_node_is_found_on_another() {
     assert_ne!(a_id.peer_id, b_id.peer_id);
     for n in [&a, &b] {
         wait_for("a gossip peer", || {
-            (json_try(&n.dir, &["status"])?["gossip_peers"].as_u64()? > 0).then_some(())
+            let s: StatusView = json_try_as(&n.dir, &["status"])?;
+            (s.gossip_peers > 0).then_some(())
         });
     }
-    let peers = json_ok(&b.dir, &["peers"]);
-    assert!(
-        peers
-            .as_array()
-            .expect("array")
-            .iter()
-            .any(|p| p["peer_id"] == a_id.peer_id)
-    );
+    let peers: Vec<PeerView> = json_as(&b.dir, &["peers"]);
+    assert!(peers.iter().any(|p| p.peer_id == a_id.peer_id));
 
     let start = Instant::now();
-    let posted = json_ok(
+    let posted: ListingRef = json_as(
         &a.dir,
         &[
             "post",
@@ -53,30 +51,27 @@ fn a_listing_posted_on_one_node_is_found_on_another() {
             "37.5563,126.9220",
         ],
     );
-    let id = posted["id"].as_str().expect("id").to_owned();
+    let id = posted.id;
     let found = wait_for("the listing on node b", || {
-        let hits = json_try(&b.dir, &["search", "brompton"])?;
-        hits.as_array()?
-            .iter()
-            .find(|h| h["id"] == id.as_str())
-            .cloned()
+        let hits: Vec<ListingView> = json_try_as(&b.dir, &["search", "brompton"])?;
+        hits.into_iter().find(|h| h.id == id)
     });
     eprintln!(
         "listing crossed from a to b in {} ms (CLI round trips included)",
         start.elapsed().as_millis()
     );
-    assert_eq!(found["seller"], a_id.peer_id, "b sees who sells it");
-    assert_eq!(found["price"], 1_500_000);
+    assert_eq!(found.seller, a_id.peer_id, "b sees who sells it");
+    assert_eq!(found.price, 1_500_000);
 
-    let shown = json_ok(&b.dir, &["show", &id]);
-    assert_eq!(shown["title"], "Brompton folding bike");
-    assert_eq!(shown["currency"], "KRW");
-    assert_eq!(shown["category"], "bikes");
-    assert_eq!(shown["seller"], a_id.peer_id);
-    assert_eq!(shown["seq"], 1);
+    let shown: ListingView = json_as(&b.dir, &["show", &id]);
+    assert_eq!(shown.title, "Brompton folding bike");
+    assert_eq!(shown.currency, "KRW");
+    assert_eq!(shown.category, "bikes");
+    assert_eq!(shown.seller, a_id.peer_id);
+    assert_eq!(shown.seq, 1);
 
     // Korean and Japanese words inside unspaced text, found on the other node.
-    let ko = json_ok(
+    let ko: ListingRef = json_as(
         &a.dir,
         &[
             "post",
@@ -88,7 +83,7 @@ fn a_listing_posted_on_one_node_is_found_on_another() {
             "KRW",
         ],
     );
-    let ja = json_ok(
+    let ja: ListingRef = json_as(
         &a.dir,
         &[
             "post",
@@ -103,23 +98,22 @@ fn a_listing_posted_on_one_node_is_found_on_another() {
     let ko_hit = wait_for(
         "the Korean listing by a word with its particle stripped",
         || {
-            let hits = json_try(&b.dir, &["search", "자전거"])?;
-            let hits = hits.as_array()?;
-            (hits.len() == 1).then(|| hits[0]["id"].clone())
+            let hits: Vec<ListingView> = json_try_as(&b.dir, &["search", "자전거"])?;
+            (hits.len() == 1).then(|| hits[0].id.clone())
         },
     );
-    assert_eq!(ko_hit, ko["id"]);
+    assert_eq!(ko_hit, ko.id);
     let ja_hits = wait_for("the Japanese listing", || {
-        let hits = json_try(&b.dir, &["search", "自転車"])?;
-        (hits.as_array()?.len() == 1).then_some(hits)
+        let hits: Vec<ListingView> = json_try_as(&b.dir, &["search", "自転車"])?;
+        (hits.len() == 1).then_some(hits)
     });
-    assert_eq!(ja_hits[0]["id"], ja["id"]);
-    assert_eq!(ja_hits[0]["seller"], a_id.peer_id);
+    assert_eq!(ja_hits[0].id, ja.id);
+    assert_eq!(ja_hits[0].seller, a_id.peer_id);
     let out = jangteo(&b.dir, &["search", "\"unbalanced"]);
     assert_eq!(out.status.code(), Some(1), "a malformed query is refused");
 
     // Filters over the other node's store.
-    let near = json_ok(
+    let near: Vec<ListingView> = json_as(
         &b.dir,
         &[
             "search",
@@ -131,34 +125,36 @@ fn a_listing_posted_on_one_node_is_found_on_another() {
             "2000000",
         ],
     );
-    assert_eq!(near.as_array().expect("array").len(), 1);
-    assert!(near[0]["distance_km"].as_f64().expect("distance") < 10.0);
-    let too_cheap = json_ok(
+    assert_eq!(near.len(), 1);
+    assert!(near[0].distance_km.expect("distance") < 10.0);
+    let too_cheap: Vec<ListingView> = json_as(
         &b.dir,
         &["search", "--max-price", "1000", "--currency", "KRW"],
     );
-    assert_eq!(too_cheap.as_array().expect("array").len(), 0);
+    assert_eq!(too_cheap.len(), 0);
 
     // Update and retract travel too.
-    let upd = json_ok(&a.dir, &["update", &id, "--price", "1200000"]);
-    assert_eq!(upd["seq"], 2);
+    let upd: ListingRef = json_as(&a.dir, &["update", &id, "--price", "1200000"]);
+    assert_eq!(upd.seq, 2);
     wait_for("version 2 on b", || {
-        (json_try(&b.dir, &["show", &id])?["seq"] == 2).then_some(())
+        let v: ListingView = json_try_as(&b.dir, &["show", &id])?;
+        (v.seq == 2).then_some(())
     });
-    assert_eq!(json_ok(&b.dir, &["show", &id])["price"], 1_200_000);
+    assert_eq!(
+        json_as::<ListingView>(&b.dir, &["show", &id]).price,
+        1_200_000
+    );
     // Only the seller can change it.
     let out = jangteo(&b.dir, &["update", &id, "--price", "1"]);
     assert_eq!(out.status.code(), Some(1));
-    let retracted = json_ok(&a.dir, &["retract", &id]);
-    assert_eq!(retracted["seq"], 3);
+    let retracted: ListingRef = json_as(&a.dir, &["retract", &id]);
+    assert_eq!(retracted.seq, 3);
     wait_for("the retraction on b", || {
-        (json_try(&b.dir, &["show", &id])?["status"] == "retracted").then_some(())
+        let v: ListingView = json_try_as(&b.dir, &["show", &id])?;
+        (v.status == ListingState::Retracted).then_some(())
     });
     assert_eq!(
-        json_ok(&b.dir, &["search", "brompton"])
-            .as_array()
-            .expect("array")
-            .len(),
+        json_as::<Vec<ListingView>>(&b.dir, &["search", "brompton"]).len(),
         0
     );
 }
@@ -238,13 +234,8 @@ fn bad_input_is_refused_with_the_field_named() {
             stderr.contains(field),
             "{args:?}: stderr {stderr:?} does not name {field}"
         );
-        let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON error on stdout");
-        assert!(
-            v["error"]["message"]
-                .as_str()
-                .expect("message")
-                .contains(field)
-        );
+        let v = cli_error(&out);
+        assert!(v.error.message.contains(field), "{v:?}");
     }
     let long_title = "가".repeat(121);
     let out = jangteo(
@@ -263,10 +254,7 @@ fn bad_input_is_refused_with_the_field_named() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("title"));
     // Nothing was stored by the refused posts.
     assert_eq!(
-        json_ok(&node.dir, &["search", "--all"])
-            .as_array()
-            .expect("array")
-            .len(),
+        json_as::<Vec<ListingView>>(&node.dir, &["search", "--all"]).len(),
         0
     );
     // Unknown id, malformed id, bad search.
@@ -311,24 +299,24 @@ fn no_node_running_is_exit_2_saying_how_to_start_one() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("node"), "{stderr}");
     assert!(stderr.contains("jangteo --data-dir"), "{stderr}");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON error");
-    assert_eq!(v["error"]["code"], "node_unreachable");
+    let v = cli_error(&out);
+    assert_eq!(v.error.code, "node_unreachable", "{v:?}");
 }
 
 #[test]
 fn init_creates_a_private_key_once() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().expect("tempdir");
-    let first = json_ok(tmp.path(), &["init"]);
-    assert_eq!(first["created"], true);
+    let first: InitView = json_as(tmp.path(), &["init"]);
+    assert!(first.created);
     let mode = std::fs::metadata(tmp.path().join("identity.key"))
         .expect("key")
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-    let again = json_ok(tmp.path(), &["init"]);
-    assert_eq!(again["created"], false);
-    assert_eq!(first["peer_id"], again["peer_id"]);
+    let again: InitView = json_as(tmp.path(), &["init"]);
+    assert!(!again.created);
+    assert_eq!(first.peer_id, again.peer_id);
 }
 
 #[test]
@@ -338,7 +326,7 @@ fn an_acknowledged_post_survives_kill_9() {
     let (mut node, _) = start_node(&dir, None);
     let mut ids = Vec::new();
     for i in 0..5 {
-        let v = json_ok(
+        let v: ListingRef = json_as(
             &dir,
             &[
                 "post",
@@ -350,7 +338,7 @@ fn an_acknowledged_post_survives_kill_9() {
                 "USD",
             ],
         );
-        ids.push(v["id"].as_str().expect("id").to_owned());
+        ids.push(v.id);
     }
     // SIGKILL: no clean shutdown, no flush.
     node.child.kill().expect("kill -9");
@@ -361,18 +349,18 @@ fn an_acknowledged_post_survives_kill_9() {
     let (_node, _) = start_node(&dir, None);
     let log = std::fs::read_to_string(dir.with_extension("log")).expect("node log");
     assert!(log.contains("search index ready: 5 listings"), "{log}");
-    let found = json_ok(&dir, &["search", "crash test item", "--limit", "10"]);
-    assert_eq!(found.as_array().expect("array").len(), 5);
+    let found: Vec<ListingView> = json_as(&dir, &["search", "crash test item", "--limit", "10"]);
+    assert_eq!(found.len(), 5);
     for id in &ids {
-        let v = json_ok(&dir, &["show", id]);
-        assert_eq!(v["currency"], "USD");
+        let v: ListingView = json_as(&dir, &["show", id]);
+        assert_eq!(v.currency, "USD");
     }
     assert_eq!(
         std::fs::read_to_string(dir.join("api.token")).expect("token"),
         token_before
     );
-    let status = json_ok(&dir, &["status"]);
-    assert_eq!(status["listings"], 5);
+    let status: StatusView = json_as(&dir, &["status"]);
+    assert_eq!(status.listings, 5);
 }
 
 #[test]
@@ -380,10 +368,10 @@ fn the_api_is_local_token_guarded_and_answers_errors_in_json() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("n");
     let (_node, _) = start_node(&dir, None);
-    let api: Value =
+    let api: ApiAddrFile =
         serde_json::from_str(&std::fs::read_to_string(dir.join("api.json")).expect("api.json"))
-            .expect("json");
-    let addr = api["addr"].as_str().expect("addr").to_owned();
+            .expect("api.json");
+    let addr = api.addr;
     assert!(
         addr.starts_with("127.0.0.1:"),
         "API must listen on loopback by default, got {addr}"
@@ -400,39 +388,121 @@ fn the_api_is_local_token_guarded_and_answers_errors_in_json() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let http = reqwest::Client::builder().no_proxy().build().expect("client");
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
         let url = |p: &str| format!("http://{addr}{p}");
-        let check = |resp: reqwest::Response, status: u16, code: &'static str| async move {
+        let check = |resp: reqwest::Response, status: u16, code: ErrorCode| async move {
             assert_eq!(resp.status().as_u16(), status);
-            let v: Value = resp.json().await.expect("JSON error body");
-            assert_eq!(v["error"]["code"], code, "{v}");
-            assert!(!v["error"]["message"].as_str().expect("message").is_empty());
+            let v: ErrorBody = resp.json().await.expect("JSON error body");
+            assert_eq!(v.error.code, code, "{v:?}");
+            assert!(!v.error.message.is_empty());
         };
-        check(http.get(url("/v1/status")).send().await.expect("send"), 401, "unauthorized").await;
-        check(http.get(url("/v1/status")).bearer_auth("wrong").send().await.expect("send"), 401, "unauthorized").await;
+        check(
+            http.get(url("/v1/status")).send().await.expect("send"),
+            401,
+            ErrorCode::Unauthorized,
+        )
+        .await;
+        check(
+            http.get(url("/v1/status"))
+                .bearer_auth("wrong")
+                .send()
+                .await
+                .expect("send"),
+            401,
+            ErrorCode::Unauthorized,
+        )
+        .await;
         let authed = |r: reqwest::RequestBuilder| r.bearer_auth(token.trim());
-        let huge = serde_json::json!({"title": "x", "price": 1, "currency": "KRW", "description": "x".repeat(100_000)});
-        check(authed(http.post(url("/v1/listings"))).json(&huge).send().await.expect("send"), 413, "too_large").await;
+        let kettle = |title: &str, price: u64| NewListing {
+            title: title.into(),
+            price,
+            currency: "KRW".into(),
+            ..NewListing::default()
+        };
+        let huge = NewListing {
+            description: Some("x".repeat(100_000)),
+            ..kettle("x", 1)
+        };
+        check(
+            authed(http.post(url("/v1/listings")))
+                .json(&huge)
+                .send()
+                .await
+                .expect("send"),
+            413,
+            ErrorCode::TooLarge,
+        )
+        .await;
         let malformed = authed(http.post(url("/v1/listings")))
             .header("content-type", "application/json")
             .body("{\"title\": ")
             .send()
             .await
             .expect("send");
-        check(malformed, 400, "bad_request").await;
-        let unknown = serde_json::json!({"title": "x", "price": 1, "currency": "KRW", "colour": "red"});
-        check(authed(http.post(url("/v1/listings"))).json(&unknown).send().await.expect("send"), 400, "bad_request").await;
-        check(authed(http.get(url("/v1/nowhere"))).send().await.expect("send"), 404, "no_route").await;
-        check(authed(http.delete(url("/v1/listings"))).send().await.expect("send"), 405, "method_not_allowed").await;
-        let untyped = authed(http.post(url("/v1/listings"))).body("{}").send().await.expect("send");
-        check(untyped, 415, "unsupported_media_type").await;
-        check(authed(http.get(url("/v1/listings?limit=-1"))).send().await.expect("send"), 400, "bad_query").await;
+        check(malformed, 400, ErrorCode::BadRequest).await;
+        // Raw JSON on purpose: a field the contract does not have cannot be written with
+        // `NewListing`, and refusing it is what is tested.
+        let unknown =
+            serde_json::json!({"title": "x", "price": 1, "currency": "KRW", "colour": "red"});
+        check(
+            authed(http.post(url("/v1/listings")))
+                .json(&unknown)
+                .send()
+                .await
+                .expect("send"),
+            400,
+            ErrorCode::BadRequest,
+        )
+        .await;
+        check(
+            authed(http.get(url("/v1/nowhere")))
+                .send()
+                .await
+                .expect("send"),
+            404,
+            ErrorCode::NoRoute,
+        )
+        .await;
+        check(
+            authed(http.delete(url("/v1/listings")))
+                .send()
+                .await
+                .expect("send"),
+            405,
+            ErrorCode::MethodNotAllowed,
+        )
+        .await;
+        let untyped = authed(http.post(url("/v1/listings")))
+            .body("{}")
+            .send()
+            .await
+            .expect("send");
+        check(untyped, 415, ErrorCode::UnsupportedMediaType).await;
+        check(
+            authed(http.get(url("/v1/listings?limit=-1")))
+                .send()
+                .await
+                .expect("send"),
+            400,
+            ErrorCode::BadQuery,
+        )
+        .await;
         // The API's document needs no token, and is the one kept in docs/.
-        let doc = http.get(url("/v1/openapi.json")).send().await.expect("send");
+        let doc = http
+            .get(url("/v1/openapi.json"))
+            .send()
+            .await
+            .expect("send");
         assert_eq!(doc.status().as_u16(), 200);
-        assert_eq!(doc.text().await.expect("text"), jangteo_node::api::openapi_json());
+        assert_eq!(
+            doc.text().await.expect("text"),
+            jangteo_node::api::openapi_json()
+        );
         let ok = authed(http.post(url("/v1/listings")))
-            .json(&serde_json::json!({"title": "kettle", "price": 15000, "currency": "KRW"}))
+            .json(&kettle("kettle", 15000))
             .send()
             .await
             .expect("send");
@@ -452,7 +522,7 @@ fn a_photo_posted_with_a_listing_is_fetched_and_verified_by_another_node() {
         .collect();
     let file = tmp.path().join("camera.jpg");
     std::fs::write(&file, &photo).expect("write photo");
-    let posted = json_ok(
+    let posted: ListingRef = json_as(
         &a.dir,
         &[
             "post",
@@ -466,11 +536,13 @@ fn a_photo_posted_with_a_listing_is_fetched_and_verified_by_another_node() {
             file.to_str().expect("path"),
         ],
     );
-    let listing = posted["id"].as_str().expect("id").to_owned();
-    let shown = wait_for("the listing at b", || json_try(&b.dir, &["show", &listing]));
-    let image = shown["images"][0].as_str().expect("image id").to_owned();
+    let listing = posted.id;
+    let shown = wait_for("the listing at b", || {
+        json_try_as::<ListingView>(&b.dir, &["show", &listing])
+    });
+    let image = shown.images.first().expect("image id").to_owned();
     let out_file = tmp.path().join("fetched.jpg");
-    let got = json_ok(
+    let got: BlobView = json_as(
         &b.dir,
         &[
             "blob",
@@ -480,8 +552,8 @@ fn a_photo_posted_with_a_listing_is_fetched_and_verified_by_another_node() {
             out_file.to_str().expect("path"),
         ],
     );
-    assert_eq!(got["id"], image.as_str());
-    assert_eq!(got["bytes"], photo.len());
+    assert_eq!(got.id, image);
+    assert_eq!(got.bytes, photo.len() as u64);
     assert_eq!(std::fs::read(&out_file).expect("read"), photo);
     // An unknown blob: exit 1 with the reason; a bad id: exit 1.
     let out = jangteo(

@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use jangteo_node::api::types::{IdView, TradeView};
+use jangteo_node::api::types::{CliErrorBody, IdView, TradeStateName, TradeView};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_jangteo");
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -36,7 +35,8 @@ pub fn jangteo(dir: &Path, args: &[&str]) -> Output {
         .expect("run jangteo")
 }
 
-pub fn json_ok(dir: &Path, args: &[&str]) -> Value {
+/// Stdout of `jangteo --json ARGS…`; fails the test unless the command succeeded.
+fn json_stdout(dir: &Path, args: &[&str]) -> Vec<u8> {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
     let out = jangteo(dir, &all);
@@ -46,14 +46,26 @@ pub fn json_ok(dir: &Path, args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&out.stdout)
     );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout of {args:?} is not one JSON value: {e}"))
+    out.stdout
 }
 
-/// `jangteo --json ARGS…` for use inside a wait: `None` when the command failed (the thing is
-/// not there yet, the node is not reachable yet) or its stdout is not one JSON value, so the
-/// caller polls again instead of failing before its deadline.
-pub fn json_try(dir: &Path, args: &[&str]) -> Option<Value> {
+/// `jangteo --json ARGS…` decoded as the contract's type `T` (`jangteo_node::api::types`);
+/// fails the test unless the command succeeded and printed exactly that shape.
+pub fn json_as<T: DeserializeOwned>(dir: &Path, args: &[&str]) -> T {
+    let stdout = json_stdout(dir, args);
+    serde_json::from_slice(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout of {args:?} is not the contract's shape: {e}\n{}",
+            String::from_utf8_lossy(&stdout)
+        )
+    })
+}
+
+/// `jangteo --json ARGS…` for use inside a wait, decoded as the contract's type `T`: `None`
+/// when the command failed (the thing is not there yet, the node is not reachable yet) or
+/// its stdout is not that shape, so the caller polls again instead of failing before its
+/// deadline.
+pub fn json_try_as<T: DeserializeOwned>(dir: &Path, args: &[&str]) -> Option<T> {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
     let out = jangteo(dir, &all);
@@ -63,16 +75,15 @@ pub fn json_try(dir: &Path, args: &[&str]) -> Option<Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
-/// `jangteo --json ARGS…` decoded as the contract's type `T`; `None` as [`json_try`].
-pub fn json_try_as<T: DeserializeOwned>(dir: &Path, args: &[&str]) -> Option<T> {
-    serde_json::from_value(json_try(dir, args)?).ok()
-}
-
-/// `jangteo --json ARGS…` decoded as the contract's type `T`; fails the test otherwise.
-pub fn json_as<T: DeserializeOwned>(dir: &Path, args: &[&str]) -> T {
-    let v = json_ok(dir, args);
-    serde_json::from_value(v.clone())
-        .unwrap_or_else(|e| panic!("stdout of {args:?} is not the contract's shape: {e}\n{v}"))
+/// The error a failed `jangteo --json …` printed on stdout; fails the test unless stdout is
+/// exactly one [`CliErrorBody`].
+pub fn cli_error(out: &Output) -> CliErrorBody {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON error {{\"error\": {{code, message}}}}: {e}\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 /// How long a wait sleeps between two checks.
@@ -171,12 +182,12 @@ pub fn tcp_addr(id: &IdView) -> String {
 /// Polls `jangteo trade ID` on the node in `dir` until the trade is in `state`. A trade the
 /// node does not hold yet (exit 1) is "not yet", like one in another state; at the deadline
 /// the failure names the last answer seen.
-pub fn trade_state_is(dir: &Path, trade: &str, state: &str) -> TradeView {
+pub fn trade_state_is(dir: &Path, trade: &str, state: TradeStateName) -> TradeView {
     let mut last = None;
     poll_until(WAIT, || {
         let v: TradeView = json_try_as(dir, &["trade", trade])?;
         last = Some(v.state);
-        (v.state.as_str() == state).then_some(v)
+        (v.state == state).then_some(v)
     })
     .unwrap_or_else(|| {
         panic!(
