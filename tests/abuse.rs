@@ -28,12 +28,13 @@ async fn strangers_cannot_make_a_node_store_or_retry_without_end() {
         ..abuse::Config::default()
     };
     let r = abuse::run(bin(), &cfg).await.expect("abuse scenario");
+    let json = serde_json::to_string(&r).expect("the report as JSON");
     println!("{}", abuse::human(&r));
-    println!("{r}");
-    assert_eq!(r["offers_sent"], 100, "every request was sent: {r}");
+    println!("{json}");
+    assert_eq!(r.offers_sent, 100, "every request was sent: {json}");
     // Every violation at once, so one run shows the whole picture.
     let mut failures = Vec::new();
-    if r["status_has_trades"] != true {
+    if !r.status_has_trades {
         failures.push(
             "GET /v1/status has no trades.{held,messages,queued_deliveries}: stored and \
              queued_deliveries could not be measured"
@@ -43,9 +44,10 @@ async fn strangers_cannot_make_a_node_store_or_retry_without_end() {
     let keys = 4;
     let cap = (keys * jangteo_node::services::trades::OPEN_OFFERS_PER_BUYER)
         .min(jangteo_node::services::trades::OPEN_OFFERS_PER_LISTING) as u64;
-    let taken = r["by_attack"]["real_listing"]["accepted"]
-        .as_u64()
-        .unwrap_or(u64::MAX);
+    let taken = r
+        .by_attack
+        .get("real_listing")
+        .map_or(u64::MAX, |t| t.accepted);
     if taken > cap {
         failures.push(format!(
             "the victim took {taken} offers on its listing, above its caps ({cap})"
@@ -57,42 +59,41 @@ async fn strangers_cannot_make_a_node_store_or_retry_without_end() {
         "moderator_chain",
         "not_named",
     ] {
-        if r["by_attack"][attack]["accepted"] != 0 {
+        let accepted = r.by_attack.get(attack).map(|t| t.accepted);
+        if accepted != Some(0) {
             failures.push(format!(
-                "the victim took {} deliveries of the {attack} attack",
-                r["by_attack"][attack]["accepted"]
+                "the victim took {accepted:?} deliveries of the {attack} attack"
             ));
         }
     }
-    if r["stored"].as_u64() != Some(taken) || r["listed"]["messages_stored"].as_u64() != Some(taken)
-    {
+    if r.stored != taken || r.listed.messages_stored != taken {
         failures.push(format!(
             "the victim stored {} trade messages ({} listed) for {taken} offers within its caps",
-            r["stored"], r["listed"]["messages_stored"]
+            r.stored, r.listed.messages_stored
         ));
     }
-    if r["queued_deliveries"] != 0 {
+    if r.queued_deliveries != 0 {
         failures.push(format!(
             "{} deliveries are still queued {} s after the strangers left",
-            r["queued_deliveries"], r["after_secs"]
+            r.queued_deliveries, r.after_secs
         ));
     }
-    if r["refused_by_victim"].as_u64().map(|n| n + taken) != r["offers_sent"].as_u64() {
+    if r.refused_by_victim.checked_add(taken) != Some(r.offers_sent) {
         failures.push(format!(
             "the victim refused {} of {} stranger deliveries (accepted {}, busy {}, unanswered {})",
-            r["refused_by_victim"],
-            r["offers_sent"],
-            r["accepted_by_victim"],
-            r["busy_from_victim"],
-            r["unanswered"]
+            r.refused_by_victim,
+            r.offers_sent,
+            r.accepted_by_victim,
+            r.busy_from_victim,
+            r.unanswered
         ));
     }
-    let cpu = r["cpu_idle_after"].as_f64().expect("cpu_idle_after");
+    let cpu = r.cpu_idle_after;
     if cpu >= 5.0 {
         failures.push(format!(
             "the victim used {cpu:.1} % of a core after the strangers left (idle before: {} %)",
-            r["cpu_idle_before"]
+            r.cpu_idle_before
         ));
     }
-    assert!(failures.is_empty(), "{}\n{r}", failures.join("\n"));
+    assert!(failures.is_empty(), "{}\n{json}", failures.join("\n"));
 }

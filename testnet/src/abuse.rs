@@ -40,13 +40,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ed25519_dalek::SigningKey;
+use jangteo_node::api::types::{DeliveryStatus, TradeCounts};
 use jangteo_node::net::{SYNC_RATE_WINDOW, TRADE_RATE_MAX, TradeRequest, TradeResponse};
 use jangteo_node::{Client, Node, NodeConfig, ingest::now_ms};
 use jangteo_protocol::trade::{Terms, TradeMessage};
 use jangteo_protocol::{Kind, ListingId, ObjectId, PublicKey, SignedObject};
 use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
-use serde_json::{Value, json};
 
 use crate::procs::{Api, ProcNet};
 
@@ -124,14 +125,21 @@ impl Attack {
 }
 
 /// How the victim answered one attack's requests.
-#[derive(Debug, Clone, Default)]
-struct Tally {
-    sent: u64,
-    accepted: u64,
-    refused: u64,
-    busy: u64,
-    unanswered: u64,
-    reasons: BTreeMap<String, u64>,
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Requests sent.
+    pub sent: u64,
+    /// Requests the victim accepted.
+    pub accepted: u64,
+    /// Requests the victim refused.
+    pub refused: u64,
+    /// Requests still answered `Busy` after [`BUSY_RETRIES`].
+    pub busy: u64,
+    /// Requests with no answer (timeout, connection gone).
+    pub unanswered: u64,
+    /// Why, and how often (at most [`REASONS_MAX`] reasons, the rest as "(other)").
+    #[serde(rename = "refusal_reasons")]
+    pub reasons: BTreeMap<String, u64>,
 }
 
 impl Tally {
@@ -154,17 +162,6 @@ impl Tally {
         } else {
             *self.reasons.entry("(other)".into()).or_default() += n;
         }
-    }
-
-    fn json(&self) -> Value {
-        json!({
-            "sent": self.sent,
-            "accepted": self.accepted,
-            "refused": self.refused,
-            "busy": self.busy,
-            "unanswered": self.unanswered,
-            "refusal_reasons": self.reasons,
-        })
     }
 }
 
@@ -241,28 +238,10 @@ fn one_decimal(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-/// The victim's trade counters from `GET /v1/status`: (held, messages, queued deliveries),
-/// each `None` while the node does not report it.
-#[derive(Debug, Clone, Copy)]
-struct TradeCounts {
-    held: Option<u64>,
-    messages: Option<u64>,
-    queued: Option<u64>,
-}
-
-impl TradeCounts {
-    fn from_status(s: &Value) -> Self {
-        let t = &s["trades"];
-        Self {
-            held: t["held"].as_u64(),
-            messages: t["messages"].as_u64(),
-            queued: t["queued_deliveries"].as_u64(),
-        }
-    }
-
-    fn complete(&self) -> bool {
-        self.held.is_some() && self.messages.is_some() && self.queued.is_some()
-    }
+/// The victim's trade counters from `GET /v1/status` (`None` while the node does not
+/// report them).
+async fn trade_counts(api: &Api) -> Result<Option<TradeCounts>> {
+    Ok(api.status().await?.trades)
 }
 
 /// Most trades [`census`] looks at one by one.
@@ -279,28 +258,20 @@ struct Census {
 }
 
 async fn census(api: &Api) -> Result<Census> {
-    let list = api.get("/v1/trades").await?.unwrap_or(Value::Null);
-    let ids: Vec<String> = list
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| t["id"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let ids: Vec<String> = api.trades().await?.into_iter().map(|t| t.id).collect();
     let mut c = Census {
         trades: ids.len() as u64,
         ..Census::default()
     };
     for id in ids.iter().take(CENSUS_MAX) {
-        let Some(t) = api.get(&format!("/v1/trades/{id}")).await? else {
+        let Some(t) = api.trade(id).await? else {
             continue;
         };
-        let history = t["history"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-        c.messages += history.len() as u64;
-        c.queued += history
+        c.messages += t.history.len() as u64;
+        c.queued += t
+            .history
             .iter()
-            .filter(|h| h["delivery"]["status"] == "queued")
+            .filter(|h| h.delivery.status == DeliveryStatus::Queued)
             .count() as u64;
     }
     Ok(c)
@@ -539,8 +510,72 @@ async fn start_attacker(victim_addr: &str, victim: PeerId) -> Result<Attacker> {
     Ok(Attacker { node, key, dir })
 }
 
-/// Runs the scenario against a victim process running `bin`; returns one JSON report.
-pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Value> {
+/// What the victim's trades API shows (`GET /v1/trades` and each trade), before and after.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listed {
+    /// Trades listed before the attack.
+    pub trades_before: u64,
+    /// Trades listed after it.
+    pub trades_after: u64,
+    /// Messages in their histories, after minus before.
+    pub messages_stored: u64,
+    /// History entries whose delivery is `queued`, after.
+    pub queued_deliveries: u64,
+}
+
+/// What [`run`] measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Requests sent (each carries an offer).
+    pub offers_sent: u64,
+    /// Requests the victim accepted.
+    pub accepted_by_victim: u64,
+    /// Requests it refused.
+    pub refused_by_victim: u64,
+    /// Trade messages stored by the victim (its status's `trades.messages`, after minus
+    /// before; 0 when the status does not say).
+    pub stored: u64,
+    /// Deliveries of the victim's still queued at the end (status's `trades`).
+    pub queued_deliveries: u64,
+    /// CPU of the victim, idle and alone, in percent of one core.
+    pub cpu_idle_before: f64,
+    /// CPU during the attack.
+    pub cpu_during: f64,
+    /// CPU over the window after the attackers left.
+    pub cpu_idle_after: f64,
+    /// Requests still answered `Busy` after the retries.
+    pub busy_from_victim: u64,
+    /// Requests with no answer.
+    pub unanswered: u64,
+    /// Trades held by the victim, after minus before (status's `trades.held`).
+    pub held: u64,
+    /// The same seen through the trades API (works whether or not the status has them).
+    pub listed: Listed,
+    /// Whether the victim's status had its `trades` counters before and after.
+    pub status_has_trades: bool,
+    /// Throw-away keys.
+    pub keys: usize,
+    /// Requests per key.
+    pub offers_per_key: usize,
+    /// Time between two requests of one key, in ms.
+    pub pace_ms: u64,
+    /// Duration of the attack, in s.
+    pub attack_secs: f64,
+    /// Idle observation before, in s.
+    pub idle_before_secs: f64,
+    /// Observation after, in s.
+    pub after_secs: f64,
+    /// The victim's resident memory at the end, in MiB.
+    pub victim_rss_mib_after: f64,
+    /// Per attack (`unknown_listing`, `unknown_listing_ghost`, `real_listing`,
+    /// `moderator_chain`, `not_named`).
+    pub by_attack: BTreeMap<String, Tally>,
+    /// What could not be measured.
+    pub warnings: Vec<String>,
+}
+
+/// Runs the scenario against a victim process running `bin`.
+pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
     if cfg.keys == 0 || cfg.offers_per_key == 0 {
         bail!("--keys and --offers must be at least 1");
     }
@@ -571,9 +606,9 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Value> {
         )
         .await?;
     let listing = ListingId::from_hex(&listing_hex).context("listing id")?;
-    let before = TradeCounts::from_status(&api.status().await?);
+    let before = trade_counts(&api).await?;
     let listed_before = census(&api).await?;
-    if !before.complete() {
+    if before.is_none() {
         let w = "the victim's /v1/status has no trades.{held,messages,queued_deliveries}: \
                  counting them as 0 (stored and queued_deliveries mean nothing until it does)"
             .to_string();
@@ -671,64 +706,55 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Value> {
     let after = CpuWindow::open(pid)?;
     tokio::time::sleep(cfg.after).await;
     let cpu_idle_after = after.percent(tck)?;
-    let status_after = api.status().await?;
-    let after_counts = TradeCounts::from_status(&status_after);
+    let after_counts = trade_counts(&api).await?;
     let listed_after = census(&api).await?;
-    if before.complete() && !after_counts.complete() {
+    if before.is_some() && after_counts.is_none() {
         warnings.push("the trades counters vanished from /v1/status after the attack".into());
     }
-    let stored = after_counts
-        .messages
-        .unwrap_or(0)
-        .saturating_sub(before.messages.unwrap_or(0));
-    let held = after_counts
-        .held
-        .unwrap_or(0)
-        .saturating_sub(before.held.unwrap_or(0));
+    let count = |c: Option<TradeCounts>, f: fn(&TradeCounts) -> u64| c.as_ref().map_or(0, f);
+    let stored = count(after_counts, |t| t.messages).saturating_sub(count(before, |t| t.messages));
+    let held = count(after_counts, |t| t.held).saturating_sub(count(before, |t| t.held));
     let rss_mib = net.nodes[0]
         .rss_bytes()
         .map_or(0.0, |b| one_decimal(b as f64 / 1048576.0));
-    let report = json!({
-        "offers_sent": sum.sent,
-        "accepted_by_victim": sum.accepted,
-        "refused_by_victim": sum.refused,
-        "stored": stored,
-        "queued_deliveries": after_counts.queued.unwrap_or(0),
-        "cpu_idle_before": one_decimal(cpu_idle_before),
-        "cpu_during": one_decimal(cpu_during),
-        "cpu_idle_after": one_decimal(cpu_idle_after),
-        "busy_from_victim": sum.busy,
-        "unanswered": sum.unanswered,
-        "held": held,
-        // The same seen through the trades API (works whether or not the status has them).
-        "listed": {
-            "trades_before": listed_before.trades,
-            "trades_after": listed_after.trades,
-            "messages_stored": listed_after.messages.saturating_sub(listed_before.messages),
-            "queued_deliveries": listed_after.queued,
+    let report = Report {
+        offers_sent: sum.sent,
+        accepted_by_victim: sum.accepted,
+        refused_by_victim: sum.refused,
+        stored,
+        queued_deliveries: count(after_counts, |t| t.queued_deliveries),
+        cpu_idle_before: one_decimal(cpu_idle_before),
+        cpu_during: one_decimal(cpu_during),
+        cpu_idle_after: one_decimal(cpu_idle_after),
+        busy_from_victim: sum.busy,
+        unanswered: sum.unanswered,
+        held,
+        listed: Listed {
+            trades_before: listed_before.trades,
+            trades_after: listed_after.trades,
+            messages_stored: listed_after.messages.saturating_sub(listed_before.messages),
+            queued_deliveries: listed_after.queued,
         },
-        "status_has_trades": before.complete() && after_counts.complete(),
-        "keys": cfg.keys,
-        "offers_per_key": cfg.offers_per_key,
-        "pace_ms": cfg.pace.as_millis() as u64,
-        "attack_secs": one_decimal(attack_secs),
-        "idle_before_secs": cfg.idle_before.as_secs_f64(),
-        "after_secs": cfg.after.as_secs_f64(),
-        "victim_rss_mib_after": rss_mib,
-        "by_attack": by_attack
-            .iter()
-            .map(|(a, t)| (a.name().to_string(), t.json()))
-            .collect::<serde_json::Map<_, _>>(),
-        "warnings": warnings,
-    });
+        status_has_trades: before.is_some() && after_counts.is_some(),
+        keys: cfg.keys,
+        offers_per_key: cfg.offers_per_key,
+        pace_ms: cfg.pace.as_millis() as u64,
+        attack_secs: one_decimal(attack_secs),
+        idle_before_secs: cfg.idle_before.as_secs_f64(),
+        after_secs: cfg.after.as_secs_f64(),
+        victim_rss_mib_after: rss_mib,
+        by_attack: by_attack
+            .into_iter()
+            .map(|(a, t)| (a.name().to_string(), t))
+            .collect(),
+        warnings,
+    };
     net.shutdown().await?;
     Ok(report)
 }
 
 /// The report as lines of text.
-pub fn human(r: &Value) -> String {
-    let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
-    let u = |k: &str| r[k].as_u64().unwrap_or(0);
+pub fn human(r: &Report) -> String {
     let mut s = format!(
         "abuse: {} keys x {} requests (one per {} ms per key), attack {:.1} s, \
          watched {:.0} s after\n\
@@ -743,44 +769,38 @@ pub fn human(r: &Value) -> String {
          \x20 cpu idle before        {:.1} %\n\
          \x20 cpu during             {:.1} %\n\
          \x20 cpu idle after         {:.1} %\n",
-        u("keys"),
-        u("offers_per_key"),
-        u("pace_ms"),
-        f("attack_secs"),
-        f("after_secs"),
-        u("offers_sent"),
-        u("accepted_by_victim"),
-        u("refused_by_victim"),
-        u("busy_from_victim"),
-        u("unanswered"),
-        u("stored"),
-        u("held"),
-        u("queued_deliveries"),
-        r["listed"]["trades_before"].as_u64().unwrap_or(0),
-        r["listed"]["trades_after"].as_u64().unwrap_or(0),
-        r["listed"]["messages_stored"].as_u64().unwrap_or(0),
-        r["listed"]["queued_deliveries"].as_u64().unwrap_or(0),
-        f("cpu_idle_before"),
-        f("cpu_during"),
-        f("cpu_idle_after"),
+        r.keys,
+        r.offers_per_key,
+        r.pace_ms,
+        r.attack_secs,
+        r.after_secs,
+        r.offers_sent,
+        r.accepted_by_victim,
+        r.refused_by_victim,
+        r.busy_from_victim,
+        r.unanswered,
+        r.stored,
+        r.held,
+        r.queued_deliveries,
+        r.listed.trades_before,
+        r.listed.trades_after,
+        r.listed.messages_stored,
+        r.listed.queued_deliveries,
+        r.cpu_idle_before,
+        r.cpu_during,
+        r.cpu_idle_after,
     );
-    if let Some(m) = r["by_attack"].as_object() {
-        for (name, t) in m {
-            s.push_str(&format!(
-                "  {name:<22} sent {} accepted {} refused {} busy {} unanswered {}\n",
-                t["sent"], t["accepted"], t["refused"], t["busy"], t["unanswered"]
-            ));
-            if let Some(reasons) = t["refusal_reasons"].as_object() {
-                for (why, n) in reasons {
-                    s.push_str(&format!("      {n:>5} x {why}\n"));
-                }
-            }
+    for (name, t) in &r.by_attack {
+        s.push_str(&format!(
+            "  {name:<22} sent {} accepted {} refused {} busy {} unanswered {}\n",
+            t.sent, t.accepted, t.refused, t.busy, t.unanswered
+        ));
+        for (why, n) in &t.reasons {
+            s.push_str(&format!("      {n:>5} x {why}\n"));
         }
     }
-    if let Some(w) = r["warnings"].as_array() {
-        for w in w.iter().filter_map(Value::as_str) {
-            s.push_str(&format!("  warning: {w}\n"));
-        }
+    for w in &r.warnings {
+        s.push_str(&format!("  warning: {w}\n"));
     }
     s
 }

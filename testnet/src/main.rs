@@ -11,9 +11,7 @@ use jangteo_node::NodeEvent;
 use jangteo_node::services::listings::NewListing;
 use jangteo_testnet::netns::Netem;
 use jangteo_testnet::procs::{self, jangteo_bin};
-use jangteo_testnet::{
-    Cluster, Topology, abuse, percentile, plot, scenarios, search_bench, wait_event,
-};
+use jangteo_testnet::{Cluster, Topology, abuse, plot, scenarios, search_bench, wait_event};
 use serde_json::Value;
 
 /// Scenarios over many jangteo nodes on this machine.
@@ -351,7 +349,7 @@ async fn run(command: Scenario, json: bool) -> Result<()> {
             writers,
         } => {
             let r = scenarios::crash(jangteo_bin()?, kill_after, writers).await?;
-            print(json, "crash", &r);
+            print(json, "crash", &serde_json::to_value(&r)?);
         }
         Scenario::Abuse {
             keys,
@@ -486,25 +484,26 @@ async fn propagation_in_process(nodes: usize, listings: usize, json: bool) -> Re
         }
         latencies.push(slowest);
     }
-    latencies.sort_by(f64::total_cmp);
     let expected = listings * (nodes - 1);
-    let report = serde_json::json!({
-        "nodes": nodes,
-        "listings": listings,
-        "delivered_ratio": if expected == 0 { 1.0 } else { delivered as f64 / expected as f64 },
-        "p50_ms": percentile(&latencies, 0.50),
-        "p95_ms": percentile(&latencies, 0.95),
-        "p99_ms": percentile(&latencies, 0.99),
-    });
+    let report = scenarios::PropagationReport {
+        nodes,
+        listings,
+        delivered_ratio: if expected == 0 {
+            1.0
+        } else {
+            delivered as f64 / expected as f64
+        },
+        latency: scenarios::Latency::of(latencies),
+    };
     if json {
-        println!("{report}");
+        println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
             "propagation: {nodes} nodes, {listings} listings, delivered {:.3}, p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
-            report["delivered_ratio"].as_f64().unwrap_or(0.0),
-            report["p50_ms"].as_f64().unwrap_or(0.0),
-            report["p95_ms"].as_f64().unwrap_or(0.0),
-            report["p99_ms"].as_f64().unwrap_or(0.0)
+            report.delivered_ratio,
+            report.latency.p50_ms,
+            report.latency.p95_ms,
+            report.latency.p99_ms
         );
     }
     cluster.shutdown().await;
@@ -527,7 +526,7 @@ async fn propagation_processes(
             &samples,
         )?;
     }
-    print(json, "propagation", &r);
+    print(json, "propagation", &serde_json::to_value(&r)?);
     Ok(())
 }
 
@@ -549,7 +548,7 @@ async fn abuse_scenario(
     };
     let r = abuse::run(jangteo_bin()?, &cfg).await?;
     if json {
-        println!("{r}");
+        println!("{}", serde_json::to_string(&r)?);
     } else {
         print!("{}", abuse::human(&r));
     }

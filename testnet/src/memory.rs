@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use jangteo_node::Store;
+use jangteo_node::api::types::SearchQuery;
 use jangteo_node::ingest::now_ms;
 use jangteo_node::services::search::SearchIndex;
 use jangteo_protocol::{Kind, SignedObject};
@@ -85,10 +86,10 @@ pub async fn run(bin: PathBuf, listings: usize, seed: u64) -> Result<Value> {
     let api_ms = start.elapsed().as_secs_f64() * 1000.0;
     let status = net.nodes[0].api()?.status().await?;
     let serving_ms = start.elapsed().as_secs_f64() * 1000.0;
-    if status["listings"].as_u64() != Some(listings as u64) {
+    if status.listings != listings as u64 {
         bail!(
             "the node serves {} listings, expected {listings}",
-            status["listings"]
+            status.listings
         );
     }
     let pid = net.nodes[0].pid().unwrap_or(0);
@@ -110,11 +111,12 @@ pub async fn run(bin: PathBuf, listings: usize, seed: u64) -> Result<Value> {
     let mut hits = 0;
     for i in 0..400 {
         let w = words[i % words.len()];
-        let v = api
-            .get(&format!("/v1/listings?q={}&limit=20", percent(w)))
-            .await?
-            .unwrap_or_default();
-        hits += v.as_array().map_or(0, Vec::len);
+        let q = SearchQuery {
+            q: Some(w.to_owned()),
+            limit: Some(20),
+            ..SearchQuery::default()
+        };
+        hits += api.search(&q).await?.len();
     }
     let search_ms = t.elapsed().as_secs_f64() * 1000.0 / 400.0;
     let after_search = net.nodes[0].rss_bytes().unwrap_or(0);
@@ -140,16 +142,4 @@ pub async fn run(bin: PathBuf, listings: usize, seed: u64) -> Result<Value> {
         "search_mean_ms_via_api": search_ms,
         "search_hits": hits,
     }))
-}
-
-fn percent(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

@@ -13,7 +13,12 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use jangteo_node::api::types::{
+    ApiAddrFile, ErrorBody, IdView, ListingView, NewListing, NewOffer, PeerView, SearchQuery,
+    StatusView, TradeAction, TradeActionName, TradeSummary, TradeView,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::netns::{Netem, Netns};
 
@@ -66,7 +71,8 @@ pub fn jangteo_bin() -> Result<PathBuf> {
     )
 }
 
-/// A client of one node's local API.
+/// A client of one node's local API, speaking the contract's types
+/// ([`jangteo_node::api::types`]).
 #[derive(Debug, Clone)]
 pub struct Api {
     base: String,
@@ -74,85 +80,151 @@ pub struct Api {
     http: reqwest::Client,
 }
 
+/// An error answer as one line: the contract's `{"error": {"code", "message"}}` when the body
+/// is one, else the body as text.
+fn error_line(body: &str) -> String {
+    match serde_json::from_str::<ErrorBody>(body) {
+        Ok(e) => format!("{}: {}", e.error.code.as_str(), e.error.message),
+        Err(_) => body.chars().take(500).collect(),
+    }
+}
+
 impl Api {
     /// Reads `api.json` and `api.token` of `dir`; `None` until the process with `pid` wrote
     /// them (a killed node leaves its old `api.json` behind).
     fn open(dir: &Path, pid: u32, http: &reqwest::Client) -> Option<Self> {
         let raw = std::fs::read_to_string(dir.join(jangteo_node::API_ADDR_FILE)).ok()?;
-        let v: Value = serde_json::from_str(&raw).ok()?;
-        if v["pid"].as_u64() != Some(u64::from(pid)) {
+        let file: ApiAddrFile = serde_json::from_str(&raw).ok()?;
+        if file.pid != pid {
             return None;
         }
         let token = std::fs::read_to_string(dir.join(jangteo_node::API_TOKEN_FILE)).ok()?;
         Some(Self {
-            base: format!("http://{}", v["addr"].as_str()?),
+            base: format!("http://{}", file.addr),
             token: token.trim().to_owned(),
             http: http.clone(),
         })
     }
 
-    /// GET; `None` when the node answers 404.
-    pub async fn get(&self, path: &str) -> Result<Option<Value>> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
+    /// Sends `req` and decodes a 2xx answer as `T`; `None` when the node answers 404.
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<Option<T>> {
+        let resp = req
             .bearer_auth(&self.token)
             .send()
             .await
-            .with_context(|| format!("GET {path}"))?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            .with_context(|| what.to_owned())?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            bail!("GET {path}: {status}: {body}");
+            let body = resp.text().await.unwrap_or_default();
+            bail!("{what}: {status}: {}", error_line(&body));
         }
-        Ok(Some(body))
-    }
-
-    /// POST a JSON body; fails unless the node answers 2xx.
-    pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
+        let v = resp
+            .json::<T>()
             .await
-            .with_context(|| format!("POST {path}"))?;
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("POST {path}: {status}: {body}");
-        }
-        Ok(body)
+            .with_context(|| format!("{what}: the answer is not the contract's shape"))?;
+        Ok(Some(v))
     }
 
-    /// `/v1/status`.
-    pub async fn status(&self) -> Result<Value> {
-        self.get("/v1/status")
+    /// GET `path` decoded as `T`; `None` when the node answers 404.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
+        let req = self.http.get(format!("{}{path}", self.base));
+        self.send(req, &format!("GET {path}")).await
+    }
+
+    /// POST `body` as JSON to `path`, the answer decoded as `T`; fails unless the node
+    /// answers 2xx.
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        let what = format!("POST {path}");
+        let req = self.http.post(format!("{}{path}", self.base)).json(body);
+        self.send(req, &what)
             .await?
-            .context("the node has no /v1/status")
+            .with_context(|| format!("{what}: 404"))
+    }
+
+    /// GET `path`, with 404 an error too.
+    async fn get_found<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.get(path)
+            .await?
+            .with_context(|| format!("the node has no {path}"))
+    }
+
+    /// `GET /v1/id`.
+    pub async fn id(&self) -> Result<IdView> {
+        self.get_found("/v1/id").await
+    }
+
+    /// `GET /v1/status`.
+    pub async fn status(&self) -> Result<StatusView> {
+        self.get_found("/v1/status").await
+    }
+
+    /// `GET /v1/peers`.
+    pub async fn peers(&self) -> Result<Vec<PeerView>> {
+        self.get_found("/v1/peers").await
+    }
+
+    /// `GET /v1/listings/{id}`; `None` while the node does not hold it.
+    pub async fn listing(&self, id: &str) -> Result<Option<ListingView>> {
+        self.get(&format!("/v1/listings/{id}")).await
     }
 
     /// Whether the node holds listing `id`.
     pub async fn has_listing(&self, id: &str) -> Result<bool> {
-        Ok(self.get(&format!("/v1/listings/{id}")).await?.is_some())
+        Ok(self.listing(id).await?.is_some())
     }
 
-    /// Posts a listing; returns its id.
+    /// `GET /v1/listings?…`.
+    pub async fn search(&self, q: &SearchQuery) -> Result<Vec<ListingView>> {
+        let req = self.http.get(format!("{}/v1/listings", self.base)).query(q);
+        self.send(req, "GET /v1/listings")
+            .await?
+            .context("the node has no /v1/listings")
+    }
+
+    /// Posts a listing in KRW; returns its id.
     pub async fn post_listing(&self, title: &str, price: u64, quantity: u64) -> Result<String> {
-        let v = self
-            .post(
-                "/v1/listings",
-                &json!({"title": title, "price": price, "currency": "KRW", "quantity": quantity}),
-            )
-            .await?;
-        Ok(v["id"]
-            .as_str()
-            .context("posted listing has no id")?
-            .to_owned())
+        let new = NewListing {
+            title: title.to_owned(),
+            price,
+            currency: "KRW".into(),
+            quantity: Some(quantity),
+            ..NewListing::default()
+        };
+        let v: ListingView = self.post("/v1/listings", &new).await?;
+        Ok(v.id)
+    }
+
+    /// `GET /v1/trades`.
+    pub async fn trades(&self) -> Result<Vec<TradeSummary>> {
+        self.get_found("/v1/trades").await
+    }
+
+    /// `GET /v1/trades/{id}`; `None` while the node does not hold it.
+    pub async fn trade(&self, id: &str) -> Result<Option<TradeView>> {
+        self.get(&format!("/v1/trades/{id}")).await
+    }
+
+    /// `POST /v1/trades`: make an offer.
+    pub async fn offer(&self, offer: &NewOffer) -> Result<TradeView> {
+        self.post("/v1/trades", offer).await
+    }
+
+    /// `POST /v1/trades/{id}/{action}`.
+    pub async fn act(
+        &self,
+        id: &str,
+        action: TradeActionName,
+        body: &TradeAction,
+    ) -> Result<TradeView> {
+        self.post(&format!("/v1/trades/{id}/{}", action.as_str()), body)
+            .await
     }
 }
 
@@ -399,15 +471,11 @@ impl ProcNet {
                 node.api = Api::open(&node.dir, pid, &self.http);
             }
             if let Some(api) = &node.api
-                && let Ok(Some(id)) = api.get("/v1/id").await
-                && let Some(addr) = id["addrs"].as_array().and_then(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .find(|s| s.starts_with(&prefix))
-                })
+                && let Ok(id) = api.id().await
+                && let Some(addr) = id.addrs.iter().find(|s| s.starts_with(&prefix))
             {
-                node.addr = addr.to_owned();
-                node.peer_id = id["peer_id"].as_str().unwrap_or_default().to_owned();
+                node.addr = addr.clone();
+                node.peer_id = id.peer_id;
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -423,7 +491,7 @@ impl ProcNet {
         crate::wait_for(
             Duration::from_secs(30),
             &format!("node {i} to have {min} gossip peer(s)"),
-            || async { (api.status().await.ok()?["gossip_peers"].as_u64()? >= min).then_some(()) },
+            || async { (api.status().await.ok()?.gossip_peers >= min).then_some(()) },
         )
         .await
     }

@@ -1,14 +1,18 @@
 //! Scenarios over real node processes ([`crate::procs`]): each starts its network, drives
-//! it through the API, measures, stops every process and returns one JSON report. Waits
-//! are polls of the nodes' API under a timeout; nothing here sleeps to let time pass.
+//! it through the API (the contract's types), measures, stops every process and returns one
+//! report: typed where a test reads it ([`PropagationReport`], [`CrashReport`]), else a JSON
+//! object. Waits are polls of the nodes' API under a timeout; nothing here sleeps to let
+//! time pass.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
+use jangteo_node::api::types::{NewOffer, TradeAction, TradeActionName, TradeStateName};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::percentile;
@@ -25,9 +29,8 @@ pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
 /// `timeout` or once the node stops answering.
 pub async fn arrival(api: Api, id: String, start: Instant, timeout: Duration) -> Option<f64> {
     let deadline = start + timeout;
-    let path = format!("/v1/listings/{id}");
     loop {
-        match api.get(&path).await {
+        match api.listing(&id).await {
             Ok(Some(_)) => return Some(start.elapsed().as_secs_f64() * 1000.0),
             Ok(None) => {}
             Err(_) => return None,
@@ -39,14 +42,34 @@ pub async fn arrival(api: Api, id: String, start: Instant, timeout: Duration) ->
     }
 }
 
-fn stats(mut ms: Vec<f64>) -> Value {
-    ms.sort_by(f64::total_cmp);
-    json!({
-        "p50_ms": percentile(&ms, 0.50),
-        "p95_ms": percentile(&ms, 0.95),
-        "p99_ms": percentile(&ms, 0.99),
-        "max_ms": ms.last().copied().unwrap_or(f64::NAN),
-    })
+/// Percentiles of latencies in ms (NaN, printed as null, when there are none).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Median.
+    pub p50_ms: f64,
+    /// 95th percentile.
+    pub p95_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Slowest.
+    pub max_ms: f64,
+}
+
+impl Latency {
+    /// The percentiles of `ms`.
+    pub fn of(mut ms: Vec<f64>) -> Self {
+        ms.sort_by(f64::total_cmp);
+        Self {
+            p50_ms: percentile(&ms, 0.50),
+            p95_ms: percentile(&ms, 0.95),
+            p99_ms: percentile(&ms, 0.99),
+            max_ms: ms.last().copied().unwrap_or(f64::NAN),
+        }
+    }
+}
+
+fn stats(ms: Vec<f64>) -> Value {
+    serde_json::to_value(Latency::of(ms)).unwrap_or(Value::Null)
 }
 
 /// Times from posting listings on random nodes of `net` until every other running node
@@ -98,6 +121,20 @@ pub async fn measure_propagation(
     Ok((delivered, expected, last, all))
 }
 
+/// What [`propagation`] measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PropagationReport {
+    /// Node processes.
+    pub nodes: usize,
+    /// Listings posted.
+    pub listings: usize,
+    /// Share of (listing, other node) pairs delivered within [`DELIVERY_TIMEOUT`].
+    pub delivered_ratio: f64,
+    /// Per listing, the time until the last node held it.
+    #[serde(flatten)]
+    pub latency: Latency,
+}
+
 /// `propagation`: `nodes` processes; each listing is posted on a random node and timed
 /// until every other node holds it (polled every [`POLL`]).
 pub async fn propagation(
@@ -105,18 +142,18 @@ pub async fn propagation(
     nodes: usize,
     listings: usize,
     seed: u64,
-) -> Result<(Value, Vec<f64>)> {
+) -> Result<(PropagationReport, Vec<f64>)> {
     let net = ProcNet::start(bin, nodes).await?;
     let mut rng = StdRng::seed_from_u64(seed);
     let (delivered, expected, last, all) =
         measure_propagation(&net, listings, &mut rng, "propagation").await?;
     net.shutdown().await?;
-    let mut report = json!({
-        "nodes": nodes,
-        "listings": listings,
-        "delivered_ratio": ratio(delivered, expected),
-    });
-    merge(&mut report, stats(last));
+    let report = PropagationReport {
+        nodes,
+        listings,
+        delivered_ratio: ratio(delivered, expected),
+        latency: Latency::of(last),
+    };
     Ok((report, all))
 }
 
@@ -143,9 +180,7 @@ fn prefixed(prefix: &str, v: Value) -> Value {
 
 /// Open listings a node counts in `/v1/status`.
 async fn held(api: &Api) -> Result<u64> {
-    api.status().await?["listings"]
-        .as_u64()
-        .context("status has no listings count")
+    Ok(api.status().await?.listings)
 }
 
 /// Posts `count` listings on the nodes `on`, round robin, `parallel` requests at a time;
@@ -272,11 +307,10 @@ pub async fn catchup(bin: PathBuf, nodes: usize, listings: usize) -> Result<(Val
     }
     let total_ms = start.elapsed().as_secs_f64() * 1000.0;
     // What catch-up sync moved (the returning node's counters start with its process).
-    let sync = &api.status().await?["sync"];
-    let sync_bytes =
-        sync["bytes_sent"].as_u64().unwrap_or(0) + sync["bytes_received"].as_u64().unwrap_or(0);
-    let object_bytes = sync["object_bytes_received"].as_u64().unwrap_or(0);
-    let sync_objects = sync["objects_fetched"].as_u64().unwrap_or(0);
+    let sync = api.status().await?.sync;
+    let sync_bytes = sync.bytes_sent + sync.bytes_received;
+    let object_bytes = sync.object_bytes_received;
+    let sync_objects = sync.objects_fetched;
     net.shutdown().await?;
     let mut report = json!({
         "nodes": nodes,
@@ -328,14 +362,9 @@ pub async fn partition(bin: PathBuf, nodes: usize, listings: usize) -> Result<Va
     // Nothing crosses: every peer of side B is in side B.
     let b_peers: HashSet<String> = b.iter().map(|&i| net.nodes[i].peer_id.clone()).collect();
     for &i in &b {
-        let peers = net.nodes[i]
-            .api()?
-            .get("/v1/peers")
-            .await?
-            .unwrap_or_default();
-        for p in peers.as_array().into_iter().flatten() {
-            let id = p["peer_id"].as_str().unwrap_or_default();
-            if !b_peers.contains(id) {
+        for p in net.nodes[i].api()?.peers().await? {
+            let id = p.peer_id;
+            if !b_peers.contains(&id) {
                 bail!("partition: node {i} of side B is still connected to {id} of side A");
             }
         }
@@ -500,25 +529,22 @@ pub async fn churn(
 
 /// Retries a trade action until the node takes it (the state it acts on may still be on
 /// its way), or fails after `timeout`.
-async fn act(api: &Api, trade: &str, action: &str, timeout: Duration) -> Result<()> {
+async fn act(api: &Api, trade: &str, action: TradeActionName, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        match api
-            .post(&format!("/v1/trades/{trade}/{action}"), &json!({}))
-            .await
-        {
+        match api.act(trade, action, &TradeAction::default()).await {
             Ok(_) => return Ok(()),
-            Err(e) if Instant::now() >= deadline => return Err(e.context(action.to_owned())),
+            Err(e) if Instant::now() >= deadline => return Err(e.context(action.as_str())),
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
 }
 
-async fn state_is(api: &Api, trade: &str, state: &str, timeout: Duration) -> Result<()> {
+async fn state_is(api: &Api, trade: &str, state: TradeStateName, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Ok(Some(v)) = api.get(&format!("/v1/trades/{trade}")).await
-            && v["state"] == state
+        if let Ok(Some(v)) = api.trade(trade).await
+            && v.state == state
         {
             return Ok(());
         }
@@ -534,18 +560,21 @@ async fn state_is(api: &Api, trade: &str, state: &str, timeout: Duration) -> Res
 async fn one_trade(seller: Api, buyer: Api, listing: String, timeout: Duration) -> Result<f64> {
     let start = Instant::now();
     let offer = buyer
-        .post("/v1/trades", &json!({"listing": listing}))
+        .offer(&NewOffer {
+            listing,
+            ..NewOffer::default()
+        })
         .await?;
-    let trade = offer["id"].as_str().context("offer has no id")?.to_owned();
-    state_is(&seller, &trade, "offered", timeout).await?;
-    act(&seller, &trade, "accept", timeout).await?;
-    state_is(&buyer, &trade, "accepted", timeout).await?;
-    act(&buyer, &trade, "paid", timeout).await?;
-    state_is(&seller, &trade, "paid", timeout).await?;
-    act(&seller, &trade, "shipped", timeout).await?;
-    state_is(&buyer, &trade, "shipped", timeout).await?;
-    act(&buyer, &trade, "received", timeout).await?;
-    state_is(&seller, &trade, "completed", timeout).await?;
+    let trade = offer.id;
+    state_is(&seller, &trade, TradeStateName::Offered, timeout).await?;
+    act(&seller, &trade, TradeActionName::Accept, timeout).await?;
+    state_is(&buyer, &trade, TradeStateName::Accepted, timeout).await?;
+    act(&buyer, &trade, TradeActionName::Paid, timeout).await?;
+    state_is(&seller, &trade, TradeStateName::Paid, timeout).await?;
+    act(&seller, &trade, TradeActionName::Shipped, timeout).await?;
+    state_is(&buyer, &trade, TradeStateName::Shipped, timeout).await?;
+    act(&buyer, &trade, TradeActionName::Received, timeout).await?;
+    state_is(&seller, &trade, TradeStateName::Completed, timeout).await?;
     Ok(start.elapsed().as_secs_f64() * 1000.0)
 }
 
@@ -611,10 +640,27 @@ pub async fn trades(bin: PathBuf, nodes: usize, trades: usize) -> Result<Value> 
     Ok(report)
 }
 
+/// What [`crash`] found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrashReport {
+    /// Posts the node acknowledged (before and while it was killed).
+    pub acknowledged: usize,
+    /// Posts attempted.
+    pub attempted: usize,
+    /// Acknowledged listings missing after the restart.
+    pub lost: usize,
+    /// The first of them (at most 5).
+    pub first_lost: Vec<String>,
+    /// Open listings the restarted node counts.
+    pub held_after_restart: u64,
+    /// Time from the restart to the API answering, in ms.
+    pub restart_ms: f64,
+}
+
 /// `crash`: one node process takes posts from `writers` concurrent API clients; after
 /// `kill_after` acknowledged posts it is killed with SIGKILL while posts are in flight,
 /// then restarted: every acknowledged listing must be there.
-pub async fn crash(bin: PathBuf, kill_after: usize, writers: usize) -> Result<Value> {
+pub async fn crash(bin: PathBuf, kill_after: usize, writers: usize) -> Result<CrashReport> {
     let mut net = ProcNet::new(bin)?;
     net.add(&[]).await?;
     let api = net.nodes[0].api()?.clone();
@@ -675,14 +721,14 @@ pub async fn crash(bin: PathBuf, kill_after: usize, writers: usize) -> Result<Va
     net.shutdown().await?;
     let lost_count = lost.len();
     lost.truncate(5);
-    Ok(json!({
-        "acknowledged": acked.len(),
-        "attempted": attempts,
-        "lost": lost_count,
-        "first_lost": lost,
-        "held_after_restart": held_after,
-        "restart_ms": restart_ms,
-    }))
+    Ok(CrashReport {
+        acknowledged: acked.len(),
+        attempted: attempts,
+        lost: lost_count,
+        first_lost: lost,
+        held_after_restart: held_after,
+        restart_ms,
+    })
 }
 
 /// `flood`: `nodes` processes; honest propagation of `listings` is timed, then a hostile
@@ -717,17 +763,13 @@ pub async fn flood(
         during_listings += 5;
     }
     let during_s = start.elapsed().as_secs_f64();
-    let peers = net.nodes[0]
+    let score = net.nodes[0]
         .api()?
-        .get("/v1/peers")
+        .peers()
         .await?
-        .unwrap_or_default();
-    let score = peers
-        .as_array()
         .into_iter()
-        .flatten()
-        .find(|p| p["peer_id"] == flooder_id.as_str())
-        .map(|p| p["score"].clone());
+        .find(|p| p.peer_id == flooder_id)
+        .and_then(|p| p.score);
     let sent = flooder.stop().await?;
     // The nodes still answer and hold every honest listing, and no invalid object.
     let want = (5 + listings + during_listings) as u64;
@@ -746,7 +788,7 @@ pub async fn flood(
         "invalid_refused_locally": sent.refused_locally,
         "flood_seconds": during_s,
         "flooder_connections_at_end": sent.connected_at_end,
-        "flooder_score_at_node0": score.unwrap_or(Value::Null),
+        "flooder_score_at_node0": score,
         "before_delivered_ratio": ratio(d0, e0),
         "during_delivered_ratio": ratio(d1, e1),
     });

@@ -194,6 +194,7 @@ async fn a_peer_that_does_not_speak_sync_is_not_counted_as_caught_up() {
     assert_eq!(sync.peers_reconciled, 0, "nothing was compared: {sync:?}");
     assert_eq!(sync.last_sync_ms_ago, None, "{sync:?}");
     assert_eq!(sync.status, jangteo_node::sync::SyncStatus::NotReconciled);
+    // Raw JSON on purpose: the state's name as it travels (`/v1/status`), not its Rust name.
     let status = serde_json::to_value(&sync).expect("json");
     assert_eq!(status["status"], "not_reconciled");
     drop(plain);
