@@ -135,14 +135,28 @@ pub enum Outcome {
     Abandoned,
 }
 
+/// Tells one sync with a peer from the next with the same peer.
+type SyncId = u64;
+
 enum Pending {
     Round(PeerId, Shard, Box<Initiator>),
     Fetch(PeerId, Shard, Vec<[u8; 32]>),
     Store(PeerId),
 }
 
+impl Pending {
+    fn peer(&self) -> PeerId {
+        match self {
+            Pending::Round(p, ..) | Pending::Fetch(p, ..) | Pending::Store(p) => *p,
+        }
+    }
+}
+
 #[derive(Default)]
 struct PeerSync {
+    /// This sync's id: requests carry it, and a reply to an earlier sync with the same peer
+    /// (late, after that sync was dropped) is not taken for this one's.
+    id: SyncId,
     shards_left: VecDeque<Shard>,
     /// Re-runs started per shard (a shard that hit the round limit is reconciled again once
     /// what it learned was fetched, at most [`SYNC_RERUNS_MAX`] times, and only while
@@ -192,8 +206,9 @@ pub struct Scheduler {
     queue: VecDeque<PeerId>,
     running: HashMap<PeerId, PeerSync>,
     wanted: HashSet<[u8; 32]>,
-    pending: HashMap<Token, Pending>,
+    pending: HashMap<Token, (SyncId, Pending)>,
     next_token: Token,
+    next_sync: SyncId,
     last_synced: HashMap<PeerId, Instant>,
     last_sync: Option<(Instant, Duration)>,
     totals: SyncInfo,
@@ -219,6 +234,7 @@ impl Scheduler {
             wanted: HashSet::new(),
             pending: HashMap::new(),
             next_token: 0,
+            next_sync: 0,
             last_synced: HashMap::new(),
             last_sync: None,
             totals: SyncInfo::default(),
@@ -241,21 +257,34 @@ impl Scheduler {
                 self.advance(peer, now, &mut out);
             }
             Input::Reply { token, reply } => match self.pending.remove(&token) {
-                Some(Pending::Round(peer, shard, init)) => {
+                Some((sync, p)) if !self.is_current(&p, sync) => {
+                    // A late reply to an earlier sync with this peer: its ids are free again.
+                    if let Pending::Fetch(_, _, ids) = &p {
+                        for id in ids {
+                            self.wanted.remove(id);
+                        }
+                    }
+                    if matches!(p, Pending::Store(_)) {
+                        self.pending.insert(token, (sync, p));
+                    }
+                }
+                Some((_, Pending::Round(peer, shard, init))) => {
                     self.on_round(peer, shard, init, reply, &mut out);
                     self.advance(peer, now, &mut out);
                 }
-                Some(Pending::Fetch(peer, shard, ids)) => {
+                Some((_, Pending::Fetch(peer, shard, ids))) => {
                     self.on_fetched(peer, shard, ids, reply, &mut out);
                     self.advance(peer, now, &mut out);
                 }
-                Some(p @ Pending::Store(_)) => {
-                    self.pending.insert(token, p);
+                Some((sync, p @ Pending::Store(_))) => {
+                    self.pending.insert(token, (sync, p));
                 }
                 None => {}
             },
             Input::Stored { token, stored } => {
-                if let Some(Pending::Store(peer)) = self.pending.remove(&token) {
+                if let Some((sync, p @ Pending::Store(peer))) = self.pending.remove(&token)
+                    && self.is_current(&p, sync)
+                {
                     if let Some(ps) = self.running.get_mut(&peer) {
                         ps.pages_storing = ps.pages_storing.saturating_sub(1);
                         ps.stored += stored as u64;
@@ -278,7 +307,7 @@ impl Scheduler {
             + self
                 .pending
                 .values()
-                .map(|p| match p {
+                .map(|(_, p)| match p {
                     Pending::Fetch(_, _, ids) => ids.len(),
                     _ => 0,
                 })
@@ -312,10 +341,22 @@ impl Scheduler {
             .count()
     }
 
+    /// Files `pending` under a new token, tagged with the current sync of its peer.
     fn token(&mut self, pending: Pending) -> Token {
+        let sync = self
+            .running
+            .get(&pending.peer())
+            .map_or(SyncId::MAX, |ps| ps.id);
         self.next_token = self.next_token.wrapping_add(1);
-        self.pending.insert(self.next_token, pending);
+        self.pending.insert(self.next_token, (sync, pending));
         self.next_token
+    }
+
+    /// Whether `pending`, filed during sync `sync`, belongs to its peer's current sync.
+    fn is_current(&self, pending: &Pending, sync: SyncId) -> bool {
+        self.running
+            .get(&pending.peer())
+            .is_some_and(|ps| ps.id == sync)
     }
 
     fn start(&mut self, peer: PeerId, now: Instant, out: &mut Vec<Action>) {
@@ -328,9 +369,11 @@ impl Scheduler {
             }
             return;
         }
+        self.next_sync = self.next_sync.wrapping_add(1);
         self.running.insert(
             peer,
             PeerSync {
+                id: self.next_sync,
                 started: Some(now),
                 shards_left: self.shards.iter().cloned().collect(),
                 ..Default::default()

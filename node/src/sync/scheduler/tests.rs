@@ -374,3 +374,37 @@ fn a_peer_whose_fetches_fail_is_not_reconciled() {
     assert_eq!(info.peers_reconciled, 0);
     assert_ne!(info.status, SyncStatus::CaughtUp);
 }
+
+#[test]
+fn a_late_reply_to_an_earlier_sync_is_not_taken_for_a_newer_one_with_the_same_peer() {
+    let mut sim = Sim::new(Vec::new());
+    let a = PeerId::random();
+    sim.remotes.insert(a, Remote::with(10, 1));
+    sim.hold = true;
+    let t0 = Instant::now();
+    sim.run(t0, Input::PeerReady(a));
+    let late = std::mem::take(&mut sim.held);
+    assert_eq!(late.len(), 1, "the first sync's round");
+    // The peer leaves and comes back: a new sync starts, its round held.
+    sim.run(t0, Input::PeerGone(a));
+    sim.run(t0, Input::PeerReady(a));
+    assert_eq!(sim.held.len(), 1, "the second sync's round");
+    // The first sync's reply arrives late: it must not advance the second sync.
+    sim.hold = false;
+    let mut newer = std::mem::take(&mut sim.held);
+    sim.hold = true;
+    for input in late {
+        sim.run(t0, input);
+    }
+    assert!(sim.finished.is_empty(), "{:?}", sim.finished);
+    assert!(sim.stored.is_empty());
+    assert!(sim.held.is_empty(), "nothing fetched for the stale reply");
+    assert_eq!(sim.s.info(t0).in_progress, 1);
+    // Its own reply completes it.
+    sim.hold = false;
+    for input in newer.drain(..) {
+        sim.run(t0, input);
+    }
+    assert_eq!(sim.finished, vec![(a, Outcome::Reconciled)]);
+    assert_eq!(sim.stored.len(), 10);
+}
