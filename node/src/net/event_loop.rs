@@ -17,7 +17,7 @@ use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use super::build::{Behaviour, BehaviourEvent};
+use super::behaviour::{Behaviour, BehaviourEvent};
 use super::peers::{BAN_BELOW_SCORE, Peers, connection_ip};
 use super::rate::RateLimiter;
 use super::relay::{Reachability, Relays};

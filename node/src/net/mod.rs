@@ -1,7 +1,8 @@
 //! The libp2p side of the node: one task owns the `Swarm` ([`EventLoop`]) and routes; the
 //! rest of the node holds cloneable [`Client`] handles (bounded channel, oneshot replies).
 //!
-//! `build` sets up transport and behaviour, `event_loop` is the `select!` that routes swarm
+//! `behaviour` composes the behaviours with their settings, `build` sets up the transport around
+//! it and starts listening, `event_loop` is the `select!` that routes swarm
 //! events and commands, `peers` holds offenses, bans and per-IP limits, `relay` reservations
 //! and reachability, `rate` the one rate limiter, `wire` the request-response types and their
 //! size caps. The swarm task does no store I/O and no signature check: inbound requests and
@@ -9,6 +10,7 @@
 //! gossip validation) and come back as commands ([`Client::respond`],
 //! [`Client::report_validation`]). It never signs objects and never builds listings.
 
+mod behaviour;
 mod build;
 mod event_loop;
 pub mod peers;

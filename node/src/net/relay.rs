@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::MAILBOX_PROTOCOL;
-use super::build::Behaviour;
+use super::behaviour::Behaviour;
 use crate::NodeEvent;
 
 /// Most relays a node behind NAT keeps a reservation on.
