@@ -69,14 +69,14 @@ pub enum NodeEvent {
         /// Trade id (hex).
         trade: String,
         /// Its new state.
-        state: &'static str,
+        state: jangteo_protocol::trade::TradeState,
     },
     /// One of our trade messages reached its recipients, or was refused.
     Delivery {
         /// Message id (hex).
         message: String,
-        /// delivered or failed.
-        status: &'static str,
+        /// Delivered or failed.
+        status: api::types::DeliveryStatus,
     },
     /// A peer was banned for sending invalid objects.
     PeerBanned {

@@ -271,7 +271,7 @@ async fn a_restarted_node_resumes_the_trade_and_an_offer_waits_for_an_offline_se
         matches!(
             e,
             NodeEvent::Delivery {
-                status: "delivered",
+                status: DeliveryStatus::Delivered,
                 ..
             }
         )

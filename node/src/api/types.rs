@@ -734,16 +734,6 @@ impl DeliveryStatus {
             DeliveryStatus::Received => "received",
         }
     }
-
-    /// From its name (anything unknown reads as `queued`).
-    pub fn from_name(s: &str) -> Self {
-        match s {
-            "delivered" => DeliveryStatus::Delivered,
-            "failed" => DeliveryStatus::Failed,
-            "received" => DeliveryStatus::Received,
-            _ => DeliveryStatus::Queued,
-        }
-    }
 }
 
 /// The delivery of one trade message.
@@ -1064,9 +1054,13 @@ mod tests {
                 serde_json::Value::String(a.as_str().into())
             );
         }
-        for d in ["queued", "delivered", "failed", "received"] {
-            let s = DeliveryStatus::from_name(d);
-            assert_eq!(s.as_str(), d);
+        for s in [
+            DeliveryStatus::Queued,
+            DeliveryStatus::Delivered,
+            DeliveryStatus::Failed,
+            DeliveryStatus::Received,
+        ] {
+            let d = s.as_str();
             assert_eq!(serde_json::to_value(s).expect("ser"), d);
         }
         assert_eq!(

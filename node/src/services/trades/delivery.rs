@@ -32,13 +32,12 @@ pub(super) enum DeliveryStatus {
     Failed,
 }
 
-impl DeliveryStatus {
-    /// The word the API and the events use.
-    pub(super) fn name(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Delivered => "delivered",
-            Self::Failed => "failed",
+impl From<DeliveryStatus> for crate::api::types::DeliveryStatus {
+    fn from(s: DeliveryStatus) -> Self {
+        match s {
+            DeliveryStatus::Queued => Self::Queued,
+            DeliveryStatus::Delivered => Self::Delivered,
+            DeliveryStatus::Failed => Self::Failed,
         }
     }
 }

@@ -268,7 +268,7 @@ impl Trades {
         if before != Some(chain.state) {
             let _ = self.events.send(NodeEvent::TradeUpdated {
                 trade: chain.id.to_hex(),
-                state: chain.state.name(),
+                state: chain.state,
             });
         }
         for (kind, bytes) in plan.gossip {

@@ -154,7 +154,7 @@ impl Trades {
     pub(super) fn announce(&self, msg: &ObjectId, status: DeliveryStatus) {
         let _ = self.events.send(NodeEvent::Delivery {
             message: msg.to_hex(),
-            status: status.name(),
+            status: status.into(),
         });
     }
 

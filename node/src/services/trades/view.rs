@@ -74,7 +74,7 @@ impl Trades {
                     .flatten()
                     .and_then(|raw| serde_json::from_slice::<Delivery>(&raw).ok())
                     .map(|d| DeliveryView {
-                        status: DeliveryStatus::from_name(d.status.name()),
+                        status: d.status.into(),
                         reason: d.reason,
                         attempts: Some(d.attempts),
                     })
