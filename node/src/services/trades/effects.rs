@@ -109,72 +109,97 @@ impl Trades {
         let now = now_ms();
         // Never sign a second message after one we already signed after (it lost a race):
         // that would be equivocation.
-        let signed_after = |head: ObjectId| {
-            replay
-                .outside
-                .iter()
-                .any(|(m, _)| m.author() == self.me && m.message.prev == Some(head))
-        };
-        if chain.seller == self.me && !signed_after(chain.head()) {
-            let q = chain.terms.quantity;
-            let lid = chain.terms.listing;
-            let reserved = self.store.reservation(&chain.id)?;
-            let holds = chain.state.reserves();
-            let releases = matches!(chain.state, TradeState::Cancelled | TradeState::Rejected);
-            let open = self.open_listing(&lid)?;
-            let available = open.as_ref().map_or(0, |(_, a)| *a);
-            if holds && reserved.is_none() {
-                if available >= q {
-                    plan.step.reservation = Some(Reservation::Set(q));
-                    plan.step.listing = self.listing_version(&lid, available - q)?;
-                } else if chain.allowed_for(&self.me).contains(&Kind::Cancel) {
-                    self.follow_up(
-                        &mut chain,
-                        Kind::Cancel,
-                        "sold out before your acceptance arrived",
-                        plan,
-                    )?;
-                } else {
-                    tracing::warn!(trade = %chain.id, "a paid trade without stock: holding what is left");
-                    plan.step.reservation = Some(Reservation::Set(q.min(available)));
-                    plan.step.listing = self.listing_version(&lid, available - q.min(available))?;
-                }
-            } else if releases && let Some(r) = reserved {
-                plan.step.reservation = Some(Reservation::Clear);
-                if let Some(cur) = self.store.listing(&lid)? {
-                    plan.step.listing =
-                        self.listing_version(&lid, cur.listing.quantity.saturating_add(r))?;
-                }
-            } else if matches!(chain.state, TradeState::Offered | TradeState::Countered)
-                && (available < q || self.offer_expired(&chain.id, now))
-            {
-                let may = chain.allowed_for(&self.me);
-                let kind = if may.contains(&Kind::Reject) {
-                    Some(Kind::Reject)
-                } else if may.contains(&Kind::Cancel) {
-                    Some(Kind::Cancel)
-                } else {
-                    None
-                };
-                if let Some(kind) = kind {
-                    let why = if available < q {
-                        "sold out or no longer on offer"
-                    } else {
-                        "the offer expired: no answer within 72 hours"
-                    };
-                    self.follow_up(&mut chain, kind, why, plan)?;
-                }
+        let signed_after = replay
+            .outside
+            .iter()
+            .any(|(m, _)| m.author() == self.me && m.message.prev == Some(chain.head()));
+        if chain.seller == self.me && !signed_after {
+            self.plan_stock(&mut chain, now, plan)?;
+        }
+        self.plan_deliveries(replay, &chain, delivered_back, now, plan)?;
+        self.plan_proofs(replay, plan)?;
+        Ok(chain)
+    }
+
+    /// The seller's side: reserve stock for a contract (or cancel when none is left), give
+    /// it back when the trade ends without a sale, and refuse an offer over the stock or
+    /// past its time. Any listing version it makes is gossiped.
+    fn plan_stock(
+        &self,
+        chain: &mut TradeChain,
+        now: u64,
+        plan: &mut Plan,
+    ) -> Result<(), TradeError> {
+        let q = chain.terms.quantity;
+        let lid = chain.terms.listing;
+        let reserved = self.store.reservation(&chain.id)?;
+        let holds = chain.state.reserves();
+        let releases = matches!(chain.state, TradeState::Cancelled | TradeState::Rejected);
+        let open = self.open_listing(&lid)?;
+        let available = open.as_ref().map_or(0, |(_, a)| *a);
+        if holds && reserved.is_none() {
+            if available >= q {
+                plan.step.reservation = Some(Reservation::Set(q));
+                plan.step.listing = self.listing_version(&lid, available - q)?;
+            } else if chain.allowed_for(&self.me).contains(&Kind::Cancel) {
+                self.follow_up(
+                    chain,
+                    Kind::Cancel,
+                    "sold out before your acceptance arrived",
+                    plan,
+                )?;
+            } else {
+                tracing::warn!(trade = %chain.id, "a paid trade without stock: holding what is left");
+                plan.step.reservation = Some(Reservation::Set(q.min(available)));
+                plan.step.listing = self.listing_version(&lid, available - q.min(available))?;
             }
-            if let Some((obj, _)) = &plan.step.listing {
-                plan.gossip.push((Kind::Listing, obj.bytes().to_vec()));
+        } else if releases && let Some(r) = reserved {
+            plan.step.reservation = Some(Reservation::Clear);
+            if let Some(cur) = self.store.listing(&lid)? {
+                plan.step.listing =
+                    self.listing_version(&lid, cur.listing.quantity.saturating_add(r))?;
+            }
+        } else if matches!(chain.state, TradeState::Offered | TradeState::Countered)
+            && (available < q || self.offer_expired(&chain.id, now))
+        {
+            let may = chain.allowed_for(&self.me);
+            let kind = if may.contains(&Kind::Reject) {
+                Some(Kind::Reject)
+            } else if may.contains(&Kind::Cancel) {
+                Some(Kind::Cancel)
+            } else {
+                None
+            };
+            if let Some(kind) = kind {
+                let why = if available < q {
+                    "sold out or no longer on offer"
+                } else {
+                    "the offer expired: no answer within 72 hours"
+                };
+                self.follow_up(chain, kind, why, plan)?;
             }
         }
-        // Every message of ours has a delivery record.
+        if let Some((obj, _)) = &plan.step.listing {
+            plan.gossip.push((Kind::Listing, obj.bytes().to_vec()));
+        }
+        Ok(())
+    }
+
+    /// A delivery record for every message of ours (new ones are sent), delivered marks for
+    /// those the other side sent back, failed marks for ours that lost their place.
+    fn plan_deliveries(
+        &self,
+        replay: &Replay,
+        chain: &TradeChain,
+        delivered_back: &HashSet<ObjectId>,
+        now: u64,
+        plan: &mut Plan,
+    ) -> Result<(), TradeError> {
         for m in chain.messages.iter().filter(|m| m.author() == self.me) {
             match self.delivery(&m.id())? {
                 None => {
                     let to = self
-                        .recipients(&chain, m.kind())
+                        .recipients(chain, m.kind())
                         .iter()
                         .map(PublicKey::peer_id)
                         .collect();
@@ -191,7 +216,6 @@ impl Trades {
                 Some(_) => {}
             }
         }
-        // Ours that lost their place.
         for (m, why) in &replay.outside {
             if m.author() != self.me {
                 continue;
@@ -202,6 +226,11 @@ impl Trades {
                 plan.step.deliveries.push(d.write(m.id(), now));
             }
         }
+        Ok(())
+    }
+
+    /// A signed, gossiped proof for each equivocation of another key not proven yet.
+    fn plan_proofs(&self, replay: &Replay, plan: &mut Plan) -> Result<(), TradeError> {
         for e in &replay.equivocations {
             let Ok(facts) = e.check(u64::MAX / 2) else {
                 continue;
@@ -222,7 +251,7 @@ impl Trades {
             });
             plan.step.changes_trust = true;
         }
-        Ok(chain)
+        Ok(())
     }
 
     pub(super) fn check_stock(&self, chain: &TradeChain) -> Result<(), TradeError> {

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use jangteo_protocol::trade::{CHAIN_MAX, ChainMessage, Outside, Role, TradeChain};
+use jangteo_protocol::trade::{CHAIN_MAX, ChainMessage, Outside, Replay, Role, TradeChain};
 use jangteo_protocol::{Kind, ObjectId, PublicKey, SignedObject};
 
 use super::effects::Plan;
@@ -66,28 +66,9 @@ impl Trades {
     }
 
     pub(super) async fn receive_inner(&self, request: TradeRequest) -> Result<(), TradeError> {
-        if request.messages.is_empty() || request.messages.len() > CHAIN_MAX {
-            return Err(TradeError::Refused(format!(
-                "a delivery holds 1-{CHAIN_MAX} messages"
-            )));
-        }
         let now = now_ms();
-        let bad = |e: &dyn std::fmt::Display| TradeError::Offense(format!("bad message: {e}"));
         // The offer first, and who we are in it, before paying for the other signatures.
-        let offer_at = request
-            .messages
-            .iter()
-            .position(|b| {
-                jangteo_protocol::Envelope::decode(b).is_ok_and(|e| e.kind == Kind::Offer)
-            })
-            .ok_or_else(|| {
-                TradeError::Refused("the delivery does not include the trade's offer".into())
-            })?;
-        let offer = ChainMessage::new(
-            SignedObject::decode_and_verify(&request.messages[offer_at]).map_err(|e| bad(&e))?,
-            now,
-        )
-        .map_err(|e| bad(&e))?;
+        let (offer_at, offer) = decode_offer(&request, now)?;
         let tid = offer.id();
         let start = TradeChain::replay(offer.clone(), vec![])
             .map_err(|e| TradeError::Refused(e.to_string()))?
@@ -109,24 +90,7 @@ impl Trades {
                 Role::Moderator => {}
             }
         }
-        let mut incoming = vec![offer.clone()];
-        for (i, b) in request.messages.iter().enumerate() {
-            if i == offer_at {
-                continue;
-            }
-            let obj = SignedObject::decode_and_verify(b).map_err(|e| bad(&e))?;
-            if obj.id() != tid && incoming.iter().all(|m| m.id() != obj.id()) {
-                incoming.push(ChainMessage::new(obj, now).map_err(|e| bad(&e))?);
-            }
-        }
-        if incoming
-            .iter()
-            .any(|m| m.id() != tid && m.message.trade != Some(tid))
-        {
-            return Err(TradeError::Refused(
-                "messages of several trades in one delivery".into(),
-            ));
-        }
+        let incoming = decode_rest(&request, offer_at, offer, now)?;
         let held_ids: HashSet<ObjectId> = held.iter().map(ChainMessage::id).collect();
         let mut all = held.clone();
         let mut ids = held_ids.clone();
@@ -150,59 +114,13 @@ impl Trades {
             self.admit_moderation(&replay.chain)?;
         }
         let incoming_ids: HashSet<ObjectId> = incoming.iter().map(ChainMessage::id).collect();
-        let mut refusal = None;
-        for (m, why) in &replay.outside {
-            if m.author() == self.me || !incoming_ids.contains(&m.id()) {
-                continue;
-            }
-            if *why == Outside::Detached {
-                self.keep_detached(tid, m.clone());
-            } else if why.is_offense() && refusal.is_none() {
-                refusal = Some(TradeError::Offense(format!(
-                    "{} refused: {}",
-                    m.kind().name(),
-                    why.reason()
-                )));
-            }
-        }
+        let refusal = self.set_aside(tid, &replay, &incoming_ids);
         // A trade that ended before this node took part in it (an offer and its
         // withdrawal) leaves nothing to keep.
         if is_new && replay.chain.state.is_final() {
             return refusal.map_or(Ok(()), Err);
         }
-        // What is stored: the chain's new messages, and the first proof against each author
-        // whose earlier message is in the chain (so the trade shows it at every replay).
-        // Nothing else: junk, strangers' messages and race losers never enter the log.
-        let mut to_store: Vec<ChainMessage> = replay
-            .chain
-            .messages
-            .iter()
-            .filter(|m| !held_ids.contains(&m.id()))
-            .cloned()
-            .collect();
-        let in_chain: HashSet<ObjectId> =
-            replay.chain.messages.iter().map(ChainMessage::id).collect();
-        let proven: HashSet<PublicKey> = before
-            .as_ref()
-            .map(|r| {
-                r.equivocations
-                    .iter()
-                    .map(|e| e.first.envelope().author)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut newly: HashSet<PublicKey> = HashSet::new();
-        for e in &replay.equivocations {
-            let author = e.first.envelope().author;
-            if in_chain.contains(&e.first.id())
-                && !proven.contains(&author)
-                && newly.insert(author)
-                && !held_ids.contains(&e.second.id())
-                && let Some(m) = all.iter().find(|m| m.id() == e.second.id())
-            {
-                to_store.push(m.clone());
-            }
-        }
+        let to_store = to_store(&replay, &held_ids, before.as_ref(), &all);
         // Plan on exactly what will be held, so nothing unstored can steer the step.
         let mut stored = held.clone();
         stored.extend(to_store.iter().cloned());
@@ -228,4 +146,127 @@ impl Trades {
             None => Ok(()),
         }
     }
+
+    /// Of the incoming messages the replay left outside the chain: a message whose
+    /// predecessor is not here yet is kept aside; the first signed lie becomes the offense
+    /// returned. Our own messages and those already held are not judged again.
+    fn set_aside(
+        &self,
+        tid: ObjectId,
+        replay: &Replay,
+        incoming_ids: &HashSet<ObjectId>,
+    ) -> Option<TradeError> {
+        let mut refusal = None;
+        for (m, why) in &replay.outside {
+            if m.author() == self.me || !incoming_ids.contains(&m.id()) {
+                continue;
+            }
+            if *why == Outside::Detached {
+                self.keep_detached(tid, m.clone());
+            } else if why.is_offense() && refusal.is_none() {
+                refusal = Some(TradeError::Offense(format!(
+                    "{} refused: {}",
+                    m.kind().name(),
+                    why.reason()
+                )));
+            }
+        }
+        refusal
+    }
+}
+
+fn bad(e: &dyn std::fmt::Display) -> TradeError {
+    TradeError::Offense(format!("bad message: {e}"))
+}
+
+/// The delivery's size checked, and its offer found and verified: its position and message.
+fn decode_offer(request: &TradeRequest, now: u64) -> Result<(usize, ChainMessage), TradeError> {
+    if request.messages.is_empty() || request.messages.len() > CHAIN_MAX {
+        return Err(TradeError::Refused(format!(
+            "a delivery holds 1-{CHAIN_MAX} messages"
+        )));
+    }
+    let offer_at = request
+        .messages
+        .iter()
+        .position(|b| jangteo_protocol::Envelope::decode(b).is_ok_and(|e| e.kind == Kind::Offer))
+        .ok_or_else(|| {
+            TradeError::Refused("the delivery does not include the trade's offer".into())
+        })?;
+    let offer = ChainMessage::new(
+        SignedObject::decode_and_verify(&request.messages[offer_at]).map_err(|e| bad(&e))?,
+        now,
+    )
+    .map_err(|e| bad(&e))?;
+    Ok((offer_at, offer))
+}
+
+/// Every message of the delivery verified, the offer first, without duplicates; all of one
+/// trade.
+fn decode_rest(
+    request: &TradeRequest,
+    offer_at: usize,
+    offer: ChainMessage,
+    now: u64,
+) -> Result<Vec<ChainMessage>, TradeError> {
+    let tid = offer.id();
+    let mut incoming = vec![offer];
+    for (i, b) in request.messages.iter().enumerate() {
+        if i == offer_at {
+            continue;
+        }
+        let obj = SignedObject::decode_and_verify(b).map_err(|e| bad(&e))?;
+        if obj.id() != tid && incoming.iter().all(|m| m.id() != obj.id()) {
+            incoming.push(ChainMessage::new(obj, now).map_err(|e| bad(&e))?);
+        }
+    }
+    if incoming
+        .iter()
+        .any(|m| m.id() != tid && m.message.trade != Some(tid))
+    {
+        return Err(TradeError::Refused(
+            "messages of several trades in one delivery".into(),
+        ));
+    }
+    Ok(incoming)
+}
+
+/// What is stored: the chain's new messages, and the first proof against each author whose
+/// earlier message is in the chain (so the trade shows it at every replay). Nothing else:
+/// junk, strangers' messages and race losers never enter the log.
+fn to_store(
+    replay: &Replay,
+    held_ids: &HashSet<ObjectId>,
+    before: Option<&Replay>,
+    all: &[ChainMessage],
+) -> Vec<ChainMessage> {
+    let mut to_store: Vec<ChainMessage> = replay
+        .chain
+        .messages
+        .iter()
+        .filter(|m| !held_ids.contains(&m.id()))
+        .cloned()
+        .collect();
+    let in_chain: HashSet<ObjectId> = replay.chain.messages.iter().map(ChainMessage::id).collect();
+    let proven: HashSet<PublicKey> = before
+        .map(|r| {
+            r.equivocations
+                .iter()
+                .map(|e| e.first.envelope().author)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut newly: HashSet<PublicKey> = HashSet::new();
+    for e in &replay.equivocations {
+        let author = e.first.envelope().author;
+        if in_chain.contains(&e.first.id())
+            && !proven.contains(&author)
+            && newly.insert(author)
+            && !held_ids.contains(&e.second.id())
+            && let Some(m) = all.iter().find(|m| m.id() == e.second.id())
+        {
+            to_store.push(m.clone());
+        }
+    }
+    to_store
 }
