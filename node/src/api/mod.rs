@@ -227,7 +227,6 @@ async fn method_not_allowed() -> ApiError {
 /// The API's routes, behind the token check (but the OpenAPI document) and the body limit.
 pub fn router(state: ApiState) -> Router {
     let (authed, _) = routes().split_for_parts();
-    let document = openapi_json();
     let authed = authed.layer(middleware::from_fn_with_state(
         state.clone(),
         auth::require_token,
@@ -235,9 +234,11 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route(
             OPENAPI_PATH,
-            get(move || {
-                let body = document.clone();
-                async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+            get(|| async {
+                // Made on first request, not at start: generating it touches every schema.
+                static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+                let body = DOCUMENT.get_or_init(openapi_json).clone();
+                ([(header::CONTENT_TYPE, "application/json")], body)
             }),
         )
         .merge(authed)
