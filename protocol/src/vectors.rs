@@ -290,7 +290,7 @@ fn markdown() -> String {
 fn spec_vectors_match_the_implementation() {
     assert!(
         !SPEC.contains("VECTORS_PLACEHOLDER"),
-        "SPEC.md has no vectors yet; generate them with `cargo test -p jangteo-protocol print_vectors -- --ignored --nocapture`"
+        "SPEC.md has no vectors yet; generate them with `cargo test --release -p jangteo-protocol print_vectors -- --ignored --nocapture`"
     );
     let blocks: Vec<&str> = SPEC
         .split("### Vector ")
@@ -625,7 +625,7 @@ fn spec_reject_vectors_are_refused_with_their_error() {
     assert_eq!(
         blocks.len(),
         vectors.len(),
-        "SPEC.md's reject vectors are out of date; print them with `cargo test -p jangteo-protocol print_vectors -- --ignored --nocapture`"
+        "SPEC.md's reject vectors are out of date; print them with `cargo test --release -p jangteo-protocol print_vectors -- --ignored --nocapture`"
     );
     for (block, v) in blocks.iter().zip(vectors) {
         let title = v.title;

@@ -3,7 +3,7 @@
 //! encoded with the codec the node itself uses (libp2p's `request_response::cbor`, which is
 //! cbor4ii's serde serializer), and the bytes must equal the hex in SPEC.md's wire vectors.
 //! The vectors are made from the real node types, so the document cannot drift from the code.
-//! Print them with `cargo test -p jangteo-testnet --test wire_vectors print_wire_vectors --
+//! Print them with `cargo test --release -p jangteo-testnet --test wire_vectors print_wire_vectors --
 //! --ignored --nocapture`.
 
 use futures::io::Cursor;
@@ -278,7 +278,7 @@ fn spec_wire_vectors_match_the_node_codec() {
     assert_eq!(
         blocks.len(),
         vectors.len(),
-        "SPEC.md's wire vectors are out of date; print them with `cargo test -p jangteo-testnet --test wire_vectors print_wire_vectors -- --ignored --nocapture`"
+        "SPEC.md's wire vectors are out of date; print them with `cargo test --release -p jangteo-testnet --test wire_vectors print_wire_vectors -- --ignored --nocapture`"
     );
     for (i, (block, (title, bytes))) in blocks.iter().zip(vectors).enumerate() {
         let heading = block.lines().next().unwrap_or_default();

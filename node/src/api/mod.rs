@@ -253,7 +253,7 @@ mod tests {
     use super::*;
 
     /// `docs/openapi.json` is the document the API serves. Regenerate it with
-    /// `cargo run -p jangteo-cli -- openapi --out docs/openapi.json`.
+    /// `cargo run --release -p jangteo-cli -- openapi --out docs/openapi.json`.
     #[test]
     fn docs_openapi_json_is_the_served_document() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json");
@@ -262,7 +262,7 @@ mod tests {
         assert!(
             held == now,
             "docs/openapi.json is not the API's document any more; regenerate it with\n  \
-             cargo run -p jangteo-cli -- openapi --out docs/openapi.json\nand commit it"
+             cargo run --release -p jangteo-cli -- openapi --out docs/openapi.json\nand commit it"
         );
     }
 
