@@ -175,10 +175,18 @@ async fn a_seller_cannot_rewrite_a_paid_trade_and_the_equivocation_is_proven_eve
     let tid = offer_obj.id();
     let accept_body =
         TradeMessage::decode(Kind::Accept, &accept.envelope().body).expect("accept body");
-    // Forged: a second accept (a later `at`, so another id) and a cancel on top of it. Try a
-    // few, so at least one has a lower id than the real accept (the old rule's winner).
+    // Forged: a second accept (a later `at`, so another id) and a cancel on top of it. At
+    // least four, and more until one has a lower id than the real accept (the old rule's
+    // winner); each id is lower with even odds, so 64 tries fail to find one with odds 2^-64.
     let mut forged = Vec::new();
-    for n in 1..=4u64 {
+    for n in 1..=64u64 {
+        if forged.len() >= 4
+            && forged
+                .iter()
+                .any(|(a2, _): &(SignedObject, SignedObject)| a2.id() < accept.id())
+        {
+            break;
+        }
         let mut a2 = TradeMessage::follow(tid, tid, accept_body.at + n);
         a2.terms = accept_body.terms.clone();
         let a2 = SignedObject::sign(Kind::Accept, a2.encode(), &key(SELLER));
