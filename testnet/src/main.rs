@@ -211,8 +211,9 @@ struct TrustSimArgs {
     /// Recompute every buyer's view every this many cycles.
     #[arg(long, default_value_t = 1)]
     recompute_every: usize,
-    /// Exploration pool: `zero-trust` (paper) or `unknown` (zero trust, never traded with).
-    #[arg(long, default_value = "zero-trust")]
+    /// Exploration pool: `unwarned` (zero trust, and no complaint from anyone the buyer
+    /// trusts), `zero-trust` (the paper's) or `unknown` (zero trust, never traded with).
+    #[arg(long, default_value = "unwarned")]
     explore: String,
     /// Fake trades each collective member signs per cycle.
     #[arg(long, default_value_t = 5)]
@@ -220,6 +221,21 @@ struct TrustSimArgs {
     /// Distinct edges for the timing of one compute (0: skip).
     #[arg(long, default_value_t = 100_000)]
     bench_edges: usize,
+    /// Sellers do not rate their buyers (only buyers rate, as before reputation version 2).
+    #[arg(long)]
+    no_seller_ratings: bool,
+    /// Weight of trusted complaints against praise in a peer's standing (default: the node's).
+    #[arg(long, default_value_t = jangteo_protocol::trust::NEGATIVE_WEIGHT)]
+    negative_weight: f64,
+    /// Weight of negative against positive evidence within one rater's experience of a peer.
+    #[arg(long, default_value_t = jangteo_protocol::trust::PAIR_NEGATIVE_WEIGHT)]
+    pair_negative_weight: f64,
+    /// Share of trust a rating of a buyer passes on.
+    #[arg(long, default_value_t = jangteo_protocol::trust::BUYER_RATING_PASS)]
+    buyer_rating_pass: f64,
+    /// Half-life of a rating's weight, in days (0: no decay); a cycle is a week.
+    #[arg(long, default_value_t = jangteo_protocol::trust::HALF_LIFE_MS / 86_400_000)]
+    half_life_days: u64,
 }
 
 #[tokio::main]
@@ -380,6 +396,11 @@ async fn trust_sim(args: TrustSimArgs, json: bool) -> Result<()> {
         explore,
         fake_trades,
         bench_edges,
+        no_seller_ratings,
+        negative_weight,
+        pair_negative_weight,
+        buyer_rating_pass,
+        half_life_days,
     } = args;
     let models = models
         .iter()
@@ -387,6 +408,7 @@ async fn trust_sim(args: TrustSimArgs, json: bool) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let explore = match explore.as_str() {
         "zero-trust" => trust_sim::Explore::ZeroTrust,
+        "unwarned" => trust_sim::Explore::Unwarned,
         "unknown" => trust_sim::Explore::Unknown,
         other => anyhow::bail!("unknown --explore {other}"),
     };
@@ -402,6 +424,14 @@ async fn trust_sim(args: TrustSimArgs, json: bool) -> Result<()> {
         explore,
         fake_trades,
         bench_edges,
+        seller_ratings: !no_seller_ratings,
+        trust: jangteo_protocol::trust::Params {
+            negative_weight,
+            pair_negative_weight,
+            buyer_rating_pass,
+            half_life_ms: half_life_days * 86_400_000,
+            ..jangteo_protocol::trust::Params::default()
+        },
         ..trust_sim::Config::default()
     };
     let r = tokio::task::spawn_blocking(move || trust_sim::run(&cfg)).await?;

@@ -4,10 +4,15 @@
 //! Accounts `0..honest` are honest, the rest malicious. Every account sells; every honest
 //! account buys once per cycle. A buyer picks a seller with probability proportional to its own
 //! personalized trust (seeded by its own ratings and the shared trusted keys), except that with
-//! probability `explore` it picks uniformly among the sellers it gives zero trust (all sellers
-//! when there are none). The same market with uniform random choice is the baseline. Ratings
-//! are buyer → seller edges; honest sellers fail 5% of trades; a failed or cheated trade is
-//! rated 1, a good one 5 (4 one time in five).
+//! probability `explore` it picks uniformly among the sellers it gives zero trust and that no
+//! one it trusts complained about (`Explore::Unwarned`; the paper's pool, every zero-trust
+//! seller, is `Explore::ZeroTrust`), or by trust when there are none. The same market with
+//! uniform random choice is the baseline. Buyers rate sellers; honest sellers fail 5% of
+//! trades; a failed or cheated trade is rated 1, a good one 5 (4 one time in five). Sellers
+//! rate buyers too (unless `seller_ratings` is off): an honest seller rates an honest buyer 5,
+//! and a cheat who rated it 1 for a good trade 1 (it sees the false rating and answers it); a
+//! cheat rates honest buyers 1 (5 in model C, where it keeps up appearances); a spy rates them
+//! 5. A cycle is a week of ratings (`CYCLE_MS`), so the trust computation's age decay applies.
 //!
 //! - A: independent cheats: malicious sellers always cheat; malicious buyers buy from random
 //!   honest sellers and rate them 1.
@@ -24,6 +29,9 @@ use std::time::Instant;
 
 use jangteo_protocol::PublicKey;
 use jangteo_protocol::trust::{Params, Rating, compute};
+
+/// The time one cycle of the market stands for (a rating's `at` advances by this).
+pub const CYCLE_MS: u64 = 7 * 24 * 3600 * 1000;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -62,8 +70,9 @@ impl Model {
     }
 }
 
-/// A trust computation: the trust of each of `keys` seen from `me`.
-pub type Engine = fn(&PublicKey, &[Rating], &[PublicKey], &Params, &[PublicKey]) -> Vec<f64>;
+/// A trust computation: the trust and the standing (1: no trusted complaints) of each of
+/// `keys` seen from `me`.
+pub type Engine = fn(&PublicKey, &[Rating], &[PublicKey], &Params, &[PublicKey]) -> Vec<(f64, f64)>;
 
 /// The protocol's computation, `jangteo_protocol::trust::compute`.
 pub fn protocol_engine(
@@ -72,9 +81,21 @@ pub fn protocol_engine(
     trusted: &[PublicKey],
     params: &Params,
     keys: &[PublicKey],
-) -> Vec<f64> {
-    let v = compute(me, ratings, trusted, params);
-    keys.iter().map(|k| v.get(k).trust).collect()
+) -> Vec<(f64, f64)> {
+    let v = compute(me, ratings, trusted, &[], params);
+    keys.iter()
+        .map(|k| {
+            let p = v.get(k);
+            (p.trust, p.standing)
+        })
+        .collect()
+}
+
+/// One honest buyer's view of every account (index = account).
+#[derive(Debug, Clone, Default)]
+struct BuyerView {
+    trust: Vec<f64>,
+    standing: Vec<f64>,
 }
 
 /// Where exploration picks from.
@@ -85,6 +106,10 @@ pub enum Explore {
     /// Among sellers with zero trust that this buyer never traded with; when there are none,
     /// the trust-proportional choice.
     Unknown,
+    /// Among sellers with zero trust and no complaints from raters the buyer trusts (standing
+    /// 1: the node shows no warning); when there are none, the trust-proportional choice. A
+    /// buyer does not try a seller its node warns about.
+    Unwarned,
 }
 
 /// Settings of a sweep.
@@ -120,6 +145,11 @@ pub struct Config {
     pub damping: f64,
     /// Edges for the timing of one `compute` (0: skip).
     pub bench_edges: usize,
+    /// Whether sellers rate their buyers.
+    pub seller_ratings: bool,
+    /// The trust computation's tuning (its `damping` is replaced by `damping` above, its
+    /// `now` by the time of each view).
+    pub trust: Params,
     /// The trust computation (the protocol's unless experimenting).
     pub engine: Engine,
 }
@@ -134,7 +164,7 @@ impl Default for Config {
             seed: 1,
             trusted_share: 0.05,
             explore_p: 0.1,
-            explore: Explore::ZeroTrust,
+            explore: Explore::Unwarned,
             fail: 0.05,
             fake_trades: 5,
             camouflage: 0.5,
@@ -142,6 +172,8 @@ impl Default for Config {
             recompute_every: 1,
             damping: Params::default().damping,
             bench_edges: 100_000,
+            seller_ratings: true,
+            trust: Params::default(),
             engine: protocol_engine,
         }
     }
@@ -168,6 +200,8 @@ pub struct Row {
     pub bad_trust: f64,
     /// Same, uniform random choice.
     pub bad_random: f64,
+    /// `reach_trust` over the first half of the cycles.
+    pub reach_trust_early: f64,
     /// `reach_trust` over the second half of the cycles.
     pub reach_trust_late: f64,
     /// `bad_trust` over the second half of the cycles.
@@ -229,25 +263,33 @@ impl Market {
 }
 
 /// Every honest buyer's trust in every account (index = account), computed in parallel.
-fn views(market: &Market, ratings: &[Rating], params: &Params, engine: Engine) -> Vec<Vec<f64>> {
+fn views(market: &Market, ratings: &[Rating], params: &Params, engine: Engine) -> Vec<BuyerView> {
+    let params = &Params {
+        now: ratings.iter().map(|r| r.at).max().unwrap_or(0),
+        ..*params
+    };
     let buyers: Vec<usize> = (0..market.honest).collect();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(buyers.len().max(1));
     let chunk = buyers.len().div_ceil(threads).max(1);
-    let mut out: Vec<Vec<f64>> = vec![Vec::new(); market.honest];
+    let mut out: Vec<BuyerView> = vec![BuyerView::default(); market.honest];
     std::thread::scope(|s| {
         for (part, slots) in buyers.chunks(chunk).zip(out.chunks_mut(chunk)) {
             s.spawn(move || {
                 for (&b, slot) in part.iter().zip(slots.iter_mut()) {
-                    *slot = engine(
+                    let v = engine(
                         &market.keys[b],
                         ratings,
                         &market.trusted,
                         params,
                         &market.keys,
                     );
+                    *slot = BuyerView {
+                        trust: v.iter().map(|x| x.0).collect(),
+                        standing: v.iter().map(|x| x.1).collect(),
+                    };
                 }
             });
         }
@@ -306,7 +348,7 @@ fn run_market(
     let honest: Vec<usize> = (0..market.honest).collect();
     let mut ratings: Vec<Rating> = Vec::new();
     let mut traded = vec![vec![false; n]; market.honest];
-    let mut cached: Vec<Vec<f64>> = Vec::new();
+    let mut cached: Vec<BuyerView> = Vec::new();
     let mut o = Outcome {
         trades: 0,
         reach: 0,
@@ -316,15 +358,25 @@ fn run_market(
         bad_late: 0,
         ratings: Vec::new(),
     };
-    let rate = |ratings: &mut Vec<Rating>, a: usize, b: usize, score: u8, value: u64| {
+    let mut now = 0u64;
+    let rate = |ratings: &mut Vec<Rating>,
+                a: usize,
+                b: usize,
+                score: u8,
+                value: u64,
+                about_seller: bool,
+                at: u64| {
         ratings.push(Rating {
             rater: keys[a],
             subject: keys[b],
             score,
             value,
+            at,
+            about_seller,
         });
     };
     for cycle in 0..cfg.cycles {
+        now += CYCLE_MS;
         let late = cycle >= cfg.cycles / 2;
         if trust && cycle % cfg.recompute_every.max(1) == 0 {
             cached = views(market, &ratings, params, cfg.engine);
@@ -335,18 +387,24 @@ fn run_market(
             let seller = if !trust {
                 pick_uniform(&mut rng, &others)
             } else {
-                let t = &cached[b];
+                let t = &cached[b].trust;
+                let standing = &cached[b].standing;
                 if rng.gen_bool(cfg.explore_p) {
                     let pool: Vec<usize> = others
                         .iter()
                         .copied()
                         .filter(|&s| {
-                            t[s] == 0.0 && (cfg.explore == Explore::ZeroTrust || !traded[b][s])
+                            t[s] == 0.0
+                                && match cfg.explore {
+                                    Explore::ZeroTrust => true,
+                                    Explore::Unknown => !traded[b][s],
+                                    Explore::Unwarned => standing[s] >= 1.0,
+                                }
                         })
                         .collect();
                     if !pool.is_empty() {
                         pick_uniform(&mut rng, &pool)
-                    } else if cfg.explore == Explore::Unknown {
+                    } else if cfg.explore != Explore::ZeroTrust {
                         pick_weighted(&mut rng, &others, t)
                             .unwrap_or_else(|| pick_uniform(&mut rng, &others))
                     } else {
@@ -371,7 +429,15 @@ fn run_market(
                 5
             };
             let v = value(&mut rng);
-            rate(&mut ratings, b, seller, score, v);
+            rate(&mut ratings, b, seller, score, v, true, now);
+            if cfg.seller_ratings {
+                let back = match roles[seller] {
+                    Role::Honest | Role::Spy => 5,
+                    Role::Cheat if model == Model::C => 5,
+                    Role::Cheat => 1,
+                };
+                rate(&mut ratings, seller, b, back, v, false, now);
+            }
             let malicious = roles[seller] != Role::Honest;
             o.trades += 1;
             o.reach += usize::from(malicious);
@@ -386,7 +452,12 @@ fn run_market(
         for &c in &cheats {
             let s = pick_uniform(&mut rng, &honest);
             let v = value(&mut rng);
-            rate(&mut ratings, c, s, 1, v);
+            rate(&mut ratings, c, s, 1, v, true, now);
+            if cfg.seller_ratings {
+                // The seller delivered and sees the false rating: it rates the buyer 1 (a later
+                // rating of a trade replaces an earlier one).
+                rate(&mut ratings, s, c, 1, v, false, now);
+            }
         }
         // The collective's fake trades.
         if model != Model::A && cheats.len() >= 2 {
@@ -397,8 +468,8 @@ fn run_market(
                         d = pick_uniform(&mut rng, &cheats);
                     }
                     let v = value(&mut rng);
-                    rate(&mut ratings, c, d, 5, v);
-                    rate(&mut ratings, d, c, 5, v);
+                    rate(&mut ratings, c, d, 5, v, true, now);
+                    rate(&mut ratings, d, c, 5, v, false, now);
                 }
             }
         }
@@ -407,8 +478,8 @@ fn run_market(
                 for _ in 0..cfg.fake_trades {
                     let c = pick_uniform(&mut rng, &cheats);
                     let v = value(&mut rng);
-                    rate(&mut ratings, s, c, 5, v);
-                    rate(&mut ratings, c, s, 5, v);
+                    rate(&mut ratings, s, c, 5, v, true, now);
+                    rate(&mut ratings, c, s, 5, v, false, now);
                 }
             }
         }
@@ -460,14 +531,14 @@ pub fn run_one(cfg: &Config, model: Model, malicious: f64, params: &Params) -> R
     let aucs: Vec<f64> = final_views
         .iter()
         .enumerate()
-        .filter_map(|(b, v)| auc(v, &market.roles, b))
+        .filter_map(|(b, v)| auc(&v.trust, &market.roles, b))
         .collect();
     let unreached = final_views
         .iter()
         .enumerate()
         .map(|(b, v)| {
             let zero = (0..market.honest)
-                .filter(|&h| h != b && v[h] == 0.0)
+                .filter(|&h| h != b && v.trust[h] == 0.0)
                 .count();
             share(zero, market.honest.saturating_sub(1))
         })
@@ -483,6 +554,7 @@ pub fn run_one(cfg: &Config, model: Model, malicious: f64, params: &Params) -> R
         reach_random: share(r.reach, r.trades),
         bad_trust: share(t.bad, t.trades),
         bad_random: share(r.bad, r.trades),
+        reach_trust_early: share(t.reach - t.reach_late, t.trades - t.trades_late),
         reach_trust_late: share(t.reach_late, t.trades_late),
         bad_trust_late: share(t.bad_late, t.trades_late),
         auc: (!aucs.is_empty()).then(|| aucs.iter().sum::<f64>() / aucs.len() as f64),
@@ -501,6 +573,8 @@ pub fn time_compute(edges: usize, params: &Params, seed: u64) -> (f64, usize, us
         subject: key(1),
         score: 5,
         value: 50_000,
+        at: 0,
+        about_seller: true,
     });
     for i in 1..=peers {
         for d in 1..=10usize {
@@ -511,6 +585,8 @@ pub fn time_compute(edges: usize, params: &Params, seed: u64) -> (f64, usize, us
                 subject: key(j),
                 score,
                 value: value(&mut rng),
+                at: 0,
+                about_seller: true,
             });
             if rng.gen_bool(0.2) {
                 ratings.push(Rating {
@@ -518,6 +594,8 @@ pub fn time_compute(edges: usize, params: &Params, seed: u64) -> (f64, usize, us
                     subject: key(j),
                     score: 4,
                     value: value(&mut rng),
+                    at: 0,
+                    about_seller: true,
                 });
             }
         }
@@ -527,7 +605,7 @@ pub fn time_compute(edges: usize, params: &Params, seed: u64) -> (f64, usize, us
     let mut edges_seen = 0;
     for _ in 0..5 {
         let start = Instant::now();
-        let v = compute(&key(0), &ratings, &trusted, params);
+        let v = compute(&key(0), &ratings, &trusted, &[], params);
         times.push(start.elapsed().as_secs_f64() * 1000.0);
         edges_seen = v.edges;
     }
@@ -546,6 +624,7 @@ fn row_json(r: &Row) -> Value {
         "reach_malicious_random": r.reach_random,
         "bad_trust": r.bad_trust,
         "bad_random": r.bad_random,
+        "reach_malicious_trust_first_half": r.reach_trust_early,
         "reach_malicious_trust_second_half": r.reach_trust_late,
         "bad_trust_second_half": r.bad_trust_late,
         "auc": r.auc,
@@ -554,11 +633,48 @@ fn row_json(r: &Row) -> Value {
     })
 }
 
+/// The targets of the reputation issue at 40% malicious accounts, for the models run: B at
+/// most 7% of trades reaching a malicious seller and AUC at least 0.98; C and D AUC at least
+/// 0.9, at most half the random choice's reach, and no worse in the second half of the run than
+/// in the first.
+fn targets(rows: &[Row]) -> Value {
+    let at40 = |m: Model| {
+        rows.iter()
+            .find(|r| r.model == m && (r.malicious - 0.4).abs() < 1e-9)
+    };
+    let mut out = Vec::new();
+    if let Some(r) = at40(Model::B) {
+        out.push(json!({
+            "model": "B",
+            "reach_malicious_trust": r.reach_trust,
+            "reach_at_most_0_07": r.reach_trust <= 0.07,
+            "auc": r.auc,
+            "auc_at_least_0_98": r.auc.is_some_and(|a| a >= 0.98),
+        }));
+    }
+    for m in [Model::C, Model::D] {
+        if let Some(r) = at40(m) {
+            out.push(json!({
+                "model": m.name(),
+                "reach_malicious_trust": r.reach_trust,
+                "reach_malicious_random": r.reach_random,
+                "reach_at_most_half_random": r.reach_trust <= r.reach_random / 2.0,
+                "reach_first_half": r.reach_trust_early,
+                "reach_second_half": r.reach_trust_late,
+                "second_half_no_worse": r.reach_trust_late <= r.reach_trust_early,
+                "auc": r.auc,
+                "auc_at_least_0_9": r.auc.is_some_and(|a| a >= 0.9),
+            }));
+        }
+    }
+    Value::Array(out)
+}
+
 /// Runs the sweep and returns the report as one JSON object.
 pub fn run(cfg: &Config) -> Value {
     let params = Params {
         damping: cfg.damping,
-        ..Params::default()
+        ..cfg.trust
     };
     let start = Instant::now();
     let mut rows = Vec::new();
@@ -568,19 +684,7 @@ pub fn run(cfg: &Config) -> Value {
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let b40 = rows
-        .iter()
-        .find(|r| r.model == Model::B && (r.malicious - 0.4).abs() < 1e-9);
-    let targets = b40.map(|r| {
-        json!({
-            "model": "B",
-            "malicious": 0.4,
-            "reach_malicious_trust": r.reach_trust,
-            "reach_at_most_0_10": r.reach_trust <= 0.10,
-            "auc": r.auc,
-            "auc_at_least_0_95": r.auc.is_some_and(|a| a >= 0.95),
-        })
-    });
+    let targets = targets(&rows);
     let trusted = ((cfg.accounts as f64) * cfg.trusted_share).ceil();
     let timing = (cfg.bench_edges > 0).then(|| {
         let (ms, edges, ratings) = time_compute(cfg.bench_edges, &params, cfg.seed);
@@ -593,13 +697,22 @@ pub fn run(cfg: &Config) -> Value {
         "seed": cfg.seed,
         "trusted_keys": format!("{:.0}% of honest accounts, rounded up (the first ones; every node trusts them)", cfg.trusted_share * 100.0),
         "trusted_keys_at_0pct": trusted,
-        "explore": { "p": cfg.explore_p, "pool": match cfg.explore { Explore::ZeroTrust => "zero-trust", Explore::Unknown => "unknown" } },
+        "explore": { "p": cfg.explore_p, "pool": match cfg.explore { Explore::ZeroTrust => "zero-trust", Explore::Unknown => "unknown", Explore::Unwarned => "unwarned" } },
         "honest_failure": cfg.fail,
         "fake_trades_per_member_per_cycle": cfg.fake_trades,
         "camouflage": cfg.camouflage,
         "spies": cfg.spies,
+        "seller_ratings": cfg.seller_ratings,
         "recompute_every_cycles": cfg.recompute_every,
-        "params": { "damping": params.damping, "max_iterations": params.max_iterations, "tolerance": params.tolerance },
+        "params": {
+            "damping": params.damping,
+            "max_iterations": params.max_iterations,
+            "tolerance": params.tolerance,
+            "half_life_days": params.half_life_ms / (24 * 3600 * 1000),
+            "negative_weight": params.negative_weight,
+            "pair_negative_weight": params.pair_negative_weight,
+            "buyer_rating_pass": params.buyer_rating_pass,
+        },
         "rows": rows.iter().map(row_json).collect::<Vec<_>>(),
         "targets": targets,
         "compute_timing": timing,
@@ -613,7 +726,7 @@ pub fn table(r: &Value) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "trust-sim: {} accounts, {} cycles, seed {}, damping {}, trusted keys: {}; explore {} ({}); views recomputed every {} cycle(s)",
+        "trust-sim: {} accounts, {} cycles, seed {}, damping {}, trusted keys: {}; explore {} ({}); views recomputed every {} cycle(s); sellers rate buyers: {}",
         r["accounts"],
         r["cycles"],
         r["seed"],
@@ -622,6 +735,7 @@ pub fn table(r: &Value) -> String {
         r["explore"]["p"],
         r["explore"]["pool"].as_str().unwrap_or(""),
         r["recompute_every_cycles"],
+        r["seller_ratings"],
     );
     let _ = writeln!(
         s,
@@ -651,22 +765,39 @@ pub fn table(r: &Value) -> String {
             pct(&row["honest_sellers_zero_trust"]),
         );
     }
-    if let Some(t) = r["targets"].as_object() {
-        let yes = |b: &Value| {
-            if b.as_bool() == Some(true) {
-                "met"
-            } else {
-                "MISSED"
-            }
-        };
-        let _ = writeln!(
-            s,
-            "target B@40%: reach malicious {} <= 10%: {}; AUC {} >= 0.95: {}",
-            pct(&t["reach_malicious_trust"]),
-            yes(&t["reach_at_most_0_10"]),
-            t["auc"].as_f64().map_or("-".into(), |a| format!("{a:.3}")),
-            yes(&t["auc_at_least_0_95"]),
-        );
+    let yes = |b: &Value| {
+        if b.as_bool() == Some(true) {
+            "met"
+        } else {
+            "MISSED"
+        }
+    };
+    let num = |v: &Value| v.as_f64().map_or("-".into(), |a| format!("{a:.3}"));
+    for t in r["targets"].as_array().into_iter().flatten() {
+        if t["model"] == "B" {
+            let _ = writeln!(
+                s,
+                "target B@40%: reach malicious {} <= 7%: {}; AUC {} >= 0.98: {}",
+                pct(&t["reach_malicious_trust"]),
+                yes(&t["reach_at_most_0_07"]),
+                num(&t["auc"]),
+                yes(&t["auc_at_least_0_98"]),
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "target {}@40%: reach malicious {} <= half of random {}: {}; halves {} then {}: {}; AUC {} >= 0.9: {}",
+                t["model"].as_str().unwrap_or("?"),
+                pct(&t["reach_malicious_trust"]),
+                pct(&t["reach_malicious_random"]),
+                yes(&t["reach_at_most_half_random"]),
+                pct(&t["reach_first_half"]),
+                pct(&t["reach_second_half"]),
+                yes(&t["second_half_no_worse"]),
+                num(&t["auc"]),
+                yes(&t["auc_at_least_0_9"]),
+            );
+        }
     }
     if let Some(t) = r["compute_timing"].as_object() {
         let _ = writeln!(
