@@ -14,7 +14,8 @@ use clap::{Args, Parser, Subcommand};
 use jangteo_node::api::types::{
     BlobView, CliErrorBody, CliErrorDetail, ExportReport, ImportError, ImportReport, InitView,
     ListingRef, ListingUpdate, ListingView, NewListing, NewOffer, NewRating, ObjectsQuery,
-    OfferMade, SearchQuery, TradeAction, TradeActionName, TradeRef, TradeSummary, TradeView,
+    OfferMade, ReputationView, SearchQuery, TradeAction, TradeActionName, TradeRef, TradeSummary,
+    TradeView, TrustBasis,
 };
 use serde::Serialize;
 
@@ -472,6 +473,12 @@ fn listing_text(v: &ListingView) -> String {
             v.seller_confidence.unwrap_or(0.0)
         ));
     }
+    if let Some(max) = v.seller_supports {
+        out.push_str(&format!(
+            "\n  supports:  trades up to {max} {} (the seller's trust, as this node sees it; an offer above it carries a warning)",
+            v.currency
+        ));
+    }
     if let Some(c) = &v.condition {
         out.push_str(&format!("\n  condition: {c}"));
     }
@@ -680,10 +687,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 delivery: v.history.first().map(|h| h.delivery.clone()),
                 id: v.id,
                 state: v.state,
+                amount_check: v.amount_check,
             };
             print(json_out, &out, |o| {
+                let warning = o
+                    .amount_check
+                    .as_ref()
+                    .and_then(|c| c.warning.as_ref())
+                    .map(|w| format!("\nWARNING: {w}"))
+                    .unwrap_or_default();
                 format!(
-                    "offer {} sent ({})",
+                    "offer {} sent ({}){warning}",
                     o.id,
                     o.delivery.as_ref().map_or("", |d| d.status.as_str())
                 )
@@ -1005,20 +1019,7 @@ async fn reputation_command(
         }
         Command::Reputation { peer_id } => {
             let v = api.reputation(&peer_id).await?;
-            print(json_out, &v, |v| {
-                let rating = v
-                    .rating
-                    .map(|r| format!("{r:.2}/5 from {} rater(s)", v.raters))
-                    .unwrap_or_else(|| "not rated".into());
-                let mut out = format!(
-                    "{}\n  trust:            {:.3}\n  confidence:       {:.3}\n  attestations:     {}\n  completed trades: {}\n  stars:            {rating}",
-                    v.peer_id, v.score, v.confidence, v.attestations, v.completed_trades,
-                );
-                if !v.seeded {
-                    out.push_str("\n  (this node has no completed trades and trusts no key yet, so it trusts no one; `jangteo trust PEER_ID` adds a key you know)");
-                }
-                out
-            });
+            print(json_out, &v, reputation_text);
         }
         Command::Trust { peer_id } => {
             let v = api.trust(&peer_id).await?;
@@ -1035,6 +1036,45 @@ async fn reputation_command(
         }
     }
     Ok(())
+}
+
+fn reputation_text(v: &ReputationView) -> String {
+    let rating = v
+        .rating
+        .map(|r| format!("{r:.2}/5 from {} rater(s)", v.raters))
+        .unwrap_or_else(|| "not rated".into());
+    let mut out = v.peer_id.clone();
+    if v.basis == TrustBasis::NotYetPersonal {
+        out.push_str("\n  (not yet personal: the evidence this node holds, not its trust)");
+    } else {
+        out.push_str(&format!(
+            "\n  trust:            {:.3}\n  confidence:       {:.3}\n  standing:         {:.3} ({} rater(s) negative on balance)",
+            v.score, v.confidence, v.standing, v.negative_raters
+        ));
+    }
+    out.push_str(&format!(
+        "\n  attestations:     {}\n  completed trades: {}\n  stars:            {rating}",
+        v.attestations, v.completed_trades,
+    ));
+    if let Some(days) = v.key_age_days {
+        out.push_str(&format!("\n  first seen:       {days} day(s) ago"));
+    }
+    for s in &v.supports {
+        out.push_str(&format!(
+            "\n  supports:         trades up to {} {} as a seller",
+            s.value, s.currency
+        ));
+    }
+    if v.trusted {
+        out.push_str("\n  (one of your trust seeds)");
+    }
+    if v.equivocated {
+        out.push_str("\n  EQUIVOCATED: signed two histories of one trade; no trust");
+    }
+    if let Some(a) = &v.advice {
+        out.push_str(&format!("\n  {a}"));
+    }
+    out
 }
 
 fn trade_line(v: &TradeSummary) -> String {
@@ -1085,6 +1125,15 @@ fn trade_text(v: &TradeView) -> String {
             h.delivery.status.as_str(),
             reason
         ));
+    }
+    if let Some(c) = &v.amount_check {
+        match &c.warning {
+            Some(w) => out.push_str(&format!("\n  WARNING:  {w}")),
+            None => out.push_str(&format!(
+                "\n  amount:   within what the seller's trust supports ({} {})",
+                c.supported, c.currency
+            )),
+        }
     }
     for e in &v.equivocations {
         out.push_str(&format!(

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use jangteo_node::Node;
-use jangteo_node::api::types::ReputationView;
+use jangteo_node::api::types::{ReputationView, SupportedAmount, TradeView, TrustBasis};
 use jangteo_node::services::listings::NewListing;
 use jangteo_node::services::reputation::{NewRating, ReputationError};
 use jangteo_node::services::search::SearchQuery;
@@ -423,5 +423,125 @@ async fn invalid_attestations_are_neither_stored_nor_forwarded_and_cost_their_se
     .await
     .expect("score");
     assert!(score < 0.0);
+    cluster.shutdown().await;
+}
+
+async fn offer(buyer: &Node, listing: &str, quantity: u64) -> TradeView {
+    let v = buyer
+        .trades
+        .offer(NewOffer {
+            listing: listing.into(),
+            price: None,
+            quantity: Some(quantity),
+            message: None,
+            moderators: vec![],
+        })
+        .await
+        .expect("offer");
+    let r = buyer.reputation.clone();
+    tokio::task::spawn_blocking(move || r.gate(v))
+        .await
+        .expect("gate")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_shows_the_evidence_and_offers_above_the_sellers_trust_carry_a_warning() {
+    let mut cluster = Cluster::start(3, Topology::Star).await.expect("cluster");
+    let seller_id = cluster.nodes[0].peer_id.clone();
+    let buyer_id = cluster.nodes[1].peer_id.clone();
+    {
+        let (seller, buyer, observer) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
+        let listing = post(seller, "Brompton M6L").await;
+        let trade = trade_until(seller, buyer, &listing, "received").await;
+        buyer
+            .reputation
+            .rate(rating(&trade, 5))
+            .await
+            .expect("rate");
+
+        // Cold start: the observer has no trades and trusts no key. It shows the evidence it
+        // holds, says it is not yet personal, and how to seed.
+        let cold = reputation_where(observer, &seller_id, "the rating at the observer", |v| {
+            v.attestations == 1
+        })
+        .await;
+        assert_eq!(cold.basis, TrustBasis::NotYetPersonal);
+        assert!(!cold.seeded);
+        assert_eq!(cold.score, 0.0);
+        assert_eq!((cold.completed_trades, cold.raters), (1, 1));
+        assert!(cold.first_seen_at.is_some());
+        assert_eq!(cold.key_age_days, Some(0));
+        let advice = cold.advice.expect("advice");
+        assert!(
+            advice.contains("jangteo trust") && advice.contains("complete"),
+            "{advice}"
+        );
+        // No one it trusts vouched for the seller: any offer carries a warning.
+        let l = listing.clone();
+        wait_for(WAIT, "the listing at the observer", || async {
+            observer.listings.show(&l).ok().map(|_| ())
+        })
+        .await
+        .expect("listing");
+        let check = offer(observer, &listing, 1)
+            .await
+            .amount_check
+            .expect("check");
+        assert!(check.above && check.supported == 0, "{check:?}");
+        assert!(check.warning.expect("warning").contains("no one"));
+
+        // The observer trusts the buyer, who paid 50 000 KRW to the seller and rated it 5:
+        // the seller's trust now supports trades up to twice that.
+        observer.reputation.trust(&buyer_id).expect("trust");
+        let warm = reputation_where(observer, &seller_id, "a personal view", |v| v.seeded).await;
+        assert_eq!(warm.basis, TrustBasis::Personal);
+        assert_eq!(warm.advice, None);
+        assert!(warm.score > 0.0);
+        assert_eq!(warm.standing, 1.0);
+        assert_eq!(
+            warm.supports,
+            vec![SupportedAmount {
+                currency: "KRW".into(),
+                value: 100_000
+            }]
+        );
+        let one = offer(observer, &listing, 1).await;
+        let check = one.amount_check.expect("check");
+        assert_eq!((check.total, check.supported), (50_000, 100_000));
+        assert!(!check.above && check.warning.is_none());
+        let three = offer(observer, &listing, 3).await;
+        let check = three.amount_check.expect("check");
+        assert!(check.above, "{check:?}");
+        assert!(check.warning.expect("warning").contains("100000 KRW"));
+        // The seller sees no amount check on the offers it receives.
+        let t = seller.trades.clone();
+        let id = three.id.clone();
+        let at_seller = wait_for(WAIT, "the offer at the seller", || async {
+            let t = t.clone();
+            let id = id.clone();
+            tokio::task::spawn_blocking(move || t.view(&id).ok())
+                .await
+                .ok()
+                .flatten()
+        })
+        .await
+        .expect("seller's view");
+        let r = seller.reputation.clone();
+        let seen = tokio::task::spawn_blocking(move || r.gate(at_seller))
+            .await
+            .expect("gate");
+        assert_eq!(seen.amount_check, None);
+        // A listing shows what its seller's trust supports.
+        let (r, ls, l) = (
+            observer.reputation.clone(),
+            observer.listings.clone(),
+            listing.clone(),
+        );
+        let shown = tokio::task::spawn_blocking(move || r.show(&ls, &l))
+            .await
+            .expect("join")
+            .expect("show");
+        assert_eq!(shown.seller_supports, Some(100_000));
+    }
     cluster.shutdown().await;
 }

@@ -1,5 +1,6 @@
 //! `/v1/trades`: make offers, list and show trades, and act on them (accept, counter, paid,
-//! ...). Hands each request to the trades service, which signs, stores and delivers.
+//! ...). Hands each request to the trades service, which signs, stores and delivers; the
+//! reputation service adds the amount check for the buyer.
 
 use axum::Json;
 use axum::extract::State;
@@ -36,7 +37,10 @@ async fn make_offer(
     State(s): State<ApiState>,
     ApiJson(o): ApiJson<NewOffer>,
 ) -> Result<(StatusCode, Json<TradeView>), ApiError> {
-    Ok((StatusCode::CREATED, Json(s.trades.offer(o).await?)))
+    let v = s.trades.offer(o).await?;
+    let r = s.reputation.clone();
+    let v = tokio::task::spawn_blocking(move || r.gate(v)).await?;
+    Ok((StatusCode::CREATED, Json(v)))
 }
 
 /// Every trade this node is part of, newest first.
@@ -58,9 +62,9 @@ async fn show_trade(
     State(s): State<ApiState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TradeView>, ApiError> {
-    let t = s.trades.clone();
+    let (t, r) = (s.trades.clone(), s.reputation.clone());
     Ok(Json(
-        tokio::task::spawn_blocking(move || t.view(&id)).await??,
+        tokio::task::spawn_blocking(move || t.view(&id).map(|v| r.gate(v))).await??,
     ))
 }
 
@@ -84,5 +88,7 @@ async fn trade_action(
     ApiPath((id, action)): ApiPath<(String, String)>,
     ApiJson(a): ApiJson<TradeAction>,
 ) -> Result<Json<TradeView>, ApiError> {
-    Ok(Json(s.trades.act(&id, &action, a).await?))
+    let v = s.trades.act(&id, &action, a).await?;
+    let r = s.reputation.clone();
+    Ok(Json(tokio::task::spawn_blocking(move || r.gate(v)).await?))
 }

@@ -395,6 +395,10 @@ pub struct ListingView {
     /// How much evidence stands behind `seller_score` (0..1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seller_confidence: Option<f64>,
+    /// The largest trade value (minor units of `currency`) the seller's trust supports, as
+    /// this node sees it: an offer above it carries a warning (the amount gate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seller_supports: Option<u64>,
 }
 
 /// Filters, ordering and paging of a search (`GET /v1/listings`).
@@ -837,6 +841,27 @@ pub struct TradeView {
     pub equivocations: Vec<EquivocationView>,
     /// Messages held outside the chain.
     pub set_aside: Vec<SetAsideView>,
+    /// For the buyer: whether the seller's trust, as this node sees it, supports the trade's
+    /// value (the amount gate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_check: Option<AmountCheck>,
+}
+
+/// The amount gate on a trade: the largest value the seller's trust supports in the trade's
+/// currency, against the trade's total (Bisq 2 gates trade amounts by reputation the same way).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct AmountCheck {
+    /// The largest trade value (minor units of `currency`) the seller's trust supports.
+    pub supported: u64,
+    /// The trade's total (minor units).
+    pub total: u64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Whether the total is above what the seller's trust supports.
+    pub above: bool,
+    /// What the buyer should know, when `above`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -903,6 +928,46 @@ pub struct ReputationView {
     pub seeded: bool,
     /// Whether the peer was caught signing two histories.
     pub equivocated: bool,
+    /// Whether `score` is this node's own trust, or (no seeds yet) only the evidence held.
+    pub basis: TrustBasis,
+    /// 0..1: how little of the trusted evidence about the peer is complaints (1: none).
+    pub standing: f64,
+    /// Distinct raters whose experience of the peer is negative on balance.
+    pub negative_raters: u64,
+    /// The earliest attestation by or about the peer held here (unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen_at: Option<u64>,
+    /// Whole days since `first_seen_at`: how long the key has been trading, as far as this
+    /// node knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_age_days: Option<u64>,
+    /// Per currency the peer has sold in: the largest trade value its trust supports (the
+    /// amount gate).
+    #[serde(default)]
+    pub supports: Vec<SupportedAmount>,
+    /// How to give this node a point of view, while it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advice: Option<String>,
+}
+
+/// Whose point of view a reputation is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TrustBasis {
+    /// This node's own trust, from its completed trades and the keys its user trusts.
+    Personal,
+    /// This node has no seeds yet: the view shows the evidence it holds (completed trades,
+    /// raters, the key's age), and its score is 0.
+    NotYetPersonal,
+}
+
+/// The largest trade value a seller's trust supports in one currency.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct SupportedAmount {
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Minor units.
+    pub value: u64,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -984,6 +1049,9 @@ pub struct OfferMade {
     pub state: TradeStateName,
     /// The offer's delivery.
     pub delivery: Option<DeliveryView>,
+    /// Whether the seller's trust supports the offer's value (the amount gate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_check: Option<AmountCheck>,
 }
 
 /// What the trade transitions print.

@@ -86,6 +86,7 @@ impl ListingView {
             object: s.head.object.to_hex(),
             seller_score: None,
             seller_confidence: None,
+            seller_supports: None,
         }
     }
 }

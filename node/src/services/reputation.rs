@@ -62,7 +62,16 @@ impl From<FieldError> for ReputationError {
 }
 
 pub use crate::api::types::NewRating;
-use crate::api::types::{RatingView, ReputationView, TrustChange};
+use crate::api::types::{
+    AmountCheck, RatingView, ReputationView, SupportedAmount, TradeRole, TradeView, TrustBasis,
+    TrustChange,
+};
+
+/// A day in milliseconds.
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+/// How to give a node with no seeds a point of view (shown by `reputation` until it has one).
+pub const HOW_TO_SEED: &str = "this node has no completed trades and trusts no key yet, so these are the evidence it holds, not its own trust: `jangteo trust PEER_ID` adds a key you know personally, and every trade you complete adds the other party";
 
 /// One node's trust in everyone, computed at one moment.
 #[derive(Debug, Default)]
@@ -71,6 +80,14 @@ pub struct Snapshot {
     pub generation: u64,
     /// Trust per peer.
     pub view: TrustView,
+    /// The ratings it was computed from.
+    pub ratings: Vec<Rating>,
+    /// The currency of each of `ratings` (zeros: unknown).
+    pub currencies: Vec<[u8; 3]>,
+    /// Indexes into `ratings` of the ratings of each peer as a seller.
+    pub as_seller: HashMap<PublicKey, Vec<usize>>,
+    /// The earliest attestation by or about each peer held here (unix ms).
+    pub first_seen: HashMap<PublicKey, u64>,
     /// Distinct completed trades per peer (seen in attestations and our own trades).
     pub completed: HashMap<PublicKey, u32>,
     /// Attestations held about each peer.
@@ -257,6 +274,8 @@ impl Reputation {
         let mut ratings = Vec::new();
         let mut completed: HashMap<PublicKey, HashSet<ObjectId>> = HashMap::new();
         let mut attestations: HashMap<PublicKey, u32> = HashMap::new();
+        let mut currencies = Vec::new();
+        let mut first_seen: HashMap<PublicKey, u64> = HashMap::new();
         let mut own_rated: HashSet<ObjectId> = HashSet::new();
         self.store.for_each_attestation(None, |rec| {
             ratings.push(Rating {
@@ -264,7 +283,14 @@ impl Reputation {
                 subject: rec.about,
                 score: rec.score,
                 value: rec.value,
+                at: rec.at,
+                about_seller: rec.about_seller,
             });
+            currencies.push(rec.currency);
+            for k in [rec.author, rec.about] {
+                let seen = first_seen.entry(k).or_insert(rec.at);
+                *seen = (*seen).min(rec.at);
+            }
             *attestations.entry(rec.about).or_default() += 1;
             completed.entry(rec.about).or_default().insert(rec.trade);
             completed.entry(rec.author).or_default().insert(rec.trade);
@@ -284,29 +310,52 @@ impl Reputation {
             if chain.state != TradeState::Completed {
                 continue;
             }
-            let other = match chain.role_of(&self.me) {
-                Some(Role::Buyer) => chain.seller,
-                Some(Role::Seller) => chain.buyer,
+            let (other, about_seller) = match chain.role_of(&self.me) {
+                Some(Role::Buyer) => (chain.seller, true),
+                Some(Role::Seller) => (chain.buyer, false),
                 _ => continue,
             };
+            let at = chain.messages.last().map_or(0, |m| m.message.at);
             ratings.push(Rating {
                 rater: self.me,
                 subject: other,
                 score: UNRATED_OWN_TRADE_SCORE,
                 value: chain.terms.total(),
+                at,
+                about_seller,
             });
+            currencies.push(chain.terms.currency.as_bytes().try_into().unwrap_or([0; 3]));
+            for k in [self.me, other] {
+                let seen = first_seen.entry(k).or_insert(at);
+                *seen = (*seen).min(at);
+            }
             completed.entry(other).or_default().insert(tid);
             completed.entry(self.me).or_default().insert(tid);
         }
         let trusted = self.store.trusted()?;
-        // A key proven to have equivocated in a trade gets no trust, and its word none either.
-        let equivocators: std::collections::HashSet<_> =
-            self.store.equivocators()?.into_iter().collect();
-        ratings.retain(|r| !equivocators.contains(&r.rater) && !equivocators.contains(&r.subject));
-        let view = trust::compute(&self.me, &ratings, &trusted, &trust::Params::default());
+        // A key proven to have equivocated in a trade gets no trust, and its word none either:
+        // the trust computation counts the proof as this node's own evidence.
+        let equivocators = self.store.equivocators()?;
+        let view = trust::compute(
+            &self.me,
+            &ratings,
+            &trusted,
+            &equivocators,
+            &trust::Params::at(now_ms()),
+        );
+        let mut as_seller: HashMap<PublicKey, Vec<usize>> = HashMap::new();
+        for (i, r) in ratings.iter().enumerate() {
+            if r.about_seller {
+                as_seller.entry(r.subject).or_default().push(i);
+            }
+        }
         Ok(Snapshot {
             generation,
             view,
+            ratings,
+            currencies,
+            as_seller,
+            first_seen,
             completed: completed
                 .into_iter()
                 .map(|(k, v)| (k, v.len() as u32))
@@ -350,6 +399,26 @@ impl Reputation {
         let key = Self::parse_peer(peer)?;
         let snap = self.fresh()?;
         let t: PeerTrust = snap.view.get(&key);
+        let first_seen_at = snap.first_seen.get(&key).copied();
+        let mut currencies: Vec<[u8; 3]> = snap
+            .as_seller
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .map(|&i| snap.currencies[i])
+            .filter(|c| *c != [0; 3])
+            .collect();
+        currencies.sort_unstable();
+        currencies.dedup();
+        let supports = currencies
+            .iter()
+            .filter_map(|c| std::str::from_utf8(c).ok())
+            .map(|c| SupportedAmount {
+                currency: c.to_owned(),
+                value: Self::supported(&snap, &key, c),
+            })
+            .collect();
+        let seeded = snap.view.seeded;
         Ok(ReputationView {
             peer_id: key.peer_id(),
             score: round3(t.score),
@@ -359,9 +428,70 @@ impl Reputation {
             rating: t.rating.map(|r| (r * 100.0).round() / 100.0),
             raters: u64::from(t.raters),
             trusted: self.store.trusted()?.contains(&key),
-            seeded: snap.view.seeded,
+            seeded,
             equivocated: self.store.equivocators()?.contains(&key),
+            basis: if seeded {
+                TrustBasis::Personal
+            } else {
+                TrustBasis::NotYetPersonal
+            },
+            standing: round3(t.standing),
+            negative_raters: u64::from(t.negative_raters),
+            first_seen_at,
+            key_age_days: first_seen_at.map(|at| now_ms().saturating_sub(at) / DAY_MS),
+            supports,
+            advice: (!seeded).then(|| HOW_TO_SEED.to_owned()),
         })
+    }
+
+    /// The amount gate: the largest trade value in `currency` (minor units) that this node's
+    /// trust in `seller` supports, from the ratings of the seller in that currency.
+    pub fn supported(snap: &Snapshot, seller: &PublicKey, currency: &str) -> u64 {
+        let Some(idx) = snap.as_seller.get(seller) else {
+            return 0;
+        };
+        let ratings: Vec<Rating> = idx
+            .iter()
+            .filter(|&&i| snap.currencies[i] == currency.as_bytes())
+            .map(|&i| snap.ratings[i])
+            .collect();
+        trust::supported_value(&snap.view, seller, &ratings)
+    }
+
+    /// The amount check of a trade for its buyer (none for the seller or a moderator).
+    pub fn amount_check(snap: &Snapshot, v: &TradeView) -> Option<AmountCheck> {
+        if v.role != TradeRole::Buyer {
+            return None;
+        }
+        let seller = public_key_from_peer_id(&v.seller)?;
+        let supported = Self::supported(snap, &seller, &v.currency);
+        let above = v.total > supported;
+        Some(AmountCheck {
+            supported,
+            total: v.total,
+            currency: v.currency.clone(),
+            above,
+            warning: above.then(|| {
+                if supported == 0 {
+                    format!(
+                        "no one this node trusts has vouched for this seller yet: {} {} is more than its trust supports (0); pay only on handover, or trade a smaller amount first",
+                        v.total, v.currency
+                    )
+                } else {
+                    format!(
+                        "{} {} is more than this seller's trust supports ({} {}, twice what people this node trusts have handed it); pay only on handover, or trade a smaller amount first",
+                        v.total, v.currency, supported, v.currency
+                    )
+                }
+            }),
+        })
+    }
+
+    /// A trade with the amount check for its buyer (blocking).
+    pub fn gate(&self, mut v: TradeView) -> TradeView {
+        let snap = self.fresh().unwrap_or_else(|_| self.cached());
+        v.amount_check = Self::amount_check(&snap, &v);
+        v
     }
 
     /// The trust shown next to a seller's listings (from the cached snapshot).
@@ -381,6 +511,8 @@ impl Reputation {
         let t = Self::seller_trust(snap, &v.seller);
         v.seller_score = Some(t.score);
         v.seller_confidence = Some(t.confidence);
+        v.seller_supports =
+            public_key_from_peer_id(&v.seller).map(|k| Self::supported(snap, &k, &v.currency));
     }
 
     /// A listing with its seller's trust (blocking).

@@ -29,10 +29,25 @@ pub struct AttestationRecord {
     pub score: u8,
     /// The trade's total value (minor units).
     pub value: u64,
+    /// The trade's currency (ISO 4217 letters; zeros in a record written before it was kept).
+    pub currency: [u8; 3],
+    /// Whether the rated party was the trade's seller (the author its buyer); true in a record
+    /// written before the role was kept.
+    pub about_seller: bool,
 }
 
 impl AttestationRecord {
-    const LEN: usize = 8 + 32 + 32 + 1 + 8;
+    /// A record as first written (no currency, no role).
+    const LEN_V1: usize = 8 + 32 + 32 + 1 + 8;
+    const LEN: usize = Self::LEN_V1 + 3 + 1;
+
+    /// The currency code, if the record holds it.
+    pub fn currency(&self) -> Option<&str> {
+        if self.currency == [0; 3] {
+            return None;
+        }
+        std::str::from_utf8(&self.currency).ok()
+    }
 
     fn key(&self) -> [u8; 64] {
         let mut k = [0u8; 64];
@@ -48,12 +63,14 @@ impl AttestationRecord {
         v.extend_from_slice(&self.about.0);
         v.push(self.score);
         v.extend_from_slice(&self.value.to_be_bytes());
+        v.extend_from_slice(&self.currency);
+        v.push(u8::from(self.about_seller));
         v
     }
 
     fn decode(key: &[u8], v: &[u8]) -> Result<Self, StoreError> {
         let bad = || StoreError::Corrupt("attestation record");
-        if key.len() != 64 || v.len() != Self::LEN {
+        if key.len() != 64 || (v.len() != Self::LEN && v.len() != Self::LEN_V1) {
             return Err(bad());
         }
         let b32 = |s: &[u8]| <[u8; 32]>::try_from(s).map_err(|_| bad());
@@ -66,6 +83,11 @@ impl AttestationRecord {
             about: PublicKey(b32(&v[40..72])?),
             score: v[72],
             value: u64::from_be_bytes(b8(&v[73..81])?),
+            currency: v
+                .get(81..84)
+                .and_then(|c| c.try_into().ok())
+                .unwrap_or([0; 3]),
+            about_seller: v.get(84).is_none_or(|&b| b != 0),
         })
     }
 }
@@ -90,6 +112,8 @@ impl Store {
             about: a.attestation.about,
             score: a.attestation.score,
             value: a.terms.total(),
+            currency: a.terms.currency.as_bytes().try_into().unwrap_or([0; 3]),
+            about_seller: a.author == a.buyer,
         };
         let key = rec.key();
         let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
@@ -190,5 +214,40 @@ impl Store {
     pub(super) fn bump_trust(&self) {
         self.trust_generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_keeps_currency_and_role_and_an_old_one_still_reads() {
+        let rec = AttestationRecord {
+            trade: ObjectId([1; 32]),
+            author: PublicKey([2; 32]),
+            at: 1_700_000_000_000,
+            object: ObjectId([3; 32]),
+            about: PublicKey([4; 32]),
+            score: 5,
+            value: 50_000,
+            currency: *b"KRW",
+            about_seller: false,
+        };
+        let bytes = rec.encode();
+        assert_eq!(bytes.len(), AttestationRecord::LEN);
+        let back = AttestationRecord::decode(&rec.key(), &bytes).expect("decode");
+        assert_eq!(back, rec);
+        assert_eq!(back.currency(), Some("KRW"));
+        // A record written before currency and role were kept.
+        let old = AttestationRecord::decode(&rec.key(), &bytes[..AttestationRecord::LEN_V1])
+            .expect("old record");
+        assert_eq!(old.currency(), None);
+        assert!(old.about_seller);
+        assert_eq!(
+            (old.value, old.score, old.at),
+            (rec.value, rec.score, rec.at)
+        );
+        assert!(AttestationRecord::decode(&rec.key(), &bytes[..80]).is_err());
     }
 }

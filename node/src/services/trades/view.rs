@@ -140,6 +140,7 @@ impl Trades {
             history,
             equivocations,
             set_aside,
+            amount_check: None,
         })
     }
 }
