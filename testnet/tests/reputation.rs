@@ -446,7 +446,7 @@ async fn offer(buyer: &Node, listing: &str, quantity: u64) -> TradeView {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_node_shows_the_evidence_and_offers_above_the_sellers_trust_carry_a_warning() {
-    let mut cluster = Cluster::start(3, Topology::Star).await.expect("cluster");
+    let cluster = Cluster::start(3, Topology::Star).await.expect("cluster");
     let seller_id = cluster.nodes[0].peer_id.clone();
     let buyer_id = cluster.nodes[1].peer_id.clone();
     {
