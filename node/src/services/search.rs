@@ -23,8 +23,8 @@ use tantivy::tokenizer::{
     LowerCaser, RemoveLongFilter, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer,
 };
 use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Score, TantivyDocument, Term,
-    doc,
+    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Score, Searcher,
+    TantivyDocument, Term, doc,
 };
 use tokio::sync::{broadcast, watch};
 use unicode_normalization::UnicodeNormalization;
@@ -533,47 +533,40 @@ impl SearchIndex {
         q: &SearchQuery,
         now: u64,
     ) -> Result<Vec<Hit>, SearchError> {
-        let bad = |m: String| SearchError::BadQuery(m);
-        let text = q.q.as_deref().unwrap_or("").trim();
-        if text.chars().count() > QUERY_MAX_CHARS {
-            return Err(bad(format!(
-                "query longer than {QUERY_MAX_CHARS} characters"
-            )));
-        }
-        if let (Some(lo), Some(hi)) = (q.min_price, q.max_price)
-            && lo > hi
-        {
-            return Err(bad(format!("min-price {lo} is above max-price {hi}")));
-        }
-        let near = match q.near.as_deref() {
-            None => None,
-            Some(s) => Some(parse_lat_lon(s).ok_or_else(|| {
-                bad(format!("near {s:?}: expected LAT,LON with latitude within ±90 and longitude within ±180"))
-            })?),
+        let c = check_query(q)?;
+        let query = self.query(q, &c, now)?;
+        let searcher = self.reader.searcher();
+        // With a distance, more candidates are read and cut to the page after the exact
+        // distance filter.
+        let (window, skip) = if c.near.is_some() {
+            (DISTANCE_CANDIDATES_MAX, 0)
+        } else {
+            (c.limit, c.offset)
         };
-        if let Some(r) = q.radius_km {
-            if !(r.is_finite() && r > 0.0 && r <= RADIUS_MAX_KM) {
-                return Err(bad(format!(
-                    "radius-km {r}: must be above 0 and at most {RADIUS_MAX_KM}"
-                )));
-            }
-            if near.is_none() {
-                return Err(bad("radius-km needs --near LAT,LON".into()));
-            }
-        }
-        let sort = sort_key(q.sort.as_deref(), !text.is_empty())?;
-        if sort == "distance" && near.is_none() {
-            return Err(bad("sort distance needs --near LAT,LON".into()));
-        }
-        let limit = q.limit.unwrap_or(SEARCH_LIMIT_DEFAULT);
-        if limit == 0 || limit > SEARCH_LIMIT_MAX {
-            return Err(bad(format!("limit {limit}: must be 1-{SEARCH_LIMIT_MAX}")));
-        }
-        let offset = q.offset.unwrap_or(0);
-        if offset > SEARCH_OFFSET_MAX {
-            return Err(bad(format!("offset {offset}: at most {SEARCH_OFFSET_MAX}")));
-        }
+        let addrs = top_docs(&searcher, &query, c.sort, window, skip)?;
+        let mut hits: Vec<(DocAddress, Option<f64>)> = match c.near {
+            None => addrs.into_iter().map(|a| (a, None)).collect(),
+            Some(p) => within(&searcher, addrs, p, q.radius_km, c.sort == "distance")?
+                .into_iter()
+                .skip(c.offset)
+                .take(c.limit)
+                .collect(),
+        };
+        hits.truncate(c.limit);
+        self.load_hits(store, &searcher, hits, q.all.unwrap_or(false), now)
+    }
 
+    /// The tantivy query of `q`: text, exact fields, price range, open and unexpired unless
+    /// `all`, and a bounding box around `near` (the exact distance is checked after).
+    fn query(
+        &self,
+        q: &SearchQuery,
+        c: &Checked<'_>,
+        now: u64,
+    ) -> Result<Box<dyn Query>, SearchError> {
+        let bad = |m: String| SearchError::BadQuery(m);
+        let text = c.text;
+        let near = c.near;
         let f = &self.fields;
         let mut must: Vec<Box<dyn Query>> = Vec::new();
         if !text.is_empty() {
@@ -642,80 +635,27 @@ impl SearchIndex {
                 must.push(range(f.lon, p.lon() - dlon, p.lon() + dlon));
             }
         }
-        let query: Box<dyn Query> = if must.is_empty() {
+        Ok(if must.is_empty() {
             Box::new(AllQuery)
         } else {
             Box::new(BooleanQuery::new(
                 must.into_iter().map(|q| (Occur::Must, q)).collect(),
             ))
-        };
+        })
+    }
 
-        let searcher = self.reader.searcher();
-        let (window, skip) = if near.is_some() {
-            (DISTANCE_CANDIDATES_MAX, 0)
-        } else {
-            (limit, offset)
-        };
-        let top = TopDocs::with_limit(window).and_offset(skip);
-        let addrs: Vec<DocAddress> = match sort {
-            "price" => searcher
-                .search(&query, &top.order_by_fast_field::<u64>("price", Order::Asc))?
-                .into_iter()
-                .map(|x| x.1)
-                .collect(),
-            "price-desc" => searcher
-                .search(
-                    &query,
-                    &top.order_by_fast_field::<u64>("price", Order::Desc),
-                )?
-                .into_iter()
-                .map(|x| x.1)
-                .collect(),
-            "recent" => searcher
-                .search(
-                    &query,
-                    &top.order_by_fast_field::<u64>("created", Order::Desc),
-                )?
-                .into_iter()
-                .map(|x| x.1)
-                .collect(),
-            _ => searcher
-                .search(&query, &top.order_by_score())?
-                .into_iter()
-                .map(|(_, a): (Score, _)| a)
-                .collect(),
-        };
-        let mut hits: Vec<(DocAddress, Option<f64>)> = match near {
-            None => addrs.into_iter().map(|a| (a, None)).collect(),
-            Some(p) => {
-                let mut cols = std::collections::HashMap::new();
-                let mut out = Vec::new();
-                for a in addrs {
-                    let (lat, lon) = match cols.entry(a.segment_ord) {
-                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            let ff = searcher.segment_reader(a.segment_ord).fast_fields();
-                            v.insert((ff.f64("lat")?, ff.f64("lon")?))
-                        }
-                    };
-                    let (Some(lat), Some(lon)) = (lat.first(a.doc_id), lon.first(a.doc_id)) else {
-                        continue;
-                    };
-                    let Some(loc) = Location::from_degrees(lat, lon) else {
-                        continue;
-                    };
-                    let d = p.distance_km(&loc);
-                    if q.radius_km.is_none_or(|r| d <= r) {
-                        out.push((a, Some(d)));
-                    }
-                }
-                if sort == "distance" {
-                    out.sort_by(|a, b| a.1.unwrap_or(f64::MAX).total_cmp(&b.1.unwrap_or(f64::MAX)));
-                }
-                out.into_iter().skip(offset).take(limit).collect()
-            }
-        };
-        hits.truncate(limit);
+    /// Reads the hits' listings from the store, the truth: an entry the indexer has not
+    /// caught up with yet (a listing just retracted, sold out or expired) is left out of open
+    /// results.
+    fn load_hits(
+        &self,
+        store: &Store,
+        searcher: &Searcher,
+        hits: Vec<(DocAddress, Option<f64>)>,
+        all: bool,
+        now: u64,
+    ) -> Result<Vec<Hit>, SearchError> {
+        let f = &self.fields;
         let mut results = Vec::with_capacity(hits.len());
         for (addr, distance_km) in hits {
             let d: TantivyDocument = searcher.doc(addr)?;
@@ -726,9 +666,6 @@ impl SearchIndex {
             else {
                 continue;
             };
-            // The store is the truth: an entry the indexer has not caught up with yet (a
-            // listing just retracted, sold out or expired) is left out of open results.
-            let all = q.all.unwrap_or(false);
             if let Some(listing) = store
                 .listing(&id)?
                 .filter(|l| all || l.listing.is_open(now))
@@ -793,6 +730,141 @@ impl SearchIndex {
     pub fn index(&self) -> &Index {
         &self.index
     }
+}
+
+/// A query's parameters, checked.
+struct Checked<'a> {
+    text: &'a str,
+    near: Option<Location>,
+    sort: &'static str,
+    limit: usize,
+    offset: usize,
+}
+
+/// Checks every parameter of `q` and says which one is wrong.
+fn check_query(q: &SearchQuery) -> Result<Checked<'_>, SearchError> {
+    let bad = |m: String| SearchError::BadQuery(m);
+    let text = q.q.as_deref().unwrap_or("").trim();
+    if text.chars().count() > QUERY_MAX_CHARS {
+        return Err(bad(format!(
+            "query longer than {QUERY_MAX_CHARS} characters"
+        )));
+    }
+    if let (Some(lo), Some(hi)) = (q.min_price, q.max_price)
+        && lo > hi
+    {
+        return Err(bad(format!("min-price {lo} is above max-price {hi}")));
+    }
+    let near = match q.near.as_deref() {
+        None => None,
+        Some(s) => Some(parse_lat_lon(s).ok_or_else(|| {
+            bad(format!(
+                "near {s:?}: expected LAT,LON with latitude within ±90 and longitude within ±180"
+            ))
+        })?),
+    };
+    if let Some(r) = q.radius_km {
+        if !(r.is_finite() && r > 0.0 && r <= RADIUS_MAX_KM) {
+            return Err(bad(format!(
+                "radius-km {r}: must be above 0 and at most {RADIUS_MAX_KM}"
+            )));
+        }
+        if near.is_none() {
+            return Err(bad("radius-km needs --near LAT,LON".into()));
+        }
+    }
+    let sort = sort_key(q.sort.as_deref(), !text.is_empty())?;
+    if sort == "distance" && near.is_none() {
+        return Err(bad("sort distance needs --near LAT,LON".into()));
+    }
+    let limit = q.limit.unwrap_or(SEARCH_LIMIT_DEFAULT);
+    if limit == 0 || limit > SEARCH_LIMIT_MAX {
+        return Err(bad(format!("limit {limit}: must be 1-{SEARCH_LIMIT_MAX}")));
+    }
+    let offset = q.offset.unwrap_or(0);
+    if offset > SEARCH_OFFSET_MAX {
+        return Err(bad(format!("offset {offset}: at most {SEARCH_OFFSET_MAX}")));
+    }
+
+    Ok(Checked {
+        text,
+        near,
+        sort,
+        limit,
+        offset,
+    })
+}
+
+/// The top `window` documents after `skip`, in the order `sort` names.
+fn top_docs(
+    searcher: &Searcher,
+    query: &dyn Query,
+    sort: &str,
+    window: usize,
+    skip: usize,
+) -> Result<Vec<DocAddress>, SearchError> {
+    let top = TopDocs::with_limit(window).and_offset(skip);
+    Ok(match sort {
+        "price" => searcher
+            .search(query, &top.order_by_fast_field::<u64>("price", Order::Asc))?
+            .into_iter()
+            .map(|x| x.1)
+            .collect(),
+        "price-desc" => searcher
+            .search(query, &top.order_by_fast_field::<u64>("price", Order::Desc))?
+            .into_iter()
+            .map(|x| x.1)
+            .collect(),
+        "recent" => searcher
+            .search(
+                query,
+                &top.order_by_fast_field::<u64>("created", Order::Desc),
+            )?
+            .into_iter()
+            .map(|x| x.1)
+            .collect(),
+        _ => searcher
+            .search(query, &top.order_by_score())?
+            .into_iter()
+            .map(|(_, a): (Score, _)| a)
+            .collect(),
+    })
+}
+
+/// Of `addrs`, those within `radius_km` of `p` (all, without a radius), with their exact
+/// distance; nearest first when `by_distance`.
+fn within(
+    searcher: &Searcher,
+    addrs: Vec<DocAddress>,
+    p: Location,
+    radius_km: Option<f64>,
+    by_distance: bool,
+) -> Result<Vec<(DocAddress, Option<f64>)>, SearchError> {
+    let mut cols = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for a in addrs {
+        let (lat, lon) = match cols.entry(a.segment_ord) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let ff = searcher.segment_reader(a.segment_ord).fast_fields();
+                v.insert((ff.f64("lat")?, ff.f64("lon")?))
+            }
+        };
+        let (Some(lat), Some(lon)) = (lat.first(a.doc_id), lon.first(a.doc_id)) else {
+            continue;
+        };
+        let Some(loc) = Location::from_degrees(lat, lon) else {
+            continue;
+        };
+        let d = p.distance_km(&loc);
+        if radius_km.is_none_or(|r| d <= r) {
+            out.push((a, Some(d)));
+        }
+    }
+    if by_distance {
+        out.sort_by(|a, b| a.1.unwrap_or(f64::MAX).total_cmp(&b.1.unwrap_or(f64::MAX)));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
