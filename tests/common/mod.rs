@@ -146,7 +146,8 @@ pub fn start_node_args(dir: &Path, args: &[&str]) -> (NodeProc, IdView) {
         .args(["node", "--no-mdns"])
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        // A refusal at start is printed on stdout: keep it in the log too.
+        .stdout(log.try_clone().expect("log file"))
         .stderr(log)
         .spawn()
         .expect("spawn node");

@@ -335,11 +335,24 @@ pub fn parse_lat_lon(s: &str) -> Option<Location> {
 impl SearchIndex {
     /// Opens the index in `dir`, or rebuilds it from `store` when it is missing, damaged or
     /// of an older version; then indexes whatever the store queued while the node was down.
+    /// An index left by a killed process can open and then fail at its first write (a
+    /// half-written commit's files are still there): then it is rebuilt from the store too.
     pub fn open(dir: &Path, store: &Store) -> Result<Self, SearchError> {
+        match Self::open_with(dir, store, false) {
+            Ok(this) => Ok(this),
+            Err(e) => {
+                tracing::warn!(error = %e, "search index cannot be used; rebuilding it from the store");
+                Self::open_with(dir, store, true)
+            }
+        }
+    }
+
+    fn open_with(dir: &Path, store: &Store, fresh: bool) -> Result<Self, SearchError> {
         let io = |e| SearchError::Io(dir.display().to_string(), e);
         let (schema, fields) = schema();
-        let version_ok = std::fs::read_to_string(dir.join(VERSION_FILE))
-            .is_ok_and(|v| v.trim() == INDEX_VERSION);
+        let version_ok = !fresh
+            && std::fs::read_to_string(dir.join(VERSION_FILE))
+                .is_ok_and(|v| v.trim() == INDEX_VERSION);
         let existing = if version_ok {
             match tantivy::directory::MmapDirectory::open(dir)
                 .map_err(tantivy::TantivyError::from)
