@@ -9,7 +9,7 @@ use std::time::Duration;
 use jangteo_node::api::types::{
     ApiAddrFile, BlobView, ErrorBody, IdView, ImportReport, ListingUpdate, ListingView, NewListing,
     NewOffer, NewRating, ObjectsQuery, PeerView, RatingView, ReputationView, SearchQuery,
-    StatusView, TradeAction, TradeActionName, TradeSummary, TradeView, TrustChange,
+    StatusView, TradeAction, TradeActionName, TradeSummary, TradeView, TrustChange, UiLoginCode,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -160,6 +160,17 @@ impl ApiClient {
     /// `GET /v1/status`.
     pub async fn status(&self) -> Result<StatusView, CliError> {
         self.get_json("/v1/status", &()).await
+    }
+
+    /// `POST /v1/ui/login-code`.
+    pub async fn ui_login_code(&self) -> Result<UiLoginCode, CliError> {
+        self.send_json(reqwest::Method::POST, "/v1/ui/login-code", NO_BODY)
+            .await
+    }
+
+    /// The address of the node's web page at `path`.
+    pub fn page_url(&self, path: &str) -> String {
+        self.url(path)
     }
 
     /// `GET /v1/peers`.

@@ -15,7 +15,7 @@ use jangteo_node::api::types::{
     BlobView, CliErrorBody, CliErrorDetail, ExportReport, ImportError, ImportReport, InitView,
     ListingRef, ListingUpdate, ListingView, NewListing, NewOffer, NewRating, ObjectsQuery,
     OfferMade, ReputationView, SearchQuery, TradeAction, TradeActionName, TradeRef, TradeSummary,
-    TradeView, TrustBasis,
+    TradeView, TrustBasis, UiUrl,
 };
 use serde::Serialize;
 
@@ -187,6 +187,13 @@ enum Command {
     Import {
         /// The CBOR sequence.
         file: PathBuf,
+    },
+    /// Open the node's web page: print its address with a one-time login code (valid two
+    /// minutes, once) and open it in the default browser where there is one.
+    Ui {
+        /// Only print the address; do not start a browser.
+        #[arg(long)]
+        no_open: bool,
     },
     /// Print the API's OpenAPI 3.1 document (no node needed), or write it to FILE.
     Openapi {
@@ -513,6 +520,34 @@ fn read_capped(path: &std::path::Path, max: u64, what: &str) -> Result<Vec<u8>, 
         .map_err(|e| CliError::refused_msg("io", format!("{what} {}: {e}", path.display())))
 }
 
+/// Opens `url` in the default browser with `xdg-open` (or `open` on macOS) when there is
+/// one and a display to show it on; says so on stderr otherwise. Never fails the command:
+/// the address is already printed.
+fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    let has_display = cfg!(target_os = "macos")
+        || std::env::var_os("DISPLAY").is_some()
+        || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    if !has_display {
+        eprintln!("jangteo: no display here; open the address above in a browser");
+        return;
+    }
+    match std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(_) => eprintln!("jangteo: opening the web page in your browser"),
+        Err(_) => eprintln!("jangteo: {opener} not found; open the address above in a browser"),
+    }
+}
+
 /// Largest file `jangteo import` reads.
 const IMPORT_FILE_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 
@@ -545,6 +580,23 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     })?;
                     eprintln!("wrote {}", path.display());
                 }
+            }
+            Ok(())
+        }
+        Command::Ui { no_open } => {
+            let api = ApiClient::open(&dir)?;
+            let code = api.ui_login_code().await?;
+            let v = UiUrl {
+                url: api.page_url(&code.path),
+            };
+            print(json_out, &v, |v| {
+                format!(
+                    "{}\n(a one-time login link, valid for {} s)",
+                    v.url, code.expires_in_s
+                )
+            });
+            if !no_open {
+                open_browser(&v.url);
             }
             Ok(())
         }

@@ -15,6 +15,7 @@ pub mod net;
 pub mod services;
 pub mod store;
 pub mod sync;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -46,7 +47,7 @@ pub const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// Expired listings are kept this long (so late, older versions are recognized as stale).
 pub const PRUNE_GRACE_MS: u64 = 7 * 24 * 3600 * 1000;
 
-/// Something that happened in the node, for tests and (later) the web page.
+/// Something that happened in the node, for tests and the web page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeEvent {
     /// A peer connected.
@@ -350,7 +351,7 @@ async fn spawn_api(
             source: e,
         })?;
     let api_addr = listener.local_addr().map_err(io_err(&cfg.data_dir))?;
-    let app = api::router(state);
+    let app = web::app(state, api_addr);
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -442,6 +443,7 @@ impl Node {
             started: Instant::now(),
             peer_id: peer_id.clone(),
             public_key: hex::encode(key.verifying_key().to_bytes()),
+            ui_sessions: Arc::new(web::session::Sessions::new()),
         };
         let (api_addr, api_task) = spawn_api(&cfg, state, shutdown_rx.clone()).await?;
         tasks.push(api_task);

@@ -1,7 +1,7 @@
 //! The local HTTP/JSON API that the `jangteo` CLI (and the web page) talks to.
 //!
 //! Owns the router: one module per resource (`status`, `listings`, `trades`, `reputation`,
-//! `blobs`, `objects`), the token check ([`auth`]), the one error shape ([`error`]), the
+//! `blobs`, `objects`, `ui`), the token check ([`auth`]), the one error shape ([`error`]), the
 //! request and response types ([`types`]), body limits, and the OpenAPI 3.1 document
 //! generated from the handlers ([`openapi`], served without a token at
 //! `GET /v1/openapi.json`). It holds service handles and never the swarm.
@@ -15,6 +15,7 @@ mod reputation;
 mod status;
 mod trades;
 pub mod types;
+mod ui;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -67,6 +68,8 @@ pub struct ApiState {
     pub peer_id: String,
     /// Our public key, hex.
     pub public_key: String,
+    /// The web page's login codes and sessions (codes are minted through the API).
+    pub ui_sessions: Arc<crate::web::session::Sessions>,
 }
 
 /// The document's frame: title, description, tags, the shared error schema.
@@ -100,6 +103,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         .merge(reputation::routes())
         .merge(blobs::routes())
         .merge(objects::routes())
+        .merge(ui::routes())
 }
 
 /// Adds what every route behind the token shares: the bearer requirement, and the 401 and
@@ -304,6 +308,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 23, "{operations} operations documented");
+        assert_eq!(operations, 24, "{operations} operations documented");
     }
 }

@@ -239,6 +239,24 @@ pub struct StatusView {
     pub version: String,
 }
 
+/// A one-time login code for the web page (`POST /v1/ui/login-code`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct UiLoginCode {
+    /// The code (64 hex digits); it works once.
+    pub code: String,
+    /// Path to open on the API's address: `/login?code=<code>`.
+    pub path: String,
+    /// Seconds the code stays valid.
+    pub expires_in_s: u64,
+}
+
+/// What `jangteo ui` prints.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UiUrl {
+    /// The web page's address with a one-time login code.
+    pub url: String,
+}
+
 /// A connected peer (`GET /v1/peers`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct PeerView {

@@ -182,9 +182,9 @@ impl Listings {
         Ok(id)
     }
 
-    /// Posts a new listing.
-    pub async fn post(&self, n: NewListing) -> Result<ListingView, ListingError> {
-        let now = now_ms();
+    /// The first version of a new listing, built and checked as [`Listings::post`] would,
+    /// without signing or storing anything (blocking for the image look-ups).
+    fn first_version(&self, n: NewListing, now: u64) -> Result<Listing, ListingError> {
         let days = n
             .expires_in_days
             .unwrap_or(LIFETIME_DEFAULT_MS / 86_400_000);
@@ -193,7 +193,7 @@ impl Listings {
         }
         let mut nonce = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let listing = Listing {
+        Ok(Listing {
             nonce,
             seq: 1,
             created_at: now,
@@ -234,7 +234,20 @@ impl Listings {
                     })
                 })
                 .collect::<Result<_, _>>()?,
-        };
+        })
+    }
+
+    /// Checks a new listing's fields as [`Listings::post`] would, and stores and sends
+    /// nothing: the web page asks before it stores the photos. Blocking.
+    pub fn check(&self, n: &NewListing) -> Result<(), ListingError> {
+        let now = now_ms();
+        self.first_version(n.clone(), now)?.validate(now)?;
+        Ok(())
+    }
+
+    /// Posts a new listing.
+    pub async fn post(&self, n: NewListing) -> Result<ListingView, ListingError> {
+        let listing = self.first_version(n, now_ms())?;
         let id = self.commit(listing).await?;
         self.show(&id.to_hex())
     }

@@ -105,6 +105,22 @@ pub struct SellerTrust {
     pub confidence: f64,
 }
 
+/// Most reviews [`Reputation::reviews`] returns.
+pub const REVIEWS_MAX: usize = 20;
+
+/// One rating about a peer, as a seller card shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Review {
+    /// Who rated (peer id).
+    pub by: String,
+    /// 1-5.
+    pub score: u8,
+    /// Their comment.
+    pub comment: String,
+    /// When (unix ms).
+    pub at: u64,
+}
+
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -492,6 +508,44 @@ impl Reputation {
         let snap = self.fresh().unwrap_or_else(|_| self.cached());
         v.amount_check = Self::amount_check(&snap, &v);
         v
+    }
+
+    /// The latest `limit` ratings about `peer` held here, newest first, with their comments
+    /// (blocking; reads every attestation record held).
+    pub fn reviews(&self, peer: &str, limit: usize) -> Result<Vec<Review>, ReputationError> {
+        let key = Self::parse_peer(peer)?;
+        let limit = limit.min(REVIEWS_MAX);
+        let mut latest: Vec<crate::store::AttestationRecord> = Vec::new();
+        self.store.for_each_attestation(None, |r| {
+            if r.about == key {
+                latest.push(r);
+                if latest.len() > 4 * limit.max(1) {
+                    latest.sort_by(|a, b| b.at.cmp(&a.at));
+                    latest.truncate(limit);
+                }
+            }
+            true
+        })?;
+        latest.sort_by(|a, b| b.at.cmp(&a.at));
+        latest.truncate(limit);
+        let mut out = Vec::with_capacity(latest.len());
+        for r in latest {
+            let Some(bytes) = self.store.object(&r.object)? else {
+                continue;
+            };
+            let comment = SignedObject::decode_stored(&bytes)
+                .ok()
+                .and_then(|s| Attestation::decode(&s.envelope().body).ok())
+                .map(|a| a.comment)
+                .unwrap_or_default();
+            out.push(Review {
+                by: r.author.peer_id(),
+                score: r.score,
+                comment,
+                at: r.at,
+            });
+        }
+        Ok(out)
     }
 
     /// The trust shown next to a seller's listings (from the cached snapshot).

@@ -1,0 +1,391 @@
+//! Home (newest listings and the sync badge), search results (text, filters, sort, pages)
+//! and "my listings": grids of listing cards from the search service, with each seller's
+//! trust as the reputation service adds it.
+
+use askama::Template;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+
+use super::{Card, Choice, Chrome, Page, category_choices, error_page, render};
+use crate::api::types::{ListingView, SearchQuery};
+use crate::net::NetworkInfo;
+use crate::services::listings::ListingError;
+use crate::web::WebState;
+use crate::web::i18n::{Messages, fill};
+use crate::web::money::{minor_digits, parse_price};
+
+/// Listings on the home page.
+pub const HOME_LISTINGS: usize = 24;
+/// Results per search page.
+pub const PAGE_SIZE: usize = 24;
+/// Highest page number (the search service skips at most 10 000 results).
+pub const PAGE_MAX: usize = 400;
+/// Most of my own listings shown.
+pub const MINE_MAX: usize = 200;
+/// Currencies offered in the filters and the post form (any ISO 4217 code is accepted).
+pub const CURRENCIES: [&str; 6] = ["KRW", "USD", "JPY", "EUR", "GBP", "CNY"];
+
+/// The sync badge: what `jangteo status` says about catching up.
+#[derive(Debug, Clone)]
+pub struct SyncBadge {
+    /// ok, busy or off (a CSS class).
+    pub class: &'static str,
+    /// The text.
+    pub text: String,
+}
+
+impl SyncBadge {
+    /// From the network task's snapshot (`None`: the network task is not answering).
+    pub fn new(t: &Messages, info: Option<&NetworkInfo>) -> Self {
+        let Some(info) = info else {
+            return SyncBadge {
+                class: "off",
+                text: t.sync_not_connected.to_owned(),
+            };
+        };
+        let sy = &info.sync;
+        if sy.in_progress > 0 || sy.to_fetch > 0 {
+            SyncBadge {
+                class: "busy",
+                text: fill(t.sync_catching_up, &[("n", &sy.to_fetch.to_string())]),
+            }
+        } else if info.peers.is_empty() {
+            SyncBadge {
+                class: "off",
+                text: t.sync_not_connected.to_owned(),
+            }
+        } else if sy.peers_reconciled > 0 {
+            SyncBadge {
+                class: "ok",
+                text: fill(t.sync_caught_up, &[("n", &sy.peers_reconciled.to_string())]),
+            }
+        } else {
+            SyncBadge {
+                class: "busy",
+                text: fill(t.sync_connected, &[("n", &info.peers.len().to_string())]),
+            }
+        }
+    }
+}
+
+async fn run_search(w: &WebState, q: SearchQuery) -> Result<Vec<ListingView>, ListingError> {
+    let (r, l) = (w.api.reputation.clone(), w.api.listings.clone());
+    tokio::task::spawn_blocking(move || r.search(&l, &q))
+        .await
+        .map_err(|e| ListingError::Search(e.to_string()))?
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomeTemplate {
+    c: Chrome,
+    sync: SyncBadge,
+    cards: Vec<Card>,
+    error: Option<String>,
+}
+
+/// `GET /`.
+pub async fn home(State(w): State<WebState>, page: Page) -> Response {
+    let t = page.t;
+    let info = w.api.network.info().await.ok();
+    let q = SearchQuery {
+        limit: Some(HOME_LISTINGS),
+        ..Default::default()
+    };
+    let (cards, error) = match run_search(&w, q).await {
+        Ok(v) => (v.iter().map(|l| Card::new(t, l)).collect(), None),
+        Err(e) => (
+            Vec::new(),
+            Some(fill(t.error_internal, &[("reason", &e.to_string())])),
+        ),
+    };
+    render(
+        StatusCode::OK,
+        &HomeTemplate {
+            c: Chrome::new(&page, t.home_title, "home"),
+            sync: SyncBadge::new(t, info.as_ref()),
+            cards,
+            error,
+        },
+    )
+}
+
+/// The search form's fields, as typed (empty means "any").
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct SearchForm {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    condition: String,
+    #[serde(default)]
+    currency: String,
+    #[serde(default)]
+    min: String,
+    #[serde(default)]
+    max: String,
+    #[serde(default)]
+    sort: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    page: Option<String>,
+}
+
+fn some(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+impl SearchForm {
+    fn page(&self) -> usize {
+        self.page
+            .as_deref()
+            .and_then(|p| p.trim().parse::<usize>().ok())
+            .unwrap_or(1)
+            .clamp(1, PAGE_MAX)
+    }
+
+    /// The search service's query, or what is wrong with the form.
+    fn query(&self, t: &Messages) -> Result<SearchQuery, String> {
+        let currency = some(&self.currency).map(|c| c.to_ascii_uppercase());
+        let price = |s: &str| -> Result<Option<u64>, String> {
+            let Some(s) = some(s) else { return Ok(None) };
+            let Some(cur) = currency.as_deref() else {
+                return Err(t.err_price_currency.to_owned());
+            };
+            parse_price(&s, cur).map(Some).ok_or_else(|| {
+                fill(
+                    t.err_price,
+                    &[
+                        ("currency", cur),
+                        ("digits", &minor_digits(cur).to_string()),
+                    ],
+                )
+            })
+        };
+        let sort = match self.sort.as_str() {
+            s @ ("relevance" | "recent" | "price" | "price-desc" | "trust") => Some(s.to_owned()),
+            _ => None,
+        };
+        Ok(SearchQuery {
+            q: some(&self.q),
+            category: some(&self.category),
+            condition: some(&self.condition),
+            currency: currency.clone(),
+            min_price: price(&self.min)?,
+            max_price: price(&self.max)?,
+            sort,
+            limit: Some(PAGE_SIZE + 1),
+            offset: Some((self.page() - 1) * PAGE_SIZE),
+            ..Default::default()
+        })
+    }
+
+    fn link(&self, page: usize) -> String {
+        let mut f = self.clone();
+        f.page = (page > 1).then(|| page.to_string());
+        format!(
+            "/search?{}",
+            serde_urlencoded::to_string(&f).unwrap_or_default()
+        )
+    }
+}
+
+#[derive(Template)]
+#[template(path = "search.html")]
+struct SearchTemplate {
+    c: Chrome,
+    heading: String,
+    f: SearchForm,
+    categories: Vec<Choice>,
+    conditions: Vec<Choice>,
+    currencies: Vec<Choice>,
+    sorts: Vec<Choice>,
+    cards: Vec<Card>,
+    error: Option<String>,
+    page_label: String,
+    prev: Option<String>,
+    next: Option<String>,
+}
+
+fn choices(keys: &[&str], names: &[String], selected: &str) -> Vec<Choice> {
+    keys.iter()
+        .zip(names)
+        .map(|(k, n)| Choice {
+            key: (*k).to_owned(),
+            name: n.clone(),
+            selected: *k == selected,
+        })
+        .collect()
+}
+
+/// `GET /search?q=&category=&condition=&currency=&min=&max=&sort=&page=`.
+pub async fn search(
+    State(w): State<WebState>,
+    page: Page,
+    query: Result<Query<SearchForm>, QueryRejection>,
+) -> Response {
+    let t = page.t;
+    let f = query.map(|Query(f)| f).unwrap_or_default();
+    let (cards, has_next, error) = match f.query(t) {
+        Err(msg) => (Vec::new(), false, Some(msg)),
+        Ok(q) => match run_search(&w, q).await {
+            Ok(mut v) => {
+                let more = v.len() > PAGE_SIZE;
+                v.truncate(PAGE_SIZE);
+                (v.iter().map(|l| Card::new(t, l)).collect(), more, None)
+            }
+            Err(ListingError::BadQuery(m)) => (
+                Vec::new(),
+                false,
+                Some(fill(t.results_bad_query, &[("reason", &m)])),
+            ),
+            Err(e) => {
+                return error_page(
+                    &page,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    fill(t.error_internal, &[("reason", &e.to_string())]),
+                );
+            }
+        },
+    };
+    let heading = match some(&f.q) {
+        Some(q) => fill(t.results_for, &[("q", &q)]),
+        None => t.results_all.to_owned(),
+    };
+    let n = f.page();
+    let conditions = ["new", "like-new", "good", "fair", "poor"];
+    let condition_names: Vec<String> = conditions.iter().map(|c| t.condition(c)).collect();
+    let currency_names: Vec<String> = CURRENCIES.iter().map(|c| (*c).to_owned()).collect();
+    let sorts = ["relevance", "recent", "price", "price-desc", "trust"];
+    let sort_names: Vec<String> = [
+        t.sort_relevance,
+        t.sort_recent,
+        t.sort_price,
+        t.sort_price_desc,
+        t.sort_trust,
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let mut c = Chrome::new(&page, heading.clone(), "search");
+    c.q = f.q.clone();
+    render(
+        StatusCode::OK,
+        &SearchTemplate {
+            heading,
+            categories: category_choices(t, &f.category),
+            conditions: choices(&conditions, &condition_names, &f.condition),
+            currencies: choices(
+                &CURRENCIES,
+                &currency_names,
+                &f.currency.to_ascii_uppercase(),
+            ),
+            sorts: choices(&sorts, &sort_names, &f.sort),
+            cards,
+            error,
+            page_label: fill(t.page_n, &[("n", &n.to_string())]),
+            prev: (n > 1).then(|| f.link(n - 1)),
+            next: has_next.then(|| f.link(n + 1)),
+            f,
+            c,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "mine.html")]
+struct MineTemplate {
+    c: Chrome,
+    cards: Vec<Card>,
+}
+
+/// `GET /mine`: this node's own listings, every status, newest first.
+pub async fn mine(State(w): State<WebState>, page: Page) -> Response {
+    let t = page.t;
+    let q = SearchQuery {
+        seller: Some(page.me.clone()),
+        sort: Some("recent".into()),
+        all: Some(true),
+        limit: Some(MINE_MAX),
+        ..Default::default()
+    };
+    match run_search(&w, q).await {
+        Ok(v) => render(
+            StatusCode::OK,
+            &MineTemplate {
+                c: Chrome::new(&page, t.mine_title, "mine"),
+                cards: v.iter().map(|l| Card::new(t, l)).collect(),
+            },
+        ),
+        Err(e) => error_page(
+            &page,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            fill(t.error_internal, &[("reason", &e.to_string())]),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::web::i18n::EN;
+
+    #[test]
+    fn text_from_the_network_is_escaped_everywhere_on_the_page() {
+        let t = &EN;
+        let hostile = "<script>alert(1)</script><img src=x onerror=alert(2)>\"'";
+        let c = Chrome {
+            t,
+            title: hostile.into(),
+            csrf: "token".into(),
+            q: hostile.into(),
+            here: format!("/search?q={hostile}"),
+            categories: category_choices(t, ""),
+            nav: "home",
+        };
+        let card = Card {
+            id: "ab".repeat(32),
+            title: hostile.into(),
+            price: "₩1,000".into(),
+            thumb: Some("cd".repeat(32)),
+            status: "active",
+            status_name: t.status_active,
+            trust: hostile.into(),
+            posted: t.time_now.into(),
+            category: hostile.into(),
+            distance: None,
+        };
+        let html = HomeTemplate {
+            c,
+            sync: SyncBadge {
+                class: "ok",
+                text: hostile.into(),
+            },
+            cards: vec![card],
+            error: Some(hostile.into()),
+        }
+        .render()
+        .expect("renders");
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(!html.contains("<img src=x"), "{html}");
+        assert!(
+            html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+            "{html}"
+        );
+        assert!(
+            !html.contains("\"'"),
+            "quotes are escaped in attributes too"
+        );
+        assert!(html.contains("<script type=\"module\" src=\"/assets/app.js\"></script>"));
+    }
+
+    #[test]
+    fn the_sync_badge_says_what_status_says() {
+        let t = &EN;
+        assert_eq!(SyncBadge::new(t, None).text, "Not connected");
+    }
+}

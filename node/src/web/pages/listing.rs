@@ -1,0 +1,293 @@
+//! A listing's page (photos, price, condition, description, times, quantity, status, the
+//! seller's card with trust and the latest reviews) and its "Make an offer" form, which the
+//! trades service signs and delivers like `POST /v1/trades`.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::{Chrome, Page, csrf_refused, error_page, render, short_peer, trust_text, when};
+use crate::api::types::{ListingState, ListingView, NewOffer, ReputationView};
+use crate::services::listings::ListingError;
+use crate::services::reputation::Review;
+use crate::web::WebState;
+use crate::web::i18n::{Messages, fill};
+use crate::web::money::{input_text, minor_digits, parse_price, price_text};
+
+/// Reviews shown on the seller card.
+pub const CARD_REVIEWS: usize = 3;
+
+/// A review as shown.
+#[derive(Debug, Clone)]
+pub struct ReviewLine {
+    stars: String,
+    comment: String,
+    by: String,
+    when: String,
+}
+
+/// The seller card.
+#[derive(Debug, Clone)]
+pub struct SellerCard {
+    peer: String,
+    short: String,
+    trust: String,
+    confidence: String,
+    completed: String,
+    rating: String,
+    note: Option<&'static str>,
+    reviews: Vec<ReviewLine>,
+}
+
+impl SellerCard {
+    fn new(t: &Messages, seller: &str, r: Option<&ReputationView>, reviews: &[Review]) -> Self {
+        let (trust, confidence, completed, rating, note) = match r {
+            Some(r) => (
+                trust_text(t, Some(r.score)),
+                fill(
+                    t.seller_confidence,
+                    &[("c", &format!("{:.2}", r.confidence))],
+                ),
+                fill(
+                    t.seller_completed,
+                    &[("n", &r.completed_trades.to_string())],
+                ),
+                match r.rating {
+                    Some(x) => fill(
+                        t.seller_rating,
+                        &[("r", &format!("{x:.1}")), ("n", &r.raters.to_string())],
+                    ),
+                    None => t.seller_no_rating.to_owned(),
+                },
+                if r.trusted {
+                    Some(t.seller_trusted_seed)
+                } else if r.score <= 0.0 {
+                    Some(t.seller_untrusted)
+                } else {
+                    None
+                },
+            ),
+            None => (
+                t.trust_none.to_owned(),
+                String::new(),
+                String::new(),
+                t.seller_no_rating.to_owned(),
+                None,
+            ),
+        };
+        SellerCard {
+            peer: seller.to_owned(),
+            short: short_peer(seller),
+            trust,
+            confidence,
+            completed,
+            rating,
+            note,
+            reviews: reviews
+                .iter()
+                .map(|v| ReviewLine {
+                    stars: "★".repeat(usize::from(v.score.min(5)))
+                        + &"☆".repeat(usize::from(5 - v.score.min(5))),
+                    comment: v.comment.clone(),
+                    by: short_peer(&v.by),
+                    when: when(t, v.at),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What was typed in the offer form, and what is wrong with it.
+#[derive(Debug, Clone, Default)]
+pub struct OfferDraft {
+    price: String,
+    quantity: String,
+    message: String,
+    price_error: Option<String>,
+    quantity_error: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "listing.html")]
+struct ListingTemplate {
+    c: Chrome,
+    l: ListingView,
+    price: String,
+    condition: Option<String>,
+    category: String,
+    status_name: &'static str,
+    posted: String,
+    updated: String,
+    expires: String,
+    version: String,
+    location: Option<String>,
+    photo_alts: Vec<(String, String)>,
+    seller: SellerCard,
+    own: bool,
+    open: bool,
+    offer: OfferDraft,
+}
+
+async fn load(
+    w: &WebState,
+    id: String,
+) -> Result<(ListingView, Option<ReputationView>, Vec<Review>), ListingError> {
+    let (r, l) = (w.api.reputation.clone(), w.api.listings.clone());
+    tokio::task::spawn_blocking(move || {
+        let v = r.show(&l, &id)?;
+        let rep = r.reputation(&v.seller).ok();
+        let reviews = r.reviews(&v.seller, CARD_REVIEWS).unwrap_or_default();
+        Ok((v, rep, reviews))
+    })
+    .await
+    .map_err(|e| ListingError::Search(e.to_string()))?
+}
+
+fn listing_page(
+    page: &Page,
+    status: StatusCode,
+    (l, rep, reviews): (ListingView, Option<ReputationView>, Vec<Review>),
+    offer: Option<OfferDraft>,
+) -> Response {
+    let t = page.t;
+    let own = l.seller == page.me;
+    let open = l.status == ListingState::Active && !own;
+    let offer = offer.unwrap_or_else(|| OfferDraft {
+        price: input_text(l.price, &l.currency),
+        quantity: "1".into(),
+        ..Default::default()
+    });
+    let photo_alts = l
+        .images
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            (
+                id.clone(),
+                fill(
+                    t.photo_of,
+                    &[("n", &(i + 1).to_string()), ("title", &l.title)],
+                ),
+            )
+        })
+        .collect();
+    render(
+        status,
+        &ListingTemplate {
+            c: Chrome::new(page, l.title.clone(), ""),
+            price: price_text(l.price, &l.currency),
+            condition: l.condition.as_deref().map(|c| t.condition(c)),
+            category: t.category(&l.category),
+            status_name: t.status(l.status.as_str()),
+            posted: when(t, l.created_at),
+            updated: when(t, l.updated_at),
+            expires: when(t, l.expires_at),
+            version: fill(t.listing_version, &[("n", &l.seq.to_string())]),
+            location: l.location.map(|p| format!("{:.4}, {:.4}", p.lat, p.lon)),
+            photo_alts,
+            seller: SellerCard::new(t, &l.seller, rep.as_ref(), &reviews),
+            own,
+            open,
+            offer,
+            l,
+        },
+    )
+}
+
+fn load_error(page: &Page, e: ListingError) -> Response {
+    match e {
+        ListingError::NotFound(_) | ListingError::BadId(_) => error_page(
+            page,
+            StatusCode::NOT_FOUND,
+            page.t.listing_not_found.to_owned(),
+        ),
+        e => error_page(
+            page,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            fill(page.t.error_internal, &[("reason", &e.to_string())]),
+        ),
+    }
+}
+
+/// `GET /listing/{id}`.
+pub async fn show(State(w): State<WebState>, page: Page, Path(id): Path<String>) -> Response {
+    match load(&w, id).await {
+        Ok(found) => listing_page(&page, StatusCode::OK, found, None),
+        Err(e) => load_error(&page, e),
+    }
+}
+
+/// The offer form.
+#[derive(Debug, Deserialize)]
+pub struct OfferForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    price: String,
+    #[serde(default)]
+    quantity: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// `POST /listing/{id}/offer`: makes the offer, then shows the trade.
+pub async fn offer(
+    State(w): State<WebState>,
+    page: Page,
+    Path(id): Path<String>,
+    axum::Form(f): axum::Form<OfferForm>,
+) -> Response {
+    if !page.session.csrf_ok(&f.csrf) {
+        return csrf_refused(&page);
+    }
+    let t = page.t;
+    let found = match load(&w, id.clone()).await {
+        Ok(found) => found,
+        Err(e) => return load_error(&page, e),
+    };
+    let currency = found.0.currency.clone();
+    let mut draft = OfferDraft {
+        price: f.price.clone(),
+        quantity: f.quantity.clone(),
+        message: f.message.clone(),
+        ..Default::default()
+    };
+    let price = parse_price(&f.price, &currency);
+    if price.is_none() {
+        draft.price_error = Some(fill(
+            t.err_price,
+            &[
+                ("currency", &currency),
+                ("digits", &minor_digits(&currency).to_string()),
+            ],
+        ));
+    }
+    let quantity = match f.quantity.trim() {
+        "" => Some(1),
+        q => q.parse::<u64>().ok().filter(|q| *q > 0),
+    };
+    if quantity.is_none() {
+        draft.quantity_error = Some(t.err_quantity.to_owned());
+    }
+    let (Some(price), Some(quantity)) = (price, quantity) else {
+        return listing_page(&page, StatusCode::BAD_REQUEST, found, Some(draft));
+    };
+    let message = f.message.trim();
+    let new = NewOffer {
+        listing: id,
+        price: Some(price),
+        quantity: Some(quantity),
+        message: (!message.is_empty()).then(|| message.to_owned()),
+        moderators: Vec::new(),
+    };
+    match w.api.trades.offer(new).await {
+        Ok(trade) => Redirect::to(&format!("/trade/{}", trade.id)).into_response(),
+        Err(e) => {
+            draft.error = Some(e.to_string());
+            listing_page(&page, StatusCode::CONFLICT, found, Some(draft))
+        }
+    }
+}

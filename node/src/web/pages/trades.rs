@@ -1,0 +1,279 @@
+//! The trades inbox and a trade's page: terms, state, the history with each message's
+//! delivery, and a form for each action the trades service allows now (and only those).
+//! Acting goes through the trades service as `POST /v1/trades/{id}/{action}` does.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::{Chrome, Page, csrf_refused, error_page, render, short_peer, when};
+use crate::api::types::{TradeAction, TradeView};
+use crate::services::trades::TradeError;
+use crate::web::WebState;
+use crate::web::i18n::{Messages, fill};
+use crate::web::money::{minor_digits, parse_price, price_text};
+
+/// A trade in the inbox.
+#[derive(Debug, Clone)]
+pub struct TradeRow {
+    id: String,
+    role: &'static str,
+    state: &'static str,
+    state_key: &'static str,
+    with: String,
+    terms: String,
+    when: String,
+}
+
+#[derive(Template)]
+#[template(path = "trades.html")]
+struct InboxTemplate {
+    c: Chrome,
+    rows: Vec<TradeRow>,
+}
+
+fn terms(t: &Messages, quantity: u64, price: u64, currency: &str) -> String {
+    fill(
+        t.trade_terms,
+        &[
+            ("q", &quantity.to_string()),
+            ("price", &price_text(price, currency)),
+        ],
+    )
+}
+
+/// `GET /trades`.
+pub async fn inbox(State(w): State<WebState>, page: Page) -> Response {
+    let t = page.t;
+    let trades = w.api.trades.clone();
+    match tokio::task::spawn_blocking(move || trades.list()).await {
+        Ok(Ok(list)) => render(
+            StatusCode::OK,
+            &InboxTemplate {
+                c: Chrome::new(&page, t.trades_title, "trades"),
+                rows: list
+                    .iter()
+                    .map(|s| TradeRow {
+                        id: s.id.clone(),
+                        role: t.role(s.role.as_str()),
+                        state: t.trade_state(s.state.as_str()),
+                        state_key: s.state.as_str(),
+                        with: fill(t.trades_with, &[("peer", &short_peer(&s.counterparty))]),
+                        terms: terms(t, s.quantity, s.price, &s.currency),
+                        when: when(t, s.updated_at),
+                    })
+                    .collect(),
+            },
+        ),
+        Ok(Err(e)) => error_page(
+            &page,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            fill(t.error_internal, &[("reason", &e.to_string())]),
+        ),
+        Err(e) => error_page(
+            &page,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            fill(t.error_internal, &[("reason", &e.to_string())]),
+        ),
+    }
+}
+
+/// One message of the history, as shown.
+#[derive(Debug, Clone)]
+pub struct HistoryLine {
+    kind: String,
+    by: &'static str,
+    when: String,
+    note: String,
+    delivery: &'static str,
+    delivery_key: &'static str,
+    reason: String,
+}
+
+/// An action the user may take now, with the field it needs.
+#[derive(Debug, Clone)]
+pub struct ActionForm {
+    key: &'static str,
+    name: &'static str,
+    /// price, reason, reference, tracking, outcome or none.
+    field: &'static str,
+    label: &'static str,
+    required: bool,
+}
+
+#[derive(Template)]
+#[template(path = "trade.html")]
+struct TradeTemplate {
+    c: Chrome,
+    v: TradeView,
+    role: &'static str,
+    state: &'static str,
+    terms: String,
+    total: String,
+    counterparty: String,
+    history: Vec<HistoryLine>,
+    actions: Vec<ActionForm>,
+    error: Option<String>,
+    steps: Vec<(&'static str, bool)>,
+}
+
+fn trade_page(page: &Page, status: StatusCode, v: TradeView, error: Option<String>) -> Response {
+    let t = page.t;
+    let actions = v
+        .allowed
+        .iter()
+        .map(|a| {
+            let key = a.as_str();
+            let (field, label, required) = match key {
+                "counter" => ("price", t.action_price, true),
+                "reject" | "cancel" => ("reason", t.action_reason, false),
+                "dispute" => ("reason", t.action_reason, true),
+                "paid" => ("reference", t.action_reference, false),
+                "shipped" => ("tracking", t.action_tracking, false),
+                "resolve" => ("outcome", t.action_outcome, true),
+                _ => ("none", "", false),
+            };
+            ActionForm {
+                key,
+                name: t.action(key),
+                field,
+                label,
+                required,
+            }
+        })
+        .collect();
+    let order = ["offered", "accepted", "paid", "shipped", "completed"];
+    let reached = order
+        .iter()
+        .position(|s| *s == v.state.as_str())
+        .or_else(|| (v.state.as_str() == "countered").then_some(0));
+    let steps = order
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (t.trade_state(s), reached.is_some_and(|r| i <= r)))
+        .collect();
+    let history = v
+        .history
+        .iter()
+        .map(|h| HistoryLine {
+            kind: h.kind.clone(),
+            by: t.role(h.role.as_str()),
+            when: when(t, h.at),
+            note: h.note.clone(),
+            delivery: t.delivery(h.delivery.status.as_str()),
+            delivery_key: h.delivery.status.as_str(),
+            reason: h.delivery.reason.clone().unwrap_or_default(),
+        })
+        .collect();
+    render(
+        status,
+        &TradeTemplate {
+            c: Chrome::new(page, t.trade_title, "trades"),
+            role: t.role(v.role.as_str()),
+            state: t.trade_state(v.state.as_str()),
+            terms: terms(t, v.quantity, v.price, &v.currency),
+            total: price_text(v.total, &v.currency),
+            counterparty: short_peer(&v.counterparty),
+            history,
+            actions,
+            error,
+            steps,
+            v,
+        },
+    )
+}
+
+async fn load(w: &WebState, id: String) -> Result<TradeView, TradeError> {
+    let trades = w.api.trades.clone();
+    tokio::task::spawn_blocking(move || trades.view(&id))
+        .await
+        .map_err(|e| TradeError::NotFound(e.to_string()))?
+}
+
+fn load_error(page: &Page, e: TradeError) -> Response {
+    match e {
+        TradeError::NotFound(_) => error_page(
+            page,
+            StatusCode::NOT_FOUND,
+            page.t.error_not_found.to_owned(),
+        ),
+        e => error_page(
+            page,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            fill(page.t.error_internal, &[("reason", &e.to_string())]),
+        ),
+    }
+}
+
+/// `GET /trade/{id}`.
+pub async fn show(State(w): State<WebState>, page: Page, Path(id): Path<String>) -> Response {
+    match load(&w, id).await {
+        Ok(v) => trade_page(&page, StatusCode::OK, v, None),
+        Err(e) => load_error(&page, e),
+    }
+}
+
+/// An action's form.
+#[derive(Debug, Deserialize)]
+pub struct ActForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    price: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    reference: String,
+    #[serde(default)]
+    tracking: String,
+    #[serde(default)]
+    outcome: String,
+}
+
+/// `POST /trade/{id}/{action}`: takes the step, then shows the trade again.
+pub async fn act(
+    State(w): State<WebState>,
+    page: Page,
+    Path((id, action)): Path<(String, String)>,
+    axum::Form(f): axum::Form<ActForm>,
+) -> Response {
+    if !page.session.csrf_ok(&f.csrf) {
+        return csrf_refused(&page);
+    }
+    let t = page.t;
+    let v = match load(&w, id.clone()).await {
+        Ok(v) => v,
+        Err(e) => return load_error(&page, e),
+    };
+    let opt = |s: &str| {
+        let s = s.trim();
+        (!s.is_empty()).then(|| s.to_owned())
+    };
+    let price = match opt(&f.price) {
+        None => None,
+        Some(p) => match parse_price(&p, &v.currency) {
+            Some(p) => Some(p),
+            None => {
+                let digits = minor_digits(&v.currency).to_string();
+                let msg = fill(
+                    t.err_price,
+                    &[("currency", &v.currency), ("digits", &digits)],
+                );
+                return trade_page(&page, StatusCode::BAD_REQUEST, v, Some(msg));
+            }
+        },
+    };
+    let a = TradeAction {
+        price,
+        reason: opt(&f.reason),
+        reference: opt(&f.reference),
+        tracking: opt(&f.tracking),
+        outcome: opt(&f.outcome),
+    };
+    match w.api.trades.act(&id, &action, a).await {
+        Ok(_) => Redirect::to(&format!("/trade/{id}")).into_response(),
+        Err(e) => trade_page(&page, StatusCode::CONFLICT, v, Some(e.to_string())),
+    }
+}

@@ -1,0 +1,206 @@
+"""A seller and a buyer use the web page of their own nodes in a real Chromium (Playwright).
+
+Called by tests/web_browser.rs with: SELLER_URL BUYER_URL SHOTS_DIR. The two URLs are
+`jangteo ui --no-open --json` login links of two connected nodes. The seller posts a Korean
+listing with a photo; the buyer finds it with a Korean query, sees the photo (naturalWidth >
+0), opens it and makes an offer; the seller sees the offer and accepts it. A screenshot of
+each page goes to SHOTS_DIR. Any failure raises, so the process exits non-zero.
+"""
+
+import os
+import re
+import struct
+import sys
+import tempfile
+import time
+import zlib
+
+from playwright.sync_api import expect, sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 30_000
+TITLE = "중고 자전거를 팝니다 (삼천리 26인치)"
+
+
+def png(width, height):
+    """A small gradient picture of a bicycle-ish shape, as PNG bytes (stdlib only)."""
+    rows = []
+    for y in range(height):
+        row = bytearray([0])
+        for x in range(width):
+            r, g, b = 240 - y // 3, 200 - x // 4, 150 + (x + y) // 8
+            # two wheels and a frame
+            for cx in (width // 3, 2 * width // 3):
+                d = ((x - cx) ** 2 + (y - 2 * height // 3) ** 2) ** 0.5
+                if abs(d - height // 5) < 4:
+                    r, g, b = 30, 30, 30
+            if abs((y - height // 2) - (x - width // 3) // 2) < 3 and width // 3 < x < 2 * width // 3:
+                r, g, b = 200, 40, 40
+            row += bytes((max(0, min(255, r)), max(0, min(255, g)), max(0, min(255, b))))
+        rows.append(bytes(row))
+    raw = zlib.compress(b"".join(rows), 9)
+
+    def chunk(kind, data):
+        c = struct.pack(">I", len(data)) + kind + data
+        return c + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+
+
+def browser(p, viewport):
+    ctx = p.chromium.launch_persistent_context(
+        tempfile.mkdtemp(prefix="jangteo-chromium-"),
+        executable_path=CHROMIUM,
+        headless=True,
+        args=ARGS,
+        locale="ko-KR",
+        viewport=viewport,
+    )
+    ctx.set_default_timeout(TIMEOUT_MS)
+    return ctx
+
+
+def shot(page, shots, name):
+    path = os.path.join(shots, name + ".png")
+    page.screenshot(path=path, full_page=True)
+    print("screenshot", path, flush=True)
+
+
+def image_loaded(page, selector):
+    page.wait_for_function(
+        "(sel) => { const i = document.querySelector(sel);"
+        " return !!i && i.complete && i.naturalWidth > 0; }",
+        arg=selector,
+        timeout=TIMEOUT_MS,
+    )
+    width = page.eval_on_selector(selector, "i => i.naturalWidth")
+    assert width > 0, f"{selector} did not load"
+    return width
+
+
+def no_script_ran(page):
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("dialog", lambda d: errors.append("dialog: " + d.message) or d.dismiss())
+    return errors
+
+
+def main():
+    seller_url, buyer_url, shots = sys.argv[1], sys.argv[2], sys.argv[3]
+    os.makedirs(shots, exist_ok=True)
+    photo = os.path.join(tempfile.mkdtemp(prefix="jangteo-photo-"), "bike.png")
+    with open(photo, "wb") as f:
+        f.write(png(480, 360))
+
+    with sync_playwright() as p:
+        # --- the seller, on a desktop -------------------------------------------------
+        seller = browser(p, {"width": 1280, "height": 860})
+        page = seller.pages[0] if seller.pages else seller.new_page()
+        errors = no_script_ran(page)
+        base = re.match(r"^(http://[^/]+)", seller_url).group(1)
+        page.goto(base + "/")
+        expect(page.locator("code")).to_contain_text("jangteo ui")
+        shot(page, shots, "01-login")
+        page.goto(seller_url)
+        page.wait_for_url(base + "/")
+        expect(page.locator("h1")).to_have_text("새로 올라온 물건")
+        shot(page, shots, "02-seller-home-empty")
+
+        page.get_by_role("link", name="판매하기").first.click()
+        page.wait_for_url(base + "/post")
+        page.set_input_files("#photos", photo)
+        page.wait_for_selector("#previews img")
+        page.fill("#title", TITLE)
+        page.fill("#description", "출퇴근용으로 1년 탔습니다.\n망원역 근처에서 직거래 원해요.")
+        page.select_option("#category", "bikes")
+        page.select_option("#condition", "good")
+        page.fill("#price", "150,000")
+        page.select_option("#currency", "KRW")
+        page.fill("#quantity", "1")
+        page.fill("#location", "37.5563,126.9220")
+        shot(page, shots, "03-post-form")
+        page.get_by_role("button", name="판매글 올리기").click()
+        page.wait_for_url(re.compile(r"/listing/[0-9a-f]{64}$"))
+        expect(page.locator("h1")).to_have_text(TITLE)
+        expect(page.locator(".price.big")).to_have_text("₩150,000")
+        image_loaded(page, ".gallery img")
+        shot(page, shots, "04-listing-seller")
+        listing_url = page.url
+        assert not errors, errors
+
+        # --- the buyer, on a phone ----------------------------------------------------
+        buyer = browser(p, {"width": 390, "height": 844})
+        bpage = buyer.pages[0] if buyer.pages else buyer.new_page()
+        berrors = no_script_ran(bpage)
+        bbase = re.match(r"^(http://[^/]+)", buyer_url).group(1)
+        bpage.goto(buyer_url)
+        bpage.wait_for_url(bbase + "/")
+        # The listing reaches the buyer's node by gossip or sync: search until it is there.
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while True:
+            bpage.fill("#q", "자전거")
+            bpage.press("#q", "Enter")
+            bpage.wait_for_url(re.compile(r"/search\?q="))
+            if bpage.locator(".card .title", has_text=TITLE).count() > 0:
+                break
+            assert time.monotonic() < deadline, "the buyer never found the listing"
+            bpage.wait_for_timeout(250)
+        expect(bpage.locator("h1")).to_contain_text("자전거")
+        card = bpage.locator(".card", has_text=TITLE)
+        expect(card.locator(".price")).to_have_text("₩150,000")
+        image_loaded(bpage, ".card img")
+        shot(bpage, shots, "05-buyer-search")
+        card.locator("a").first.click()
+        bpage.wait_for_url(re.compile(r"/listing/[0-9a-f]{64}$"))
+        assert bpage.url.rsplit("/", 1)[1] == listing_url.rsplit("/", 1)[1]
+        image_loaded(bpage, ".gallery img")
+        expect(bpage.locator(".seller")).to_be_visible()
+        shot(bpage, shots, "06-buyer-listing")
+        bpage.fill("#offer-price", "140000")
+        bpage.fill("#offer-message", "토요일 오후 망원역에서 괜찮을까요?")
+        bpage.get_by_role("button", name="제안 보내기").click()
+        bpage.wait_for_url(re.compile(r"/trade/[0-9a-f]{64}$"))
+        expect(bpage.locator("h1 .badge")).to_have_text("제안됨")
+        shot(bpage, shots, "07-buyer-trade-offered")
+        trade_id = bpage.url.rsplit("/", 1)[1]
+        assert not berrors, berrors
+
+        # --- the seller sees the offer and accepts ------------------------------------
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while True:
+            page.goto(base + "/trades")
+            if page.locator(f'a[href="/trade/{trade_id}"]').count() > 0:
+                break
+            assert time.monotonic() < deadline, "the seller never got the offer"
+            page.wait_for_timeout(250)
+        shot(page, shots, "08-seller-trades")
+        page.locator(f'a[href="/trade/{trade_id}"]').click()
+        page.get_by_role("button", name="수락").click()
+        page.wait_for_url(base + f"/trade/{trade_id}")
+        expect(page.locator("h1 .badge")).to_have_text("수락됨")
+        shot(page, shots, "09-seller-trade-accepted")
+
+        # --- the same page in English -------------------------------------------------
+        page.get_by_role("button", name="English").click()
+        expect(page.locator("h1 .badge")).to_have_text("Accepted")
+        page.goto(base + "/")
+        image_loaded(page, ".card img")
+        shot(page, shots, "10-seller-home-en")
+        assert not errors, errors
+
+        seller.close()
+        buyer.close()
+    print("browser test passed", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,466 @@
+//! The web page's security rules, against real `jangteo node` processes, with plain HTTP
+//! requests written by hand (so the Host, Origin and Cookie headers are exactly what a
+//! hostile page or a DNS-rebinding attack would send):
+//! no session → the login page; a one-time code works once and becomes an HttpOnly,
+//! SameSite=Strict cookie; a foreign Host is refused; a POST from another origin or without
+//! the CSRF token is refused; a blob that is SVG or HTML is never served as such; a hostile
+//! title from another node renders as text; a bad post form shows errors next to its fields
+//! and posts nothing.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{json_as, json_ok, start_node, tcp_addr, wait_for};
+use jangteo_node::api::types::{ApiAddrFile, ExportReport, ListingRef, ListingView, UiUrl};
+
+/// One HTTP/1.1 answer.
+struct Answer {
+    status: u16,
+    /// Header lines, as received.
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends `head` (request line and headers, without the final blank line) and `body`, and
+/// reads the whole answer (the connection is closed by the server).
+fn http(addr: &str, head: &str, body: &[u8]) -> Answer {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let mut req = format!(
+        "{head}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    s.write_all(&req).expect("write");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete answer");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let body = String::from_utf8_lossy(&raw[split + 4..]).to_string();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn api_addr(dir: &Path) -> String {
+    let raw = std::fs::read_to_string(dir.join("api.json")).expect("api.json");
+    serde_json::from_str::<ApiAddrFile>(&raw)
+        .expect("api.json")
+        .addr
+}
+
+/// A browser's session on a node: its cookie and CSRF token.
+struct Browser {
+    addr: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl Browser {
+    fn get(&self, path: &str) -> Answer {
+        http(
+            &self.addr,
+            &format!(
+                "GET {path} HTTP/1.1\r\nHost: {}\r\nCookie: {}",
+                self.addr, self.cookie
+            ),
+            b"",
+        )
+    }
+
+    fn post_form(&self, path: &str, origin: Option<&str>, form: &str) -> Answer {
+        let origin = origin.map_or(String::new(), |o| format!("\r\nOrigin: {o}"));
+        http(
+            &self.addr,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: {}\r\nCookie: {}{origin}\r\nContent-Type: application/x-www-form-urlencoded",
+                self.addr, self.cookie
+            ),
+            form.as_bytes(),
+        )
+    }
+
+    fn own_origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn csrf_of(page: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let at = page.find(marker).expect("a form with a CSRF token") + marker.len();
+    page[at..].chars().take_while(|c| *c != '"').collect()
+}
+
+/// Logs in the way a person does: `jangteo ui --no-open --json`, then opens its URL.
+fn login(dir: &Path) -> Browser {
+    let ui: UiUrl = json_as(dir, &["ui", "--no-open"]);
+    let addr = api_addr(dir);
+    let path = ui
+        .url
+        .strip_prefix(&format!("http://{addr}"))
+        .expect("the URL is on the API's address");
+    let a = http(&addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}"), b"");
+    assert_eq!(a.status, 303, "the code logs in and redirects: {}", a.body);
+    assert_eq!(a.header("location"), Some("/"));
+    let set = a.header("set-cookie").expect("a session cookie").to_owned();
+    assert!(set.contains("HttpOnly"), "{set}");
+    assert!(set.contains("SameSite=Strict"), "{set}");
+    let cookie = set.split(';').next().expect("name=value").to_owned();
+    let mut b = Browser {
+        addr,
+        cookie,
+        csrf: String::new(),
+    };
+    let home = b.get("/");
+    assert_eq!(home.status, 200, "{}", home.body);
+    b.csrf = csrf_of(&home.body);
+    b
+}
+
+#[test]
+fn the_page_opens_only_with_a_one_time_code_at_its_own_address() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("n");
+    let (_node, _) = start_node(&dir, None);
+    let addr = api_addr(&dir);
+    let token = std::fs::read_to_string(dir.join("api.token")).expect("token");
+
+    // No session: the login page, which explains `jangteo ui`, with the security headers.
+    let a = http(&addr, &format!("GET / HTTP/1.1\r\nHost: {addr}"), b"");
+    assert_eq!(a.status, 401);
+    assert!(a.body.contains("jangteo ui"), "{}", a.body);
+    let csp = a.header("content-security-policy").expect("CSP");
+    for part in [
+        "default-src 'self'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+        "base-uri 'none'",
+    ] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    assert_eq!(a.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(a.header("referrer-policy"), Some("no-referrer"));
+    // Pages below `/` too, and a made-up session cookie changes nothing.
+    let a = http(
+        &addr,
+        &format!("GET /search?q=x HTTP/1.1\r\nHost: {addr}\r\nCookie: jangteo_session_1=abc"),
+        b"",
+    );
+    assert_eq!(a.status, 401);
+    assert!(a.body.contains("jangteo ui"));
+
+    // DNS rebinding: a page whose name resolves to 127.0.0.1 sends its own Host.
+    for host in [
+        "evil.example",
+        &format!("evil.example:{}", addr.rsplit(':').next().unwrap_or("")),
+    ] {
+        let a = http(&addr, &format!("GET / HTTP/1.1\r\nHost: {host}"), b"");
+        assert_eq!(a.status, 421, "Host {host}");
+        assert!(
+            !a.body.contains("<html"),
+            "nothing of the page for Host {host}"
+        );
+    }
+
+    // The one-time code: works once, then it is spent.
+    let ui: UiUrl = json_as(&dir, &["ui", "--no-open"]);
+    assert!(
+        ui.url.starts_with(&format!("http://{addr}/login?code=")),
+        "{}",
+        ui.url
+    );
+    let path = ui.url.trim_start_matches(&format!("http://{addr}"));
+    let first = http(&addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}"), b"");
+    assert_eq!(first.status, 303);
+    let again = http(&addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}"), b"");
+    assert_eq!(again.status, 403, "a spent code logs nobody in");
+    assert!(again.header("set-cookie").is_none());
+    // A code someone guessed.
+    let guess = http(
+        &addr,
+        &format!(
+            "GET /login?code={} HTTP/1.1\r\nHost: {addr}",
+            "0".repeat(64)
+        ),
+        b"",
+    );
+    assert_eq!(guess.status, 403);
+
+    // Logged in: the page never holds the API token.
+    let b = login(&dir);
+    for path in ["/", "/post", "/search?q=bike", "/mine", "/trades"] {
+        let a = b.get(path);
+        assert_eq!(a.status, 200, "{path}: {}", a.body);
+        assert!(!a.body.contains(token.trim()), "{path} shows the API token");
+        assert!(a.header("content-security-policy").is_some());
+    }
+    assert!(b.get("/").body.contains("Not connected") || b.get("/").body.contains("연결 안 됨"));
+    // The API still answers JSON under /v1, and its unknown routes too.
+    let a = http(
+        &addr,
+        &format!("GET /v1/nothing HTTP/1.1\r\nHost: {addr}"),
+        b"",
+    );
+    assert_eq!(a.status, 404);
+    assert!(a.body.contains("no_route"), "{}", a.body);
+
+    // State-changing requests: only from this page's origin, only with the session's token.
+    let form = format!("csrf={}&to=ko&next=/", b.csrf);
+    let a = b.post_form("/lang", Some("http://evil.example"), &form);
+    assert_eq!(a.status, 403, "foreign Origin");
+    let a = b.post_form("/lang", Some("null"), &form);
+    assert_eq!(a.status, 403, "opaque Origin");
+    let a = b.post_form("/lang", None, &form);
+    assert_eq!(a.status, 403, "no Origin");
+    let a = b.post_form("/lang", Some(&b.own_origin()), "to=ko&next=/");
+    assert_eq!(a.status, 403, "no CSRF token");
+    let a = b.post_form("/lang", Some(&b.own_origin()), "csrf=0000&to=ko&next=/");
+    assert_eq!(a.status, 403, "wrong CSRF token");
+    let a = b.post_form("/lang", Some(&b.own_origin()), &form);
+    assert_eq!(a.status, 303, "own origin and token: {}", a.body);
+    assert!(
+        a.header("set-cookie")
+            .is_some_and(|c| c.contains("jangteo_lang=ko"))
+    );
+    // Offers are refused the same way.
+    let a = b.post_form(
+        &format!("/listing/{}/offer", "ab".repeat(32)),
+        Some("http://evil.example"),
+        &format!("csrf={}&price=1", b.csrf),
+    );
+    assert_eq!(a.status, 403);
+
+    // Logging out ends the session.
+    let a = b.post_form(
+        "/logout",
+        Some(&b.own_origin()),
+        &format!("csrf={}", b.csrf),
+    );
+    assert_eq!(a.status, 303);
+    assert_eq!(b.get("/").status, 401);
+}
+
+#[test]
+fn blobs_are_served_only_as_sniffed_raster_images() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("n");
+    let (_node, _) = start_node(&dir, None);
+    let addr = api_addr(&dir);
+    let token = std::fs::read_to_string(dir.join("api.token")).expect("token");
+    let add = |bytes: &[u8]| -> String {
+        let a = http(
+            &addr,
+            &format!(
+                "POST /v1/blobs HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/octet-stream",
+                token.trim()
+            ),
+            bytes,
+        );
+        assert_eq!(a.status, 201, "{}", a.body);
+        let v: serde_json::Value = serde_json::from_str(&a.body).expect("json");
+        v["id"].as_str().expect("id").to_owned()
+    };
+    let svg = add(b"<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"><script>alert(2)</script></svg>");
+    let html = add(b"<!doctype html><html><script>alert(document.cookie)</script></html>");
+    let png = add(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0");
+    let b = login(&dir);
+    for id in [&svg, &html] {
+        let a = b.get(&format!("/photo/{id}"));
+        assert_eq!(a.status, 200);
+        assert_eq!(a.header("content-type"), Some("application/octet-stream"));
+        assert!(
+            a.header("content-disposition")
+                .is_some_and(|d| d.starts_with("attachment")),
+            "an attachment, never a document"
+        );
+        assert_eq!(a.header("x-content-type-options"), Some("nosniff"));
+        assert!(
+            a.header("content-security-policy")
+                .is_some_and(|c| c.contains("sandbox"))
+        );
+    }
+    let a = b.get(&format!("/photo/{png}"));
+    assert_eq!(a.header("content-type"), Some("image/png"));
+    assert_eq!(a.header("x-content-type-options"), Some("nosniff"));
+    // Without a session, no blob at all.
+    let a = http(
+        &addr,
+        &format!("GET /photo/{png} HTTP/1.1\r\nHost: {addr}"),
+        b"",
+    );
+    assert_eq!(a.status, 401);
+}
+
+#[test]
+fn a_hostile_title_from_another_node_renders_as_text() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (sdir, bdir) = (tmp.path().join("seller"), tmp.path().join("buyer"));
+    let (_seller, sid) = start_node(&sdir, None);
+    let (_buyer, _) = start_node(&bdir, Some(&tcp_addr(&sid)));
+    let hostile = "<script>alert(1)</script><img src=x onerror=alert(2)>";
+    let posted: ListingRef = json_as(
+        &sdir,
+        &[
+            "post",
+            "--title",
+            hostile,
+            "--description",
+            "\"><svg onload=alert(3)>",
+            "--price",
+            "1000",
+            "--currency",
+            "KRW",
+        ],
+    );
+    wait_for("the buyer to hold the hostile listing", || {
+        common::json_try_as::<ListingView>(&bdir, &["show", &posted.id])
+    });
+    let b = login(&bdir);
+    for path in [
+        format!("/listing/{}", posted.id),
+        "/".to_owned(),
+        "/search?q=alert".to_owned(),
+    ] {
+        let a = b.get(&path);
+        assert_eq!(a.status, 200, "{path}");
+        assert!(
+            a.body.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+            "{path} shows the title as text:\n{}",
+            a.body
+        );
+        assert!(!a.body.contains("<script>alert"), "{path}");
+        assert!(!a.body.contains("<img src=x"), "{path}");
+        assert!(!a.body.contains("<svg onload"), "{path}");
+    }
+}
+
+/// A multipart/form-data body.
+fn multipart(boundary: &str, fields: &[(&str, &str)], files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in fields {
+        out.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    for (name, bytes) in files {
+        out.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"photos\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(bytes);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    out
+}
+
+#[test]
+fn a_bad_post_form_names_the_field_and_posts_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("n");
+    let (_node, _) = start_node(&dir, None);
+    let b = login(&dir);
+    let boundary = "jangteoBoundary7MA4YWxkTrZu0gW";
+    let send = |fields: &[(&str, &str)], files: &[(&str, Vec<u8>)]| -> Answer {
+        let mut all = vec![("csrf", b.csrf.as_str())];
+        all.extend_from_slice(fields);
+        http(
+            &b.addr,
+            &format!(
+                "POST /post HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nOrigin: {}\r\nContent-Type: multipart/form-data; boundary={boundary}",
+                b.addr,
+                b.cookie,
+                b.own_origin()
+            ),
+            &multipart(boundary, &all, files),
+        )
+    };
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0".to_vec();
+    let good = [
+        ("title", "Walnut desk"),
+        ("price", "90000"),
+        ("currency", "KRW"),
+        ("quantity", "1"),
+        ("category", "furniture"),
+    ];
+    let with = |k: &str, v: &'static str| -> Vec<(&'static str, &'static str)> {
+        good.iter()
+            .map(|(gk, gv)| if *gk == k { (*gk, v) } else { (*gk, *gv) })
+            .collect()
+    };
+    // An empty title: the service's own rule, next to the title field.
+    let a = send(&with("title", ""), &[("desk.png", png.clone())]);
+    assert_eq!(a.status, 400);
+    assert!(a.body.contains("id=\"title-err\""), "{}", a.body);
+    // A price with letters.
+    let a = send(&with("price", "12abc"), &[]);
+    assert_eq!(a.status, 400);
+    assert!(a.body.contains("id=\"price-err\""), "{}", a.body);
+    // Nine photos.
+    let nine: Vec<(&str, Vec<u8>)> = (0..9).map(|_| ("p.png", png.clone())).collect();
+    let a = send(&good, &nine);
+    assert_eq!(a.status, 400);
+    assert!(a.body.contains("id=\"photos-err\""), "{}", a.body);
+    // A photo over the blob limit (20 MB).
+    let mut big = png.clone();
+    big.resize(20 * 1024 * 1024, 0);
+    let a = send(&good, &[("big.png", big)]);
+    assert_eq!(a.status, 400);
+    assert!(a.body.contains("id=\"photos-err\"") && a.body.contains("big.png"));
+    // Not an image (an SVG).
+    let a = send(&good, &[("x.svg", b"<svg onload=alert(1)>".to_vec())]);
+    assert_eq!(a.status, 400);
+    assert!(a.body.contains("id=\"photos-err\""));
+    // Nothing was posted (the store holds no listing), and no photo was stored.
+    let out = tmp.path().join("listings.cborseq");
+    let out = out.to_str().expect("utf-8 path");
+    let held: ExportReport = json_as(&dir, &["export", "--kind", "listing", "--out", out]);
+    assert_eq!(held.objects, 0, "nothing half-posted");
+    let status = json_ok(&dir, &["status"]);
+    assert_eq!(status["blobs"], 0, "no photo stored: {status}");
+    // And the good form posts, photo included.
+    let a = send(&good, &[("desk.png", png)]);
+    assert_eq!(a.status, 303, "{}", a.body);
+    let at = a.header("location").expect("to the listing").to_owned();
+    let page = b.get(&at);
+    assert!(page.body.contains("Walnut desk"));
+    assert!(page.body.contains("₩90,000"), "{}", page.body);
+    let id = at.trim_start_matches("/listing/");
+    let held: ListingView = json_as(&dir, &["show", id]);
+    assert_eq!(held.images.len(), 1);
+    assert_eq!(held.price, 90_000);
+}

@@ -1,0 +1,82 @@
+//! The web page in a real browser: Debian's Chromium driven by Playwright (both from
+//! `.ci/deps`), against two real `jangteo node` processes connected on loopback. The seller
+//! logs in with `jangteo ui --no-open --json`'s URL and posts a Korean listing with a photo;
+//! the buyer finds it with a Korean query, sees the photo load, opens it and makes an offer;
+//! the seller accepts (`tests/browser/market.py`). Screenshots of every page go to
+//! `$JANGTEO_SCREENSHOTS` (else a temporary folder). A missing browser or Playwright fails.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{json_as, start_node, tcp_addr, wait_for};
+use jangteo_node::api::types::{StatusView, UiUrl};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn venv_python() -> PathBuf {
+    let venv = std::env::var_os("JANGTEO_VENV")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            dirs::home_dir()
+                .expect("a home directory")
+                .join(".cache/jangteo-venv")
+        });
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run .ci/deps to prepare the Python venv (JANGTEO_VENV selects another)",
+        python.display()
+    );
+    let ok = Command::new(&python)
+        .args(["-c", "import playwright.sync_api"])
+        .status()
+        .expect("run the venv's python");
+    assert!(ok.success(), "playwright is not in the venv: run .ci/deps");
+    python
+}
+
+#[test]
+fn a_seller_posts_and_a_buyer_finds_and_offers_in_a_real_browser() {
+    let python = venv_python();
+    assert!(
+        std::path::Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: run .ci/deps (it installs Debian's chromium)"
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (sdir, bdir) = (tmp.path().join("seller"), tmp.path().join("buyer"));
+    let (_seller, sid) = start_node(&sdir, None);
+    let (_buyer, _) = start_node(&bdir, Some(&tcp_addr(&sid)));
+    wait_for("the buyer to be connected to the seller", || {
+        let s: StatusView = common::json_try_as(&bdir, &["status"])?;
+        (s.peers > 0).then_some(())
+    });
+    let seller: UiUrl = json_as(&sdir, &["ui", "--no-open"]);
+    let buyer: UiUrl = json_as(&bdir, &["ui", "--no-open"]);
+    let shots = std::env::var_os("JANGTEO_SCREENSHOTS")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp.path().join("screenshots"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/browser/market.py");
+    let out = Command::new(&python)
+        .arg(script)
+        .arg(&seller.url)
+        .arg(&buyer.url)
+        .arg(&shots)
+        .env("PYTHONUNBUFFERED", "1")
+        .output()
+        .expect("run the browser script");
+    eprintln!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the browser test failed (see above); node logs: {} and {}",
+        sdir.with_extension("log").display(),
+        bdir.with_extension("log").display()
+    );
+}
