@@ -343,8 +343,10 @@ fn a_hostile_title_from_another_node_renders_as_text() {
             "KRW",
         ],
     );
-    wait_for("the buyer to hold the hostile listing", || {
-        common::json_try_as::<ListingView>(&bdir, &["show", &posted.id])
+    // Held and indexed (the home page and search read the index).
+    wait_for("the buyer to hold and index the hostile listing", || {
+        let found: Vec<ListingView> = common::json_try_as(&bdir, &["search", "alert"])?;
+        found.iter().any(|l| l.id == posted.id).then_some(())
     });
     let b = login(&bdir);
     for path in [

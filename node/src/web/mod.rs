@@ -22,13 +22,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use tower::ServiceExt;
 
 use crate::api::ApiState;
 use pages::{Page, csrf_refused, lang_of, login_page};
@@ -48,18 +48,30 @@ pub struct WebState {
     pub addr: SocketAddr,
 }
 
-/// The node's HTTP service: `/v1…` to the API, everything else to the web page.
+/// The node's HTTP service: `/v1…` to the API, everything else to the web page. The split
+/// is made on the path before either router runs, so neither sees the other's routes or
+/// path parameters.
 pub fn app(api: ApiState, addr: SocketAddr) -> Router {
-    let web = WebState {
+    let web = router(WebState {
         sessions: api.ui_sessions.clone(),
         api: api.clone(),
         addr,
-    };
-    let api = crate::api::router(api).into_service::<Body>();
-    Router::new()
-        .route_service("/v1", api.clone())
-        .route_service("/v1/{*rest}", api)
-        .fallback_service(router(web).into_service::<Body>())
+    });
+    let api = crate::api::router(api);
+    Router::new().fallback(move |req: Request| {
+        let path = req.uri().path();
+        let to = if path == "/v1" || path.starts_with("/v1/") {
+            api.clone()
+        } else {
+            web.clone()
+        };
+        async move {
+            match to.oneshot(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            }
+        }
+    })
 }
 
 /// The web page's routes, behind the Host/Origin guard and the form body limit.
