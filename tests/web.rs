@@ -14,8 +14,10 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{json_as, json_ok, start_node, tcp_addr, wait_for};
-use jangteo_node::api::types::{ApiAddrFile, ExportReport, ListingRef, ListingView, UiUrl};
+use common::{json_as, start_node, tcp_addr, wait_for};
+use jangteo_node::api::types::{
+    ApiAddrFile, BlobView, ExportReport, ListingRef, ListingView, StatusView, UiUrl,
+};
 
 /// One HTTP/1.1 answer.
 struct Answer {
@@ -170,7 +172,7 @@ fn the_page_opens_only_with_a_one_time_code_at_its_own_address() {
         assert!(csp.contains(part), "{csp}");
     }
     assert_eq!(a.header("x-content-type-options"), Some("nosniff"));
-    assert_eq!(a.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(a.header("referrer-policy"), Some("same-origin"));
     // Pages below `/` too, and a made-up session cookie changes nothing.
     let a = http(
         &addr,
@@ -288,8 +290,8 @@ fn blobs_are_served_only_as_sniffed_raster_images() {
             bytes,
         );
         assert_eq!(a.status, 201, "{}", a.body);
-        let v: serde_json::Value = serde_json::from_str(&a.body).expect("json");
-        v["id"].as_str().expect("id").to_owned()
+        let v: BlobView = serde_json::from_str(&a.body).expect("a blob view");
+        v.id
     };
     let svg = add(b"<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"><script>alert(2)</script></svg>");
     let html = add(b"<!doctype html><html><script>alert(document.cookie)</script></html>");
@@ -452,8 +454,8 @@ fn a_bad_post_form_names_the_field_and_posts_nothing() {
     let out = out.to_str().expect("utf-8 path");
     let held: ExportReport = json_as(&dir, &["export", "--kind", "listing", "--out", out]);
     assert_eq!(held.objects, 0, "nothing half-posted");
-    let status = json_ok(&dir, &["status"]);
-    assert_eq!(status["blobs"], 0, "no photo stored: {status}");
+    let status: StatusView = json_as(&dir, &["status"]);
+    assert_eq!(status.blobs, 0, "no photo stored: {status:?}");
     // And the good form posts, photo included.
     let a = send(&good, &[("desk.png", png)]);
     assert_eq!(a.status, 303, "{}", a.body);

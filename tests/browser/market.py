@@ -56,7 +56,10 @@ def png(width, height):
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
 
 
-def browser(p, viewport):
+OPEN = []
+
+
+def browser(p, viewport, name):
     ctx = p.chromium.launch_persistent_context(
         tempfile.mkdtemp(prefix="jangteo-chromium-"),
         executable_path=CHROMIUM,
@@ -66,11 +69,14 @@ def browser(p, viewport):
         viewport=viewport,
     )
     ctx.set_default_timeout(TIMEOUT_MS)
+    OPEN.append((ctx, name))
     return ctx
 
 
 def shot(page, shots, name):
     path = os.path.join(shots, name + ".png")
+    # From the top, with nothing focused: a sticky header then sits where a person sees it.
+    page.evaluate("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)")
     page.screenshot(path=path, full_page=True)
     print("screenshot", path, flush=True)
 
@@ -102,8 +108,30 @@ def main():
         f.write(png(480, 360))
 
     with sync_playwright() as p:
+        try:
+            flow(p, seller_url, buyer_url, shots, photo)
+        except BaseException:
+            capture(shots)
+            raise
+    print("browser test passed", flush=True)
+
+
+def capture(shots):
+    """Whatever page each browser was on when the test failed, as a screenshot and text."""
+    for ctx, name in OPEN:
+        for j, pg in enumerate(ctx.pages):
+            try:
+                shot(pg, shots, f"failed-{name}-{j}")
+                print("failed on", pg.url, flush=True)
+                print(pg.inner_text("body")[:3000], flush=True)
+            except Exception as e:  # the browser may be gone
+                print("no screenshot of", name, e, flush=True)
+
+
+def flow(p, seller_url, buyer_url, shots, photo):
+    if True:
         # --- the seller, on a desktop -------------------------------------------------
-        seller = browser(p, {"width": 1280, "height": 860})
+        seller = browser(p, {"width": 1280, "height": 860}, "seller")
         page = seller.pages[0] if seller.pages else seller.new_page()
         errors = no_script_ran(page)
         base = re.match(r"^(http://[^/]+)", seller_url).group(1)
@@ -138,7 +166,7 @@ def main():
         assert not errors, errors
 
         # --- the buyer, on a phone ----------------------------------------------------
-        buyer = browser(p, {"width": 390, "height": 844})
+        buyer = browser(p, {"width": 390, "height": 844}, "buyer")
         bpage = buyer.pages[0] if buyer.pages else buyer.new_page()
         berrors = no_script_ran(bpage)
         bbase = re.match(r"^(http://[^/]+)", buyer_url).group(1)
@@ -192,14 +220,17 @@ def main():
         # --- the same page in English -------------------------------------------------
         page.get_by_role("button", name="English").click()
         expect(page.locator("h1 .badge")).to_have_text("Accepted")
-        page.goto(base + "/")
+        # Accepted with its only item: the listing is reserved, off the home page, and on
+        # the seller's own list with its status.
+        page.goto(base + "/mine")
+        card = page.locator(".card", has_text=TITLE)
+        expect(card.locator(".badge")).to_be_visible()
         image_loaded(page, ".card img")
-        shot(page, shots, "10-seller-home-en")
+        shot(page, shots, "10-seller-mine-en")
         assert not errors, errors
 
         seller.close()
         buyer.close()
-    print("browser test passed", flush=True)
 
 
 if __name__ == "__main__":

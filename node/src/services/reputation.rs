@@ -520,13 +520,13 @@ impl Reputation {
             if r.about == key {
                 latest.push(r);
                 if latest.len() > 4 * limit.max(1) {
-                    latest.sort_by(|a, b| b.at.cmp(&a.at));
+                    latest.sort_by_key(|r| std::cmp::Reverse(r.at));
                     latest.truncate(limit);
                 }
             }
             true
         })?;
-        latest.sort_by(|a, b| b.at.cmp(&a.at));
+        latest.sort_by_key(|r| std::cmp::Reverse(r.at));
         latest.truncate(limit);
         let mut out = Vec::with_capacity(latest.len());
         for r in latest {

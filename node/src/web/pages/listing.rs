@@ -275,7 +275,9 @@ pub async fn offer(
     let (Some(price), Some(quantity)) = (price, quantity) else {
         return listing_page(&page, StatusCode::BAD_REQUEST, found, Some(draft));
     };
-    let message = f.message.trim();
+    // A textarea's line breaks arrive as CRLF; the offer holds LF.
+    let message = f.message.replace("\r\n", "\n");
+    let message = message.trim();
     let new = NewOffer {
         listing: id,
         price: Some(price),

@@ -209,7 +209,11 @@ async fn read_form(
             }
             text.extend_from_slice(&chunk);
         }
-        let text = String::from_utf8(text).map_err(|_| ())?;
+        // Browsers send a textarea's line breaks as CRLF (HTML's form encoding); a listing
+        // holds LF and refuses other control characters.
+        let text = String::from_utf8(text)
+            .map_err(|_| ())?
+            .replace("\r\n", "\n");
         match name.as_str() {
             "csrf" => csrf = text,
             "title" => d.title = text,
@@ -313,11 +317,7 @@ pub async fn submit(
     }
     for p in photos {
         match w.api.blobs.add(p.bytes).await {
-            Ok(v) => {
-                if let Some(id) = v.get("id").and_then(|i| i.as_str()) {
-                    new.images.push(id.to_owned());
-                }
-            }
+            Ok(v) => new.images.push(v.id),
             Err(e) => {
                 d.field_error("image", format!("{}: {e}", p.name));
                 return post_page(&page, StatusCode::BAD_REQUEST, d, true);
