@@ -1,8 +1,9 @@
 //! The web page in a real browser: Debian's Chromium driven by Playwright (both from
-//! `.ci/deps`), against two real `jangteo node` processes connected on loopback. The seller
-//! logs in with `jangteo ui --no-open --json`'s URL and posts a Korean listing with a photo;
-//! the buyer finds it with a Korean query, sees the photo load, opens it and makes an offer;
-//! the seller accepts (`tests/browser/market.py`). Screenshots of every page go to
+//! `.ci/deps`), against three real `jangteo node` processes connected on loopback. The
+//! seller logs in with `jangteo ui --no-open --json`'s URL and posts a Korean listing with a
+//! photo; the buyer finds it with a Korean query, sees the photo load, opens it and makes an
+//! offer; the seller accepts; both step through to completion and the buyer rates; a third
+//! node's seller page shows the review (`tests/browser/market.py`). Screenshots of every page go to
 //! `$JANGTEO_SCREENSHOTS` (else a temporary folder). A missing browser or Playwright fails.
 
 mod common;
@@ -39,22 +40,30 @@ fn venv_python() -> PathBuf {
 }
 
 #[test]
-fn a_seller_posts_and_a_buyer_finds_and_offers_in_a_real_browser() {
+fn a_trade_from_posting_to_rating_happens_entirely_in_real_browsers() {
     let python = venv_python();
     assert!(
         std::path::Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: run .ci/deps (it installs Debian's chromium)"
     );
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (sdir, bdir) = (tmp.path().join("seller"), tmp.path().join("buyer"));
+    let (sdir, bdir, tdir) = (
+        tmp.path().join("seller"),
+        tmp.path().join("buyer"),
+        tmp.path().join("third"),
+    );
     let (_seller, sid) = start_node(&sdir, None);
     let (_buyer, _) = start_node(&bdir, Some(&tcp_addr(&sid)));
-    wait_for("the buyer to be connected to the seller", || {
-        let s: StatusView = common::json_try_as(&bdir, &["status"])?;
-        (s.peers > 0).then_some(())
-    });
+    let (_third, _) = start_node(&tdir, Some(&tcp_addr(&sid)));
+    for dir in [&bdir, &tdir] {
+        wait_for("a node to be connected to the seller", || {
+            let s: StatusView = common::json_try_as(dir, &["status"])?;
+            (s.peers > 0).then_some(())
+        });
+    }
     let seller: UiUrl = json_as(&sdir, &["ui", "--no-open"]);
     let buyer: UiUrl = json_as(&bdir, &["ui", "--no-open"]);
+    let third: UiUrl = json_as(&tdir, &["ui", "--no-open"]);
     let shots = std::env::var_os("JANGTEO_SCREENSHOTS")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -64,6 +73,8 @@ fn a_seller_posts_and_a_buyer_finds_and_offers_in_a_real_browser() {
         .arg(script)
         .arg(&seller.url)
         .arg(&buyer.url)
+        .arg(&third.url)
+        .arg(&sid.peer_id)
         .arg(&shots)
         .env("PYTHONUNBUFFERED", "1")
         .output()
@@ -75,8 +86,9 @@ fn a_seller_posts_and_a_buyer_finds_and_offers_in_a_real_browser() {
     );
     assert!(
         out.status.success(),
-        "the browser test failed (see above); node logs: {} and {}",
+        "the browser test failed (see above); node logs: {}, {} and {}",
         sdir.with_extension("log").display(),
-        bdir.with_extension("log").display()
+        bdir.with_extension("log").display(),
+        tdir.with_extension("log").display()
     );
 }

@@ -444,6 +444,7 @@ impl Node {
             peer_id: peer_id.clone(),
             public_key: hex::encode(key.verifying_key().to_bytes()),
             ui_sessions: Arc::new(web::session::Sessions::new()),
+            data_dir: Arc::new(cfg.data_dir.clone()),
         };
         let (api_addr, api_task) = spawn_api(&cfg, state, shutdown_rx.clone()).await?;
         tasks.push(api_task);

@@ -1,10 +1,14 @@
 """A seller and a buyer use the web page of their own nodes in a real Chromium (Playwright).
 
-Called by tests/web_browser.rs with: SELLER_URL BUYER_URL SHOTS_DIR. The two URLs are
-`jangteo ui --no-open --json` login links of two connected nodes. The seller posts a Korean
-listing with a photo; the buyer finds it with a Korean query, sees the photo (naturalWidth >
-0), opens it and makes an offer; the seller sees the offer and accepts it. A screenshot of
-each page goes to SHOTS_DIR. Any failure raises, so the process exits non-zero.
+Called by tests/web_browser.rs with: SELLER_URL BUYER_URL THIRD_URL SELLER_PEER SHOTS_DIR.
+The URLs are `jangteo ui --no-open --json` login links of three connected nodes. The seller
+posts a Korean listing with a photo; the buyer finds it with a Korean query, sees the photo
+(naturalWidth > 0), opens it and makes an offer; the seller sees the offer and accepts it;
+the buyer pays, the seller ships, the buyer confirms receipt and rates the seller; the third
+node's page of the seller shows the review. The seller saves a location in settings and
+looks at the network page; the pages switch to English. A screenshot of each page goes to
+SHOTS_DIR; on failure, of every open page too. Any failure raises, so the process exits
+non-zero.
 """
 
 import os
@@ -28,6 +32,19 @@ ARGS = [
 ]
 TIMEOUT_MS = 30_000
 TITLE = "중고 자전거를 팝니다 (삼천리 26인치)"
+REVIEW = "친절하고 자전거 상태도 설명 그대로였어요"
+
+
+def wait_state(page, base, trade_id, name):
+    """Reloads the trade page until its state badge reads `name` (the step travels between
+    the two nodes), within the timeout."""
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while True:
+        page.goto(base + f"/trade/{trade_id}")
+        if page.locator("h1 .badge").inner_text() == name:
+            return
+        assert time.monotonic() < deadline, f"the trade never became {name}"
+        page.wait_for_timeout(250)
 
 
 def png(width, height):
@@ -101,7 +118,7 @@ def no_script_ran(page):
 
 
 def main():
-    seller_url, buyer_url, shots = sys.argv[1], sys.argv[2], sys.argv[3]
+    seller_url, buyer_url, third_url, seller_peer, shots = sys.argv[1:6]
     os.makedirs(shots, exist_ok=True)
     photo = os.path.join(tempfile.mkdtemp(prefix="jangteo-photo-"), "bike.png")
     with open(photo, "wb") as f:
@@ -109,7 +126,7 @@ def main():
 
     with sync_playwright() as p:
         try:
-            flow(p, seller_url, buyer_url, shots, photo)
+            flow(p, seller_url, buyer_url, third_url, seller_peer, shots, photo)
         except BaseException:
             capture(shots)
             raise
@@ -128,7 +145,7 @@ def capture(shots):
                 print("no screenshot of", name, e, flush=True)
 
 
-def flow(p, seller_url, buyer_url, shots, photo):
+def flow(p, seller_url, buyer_url, third_url, seller_peer, shots, photo):
     if True:
         # --- the seller, on a desktop -------------------------------------------------
         seller = browser(p, {"width": 1280, "height": 860}, "seller")
@@ -217,18 +234,72 @@ def flow(p, seller_url, buyer_url, shots, photo):
         expect(page.locator("h1 .badge")).to_have_text("수락됨")
         shot(page, shots, "09-seller-trade-accepted")
 
-        # --- the same page in English -------------------------------------------------
-        page.get_by_role("button", name="English").click()
-        expect(page.locator("h1 .badge")).to_have_text("Accepted")
-        # Accepted with its only item: the listing is reserved, off the home page, and on
-        # the seller's own list with its status.
+        # --- paid, shipped, received: both step through to completion -----------------
+        bpage.goto(bbase + f"/trade/{trade_id}")
+        wait_state(bpage, bbase, trade_id, "수락됨")
+        bpage.fill("#f-paid", "국민은행 이체 140,000")
+        bpage.get_by_role("button", name="입금했어요").click()
+        expect(bpage.locator("h1 .badge")).to_have_text("입금함")
+        wait_state(page, base, trade_id, "입금함")
+        page.fill("#f-shipped", "직거래 (망원역)")
+        page.get_by_role("button", name="발송/전달했어요").click()
+        expect(page.locator("h1 .badge")).to_have_text("발송함")
+        wait_state(bpage, bbase, trade_id, "발송함")
+        bpage.get_by_role("button", name="받았어요").click()
+        expect(bpage.locator("h1 .badge")).to_have_text("거래완료")
+        shot(bpage, shots, "11-buyer-trade-completed")
+
+        # --- the buyer rates the seller ------------------------------------------------
+        bpage.check("input[name=score][value='5']")
+        bpage.fill("#rate-comment", REVIEW)
+        bpage.get_by_role("button", name="평가 보내기").click()
+        expect(bpage.locator(".rate .ok")).to_contain_text("★★★★★")
+        expect(bpage.locator(".progress li.done")).to_have_count(6)
+        shot(bpage, shots, "12-buyer-rated")
+        assert not berrors, berrors
+
+        # --- a third node's seller page shows the review --------------------------------
+        third = browser(p, {"width": 1024, "height": 800}, "third")
+        tpage = third.pages[0] if third.pages else third.new_page()
+        terrors = no_script_ran(tpage)
+        tbase = re.match(r"^(http://[^/]+)", third_url).group(1)
+        tpage.goto(third_url)
+        tpage.wait_for_url(tbase + "/")
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while True:
+            tpage.goto(tbase + f"/seller/{seller_peer}")
+            if tpage.locator(".reviews .comment", has_text=REVIEW).count() > 0:
+                break
+            assert time.monotonic() < deadline, "the third node never showed the review"
+            tpage.wait_for_timeout(250)
+        expect(tpage.locator(".reviews .stars").first).to_have_text("★★★★★")
+        shot(tpage, shots, "13-third-seller-page")
+        assert not terrors, terrors
+
+        # --- settings and network, and the same pages in English ------------------------
+        page.goto(base + "/settings")
+        expect(page.locator(".qr svg")).to_be_visible()
+        expect(page.locator(".peer code")).to_have_text(seller_peer)
+        page.fill("#location", "37.55630,126.92200")
+        page.get_by_role("button", name="위치 저장").click()
+        page.wait_for_url(base + "/settings?saved=1")
+        expect(page.locator("#location")).to_have_value("37.55630,126.92200")
+        shot(page, shots, "14-seller-settings")
+        page.goto(base + "/network")
+        expect(page.locator("h1")).to_have_text("네트워크")
+        expect(page.locator(".plain li").first).to_be_visible()
+        shot(page, shots, "15-seller-network")
+        page.get_by_role("button", name="English").first.click()
+        expect(page.locator("h1")).to_have_text("Network")
+        # Sold out through a trade that completed: the listing shows as sold on my list.
         page.goto(base + "/mine")
         card = page.locator(".card", has_text=TITLE)
-        expect(card.locator(".badge")).to_be_visible()
+        expect(card.locator(".badge")).to_have_text("Sold")
         image_loaded(page, ".card img")
-        shot(page, shots, "10-seller-mine-en")
+        shot(page, shots, "16-seller-mine-en")
         assert not errors, errors
 
+        third.close()
         seller.close()
         buyer.close()
 

@@ -70,6 +70,8 @@ pub struct ApiState {
     pub public_key: String,
     /// The web page's login codes and sessions (codes are minted through the API).
     pub ui_sessions: Arc<crate::web::session::Sessions>,
+    /// The node's data directory (the web page's key backup reads the key file there).
+    pub data_dir: Arc<std::path::PathBuf>,
 }
 
 /// The document's frame: title, description, tags, the shared error schema.

@@ -510,6 +510,42 @@ impl Reputation {
         v
     }
 
+    /// This node's own rating of `trade`, if it has rated it (blocking; reads only that
+    /// trade's records).
+    pub fn my_rating(&self, trade: &str) -> Result<Option<Review>, ReputationError> {
+        let tid = ObjectId::from_hex(trade.trim()).ok_or_else(|| {
+            ReputationError::Invalid(format!("{trade:?} is not a trade id (64 hex digits)"))
+        })?;
+        let me = self.key.verifying_key().to_bytes();
+        let mut start = [0u8; 64];
+        start[..32].copy_from_slice(&tid.0);
+        let mut mine = None;
+        self.store.for_each_attestation(Some(&start), |r| {
+            if r.trade != tid {
+                return false;
+            }
+            if r.author.0 == me {
+                mine = Some(r);
+                return false;
+            }
+            true
+        })?;
+        let Some(r) = mine else { return Ok(None) };
+        let comment = self
+            .store
+            .object(&r.object)?
+            .and_then(|b| SignedObject::decode_stored(&b).ok())
+            .and_then(|s| Attestation::decode(&s.envelope().body).ok())
+            .map(|a| a.comment)
+            .unwrap_or_default();
+        Ok(Some(Review {
+            by: r.author.peer_id(),
+            score: r.score,
+            comment,
+            at: r.at,
+        }))
+    }
+
     /// The latest `limit` ratings about `peer` held here, newest first, with their comments
     /// (blocking; reads every attestation record held).
     pub fn reviews(&self, peer: &str, limit: usize) -> Result<Vec<Review>, ReputationError> {

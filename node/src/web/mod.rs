@@ -83,6 +83,21 @@ pub fn router(w: WebState) -> Router {
         .route("/listing/{id}", get(pages::listing::show))
         .route("/listing/{id}/offer", post(pages::listing::offer))
         .route(
+            "/listing/{id}/edit",
+            get(pages::edit::form).post(pages::edit::submit),
+        )
+        .route(
+            "/listing/{id}/retract",
+            get(pages::edit::confirm).post(pages::edit::retract),
+        )
+        .route("/seller/{peer}", get(pages::seller::show))
+        .route("/trust", post(pages::seller::trust))
+        .route("/distrust", post(pages::seller::distrust))
+        .route("/settings", get(pages::settings::show))
+        .route("/settings/location", post(pages::settings::location))
+        .route("/settings/key", post(pages::settings::key))
+        .route("/network", get(pages::settings::network))
+        .route(
             "/post",
             get(pages::post::form)
                 .post(pages::post::submit)

@@ -27,3 +27,18 @@ for (const button of document.querySelectorAll("button[data-action=reject], butt
     if (!window.confirm(button.textContent.trim() + "?")) event.preventDefault();
   });
 }
+
+// "Use my location" next to a location field (#location): the browser's position, typed
+// into the field as "lat,lon" for the person to check and save. Hidden without script.
+const useLocation = document.getElementById("use-location");
+const locationField = document.getElementById("location");
+if (useLocation && locationField && "geolocation" in navigator) {
+  useLocation.hidden = false;
+  useLocation.addEventListener("click", () => {
+    navigator.geolocation.getCurrentPosition(
+      (p) => { locationField.value = p.coords.latitude.toFixed(5) + "," + p.coords.longitude.toFixed(5); },
+      (e) => { locationField.setCustomValidity(e.message); locationField.reportValidity(); },
+      { timeout: 10000 },
+    );
+  });
+}

@@ -70,6 +70,7 @@ messages! {
     outcome_refund, outcome_release,
     delivery_queued, delivery_delivered, delivery_failed, delivery_received,
     mine_title, mine_empty,
+    nav_network, nav_settings, history_offer, state_rated, rate_title, rate_score, rate_comment, rate_submit, rated_you, rate_again, amount_warning_title, seller_profile_link, seller_page_title, seller_listings, seller_listings_none, seller_basis_personal, seller_basis_not_personal, seller_key_age, seller_negative, seller_supports, seller_equivocated, seller_trust_them, seller_untrust_them, seller_you_trust, edit_link, edit_title, edit_intro, edit_submit, retract_link, retract_title, retract_intro, retract_confirm, retract_submit, retract_must_confirm, settings_title, settings_language, settings_location, settings_location_hint, settings_location_save, settings_location_clear, settings_use_my_location, settings_saved, settings_peer_id, settings_peer_id_hint, settings_qr_alt, settings_trusted, settings_trusted_none, settings_trust_add, settings_trust_add_label, settings_trust_remove, settings_key_title, settings_key_warning, settings_key_confirm, settings_key_download, network_title, network_me, network_listen, network_reachability, network_relayed, network_peers, network_peers_none, network_relays, network_sync, network_sync_line, network_following, network_mailbox, network_mailbox_line, network_banned, network_banned_none, network_score, reach_public, reach_private, reach_unknown, status_reserved, filter_distance, filter_distance_no_location, filter_distance_bad,
 }
 
 pub use en::EN;

@@ -71,7 +71,8 @@ impl SyncBadge {
     }
 }
 
-async fn run_search(w: &WebState, q: SearchQuery) -> Result<Vec<ListingView>, ListingError> {
+/// Runs a search with each seller's trust added (blocking work off the async task).
+pub async fn run_search(w: &WebState, q: SearchQuery) -> Result<Vec<ListingView>, ListingError> {
     let (r, l) = (w.api.reputation.clone(), w.api.listings.clone());
     tokio::task::spawn_blocking(move || r.search(&l, &q))
         .await
@@ -88,11 +89,17 @@ struct HomeTemplate {
 }
 
 /// `GET /`.
-pub async fn home(State(w): State<WebState>, page: Page) -> Response {
+pub async fn home(
+    State(w): State<WebState>,
+    page: Page,
+    headers: axum::http::HeaderMap,
+) -> Response {
     let t = page.t;
     let info = w.api.network.info().await.ok();
     let q = SearchQuery {
         limit: Some(HOME_LISTINGS),
+        near: super::settings::near_of(&headers),
+        sort: Some("recent".into()),
         ..Default::default()
     };
     let (cards, error) = match run_search(&w, q).await {
@@ -130,6 +137,9 @@ pub struct SearchForm {
     max: String,
     #[serde(default)]
     sort: String,
+    /// Within this many km of my saved location.
+    #[serde(default)]
+    km: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     page: Option<String>,
 }
@@ -149,7 +159,15 @@ impl SearchForm {
     }
 
     /// The search service's query, or what is wrong with the form.
-    fn query(&self, t: &Messages) -> Result<SearchQuery, String> {
+    fn query(&self, t: &Messages, near: Option<String>) -> Result<SearchQuery, String> {
+        let radius_km = match some(&self.km) {
+            None => None,
+            Some(k) => match k.parse::<f64>() {
+                Ok(k) if k.is_finite() && k > 0.0 && near.is_some() => Some(k),
+                Ok(_) if near.is_none() => return Err(t.filter_distance_no_location.to_owned()),
+                _ => return Err(t.filter_distance_bad.to_owned()),
+            },
+        };
         let currency = some(&self.currency).map(|c| c.to_ascii_uppercase());
         let price = |s: &str| -> Result<Option<u64>, String> {
             let Some(s) = some(s) else { return Ok(None) };
@@ -178,6 +196,8 @@ impl SearchForm {
             min_price: price(&self.min)?,
             max_price: price(&self.max)?,
             sort,
+            near,
+            radius_km,
             limit: Some(PAGE_SIZE + 1),
             offset: Some((self.page() - 1) * PAGE_SIZE),
             ..Default::default()
@@ -198,6 +218,7 @@ impl SearchForm {
 #[template(path = "search.html")]
 struct SearchTemplate {
     c: Chrome,
+    has_location: bool,
     heading: String,
     f: SearchForm,
     categories: Vec<Choice>,
@@ -226,11 +247,14 @@ fn choices(keys: &[&str], names: &[String], selected: &str) -> Vec<Choice> {
 pub async fn search(
     State(w): State<WebState>,
     page: Page,
+    headers: axum::http::HeaderMap,
     query: Result<Query<SearchForm>, QueryRejection>,
 ) -> Response {
     let t = page.t;
     let f = query.map(|Query(f)| f).unwrap_or_default();
-    let (cards, has_next, error) = match f.query(t) {
+    let near = super::settings::near_of(&headers);
+    let has_location = near.is_some();
+    let (cards, has_next, error) = match f.query(t, near) {
         Err(msg) => (Vec::new(), false, Some(msg)),
         Ok(q) => match run_search(&w, q).await {
             Ok(mut v) => {
@@ -287,6 +311,7 @@ pub async fn search(
             sorts: choices(&sorts, &sort_names, &f.sort),
             cards,
             error,
+            has_location,
             page_label: fill(t.page_n, &[("n", &n.to_string())]),
             prev: (n > 1).then(|| f.link(n - 1)),
             next: has_next.then(|| f.link(n + 1)),
@@ -313,12 +338,19 @@ pub async fn mine(State(w): State<WebState>, page: Page) -> Response {
         limit: Some(MINE_MAX),
         ..Default::default()
     };
+    let trades = w.api.trades.clone();
+    let reserving = tokio::task::spawn_blocking(move || super::reserving(&trades))
+        .await
+        .unwrap_or_default();
     match run_search(&w, q).await {
         Ok(v) => render(
             StatusCode::OK,
             &MineTemplate {
                 c: Chrome::new(&page, t.mine_title, "mine"),
-                cards: v.iter().map(|l| Card::new(t, l)).collect(),
+                cards: v
+                    .iter()
+                    .map(|l| Card::new(t, l).reserved_if(t, &reserving))
+                    .collect(),
             },
         ),
         Err(e) => error_page(

@@ -22,10 +22,36 @@ pub const CARD_REVIEWS: usize = 3;
 /// A review as shown.
 #[derive(Debug, Clone)]
 pub struct ReviewLine {
-    stars: String,
-    comment: String,
-    by: String,
-    when: String,
+    /// 1-5.
+    pub score: u8,
+    /// ★★★★☆.
+    pub stars: String,
+    /// Their comment.
+    pub comment: String,
+    /// Who (short peer id).
+    pub by: String,
+    /// When, as people say it.
+    pub when: String,
+}
+
+/// Reviews as shown.
+pub fn review_lines(t: &Messages, reviews: &[Review]) -> Vec<ReviewLine> {
+    reviews
+        .iter()
+        .map(|v| ReviewLine {
+            score: v.score.min(5),
+            stars: stars(v.score),
+            comment: v.comment.clone(),
+            by: short_peer(&v.by),
+            when: when(t, v.at),
+        })
+        .collect()
+}
+
+/// ★★★★☆ for 4.
+pub fn stars(score: u8) -> String {
+    let s = usize::from(score.min(5));
+    "★".repeat(s) + &"☆".repeat(5 - s)
 }
 
 /// The seller card.
@@ -85,16 +111,7 @@ impl SellerCard {
             completed,
             rating,
             note,
-            reviews: reviews
-                .iter()
-                .map(|v| ReviewLine {
-                    stars: "★".repeat(usize::from(v.score.min(5)))
-                        + &"☆".repeat(usize::from(5 - v.score.min(5))),
-                    comment: v.comment.clone(),
-                    by: short_peer(&v.by),
-                    when: when(t, v.at),
-                })
-                .collect(),
+            reviews: review_lines(t, reviews),
         }
     }
 }
@@ -131,25 +148,31 @@ struct ListingTemplate {
     offer: OfferDraft,
 }
 
-async fn load(
-    w: &WebState,
-    id: String,
-) -> Result<(ListingView, Option<ReputationView>, Vec<Review>), ListingError> {
-    let (r, l) = (w.api.reputation.clone(), w.api.listings.clone());
+async fn load(w: &WebState, id: String) -> Result<Found, ListingError> {
+    let (r, l, trades) = (
+        w.api.reputation.clone(),
+        w.api.listings.clone(),
+        w.api.trades.clone(),
+    );
     tokio::task::spawn_blocking(move || {
         let v = r.show(&l, &id)?;
         let rep = r.reputation(&v.seller).ok();
         let reviews = r.reviews(&v.seller, CARD_REVIEWS).unwrap_or_default();
-        Ok((v, rep, reviews))
+        let reserved = v.status == ListingState::Sold && super::reserving(&trades).contains(&v.id);
+        Ok((v, rep, reviews, reserved))
     })
     .await
     .map_err(|e| ListingError::Search(e.to_string()))?
 }
 
+/// A listing as held here: the listing, its seller's reputation and latest reviews, and
+/// whether a trade of mine holds its last items (reserved rather than sold).
+type Found = (ListingView, Option<ReputationView>, Vec<Review>, bool);
+
 fn listing_page(
     page: &Page,
     status: StatusCode,
-    (l, rep, reviews): (ListingView, Option<ReputationView>, Vec<Review>),
+    (l, rep, reviews, reserved): Found,
     offer: Option<OfferDraft>,
 ) -> Response {
     let t = page.t;
@@ -181,7 +204,11 @@ fn listing_page(
             price: price_text(l.price, &l.currency),
             condition: l.condition.as_deref().map(|c| t.condition(c)),
             category: t.category(&l.category),
-            status_name: t.status(l.status.as_str()),
+            status_name: if reserved {
+                t.status_reserved
+            } else {
+                t.status(l.status.as_str())
+            },
             posted: when(t, l.created_at),
             updated: when(t, l.updated_at),
             expires: when(t, l.expires_at),

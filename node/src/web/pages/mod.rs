@@ -1,5 +1,5 @@
 //! The pages: one module per area (`home` with search, `listing` with the offer form,
-//! `post`, `trades`), sharing what every page has: the [`Page`] extractor (session and
+//! `post`, `edit` with withdrawing, `seller`, `trades`, `settings` with the network page), sharing what every page has: the [`Page`] extractor (session and
 //! language, or the login page when there is no session), the header ([`Chrome`]), the
 //! login and error pages, and small view helpers (prices, times, listing cards).
 //!
@@ -7,9 +7,12 @@
 //! the network is ever written unescaped. Handlers call the node's services with the same
 //! types the `/v1` handlers use ([`crate::api::types`]); they hold no business rule.
 
+pub mod edit;
 pub mod home;
 pub mod listing;
 pub mod post;
+pub mod seller;
+pub mod settings;
 pub mod trades;
 
 use askama::Template;
@@ -21,8 +24,11 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use super::WebState;
 use super::i18n::{LANG_COOKIE, Lang, Messages, fill};
 use super::session::{self, Session};
+use std::collections::HashSet;
+
 use crate::api::types::ListingView;
 use crate::clock::now_ms;
+use crate::services::trades::Trades;
 
 /// A request from a logged-in browser: its session and language.
 #[derive(Debug, Clone)]
@@ -279,6 +285,36 @@ impl Card {
             distance: v.distance_km.map(|d| format!("{d:.1} km")),
         }
     }
+}
+
+impl Card {
+    /// Marks a sold-out listing that a trade of mine holds as reserved.
+    pub fn reserved_if(mut self, t: &Messages, reserving: &HashSet<String>) -> Self {
+        if self.status == "sold" && reserving.contains(&self.id) {
+            self.status = "reserved";
+            self.status_name = t.status_reserved;
+        }
+        self
+    }
+}
+
+/// Listings a trade on this node holds items of (accepted, paid, shipped or disputed), so
+/// a sold-out one among them shows as reserved, not sold (blocking).
+pub fn reserving(trades: &Trades) -> HashSet<String> {
+    trades
+        .list()
+        .map(|list| {
+            list.into_iter()
+                .filter(|s| {
+                    matches!(
+                        s.state.as_str(),
+                        "accepted" | "paid" | "shipped" | "disputed"
+                    )
+                })
+                .map(|s| s.listing)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// "Trust 0.41" or "No trust yet".

@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{Chrome, Page, csrf_refused, error_page, render, short_peer, when};
-use crate::api::types::{TradeAction, TradeView};
+use crate::api::types::{NewRating, TradeAction, TradeView};
+use crate::services::reputation::Review;
 use crate::services::trades::TradeError;
 use crate::web::WebState;
 use crate::web::i18n::{Messages, fill};
@@ -117,10 +118,18 @@ struct TradeTemplate {
     actions: Vec<ActionForm>,
     error: Option<String>,
     steps: Vec<(&'static str, bool)>,
+    /// The amount gate's warning for the buyer, if the total is above what trust supports.
+    warning: Option<String>,
+    /// Whether the rating form is shown (a completed trade of mine).
+    can_rate: bool,
+    /// My rating of it, if I rated it.
+    rated: Option<String>,
+    rated_comment: String,
 }
 
-fn trade_page(page: &Page, status: StatusCode, v: TradeView, error: Option<String>) -> Response {
+fn trade_page(page: &Page, status: StatusCode, held: Held, error: Option<String>) -> Response {
     let t = page.t;
+    let Held { v, mine } = held;
     let actions = v
         .allowed
         .iter()
@@ -149,16 +158,23 @@ fn trade_page(page: &Page, status: StatusCode, v: TradeView, error: Option<Strin
         .iter()
         .position(|s| *s == v.state.as_str())
         .or_else(|| (v.state.as_str() == "countered").then_some(0));
-    let steps = order
+    let mut steps: Vec<(&'static str, bool)> = order
         .iter()
         .enumerate()
         .map(|(i, s)| (t.trade_state(s), reached.is_some_and(|r| i <= r)))
         .collect();
+    steps.push((t.state_rated, mine.is_some()));
+    let completed = v.state.as_str() == "completed";
+    let party = matches!(v.role.as_str(), "buyer" | "seller");
     let history = v
         .history
         .iter()
         .map(|h| HistoryLine {
-            kind: h.kind.clone(),
+            kind: if h.kind == "offer" {
+                t.history_offer.to_owned()
+            } else {
+                t.action(&h.kind).to_owned()
+            },
             by: t.role(h.role.as_str()),
             when: when(t, h.at),
             note: h.note.clone(),
@@ -180,16 +196,41 @@ fn trade_page(page: &Page, status: StatusCode, v: TradeView, error: Option<Strin
             actions,
             error,
             steps,
+            warning: v
+                .amount_check
+                .as_ref()
+                .filter(|a| a.above)
+                .and_then(|a| a.warning.clone()),
+            can_rate: completed && party,
+            rated: mine
+                .as_ref()
+                .map(|r| fill(t.rated_you, &[("stars", &super::listing::stars(r.score))])),
+            rated_comment: mine.map(|r| r.comment).unwrap_or_default(),
             v,
         },
     )
 }
 
-async fn load(w: &WebState, id: String) -> Result<TradeView, TradeError> {
-    let trades = w.api.trades.clone();
-    tokio::task::spawn_blocking(move || trades.view(&id))
-        .await
-        .map_err(|e| TradeError::NotFound(e.to_string()))?
+/// A trade as held here: its view (with the amount check for its buyer) and my rating.
+#[derive(Debug)]
+pub struct Held {
+    v: TradeView,
+    mine: Option<Review>,
+}
+
+async fn load(w: &WebState, id: String) -> Result<Held, TradeError> {
+    let (trades, rep) = (w.api.trades.clone(), w.api.reputation.clone());
+    tokio::task::spawn_blocking(move || {
+        let v = rep.gate(trades.view(&id)?);
+        let mine = if v.state.as_str() == "completed" {
+            rep.my_rating(&id).ok().flatten()
+        } else {
+            None
+        };
+        Ok(Held { v, mine })
+    })
+    .await
+    .map_err(|e| TradeError::NotFound(e.to_string()))?
 }
 
 fn load_error(page: &Page, e: TradeError) -> Response {
@@ -210,7 +251,7 @@ fn load_error(page: &Page, e: TradeError) -> Response {
 /// `GET /trade/{id}`.
 pub async fn show(State(w): State<WebState>, page: Page, Path(id): Path<String>) -> Response {
     match load(&w, id).await {
-        Ok(v) => trade_page(&page, StatusCode::OK, v, None),
+        Ok(held) => trade_page(&page, StatusCode::OK, held, None),
         Err(e) => load_error(&page, e),
     }
 }
@@ -230,6 +271,10 @@ pub struct ActForm {
     tracking: String,
     #[serde(default)]
     outcome: String,
+    #[serde(default)]
+    score: String,
+    #[serde(default)]
+    comment: String,
 }
 
 /// `POST /trade/{id}/{action}`: takes the step, then shows the trade again.
@@ -243,10 +288,14 @@ pub async fn act(
         return csrf_refused(&page);
     }
     let t = page.t;
-    let v = match load(&w, id.clone()).await {
+    let held = match load(&w, id.clone()).await {
         Ok(v) => v,
         Err(e) => return load_error(&page, e),
     };
+    if action == "rate" {
+        return rate(&w, &page, held, &id, &f).await;
+    }
+    let v = &held.v;
     let opt = |s: &str| {
         let s = s.trim();
         (!s.is_empty()).then(|| s.to_owned())
@@ -261,7 +310,7 @@ pub async fn act(
                     t.err_price,
                     &[("currency", &v.currency), ("digits", &digits)],
                 );
-                return trade_page(&page, StatusCode::BAD_REQUEST, v, Some(msg));
+                return trade_page(&page, StatusCode::BAD_REQUEST, held, Some(msg));
             }
         },
     };
@@ -274,6 +323,37 @@ pub async fn act(
     };
     match w.api.trades.act(&id, &action, a).await {
         Ok(_) => Redirect::to(&format!("/trade/{id}")).into_response(),
-        Err(e) => trade_page(&page, StatusCode::CONFLICT, v, Some(e.to_string())),
+        Err(e) => trade_page(&page, StatusCode::CONFLICT, held, Some(e.to_string())),
+    }
+}
+
+/// `POST /trade/{id}/rate`: rates the other party of a completed trade (1-5 stars and a
+/// comment), as `POST /v1/ratings` does.
+async fn rate(w: &WebState, page: &Page, held: Held, id: &str, f: &ActForm) -> Response {
+    let t = page.t;
+    let Some(score) = f
+        .score
+        .trim()
+        .parse::<u8>()
+        .ok()
+        .filter(|s| (1..=5).contains(s))
+    else {
+        return trade_page(
+            page,
+            StatusCode::BAD_REQUEST,
+            held,
+            Some(t.rate_score.to_owned()),
+        );
+    };
+    let comment = f.comment.replace("\r\n", "\n");
+    let comment = comment.trim();
+    let r = NewRating {
+        trade: id.to_owned(),
+        score,
+        comment: (!comment.is_empty()).then(|| comment.to_owned()),
+    };
+    match w.api.reputation.rate(r).await {
+        Ok(_) => Redirect::to(&format!("/trade/{id}")).into_response(),
+        Err(e) => trade_page(page, StatusCode::CONFLICT, held, Some(e.to_string())),
     }
 }
