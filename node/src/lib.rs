@@ -65,6 +65,19 @@ pub enum NodeEvent {
         /// Its peer id.
         peer: String,
     },
+    /// Where catch-up stands changed (what `status` shows under `sync`); at most one a
+    /// second while catching up ([`sync::driver::SYNC_PROGRESS_EVERY`]), at once when the
+    /// one-word status changes.
+    SyncProgress {
+        /// Where catch-up stands.
+        status: sync::SyncStatus,
+        /// Peers being reconciled with now, or waiting for their turn.
+        in_progress: usize,
+        /// Objects learned from peers and not fetched yet.
+        to_fetch: usize,
+        /// Peers reconciled with since they connected.
+        peers_reconciled: usize,
+    },
     /// A trade changed state on this node.
     TradeUpdated {
         /// Trade id (hex).

@@ -3,7 +3,8 @@
 //! through the [`Client`], pages through `ingest` (verified on blocking threads).
 //!
 //! It owns no decision (the scheduler decides) and publishes the scheduler's [`SyncInfo`] on
-//! a watch channel for the API. It runs apart from the swarm task.
+//! a watch channel for the API, and its changes as [`NodeEvent::SyncProgress`] (bounded by
+//! [`SYNC_PROGRESS_EVERY`]). It runs apart from the swarm task.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use serde_bytes::ByteBuf;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::scheduler::{Action, Input, Outcome, Scheduler};
-use super::{Shard, ShardItems, SyncInfo};
+use super::{Shard, ShardItems, SyncInfo, SyncStatus};
 use crate::NodeEvent;
 use crate::clock::now_ms;
 use crate::ingest::{Verdict, ingest_batch, judge};
@@ -25,6 +26,39 @@ pub const SYNC_TICK: Duration = Duration::from_secs(5);
 /// Replies and stored pages waiting for the scheduler (the scheduler keeps far fewer
 /// requests in flight).
 pub const COMPLETIONS_QUEUE: usize = 256;
+/// Least time between two [`NodeEvent::SyncProgress`] while the one-word status stays the
+/// same (a change of status is announced at once). A change held back is announced at the
+/// next input or tick ([`SYNC_TICK`]).
+pub const SYNC_PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// What [`NodeEvent::SyncProgress`] carries: status, in progress, to fetch, reconciled.
+type Progress = (SyncStatus, usize, usize, usize);
+
+/// Decides when a change of catch-up progress is announced: only a change, and while the
+/// status stays the same at most one per [`SYNC_PROGRESS_EVERY`].
+#[derive(Debug, Default)]
+struct ProgressGate {
+    last: Progress,
+    at: Option<Instant>,
+}
+
+impl ProgressGate {
+    /// Whether `p` is announced now (and then remembered as the last announced).
+    fn admit(&mut self, now: Instant, p: Progress) -> bool {
+        if p == self.last {
+            return false;
+        }
+        let recent = self
+            .at
+            .is_some_and(|at| now.saturating_duration_since(at) < SYNC_PROGRESS_EVERY);
+        if p.0 == self.last.0 && recent {
+            return false;
+        }
+        self.last = p;
+        self.at = Some(now);
+        true
+    }
+}
 
 /// The catch-up task.
 #[derive(Debug)]
@@ -34,6 +68,7 @@ pub struct SyncDriver {
     network: Client,
     events: broadcast::Sender<NodeEvent>,
     info: watch::Sender<SyncInfo>,
+    progress: ProgressGate,
 }
 
 impl SyncDriver {
@@ -51,6 +86,7 @@ impl SyncDriver {
             network,
             events,
             info,
+            progress: ProgressGate::default(),
         }
     }
 
@@ -72,7 +108,23 @@ impl SyncDriver {
                     self.carry_out(action, &done_tx, &mut work).await;
                 }
             }
-            self.info.send_replace(self.scheduler.info(Instant::now()));
+            let now = Instant::now();
+            let info = self.scheduler.info(now);
+            let p = (
+                info.status,
+                info.in_progress,
+                info.to_fetch,
+                info.peers_reconciled,
+            );
+            if self.progress.admit(now, p) {
+                let _ = self.events.send(NodeEvent::SyncProgress {
+                    status: p.0,
+                    in_progress: p.1,
+                    to_fetch: p.2,
+                    peers_reconciled: p.3,
+                });
+            }
+            self.info.send_replace(info);
         }
     }
 
@@ -195,4 +247,32 @@ fn peer_inputs(events: Vec<SyncPeerEvent>) -> Vec<Input> {
             SyncPeerEvent::Gone(p) => Input::PeerGone(p),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_is_announced_on_change_at_most_once_a_second_but_a_new_status_at_once() {
+        let mut gate = ProgressGate::default();
+        let t0 = Instant::now();
+        let idle = (SyncStatus::NotReconciled, 0, 0, 0);
+        assert!(!gate.admit(t0, idle), "nothing changed since start");
+        let busy = |n| (SyncStatus::CatchingUp, 1, n, 0);
+        assert!(gate.admit(t0, busy(100)), "a new status: at once");
+        assert!(!gate.admit(t0 + Duration::from_millis(10), busy(90)));
+        assert!(!gate.admit(t0 + Duration::from_millis(500), busy(50)));
+        assert!(
+            !gate.admit(t0 + Duration::from_secs(1), busy(100)),
+            "unchanged"
+        );
+        assert!(gate.admit(t0 + Duration::from_secs(1), busy(40)));
+        let done = (SyncStatus::CaughtUp, 0, 0, 1);
+        assert!(
+            gate.admit(t0 + Duration::from_millis(1001), done),
+            "caught up: at once"
+        );
+        assert!(!gate.admit(t0 + Duration::from_secs(9), done));
+    }
 }
