@@ -47,7 +47,8 @@ pub const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// Expired listings are kept this long (so late, older versions are recognized as stale).
 pub const PRUNE_GRACE_MS: u64 = 7 * 24 * 3600 * 1000;
 
-/// Something that happened in the node, for tests and the web page.
+/// Something that happened in the node: for tests, and (as [`api::types::EventView`]) for
+/// `GET /v1/events` and the web page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeEvent {
     /// A peer connected.
@@ -456,8 +457,11 @@ impl Node {
             started: Instant::now(),
             peer_id: peer_id.clone(),
             public_key: hex::encode(key.verifying_key().to_bytes()),
-            ui_sessions: Arc::new(web::session::Sessions::new()),
-            data_dir: Arc::new(cfg.data_dir.clone()),
+            events: api::events::EventFeed::new(
+                events.clone(),
+                shutdown_rx.clone(),
+                peer_id.clone(),
+            ),
         };
         let (api_addr, api_task) = spawn_api(&cfg, state, shutdown_rx.clone()).await?;
         tasks.push(api_task);

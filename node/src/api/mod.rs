@@ -1,7 +1,8 @@
 //! The local HTTP/JSON API that the `jangteo` CLI (and the web page) talks to.
 //!
 //! Owns the router: one module per resource (`status`, `listings`, `trades`, `reputation`,
-//! `blobs`, `objects`, `ui`), the token check ([`auth`]), the one error shape ([`error`]), the
+//! `blobs`, `objects`, `ui`, and the live stream `events`), the token check ([`auth`]), the
+//! one error shape ([`error`]), the
 //! request and response types ([`types`]), body limits, and the OpenAPI 3.1 document
 //! generated from the handlers ([`openapi`], served without a token at
 //! `GET /v1/openapi.json`). It holds service handles and never the swarm.
@@ -9,6 +10,7 @@
 pub mod auth;
 mod blobs;
 pub mod error;
+pub mod events;
 mod listings;
 pub mod objects;
 mod reputation;
@@ -72,6 +74,8 @@ pub struct ApiState {
     pub ui_sessions: Arc<crate::web::session::Sessions>,
     /// The node's data directory (the web page's key backup reads the key file there).
     pub data_dir: Arc<std::path::PathBuf>,
+    /// Where `GET /v1/events` streams come from (shared with the web page's stream).
+    pub events: events::EventFeed,
 }
 
 /// The document's frame: title, description, tags, the shared error schema.
@@ -93,6 +97,7 @@ pub struct ApiState {
         (name = "reputation", description = "Ratings, trust, trust seeds"),
         (name = "blobs", description = "Images and other content-addressed blobs"),
         (name = "objects", description = "Signed objects as bytes, for other programs"),
+        (name = "events", description = "What happens in the node, live (server-sent events)"),
     )
 )]
 struct ApiDoc;
@@ -106,6 +111,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         .merge(blobs::routes())
         .merge(objects::routes())
         .merge(ui::routes())
+        .merge(events::routes())
 }
 
 /// Adds what every route behind the token shares: the bearer requirement, and the 401 and

@@ -73,6 +73,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The network task is not available.
     Network,
+    /// The node serves as many of these as it takes (event subscribers); try again later.
+    Busy,
     /// The store failed.
     Store,
     /// The search index failed.
@@ -105,6 +107,7 @@ impl ErrorCode {
             ErrorCode::NoRoute => "no_route",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Network => "network",
+            ErrorCode::Busy => "busy",
             ErrorCode::Store => "store",
             ErrorCode::Search => "search",
             ErrorCode::Internal => "internal",
@@ -1046,6 +1049,208 @@ pub struct ExportReport {
 }
 
 // ---------------------------------------------------------------------------------------
+// Live events
+// ---------------------------------------------------------------------------------------
+
+/// The kinds of event `GET /v1/events` sends: each server-sent event's `event:` field and the
+/// `kind` of its JSON ([`EventView`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The first event of every stream (always sent).
+    Subscribed,
+    /// This subscriber fell behind and missed events (always sent).
+    Lagged,
+    /// A listing version from the network was stored.
+    ListingStored,
+    /// A trade changed state on this node.
+    TradeUpdated,
+    /// A message of ours was delivered, or given up on.
+    Delivery,
+    /// Where catch-up sync stands changed.
+    SyncProgress,
+    /// Catch-up with a peer finished.
+    Synced,
+    /// The search index took in new listing versions.
+    Indexed,
+    /// A peer connected.
+    PeerConnected,
+    /// A peer was banned for sending invalid objects.
+    PeerBanned,
+    /// A relay accepted our reservation: we are reachable through it.
+    RelayReserved,
+    /// A relay that holds mailboxes connected.
+    RelayConnected,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 12] = [
+        EventKind::Subscribed,
+        EventKind::Lagged,
+        EventKind::ListingStored,
+        EventKind::TradeUpdated,
+        EventKind::Delivery,
+        EventKind::SyncProgress,
+        EventKind::Synced,
+        EventKind::Indexed,
+        EventKind::PeerConnected,
+        EventKind::PeerBanned,
+        EventKind::RelayReserved,
+        EventKind::RelayConnected,
+    ];
+
+    /// The name as it travels (the SSE `event:` field, the JSON `kind`, the `kinds` filter).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Subscribed => "subscribed",
+            EventKind::Lagged => "lagged",
+            EventKind::ListingStored => "listing_stored",
+            EventKind::TradeUpdated => "trade_updated",
+            EventKind::Delivery => "delivery",
+            EventKind::SyncProgress => "sync_progress",
+            EventKind::Synced => "synced",
+            EventKind::Indexed => "indexed",
+            EventKind::PeerConnected => "peer_connected",
+            EventKind::PeerBanned => "peer_banned",
+            EventKind::RelayReserved => "relay_reserved",
+            EventKind::RelayConnected => "relay_connected",
+        }
+    }
+
+    /// From its name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Where catch-up sync stands, in one word.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncStatusName {
+    /// Not compared with any connected peer yet: listings may be missing.
+    NotReconciled,
+    /// A reconciliation or its fetches are under way.
+    CatchingUp,
+    /// Compared with at least one peer, and nothing is left to fetch.
+    CaughtUp,
+}
+
+/// Which kinds `GET /v1/events` sends.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Comma-separated kinds, such as `trade_updated,delivery` (default: every kind);
+    /// `subscribed` and `lagged` are always sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kinds: Option<String>,
+}
+
+/// One event of `GET /v1/events`: the `data:` of a server-sent event, whose `event:` field is
+/// the same `kind`. Ids are hex like everywhere in the API, peers base58 peer ids.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventView {
+    /// The first event of every stream: from here on nothing is missed (short of a `lagged`).
+    /// What happened before is not sent again: read it with the other routes.
+    Subscribed {
+        /// This node's peer id.
+        peer_id: String,
+        /// The kinds this stream sends.
+        kinds: Vec<EventKind>,
+    },
+    /// This subscriber read too slowly and `missed` events were dropped for it: read the
+    /// state again with the other routes.
+    Lagged {
+        /// Events dropped.
+        missed: u64,
+    },
+    /// A listing version from the network was stored (`GET /v1/listings/{id}` shows it).
+    ListingStored {
+        /// Listing id.
+        listing: String,
+    },
+    /// A trade changed state on this node: a step of ours, or of the other party.
+    TradeUpdated {
+        /// Trade id.
+        trade: String,
+        /// Its new state.
+        state: TradeStateName,
+    },
+    /// A trade message of ours reached the other party (`delivered`) or was given up on
+    /// (`failed`; `GET /v1/trades/{id}` says why).
+    Delivery {
+        /// Message object id (the first message's is the trade id).
+        message: String,
+        /// What became of it.
+        status: DeliveryStatus,
+    },
+    /// Where catch-up sync stands changed (what `GET /v1/status` shows under `sync`): at
+    /// most one a second while catching up, at once when `status` changes.
+    SyncProgress {
+        /// Where catch-up stands.
+        status: SyncStatusName,
+        /// Peers being reconciled with now, or waiting for their turn.
+        in_progress: u64,
+        /// Objects learned from peers and not fetched yet.
+        to_fetch: u64,
+        /// Peers reconciled with since they connected.
+        peers_reconciled: u64,
+    },
+    /// Catch-up with a peer finished.
+    Synced {
+        /// Its peer id.
+        peer: String,
+    },
+    /// The search index took in new listing versions: searches see them now.
+    Indexed {
+        /// Listing versions applied.
+        count: u64,
+    },
+    /// A peer connected.
+    PeerConnected {
+        /// Its peer id.
+        peer: String,
+    },
+    /// A peer was banned for sending invalid objects.
+    PeerBanned {
+        /// Its peer id.
+        peer: String,
+    },
+    /// A circuit relay accepted our reservation: we are reachable through it.
+    RelayReserved {
+        /// The relay's peer id.
+        relay: String,
+    },
+    /// A relay that holds mailboxes connected.
+    RelayConnected {
+        /// Its peer id.
+        peer: String,
+    },
+}
+
+impl EventView {
+    /// Its kind.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            EventView::Subscribed { .. } => EventKind::Subscribed,
+            EventView::Lagged { .. } => EventKind::Lagged,
+            EventView::ListingStored { .. } => EventKind::ListingStored,
+            EventView::TradeUpdated { .. } => EventKind::TradeUpdated,
+            EventView::Delivery { .. } => EventKind::Delivery,
+            EventView::SyncProgress { .. } => EventKind::SyncProgress,
+            EventView::Synced { .. } => EventKind::Synced,
+            EventView::Indexed { .. } => EventKind::Indexed,
+            EventView::PeerConnected { .. } => EventKind::PeerConnected,
+            EventView::PeerBanned { .. } => EventKind::PeerBanned,
+            EventView::RelayReserved { .. } => EventKind::RelayReserved,
+            EventView::RelayConnected { .. } => EventKind::RelayConnected,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // The CLI's own answers (the JSON it prints, kept here so tests decode it typed)
 // ---------------------------------------------------------------------------------------
 
@@ -1154,6 +1359,22 @@ mod tests {
             "invalid_transition"
         );
         assert_eq!(ErrorCode::NotFound.as_str(), "not_found");
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::from_name(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_value(k).expect("ser"), k.as_str());
+        }
+        let v = EventView::TradeUpdated {
+            trade: "ab".into(),
+            state: TradeStateName::Paid,
+        };
+        assert_eq!(
+            serde_json::to_value(&v).expect("ser"),
+            serde_json::json!({"kind": "trade_updated", "trade": "ab", "state": "paid"})
+        );
+        assert_eq!(
+            serde_json::to_value(v.kind()).expect("ser"),
+            serde_json::to_value(&v).expect("ser")["kind"]
+        );
         for r in ["public", "private", "unknown"] {
             assert_eq!(Reachability::from_name(r).as_str(), r);
         }
