@@ -457,6 +457,8 @@ impl Node {
             started: Instant::now(),
             peer_id: peer_id.clone(),
             public_key: hex::encode(key.verifying_key().to_bytes()),
+            ui_sessions: Arc::new(web::session::Sessions::new()),
+            data_dir: Arc::new(cfg.data_dir.clone()),
             events: api::events::EventFeed::new(
                 events.clone(),
                 shutdown_rx.clone(),

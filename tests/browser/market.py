@@ -3,7 +3,9 @@
 Called by tests/web_browser.rs with: SELLER_URL BUYER_URL THIRD_URL SELLER_PEER SHOTS_DIR.
 The URLs are `jangteo ui --no-open --json` login links of three connected nodes. The seller
 posts a Korean listing with a photo; the buyer finds it with a Korean query, sees the photo
-(naturalWidth > 0), opens it and makes an offer; the seller sees the offer and accepts it;
+(naturalWidth > 0), opens it and makes an offer; the offer appears on the seller's open
+trades page without a reload; the seller accepts, which the buyer's open trade page shows
+without a reload;
 the buyer pays, the seller ships, the buyer confirms receipt and rates the seller; the third
 node's page of the seller shows the review. The seller saves a location in settings and
 looks at the network page; the pages switch to English. A screenshot of each page goes to
@@ -182,6 +184,11 @@ def flow(p, seller_url, buyer_url, third_url, seller_peer, shots, photo):
         listing_url = page.url
         assert not errors, errors
 
+        # The seller watches the trades page; it must change by itself when an offer comes.
+        page.goto(base + "/trades")
+        page.wait_for_function("() => document.documentElement.dataset.live === 'on'")
+        page.evaluate("() => { window.__notReloaded = true; }")
+
         # --- the buyer, on a phone ----------------------------------------------------
         buyer = browser(p, {"width": 390, "height": 844}, "buyer")
         bpage = buyer.pages[0] if buyer.pages else buyer.new_page()
@@ -215,18 +222,15 @@ def flow(p, seller_url, buyer_url, third_url, seller_peer, shots, photo):
         bpage.get_by_role("button", name="제안 보내기").click()
         bpage.wait_for_url(re.compile(r"/trade/[0-9a-f]{64}$"))
         expect(bpage.locator("h1 .badge")).to_have_text("제안됨")
+        bpage.wait_for_function("() => document.documentElement.dataset.live === 'on'")
+        bpage.evaluate("() => { window.__notReloaded = true; }")
         shot(bpage, shots, "07-buyer-trade-offered")
         trade_id = bpage.url.rsplit("/", 1)[1]
         assert not berrors, berrors
 
-        # --- the seller sees the offer and accepts ------------------------------------
-        deadline = time.monotonic() + TIMEOUT_MS / 1000
-        while True:
-            page.goto(base + "/trades")
-            if page.locator(f'a[href="/trade/{trade_id}"]').count() > 0:
-                break
-            assert time.monotonic() < deadline, "the seller never got the offer"
-            page.wait_for_timeout(250)
+        # --- the offer appears on the seller's page without a reload; the seller accepts
+        expect(page.locator(f'a[href="/trade/{trade_id}"]')).to_be_visible()
+        assert page.evaluate("() => window.__notReloaded === true"), "the page was reloaded"
         shot(page, shots, "08-seller-trades")
         page.locator(f'a[href="/trade/{trade_id}"]').click()
         page.get_by_role("button", name="수락").click()
@@ -235,8 +239,9 @@ def flow(p, seller_url, buyer_url, third_url, seller_peer, shots, photo):
         shot(page, shots, "09-seller-trade-accepted")
 
         # --- paid, shipped, received: both step through to completion -----------------
-        bpage.goto(bbase + f"/trade/{trade_id}")
-        wait_state(bpage, bbase, trade_id, "수락됨")
+        # The buyer's trade page, open since the offer, shows the acceptance by itself.
+        expect(bpage.locator("h1 .badge")).to_have_text("수락됨")
+        assert bpage.evaluate("() => window.__notReloaded === true"), "the buyer's page was reloaded"
         bpage.fill("#f-paid", "국민은행 이체 140,000")
         bpage.get_by_role("button", name="입금했어요").click()
         expect(bpage.locator("h1 .badge")).to_have_text("입금함")

@@ -107,6 +107,7 @@ pub fn router(w: WebState) -> Router {
         .route("/trade/{id}", get(pages::trades::show))
         .route("/trade/{id}/{action}", post(pages::trades::act))
         .route("/photo/{id}", get(photos::photo))
+        .route("/events", get(events))
         .route("/login", get(login))
         .route("/logout", post(logout))
         .route("/lang", post(pages::set_lang))
@@ -119,6 +120,15 @@ pub fn router(w: WebState) -> Router {
             guard::check_request,
         ))
         .with_state(w)
+}
+
+/// `GET /events`: the node's live events for the page's script (the same stream as
+/// `GET /v1/events`, behind the session cookie instead of the token).
+async fn events(State(w): State<WebState>, _page: Page) -> Response {
+    match crate::api::events::stream(&w.api.events, crate::api::events::EventFilter::all()) {
+        Ok(sse) => sse.into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// `?code=` of the login link.

@@ -1,7 +1,9 @@
 // jangteo web page: progressive enhancement only; every page works without this file.
 // - the post form shows previews of the chosen photos (read as data: URLs, which the
 //   page's Content-Security-Policy allows for images) and warns early about too many;
-// - actions that end a trade ask for confirmation.
+// - actions that end a trade ask for confirmation;
+// - pages change without a reload when the node says something happened that they show
+//   (GET /events, server-sent events behind the session cookie).
 
 const photos = document.getElementById("photos");
 const previews = document.getElementById("previews");
@@ -22,10 +24,71 @@ if (photos && previews) {
   });
 }
 
-for (const button of document.querySelectorAll("button[data-action=reject], button[data-action=cancel], button[data-action=dispute]")) {
-  button.addEventListener("click", (event) => {
-    if (!window.confirm(button.textContent.trim() + "?")) event.preventDefault();
-  });
+function bindConfirms(root) {
+  for (const button of root.querySelectorAll("button[data-action=reject], button[data-action=cancel], button[data-action=dispute]")) {
+    button.addEventListener("click", (event) => {
+      if (!window.confirm(button.textContent.trim() + "?")) event.preventDefault();
+    });
+  }
+}
+bindConfirms(document);
+
+// Which events each page shows, from its path: [kinds, a test on the event's data].
+function liveRule(path) {
+  const id = (prefix) => path.startsWith(prefix) ? path.slice(prefix.length).split("/")[0] : null;
+  const trade = id("/trade/");
+  if (trade) return [["trade_updated", "delivery"], (kind, d) => kind === "delivery" || d.trade === trade];
+  const listing = id("/listing/");
+  if (listing && !path.endsWith("/edit") && !path.endsWith("/retract")) {
+    return [["listing_stored", "trade_updated"], (kind, d) => kind === "trade_updated" || d.listing === listing];
+  }
+  if (path === "/trades" || path === "/mine") return [["trade_updated", "delivery"], () => true];
+  if (path === "/" || path === "/search") return [["listing_stored", "sync_progress", "synced", "peer_connected"], () => true];
+  if (path === "/network") return [["peer_connected", "peer_banned", "synced", "sync_progress", "relay_reserved", "relay_connected"], () => true];
+  return null;
+}
+
+// Fetches this page again and swaps its <main>, unless the person is typing in a form.
+let refreshTimer = null;
+let lastRefresh = 0;
+function refreshMain() {
+  if (refreshTimer) return;
+  const wait = Math.max(0, 1000 - (Date.now() - lastRefresh));
+  refreshTimer = setTimeout(async () => {
+    refreshTimer = null;
+    const active = document.activeElement;
+    if (active && active.closest("main form") && active.value) return;
+    try {
+      const response = await fetch(location.href, { credentials: "same-origin", cache: "no-store" });
+      if (!response.ok) return;
+      const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+      const fresh = doc.getElementById("main");
+      const current = document.getElementById("main");
+      if (!fresh || !current) return;
+      current.replaceWith(fresh);
+      bindConfirms(fresh);
+      lastRefresh = Date.now();
+      document.documentElement.dataset.liveUpdates = String(Number(document.documentElement.dataset.liveUpdates || 0) + 1);
+    } catch (_) {
+      // The node may be restarting; the next event tries again.
+    }
+  }, wait);
+}
+
+const rule = liveRule(location.pathname);
+if (rule && "EventSource" in window) {
+  const [kinds, wanted] = rule;
+  const source = new EventSource("/events");
+  for (const kind of kinds) {
+    source.addEventListener(kind, (event) => {
+      let data = {};
+      try { data = JSON.parse(event.data); } catch (_) { return; }
+      if (wanted(kind, data)) refreshMain();
+    });
+  }
+  // Events were dropped for this page: what it shows may be stale.
+  source.addEventListener("lagged", refreshMain);
+  source.addEventListener("subscribed", () => { document.documentElement.dataset.live = "on"; });
 }
 
 // "Use my location" next to a location field (#location): the browser's position, typed
