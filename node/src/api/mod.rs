@@ -316,6 +316,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 24, "{operations} operations documented");
+        assert_eq!(operations, 25, "{operations} operations documented");
     }
 }
