@@ -455,6 +455,14 @@ pub struct Client {
 }
 
 impl Client {
+    /// A handle whose network task is gone: every call fails with
+    /// [`NodeError::NetworkStopped`]. For tests of services that must not need the network.
+    #[cfg(test)]
+    pub(crate) fn detached() -> Self {
+        let (tx, _) = mpsc::channel(1);
+        Self { tx }
+    }
+
     async fn call<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,

@@ -6,4 +6,5 @@ pub mod listings;
 pub mod mailbox;
 pub mod reputation;
 pub mod search;
+pub mod thumbs;
 pub mod trades;

@@ -1,5 +1,5 @@
 //! Blobs (images): a manifest and its chunks under the blob's id, read back whole or by
-//! chunk, and collected when no listing held refers to them.
+//! chunk, and collected (with their thumbnails) when no listing held refers to them.
 //!
 //! It stores bytes the blob service verified against their id; it does not check them.
 
@@ -8,7 +8,7 @@ use rocksdb::{IteratorMode, WriteBatch};
 
 use crate::error::StoreError;
 
-use super::{CF_BLOBS, Store};
+use super::{CF_BLOBS, CF_THUMBS, Store};
 
 impl Store {
     fn blob_key(id: &ObjectId, part: u32) -> [u8; 36] {
@@ -105,7 +105,8 @@ impl Store {
     }
 
     /// Deletes every blob that no listing held here names (photos of expired or replaced
-    /// listings), except those in `keep`. Returns how many were deleted.
+    /// listings), except those in `keep`, with their cached thumbnails, in one batch.
+    /// Returns how many blobs were deleted.
     pub fn gc_blobs(&self, keep: &std::collections::HashSet<[u8; 32]>) -> Result<u64, StoreError> {
         let mut referenced: std::collections::HashSet<[u8; 32]> = keep.clone();
         self.for_each_listing(None, |s| {
@@ -115,6 +116,8 @@ impl Store {
         let cf = self.cf(CF_BLOBS)?;
         let mut batch = WriteBatch::default();
         let mut n = 0;
+        // Blobs that stay, whole: only they may keep thumbnails.
+        let mut kept: std::collections::HashSet<[u8; 32]> = std::collections::HashSet::new();
         for item in self.db.iterator_cf(cf, IteratorMode::Start) {
             let (k, _) = item?;
             if k.len() != 36 {
@@ -127,9 +130,20 @@ impl Store {
                     n += 1;
                 }
                 batch.delete_cf(cf, &k);
+            } else if k[32..] == [0xff; 4] {
+                kept.insert(id);
             }
         }
-        if n > 0 {
+        // Their thumbnails go in the same batch, and so does any thumbnail of a blob no longer
+        // held (one made from a blob's bytes while that blob was being deleted).
+        let thumbs = self.cf(CF_THUMBS)?;
+        for item in self.db.iterator_cf(thumbs, IteratorMode::Start) {
+            let (k, _) = item?;
+            if k.len() < 32 || !kept.contains(&k[..32]) {
+                batch.delete_cf(thumbs, &k);
+            }
+        }
+        if !batch.is_empty() {
             self.write(batch, false)?;
         }
         Ok(n)

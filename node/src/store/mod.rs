@@ -8,7 +8,7 @@
 //! This module opens the database (column families, schema, migrations) and holds what
 //! every area shares; each area has its file: `listings` (heads, profiles, pruning),
 //! `sync` (catch-up sync items), `index` (the search outbox), `trades` (one trade step = one
-//! synced batch), `mailbox`, `blobs` and `attestations` (with trust seeds).
+//! synced batch), `mailbox`, `blobs` (with their `thumbs`) and `attestations` (with trust seeds).
 
 mod attestations;
 mod blobs;
@@ -17,6 +17,7 @@ mod listings;
 mod mailbox;
 mod objects;
 mod sync;
+mod thumbs;
 mod trades;
 
 use std::path::Path;
@@ -59,10 +60,15 @@ const CF_TRADE_LOG: &str = "trade_log";
 const CF_DELIVERY_QUEUE: &str = "delivery_queue";
 /// Equivocation proofs held: equivocator (32) || trade (32) -> proof object id.
 const CF_EQUIVOCATIONS: &str = "equivocations";
+/// Thumbnails of image blobs, a cache: blob id (32) || longest edge in px (2, BE) → the
+/// thumbnail service's record (the JPEG, or why the blob cannot have one). Entries of a blob
+/// are deleted in the batch that deletes the blob.
+const CF_THUMBS: &str = "thumbs";
 /// Meta key prefix of a reservation: `reserved/` || trade id -> quantity (8, BE).
 const RESERVED_PREFIX: &[u8] = b"reserved/";
 const SYNC_ITEMS_BUILT: &[u8] = b"sync_items/v1";
-const COLUMN_FAMILIES: [&str; 14] = [
+const COLUMN_FAMILIES: [&str; 15] = [
+    CF_THUMBS,
     CF_TRADE_LOG,
     CF_DELIVERY_QUEUE,
     CF_EQUIVOCATIONS,
