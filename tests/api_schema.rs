@@ -59,10 +59,18 @@ fn the_api_answers_every_generated_request_as_its_document_says() {
     let config = tmp.path().join("schemathesis.toml");
     // A request that matches the schema may still be refused for what it means (an empty
     // title, an unknown listing, a trade in another state): those documented 4xx answers
-    // are accepted, 5xx never.
+    // are accepted, 5xx never. The thumbnail of a blob that is not an image (415), or not a
+    // whole one (422), is refused for what the blob holds.
     std::fs::write(
         &config,
-        "[checks.positive_data_acceptance]\nexpected-statuses = [\"2XX\", \"400\", \"403\", \"404\", \"409\"]\n",
+        concat!(
+            "[checks.positive_data_acceptance]\n",
+            "expected-statuses = [\"2XX\", \"400\", \"403\", \"404\", \"409\"]\n\n",
+            "[[operations]]\n",
+            "include-path = \"/v1/blobs/{id}/thumb\"\n",
+            "checks.positive_data_acceptance.expected-statuses = ",
+            "[\"2XX\", \"400\", \"404\", \"415\", \"422\"]\n",
+        ),
     )
     .expect("config");
     let out = Command::new(&bin)

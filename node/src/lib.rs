@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 pub use error::{NodeError, StoreError};
 pub use net::Client;
 pub use services::listings::Listings;
-use services::{blobs, reputation, search, trades};
+use services::{blobs, reputation, search, thumbs, trades};
 pub use store::Store;
 
 /// File in the data directory holding the API address, written once the API listens.
@@ -451,6 +451,7 @@ impl Node {
             trades: trades.clone(),
             reputation: reputation.clone(),
             blobs: blobs.clone(),
+            thumbs: thumbs::Thumbs::new(store.clone(), blobs.clone()),
             network: client.clone(),
             store: store.clone(),
             token: Arc::new(token),

@@ -15,6 +15,7 @@ use crate::api::types::{ErrorBody, ErrorCode, ErrorDetail};
 use crate::services::blobs::BlobServiceError;
 use crate::services::listings::ListingError;
 use crate::services::reputation::ReputationError;
+use crate::services::thumbs::ThumbError;
 use crate::services::trades::TradeError;
 
 /// An API error: status, stable code, and a message for people.
@@ -131,6 +132,30 @@ impl From<BlobServiceError> for ApiError {
             BlobServiceError::NotFound { .. } => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             BlobServiceError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Store),
             BlobServiceError::Network(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Network),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<ThumbError> for ApiError {
+    fn from(e: ThumbError) -> Self {
+        let e = match e {
+            ThumbError::Blob(b) => return b.into(),
+            e => e,
+        };
+        let (status, code) = match &e {
+            ThumbError::BadSize(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadQuery),
+            ThumbError::Unsupported(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedImage,
+            ),
+            ThumbError::Undecodable(_) | ThumbError::TooLarge(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidImage)
+            }
+            ThumbError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Store),
+            ThumbError::Internal(_) | ThumbError::Blob(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
+            }
         };
         ApiError::new(status, code, e.to_string())
     }

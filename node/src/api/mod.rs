@@ -39,6 +39,7 @@ use crate::net::Client;
 use crate::services::blobs::Blobs;
 use crate::services::listings::Listings;
 use crate::services::reputation::Reputation;
+use crate::services::thumbs::Thumbs;
 use crate::services::trades::Trades;
 use crate::store::Store;
 
@@ -58,6 +59,8 @@ pub struct ApiState {
     pub reputation: Reputation,
     /// Blob service.
     pub blobs: Blobs,
+    /// Thumbnails of image blobs.
+    pub thumbs: Thumbs,
     /// Network handle.
     pub network: Client,
     /// The store, for raw objects.
@@ -316,6 +319,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 25, "{operations} operations documented");
+        assert_eq!(operations, 26, "{operations} operations documented");
     }
 }

@@ -49,6 +49,10 @@ pub enum ErrorCode {
     Invalid,
     /// A blob is invalid.
     InvalidBlob,
+    /// A blob is not an image of a format the node shows (JPEG, PNG, WebP, GIF).
+    UnsupportedImage,
+    /// A blob is such an image but does not decode, or is larger than the decode limits.
+    InvalidImage,
     /// An object (or a sequence of them) is invalid.
     InvalidObject,
     /// The thing asked for does not exist here.
@@ -95,6 +99,8 @@ impl ErrorCode {
             ErrorCode::InvalidTransition => "invalid_transition",
             ErrorCode::Invalid => "invalid",
             ErrorCode::InvalidBlob => "invalid_blob",
+            ErrorCode::UnsupportedImage => "unsupported_image",
+            ErrorCode::InvalidImage => "invalid_image",
             ErrorCode::InvalidObject => "invalid_object",
             ErrorCode::NotFound => "not_found",
             ErrorCode::NotYours => "not_yours",
@@ -479,6 +485,25 @@ pub struct BlobView {
     pub id: String,
     /// Size in bytes.
     pub bytes: u64,
+}
+
+/// Which thumbnail of an image blob (`GET /v1/blobs/{id}/thumb`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ThumbQuery {
+    /// The longest edge in pixels: 320 (cards, the default) or 800 (gallery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(schema_with = thumb_size_schema)]
+    pub size: Option<u32>,
+}
+
+fn thumb_size_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Integer)
+        .enum_values(Some([320, 800]))
+        .default(Some(serde_json::json!(320)))
+        .build()
 }
 
 /// Raw bytes in a body (a blob, a signed object, a CBOR sequence): for the OpenAPI document.
