@@ -107,6 +107,7 @@ pub fn router(w: WebState) -> Router {
         .route("/trade/{id}", get(pages::trades::show))
         .route("/trade/{id}/{action}", post(pages::trades::act))
         .route("/photo/{id}", get(photos::photo))
+        .route("/thumb/{id}", get(photos::thumb))
         .route("/events", get(events))
         .route("/login", get(login))
         .route("/logout", post(logout))

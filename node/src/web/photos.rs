@@ -5,13 +5,14 @@
 //! attachment, so a browser never renders it as a document. Always with `nosniff` and a
 //! policy that lets the answer run nothing.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::WebState;
 use super::pages::{Page, error_page};
 use crate::services::blobs::BlobServiceError;
+use crate::services::thumbs::{THUMB_CACHE_CONTROL, ThumbError, ThumbSize};
 
 /// The policy of a photo answer: nothing runs, nothing loads.
 pub const PHOTO_CSP: &str = "default-src 'none'; sandbox";
@@ -75,6 +76,48 @@ pub async fn photo(State(w): State<WebState>, page: Page, Path(id): Path<String>
             StatusCode::INTERNAL_SERVER_ERROR,
             super::i18n::fill(page.t.error_internal, &[("reason", &e.to_string())]),
         ),
+    }
+}
+
+/// `?size=` of a thumbnail: 320 (cards, the default) or 800 (the gallery).
+#[derive(Debug, serde::Deserialize)]
+pub struct ThumbQuery {
+    #[serde(default)]
+    size: Option<u32>,
+}
+
+/// `GET /thumb/{id}?size=320|800`: a photo's thumbnail, made by the node from the blob's
+/// bytes under its limits (a JPEG, `nosniff`, cached for good: the blob under an id never
+/// changes). A blob that is not a supported image gets 415 with no body a browser could
+/// render.
+pub async fn thumb(
+    State(w): State<WebState>,
+    _page: Page,
+    Path(id): Path<String>,
+    Query(q): Query<ThumbQuery>,
+) -> Response {
+    let size = match ThumbSize::from_edge(q.size) {
+        Ok(s) => s,
+        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+    };
+    match w.api.thumbs.thumbnail(&id, size).await {
+        Ok(t) => (
+            [
+                (header::CONTENT_TYPE, t.content_type.to_owned()),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+                (header::CACHE_CONTROL, THUMB_CACHE_CONTROL.to_owned()),
+            ],
+            t.bytes,
+        )
+            .into_response(),
+        Err(ThumbError::Blob(BlobServiceError::BadId(_) | BlobServiceError::NotFound { .. })) => {
+            StatusCode::NOT_FOUND.into_response()
+        }
+        Err(ThumbError::Unsupported(_)) => StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response(),
+        Err(e) => {
+            tracing::debug!(blob = %id, error = %e, "no thumbnail");
+            StatusCode::UNPROCESSABLE_ENTITY.into_response()
+        }
     }
 }
 
