@@ -2,7 +2,7 @@
 
 Called by tests/web_browser.rs with: SELLER_URL BUYER_URL THIRD_URL SELLER_PEER SHOTS_DIR.
 The URLs are `jangteo ui --no-open --json` login links of three connected nodes. The seller
-posts a Korean listing with a photo; the buyer finds it with a Korean query, sees the photo
+posts a Korean listing with two photos, reordered; the buyer finds it with a Korean query, sees the photo
 (naturalWidth > 0), opens it and makes an offer; the offer appears on the seller's open
 trades page without a reload; the seller accepts, which the buyer's open trade page shows
 without a reload;
@@ -122,9 +122,12 @@ def no_script_ran(page):
 def main():
     seller_url, buyer_url, third_url, seller_peer, shots = sys.argv[1:6]
     os.makedirs(shots, exist_ok=True)
-    photo = os.path.join(tempfile.mkdtemp(prefix="jangteo-photo-"), "bike.png")
-    with open(photo, "wb") as f:
+    folder = tempfile.mkdtemp(prefix="jangteo-photo-")
+    photo = [os.path.join(folder, "bike.png"), os.path.join(folder, "wheel.png")]
+    with open(photo[0], "wb") as f:
         f.write(png(480, 360))
+    with open(photo[1], "wb") as f:
+        f.write(png(360, 360))
 
     with sync_playwright() as p:
         try:
@@ -165,7 +168,10 @@ def flow(p, seller_url, buyer_url, third_url, seller_peer, shots, photo):
         page.get_by_role("link", name="판매하기").first.click()
         page.wait_for_url(base + "/post")
         page.set_input_files("#photos", photo)
-        page.wait_for_selector("#previews img")
+        expect(page.locator("#previews img")).to_have_count(2)
+        # Reorder: the wheel becomes the cover photo.
+        page.get_by_role("button", name="뒤로: bike.png").click()
+        expect(page.locator("#previews img").first).to_have_attribute("alt", "wheel.png")
         page.fill("#title", TITLE)
         page.fill("#description", "출퇴근용으로 1년 탔습니다.\n망원역 근처에서 직거래 원해요.")
         page.select_option("#category", "bikes")
@@ -180,6 +186,10 @@ def flow(p, seller_url, buyer_url, third_url, seller_peer, shots, photo):
         expect(page.locator("h1")).to_have_text(TITLE)
         expect(page.locator(".price.big")).to_have_text("₩150,000")
         image_loaded(page, ".gallery img")
+        expect(page.locator(".gallery img")).to_have_count(2)
+        # The cover is the photo moved first: the square one.
+        cover = page.eval_on_selector(".gallery img", "i => [i.naturalWidth, i.naturalHeight]")
+        assert cover[0] == cover[1], f"the reordered cover is first: {cover}"
         shot(page, shots, "04-listing-seller")
         listing_url = page.url
         assert not errors, errors

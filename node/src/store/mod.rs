@@ -66,6 +66,9 @@ const CF_EQUIVOCATIONS: &str = "equivocations";
 const CF_THUMBS: &str = "thumbs";
 /// Meta key prefix of a reservation: `reserved/` || trade id -> quantity (8, BE).
 const RESERVED_PREFIX: &[u8] = b"reserved/";
+/// Meta key prefix of when the person last looked at a trade (the web page's unread marks):
+/// `seen/` || trade id -> unix ms (8, BE).
+const SEEN_PREFIX: &[u8] = b"seen/";
 const SYNC_ITEMS_BUILT: &[u8] = b"sync_items/v1";
 const COLUMN_FAMILIES: [&str; 15] = [
     CF_THUMBS,

@@ -12,7 +12,7 @@ use crate::error::StoreError;
 
 use super::{
     CF_DELIVERIES, CF_DELIVERY_QUEUE, CF_EQUIVOCATIONS, CF_META, CF_OBJECTS, CF_TRADE_LOG,
-    CF_TRADE_MESSAGES, RESERVED_PREFIX, Store,
+    CF_TRADE_MESSAGES, RESERVED_PREFIX, SEEN_PREFIX, Store,
 };
 
 /// A change to what a trade reserves of its listing.
@@ -325,6 +325,35 @@ impl Store {
             .map(u64::from_be_bytes)
             .map(Some)
             .map_err(|_| StoreError::Corrupt("reservation"))
+    }
+
+    /// When the person last looked at `trade` (unix ms), if ever: the web page marks a
+    /// trade unread when it changed after that.
+    pub fn trade_seen(&self, trade: &ObjectId) -> Result<Option<u64>, StoreError> {
+        let Some(v) = self.db.get_cf(self.cf(CF_META)?, Self::seen_key(trade))? else {
+            return Ok(None);
+        };
+        <[u8; 8]>::try_from(v.as_slice())
+            .map(u64::from_be_bytes)
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt("seen mark"))
+    }
+
+    /// Records that the person looked at `trade` at `at` (unix ms); an earlier time never
+    /// replaces a later one.
+    pub fn mark_trade_seen(&self, trade: &ObjectId, at: u64) -> Result<(), StoreError> {
+        if self.trade_seen(trade)?.is_some_and(|seen| seen >= at) {
+            return Ok(());
+        }
+        self.db
+            .put_cf(self.cf(CF_META)?, Self::seen_key(trade), at.to_be_bytes())?;
+        Ok(())
+    }
+
+    fn seen_key(trade: &ObjectId) -> Vec<u8> {
+        let mut k = SEEN_PREFIX.to_vec();
+        k.extend_from_slice(&trade.0);
+        k
     }
 
     /// Keys with an equivocation proof held against them.

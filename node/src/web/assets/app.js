@@ -5,23 +5,48 @@
 // - pages change without a reload when the node says something happened that they show
 //   (GET /events, server-sent events behind the session cookie).
 
+// Photo previews, in the order they will be posted (the first is the cover); each can be
+// moved earlier or later, which reorders the file input's files themselves.
 const photos = document.getElementById("photos");
 const previews = document.getElementById("previews");
-if (photos && previews) {
-  photos.addEventListener("change", () => {
-    previews.replaceChildren();
-    for (const file of Array.from(photos.files).slice(0, 8)) {
-      if (!file.type.startsWith("image/")) continue;
-      const reader = new FileReader();
-      reader.addEventListener("load", () => {
-        const img = document.createElement("img");
-        img.src = String(reader.result);
-        img.alt = file.name;
-        previews.append(img);
+function renderPreviews() {
+  previews.replaceChildren();
+  const files = Array.from(photos.files);
+  files.slice(0, 8).forEach((file, i) => {
+    if (!file.type.startsWith("image/")) return;
+    const figure = document.createElement("figure");
+    const img = document.createElement("img");
+    img.alt = file.name;
+    const reader = new FileReader();
+    reader.addEventListener("load", () => { img.src = String(reader.result); });
+    reader.readAsDataURL(file);
+    figure.append(img);
+    const move = (to, label, text) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = text;
+      b.setAttribute("aria-label", label + ": " + file.name);
+      b.disabled = to < 0 || to >= files.length;
+      b.addEventListener("click", () => {
+        const order = Array.from(photos.files);
+        const [moved] = order.splice(i, 1);
+        order.splice(to, 0, moved);
+        const dt = new DataTransfer();
+        order.forEach((f) => dt.items.add(f));
+        photos.files = dt.files;
+        renderPreviews();
       });
-      reader.readAsDataURL(file);
-    }
+      return b;
+    };
+    const controls = document.createElement("span");
+    controls.className = "move";
+    controls.append(move(i - 1, previews.dataset.earlier || "earlier", "◀"), move(i + 1, previews.dataset.later || "later", "▶"));
+    figure.append(controls);
+    previews.append(figure);
   });
+}
+if (photos && previews) {
+  photos.addEventListener("change", renderPreviews);
 }
 
 function bindConfirms(root) {

@@ -277,4 +277,9 @@ pub const EN: Messages = Messages {
     filter_distance: "Within km of me",
     filter_distance_no_location: "Set your location in Settings to search by distance.",
     filter_distance_bad: "Distance: a number of kilometres above 0.",
+    trades_unread: "New",
+    offer_moderator: "Moderator for a dispute (peer id, optional; the listing's if empty)",
+    field_moderators: "Moderators for disputes (peer ids, comma-separated, at most 3, optional)",
+    photo_earlier: "Move earlier",
+    photo_later: "Move later",
 };

@@ -277,4 +277,9 @@ pub const KO: Messages = Messages {
     filter_distance: "내 위치에서 km 이내",
     filter_distance_no_location: "거리로 찾으려면 설정에서 내 위치를 정하세요.",
     filter_distance_bad: "거리: 0보다 큰 킬로미터 숫자.",
+    trades_unread: "새 소식",
+    offer_moderator: "분쟁 중재자 (피어 ID, 선택; 비우면 판매글의 중재자)",
+    field_moderators: "분쟁 중재자 (피어 ID, 쉼표로 구분, 최대 3명, 선택)",
+    photo_earlier: "앞으로",
+    photo_later: "뒤로",
 };

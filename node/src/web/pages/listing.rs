@@ -122,6 +122,7 @@ pub struct OfferDraft {
     price: String,
     quantity: String,
     message: String,
+    moderator: String,
     price_error: Option<String>,
     quantity_error: Option<String>,
     error: Option<String>,
@@ -258,6 +259,8 @@ pub struct OfferForm {
     quantity: String,
     #[serde(default)]
     message: String,
+    #[serde(default)]
+    moderator: String,
 }
 
 /// `POST /listing/{id}/offer`: makes the offer, then shows the trade.
@@ -280,6 +283,7 @@ pub async fn offer(
         price: f.price.clone(),
         quantity: f.quantity.clone(),
         message: f.message.clone(),
+        moderator: f.moderator.clone(),
         ..Default::default()
     };
     let price = parse_price(&f.price, &currency);
@@ -310,7 +314,10 @@ pub async fn offer(
         price: Some(price),
         quantity: Some(quantity),
         message: (!message.is_empty()).then(|| message.to_owned()),
-        moderators: Vec::new(),
+        moderators: match f.moderator.trim() {
+            "" => Vec::new(),
+            m => vec![m.to_owned()],
+        },
     };
     match w.api.trades.offer(new).await {
         Ok(trade) => Redirect::to(&format!("/trade/{}", trade.id)).into_response(),

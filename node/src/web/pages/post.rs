@@ -39,6 +39,7 @@ pub struct PostDraft {
     currency: String,
     quantity: String,
     location: String,
+    moderators: String,
     err_photos: Option<String>,
     err_title: Option<String>,
     err_description: Option<String>,
@@ -80,6 +81,7 @@ impl PostDraft {
             "currency" => &mut self.err_currency,
             "quantity" => &mut self.err_quantity,
             "location" => &mut self.err_location,
+            "moderators" | "moderator" => &mut self.error,
             "image" | "images" => &mut self.err_photos,
             _ => &mut self.error,
         };
@@ -224,6 +226,7 @@ async fn read_form(
             "currency" => d.currency = text,
             "quantity" => d.quantity = text,
             "location" => d.location = text,
+            "moderators" => d.moderators = text,
             _ => {}
         }
     }
@@ -300,6 +303,13 @@ pub async fn submit(
         condition: some(&d.condition),
         quantity,
         location,
+        moderators: d
+            .moderators
+            .split([',', ' ', '\n'])
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+            .collect(),
         ..Default::default()
     };
     // The service's own rules, before anything is stored.

@@ -10,11 +10,13 @@ use serde::Deserialize;
 
 use super::{Chrome, Page, csrf_refused, error_page, render, short_peer, when};
 use crate::api::types::{NewRating, TradeAction, TradeView};
+use crate::clock::now_ms;
 use crate::services::reputation::Review;
 use crate::services::trades::TradeError;
 use crate::web::WebState;
 use crate::web::i18n::{Messages, fill};
 use crate::web::money::{minor_digits, parse_price, price_text};
+use jangteo_protocol::ObjectId;
 
 /// A trade in the inbox.
 #[derive(Debug, Clone)]
@@ -26,6 +28,8 @@ pub struct TradeRow {
     with: String,
     terms: String,
     when: String,
+    /// It changed since the person last opened it.
+    unread: bool,
 }
 
 #[derive(Template)]
@@ -48,15 +52,26 @@ fn terms(t: &Messages, quantity: u64, price: u64, currency: &str) -> String {
 /// `GET /trades`.
 pub async fn inbox(State(w): State<WebState>, page: Page) -> Response {
     let t = page.t;
-    let trades = w.api.trades.clone();
-    match tokio::task::spawn_blocking(move || trades.list()).await {
-        Ok(Ok(list)) => render(
+    let (trades, store) = (w.api.trades.clone(), w.api.store.clone());
+    let listed = tokio::task::spawn_blocking(move || {
+        let list = trades.list()?;
+        let seen: Vec<Option<u64>> = list
+            .iter()
+            .map(|s| ObjectId::from_hex(&s.id).and_then(|id| store.trade_seen(&id).ok().flatten()))
+            .collect();
+        Ok::<_, TradeError>((list, seen))
+    })
+    .await;
+    match listed {
+        Ok(Ok((list, seen))) => render(
             StatusCode::OK,
             &InboxTemplate {
                 c: Chrome::new(&page, t.trades_title, "trades"),
                 rows: list
                     .iter()
-                    .map(|s| TradeRow {
+                    .zip(seen)
+                    .map(|(s, seen)| TradeRow {
+                        unread: seen.is_none_or(|at| at < s.updated_at),
                         id: s.id.clone(),
                         role: t.role(s.role.as_str()),
                         state: t.trade_state(s.state.as_str()),
@@ -248,8 +263,16 @@ fn load_error(page: &Page, e: TradeError) -> Response {
     }
 }
 
-/// `GET /trade/{id}`.
+/// `GET /trade/{id}`: the trade, which the person has now seen.
 pub async fn show(State(w): State<WebState>, page: Page, Path(id): Path<String>) -> Response {
+    if let Some(tid) = ObjectId::from_hex(&id) {
+        let store = w.api.store.clone();
+        let marked =
+            tokio::task::spawn_blocking(move || store.mark_trade_seen(&tid, now_ms())).await;
+        if let Ok(Err(e)) = marked {
+            tracing::warn!(trade = %id, error = %e, "could not mark the trade seen");
+        }
+    }
     match load(&w, id).await {
         Ok(held) => trade_page(&page, StatusCode::OK, held, None),
         Err(e) => load_error(&page, e),
