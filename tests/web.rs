@@ -25,6 +25,8 @@ struct Answer {
     /// Header lines, as received.
     headers: Vec<(String, String)>,
     body: String,
+    /// The body's bytes, as received.
+    bytes: Vec<u8>,
 }
 
 impl Answer {
@@ -33,6 +35,10 @@ impl Answer {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    fn bytes_body(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
@@ -71,6 +77,7 @@ fn http(addr: &str, head: &str, body: &[u8]) -> Answer {
         status,
         headers,
         body,
+        bytes: raw[split + 4..].to_vec(),
     }
 }
 
@@ -467,4 +474,161 @@ fn a_bad_post_form_names_the_field_and_posts_nothing() {
     let held: ListingView = json_as(&dir, &["show", id]);
     assert_eq!(held.images.len(), 1);
     assert_eq!(held.price, 90_000);
+}
+
+/// The pages that change what this node is (its key, whom it trusts, its listings) refuse a
+/// forged request, ask for a ticked confirmation where an act is final or dangerous, and
+/// change nothing when they refuse.
+#[test]
+fn settings_trust_edit_and_withdraw_refuse_forged_or_unconfirmed_requests() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("n");
+    let (_node, me) = start_node(&dir, None);
+    let b = login(&dir);
+    let own = b.own_origin();
+    let key = std::fs::read(dir.join("identity.key")).expect("key file");
+
+    // The key backup: never to another origin, never without the token, never unticked.
+    let csrf = format!("csrf={}", b.csrf);
+    let a = b.post_form(
+        "/settings/key",
+        Some("http://evil.example"),
+        &format!("{csrf}&understood=yes"),
+    );
+    assert_eq!(a.status, 403);
+    assert!(
+        a.bytes_body()
+            .windows(key.len())
+            .all(|w| w != key.as_slice())
+    );
+    let a = b.post_form("/settings/key", Some(&own), "csrf=wrong&understood=yes");
+    assert_eq!(a.status, 403);
+    let a = b.post_form("/settings/key", Some(&own), &csrf);
+    assert_eq!(a.status, 400, "unticked: the warning again");
+    assert!(a.body.contains("id=\"key-err\""), "{}", a.body);
+    let a = b.post_form(
+        "/settings/key",
+        Some(&own),
+        &format!("{csrf}&understood=yes"),
+    );
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header("content-type"), Some("application/octet-stream"));
+    assert!(
+        a.header("content-disposition")
+            .is_some_and(|d| d.contains("attachment"))
+    );
+    assert_eq!(a.bytes_body(), key, "the key file itself");
+
+    // Trust seeds: a forged request changes nothing.
+    let friend = "12D3KooWEWZoEy45jUBNpYMzzevYrkDjPEEJ2DVhPpNEwVFUG8jC";
+    let a = b.post_form(
+        "/trust",
+        Some("http://evil.example"),
+        &format!("{csrf}&peer={friend}&next=/settings"),
+    );
+    assert_eq!(a.status, 403);
+    let a = b.post_form(
+        "/trust",
+        Some(&own),
+        &format!("csrf=nope&peer={friend}&next=/settings"),
+    );
+    assert_eq!(a.status, 403);
+    assert!(!b.get("/settings").body.contains(friend), "nothing trusted");
+    let a = b.post_form(
+        "/trust",
+        Some(&own),
+        &format!("{csrf}&peer={friend}&next=//evil.example/"),
+    );
+    assert_eq!(a.status, 303);
+    assert_eq!(
+        a.header("location"),
+        Some("/"),
+        "never redirected off the page"
+    );
+    assert!(b.get("/settings").body.contains(friend), "trusted now");
+    let a = b.post_form(
+        "/trust",
+        Some(&own),
+        &format!("{csrf}&peer=not-a-peer-id&next=/settings"),
+    );
+    assert_eq!(a.status, 400);
+
+    // My location: a bad one is named next to the field, a good one is kept in a cookie.
+    let a = b.post_form(
+        "/settings/location",
+        Some(&own),
+        &format!("{csrf}&location=north"),
+    );
+    assert_eq!(a.status, 400);
+    assert!(a.body.contains("id=\"location-err\""));
+    let a = b.post_form(
+        "/settings/location",
+        Some(&own),
+        &format!("{csrf}&location=37.5563,126.922"),
+    );
+    assert_eq!(a.status, 303);
+    assert!(a.header("set-cookie").is_some_and(
+        |c| c.starts_with("jangteo_near=37.55630,126.92200") && c.contains("SameSite=Strict")
+    ));
+
+    // Edit and withdraw: a listing of mine.
+    let l: ListingRef = json_as(
+        &dir,
+        &[
+            "post",
+            "--title",
+            "Walnut desk",
+            "--price",
+            "90000",
+            "--currency",
+            "KRW",
+        ],
+    );
+    let edit = b.get(&format!("/listing/{}/edit", l.id));
+    assert_eq!(edit.status, 200);
+    assert!(edit.body.contains("value=\"Walnut desk\""));
+    let path = format!("/listing/{}/edit", l.id);
+    let form = |title: &str, price: &str| {
+        format!(
+            "{csrf}&title={title}&description=&category=furniture&condition=good&price={price}&quantity=1"
+        )
+    };
+    let a = b.post_form(&path, Some("http://evil.example"), &form("Forged", "1"));
+    assert_eq!(a.status, 403);
+    let a = b.post_form(&path, Some(&own), &form("Walnut+desk", "9O000"));
+    assert_eq!(a.status, 400, "a price with a letter O");
+    assert!(a.body.contains("id=\"price-err\""), "{}", a.body);
+    let a = b.post_form(&path, Some(&own), &form("", "90000"));
+    assert_eq!(a.status, 400, "an empty title");
+    assert!(a.body.contains("id=\"title-err\""), "{}", a.body);
+    let held: ListingView = json_as(&dir, &["show", &l.id]);
+    assert_eq!(
+        (held.title.as_str(), held.seq),
+        ("Walnut desk", 1),
+        "nothing changed"
+    );
+    let a = b.post_form(&path, Some(&own), &form("Walnut+desk%2C+oiled", "85%2C000"));
+    assert_eq!(a.status, 303, "{}", a.body);
+    let held: ListingView = json_as(&dir, &["show", &l.id]);
+    assert_eq!(
+        (held.title.as_str(), held.price, held.seq),
+        ("Walnut desk, oiled", 85_000, 2)
+    );
+
+    let path = format!("/listing/{}/retract", l.id);
+    let a = b.post_form(&path, Some(&own), &csrf);
+    assert_eq!(a.status, 400, "not ticked");
+    let held: ListingView = json_as(&dir, &["show", &l.id]);
+    assert_eq!(held.status.as_str(), "active", "still on sale");
+    let a = b.post_form(&path, Some(&own), &format!("{csrf}&confirm=yes"));
+    assert_eq!(a.status, 303);
+    let held: ListingView = json_as(&dir, &["show", &l.id]);
+    assert_eq!(held.status.as_str(), "retracted");
+
+    // Someone else's listing cannot be edited from here; an unknown one is not found.
+    assert_eq!(
+        b.get(&format!("/listing/{}/edit", "ab".repeat(32))).status,
+        404
+    );
+    assert!(!me.peer_id.is_empty());
 }
