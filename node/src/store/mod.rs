@@ -29,7 +29,7 @@ use crate::error::StoreError;
 
 pub use attestations::AttestationRecord;
 pub use listings::{ListingHead, ListingWrite, StoredListing};
-pub use mailbox::MailboxItem;
+pub use mailbox::{HOLDERS_MAX, MailboxItem, MailboxLimits, MailboxUsage, Quota};
 pub use trades::{DeliveryWrite, ProofWrite, Reservation, TradeStep};
 
 const CF_OBJECTS: &str = "objects";
@@ -43,7 +43,9 @@ const CF_INDEX_QUEUE: &str = "index_queue";
 const CF_TRADE_MESSAGES: &str = "trade_messages";
 /// Delivery state of messages this node sent: message id → JSON record.
 const CF_DELIVERIES: &str = "deliveries";
-/// Relay mailboxes: recipient key (32) || item id (32) → expiry (8, BE) || sealed bytes.
+/// Relay mailboxes: recipient key (32) || item id (32) → expiry (8, BE, top bit set) ||
+/// holder count (1) || holders (32 each) || sealed bytes (items from before the holders:
+/// expiry (8, BE) || sealed bytes). Their running counters live in `meta` (`mbx/…`).
 const CF_MAILBOX: &str = "mailbox";
 /// Attestations: trade id (32) || author (32) → [`AttestationRecord`] of the one that counts.
 const CF_ATTESTATIONS: &str = "attestations";
@@ -134,6 +136,7 @@ impl Store {
             store.rebuild_sync_items()?;
         }
         store.migrate_trade_messages()?;
+        store.build_mailbox_counters()?;
         Ok(store)
     }
 
