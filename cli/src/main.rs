@@ -233,6 +233,10 @@ struct NodeArgs {
     /// mailboxes for offline peers (14 days), every listing and attestation kept and served.
     #[arg(long)]
     relay: bool,
+    /// On a relay: most MiB of sealed items held in all mailboxes together; past it,
+    /// deposits are refused with "relay full". Default 1024.
+    #[arg(long, value_name = "MIB", requires = "relay")]
+    mailbox_cap_mib: Option<u64>,
     /// An address this node is reachable at from outside (repeatable), e.g. the router's
     /// public address with a forwarded port: /ip4/203.0.113.7/tcp/4001.
     #[arg(long, value_name = "MULTIADDR")]
@@ -1256,6 +1260,9 @@ async fn run_node(dir: PathBuf, a: NodeArgs) -> Result<(), CliError> {
     cfg.bootstrap = a.bootstrap;
     cfg.mdns = !a.no_mdns;
     cfg.relay = a.relay;
+    if let Some(mib) = a.mailbox_cap_mib {
+        cfg.mailbox_cap_bytes = mib.saturating_mul(1024 * 1024);
+    }
     let node = jangteo_node::Node::start(cfg).await.map_err(|e| match e {
         jangteo_node::NodeError::Address(..) => CliError::usage(e.to_string()),
         other => CliError::refused(other),

@@ -135,6 +135,11 @@ pub struct NodeConfig {
     pub external: Vec<String>,
     /// Listing categories to follow; empty = all (relays always follow all).
     pub follow: Vec<String>,
+    /// On a relay: most sealed bytes held in all mailboxes together.
+    pub mailbox_cap_bytes: u64,
+    /// Count loopback connections under address and subnet rate limits (tests of those
+    /// limits; off by default, since the testnet runs every node on 127.0.0.1).
+    pub limit_loopback: bool,
 }
 
 impl NodeConfig {
@@ -153,6 +158,8 @@ impl NodeConfig {
             relay: false,
             external: Vec::new(),
             follow: Vec::new(),
+            mailbox_cap_bytes: services::mailbox::MAILBOX_TOTAL_BYTES_MAX,
+            limit_loopback: false,
         }
     }
 }
@@ -231,6 +238,8 @@ fn net_config(cfg: &NodeConfig) -> Result<net::NetworkConfig, NodeError> {
         mdns: cfg.mdns,
         relay: cfg.relay,
         external: addrs(&cfg.external)?,
+        limit_loopback: cfg.limit_loopback,
+        mailbox_cap_bytes: cfg.mailbox_cap_bytes,
     })
 }
 
@@ -265,7 +274,11 @@ fn spawn_protocol_services(
         tokio::spawn(blobs.clone().serve(inboxes.blobs, shutdown.clone())),
     ];
     if net_cfg.relay {
-        let relay = services::mailbox::MailboxRelay::new(store.clone(), client.clone());
+        let relay = services::mailbox::MailboxRelay::new(
+            store.clone(),
+            client.clone(),
+            net_cfg.mailbox_cap_bytes,
+        );
         tasks.push(tokio::spawn(relay.run(inboxes.mailbox, shutdown.clone())));
     }
     (tasks, inboxes.trades)

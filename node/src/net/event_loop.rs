@@ -18,8 +18,8 @@ use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
-use super::peers::{BAN_BELOW_SCORE, Peers, connection_ip};
-use super::rate::RateLimiter;
+use super::peers::{BAN_BELOW_SCORE, Origin, Peers, Penalties, connection_ip, origin_of};
+use super::rate::{Refused, Tiered};
 use super::relay::{Reachability, Relays};
 use super::*;
 use crate::NodeEvent;
@@ -34,20 +34,40 @@ const PROVIDERS_MAX: usize = 64;
 
 type Reply<T> = oneshot::Sender<Result<T, String>>;
 
-/// Per-peer request limits, one [`RateLimiter`] per protocol.
+/// Request limits, one [`Tiered`] limiter (peer, address, subnet) per protocol.
 #[derive(Debug)]
 struct Limits {
-    gossip: RateLimiter,
-    trade: RateLimiter,
-    sync: RateLimiter,
-    blob: RateLimiter,
-    mailbox: RateLimiter,
-    mailbox_put: RateLimiter,
+    gossip: Tiered,
+    trade: Tiered,
+    sync: Tiered,
+    blob: Tiered,
+    mailbox: Tiered,
+    mailbox_put: Tiered,
+}
+
+/// Per-peer shares of the inbound queues, one per protocol.
+#[derive(Debug)]
+struct Queues {
+    trade: InFlight,
+    sync: InFlight,
+    blob: InFlight,
+    mailbox: InFlight,
+}
+
+impl Queues {
+    fn new() -> Self {
+        Self {
+            trade: InFlight::new(INBOUND_PER_PEER),
+            sync: InFlight::new(INBOUND_PER_PEER),
+            blob: InFlight::new(INBOUND_PER_PEER),
+            mailbox: InFlight::new(MAILBOX_INBOUND_PER_PEER),
+        }
+    }
 }
 
 impl Limits {
     fn new() -> Self {
-        let r = |max: u32, window| RateLimiter::new(u64::from(max), window);
+        let r = |max: u32, window| Tiered::new(u64::from(max), window);
         Self {
             gossip: r(GOSSIP_RATE_MAX, GOSSIP_RATE_WINDOW),
             trade: r(TRADE_RATE_MAX, TRADE_RATE_WINDOW),
@@ -82,6 +102,13 @@ pub struct EventLoop {
     peers: Peers,
     relays: Relays,
     limits: Limits,
+    queues: Queues,
+    /// Where each connected peer connects from (its first counted connection).
+    origins: HashMap<PeerId, Origin>,
+    /// Addresses and subnets of banned peers: throttled for a while.
+    penalties: Penalties,
+    /// Whether loopback connections are counted by address and subnet.
+    limit_loopback: bool,
     pending: Pending,
     /// Every listing shard topic, by hash (subscribed or not).
     listing_topics: HashMap<gossipsub::TopicHash, &'static str>,
@@ -125,6 +152,10 @@ impl EventLoop {
             peers: Peers::default(),
             relays: Relays::new(reachability),
             limits: Limits::new(),
+            queues: Queues::new(),
+            origins: HashMap::new(),
+            penalties: Penalties::default(),
+            limit_loopback: config.limit_loopback,
             pending: Pending::default(),
             listing_topics,
             kind_topics,
@@ -320,9 +351,15 @@ impl EventLoop {
     }
 
     fn ban(&mut self, peer: PeerId, why: &str) {
-        let Some(banned) = self.peers.ban(peer, Instant::now()) else {
+        let now = Instant::now();
+        let Some(banned) = self.peers.ban(peer, now) else {
             return;
         };
+        // A new key costs nothing, an address does: the ban leaves a decaying penalty on
+        // the peer's address and subnet, which throttles what comes from there.
+        if let Some(origin) = self.origins.get(&peer) {
+            self.penalties.add(*origin, now);
+        }
         if let Some(lifted) = banned.lifted {
             // The ban table was full: the ban that ended soonest made room.
             self.swarm.behaviour_mut().blocked.unblock_peer(lifted);
@@ -439,6 +476,9 @@ impl EventLoop {
             self.swarm.close_connection(conn);
             return;
         }
+        if let Some(origin) = origin_of(&addr, self.limit_loopback) {
+            self.origins.entry(peer).or_insert(origin);
+        }
         let addrs = self.connected.entry(peer).or_default();
         if !addrs.contains(&addr) && addrs.len() < ADDRS_PER_PEER {
             addrs.push(addr);
@@ -457,6 +497,7 @@ impl EventLoop {
             return;
         }
         self.connected.remove(&peer);
+        self.origins.remove(&peer);
         if self.sync_peers.remove(&peer) {
             self.routes.sync_peers.post(SyncPeerEvent::Gone(peer));
         }
@@ -471,7 +512,13 @@ impl EventLoop {
                 message_id: id,
                 message,
             } => {
-                if !self.limits.gossip.allow(source, Instant::now()) {
+                let origin = self.origins.get(&source).copied();
+                if self
+                    .limits
+                    .gossip
+                    .allow(source, origin, &self.penalties, Instant::now())
+                    .is_err()
+                {
                     self.gossipsub().report_message_validation_result(
                         &id,
                         &source,
@@ -521,13 +568,26 @@ impl EventLoop {
 
     fn on_sync(&mut self, ev: request_response::Event<SyncRequest, SyncResponse>) {
         if let Rr::Request(peer, request, channel) = split(ev, &mut self.pending.sync, "sync") {
-            let answer = if !self.limits.sync.allow(peer, Instant::now()) {
-                Err(("rate limit: too many sync requests", channel))
-            } else {
-                route(&self.routes.sync, peer, request, channel)
+            let origin = self.origins.get(&peer).copied();
+            let answer = match self
+                .limits
+                .sync
+                .allow(peer, origin, &self.penalties, Instant::now())
+            {
+                Err(r) => Err((
+                    format!("rate limit: too many sync requests {}", r.whose()),
+                    channel,
+                )),
+                Ok(()) => route(
+                    &self.routes.sync,
+                    &self.queues.sync,
+                    (peer, origin),
+                    request,
+                    channel,
+                ),
             };
             if let Err((why, channel)) = answer {
-                self.respond(Response::Sync(channel, SyncResponse::Refused(why.into())));
+                self.respond(Response::Sync(channel, SyncResponse::Refused(why)));
             }
         }
     }
@@ -535,13 +595,25 @@ impl EventLoop {
     fn on_trade(&mut self, ev: request_response::Event<TradeRequest, TradeResponse>) {
         match split(ev, &mut self.pending.trades, "trade") {
             Rr::Request(peer, request, channel) => {
-                if !self.limits.trade.allow(peer, Instant::now()) {
-                    let why = "rate limit: too many trade messages; try again later";
-                    self.respond(Response::Trade(channel, TradeResponse::Refused(why.into())));
-                } else if let Err((why, channel)) =
-                    route(&self.routes.trades, peer, request, channel)
+                let origin = self.origins.get(&peer).copied();
+                if let Err(r) =
+                    self.limits
+                        .trade
+                        .allow(peer, origin, &self.penalties, Instant::now())
                 {
-                    self.respond(Response::Trade(channel, TradeResponse::Busy(why.into())));
+                    let why = format!(
+                        "rate limit: too many trade messages {}; try again later",
+                        r.whose()
+                    );
+                    self.respond(Response::Trade(channel, TradeResponse::Refused(why)));
+                } else if let Err((why, channel)) = route(
+                    &self.routes.trades,
+                    &self.queues.trade,
+                    (peer, origin),
+                    request,
+                    channel,
+                ) {
+                    self.respond(Response::Trade(channel, TradeResponse::Busy(why)));
                 }
             }
             // Look the peer up so that the next attempt knows where to dial.
@@ -554,13 +626,26 @@ impl EventLoop {
 
     fn on_blob(&mut self, ev: request_response::Event<BlobRequest, BlobResponse>) {
         if let Rr::Request(peer, request, channel) = split(ev, &mut self.pending.blobs, "blob") {
-            let answer = if !self.limits.blob.allow(peer, Instant::now()) {
-                Err(("rate limit: too many blob requests", channel))
-            } else {
-                route(&self.routes.blobs, peer, request, channel)
+            let origin = self.origins.get(&peer).copied();
+            let answer = match self
+                .limits
+                .blob
+                .allow(peer, origin, &self.penalties, Instant::now())
+            {
+                Err(r) => Err((
+                    format!("rate limit: too many blob requests {}", r.whose()),
+                    channel,
+                )),
+                Ok(()) => route(
+                    &self.routes.blobs,
+                    &self.queues.blob,
+                    (peer, origin),
+                    request,
+                    channel,
+                ),
             };
             if let Err((why, channel)) = answer {
-                self.respond(Response::Blob(channel, BlobResponse::Refused(why.into())));
+                self.respond(Response::Blob(channel, BlobResponse::Refused(why)));
             }
         }
     }
@@ -571,26 +656,37 @@ impl EventLoop {
             return;
         };
         let now = Instant::now();
-        let answer = if !self.limits.mailbox.allow(peer, now) {
-            Err((
-                "rate limit: too many mailbox requests; try again later",
+        let origin = self.origins.get(&peer).copied();
+        let is_put = matches!(request, MailboxRequest::Put { .. });
+        let limits = &mut self.limits;
+        let answer = match limits.mailbox.allow(peer, origin, &self.penalties, now) {
+            Err(r) => Err(format!(
+                "rate limit: too many mailbox requests {}; try again later",
+                r.whose()
+            )),
+            Ok(()) if is_put => limits
+                .mailbox_put
+                .allow(peer, origin, &self.penalties, now)
+                .map_err(|r: Refused| {
+                    format!(
+                        "rate limit: too many mailbox items {}; try again later",
+                        r.whose()
+                    )
+                }),
+            Ok(()) => Ok(()),
+        };
+        let answer = match answer {
+            Err(why) => Err((why, channel)),
+            Ok(()) => route(
+                &self.routes.mailbox,
+                &self.queues.mailbox,
+                (peer, origin),
+                request,
                 channel,
-            ))
-        } else if matches!(request, MailboxRequest::Put { .. })
-            && !self.limits.mailbox_put.allow(peer, now)
-        {
-            Err((
-                "rate limit: too many mailbox items from you; try again later",
-                channel,
-            ))
-        } else {
-            route(&self.routes.mailbox, peer, request, channel)
+            ),
         };
         if let Err((why, channel)) = answer {
-            self.respond(Response::Mailbox(
-                channel,
-                MailboxResponse::Refused(why.into()),
-            ));
+            self.respond(Response::Mailbox(channel, MailboxResponse::Refused(why)));
         }
     }
 
@@ -684,22 +780,32 @@ fn split<Req, Resp>(
     }
 }
 
-/// Hands an inbound request to its service; gives the channel back when the queue is full
-/// (or the service is gone), for the caller to answer "busy".
+/// Hands an inbound request to its service; gives the channel back when the peer already
+/// has its share of the queue waiting, or the queue is full (or the service is gone), for
+/// the caller to answer "busy". Nothing is buffered beyond the bounded queue.
 fn route<Req, Resp>(
     to: &mpsc::Sender<Inbound<Req, Resp>>,
-    peer: PeerId,
+    queue: &InFlight,
+    (peer, origin): (PeerId, Option<Origin>),
     request: Req,
     channel: ResponseChannel<Resp>,
-) -> Result<(), (&'static str, ResponseChannel<Resp>)> {
+) -> Result<(), (String, ResponseChannel<Resp>)> {
+    let Some(slot) = queue.take(peer) else {
+        return Err((
+            "busy: too many of your requests are waiting; try again later".into(),
+            channel,
+        ));
+    };
     to.try_send(Inbound {
         peer,
         request,
         channel,
+        origin,
+        slot,
     })
     .map_err(|e| match e {
         mpsc::error::TrySendError::Full(i) | mpsc::error::TrySendError::Closed(i) => {
-            ("busy: try again later", i.channel)
+            ("busy: try again later".into(), i.channel)
         }
     })
 }

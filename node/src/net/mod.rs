@@ -33,7 +33,9 @@ pub use build::build;
 pub use event_loop::EventLoop;
 pub use peers::{
     BAN_AFTER_INVALID, BAN_BELOW_SCORE, BAN_DURATION, MAX_CONNECTIONS_PER_IP, OFFENSE_WINDOW,
+    Origin, Subnet,
 };
+pub use rate::{IP_RATE_FACTOR, SUBNET_RATE_FACTOR};
 pub use relay::{RELAY_HOP_PROTOCOL, RELAY_RESERVATIONS_MAX, Reachability};
 pub use wire::*;
 
@@ -83,6 +85,12 @@ pub const INBOUND_TRADE_QUEUE: usize = 64;
 pub const INBOUND_QUEUE: usize = 64;
 /// Gossip messages waiting for validation; past this they are ignored (sync repairs).
 pub const GOSSIP_QUEUE: usize = 1024;
+/// Requests of one peer waiting for (or being answered by) the service of one protocol;
+/// past this the peer is answered "busy" at once, so that one peer cannot fill a queue
+/// all peers share. An honest syncing peer keeps 6 sync requests open at most.
+pub const INBOUND_PER_PEER: usize = 8;
+/// Mailbox requests of one peer waiting or being answered (each put is an fsync).
+pub const MAILBOX_INBOUND_PER_PEER: usize = 4;
 
 pub use crate::services::mailbox::{MAILBOX_BYTES_MAX, MAILBOX_ITEMS_MAX, MAILBOX_RETENTION_MS};
 
@@ -96,6 +104,73 @@ pub struct Inbound<Req, Resp> {
     pub request: Req,
     /// Where the answer goes.
     pub channel: ResponseChannel<Resp>,
+    /// Where its connection comes from (None: relayed, or loopback when loopback is not
+    /// counted).
+    pub origin: Option<Origin>,
+    /// The peer's place in the protocol's queue, held until this is dropped.
+    pub slot: InboundSlot,
+}
+
+/// Counts, per peer, the requests of one protocol waiting for their service or being
+/// answered, up to a maximum. Shared by the swarm task (which takes slots) and the
+/// services (which drop them when done).
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    max: usize,
+    table: Arc<std::sync::Mutex<std::collections::HashMap<PeerId, usize>>>,
+}
+
+impl InFlight {
+    /// At most `max` requests per peer.
+    pub fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            table: Arc::default(),
+        }
+    }
+
+    /// A slot for one more request of `peer`; None when it has `max` already.
+    pub fn take(&self, peer: PeerId) -> Option<InboundSlot> {
+        let mut t = self.table.lock().ok()?;
+        let n = t.entry(peer).or_default();
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(InboundSlot {
+            table: self.table.clone(),
+            peer,
+        })
+    }
+
+    /// Requests of `peer` held now.
+    pub fn held(&self, peer: &PeerId) -> usize {
+        self.table
+            .lock()
+            .ok()
+            .and_then(|t| t.get(peer).copied())
+            .unwrap_or(0)
+    }
+}
+
+/// One request's place in its peer's share of a queue ([`InFlight`]); freed on drop.
+#[derive(Debug)]
+pub struct InboundSlot {
+    table: Arc<std::sync::Mutex<std::collections::HashMap<PeerId, usize>>>,
+    peer: PeerId,
+}
+
+impl Drop for InboundSlot {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.table.lock()
+            && let Some(n) = t.get_mut(&self.peer)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                t.remove(&self.peer);
+            }
+        }
+    }
 }
 
 /// A trade delivery from a peer, for the trades service.
@@ -321,6 +396,12 @@ pub struct NetworkConfig {
     pub external: Vec<Multiaddr>,
     /// Listing categories to follow (gossip and sync); empty = all. Relays follow all.
     pub follow: Vec<String>,
+    /// Count loopback connections under address and subnet limits (off by default: the
+    /// testnet and tests run many nodes on 127.0.0.1, each a peer of its own; on for tests of
+    /// those limits).
+    pub limit_loopback: bool,
+    /// On a relay: most sealed bytes held in all mailboxes together.
+    pub mailbox_cap_bytes: u64,
 }
 
 impl NetworkConfig {
@@ -655,5 +736,18 @@ mod tests {
             .await
             .expect("the post wakes the waiter");
         assert_eq!(peers.take().len(), 1);
+    }
+
+    #[test]
+    fn a_peer_holds_at_most_its_share_of_a_queue_until_its_slots_are_dropped() {
+        let q = InFlight::new(2);
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let s1 = q.take(a).expect("first");
+        let _s2 = q.take(a).expect("second");
+        assert!(q.take(a).is_none(), "full for a");
+        let _sb = q.take(b).expect("b has its own share");
+        drop(s1);
+        assert_eq!(q.held(&a), 1);
+        assert!(q.take(a).is_some());
     }
 }

@@ -2,6 +2,10 @@
 //! their expiry, connections per IP address, and the gossipsub score parameters that turn
 //! invalid gossip into a graylist.
 //!
+//! Addresses and subnets ([`Origin`]) are what a throw-away key cannot change for free:
+//! rate limits count them too (see `rate::Tiered`), and a ban leaves a decaying
+//! [`Penalties`] entry on them that throttles, never bans (a NAT hides honest users too).
+//!
 //! Pure bookkeeping: it decides (ban or not, admit or not) and the swarm task carries the
 //! decision out (block the peer, close the connection). It reads the clock only through the
 //! `now` it is given and never touches the swarm, the store or a signature.
@@ -168,6 +172,145 @@ pub fn connection_ip(addr: &Multiaddr) -> Option<IpAddr> {
         ))),
         _ => None,
     })
+}
+
+/// Penalty an address collects when a peer connected from it is banned (the cost of its
+/// requests is multiplied by 1 + the penalty, rounded down; see [`Penalties`]).
+pub const IP_PENALTY_PER_BAN: f64 = 1.0;
+/// Penalty a subnet collects when a peer connected from it is banned: less than its
+/// address, since a /24 or /48 holds many households.
+pub const SUBNET_PENALTY_PER_BAN: f64 = 0.5;
+/// Time in which a penalty halves.
+pub const PENALTY_HALF_LIFE: Duration = Duration::from_secs(600);
+/// The largest cost multiplier a penalty sets: it throttles an address or subnet to an
+/// eighth of its budget, never to nothing (a NAT may hide honest users behind it).
+pub const PENALTY_COST_MAX: u64 = 8;
+
+/// A network a peer's address belongs to: an IPv4 /24 or an IPv6 /48. Many households
+/// share one (a provider's block, a campus), so its limits are set well above one peer's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Subnet {
+    /// The first three bytes of an IPv4 address.
+    V4([u8; 3]),
+    /// The first six bytes of an IPv6 address.
+    V6([u8; 6]),
+}
+
+impl Subnet {
+    /// The subnet of `ip`.
+    pub fn of(ip: IpAddr) -> Subnet {
+        match ip {
+            IpAddr::V4(v4) => {
+                let o = v4.octets();
+                Subnet::V4([o[0], o[1], o[2]])
+            }
+            IpAddr::V6(v6) => {
+                let o = v6.octets();
+                Subnet::V6([o[0], o[1], o[2], o[3], o[4], o[5]])
+            }
+        }
+    }
+
+    /// A 32-byte name for it, for counters that are keyed by 32 bytes (mailbox shares).
+    pub fn holder(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(b"jangteo/subnet/");
+        match self {
+            Subnet::V4(b) => h.update(&[4]).update(b),
+            Subnet::V6(b) => h.update(&[6]).update(b),
+        };
+        *h.finalize().as_bytes()
+    }
+}
+
+/// Where a peer connects from: its address (an IPv4 address or an IPv6 /64, as
+/// [`connection_ip`] counts them) and that address's [`Subnet`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// The address.
+    pub ip: IpAddr,
+    /// Its subnet.
+    pub subnet: Subnet,
+}
+
+/// The origin a connection's requests are counted under: None for relayed connections, and
+/// for loopback unless `count_loopback` (tests and the testnet run every node on
+/// 127.0.0.1, where one shared budget would throttle them all).
+pub fn origin_of(addr: &Multiaddr, count_loopback: bool) -> Option<Origin> {
+    let ip = connection_ip(addr)?;
+    if ip.is_loopback() && !count_loopback {
+        return None;
+    }
+    Some(Origin {
+        ip,
+        subnet: Subnet::of(ip),
+    })
+}
+
+/// Decaying penalties of addresses and subnets whose peers were banned. A penalty never
+/// bans: it multiplies what each request from there costs against the address's and
+/// subnet's rate limits, so a key thrown away after its ban finds its network throttled,
+/// while honest users behind the same NAT are still served, more slowly.
+#[derive(Debug, Default)]
+pub struct Penalties {
+    ips: HashMap<IpAddr, (f64, Instant)>,
+    subnets: HashMap<Subnet, (f64, Instant)>,
+}
+
+fn decayed((score, at): (f64, Instant), now: Instant) -> f64 {
+    let halvings =
+        now.saturating_duration_since(at).as_secs_f64() / PENALTY_HALF_LIFE.as_secs_f64();
+    score * 0.5f64.powf(halvings)
+}
+
+fn add_penalty<K: Eq + std::hash::Hash + Copy>(
+    table: &mut HashMap<K, (f64, Instant)>,
+    key: K,
+    amount: f64,
+    now: Instant,
+) {
+    if !table.contains_key(&key) && table.len() >= PEER_TABLE_MAX {
+        table.retain(|_, e| decayed(*e, now) >= 0.5);
+        if table.len() >= PEER_TABLE_MAX
+            && let Some(least) = table
+                .iter()
+                .min_by(|a, b| decayed(*a.1, now).total_cmp(&decayed(*b.1, now)))
+                .map(|(k, _)| *k)
+        {
+            table.remove(&least);
+        }
+    }
+    let score = table.get(&key).map_or(0.0, |e| decayed(*e, now));
+    table.insert(key, (score + amount, now));
+}
+
+fn cost<K: Eq + std::hash::Hash>(table: &HashMap<K, (f64, Instant)>, key: &K, now: Instant) -> u64 {
+    let score = table.get(key).map_or(0.0, |e| decayed(*e, now));
+    (1 + score.max(0.0) as u64).min(PENALTY_COST_MAX)
+}
+
+impl Penalties {
+    /// A peer from `origin` was banned at `now`.
+    pub fn add(&mut self, origin: Origin, now: Instant) {
+        add_penalty(&mut self.ips, origin.ip, IP_PENALTY_PER_BAN, now);
+        add_penalty(
+            &mut self.subnets,
+            origin.subnet,
+            SUBNET_PENALTY_PER_BAN,
+            now,
+        );
+    }
+
+    /// What one request from `ip` costs against the address's limits (1 without penalty,
+    /// at most [`PENALTY_COST_MAX`]).
+    pub fn ip_cost(&self, ip: &IpAddr, now: Instant) -> u64 {
+        cost(&self.ips, ip, now)
+    }
+
+    /// What one request from `subnet` costs against the subnet's limits.
+    pub fn subnet_cost(&self, subnet: &Subnet, now: Instant) -> u64 {
+        cost(&self.subnets, subnet, now)
+    }
 }
 
 /// Gossipsub score parameters and thresholds for `topics`: invalid objects are the only
@@ -363,5 +506,60 @@ mod tests {
             p.offense(peer(), t0);
         }
         assert!(p.offenses.len() <= PEER_TABLE_MAX);
+    }
+
+    #[test]
+    fn subnets_are_a_24_or_a_48_and_loopback_counts_only_when_asked() {
+        let a: Multiaddr = "/ip4/198.51.100.1/tcp/1".parse().expect("addr");
+        let b: Multiaddr = "/ip4/198.51.100.200/tcp/1".parse().expect("addr");
+        let c: Multiaddr = "/ip4/198.51.101.1/tcp/1".parse().expect("addr");
+        let (oa, ob, oc) = (
+            origin_of(&a, false).expect("a"),
+            origin_of(&b, false).expect("b"),
+            origin_of(&c, false).expect("c"),
+        );
+        assert_eq!(oa.subnet, ob.subnet);
+        assert_ne!(oa.ip, ob.ip);
+        assert_ne!(oa.subnet, oc.subnet);
+        let x: Multiaddr = "/ip6/2001:db8:1:2::1/tcp/1".parse().expect("addr");
+        let y: Multiaddr = "/ip6/2001:db8:1:ff::1/tcp/1".parse().expect("addr");
+        let z: Multiaddr = "/ip6/2001:db8:2:2::1/tcp/1".parse().expect("addr");
+        let (ox, oy, oz) = (
+            origin_of(&x, false).expect("x"),
+            origin_of(&y, false).expect("y"),
+            origin_of(&z, false).expect("z"),
+        );
+        assert_eq!(ox.subnet, oy.subnet, "one /48");
+        assert_ne!(ox.ip, oy.ip, "two /64s");
+        assert_ne!(ox.subnet, oz.subnet);
+        let lo: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().expect("addr");
+        assert_eq!(origin_of(&lo, false), None);
+        assert!(origin_of(&lo, true).is_some());
+        assert_ne!(oa.subnet.holder(), oc.subnet.holder());
+    }
+
+    #[test]
+    fn a_ban_throttles_its_address_and_subnet_and_the_penalty_decays() {
+        let mut p = Penalties::default();
+        let t0 = Instant::now();
+        let o = origin_of(&"/ip4/203.0.113.9/tcp/1".parse().expect("addr"), false).expect("o");
+        assert_eq!(p.ip_cost(&o.ip, t0), 1);
+        for _ in 0..3 {
+            p.add(o, t0);
+        }
+        assert_eq!(p.ip_cost(&o.ip, t0), 4);
+        assert_eq!(p.subnet_cost(&o.subnet, t0), 2);
+        for _ in 0..100 {
+            p.add(o, t0);
+        }
+        assert_eq!(
+            p.ip_cost(&o.ip, t0),
+            PENALTY_COST_MAX,
+            "throttled, never shut"
+        );
+        assert_eq!(p.ip_cost(&o.ip, t0 + PENALTY_HALF_LIFE * 12), 1, "forgiven");
+        let other =
+            origin_of(&"/ip4/203.0.114.9/tcp/1".parse().expect("addr"), false).expect("other");
+        assert_eq!(p.subnet_cost(&other.subnet, t0), 1);
     }
 }

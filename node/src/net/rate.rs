@@ -1,5 +1,6 @@
 //! The one rate limiter every protocol uses: a fixed window per peer, counting requests (or
-//! bytes), in a table of bounded size.
+//! bytes), in a table of bounded size; and [`Tiered`], which counts each request against its
+//! peer, its address and its subnet.
 //!
 //! It owns only counters; it never refuses on its own behalf (the caller answers the peer)
 //! and it reads the clock only through the `now` it is given, so it is tested without
@@ -7,14 +8,19 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+
+use super::peers::{Origin, Penalties, Subnet};
 
 /// Most keys a limiter remembers unless told otherwise.
 pub const RATE_TABLE_MAX: usize = 4096;
 
 /// Counts what each key spends per window; refuses past `max`.
 #[derive(Debug)]
-pub struct RateLimiter<K = libp2p::PeerId> {
+pub struct RateLimiter<K = PeerId> {
     window: Duration,
     max: u64,
     capacity: usize,
@@ -84,6 +90,83 @@ impl<K: Eq + Hash + Copy> RateLimiter<K> {
     /// Whether no key is remembered.
     pub fn is_empty(&self) -> bool {
         self.spent.is_empty()
+    }
+}
+
+/// How many times one peer's budget an address gets: a household or a small NAT.
+pub const IP_RATE_FACTOR: u64 = 4;
+/// How many times one peer's budget a subnet (/24, /48) gets: a provider's block.
+pub const SUBNET_RATE_FACTOR: u64 = 16;
+
+/// Which budget refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The peer's own.
+    Peer,
+    /// Its address's (shared by every peer id behind it).
+    Address,
+    /// Its subnet's.
+    Subnet,
+}
+
+impl Refused {
+    /// Whose budget it was, for the refusal the peer reads.
+    pub fn whose(self) -> &'static str {
+        match self {
+            Refused::Peer => "from you",
+            Refused::Address => "from your address",
+            Refused::Subnet => "from your network",
+        }
+    }
+}
+
+/// One budget counted three ways: per peer id, per address ([`IP_RATE_FACTOR`] times
+/// larger) and per subnet ([`SUBNET_RATE_FACTOR`] times larger). Fresh peer ids cost nothing;
+/// addresses do, so many keys from one address share its budget. A request from an address
+/// or subnet with a penalty costs more against those two budgets (never the peer's).
+#[derive(Debug)]
+pub struct Tiered {
+    peer: RateLimiter<PeerId>,
+    ip: RateLimiter<IpAddr>,
+    subnet: RateLimiter<Subnet>,
+}
+
+impl Tiered {
+    /// `max` per `window` for one peer; the multiples for its address and subnet.
+    pub fn new(max: u64, window: Duration) -> Self {
+        Self {
+            peer: RateLimiter::new(max, window),
+            ip: RateLimiter::new(max.saturating_mul(IP_RATE_FACTOR), window),
+            subnet: RateLimiter::new(max.saturating_mul(SUBNET_RATE_FACTOR), window),
+        }
+    }
+
+    /// Counts one request of `peer`, connected from `origin` (None: not counted by address,
+    /// as for relayed or loopback connections), at `now`; which budget refused it, if one
+    /// did. A request the peer's own budget refuses is not charged to its address.
+    pub fn allow(
+        &mut self,
+        peer: PeerId,
+        origin: Option<Origin>,
+        penalties: &Penalties,
+        now: Instant,
+    ) -> Result<(), Refused> {
+        if !self.peer.allow(peer, now) {
+            return Err(Refused::Peer);
+        }
+        let Some(o) = origin else {
+            return Ok(());
+        };
+        if !self.ip.spend(o.ip, penalties.ip_cost(&o.ip, now), now) {
+            return Err(Refused::Address);
+        }
+        if !self
+            .subnet
+            .spend(o.subnet, penalties.subnet_cost(&o.subnet, now), now)
+        {
+            return Err(Refused::Subnet);
+        }
+        Ok(())
     }
 }
 
@@ -160,5 +243,60 @@ mod tests {
         assert!(r.spend(3, 500, t0 + Duration::from_secs(1)));
         // Recorded: the newcomer cannot be served again within its window.
         assert!(r.exhausted(&3, t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn fresh_peer_ids_from_one_address_share_its_budget() {
+        let mut t = Tiered::new(5, W);
+        let pen = Penalties::default();
+        let now = Instant::now();
+        let addr: libp2p::Multiaddr = "/ip4/203.0.113.5/tcp/1".parse().expect("addr");
+        let o = super::super::peers::origin_of(&addr, false);
+        let mut allowed = 0;
+        let mut refused_by = None;
+        for _ in 0..40 {
+            let key = PeerId::random();
+            for _ in 0..3 {
+                match t.allow(key, o, &pen, now) {
+                    Ok(()) => allowed += 1,
+                    Err(r) => refused_by = Some(r),
+                }
+            }
+        }
+        assert_eq!(
+            allowed,
+            5 * IP_RATE_FACTOR,
+            "the address's budget, not 40 peers'"
+        );
+        assert_eq!(refused_by, Some(Refused::Address));
+        // A neighbour on another address of the subnet has its own address budget.
+        let near: libp2p::Multiaddr = "/ip4/203.0.113.6/tcp/1".parse().expect("addr");
+        let near = super::super::peers::origin_of(&near, false);
+        assert_eq!(t.allow(PeerId::random(), near, &pen, now), Ok(()));
+        // Without an origin (relayed, loopback) only the peer is counted.
+        let p = PeerId::random();
+        for _ in 0..5 {
+            assert_eq!(t.allow(p, None, &pen, now), Ok(()));
+        }
+        assert_eq!(t.allow(p, None, &pen, now), Err(Refused::Peer));
+    }
+
+    #[test]
+    fn a_penalized_address_is_throttled_not_shut() {
+        let mut t = Tiered::new(8, W);
+        let mut pen = Penalties::default();
+        let now = Instant::now();
+        let addr: libp2p::Multiaddr = "/ip4/203.0.113.5/tcp/1".parse().expect("addr");
+        let o = super::super::peers::origin_of(&addr, false);
+        for _ in 0..3 {
+            pen.add(o.expect("origin"), now);
+        }
+        let allowed = (0..100)
+            .filter(|_| t.allow(PeerId::random(), o, &pen, now).is_ok())
+            .count() as u64;
+        // Each request costs 4 against 32: 8 go through (one more request is let in while
+        // budget remains, as for any spend).
+        assert_eq!(allowed, 8 * IP_RATE_FACTOR / 4);
+        assert!(allowed > 0);
     }
 }

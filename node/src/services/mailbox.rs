@@ -1,10 +1,18 @@
 //! Relay mailboxes for offline peers, relay side: hold sealed items for a recipient key,
 //! hand a peer what waits for it, delete what it acknowledges.
 //!
-//! It receives the requests the swarm task routed to it (already counted by the per-peer
-//! limits), writes and reads the store on a blocking thread (a put is synced to disk before
-//! "stored" is answered), and answers through the [`Client`]. The sending side (deposit,
-//! fetch, ack as a client) lives with the trades service that owns the messages.
+//! It receives the requests the swarm task routed to it (already counted by the peer,
+//! address and subnet rate limits, and at most [`crate::net::MAILBOX_INBOUND_PER_PEER`] of
+//! one peer waiting), writes and reads the store on a blocking thread (a put is synced to
+//! disk before "stored" is answered; it reads counters, never the recipient's mailbox), and
+//! answers through the [`Client`]. The sending side (deposit, fetch, ack as a client) lives
+//! with the trades service that owns the messages.
+//!
+//! Limits of a put, each refused with its reason: the relay's total ([`MailboxRelay::new`],
+//! [`MAILBOX_TOTAL_BYTES_MAX`] by default), the recipient's ([`MAILBOX_ITEMS_MAX`],
+//! [`MAILBOX_BYTES_MAX`]), and the sender's share of that recipient's mailbox (an eighth,
+//! [`MAILBOX_SENDER_SHARE`]) and its subnet's (a quarter, [`MAILBOX_SUBNET_SHARE`]), so
+//! that a few throw-away keys cannot fill a victim's mailbox and refuse its honest mail.
 
 use std::sync::Arc;
 
@@ -12,11 +20,13 @@ use serde_bytes::ByteBuf;
 use tokio::sync::{mpsc, watch};
 
 use crate::clock::now_ms;
+use libp2p::PeerId;
+
 use crate::net::{
     Client, InboundMailbox, MAILBOX_FETCH_BYTES, MAILBOX_FETCH_ITEMS, MailboxRequest,
-    MailboxResponse, Response, serve_inbound,
+    MailboxResponse, Origin, Response, serve_inbound,
 };
-use crate::store::Store;
+use crate::store::{MailboxLimits, Quota, Store};
 
 /// How long a relay keeps an item.
 pub const MAILBOX_RETENTION_MS: u64 = 14 * 24 * 3600 * 1000;
@@ -28,18 +38,33 @@ pub const MAILBOX_BYTES_MAX: usize = 8 * 1024 * 1024;
 pub const SEALED_MIN_BYTES: usize = 48;
 /// Mailbox requests answered at once (each put is an fsync).
 pub const MAILBOX_WORKERS: usize = 2;
+/// Sealed bytes a relay holds in all mailboxes together, unless configured otherwise
+/// (`--mailbox-cap-mib`): 1 GiB, about 4,000 full mailboxes or 100,000 typical trade
+/// messages.
+pub const MAILBOX_TOTAL_BYTES_MAX: u64 = 1 << 30;
+/// One sender (peer id) may hold this fraction (1/n) of one recipient's mailbox: 32 items,
+/// 1 MiB. Four throw-away keys fill half of it; honest senders still get in.
+pub const MAILBOX_SENDER_SHARE: u64 = 8;
+/// One subnet (IPv4 /24, IPv6 /48) may hold this fraction (1/n) of one recipient's mailbox,
+/// whatever number of keys it uses.
+pub const MAILBOX_SUBNET_SHARE: u64 = 4;
 
 /// The relay side of mailboxes.
 #[derive(Debug, Clone)]
 pub struct MailboxRelay {
     store: Arc<Store>,
     network: Client,
+    total_bytes: u64,
 }
 
 impl MailboxRelay {
-    /// A relay mailbox over the node's store.
-    pub fn new(store: Arc<Store>, network: Client) -> Self {
-        Self { store, network }
+    /// A relay mailbox over the node's store, holding at most `total_bytes` sealed bytes.
+    pub fn new(store: Arc<Store>, network: Client, total_bytes: u64) -> Self {
+        Self {
+            store,
+            network,
+            total_bytes,
+        }
     }
 
     /// Answers what the swarm task routes here, [`MAILBOX_WORKERS`] at a time, until
@@ -53,10 +78,10 @@ impl MailboxRelay {
             let this = self.clone();
             async move {
                 let store = this.store.clone();
-                let peer = req.peer;
+                let (peer, origin, total) = (req.peer, req.origin, this.total_bytes);
                 let request = req.request;
                 let response = tokio::task::spawn_blocking(move || {
-                    serve(&store, &peer.to_string(), request, now_ms())
+                    serve(&store, &peer, origin, request, now_ms(), total)
                 })
                 .await
                 .unwrap_or_else(|e| MailboxResponse::Refused(format!("internal: {e}")));
@@ -64,17 +89,44 @@ impl MailboxRelay {
                     .network
                     .respond(Response::Mailbox(req.channel, response))
                     .await;
+                // The peer's place in the queue is free once it is answered.
+                drop(req.slot);
             }
         })
         .await;
     }
 }
 
-/// The answer to one mailbox request from `peer` (base58). Blocking (store I/O, a put is
-/// synced). Fetch and ack act on the requesting peer's own mailbox.
-pub fn serve(store: &Store, peer: &str, request: MailboxRequest, now: u64) -> MailboxResponse {
+/// The name a sending peer's share of a mailbox is counted under.
+pub fn sender_holder(peer: &PeerId) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"jangteo/mailbox-sender/");
+    h.update(&peer.to_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// The limits of a relay holding at most `total_bytes`.
+pub fn limits(total_bytes: u64) -> MailboxLimits {
+    MailboxLimits {
+        items_per_recipient: MAILBOX_ITEMS_MAX as u64,
+        bytes_per_recipient: MAILBOX_BYTES_MAX as u64,
+        total_bytes,
+    }
+}
+
+/// The answer to one mailbox request from `peer`, connected from `origin`, on a relay
+/// holding at most `total_bytes`. Blocking (store I/O, a put is synced). Fetch and ack act
+/// on the requesting peer's own mailbox.
+pub fn serve(
+    store: &Store,
+    peer: &PeerId,
+    origin: Option<Origin>,
+    request: MailboxRequest,
+    now: u64,
+    total_bytes: u64,
+) -> MailboxResponse {
     let refused = |e: &dyn std::fmt::Display| MailboxResponse::Refused(format!("relay store: {e}"));
-    let me = || jangteo_protocol::public_key_from_peer_id(peer);
+    let me = || jangteo_protocol::public_key_from_peer_id(&peer.to_string());
     match request {
         MailboxRequest::Put { to, sealed } => {
             let Ok(to) = <[u8; 32]>::try_from(to.as_slice()) else {
@@ -85,13 +137,20 @@ pub fn serve(store: &Store, peer: &str, request: MailboxRequest, now: u64) -> Ma
             {
                 return MailboxResponse::Refused("sealed item too large or too small".into());
             }
+            let share = |n: u64| Quota {
+                items: MAILBOX_ITEMS_MAX as u64 / n,
+                bytes: MAILBOX_BYTES_MAX as u64 / n,
+            };
+            let mut holders = vec![(sender_holder(peer), share(MAILBOX_SENDER_SHARE))];
+            if let Some(o) = origin {
+                holders.push((o.subnet.holder(), share(MAILBOX_SUBNET_SHARE)));
+            }
             match store.mailbox_put(
                 &to,
                 &sealed,
-                now,
+                &holders,
                 now + MAILBOX_RETENTION_MS,
-                MAILBOX_ITEMS_MAX,
-                MAILBOX_BYTES_MAX,
+                &limits(total_bytes),
             ) {
                 Ok(Ok(_)) => MailboxResponse::Stored,
                 Ok(Err(reason)) => MailboxResponse::Refused(reason),

@@ -506,7 +506,7 @@ impl Trades {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
-                Some(InboundTrade { peer, request, channel }) = inbound.recv() => {
+                Some(InboundTrade { peer, request, channel, slot: _slot, .. }) = inbound.recv() => {
                     let (response, offense) = self.receive_judged(request).await;
                     tracing::info!(peer = %peer, response = ?response, "trade delivery");
                     let _ = self.network.respond_trade(channel, response).await;
