@@ -150,7 +150,12 @@ impl SyncDriver {
             } => {
                 let request = match request {
                     SyncRequest::Fetch { ids } => {
+                        let asked = ids.len();
                         let ids = self.not_held(ids).await;
+                        let held = asked - ids.len();
+                        if held > 0 {
+                            work.push_back(Input::Held { token, held });
+                        }
                         if ids.is_empty() {
                             let reply = Ok(SyncResponse::Objects {
                                 objects: Vec::new(),

@@ -38,6 +38,21 @@ pub const SYNC_INTERVAL: Duration = Duration::from_secs(60);
 pub const PEERS_MAX: usize = 1024;
 /// Peers re-synced per tick.
 pub const RESYNCS_PER_TICK: usize = 4;
+/// A sync whose peer has answered nothing for this long while we wait on it is abandoned,
+/// freeing the slot long before [`PEER_SYNC_DEADLINE`] (a round is at most 60 KiB and a
+/// page at most 4 MiB: a link slower than ~2 Mbit/s may need more than one try). Checked at
+/// each tick, so a silent peer holds the slot 20 to 25 s.
+pub const PEER_SYNC_IDLE: Duration = Duration::from_secs(20);
+/// Ids a peer may announce (we lack them, it claims to hold them) and then not deliver when
+/// asked, in one sync; past this the sync ends and the peer is charged an offense. One
+/// round can announce about 1,900 ids; an honest peer misses only the few pruned meanwhile.
+pub const UNDELIVERED_IDS_MAX: u64 = 2048;
+/// Ids queued for fetching in one sync; what a round teaches beyond this is not queued
+/// (the shard is reconciled again once the queue is fetched, like a shard past its rounds).
+pub const TO_FETCH_MAX: usize = 65_536;
+/// Requests of one sync that may fail (refused, unanswered) before it ends early: it can
+/// no longer end reconciled, so it should not keep the slot.
+pub const SYNC_FAILURES_MAX: u64 = 8;
 
 /// Identifies one request the scheduler asked for, so its reply finds its way back.
 pub type Token = u64;
@@ -72,6 +87,14 @@ pub enum Input {
         token: Token,
         /// Objects newly stored.
         stored: usize,
+    },
+    /// Of the ids of the fetch `token`, this many were already held here and not asked
+    /// for (they are not counted as undelivered).
+    Held {
+        /// The fetch's token.
+        token: Token,
+        /// Ids dropped.
+        held: usize,
     },
     /// Time passed: re-sync peers that are due, abandon slow syncs.
     Tick,
@@ -131,8 +154,12 @@ pub enum Outcome {
     /// Nothing was compared: every round failed (the peer does not speak the sync protocol,
     /// refused, or could not be reached).
     Failed,
-    /// It took longer than [`PEER_SYNC_DEADLINE`].
+    /// It took longer than [`PEER_SYNC_DEADLINE`], or the peer answered nothing for
+    /// [`PEER_SYNC_IDLE`].
     Abandoned,
+    /// The peer announced more than [`UNDELIVERED_IDS_MAX`] ids it then did not deliver:
+    /// the sync ended there and the peer was charged an offense.
+    CutOff,
 }
 
 /// Tells one sync with a peer from the next with the same peer.
@@ -178,9 +205,20 @@ struct PeerSync {
     /// listed): the sync is at best partial.
     failures: u64,
     started: Option<Instant>,
+    /// When the peer last answered (or the sync started).
+    last_heard: Option<Instant>,
+    /// Ids asked for that the peer did not deliver.
+    undelivered: u64,
+    /// Ids dropped from fetches because they were held already (no fault of the peer).
+    held: u64,
 }
 
 impl PeerSync {
+    /// Ids the peer announced and did not deliver, net of those not asked for.
+    fn lied(&self) -> u64 {
+        self.undelivered.saturating_sub(self.held)
+    }
+
     fn idle(&self) -> bool {
         self.sessions_open == 0
             && self.fetches_in_flight == 0
@@ -257,6 +295,12 @@ impl Scheduler {
                 self.advance(peer, now, &mut out);
             }
             Input::Reply { token, reply } => match self.pending.remove(&token) {
+                Some((sync, p)) if self.is_current(&p, sync) && !matches!(p, Pending::Store(_)) => {
+                    if let Some(ps) = self.running.get_mut(&p.peer()) {
+                        ps.last_heard = Some(now);
+                    }
+                    self.on_reply(p, reply, now, &mut out);
+                }
                 Some((sync, p)) if !self.is_current(&p, sync) => {
                     // A late reply to an earlier sync with this peer: its ids are free again.
                     if let Pending::Fetch(_, _, ids) = &p {
@@ -268,19 +312,23 @@ impl Scheduler {
                         self.pending.insert(token, (sync, p));
                     }
                 }
-                Some((_, Pending::Round(peer, shard, init))) => {
-                    self.on_round(peer, shard, init, reply, &mut out);
-                    self.advance(peer, now, &mut out);
-                }
-                Some((_, Pending::Fetch(peer, shard, ids))) => {
-                    self.on_fetched(peer, shard, ids, reply, &mut out);
-                    self.advance(peer, now, &mut out);
-                }
                 Some((sync, p @ Pending::Store(_))) => {
+                    self.pending.insert(token, (sync, p));
+                }
+                Some((sync, p)) => {
+                    // Unreachable (current non-store replies are taken above); kept filed.
                     self.pending.insert(token, (sync, p));
                 }
                 None => {}
             },
+            Input::Held { token, held } => {
+                if let Some((sync, p @ Pending::Fetch(..))) = self.pending.get(&token)
+                    && self.is_current(p, *sync)
+                    && let Some(ps) = self.running.get_mut(&p.peer())
+                {
+                    ps.held += held as u64;
+                }
+            }
             Input::Stored { token, stored } => {
                 if let Some((sync, p @ Pending::Store(peer))) = self.pending.remove(&token)
                     && self.is_current(&p, sync)
@@ -288,6 +336,8 @@ impl Scheduler {
                     if let Some(ps) = self.running.get_mut(&peer) {
                         ps.pages_storing = ps.pages_storing.saturating_sub(1);
                         ps.stored += stored as u64;
+                        // Our own work took the time, not the peer.
+                        ps.last_heard = Some(now);
                     }
                     self.advance(peer, now, &mut out);
                 }
@@ -295,6 +345,23 @@ impl Scheduler {
             Input::Tick => self.tick(now, &mut out),
         }
         out
+    }
+
+    /// A reply to a round or a fetch of a current sync.
+    fn on_reply(
+        &mut self,
+        p: Pending,
+        reply: Result<SyncResponse, String>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let peer = p.peer();
+        match p {
+            Pending::Round(_, shard, init) => self.on_round(peer, shard, init, reply, out),
+            Pending::Fetch(_, shard, ids) => self.on_fetched(peer, shard, ids, reply, out),
+            Pending::Store(_) => {}
+        }
+        self.advance(peer, now, out);
     }
 
     /// What the API shows.
@@ -375,6 +442,7 @@ impl Scheduler {
             PeerSync {
                 id: self.next_sync,
                 started: Some(now),
+                last_heard: Some(now),
                 shards_left: self.shards.iter().cloned().collect(),
                 ..Default::default()
             },
@@ -388,6 +456,16 @@ impl Scheduler {
         let Some(ps) = self.running.get_mut(&peer) else {
             return;
         };
+        if ps.lied() > UNDELIVERED_IDS_MAX {
+            tracing::info!(peer = %peer, undelivered = ps.lied(), "sync cut off: the peer announced ids it does not deliver");
+            self.end_early(peer, now, Outcome::CutOff, out);
+            return;
+        }
+        if ps.failures >= SYNC_FAILURES_MAX {
+            tracing::debug!(peer = %peer, failures = ps.failures, "sync ended early: too many failed requests");
+            self.end_early(peer, now, Outcome::Partial, out);
+            return;
+        }
         while ps.sessions_open < SESSIONS_IN_FLIGHT
             && let Some(shard) = ps.shards_left.pop_front()
         {
@@ -474,8 +552,13 @@ impl Scheduler {
         let next = match init.step(&msg) {
             Ok(step) => {
                 ps.rounds_answered += 1;
-                // An id another peer's sync already fetches is not asked twice.
+                // An id another peer's sync already fetches is not asked twice. Past
+                // TO_FETCH_MAX queued, the rest waits for a re-run of the shard.
                 for id in step.need {
+                    if ps.to_fetch.len() >= TO_FETCH_MAX {
+                        ps.rerun.insert(shard.clone());
+                        break;
+                    }
                     if self.wanted.insert(id) {
                         ps.to_fetch.push_back((shard.clone(), id));
                     }
@@ -537,6 +620,23 @@ impl Scheduler {
             .filter(|o| asked.contains(blake3::hash(o).as_bytes()))
             .filter(|o| want_shard.is_none() || listing_shard(o) == want_shard)
             .collect();
+        // Ids the page answered for (all, or those before `next` when more follows) that
+        // it did not deliver: announced in a round, then not held.
+        let delivered: HashSet<[u8; 32]> = objects
+            .iter()
+            .map(|o| *blake3::hash(o).as_bytes())
+            .collect();
+        let answered = match &next {
+            Some(n) if !objects.is_empty() => ids
+                .iter()
+                .position(|i| i.as_slice() == n.as_slice())
+                .unwrap_or(ids.len()),
+            _ => ids.len(),
+        };
+        ps.undelivered += ids[..answered]
+            .iter()
+            .filter(|i| !delivered.contains(*i))
+            .count() as u64;
         // The rest of a full page is asked again, but only after a page that carried
         // something (an empty "full" page would make us ask forever).
         if !objects.is_empty()
@@ -657,6 +757,21 @@ impl Scheduler {
         }
     }
 
+    /// Ends the sync with `peer` before it is done: its turn goes to the next peer. A cut-off
+    /// peer is also charged an offense.
+    fn end_early(&mut self, peer: PeerId, now: Instant, outcome: Outcome, out: &mut Vec<Action>) {
+        if self.drop_sync(peer).is_none() {
+            return;
+        }
+        self.last_synced.insert(peer, now);
+        self.totals.failed_attempts += 1;
+        if outcome == Outcome::CutOff {
+            out.push(Action::Offense(peer));
+        }
+        out.push(Action::Finished { peer, outcome });
+        self.next(now, out);
+    }
+
     fn drop_sync(&mut self, peer: PeerId) -> Option<PeerSync> {
         let ps = self.running.remove(&peer)?;
         for (_, id) in &ps.to_fetch {
@@ -681,8 +796,11 @@ impl Scheduler {
             .running
             .iter()
             .filter(|(_, ps)| {
-                ps.started
-                    .is_some_and(|t| now.saturating_duration_since(t) > PEER_SYNC_DEADLINE)
+                let late = |t: Option<Instant>, limit| {
+                    t.is_some_and(|t| now.saturating_duration_since(t) > limit)
+                };
+                late(ps.started, PEER_SYNC_DEADLINE)
+                    || (ps.pages_storing == 0 && late(ps.last_heard, PEER_SYNC_IDLE))
             })
             .map(|(p, _)| *p)
             .collect();

@@ -74,6 +74,11 @@ struct Sim {
     /// Requests held back (not answered) per peer, when a test wants to look mid-sync.
     hold: bool,
     held: Vec<Input>,
+    /// Offenses charged; an offense panics unless a test expects them.
+    expect_offenses: bool,
+    offenses: Vec<PeerId>,
+    /// Ids asked for in fetches.
+    fetched_ids: usize,
 }
 
 impl Sim {
@@ -90,6 +95,9 @@ impl Sim {
             finished: Vec::new(),
             hold: false,
             held: Vec::new(),
+            expect_offenses: false,
+            offenses: Vec::new(),
+            fetched_ids: 0,
         }
     }
 
@@ -108,6 +116,9 @@ impl Sim {
                         peer,
                         request,
                     } => {
+                        if let SyncRequest::Fetch { ids } = &request {
+                            self.fetched_ids += ids.len();
+                        }
                         let reply = self.remotes[&peer].answer(&request);
                         let input = Input::Reply { token, reply };
                         if self.hold {
@@ -122,10 +133,18 @@ impl Sim {
                             .extend(objects.into_iter().map(|o| o.into_vec()));
                         work.push_back(Input::Stored { token, stored: n });
                     }
+                    Action::Offense(p) if self.expect_offenses => self.offenses.push(p),
                     Action::Offense(p) => panic!("offense against {p}"),
                     Action::Finished { peer, outcome } => self.finished.push((peer, outcome)),
                 }
             }
+        }
+    }
+
+    /// Answers what is held, at `now`, holding what that leads to.
+    fn step(&mut self, now: Instant) {
+        for input in std::mem::take(&mut self.held) {
+            self.run(now, input);
         }
     }
 
@@ -255,20 +274,126 @@ fn a_peer_leaving_mid_sync_frees_its_turn_and_its_late_replies_are_dropped() {
 
 #[test]
 fn a_slow_sync_is_abandoned_at_its_deadline() {
+    // The peer answers every request, each 15 s late (under the idle timeout): a big sync
+    // still ends at the deadline.
     let mut sim = Sim::new(Vec::new());
     let a = PeerId::random();
-    sim.remotes.insert(a, Remote::with(10, 1));
+    sim.remotes.insert(a, Remote::with(20_000, 1));
     sim.hold = true;
     let t0 = Instant::now();
     sim.run(t0, Input::PeerReady(a));
-    sim.run(t0 + PEER_SYNC_DEADLINE / 2, Input::Tick);
-    assert!(sim.finished.is_empty());
-    sim.run(
-        t0 + PEER_SYNC_DEADLINE + Duration::from_secs(1),
-        Input::Tick,
-    );
+    let mut t = t0;
+    while sim.finished.is_empty() {
+        t += Duration::from_secs(15);
+        assert!(t < t0 + PEER_SYNC_DEADLINE * 2, "never abandoned");
+        sim.step(t);
+        sim.run(t, Input::Tick);
+    }
     assert_eq!(sim.finished, vec![(a, Outcome::Abandoned)]);
-    assert_eq!(sim.s.info(t0).in_progress, 0);
+    assert!(t > t0 + PEER_SYNC_DEADLINE);
+    assert!(t <= t0 + PEER_SYNC_DEADLINE + Duration::from_secs(15));
+    assert_eq!(sim.s.info(t).in_progress, 0);
+}
+
+#[test]
+fn a_silent_peer_frees_the_slot_after_the_idle_timeout() {
+    let mut sim = Sim::new(Vec::new());
+    let (a, b) = (PeerId::random(), PeerId::random());
+    sim.remotes.insert(a, Remote::with(10, 1));
+    sim.remotes.insert(b, Remote::with(10, 2));
+    sim.hold = true;
+    let t0 = Instant::now();
+    sim.run(t0, Input::PeerReady(a));
+    sim.run(t0, Input::PeerReady(b));
+    sim.run(t0 + PEER_SYNC_IDLE - Duration::from_secs(1), Input::Tick);
+    assert!(sim.finished.is_empty(), "still within the idle timeout");
+    // a never answers; its held requests are dropped (lost on the wire).
+    sim.held.clear();
+    let later = t0 + PEER_SYNC_IDLE + Duration::from_secs(1);
+    sim.run(later, Input::Tick);
+    assert_eq!(sim.finished, vec![(a, Outcome::Abandoned)]);
+    // b has the slot now, long before the 120 s deadline, and completes.
+    sim.release(later);
+    assert_eq!(
+        sim.finished,
+        vec![(a, Outcome::Abandoned), (b, Outcome::Reconciled)]
+    );
+}
+
+#[test]
+fn a_peer_announcing_thousands_of_fake_ids_is_cut_off_and_the_next_peer_syncs() {
+    let mut sim = Sim::new(Vec::new());
+    sim.expect_offenses = true;
+    let (liar, honest) = (PeerId::random(), PeerId::random());
+    // The liar announces 20,000 ids and holds none of them.
+    let mut fake = Remote::with(20_000, 9);
+    fake.objects.clear();
+    sim.remotes.insert(liar, fake);
+    sim.remotes.insert(honest, Remote::with(300, 3));
+    let t0 = Instant::now();
+    sim.run(t0, Input::PeerReady(liar));
+    sim.run(t0, Input::PeerReady(honest));
+    assert_eq!(
+        sim.finished,
+        vec![(liar, Outcome::CutOff), (honest, Outcome::Reconciled)]
+    );
+    assert_eq!(sim.offenses, vec![liar], "penalized once");
+    // We asked the liar for little more than the cap before cutting it off: the page that
+    // crossed it and two fetches in flight.
+    let asked_liar = (sim.fetched_ids - 300) as u64;
+    assert!(
+        asked_liar <= UNDELIVERED_IDS_MAX + 3 * FETCH_IDS_MAX as u64,
+        "asked the liar for {asked_liar} ids"
+    );
+    assert_eq!(
+        sim.stored.len(),
+        300,
+        "the honest peer's objects all arrived"
+    );
+    let info = sim.s.info(t0);
+    assert_eq!((info.in_progress, info.to_fetch), (0, 0));
+    assert!(sim.s.wanted.is_empty(), "no id is left reserved");
+}
+
+#[test]
+fn ids_held_here_are_not_counted_against_the_peer() {
+    let mut sim = Sim::new(Vec::new());
+    let a = PeerId::random();
+    sim.remotes.insert(a, Remote::with(5_000, 4));
+    sim.hold = true;
+    let t0 = Instant::now();
+    sim.run(t0, Input::PeerReady(a));
+    // Every fetch finds its ids held already (they came by gossip meanwhile): the driver
+    // says so and answers an empty page itself.
+    for _ in 0..1_000 {
+        if !sim.finished.is_empty() {
+            break;
+        }
+        for input in std::mem::take(&mut sim.held) {
+            let input = match input {
+                Input::Reply {
+                    token,
+                    reply: Ok(SyncResponse::Objects { .. }),
+                } => {
+                    let held = match &sim.s.pending.get(&token) {
+                        Some((_, Pending::Fetch(_, _, ids))) => ids.len(),
+                        _ => 0,
+                    };
+                    sim.run(t0, Input::Held { token, held });
+                    Input::Reply {
+                        token,
+                        reply: Ok(SyncResponse::Objects {
+                            objects: Vec::new(),
+                            next: None,
+                        }),
+                    }
+                }
+                other => other,
+            };
+            sim.run(t0, input);
+        }
+    }
+    assert_eq!(sim.finished, vec![(a, Outcome::Reconciled)]);
 }
 
 #[test]
