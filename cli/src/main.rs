@@ -237,6 +237,10 @@ struct NodeArgs {
     /// deposits are refused with "relay full". Default 1024.
     #[arg(long, value_name = "MIB", requires = "relay")]
     mailbox_cap_mib: Option<u64>,
+    /// On a relay: mirror others' photos only while all photos held take less than this
+    /// many MiB. Default 16384.
+    #[arg(long, value_name = "MIB", requires = "relay")]
+    mirror_cap_mib: Option<u64>,
     /// An address this node is reachable at from outside (repeatable), e.g. the router's
     /// public address with a forwarded port: /ip4/203.0.113.7/tcp/4001.
     #[arg(long, value_name = "MULTIADDR")]
@@ -1262,6 +1266,9 @@ async fn run_node(dir: PathBuf, a: NodeArgs) -> Result<(), CliError> {
     cfg.relay = a.relay;
     if let Some(mib) = a.mailbox_cap_mib {
         cfg.mailbox_cap_bytes = mib.saturating_mul(1024 * 1024);
+    }
+    if let Some(mib) = a.mirror_cap_mib {
+        cfg.mirror_cap_bytes = mib.saturating_mul(1024 * 1024);
     }
     let node = jangteo_node::Node::start(cfg).await.map_err(|e| match e {
         jangteo_node::NodeError::Address(..) => CliError::usage(e.to_string()),

@@ -44,6 +44,10 @@ pub const INDEX_DIR: &str = "index";
 pub const EVENT_QUEUE: usize = 1024;
 /// How often expired listings are pruned from the store.
 pub const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+/// On a relay, by default: photos are mirrored while all photos held take less than 16 GiB
+/// (`--mirror-cap-mib`); past it, listings' photos stay with their sellers and other
+/// holders until collection frees room.
+pub const MIRROR_CAP_BYTES: u64 = 16 << 30;
 /// Expired listings are kept this long (so late, older versions are recognized as stale).
 pub const PRUNE_GRACE_MS: u64 = 7 * 24 * 3600 * 1000;
 
@@ -137,6 +141,9 @@ pub struct NodeConfig {
     pub follow: Vec<String>,
     /// On a relay: most sealed bytes held in all mailboxes together.
     pub mailbox_cap_bytes: u64,
+    /// On a relay: photos of others' listings are mirrored only while all photos held take
+    /// less than this.
+    pub mirror_cap_bytes: u64,
     /// Count loopback connections under address and subnet rate limits (tests of those
     /// limits; off by default, since the testnet runs every node on 127.0.0.1).
     pub limit_loopback: bool,
@@ -159,6 +166,7 @@ impl NodeConfig {
             external: Vec::new(),
             follow: Vec::new(),
             mailbox_cap_bytes: services::mailbox::MAILBOX_TOTAL_BYTES_MAX,
+            mirror_cap_bytes: MIRROR_CAP_BYTES,
             limit_loopback: false,
         }
     }
@@ -300,9 +308,12 @@ fn spawn_provide_held(store: Arc<Store>, net: Client) -> JoinHandle<()> {
     })
 }
 
-/// On a relay: fetch the photos of every listing stored, so they stay available.
+/// On a relay: fetch the photos of every listing stored, so they stay available, while the
+/// photos held take less than `cap` bytes.
 fn spawn_mirror(
     mirror: blobs::Blobs,
+    store: Arc<Store>,
+    cap: u64,
     events: &broadcast::Sender<NodeEvent>,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
@@ -313,7 +324,13 @@ fn spawn_mirror(
                 _ = stop.changed() => break,
                 ev = rx.recv() => match ev {
                     Ok(NodeEvent::ListingStored { listing }) => {
-                        mirror.mirror_listing_images(&listing).await;
+                        // One point read of the running counter.
+                        match store.blob_bytes() {
+                            Ok(held) if held >= cap => {
+                                tracing::debug!(held, cap, "photo mirror full; not mirroring");
+                            }
+                            _ => mirror.mirror_listing_images(&listing).await,
+                        }
                     }
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -456,7 +473,13 @@ impl Node {
         tasks.push(tokio::spawn(reputation.clone().run(shutdown_rx.clone())));
         tasks.push(spawn_provide_held(store.clone(), client.clone()));
         if cfg.relay {
-            tasks.push(spawn_mirror(blobs.clone(), &events, shutdown_rx.clone()));
+            tasks.push(spawn_mirror(
+                blobs.clone(),
+                store.clone(),
+                cfg.mirror_cap_bytes,
+                &events,
+                shutdown_rx.clone(),
+            ));
         }
         let token = load_or_create_token(&cfg.data_dir)?;
         let state = api::ApiState {

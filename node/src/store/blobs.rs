@@ -1,16 +1,66 @@
 //! Blobs (images): a manifest and its chunks under the blob's id, read back whole or by
 //! chunk, and collected (with their thumbnails) when no listing held refers to them.
 //!
-//! It stores bytes the blob service verified against their id; it does not check them.
+//! It stores bytes the blob service verified against their id; it does not check them. The
+//! bytes of all blobs held are a running counter in `meta`, written in the same batch as the
+//! blobs (a relay stops mirroring photos past its cap without scanning).
 
 use jangteo_protocol::ObjectId;
 use rocksdb::{IteratorMode, WriteBatch};
 
 use crate::error::StoreError;
 
-use super::{CF_BLOBS, CF_THUMBS, Store};
+use super::{CF_BLOBS, CF_META, CF_THUMBS, Store};
+
+/// Meta key of the bytes of all blobs held (8, BE).
+const BLOB_BYTES_KEY: &[u8] = b"blobs/bytes";
+/// Meta marker: the blob byte counter was built.
+const BLOB_BYTES_BUILT: &[u8] = b"blobs/bytes/v1";
+
+/// The size a stored manifest names; 0 if it does not decode.
+fn manifest_size(id: &[u8], manifest: &[u8]) -> u64 {
+    let Ok(id) = <[u8; 32]>::try_from(id) else {
+        return 0;
+    };
+    jangteo_protocol::blob::Manifest::decode_for(&ObjectId(id), manifest).map_or(0, |m| m.size)
+}
 
 impl Store {
+    /// Bytes of all blobs held (the running counter).
+    pub fn blob_bytes(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_META)?, BLOB_BYTES_KEY)?
+            .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    fn set_blob_bytes(&self, batch: &mut WriteBatch, bytes: u64) -> Result<(), StoreError> {
+        batch.put_cf(self.cf(CF_META)?, BLOB_BYTES_KEY, bytes.to_be_bytes());
+        Ok(())
+    }
+
+    /// Builds the blob byte counter once, for a store written before it existed.
+    pub(super) fn build_blob_bytes(&self) -> Result<(), StoreError> {
+        let meta = self.cf(CF_META)?;
+        if self.db.get_cf(meta, BLOB_BYTES_BUILT)?.is_some() {
+            return Ok(());
+        }
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut total = 0;
+        for item in self.db.iterator_cf(self.cf(CF_BLOBS)?, IteratorMode::Start) {
+            let (k, v) = item?;
+            if k.len() == 36 && k[32..] == [0xff; 4] {
+                total += manifest_size(&k[..32], &v);
+            }
+        }
+        let mut batch = WriteBatch::default();
+        self.set_blob_bytes(&mut batch, total)?;
+        batch.put_cf(meta, BLOB_BYTES_BUILT, b"1");
+        self.write(batch, true)
+    }
+
     fn blob_key(id: &ObjectId, part: u32) -> [u8; 36] {
         let mut k = [0u8; 36];
         k[..32].copy_from_slice(&id.0);
@@ -35,11 +85,17 @@ impl Store {
             return Err(StoreError::Corrupt("blob chunks do not match the manifest"));
         }
         let cf = self.cf(CF_BLOBS)?;
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        if self.blob_manifest(&id)?.is_some() {
+            return Ok(id);
+        }
         let mut batch = WriteBatch::default();
         for (i, c) in chunks.iter().enumerate() {
             batch.put_cf(cf, Self::blob_key(&id, i as u32), c);
         }
         batch.put_cf(cf, Self::blob_key(&id, u32::MAX), manifest.encode());
+        let total = self.blob_bytes()?.saturating_add(manifest.size);
+        self.set_blob_bytes(&mut batch, total)?;
         self.write(batch, true)?;
         Ok(id)
     }
@@ -118,8 +174,9 @@ impl Store {
         let mut n = 0;
         // Blobs that stay, whole: only they may keep thumbnails.
         let mut kept: std::collections::HashSet<[u8; 32]> = std::collections::HashSet::new();
+        let mut freed = 0;
         for item in self.db.iterator_cf(cf, IteratorMode::Start) {
-            let (k, _) = item?;
+            let (k, v) = item?;
             if k.len() != 36 {
                 continue;
             }
@@ -128,6 +185,7 @@ impl Store {
             if !referenced.contains(&id) {
                 if k[32..] == [0xff; 4] {
                     n += 1;
+                    freed += manifest_size(&id, &v);
                 }
                 batch.delete_cf(cf, &k);
             } else if k[32..] == [0xff; 4] {
@@ -144,6 +202,12 @@ impl Store {
             }
         }
         if !batch.is_empty() {
+            // The scan ran without the lock; the counter is read and written under it.
+            let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+            if n > 0 {
+                let total = self.blob_bytes()?.saturating_sub(freed);
+                self.set_blob_bytes(&mut batch, total)?;
+            }
             self.write(batch, false)?;
         }
         Ok(n)
@@ -160,5 +224,30 @@ impl Store {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_BLOBS)?, Self::blob_key(id, index), bytes);
         self.write(batch, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_blob_byte_counter_follows_puts_and_collection_and_survives_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = vec![7u8; 300_000];
+        let m = jangteo_protocol::blob::Manifest::of(&data).expect("manifest");
+        let chunk = jangteo_protocol::blob::CHUNK_BYTES;
+        let chunks: Vec<Vec<u8>> = data.chunks(chunk).map(<[u8]>::to_vec).collect();
+        {
+            let store = Store::open(dir.path()).expect("open");
+            assert_eq!(store.blob_bytes().expect("bytes"), 0);
+            store.put_blob(&m, &chunks).expect("put");
+            store.put_blob(&m, &chunks).expect("put again");
+            assert_eq!(store.blob_bytes().expect("bytes"), 300_000, "counted once");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(store.blob_bytes().expect("bytes"), 300_000);
+        assert_eq!(store.gc_blobs(&Default::default()).expect("gc"), 1);
+        assert_eq!(store.blob_bytes().expect("bytes"), 0);
     }
 }

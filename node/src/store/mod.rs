@@ -137,6 +137,7 @@ impl Store {
         }
         store.migrate_trade_messages()?;
         store.build_mailbox_counters()?;
+        store.build_blob_bytes()?;
         Ok(store)
     }
 
