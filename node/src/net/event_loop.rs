@@ -1,8 +1,9 @@
 //! The swarm task: one `select!` over shutdown, housekeeping, commands and swarm events,
 //! and the routing of each event to whoever handles it.
 //!
-//! It keeps only in-memory state (connected peers, pending outbound requests, rate counters,
-//! offenses and bans, relays). It never reads or writes the store and never checks a
+//! It keeps only in-memory state (connected peers and where they connect from, pending
+//! outbound requests, rate counters per peer, address and subnet, offenses, bans and the
+//! penalties bans leave on addresses, per-peer shares of the inbound queues, relays). It never reads or writes the store and never checks a
 //! signature: inbound requests go to their service through bounded queues (a full queue is
 //! answered "busy" here), gossip goes to validation and its verdict comes back as a command.
 
