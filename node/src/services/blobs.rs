@@ -184,6 +184,8 @@ impl Blobs {
                     .network
                     .respond(Response::Blob(req.channel, response))
                     .await;
+                // The peer's place in the queue is free once it is answered.
+                drop(req.slot);
             }
         })
         .await;
