@@ -362,6 +362,9 @@ fn a_hostile_title_from_another_node_renders_as_text() {
         format!("/listing/{}", posted.id),
         "/".to_owned(),
         "/search?q=alert".to_owned(),
+        // Typed as people type, parentheses and all: not the query language, still found.
+        "/search?q=alert(1)".to_owned(),
+        "/search?q=%3Cscript%3Ealert(1)".to_owned(),
     ] {
         let a = b.get(&path);
         assert_eq!(a.status, 200, "{path}");

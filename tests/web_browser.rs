@@ -12,9 +12,11 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::{json_as, start_node, tcp_addr, wait_for};
-use jangteo_node::api::types::{StatusView, UiUrl};
+use jangteo_node::api::types::{ListingRef, StatusView, UiUrl};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// The title and description of the hostile listing (the same text as in `market.py`).
+const HOSTILE: &str = "<script>alert(1)</script><img src=x onerror=alert(2)>";
 
 fn venv_python() -> PathBuf {
     let venv = std::env::var_os("JANGTEO_VENV")
@@ -64,6 +66,21 @@ fn a_trade_from_posting_to_rating_happens_entirely_in_real_browsers() {
     let seller: UiUrl = json_as(&sdir, &["ui", "--no-open"]);
     let buyer: UiUrl = json_as(&bdir, &["ui", "--no-open"]);
     let third: UiUrl = json_as(&tdir, &["ui", "--no-open"]);
+    // A hostile listing from the third node, which the seller's page must show as text.
+    let hostile: ListingRef = json_as(
+        &tdir,
+        &[
+            "post",
+            "--title",
+            HOSTILE,
+            "--description",
+            HOSTILE,
+            "--price",
+            "1000",
+            "--currency",
+            "KRW",
+        ],
+    );
     let shots = std::env::var_os("JANGTEO_SCREENSHOTS")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -75,6 +92,7 @@ fn a_trade_from_posting_to_rating_happens_entirely_in_real_browsers() {
         .arg(&buyer.url)
         .arg(&third.url)
         .arg(&sid.peer_id)
+        .arg(&hostile.id)
         .arg(&shots)
         .env("PYTHONUNBUFFERED", "1")
         .output()

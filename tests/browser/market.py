@@ -1,6 +1,7 @@
 """A seller and a buyer use the web page of their own nodes in a real Chromium (Playwright).
 
-Called by tests/web_browser.rs with: SELLER_URL BUYER_URL THIRD_URL SELLER_PEER SHOTS_DIR.
+Called by tests/web_browser.rs with: SELLER_URL BUYER_URL THIRD_URL SELLER_PEER HOSTILE_ID
+SHOTS_DIR (HOSTILE_ID: a listing the third node posted with script in its title).
 The URLs are `jangteo ui --no-open --json` login links of three connected nodes. The seller
 posts a Korean listing with two photos, reordered; the buyer finds it with a Korean query, sees the photo
 (naturalWidth > 0), opens it and makes an offer; the offer appears on the seller's open
@@ -34,6 +35,7 @@ ARGS = [
 ]
 TIMEOUT_MS = 30_000
 TITLE = "중고 자전거를 팝니다 (삼천리 26인치)"
+HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 REVIEW = "친절하고 자전거 상태도 설명 그대로였어요"
 
 
@@ -120,7 +122,7 @@ def no_script_ran(page):
 
 
 def main():
-    seller_url, buyer_url, third_url, seller_peer, shots = sys.argv[1:6]
+    seller_url, buyer_url, third_url, seller_peer, hostile_id, shots = sys.argv[1:7]
     os.makedirs(shots, exist_ok=True)
     folder = tempfile.mkdtemp(prefix="jangteo-photo-")
     photo = [os.path.join(folder, "bike.png"), os.path.join(folder, "wheel.png")]
@@ -131,7 +133,7 @@ def main():
 
     with sync_playwright() as p:
         try:
-            flow(p, seller_url, buyer_url, third_url, seller_peer, shots, photo)
+            flow(p, seller_url, buyer_url, third_url, seller_peer, hostile_id, shots, photo)
         except BaseException:
             capture(shots)
             raise
@@ -150,7 +152,7 @@ def capture(shots):
                 print("no screenshot of", name, e, flush=True)
 
 
-def flow(p, seller_url, buyer_url, third_url, seller_peer, shots, photo):
+def flow(p, seller_url, buyer_url, third_url, seller_peer, hostile_id, shots, photo):
     if True:
         # --- the seller, on a desktop -------------------------------------------------
         seller = browser(p, {"width": 1280, "height": 860}, "seller")
@@ -312,6 +314,21 @@ def flow(p, seller_url, buyer_url, third_url, seller_peer, shots, photo):
         expect(card.locator(".badge")).to_have_text("Sold")
         image_loaded(page, ".card img")
         shot(page, shots, "16-seller-mine-en")
+        assert not errors, errors
+
+        # A listing from another node titled with script and an image that runs script when
+        # it fails: opened, shown as text, and nothing runs (no dialog, no error).
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while True:
+            answer = page.goto(base + f"/listing/{hostile_id}")
+            if answer.status == 200:
+                break
+            assert time.monotonic() < deadline, "the hostile listing never reached the seller"
+            page.wait_for_timeout(250)
+        expect(page.locator("h1")).to_have_text(HOSTILE)
+        expect(page.locator(".description")).to_have_text(HOSTILE)
+        assert page.locator("main script, main img[src=x]").count() == 0
+        shot(page, shots, "18-hostile-listing")
         assert not errors, errors
 
         third.close()

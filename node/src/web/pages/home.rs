@@ -71,6 +71,38 @@ impl SyncBadge {
     }
 }
 
+/// Runs a search for what a person typed. The search box is not a query language: when the
+/// text does not parse as one (`아이폰 (128GB)`, `alert(1)`, an unbalanced quote), the words
+/// alone are searched instead of refusing. (The API and CLI keep refusing such a query.)
+pub async fn search_as_typed(
+    w: &WebState,
+    q: SearchQuery,
+) -> Result<Vec<ListingView>, ListingError> {
+    match run_search(w, q.clone()).await {
+        Err(ListingError::BadQuery(m)) if q.q.is_some() => {
+            let words: String =
+                q.q.as_deref()
+                    .unwrap_or("")
+                    .chars()
+                    .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+                    .collect();
+            let words = words.split_whitespace().collect::<Vec<_>>().join(" ");
+            if words.is_empty() {
+                return Err(ListingError::BadQuery(m));
+            }
+            run_search(
+                w,
+                SearchQuery {
+                    q: Some(words),
+                    ..q
+                },
+            )
+            .await
+        }
+        other => other,
+    }
+}
+
 /// Runs a search with each seller's trust added (blocking work off the async task).
 pub async fn run_search(w: &WebState, q: SearchQuery) -> Result<Vec<ListingView>, ListingError> {
     let (r, l) = (w.api.reputation.clone(), w.api.listings.clone());
@@ -89,16 +121,11 @@ struct HomeTemplate {
 }
 
 /// `GET /`.
-pub async fn home(
-    State(w): State<WebState>,
-    page: Page,
-    headers: axum::http::HeaderMap,
-) -> Response {
+pub async fn home(State(w): State<WebState>, page: Page) -> Response {
     let t = page.t;
     let info = w.api.network.info().await.ok();
     let q = SearchQuery {
         limit: Some(HOME_LISTINGS),
-        near: super::settings::near_of(&headers),
         sort: Some("recent".into()),
         ..Default::default()
     };
@@ -188,6 +215,9 @@ impl SearchForm {
             s @ ("relevance" | "recent" | "price" | "price-desc" | "trust") => Some(s.to_owned()),
             _ => None,
         };
+        // My location narrows the search only when a distance is asked for: a search near a
+        // place leaves out listings that name no place.
+        let near = near.filter(|_| radius_km.is_some());
         Ok(SearchQuery {
             q: some(&self.q),
             category: some(&self.category),
@@ -256,7 +286,7 @@ pub async fn search(
     let has_location = near.is_some();
     let (cards, has_next, error) = match f.query(t, near) {
         Err(msg) => (Vec::new(), false, Some(msg)),
-        Ok(q) => match run_search(&w, q).await {
+        Ok(q) => match search_as_typed(&w, q).await {
             Ok(mut v) => {
                 let more = v.len() > PAGE_SIZE;
                 v.truncate(PAGE_SIZE);
