@@ -1,9 +1,10 @@
-//! The web page's words: one [`Messages`] table per language ([`en`], [`ko`]), chosen from
+//! The web page's words: one [`Messages`] table per language ([`en`], [`ko`], [`ja`]), chosen from
 //! the `jangteo_lang` cookie or the browser's `Accept-Language`. Every string a page shows
 //! comes from here; templates and handlers hold none. A message may name placeholders
 //! (`{n}`), filled by [`fill`]. A key missing from one language does not compile.
 
 mod en;
+mod ja;
 mod ko;
 
 /// Declares [`Messages`]: one `&'static str` field per key, and the list of them.
@@ -28,7 +29,7 @@ macro_rules! messages {
 }
 
 messages! {
-    lang_code, app_name, tagline, other_language, other_language_code, skip_to_content,
+    lang_code, app_name, tagline, lang_name, language_change, skip_to_content,
     nav_home, nav_post, nav_mine, nav_trades, nav_logout, nav_menu,
     search_label, search_placeholder, search_button, categories_label, all_categories,
     cat_general, cat_digital, cat_appliances, cat_furniture, cat_home, cat_kids, cat_fashion,
@@ -74,6 +75,7 @@ messages! {
 }
 
 pub use en::EN;
+pub use ja::JA;
 pub use ko::KO;
 
 /// A language of the page.
@@ -83,25 +85,32 @@ pub enum Lang {
     En,
     /// Korean.
     Ko,
+    /// Japanese.
+    Ja,
 }
 
 /// Name of the cookie holding the chosen language.
 pub const LANG_COOKIE: &str = "jangteo_lang";
 
 impl Lang {
+    /// Every language of the page, in the order the language menu lists them.
+    pub const ALL: [Lang; 3] = [Lang::Ko, Lang::En, Lang::Ja];
+
     /// The language's messages.
     pub fn messages(self) -> &'static Messages {
         match self {
             Lang::En => &EN,
             Lang::Ko => &KO,
+            Lang::Ja => &JA,
         }
     }
 
-    /// From a code (`en`, `ko`).
+    /// From a code (`en`, `ko`, `ja`).
     pub fn from_code(code: &str) -> Option<Lang> {
         match code.trim().to_ascii_lowercase().as_str() {
             "en" => Some(Lang::En),
             "ko" => Some(Lang::Ko),
+            "ja" => Some(Lang::Ja),
             _ => None,
         }
     }
@@ -262,23 +271,46 @@ mod tests {
     }
 
     #[test]
-    fn both_languages_have_the_same_keys_and_placeholders_and_no_empty_message() {
-        let (en, ko) = (EN.entries(), KO.entries());
+    fn every_language_has_the_same_keys_and_placeholders_and_no_empty_message() {
+        let en = EN.entries();
         let en_keys: Vec<_> = en.iter().map(|(k, _)| *k).collect();
-        let ko_keys: Vec<_> = ko.iter().map(|(k, _)| *k).collect();
-        assert_eq!(en_keys, ko_keys);
-        for ((k, e), (_, o)) in en.iter().zip(&ko) {
-            assert!(!e.trim().is_empty(), "en.{k} is empty");
-            assert!(!o.trim().is_empty(), "ko.{k} is empty");
-            assert_eq!(placeholders(e), placeholders(o), "placeholders of {k}");
+        for lang in Lang::ALL {
+            let table = lang.messages().entries();
+            let keys: Vec<_> = table.iter().map(|(k, _)| *k).collect();
+            assert_eq!(keys, en_keys, "keys of {lang:?}");
+            for ((k, e), (_, m)) in en.iter().zip(&table) {
+                assert!(!m.trim().is_empty(), "{lang:?}.{k} is empty");
+                assert_eq!(
+                    placeholders(m),
+                    placeholders(e),
+                    "placeholders of {k} in {lang:?}: {m:?} against {e:?}"
+                );
+            }
+            assert_eq!(Lang::from_code(lang.code()), Some(lang));
         }
         assert_eq!(EN.lang_code, "en");
         assert_eq!(KO.lang_code, "ko");
+        assert_eq!(JA.lang_code, "ja");
+        let names: BTreeSet<_> = Lang::ALL.iter().map(|l| l.messages().lang_name).collect();
+        assert_eq!(
+            names.len(),
+            Lang::ALL.len(),
+            "every language has its own name"
+        );
+    }
+
+    #[test]
+    fn placeholders_are_found() {
+        assert_eq!(
+            placeholders("{peers} peers, {fetch} to {fetch}"),
+            BTreeSet::from(["fetch".to_owned(), "peers".to_owned()])
+        );
+        assert!(placeholders("no braces").is_empty());
     }
 
     #[test]
     fn every_category_and_condition_has_a_name() {
-        for lang in [Lang::En, Lang::Ko] {
+        for lang in Lang::ALL {
             let t = lang.messages();
             for c in jangteo_protocol::listing::CATEGORIES {
                 assert_ne!(t.category(c), c, "{c} in {lang:?}");
@@ -303,6 +335,22 @@ mod tests {
         assert_eq!(Lang::from_accept_language("fr"), Lang::En);
         assert_eq!(Lang::from_accept_language(""), Lang::En);
         assert_eq!(Lang::from_accept_language("en;q=0.2, ko;q=0.7"), Lang::Ko);
+        assert_eq!(
+            Lang::from_accept_language("ja-JP,ja;q=0.9,en;q=0.8"),
+            Lang::Ja
+        );
+        assert_eq!(Lang::from_accept_language("ja"), Lang::Ja);
+        assert_eq!(Lang::from_accept_language("ko-KR,ja;q=0.5"), Lang::Ko);
+        assert_eq!(Lang::from_accept_language("fr, ja;q=0.3"), Lang::Ja);
+    }
+
+    #[test]
+    fn codes_name_the_languages() {
+        assert_eq!(Lang::from_code("ja"), Some(Lang::Ja));
+        assert_eq!(Lang::from_code(" JA "), Some(Lang::Ja));
+        assert_eq!(Lang::from_code("ja-JP"), None);
+        assert_eq!(Lang::from_code("fr"), None);
+        assert_eq!(Lang::Ja.code(), "ja");
     }
 
     #[test]

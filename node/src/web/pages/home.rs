@@ -395,6 +395,7 @@ pub async fn mine(State(w): State<WebState>, page: Page) -> Response {
 mod tests {
     use super::*;
     use crate::web::i18n::EN;
+    use crate::web::pages::language_choices;
 
     #[test]
     fn text_from_the_network_is_escaped_everywhere_on_the_page() {
@@ -407,6 +408,7 @@ mod tests {
             q: hostile.into(),
             here: format!("/search?q={hostile}"),
             categories: category_choices(t, ""),
+            languages: language_choices(t),
             nav: "home",
         };
         let card = Card {

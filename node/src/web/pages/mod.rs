@@ -105,6 +105,8 @@ pub struct Chrome {
     pub here: String,
     /// The category menu.
     pub categories: Vec<Choice>,
+    /// The language menu: each language's code and own name, the page's one selected.
+    pub languages: Vec<Choice>,
     /// Which menu entry is current: home, post, mine, trades.
     pub nav: &'static str,
 }
@@ -119,6 +121,7 @@ impl Chrome {
             q: String::new(),
             here: page.here.clone(),
             categories: category_choices(page.t, ""),
+            languages: language_choices(page.t),
             nav,
         }
     }
@@ -132,6 +135,18 @@ pub fn category_choices(t: &Messages, selected: &str) -> Vec<Choice> {
             key: (*c).to_owned(),
             name: t.category(c),
             selected: *c == selected,
+        })
+        .collect()
+}
+
+/// The languages as menu choices: code, name in that language, the page's language selected.
+pub fn language_choices(t: &Messages) -> Vec<Choice> {
+    Lang::ALL
+        .iter()
+        .map(|l| Choice {
+            key: l.code().to_owned(),
+            name: l.messages().lang_name.to_owned(),
+            selected: l.code() == t.lang_code,
         })
         .collect()
 }
