@@ -262,6 +262,70 @@ fn the_page_opens_only_with_a_one_time_code_at_its_own_address() {
         a.header("set-cookie")
             .is_some_and(|c| c.contains("jangteo_lang=ko"))
     );
+
+    // The header's language menu: a labelled select of the three languages, each named in
+    // its own language, the page's own selected, sent with the session's token.
+    let page = b.get("/network");
+    assert!(page.body.contains(r#"<html lang="en">"#), "{}", page.body);
+    for part in [
+        r#"<label class="sr" for="lang-to">Language</label>"#,
+        r#"<select id="lang-to" name="to">"#,
+        r#"<option value="ko" lang="ko">한국어</option>"#,
+        r#"<option value="en" lang="en" selected>English</option>"#,
+        r#"<option value="ja" lang="ja">日本語</option>"#,
+        r#"<button type="submit" class="link">Change</button>"#,
+        r#"<input type="hidden" name="next" value="/network">"#,
+    ] {
+        assert!(page.body.contains(part), "{part} in {}", page.body);
+    }
+    assert!(
+        page.body
+            .contains(&format!(r#"name="csrf" value="{}""#, b.csrf))
+    );
+    let a = b.post_form(
+        "/lang",
+        Some(&b.own_origin()),
+        &format!("csrf={}&to=ja&next=/network", b.csrf),
+    );
+    assert_eq!(a.status, 303, "{}", a.body);
+    assert_eq!(a.header("location"), Some("/network"));
+    let set = a
+        .header("set-cookie")
+        .expect("a language cookie")
+        .to_owned();
+    assert!(set.starts_with("jangteo_lang=ja;"), "{set}");
+    let ja = Browser {
+        addr: b.addr.clone(),
+        cookie: format!("{}; jangteo_lang=ja", b.cookie),
+        csrf: b.csrf.clone(),
+    };
+    let page = ja.get("/network");
+    assert!(page.body.contains(r#"<html lang="ja">"#), "{}", page.body);
+    assert!(page.body.contains("<h1>ネットワーク</h1>"), "{}", page.body);
+    assert!(
+        page.body
+            .contains(r#"<option value="ja" lang="ja" selected>日本語</option>"#)
+    );
+    let settings = ja.get("/settings");
+    for code in ["ko", "en", "ja"] {
+        assert!(
+            settings
+                .body
+                .contains(&format!(r#"name="to" value="{code}" lang="{code}""#)),
+            "{code} in {}",
+            settings.body
+        );
+    }
+    // With no cookie, a browser asking for Japanese gets it.
+    let page = http(
+        &b.addr,
+        &format!(
+            "GET /network HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nAccept-Language: ja-JP,ja;q=0.9,en;q=0.8",
+            b.addr, b.cookie
+        ),
+        b"",
+    );
+    assert!(page.body.contains(r#"<html lang="ja">"#), "{}", page.body);
     // Offers are refused the same way.
     let a = b.post_form(
         &format!("/listing/{}/offer", "ab".repeat(32)),

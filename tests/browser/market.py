@@ -9,7 +9,8 @@ trades page without a reload; the seller accepts, which the buyer's open trade p
 without a reload;
 the buyer pays, the seller ships, the buyer confirms receipt and rates the seller; the third
 node's page of the seller shows the review. The seller saves a location in settings and
-looks at the network page; the pages switch to English. A screenshot of each page goes to
+looks at the network page; the pages switch to English with the header's language menu, then
+to Japanese with the keyboard alone. A screenshot of each page goes to
 SHOTS_DIR; on failure, of every open page too. Any failure raises, so the process exits
 non-zero.
 """
@@ -306,7 +307,9 @@ def flow(p, seller_url, buyer_url, third_url, seller_peer, hostile_id, shots, ph
         expect(page.locator("h1")).to_have_text("네트워크")
         expect(page.locator(".plain li").first).to_be_visible()
         shot(page, shots, "15-seller-network")
-        page.get_by_role("button", name="English").first.click()
+        page.select_option("#lang-to", "en")
+        page.get_by_role("button", name="변경").click()
+        expect(page.locator("html")).to_have_attribute("lang", "en")
         expect(page.locator("h1")).to_have_text("Network")
         # Sold out through a trade that completed: the listing shows as sold on my list.
         page.goto(base + "/mine")
@@ -329,6 +332,21 @@ def flow(p, seller_url, buyer_url, third_url, seller_peer, hostile_id, shots, ph
         expect(page.locator(".description")).to_have_text(HOSTILE)
         assert page.locator("main script, main img[src=x]").count() == 0
         shot(page, shots, "18-hostile-listing")
+        assert not errors, errors
+
+        # --- the network page in Japanese, chosen with the keyboard alone ---------------
+        page.goto(base + "/network")
+        menu = page.get_by_label("Language")
+        expect(menu).to_have_value("en")
+        menu.focus()
+        menu.select_option("ja")
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("button", name="Change")).to_be_focused()
+        page.keyboard.press("Enter")
+        expect(page.locator("html")).to_have_attribute("lang", "ja")
+        expect(page.locator("h1")).to_have_text("ネットワーク")
+        expect(page.locator("#lang-to")).to_have_value("ja")
+        shot(page, shots, "17-network-ja")
         assert not errors, errors
 
         third.close()
