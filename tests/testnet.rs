@@ -125,3 +125,51 @@ async fn node_processes_in_network_namespaces_behind_netem_delay() {
         "bridge left behind"
     );
 }
+
+/// Issue 13's `web-bench` on a tiny market (the 100 000-listing run is by hand,
+/// BENCHMARKS.md): the scenario still imports, logs in, measures, and its report is sane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_page_benchmark_runs_on_a_small_market() {
+    use jangteo_testnet::web_bench;
+    let cfg = web_bench::Config {
+        listings: 200,
+        requests: 5,
+        warmup: 1,
+        photos: 2,
+        photo_every: 3,
+        seed: 1,
+    };
+    let r = web_bench::run(bin(), &cfg).await.expect("web-bench");
+    println!("{}", web_bench::human(&r));
+    assert_eq!(r["listings"], 200);
+    assert!(r["import_s"].as_f64().expect("import_s") > 0.0, "{r}");
+    let pages = r["pages"].as_array().expect("pages");
+    assert_eq!(pages.len(), web_bench::pages().len());
+    for p in pages {
+        assert!(p["p95_ms"].as_f64().expect("p95") > 0.0, "{p}");
+        assert!(p["p50_ms"].as_f64() <= p["p95_ms"].as_f64(), "{p}");
+        assert!(p["html_bytes"].as_u64().expect("html") > 1000, "{p}");
+        assert!(
+            p["weight_bytes"].as_u64() > p["html_bytes"].as_u64(),
+            "CSS and JS count: {p}"
+        );
+    }
+    // The home page shows the newest listings, a third of them with a photo.
+    assert_eq!(pages[0]["cards"], 24, "{}", pages[0]);
+    assert!(
+        pages[0]["thumbs"].as_u64().expect("thumbs") > 0,
+        "{}",
+        pages[0]
+    );
+    assert!(r["css_bytes"].as_u64().expect("css") > 0);
+    assert!(r["js_bytes"].as_u64().expect("js") > 0);
+    let th = &r["thumbs"];
+    assert_eq!(th["distinct"], 2, "{th}");
+    assert!(th["min_bytes"].as_u64().expect("min") > 1000, "{th}");
+    assert!(
+        th["max_bytes"].as_u64().expect("max") < web_bench::targets::THUMB_BYTES,
+        "{th}"
+    );
+    assert!(th["first"]["max_ms"].as_f64().expect("first") > 0.0, "{th}");
+    assert!(r["node_rss_mib"].as_f64().expect("rss") > 1.0, "{r}");
+}

@@ -13,6 +13,7 @@ pub mod plot;
 pub mod procs;
 pub mod scenarios;
 pub mod search_bench;
+pub mod web_bench;
 
 use std::time::{Duration, Instant};
 

@@ -11,7 +11,9 @@ use jangteo_node::NodeEvent;
 use jangteo_node::services::listings::NewListing;
 use jangteo_testnet::netns::Netem;
 use jangteo_testnet::procs::{self, jangteo_bin};
-use jangteo_testnet::{Cluster, Topology, abuse, plot, scenarios, search_bench, wait_event};
+use jangteo_testnet::{
+    Cluster, Topology, abuse, plot, scenarios, search_bench, wait_event, web_bench,
+};
 use serde_json::Value;
 
 /// Scenarios over many jangteo nodes on this machine.
@@ -178,6 +180,28 @@ enum Scenario {
         /// Queries to time (a mix of text, filters, distance and sorts).
         #[arg(long, default_value_t = 2_000)]
         queries: usize,
+        /// Seed of the generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// The web page of a node process with a market in its store: server time of the home
+    /// and search pages, page weight, thumbnails (listings imported with `jangteo import`).
+    WebBench {
+        /// Listings in the store (Korean, Japanese, English and mixed titles).
+        #[arg(long, default_value_t = 100_000)]
+        listings: usize,
+        /// Timed requests of each page.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// Untimed requests of each page before them.
+        #[arg(long, default_value_t = 10)]
+        warmup: usize,
+        /// Distinct photos (1600 x 1200 JPEG).
+        #[arg(long, default_value_t = 8)]
+        photos: usize,
+        /// One listing in this many names a photo (0: none).
+        #[arg(long, default_value_t = 3)]
+        photo_every: usize,
         /// Seed of the generator.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -374,6 +398,29 @@ async fn run(command: Scenario, json: bool) -> Result<()> {
             idle_secs,
             pace_ms,
         } => abuse_scenario(keys, offers, after_secs, idle_secs, pace_ms, json).await?,
+        Scenario::WebBench {
+            listings,
+            requests,
+            warmup,
+            photos,
+            photo_every,
+            seed,
+        } => {
+            let cfg = web_bench::Config {
+                listings,
+                requests,
+                warmup,
+                photos,
+                photo_every,
+                seed,
+            };
+            let r = web_bench::run(jangteo_bin()?, &cfg).await?;
+            if json {
+                println!("{r}");
+            } else {
+                print!("{}", web_bench::human(&r));
+            }
+        }
         Scenario::Memory { listings, seed } => {
             let r = jangteo_testnet::memory::run(jangteo_bin()?, listings, seed).await?;
             print(json, "memory", &r);

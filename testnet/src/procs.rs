@@ -148,6 +148,35 @@ impl Api {
             .with_context(|| format!("{what}: 404"))
     }
 
+    /// POST raw `bytes` (`application/octet-stream`) to `path`, the answer decoded as `T`;
+    /// fails unless the node answers 2xx.
+    pub async fn post_bytes<T: DeserializeOwned>(&self, path: &str, bytes: &[u8]) -> Result<T> {
+        let what = format!("POST {path}");
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(bytes.to_vec());
+        self.send(req, &what)
+            .await?
+            .with_context(|| format!("{what}: 404"))
+    }
+
+    /// `http://ADDR` of the node's API and web page.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The API token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The HTTP client (no proxy, [`REQUEST_TIMEOUT`] per request).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// GET `path`, with 404 an error too.
     async fn get_found<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.get(path)
