@@ -172,4 +172,8 @@ async fn the_web_page_benchmark_runs_on_a_small_market() {
     );
     assert!(th["first"]["max_ms"].as_f64().expect("first") > 0.0, "{th}");
     assert!(r["node_rss_mib"].as_f64().expect("rss") > 1.0, "{r}");
+    assert!(
+        r["node_rss_restarted_mib"].as_f64().expect("rss") > 1.0,
+        "{r}"
+    );
 }

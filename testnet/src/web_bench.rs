@@ -16,7 +16,8 @@
 //! this is the server's time plus well under a millisecond). Page weight is the HTML, the
 //! CSS and the script as served (the node does not compress), photos left out. Every
 //! distinct thumbnail on those pages is fetched once (the node makes it: uncached) and
-//! then again from the node's thumbnail cache.
+//! then again from the node's thumbnail cache. Last, the node's RSS: after the run, and
+//! once more after it was started again on the same data folder and served every page.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -515,6 +516,22 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Value> {
     let pid = net.nodes[0].pid().context("the node stopped")?;
     let rss = proc_status_kb(pid, "VmRSS:").unwrap_or(0) * 1024;
     let hwm = proc_status_kb(pid, "VmHWM:").unwrap_or(0) * 1024;
+
+    // The same node started again on its data folder (as after a reboot, not after a bulk
+    // import), every page and thumbnail fetched once more: its RSS then.
+    net.nodes[0].stop().await?;
+    net.launch(0, &[], &[]).await?;
+    let browser = Browser::login(net.nodes[0].api()?).await?;
+    for (_, path) in pages() {
+        for _ in 0..cfg.warmup.max(1) {
+            browser.get_ok(&path).await?;
+        }
+    }
+    for id in &thumbs {
+        browser.get_ok(&format!("/thumb/{id}")).await?;
+    }
+    let pid = net.nodes[0].pid().context("the node stopped")?;
+    let rss_restarted = proc_status_kb(pid, "VmRSS:").unwrap_or(0) * 1024;
     net.shutdown().await?;
 
     let p95_worst = page_reports
@@ -553,6 +570,7 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Value> {
         },
         "node_rss_mib": mib(rss),
         "node_peak_rss_mib": mib(hwm),
+        "node_rss_restarted_mib": mib(rss_restarted),
         "targets": {
             "p95_ms": targets::P95_MS,
             "weight_bytes": targets::WEIGHT_BYTES,
@@ -621,9 +639,10 @@ pub fn human(r: &Value) -> String {
     );
     let _ = writeln!(
         s,
-        "node RSS after the run {:.1} MiB (peak {:.1} MiB); targets met: p95 {}, weight {}, thumbnails {}",
+        "node RSS after the run {:.1} MiB (peak {:.1} MiB), started again and every page fetched {:.1} MiB; targets met: p95 {}, weight {}, thumbnails {}",
         f(&r["node_rss_mib"]),
         f(&r["node_peak_rss_mib"]),
+        f(&r["node_rss_restarted_mib"]),
         r["targets"]["p95_met"],
         r["targets"]["weight_met"],
         r["targets"]["thumb_met"]
