@@ -134,9 +134,9 @@ pub fn photo(seed: u64, width: u32, height: u32) -> Result<Vec<u8>> {
             }
         }
         let texture = 10.0 * (xf * fx).sin() * (yf * fy).cos() + 6.0 * ((xf + yf) * 0.31).sin();
-        for k in 0..3 {
+        for v in &mut c {
             let noise: f32 = rng.gen_range(-7.0..7.0);
-            c[k] = (c[k] + texture + noise).clamp(0.0, 255.0);
+            *v = (*v + texture + noise).clamp(0.0, 255.0);
         }
         *px = image::Rgb([c[0] as u8, c[1] as u8, c[2] as u8]);
     }
