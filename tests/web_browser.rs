@@ -1,10 +1,13 @@
 //! The web page in a real browser: Debian's Chromium driven by Playwright (both from
-//! `.ci/deps`), against three real `jangteo node` processes connected on loopback. The
-//! seller logs in with `jangteo ui --no-open --json`'s URL and posts a Korean listing with a
-//! photo; the buyer finds it with a Korean query, sees the photo load, opens it and makes an
-//! offer; the seller accepts; both step through to completion and the buyer rates; a third
-//! node's seller page shows the review (`tests/browser/market.py`). Screenshots of every page go to
-//! `$JANGTEO_SCREENSHOTS` (else a temporary folder). A missing browser or Playwright fails.
+//! `.ci/deps`), against four real `jangteo node` processes on loopback: a community relay,
+//! and three people's nodes that know only the relay. The seller logs in with
+//! `jangteo ui --no-open --json`'s URL and posts a Korean listing with two photos; the buyer
+//! finds it with a Korean query, sees the photo load, opens it and makes an offer, which
+//! reaches the seller's open page without a reload; the seller accepts; both step through to
+//! completion and the buyer rates; the third node's seller page shows the review; a hostile
+//! listing from the third node shows as text (`tests/browser/market.py`). Screenshots of
+//! every page go to `$JANGTEO_SCREENSHOTS` (else a temporary folder). A missing browser or
+//! Playwright fails.
 
 mod common;
 
@@ -54,11 +57,15 @@ fn a_trade_from_posting_to_rating_happens_entirely_in_real_browsers() {
         tmp.path().join("buyer"),
         tmp.path().join("third"),
     );
-    let (_seller, sid) = start_node(&sdir, None);
-    let (_buyer, _) = start_node(&bdir, Some(&tcp_addr(&sid)));
-    let (_third, _) = start_node(&tdir, Some(&tcp_addr(&sid)));
-    for dir in [&bdir, &tdir] {
-        wait_for("a node to be connected to the seller", || {
+    // A community relay that everyone knows; the three people know only it.
+    let rdir = tmp.path().join("relay");
+    let (_relay, rid) = common::start_node_with(&rdir, None, &["--relay"]);
+    let relay = tcp_addr(&rid);
+    let (_seller, sid) = start_node(&sdir, Some(&relay));
+    let (_buyer, _) = start_node(&bdir, Some(&relay));
+    let (_third, _) = start_node(&tdir, Some(&relay));
+    for dir in [&sdir, &bdir, &tdir] {
+        wait_for("a node to be connected to the relay", || {
             let s: StatusView = common::json_try_as(dir, &["status"])?;
             (s.peers > 0).then_some(())
         });
@@ -104,9 +111,10 @@ fn a_trade_from_posting_to_rating_happens_entirely_in_real_browsers() {
     );
     assert!(
         out.status.success(),
-        "the browser test failed (see above); node logs: {}, {} and {}",
+        "the browser test failed (see above); node logs: {}, {}, {} and {}",
         sdir.with_extension("log").display(),
         bdir.with_extension("log").display(),
-        tdir.with_extension("log").display()
+        tdir.with_extension("log").display(),
+        rdir.with_extension("log").display()
     );
 }

@@ -315,6 +315,8 @@ def flow(p, seller_url, buyer_url, third_url, seller_peer, hostile_id, shots, ph
         page.goto(base + "/mine")
         card = page.locator(".card", has_text=TITLE)
         expect(card.locator(".badge")).to_have_text("Sold")
+        # The trade on it is listed under the listing, as every offer on my listings is.
+        expect(page.locator(f'.panel a[href="/trade/{trade_id}"]')).to_be_visible()
         image_loaded(page, ".card img")
         shot(page, shots, "16-seller-mine-en")
         assert not errors, errors

@@ -282,4 +282,5 @@ pub const EN: Messages = Messages {
     field_moderators: "Moderators for disputes (peer ids, comma-separated, at most 3, optional)",
     photo_earlier: "Move earlier",
     photo_later: "Move later",
+    mine_offers: "Offers and trades on my listings",
 };

@@ -282,4 +282,5 @@ pub const JA: Messages = Messages {
     field_moderators: "トラブル時の仲裁者（ピアID、カンマ区切りで3人まで、任意）",
     photo_earlier: "前へ移動",
     photo_later: "後ろへ移動",
+    mine_offers: "私の出品へのオファーと取引",
 };

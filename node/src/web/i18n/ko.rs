@@ -282,4 +282,5 @@ pub const KO: Messages = Messages {
     field_moderators: "분쟁 중재자 (피어 ID, 쉼표로 구분, 최대 3명, 선택)",
     photo_earlier: "앞으로",
     photo_later: "뒤로",
+    mine_offers: "내 판매글에 온 제안과 거래",
 };

@@ -356,6 +356,25 @@ pub async fn search(
 struct MineTemplate {
     c: Chrome,
     cards: Vec<Card>,
+    offers: Vec<ListingOffers>,
+}
+
+/// The offers and trades on one of my listings, newest first.
+#[derive(Debug, Clone)]
+pub struct ListingOffers {
+    id: String,
+    title: String,
+    trades: Vec<OfferLine>,
+}
+
+/// One offer or trade on my listing.
+#[derive(Debug, Clone)]
+pub struct OfferLine {
+    id: String,
+    state: &'static str,
+    state_key: &'static str,
+    terms: String,
+    when: String,
 }
 
 /// `GET /mine`: this node's own listings, every status, newest first.
@@ -369,20 +388,66 @@ pub async fn mine(State(w): State<WebState>, page: Page) -> Response {
         ..Default::default()
     };
     let trades = w.api.trades.clone();
-    let reserving = tokio::task::spawn_blocking(move || super::reserving(&trades))
-        .await
-        .unwrap_or_default();
+    let (reserving, selling) = tokio::task::spawn_blocking(move || {
+        let selling: Vec<_> = trades
+            .list()
+            .map(|l| {
+                l.into_iter()
+                    .filter(|s| s.role.as_str() == "seller")
+                    .collect()
+            })
+            .unwrap_or_default();
+        (super::reserving(&trades), selling)
+    })
+    .await
+    .unwrap_or_default();
     match run_search(&w, q).await {
-        Ok(v) => render(
-            StatusCode::OK,
-            &MineTemplate {
-                c: Chrome::new(&page, t.mine_title, "mine"),
-                cards: v
-                    .iter()
-                    .map(|l| Card::new(t, l).reserved_if(t, &reserving))
-                    .collect(),
-            },
-        ),
+        Ok(v) => {
+            let offers = v
+                .iter()
+                .filter_map(|l| {
+                    let mut on: Vec<_> = selling.iter().filter(|s| s.listing == l.id).collect();
+                    if on.is_empty() {
+                        return None;
+                    }
+                    on.sort_by_key(|s| std::cmp::Reverse(s.updated_at));
+                    Some(ListingOffers {
+                        id: l.id.clone(),
+                        title: l.title.clone(),
+                        trades: on
+                            .into_iter()
+                            .map(|s| OfferLine {
+                                id: s.id.clone(),
+                                state: t.trade_state(s.state.as_str()),
+                                state_key: s.state.as_str(),
+                                terms: fill(
+                                    t.trade_terms,
+                                    &[
+                                        ("q", &s.quantity.to_string()),
+                                        (
+                                            "price",
+                                            &crate::web::money::price_text(s.price, &s.currency),
+                                        ),
+                                    ],
+                                ),
+                                when: super::when(t, s.updated_at),
+                            })
+                            .collect(),
+                    })
+                })
+                .collect();
+            render(
+                StatusCode::OK,
+                &MineTemplate {
+                    c: Chrome::new(&page, t.mine_title, "mine"),
+                    cards: v
+                        .iter()
+                        .map(|l| Card::new(t, l).reserved_if(t, &reserving))
+                        .collect(),
+                    offers,
+                },
+            )
+        }
         Err(e) => error_page(
             &page,
             StatusCode::INTERNAL_SERVER_ERROR,
