@@ -199,7 +199,19 @@ async fn a_seller_cannot_rewrite_a_paid_trade_and_the_equivocation_is_proven_eve
         forged.iter().any(|(a2, _)| a2.id() < accept.id()),
         "one forgery wins the old tie-break"
     );
-    for (a2, c) in &forged {
+    // Sent: the first three and the first that wins the old tie-break, at most four. Each
+    // is an offense by the seller, and a node bans a peer after ten (BAN_AFTER_INVALID): all
+    // 64 could close the connection before the last answer, which is not what this tests.
+    let winner = forged
+        .iter()
+        .position(|(a2, _)| a2.id() < accept.id())
+        .expect("a winner");
+    let sent: Vec<&(SignedObject, SignedObject)> = forged
+        .iter()
+        .take(3)
+        .chain(forged.get(winner).filter(|_| winner >= 3))
+        .collect();
+    for (a2, c) in sent {
         match send(seller, buyer, &[&offer_obj, a2, c]).await {
             TradeResponse::Refused(why) => assert!(why.contains("equivocation"), "{why}"),
             other => panic!("the forgery was taken: {other:?}"),
