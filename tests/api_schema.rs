@@ -16,21 +16,7 @@ use jangteo_node::api::types::{ApiAddrFile, ListingRef};
 const MAX_EXAMPLES: &str = "30";
 
 fn schemathesis() -> PathBuf {
-    let venv = std::env::var_os("JANGTEO_VENV")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            dirs::home_dir()
-                .expect("a home directory")
-                .join(".cache/jangteo-venv")
-        });
-    let bin = venv.join("bin/schemathesis");
-    assert!(
-        bin.exists(),
-        "{} is missing: run .ci/deps to prepare the Python venv (JANGTEO_VENV selects another)",
-        bin.display()
-    );
-    bin
+    common::venv_tool("schemathesis")
 }
 
 #[test]

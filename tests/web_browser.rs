@@ -22,20 +22,7 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const HOSTILE: &str = "<script>alert(1)</script><img src=x onerror=alert(2)>";
 
 fn venv_python() -> PathBuf {
-    let venv = std::env::var_os("JANGTEO_VENV")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            dirs::home_dir()
-                .expect("a home directory")
-                .join(".cache/jangteo-venv")
-        });
-    let python = venv.join("bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run .ci/deps to prepare the Python venv (JANGTEO_VENV selects another)",
-        python.display()
-    );
+    let python = common::venv_tool("python");
     let ok = Command::new(&python)
         .args(["-c", "import playwright.sync_api"])
         .status()

@@ -198,3 +198,23 @@ pub fn trade_state_is(dir: &Path, trade: &str, state: TradeStateName) -> TradeVi
         )
     })
 }
+
+/// The Python venv `.ci/deps` prepares (`$JANGTEO_VENV`, else `~/.cache/jangteo-venv`), and
+/// the path of `tool` in its `bin/`, which must exist: a missing tool fails, it never skips.
+pub fn venv_tool(tool: &str) -> PathBuf {
+    let venv = std::env::var_os("JANGTEO_VENV")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            dirs::home_dir()
+                .expect("a home directory")
+                .join(".cache/jangteo-venv")
+        });
+    let bin = venv.join("bin").join(tool);
+    assert!(
+        bin.exists(),
+        "{} is missing: run .ci/deps to prepare the Python venv (JANGTEO_VENV selects another)",
+        bin.display()
+    );
+    bin
+}

@@ -96,14 +96,7 @@ fn edit_page(
     e: EditErrors,
 ) -> Response {
     let t = page.t;
-    let conditions = ["new", "like-new", "good", "fair", "poor"]
-        .iter()
-        .map(|c| Choice {
-            key: (*c).to_owned(),
-            name: t.condition(c),
-            selected: f.condition == *c,
-        })
-        .collect();
+    let conditions = super::condition_choices(t, &f.condition);
     render(
         status,
         &EditTemplate {

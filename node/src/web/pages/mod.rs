@@ -151,6 +151,18 @@ pub fn language_choices(t: &Messages) -> Vec<Choice> {
         .collect()
 }
 
+/// The conditions as menu choices, `selected` marked.
+pub fn condition_choices(t: &Messages, selected: &str) -> Vec<Choice> {
+    ["new", "like-new", "good", "fair", "poor"]
+        .iter()
+        .map(|c| Choice {
+            key: (*c).to_owned(),
+            name: t.condition(c),
+            selected: *c == selected,
+        })
+        .collect()
+}
+
 /// Renders a template into a page answer.
 pub fn render(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {

@@ -105,14 +105,7 @@ struct PostTemplate {
 
 fn post_page(page: &Page, status: StatusCode, d: PostDraft, photos_again: bool) -> Response {
     let t = page.t;
-    let conditions = ["new", "like-new", "good", "fair", "poor"]
-        .iter()
-        .map(|c| Choice {
-            key: (*c).to_owned(),
-            name: t.condition(c),
-            selected: d.condition == *c,
-        })
-        .collect();
+    let conditions = super::condition_choices(t, &d.condition);
     let currencies = CURRENCIES
         .iter()
         .map(|c| Choice {
