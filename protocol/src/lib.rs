@@ -16,6 +16,7 @@ pub mod limits;
 pub mod listing;
 pub mod mailbox;
 pub mod profile;
+pub mod stamp;
 pub mod text;
 pub mod trade;
 pub mod trust;
