@@ -52,7 +52,7 @@ struct Received {
     /// "unsigned": no from, seqno or signature on the gossip message.
     #[serde(rename = "type")]
     kind_of_message: String,
-    /// The first 20 bytes of blake3(data), hex.
+    /// The id the peer's gossipsub gave the message, hex.
     msg_id: String,
     content_id: String,
     canonical: bool,
@@ -138,8 +138,8 @@ impl JsPeer {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                let event = serde_json::from_str::<JsEvent>(&line)
-                    .map_err(|e| format!("{e}: {line}"));
+                let event =
+                    serde_json::from_str::<JsEvent>(&line).map_err(|e| format!("{e}: {line}"));
                 if tx.send(event).is_err() {
                     break;
                 }
@@ -166,7 +166,10 @@ impl JsPeer {
             let left = deadline.saturating_duration_since(Instant::now());
             let event = match self.events.recv_timeout(left) {
                 Ok(Ok(JsEvent::Error { message })) => {
-                    panic!("the JS peer failed waiting for {what}: {message}{}", self.tail())
+                    panic!(
+                        "the JS peer failed waiting for {what}: {message}{}",
+                        self.tail()
+                    )
                 }
                 Ok(Ok(e)) => e,
                 Ok(Err(line)) => panic!("the JS peer printed a line that is no event: {line}"),
@@ -249,10 +252,16 @@ fn a_js_libp2p_peer_joins_the_gossip() {
         _ => None,
     });
     assert_eq!(got.topic, "jangteo/v1/listings/bikes");
-    assert_eq!(got.kind_of_message, "unsigned", "gossip messages carry no signature");
+    assert_eq!(
+        got.kind_of_message, "unsigned",
+        "gossip messages carry no signature"
+    );
     assert_eq!(got.problem, None, "{got:?}");
     assert_eq!(got.kind.as_deref(), Some("listing"));
-    assert_eq!(got.content_id, shown.object, "blake3 of the bytes is the content id");
+    assert_eq!(
+        got.content_id, shown.object,
+        "blake3 of the bytes is the content id"
+    );
     assert_eq!(
         got.msg_id,
         shown.object[..40],
@@ -331,7 +340,10 @@ fn a_js_libp2p_peer_joins_the_gossip() {
     assert!(!out.status.success(), "the forged listing is not stored");
     assert_eq!(cli_error(&out).error.code, "not_found");
     let hits: Vec<ListingView> = json_as(&node.dir, &["search", "tandem"]);
-    assert!(hits.is_empty(), "the forged listing is not indexed: {hits:?}");
+    assert!(
+        hits.is_empty(),
+        "the forged listing is not indexed: {hits:?}"
+    );
     let status: StatusView = json_as(&node.dir, &["status"]);
     assert_eq!(status.listings, 2, "the node's own and the JS peer's");
 

@@ -45,7 +45,10 @@ if (typeof Promise.withResolvers !== 'function') {
   }
 }
 
-const emit = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
+// Bytes travel as hex.
+const emit = (obj) => process.stdout.write(
+  JSON.stringify(obj, (_, v) => (v instanceof Uint8Array ? bytesToHex(v) : v)) + '\n'
+)
 const fail = (message) => {
   emit({ event: 'error', message })
   process.exit(1)
@@ -106,8 +109,10 @@ function checkEnvelope (data) {
   if (kind !== 'attestation' && data.length > MAX_OBJECT_BYTES) return { ...out, problem: 'too-large' }
   out.kind = kind
   out.author = authorId(author)
-  // verify_strict: RFC 8032 with canonical S (noble's default outside ZIP-215), and no
-  // small-order key or R.
+  // As verify_strict (§2): canonical encodings of R, S and the key (noble outside ZIP-215),
+  // no small-order key or R. noble checks the cofactored equation where verify_strict checks
+  // the cofactorless one; they differ only for an R or key with a torsion component, which
+  // no signer makes.
   try {
     const weakKey = ed25519.Point.fromBytes(author).isSmallOrder()
     const weakR = ed25519.Point.fromBytes(sig.subarray(0, 32)).isSmallOrder()
@@ -209,12 +214,13 @@ const libp2p = await createLibp2p({
   connectionEncrypters: [noise()],
   streamMuxers: [yamux()],
   services: {
-    identify: identify({ protocolPrefix: 'ipfs' }),
+    identify: identify(),
     pubsub: gossipsub({
       // SPEC §8.2: anonymous messages (no from, seqno, signature), message id = the first
       // 20 bytes of blake3(data).
       globalSignaturePolicy: 'StrictNoSign',
       msgIdFn: (msg) => blake3(msg.data).subarray(0, 20),
+      msgIdToStrFn: (id) => bytesToHex(id),
       // At most one object (131 072 bytes) plus 1 024 per message.
       maxInboundDataLength: 4 * (MAX_ANY_OBJECT_BYTES + 1024),
       allowPublishToZeroTopicPeers: false,
@@ -232,8 +238,8 @@ pubsub.addEventListener('gossipsub:message', (evt) => {
     event: 'message',
     topic: msg.topic,
     type: msg.type,
-    gossip_msg_id: msgId,
-    msg_id: bytesToHex(blake3(msg.data).subarray(0, 20)),
+    // The id gossipsub gave the message (hex, by msgIdToStrFn below).
+    msg_id: msgId,
     from_peer: evt.detail.propagationSource.toString(),
     ...checked
   })
