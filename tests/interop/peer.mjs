@@ -221,7 +221,7 @@ const libp2p = await createLibp2p({
       globalSignaturePolicy: 'StrictNoSign',
       msgIdFn: (msg) => blake3(msg.data).subarray(0, 20),
       msgIdToStrFn: (id) => bytesToHex(id),
-      // At most one object (131 072 bytes) plus 1 024 per message.
+      // Frames up to what the node reads (§8.2: four times the largest message).
       maxInboundDataLength: 4 * (MAX_ANY_OBJECT_BYTES + 1024),
       allowPublishToZeroTopicPeers: false,
       fallbackToFloodsub: false,
@@ -238,7 +238,7 @@ pubsub.addEventListener('gossipsub:message', (evt) => {
     event: 'message',
     topic: msg.topic,
     type: msg.type,
-    // The id gossipsub gave the message (hex, by msgIdToStrFn below).
+    // The id gossipsub gave the message (hex, by msgIdToStrFn above).
     msg_id: msgId,
     from_peer: evt.detail.propagationSource.toString(),
     ...checked
