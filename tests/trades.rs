@@ -169,6 +169,20 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
     // The buyer's own view of the seller (its completed trade seeds it) shows next to the listing.
     let shown: ListingView = json_as(&buyer.dir, &["show", &listing]);
     assert!(shown.seller_score > Some(0.0), "{shown:?}");
+    // Its reason: the buyer's trust reaches the seller through one trade partner (the seller
+    // itself, rated well); the relay's, which traded with no one, through the one key it
+    // trusts (the buyer, who rated the seller).
+    let mine: ReputationView = json_as(&buyer.dir, &["reputation", &seller_peer]);
+    assert_eq!(
+        (mine.through.partners, mine.through.trusted_keys),
+        (1, 0),
+        "{mine:?}"
+    );
+    assert_eq!(
+        (rep.through.partners, rep.through.trusted_keys),
+        (0, 1),
+        "{rep:?}"
+    );
     // A score out of range: exit 1 with the reason.
     let out = jangteo(&buyer.dir, &["rate", &trade, "--score", "9"]);
     assert_eq!(out.status.code(), Some(1));
@@ -187,6 +201,11 @@ fn a_whole_trade_through_the_cli_and_an_offer_that_waits_for_an_offline_seller()
         .expect("the offer in the history")
         .delivery;
     assert_eq!(d.status, DeliveryStatus::Queued, "{v:?}");
+    assert_eq!(
+        d.relays,
+        vec![r_id.peer_id.clone()],
+        "held by the relay: {v:?}"
+    );
     // An offer is not a completed trade: rating it is refused with the reason.
     let out = jangteo(&buyer.dir, &["rate", &second, "--score", "1"]);
     assert_eq!(out.status.code(), Some(1));

@@ -699,3 +699,366 @@ fn settings_trust_edit_and_withdraw_refuse_forged_or_unconfirmed_requests() {
     );
     assert!(!me.peer_id.is_empty());
 }
+
+/// The part of `page` from `start` to the next `end` (empty when `start` is not there).
+fn section<'a>(page: &'a str, start: &str, end: &str) -> &'a str {
+    let Some(at) = page.find(start) else {
+        return "";
+    };
+    let rest = &page[at..];
+    &rest[..rest.find(end).unwrap_or(rest.len())]
+}
+
+/// Home: without a saved location, a hint to save one; with one, the newest listings within
+/// 10 km of it (each with its distance), and never one farther away; the categories, each a
+/// link to its search.
+#[test]
+fn home_shows_the_newest_listings_near_my_saved_location_and_the_categories() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("n");
+    let (_node, _) = start_node(&dir, None);
+    let b = login(&dir);
+    let post = |title: &str, location: Option<&str>| -> ListingRef {
+        let mut args = vec![
+            "post",
+            "--title",
+            title,
+            "--price",
+            "50000",
+            "--currency",
+            "KRW",
+            "--category",
+            "bikes",
+        ];
+        if let Some(l) = location {
+            args.extend(["--location", l]);
+        }
+        json_as(&dir, &args)
+    };
+    // Mangwon (my place), Hapjeong (about 1.3 km), Busan (about 325 km), and nowhere.
+    let near = post("Mangwon road bike", Some("37.5563,126.9220"));
+    let close = post("Hapjeong city bike", Some("37.5495,126.9137"));
+    let far = post("Busan beach cruiser", Some("35.1587,129.1604"));
+    let nowhere = post("Bike with no place", None);
+    wait_for("the four listings to be searchable", || {
+        let hits: Vec<ListingView> = common::json_try_as(&dir, &["search", "bike"])?;
+        (hits.len() == 4).then_some(())
+    });
+
+    let en = jangteo_node::web::i18n::EN;
+    let page = b.get("/");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(en.home_no_location), "{}", page.body);
+    assert!(!page.body.contains("class=\"near\""));
+    for cat in ["bikes", "digital", "furniture"] {
+        assert!(
+            page.body
+                .contains(&format!("href=\"/search?category={cat}&amp;sort=recent\"")),
+            "{cat}"
+        );
+    }
+
+    let with_place = Browser {
+        addr: b.addr.clone(),
+        cookie: format!("{}; jangteo_near=37.55630,126.92200", b.cookie),
+        csrf: b.csrf.clone(),
+    };
+    let page = with_place.get("/");
+    assert_eq!(page.status, 200);
+    let near_part = section(&page.body, "<section class=\"near\"", "</section>");
+    assert!(
+        near_part.contains("Newest within 10 km of you"),
+        "{}",
+        page.body
+    );
+    assert!(
+        near_part.contains(&format!("/listing/{}", near.id)),
+        "{near_part}"
+    );
+    assert!(
+        near_part.contains(&format!("/listing/{}", close.id)),
+        "{near_part}"
+    );
+    assert!(
+        !near_part.contains(&far.id),
+        "325 km is not near: {near_part}"
+    );
+    assert!(
+        !near_part.contains(&nowhere.id),
+        "no place is not near: {near_part}"
+    );
+    // Newest first, each with its distance.
+    let (at_close, at_near) = (
+        near_part.find(&close.id).expect("close"),
+        near_part.find(&near.id).expect("near"),
+    );
+    assert!(at_close < at_near, "the newer one first");
+    assert!(
+        near_part.contains("0.0 km") && near_part.contains("1.1 km"),
+        "{near_part}"
+    );
+    // Everything, near or not, below.
+    let rest = &page.body[page.body.find("</section>").expect("end of near")..];
+    assert!(rest.contains(&far.id) && rest.contains(&nowhere.id));
+    // The category link is a working search.
+    let cat = b.get("/search?category=bikes&sort=recent");
+    assert_eq!(cat.status, 200);
+    assert!(cat.body.contains("Busan beach cruiser"));
+}
+
+/// Editing a listing changes its photos (remove, reorder, add), location and currency as a
+/// new version; a refused edit stores no photo and changes nothing; its errors are in the
+/// page's language.
+#[test]
+fn an_edit_changes_photos_location_and_currency_and_errors_are_in_the_page_language() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("n");
+    let (_node, _) = start_node(&dir, None);
+    let b = login(&dir);
+    let png = |tag: u8| {
+        let mut p = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0".to_vec();
+        p.push(tag);
+        p
+    };
+    let files: Vec<_> = (1..=2u8)
+        .map(|i| {
+            let path = tmp.path().join(format!("p{i}.png"));
+            std::fs::write(&path, png(i)).expect("photo");
+            path
+        })
+        .collect();
+    let l: ListingRef = json_as(
+        &dir,
+        &[
+            "post",
+            "--title",
+            "Walnut desk",
+            "--price",
+            "90000",
+            "--currency",
+            "KRW",
+            "--location",
+            "37.5563,126.9220",
+            "--image",
+            files[0].to_str().expect("path"),
+            "--image",
+            files[1].to_str().expect("path"),
+        ],
+    );
+    let before: ListingView = json_as(&dir, &["show", &l.id]);
+    let (first, second) = (before.images[0].clone(), before.images[1].clone());
+    let form = b.get(&format!("/listing/{}/edit", l.id));
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("enctype=\"multipart/form-data\""));
+    assert!(
+        form.body
+            .contains(&format!("name=\"keep\" value=\"{first}\""))
+    );
+    assert!(
+        form.body
+            .contains(&format!("name=\"pos-{second}\" value=\"2\""))
+    );
+    assert!(
+        form.body.contains("value=\"37.55630,126.92200\""),
+        "{}",
+        form.body
+    );
+
+    let boundary = "jangteoEditBoundary0x9f";
+    let send = |b: &Browser, fields: &[(&str, &str)], photos: &[(&str, Vec<u8>)]| -> Answer {
+        let mut all = vec![("csrf", b.csrf.as_str())];
+        all.extend_from_slice(fields);
+        http(
+            &b.addr,
+            &format!(
+                "POST /listing/{}/edit HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nOrigin: {}\r\nContent-Type: multipart/form-data; boundary={boundary}",
+                l.id,
+                b.addr,
+                b.cookie,
+                b.own_origin()
+            ),
+            &multipart(boundary, &all, photos),
+        )
+    };
+    let pos_first = format!("pos-{first}");
+    let pos_second = format!("pos-{second}");
+    let text = [
+        ("title", "Walnut desk"),
+        ("description", ""),
+        ("category", "furniture"),
+        ("condition", "good"),
+        ("quantity", "1"),
+    ];
+    let blobs = |dir: &Path| json_as::<StatusView>(dir, &["status"]).blobs;
+    let blobs_before = blobs(&dir);
+
+    // Nine photos in all (two kept, seven new): refused next to the photos, nothing stored.
+    let mut fields = text.to_vec();
+    fields.extend([
+        ("price", "12.50"),
+        ("currency", "USD"),
+        ("location", ""),
+        ("keep", first.as_str()),
+        ("keep", second.as_str()),
+    ]);
+    let seven: Vec<(&str, Vec<u8>)> = (10..17u8).map(|i| ("n.png", png(i))).collect();
+    let a = send(&b, &fields, &seven);
+    assert_eq!(a.status, 400);
+    assert!(a.body.contains("id=\"photos-err\""), "{}", a.body);
+    assert_eq!(blobs(&dir), blobs_before, "no photo stored");
+    let held: ListingView = json_as(&dir, &["show", &l.id]);
+    assert_eq!(held.seq, 1, "nothing changed");
+
+    // The second photo first, the first removed, a new one added; dollars; Busan.
+    let mut fields = text.to_vec();
+    fields.extend([
+        ("price", "12.50"),
+        ("currency", "USD"),
+        ("location", "35.1587,129.1604"),
+        ("keep", second.as_str()),
+        (pos_second.as_str(), "1"),
+        (pos_first.as_str(), "2"),
+    ]);
+    let a = send(&b, &fields, &[("new.png", png(3))]);
+    assert_eq!(a.status, 303, "{}", a.body);
+    let held: ListingView = json_as(&dir, &["show", &l.id]);
+    assert_eq!(held.seq, 2, "a new version");
+    assert_eq!((held.price, held.currency.as_str()), (1250, "USD"));
+    assert_eq!(held.images.len(), 2, "{held:?}");
+    assert_eq!(held.images[0], second, "the kept one first");
+    assert_ne!(held.images[1], first, "the new one after it");
+    let at = held.location.expect("a place");
+    assert!((at.lat - 35.1587).abs() < 1e-4 && (at.lon - 129.1604).abs() < 1e-4);
+
+    // Reordered by position, and the place removed.
+    let new = held.images[1].clone();
+    let pos_new = format!("pos-{new}");
+    let mut fields = text.to_vec();
+    fields.extend([
+        ("price", "12.50"),
+        ("currency", "USD"),
+        ("location", ""),
+        ("keep", second.as_str()),
+        ("keep", new.as_str()),
+        (pos_second.as_str(), "2"),
+        (pos_new.as_str(), "1"),
+    ]);
+    let a = send(&b, &fields, &[]);
+    assert_eq!(a.status, 303, "{}", a.body);
+    let held: ListingView = json_as(&dir, &["show", &l.id]);
+    assert_eq!(
+        (held.seq, held.images.clone()),
+        (3, vec![new, second.clone()])
+    );
+    assert!(held.location.is_none());
+
+    // In Korean, the service's refusal of an empty title is said in Korean.
+    let ko = Browser {
+        addr: b.addr.clone(),
+        cookie: format!("{}; jangteo_lang=ko", b.cookie),
+        csrf: b.csrf.clone(),
+    };
+    let mut fields = vec![
+        ("title", ""),
+        ("description", ""),
+        ("category", "furniture"),
+        ("condition", "good"),
+        ("quantity", "1"),
+    ];
+    fields.extend([
+        ("price", "12.50"),
+        ("currency", "USD"),
+        ("keep", second.as_str()),
+    ]);
+    let a = send(&ko, &fields, &[]);
+    assert_eq!(a.status, 400);
+    let err = section(&a.body, "id=\"title-err\"", "</p>");
+    assert!(
+        err.contains(jangteo_node::web::i18n::KO.err_field_title),
+        "{}",
+        a.body
+    );
+    assert!(!a.body.contains("must not be empty"), "no English reason");
+    assert_eq!(json_as::<ListingView>(&dir, &["show", &l.id]).seq, 3);
+}
+
+/// A trade message that could not reach an offline seller shows, on the buyer's pages in
+/// Korean, the relay that holds it (trade page: its history; network page: my messages held
+/// per relay) and the API names that relay; the network page shows sync per category.
+#[test]
+fn a_message_held_by_a_relay_names_the_relay_and_the_network_page_shows_sync_per_category() {
+    use jangteo_node::api::types::{DeliveryStatus, OfferMade, SyncStatusName, TradeView};
+    use jangteo_node::web::i18n::{KO, fill};
+    use jangteo_node::web::pages::short_peer;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (r_dir, s_dir, b_dir) = (
+        tmp.path().join("relay"),
+        tmp.path().join("seller"),
+        tmp.path().join("buyer"),
+    );
+    let (_relay, rid) = common::start_node_with(&r_dir, None, &["--relay"]);
+    let relay = tcp_addr(&rid);
+    let (seller, _) = start_node(&s_dir, Some(&relay));
+    let (_buyer, _) = start_node(&b_dir, Some(&relay));
+    let l: ListingRef = json_as(
+        &s_dir,
+        &[
+            "post",
+            "--title",
+            "책상",
+            "--price",
+            "30000",
+            "--currency",
+            "KRW",
+            "--category",
+            "furniture",
+        ],
+    );
+    wait_for("the listing at the buyer", || {
+        common::json_try_as::<ListingView>(&b_dir, &["show", &l.id])
+    });
+    drop(seller);
+    let made: OfferMade = json_as(&b_dir, &["offer", &l.id]);
+    let v: TradeView = json_as(&b_dir, &["trade", &made.id]);
+    let d = &v.history.first().expect("the offer").delivery;
+    assert_eq!(d.status, DeliveryStatus::Queued, "{v:?}");
+    assert_eq!(d.relays, vec![rid.peer_id.clone()], "{v:?}");
+
+    let b = login(&b_dir);
+    let b = Browser {
+        cookie: format!("{}; jangteo_lang=ko", b.cookie),
+        ..b
+    };
+    let held_by = fill(KO.delivery_held_by, &[("relay", &short_peer(&rid.peer_id))]);
+    let trade = b.get(&format!("/trade/{}", made.id));
+    assert_eq!(trade.status, 200);
+    assert!(trade.body.contains(&held_by), "{}", trade.body);
+    let network = b.get("/network");
+    assert_eq!(network.status, 200);
+    let held = section(&network.body, "class=\"plain held\"", "</ul>");
+    assert!(held.contains(&short_peer(&rid.peer_id)), "{}", network.body);
+    assert!(
+        held.contains(&fill(KO.network_held_line, &[("n", "1")])),
+        "{held}"
+    );
+    // Sync per category: the buyer compared its categories with the relay.
+    let s: StatusView = json_as(&b_dir, &["status"]);
+    assert!(
+        s.sync.categories.iter().any(|c| c.category == "furniture"),
+        "{s:?}"
+    );
+    let caught_up = wait_for("a category caught up with the relay", || {
+        let s: StatusView = common::json_try_as(&b_dir, &["status"])?;
+        s.sync
+            .categories
+            .iter()
+            .find(|c| c.category == "furniture" && c.status == SyncStatusName::CaughtUp)
+            .cloned()
+    });
+    assert!(caught_up.peers >= 1);
+    let network = b.get("/network");
+    let shards = section(&network.body, "class=\"plain shards\"", "</ul>");
+    assert!(network.body.contains(KO.network_categories));
+    assert!(shards.contains(&KO.category("furniture")), "{shards}");
+    assert!(shards.contains(KO.shard_caught_up), "{shards}");
+}

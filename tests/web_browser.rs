@@ -1,13 +1,15 @@
-//! The web page in a real browser: Debian's Chromium driven by Playwright (both from
-//! `.ci/deps`), against four real `jangteo node` processes on loopback: a community relay,
-//! and three people's nodes that know only the relay. The seller logs in with
+//! The web page in real browsers: Debian's Chromium (over CDP) and Debian's Firefox ESR
+//! (over WebDriver BiDi, Playwright's `moz-firefox` channel), both driven by Playwright (all
+//! from `.ci/deps`), against four real `jangteo node` processes on loopback: a community
+//! relay, and three people's nodes that know only the relay. The seller logs in with
 //! `jangteo ui --no-open --json`'s URL and posts a Korean listing with two photos; the buyer
 //! finds it with a Korean query, sees the photo load, opens it and makes an offer, which
 //! reaches the seller's open page without a reload; the seller accepts; both step through to
 //! completion and the buyer rates; the third node's seller page shows the review; a hostile
-//! listing from the third node shows as text (`tests/browser/market.py`). Screenshots of
-//! every page go to `$JANGTEO_SCREENSHOTS` (else a temporary folder). A missing browser or
-//! Playwright fails.
+//! listing from the third node shows as text; the language changes by keyboard
+//! (`tests/browser/market.py`). The whole flow runs once per browser, one browser at a time.
+//! Screenshots of every page go to `$JANGTEO_SCREENSHOTS` (Firefox's under `firefox/`; else
+//! a temporary folder). A missing browser or Playwright fails.
 
 mod common;
 
@@ -18,6 +20,9 @@ use common::{json_as, start_node, tcp_addr, wait_for};
 use jangteo_node::api::types::{ListingRef, StatusView, UiUrl};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
+const FIREFOX: &str = "/usr/bin/firefox-esr";
+/// One browser flow at a time: each runs four nodes and a browser on a machine of two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// The title and description of the hostile listing (the same text as in `market.py`).
 const HOSTILE: &str = "<script>alert(1)</script><img src=x onerror=alert(2)>";
 
@@ -32,12 +37,29 @@ fn venv_python() -> PathBuf {
 }
 
 #[test]
-fn a_trade_from_posting_to_rating_happens_entirely_in_real_browsers() {
-    let python = venv_python();
+fn a_trade_from_posting_to_rating_happens_entirely_in_chromium() {
     assert!(
         std::path::Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: run .ci/deps (it installs Debian's chromium)"
     );
+    market_in("chromium", None);
+}
+
+#[test]
+fn a_trade_from_posting_to_rating_happens_entirely_in_firefox() {
+    assert!(
+        std::path::Path::new(FIREFOX).exists(),
+        "{FIREFOX} is missing: run .ci/deps (it installs Debian's firefox-esr)"
+    );
+    market_in("firefox", Some("firefox"));
+}
+
+/// Runs the whole flow of `market.py` in `browser`, screenshots under `sub` of the folder.
+fn market_in(browser: &str, sub: Option<&str>) {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let python = venv_python();
     let tmp = tempfile::tempdir().expect("tempdir");
     let (sdir, bdir, tdir) = (
         tmp.path().join("seller"),
@@ -79,6 +101,10 @@ fn a_trade_from_posting_to_rating_happens_entirely_in_real_browsers() {
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| tmp.path().join("screenshots"));
+    let shots = match sub {
+        Some(sub) => shots.join(sub),
+        None => shots,
+    };
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/browser/market.py");
     let out = Command::new(&python)
         .arg(script)
@@ -88,6 +114,7 @@ fn a_trade_from_posting_to_rating_happens_entirely_in_real_browsers() {
         .arg(&sid.peer_id)
         .arg(&hostile.id)
         .arg(&shots)
+        .arg(browser)
         .env("PYTHONUNBUFFERED", "1")
         .output()
         .expect("run the browser script");
@@ -98,7 +125,7 @@ fn a_trade_from_posting_to_rating_happens_entirely_in_real_browsers() {
     );
     assert!(
         out.status.success(),
-        "the browser test failed (see above); node logs: {}, {}, {} and {}",
+        "the browser test failed in {browser} (see above); node logs: {}, {}, {} and {}",
         sdir.with_extension("log").display(),
         bdir.with_extension("log").display(),
         tdir.with_extension("log").display(),

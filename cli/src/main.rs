@@ -712,6 +712,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 description: a.description,
                 category: a.category,
                 condition: a.condition,
+                ..Default::default()
             };
             let v = ApiClient::open(&dir)?
                 .update_listing(&a.id, &update)

@@ -503,6 +503,80 @@ pub fn supported_value(view: &TrustView, seller: &PublicKey, ratings: &[Rating])
     (vouched * standing * SUPPORT_MULTIPLE as f64).round() as u64
 }
 
+/// Through whom this node's trust reaches a peer (the seller page's "trusted through 3 of
+/// your trade partners").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrustPaths {
+    /// This node's trade partners (peers it rated well on balance, its seeds) from which a
+    /// chain of positive ratings reaches the peer; the peer itself counts when it is one.
+    pub partners: u32,
+    /// Keys the user trusts from which such a chain reaches the peer (itself included).
+    pub trusted: u32,
+}
+
+/// Counts the seeds of `me` (its trade partners, and the keys in `trusted`) from which a chain
+/// of positive edges, as [`compute`] builds them (a rater's experience of a peer positive on
+/// balance; no edge from or to an equivocator), reaches `subject`. Chains do not pass through
+/// `me`. The trust [`compute`] gives `subject` flows only along these chains, so this is the
+/// reason for it in people's words. Zero for `me` itself and for an equivocator.
+pub fn trust_paths(
+    me: &PublicKey,
+    ratings: &[Rating],
+    trusted: &[PublicKey],
+    equivocators: &[PublicKey],
+    subject: &PublicKey,
+    params: &Params,
+) -> TrustPaths {
+    if subject == me || equivocators.contains(subject) {
+        return TrustPaths::default();
+    }
+    let mut pairs: HashMap<(PublicKey, PublicKey), (f64, f64)> = HashMap::new();
+    for r in ratings {
+        if r.rater == r.subject {
+            continue;
+        }
+        let sw = score_weight(r.score);
+        let w = sw.abs() * value_weight(r.value) * decay(r.at, params.now, params.half_life_ms);
+        let pair = pairs.entry((r.rater, r.subject)).or_default();
+        if sw > 0.0 {
+            pair.0 += w;
+        } else if sw < 0.0 {
+            pair.1 += w;
+        }
+    }
+    let kp = params.pair_negative_weight.max(0.0);
+    let mut raters_of: HashMap<PublicKey, Vec<PublicKey>> = HashMap::new();
+    let mut partners: BTreeSet<PublicKey> = BTreeSet::new();
+    for ((i, j), (pos, neg)) in pairs {
+        if pos - kp * neg <= 0.0 || equivocators.contains(&i) || equivocators.contains(&j) {
+            continue;
+        }
+        if i == *me {
+            partners.insert(j);
+        } else {
+            raters_of.entry(j).or_default().push(i);
+        }
+    }
+    // Everyone with a chain to the subject: a walk back along the edges, never through me.
+    let mut reached: BTreeSet<PublicKey> = BTreeSet::from([*subject]);
+    let mut stack = vec![*subject];
+    while let Some(j) = stack.pop() {
+        for i in raters_of.get(&j).into_iter().flatten() {
+            if reached.insert(*i) {
+                stack.push(*i);
+            }
+        }
+    }
+    let trusted: BTreeSet<&PublicKey> = trusted
+        .iter()
+        .filter(|k| *k != me && !equivocators.contains(k))
+        .collect();
+    TrustPaths {
+        partners: partners.iter().filter(|k| reached.contains(k)).count() as u32,
+        trusted: trusted.iter().filter(|k| reached.contains(k)).count() as u32,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,6 +614,58 @@ mod tests {
             }
         }
         v
+    }
+
+    #[test]
+    fn trust_paths_count_the_partners_and_trusted_keys_whose_chains_reach_a_peer() {
+        // Me rated 1, 2 and 3 well and 4 badly; I trust key 5.
+        // 1 -> 9, 2 -> 8 -> 9, 3 rated 9 badly; 4 -> 9 (a partner I complained about);
+        // 5 -> 9; 6 -> 9 but no one reaches 6.
+        let ratings = vec![
+            r(ME, 1, 5),
+            r(ME, 2, 4),
+            r(ME, 3, 5),
+            r(ME, 4, 1),
+            r(1, 9, 5),
+            r(2, 8, 5),
+            r(8, 9, 5),
+            r(3, 9, 1),
+            r(4, 9, 5),
+            r(5, 9, 5),
+            r(6, 9, 5),
+        ];
+        let p = Params::default();
+        let paths = |subject: u32, trusted: &[u32], equivocators: &[u32]| {
+            let trusted: Vec<PublicKey> = trusted.iter().map(|&t| k(t)).collect();
+            let eq: Vec<PublicKey> = equivocators.iter().map(|&t| k(t)).collect();
+            trust_paths(&k(ME), &ratings, &trusted, &eq, &k(subject), &p)
+        };
+        assert_eq!(
+            paths(9, &[5], &[]),
+            TrustPaths {
+                partners: 2,
+                trusted: 1
+            }
+        );
+        // A partner counts itself; chains never pass through me.
+        assert_eq!(
+            paths(1, &[], &[]),
+            TrustPaths {
+                partners: 1,
+                trusted: 0
+            }
+        );
+        assert_eq!(paths(6, &[5], &[]), TrustPaths::default());
+        // An equivocator on the way cuts its chain; an equivocating subject has none.
+        assert_eq!(paths(9, &[5], &[8]).partners, 1);
+        assert_eq!(paths(9, &[5], &[9]), TrustPaths::default());
+        assert_eq!(paths(ME, &[5], &[]), TrustPaths::default());
+        // Peers the trust computation reaches are exactly those with a chain.
+        let v = compute(&k(ME), &ratings, &[k(5)], &[], &p);
+        for j in [1u32, 2, 3, 6, 8, 9] {
+            let has_chain = paths(j, &[5], &[]) != TrustPaths::default();
+            assert_eq!(v.get(&k(j)).trust > 0.0, has_chain, "peer {j}");
+        }
     }
 
     #[test]

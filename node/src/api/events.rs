@@ -31,7 +31,6 @@ use crate::api::types::ErrorBody;
 use crate::api::types::{
     ErrorCode, EventKind, EventView, EventsQuery, SyncStatusName, TradeStateName,
 };
-use crate::sync::SyncStatus;
 
 /// Streams open at once, all routes together; one more is refused with 503 `busy`.
 pub const EVENT_SUBSCRIBERS_MAX: usize = 64;
@@ -248,11 +247,7 @@ pub fn view(ev: NodeEvent) -> EventView {
             to_fetch,
             peers_reconciled,
         } => EventView::SyncProgress {
-            status: match status {
-                SyncStatus::NotReconciled => SyncStatusName::NotReconciled,
-                SyncStatus::CatchingUp => SyncStatusName::CatchingUp,
-                SyncStatus::CaughtUp => SyncStatusName::CaughtUp,
-            },
+            status: SyncStatusName::from(status),
             in_progress: in_progress as u64,
             to_fetch: to_fetch as u64,
             peers_reconciled: peers_reconciled as u64,

@@ -11,7 +11,8 @@ use crate::api::error::ApiError;
 #[allow(unused_imports)]
 use crate::api::types::ErrorBody;
 use crate::api::types::{
-    IdView, MailboxStats, PeerView, Reachability, StatusView, SyncView, TradeCounts,
+    CategorySyncView, IdView, MailboxStats, PeerView, Reachability, StatusView, SyncStatusName,
+    SyncView, TradeCounts,
 };
 
 pub(crate) fn routes() -> OpenApiRouter<ApiState> {
@@ -68,6 +69,17 @@ async fn status(State(s): State<ApiState>) -> Result<Json<StatusView>, ApiError>
             bytes_sent: sy.bytes_sent,
             bytes_received: sy.bytes_received,
             object_bytes_received: sy.object_bytes_received,
+            categories: sy
+                .categories
+                .iter()
+                .map(|c| CategorySyncView {
+                    category: c.category.to_owned(),
+                    status: SyncStatusName::from(c.status),
+                    peers: c.peers as u64,
+                    to_fetch: c.to_fetch as u64,
+                    last_ms_ago: c.last_ms_ago,
+                })
+                .collect(),
         },
         reachability: Reachability::from_name(info.reachability.as_str()),
         banned: info.banned,

@@ -189,6 +189,26 @@ pub struct SyncView {
     pub bytes_received: u64,
     /// Of `bytes_received`, the bytes of the objects themselves.
     pub object_bytes_received: u64,
+    /// Where catch-up stands for each followed listing category.
+    #[serde(default)]
+    pub categories: Vec<CategorySyncView>,
+}
+
+/// Where catch-up sync stands for one listing category (one shard).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct CategorySyncView {
+    /// The category.
+    pub category: String,
+    /// Being compared or fetched now, compared to the end with a connected peer, or
+    /// neither yet.
+    pub status: SyncStatusName,
+    /// Connected peers the category was compared with to the end since they connected.
+    pub peers: u64,
+    /// Listings of the category learned from peers and not fetched yet.
+    pub to_fetch: u64,
+    /// Milliseconds since a comparison of the category last finished (absent: none yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ms_ago: Option<u64>,
 }
 
 /// Sealed messages this node holds for offline peers (relays).
@@ -348,6 +368,19 @@ pub struct ListingUpdate {
     /// New condition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
+    /// New currency (ISO 4217); `price` is then read in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// New pickup location.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<LatLon>,
+    /// Removes the pickup location (ignored when `location` is given).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remove_location: bool,
+    /// The photos, in order (the first is the cover): blob ids already added to this node
+    /// (`POST /v1/blobs`), at most 8. Absent: the photos stay as they are; empty: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<Vec<String>>,
 }
 
 /// Where a listing stands.
@@ -797,6 +830,10 @@ pub struct DeliveryView {
     /// Attempts so far (messages of ours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
+    /// Peer ids of the relays holding a sealed copy in their mailboxes for a recipient that
+    /// could not be reached (messages of ours).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relays: Vec<String>,
 }
 
 /// One message of a trade's history.
@@ -994,6 +1031,21 @@ pub struct ReputationView {
     /// How to give this node a point of view, while it has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advice: Option<String>,
+    /// Through whom this node's trust reaches the peer.
+    #[serde(default)]
+    pub through: TrustThrough,
+}
+
+/// Through whom this node's trust reaches a peer: how many of its trade partners (peers it
+/// rated well) and of the keys its user trusts have a chain of good ratings to the peer.
+/// The peer's trust flows only along such chains.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct TrustThrough {
+    /// Trade partners of this node from which a chain reaches the peer (the peer itself
+    /// counts when it is one).
+    pub partners: u32,
+    /// Keys the user trusts from which a chain reaches the peer (itself included).
+    pub trusted_keys: u32,
 }
 
 /// Whose point of view a reputation is.
@@ -1159,6 +1211,16 @@ pub enum SyncStatusName {
     CatchingUp,
     /// Compared with at least one peer, and nothing is left to fetch.
     CaughtUp,
+}
+
+impl From<crate::sync::SyncStatus> for SyncStatusName {
+    fn from(s: crate::sync::SyncStatus) -> Self {
+        match s {
+            crate::sync::SyncStatus::NotReconciled => SyncStatusName::NotReconciled,
+            crate::sync::SyncStatus::CatchingUp => SyncStatusName::CatchingUp,
+            crate::sync::SyncStatus::CaughtUp => SyncStatusName::CaughtUp,
+        }
+    }
 }
 
 /// Which kinds `GET /v1/events` sends.

@@ -9,7 +9,9 @@
 use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
-use jangteo_protocol::listing::{DEFAULT_CATEGORY, LIFETIME_DEFAULT_MS, LIFETIME_MAX_MS};
+use jangteo_protocol::listing::{
+    DEFAULT_CATEGORY, IMAGES_MAX, LIFETIME_DEFAULT_MS, LIFETIME_MAX_MS,
+};
 use jangteo_protocol::{
     Condition, FieldError, Kind, Listing, ListingId, ListingStatus, Location, PublicKey,
     SignedObject,
@@ -207,23 +209,7 @@ impl Listings {
             price: n.price,
             currency: n.currency,
             quantity: n.quantity.unwrap_or(1),
-            images: n
-                .images
-                .iter()
-                .map(|i| {
-                    let id = jangteo_protocol::ObjectId::from_hex(i).ok_or_else(|| {
-                        FieldError::new("image", format!("{i:?} is not a blob id"))
-                    })?;
-                    match self.store.blob_manifest(&id) {
-                        Ok(Some(_)) => Ok(id.0),
-                        Ok(None) => Err(FieldError::new(
-                            "image",
-                            format!("blob {i} is not stored on this node; add the file first"),
-                        )),
-                        Err(e) => Err(FieldError::new("image", e.to_string())),
-                    }
-                })
-                .collect::<Result<_, _>>()?,
+            images: self.images(&n.images)?,
             location: location(n.location)?,
             moderators: n
                 .moderators
@@ -235,6 +221,24 @@ impl Listings {
                 })
                 .collect::<Result<_, _>>()?,
         })
+    }
+
+    /// The blob ids of a listing's photos, each one stored on this node (blocking).
+    fn images(&self, ids: &[String]) -> Result<Vec<[u8; 32]>, FieldError> {
+        ids.iter()
+            .map(|i| {
+                let id = jangteo_protocol::ObjectId::from_hex(i)
+                    .ok_or_else(|| FieldError::new("image", format!("{i:?} is not a blob id")))?;
+                match self.store.blob_manifest(&id) {
+                    Ok(Some(_)) => Ok(id.0),
+                    Ok(None) => Err(FieldError::new(
+                        "image",
+                        format!("blob {i} is not stored on this node; add the file first"),
+                    )),
+                    Err(e) => Err(FieldError::new("image", e.to_string())),
+                }
+            })
+            .collect()
     }
 
     /// Checks a new listing's fields as [`Listings::post`] would, and stores and sends
@@ -274,8 +278,10 @@ impl Listings {
         next
     }
 
-    /// Publishes a new version with the given changes.
-    pub async fn update(&self, id: &str, u: ListingUpdate) -> Result<ListingView, ListingError> {
+    /// The next version of one of my listings with the given changes, built and checked as
+    /// [`Listings::update`] would, without signing or storing anything (blocking: reads the
+    /// listing and the photos' blobs).
+    fn next_of(&self, id: &str, u: ListingUpdate) -> Result<Listing, ListingError> {
         let (_, cur) = self.own_head(id)?;
         let mut next = Self::next_version(&cur.listing);
         if let Some(t) = u.title {
@@ -296,6 +302,36 @@ impl Listings {
         if u.condition.is_some() {
             next.condition = condition(u.condition.as_deref())?;
         }
+        if let Some(c) = u.currency {
+            next.currency = c;
+        }
+        if u.location.is_some() {
+            next.location = location(u.location)?;
+        } else if u.remove_location {
+            next.location = None;
+        }
+        if let Some(images) = &u.images {
+            if images.len() > IMAGES_MAX {
+                return Err(
+                    FieldError::new("image", format!("at most {IMAGES_MAX} images")).into(),
+                );
+            }
+            next.images = self.images(images)?;
+        }
+        next.validate(now_ms())?;
+        Ok(next)
+    }
+
+    /// Checks an update of one of my listings as [`Listings::update`] would, and stores and
+    /// sends nothing: the web page asks before it stores new photos. Blocking.
+    pub fn check_update(&self, id: &str, u: &ListingUpdate) -> Result<(), ListingError> {
+        self.next_of(id, u.clone()).map(|_| ())
+    }
+
+    /// Publishes a new version with the given changes: any of the text fields, price and
+    /// currency, quantity, location, and the photos (a new list, in order).
+    pub async fn update(&self, id: &str, u: ListingUpdate) -> Result<ListingView, ListingError> {
+        let next = self.next_of(id, u)?;
         let id = self.commit(next).await?;
         self.show(&id.to_hex())
     }

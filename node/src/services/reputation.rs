@@ -64,7 +64,7 @@ impl From<FieldError> for ReputationError {
 pub use crate::api::types::NewRating;
 use crate::api::types::{
     AmountCheck, RatingView, ReputationView, SupportedAmount, TradeRole, TradeView, TrustBasis,
-    TrustChange,
+    TrustChange, TrustThrough,
 };
 
 /// A day in milliseconds.
@@ -457,6 +457,24 @@ impl Reputation {
             key_age_days: first_seen_at.map(|at| now_ms().saturating_sub(at) / DAY_MS),
             supports,
             advice: (!seeded).then(|| HOW_TO_SEED.to_owned()),
+            through: self.through(&snap, &key)?,
+        })
+    }
+
+    /// How many of this node's trade partners and trusted keys its trust in `peer` flows
+    /// through (blocking: reads the trusted keys and the proven equivocators).
+    fn through(&self, snap: &Snapshot, peer: &PublicKey) -> Result<TrustThrough, ReputationError> {
+        let paths = trust::trust_paths(
+            &self.me,
+            &snap.ratings,
+            &self.store.trusted()?,
+            &self.store.equivocators()?,
+            peer,
+            &trust::Params::at(now_ms()),
+        );
+        Ok(TrustThrough {
+            partners: paths.partners,
+            trusted_keys: paths.trusted,
         })
     }
 

@@ -94,6 +94,7 @@ impl SyncDriver {
     pub async fn run(mut self, peers: Arc<SyncPeers>, mut shutdown: watch::Receiver<bool>) {
         let (done_tx, mut done) = mpsc::channel(COMPLETIONS_QUEUE);
         let mut tick = tokio::time::interval(SYNC_TICK);
+        let mut categories_at: Option<Instant> = None;
         loop {
             let inputs = tokio::select! {
                 biased;
@@ -109,7 +110,16 @@ impl SyncDriver {
                 }
             }
             let now = Instant::now();
-            let info = self.scheduler.info(now);
+            let mut info = self.scheduler.info(now);
+            if categories_at
+                .is_none_or(|at| now.saturating_duration_since(at) >= super::SHARDS_REFRESH)
+                || info.status != self.info.borrow().status
+            {
+                categories_at = Some(now);
+                info.categories = self.scheduler.categories(now);
+            } else {
+                info.categories = self.info.borrow().categories.clone();
+            }
             let p = (
                 info.status,
                 info.in_progress,

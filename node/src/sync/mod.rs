@@ -116,6 +116,27 @@ pub struct SyncInfo {
     /// Attempts that compared nothing (the peer does not speak the sync protocol, refused,
     /// or could not be reached).
     pub failed_attempts: u64,
+    /// Where catch-up stands for each followed listing category (refreshed at most every
+    /// [`SHARDS_REFRESH`]).
+    pub categories: Vec<ShardSync>,
+}
+
+/// How often the per-category sync state is recomputed (it walks the fetch queues).
+pub const SHARDS_REFRESH: Duration = Duration::from_secs(1);
+
+/// Where catch-up stands for one listing category.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ShardSync {
+    /// The category.
+    pub category: &'static str,
+    /// caught up, catching up, or not compared with any connected peer yet.
+    pub status: SyncStatus,
+    /// Connected peers the category was compared with to the end since they connected.
+    pub peers: usize,
+    /// Listings of the category learned from peers and not fetched yet.
+    pub to_fetch: usize,
+    /// Milliseconds since a comparison of the category last finished (None: none yet).
+    pub last_ms_ago: Option<u64>,
 }
 
 /// How long a shard's items are reused while the store does not change.

@@ -16,7 +16,7 @@ use libp2p::PeerId;
 use serde_bytes::ByteBuf;
 
 use super::reconcile::{Initiator, Item, ReconcileError};
-use super::{Shard, SyncInfo, SyncStatus};
+use super::{Shard, ShardSync, SyncInfo, SyncStatus};
 use crate::ingest::listing_shard;
 use crate::net::{FETCH_IDS_MAX, SyncRequest, SyncResponse};
 
@@ -250,6 +250,9 @@ pub struct Scheduler {
     last_synced: HashMap<PeerId, Instant>,
     last_sync: Option<(Instant, Duration)>,
     totals: SyncInfo,
+    /// Per shard: the connected peers it was compared with to the end, and when that last
+    /// happened.
+    compared: HashMap<Shard, (HashSet<PeerId>, Instant)>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -276,6 +279,7 @@ impl Scheduler {
             last_synced: HashMap::new(),
             last_sync: None,
             totals: SyncInfo::default(),
+            compared: HashMap::new(),
         }
     }
 
@@ -357,7 +361,7 @@ impl Scheduler {
     ) {
         let peer = p.peer();
         match p {
-            Pending::Round(_, shard, init) => self.on_round(peer, shard, init, reply, out),
+            Pending::Round(_, shard, init) => self.on_round(peer, shard, init, reply, now, out),
             Pending::Fetch(_, shard, ids) => self.on_fetched(peer, shard, ids, reply, out),
             Pending::Store(_) => {}
         }
@@ -398,6 +402,56 @@ impl Scheduler {
             last_sync_took_ms: self.last_sync.map(|(_, took)| took.as_millis() as u64),
             ..self.totals.clone()
         }
+    }
+
+    /// Where catch-up stands for each followed listing category: being compared or
+    /// fetched now (catching up), compared to the end with a connected peer (caught up), or
+    /// neither yet. Walks the fetch queues once: call it at most every
+    /// [`super::SHARDS_REFRESH`].
+    pub fn categories(&self, now: Instant) -> Vec<ShardSync> {
+        let mut to_fetch: HashMap<&Shard, usize> = HashMap::new();
+        let mut busy: HashSet<&Shard> = HashSet::new();
+        for ps in self.running.values() {
+            for (shard, _) in &ps.to_fetch {
+                *to_fetch.entry(shard).or_default() += 1;
+            }
+            busy.extend(ps.shards_left.iter());
+            busy.extend(ps.rerun.iter());
+        }
+        for (_, p) in self.pending.values() {
+            match p {
+                Pending::Fetch(_, shard, ids) => *to_fetch.entry(shard).or_default() += ids.len(),
+                Pending::Round(_, shard, _) => {
+                    busy.insert(shard);
+                }
+                Pending::Store(_) => {}
+            }
+        }
+        self.shards
+            .iter()
+            .filter_map(|shard| {
+                let category = shard.category()?;
+                let fetch = to_fetch.get(shard).copied().unwrap_or(0);
+                let (peers, last) = self
+                    .compared
+                    .get(shard)
+                    .map_or((0, None), |(p, at)| (p.len(), Some(*at)));
+                Some(ShardSync {
+                    category,
+                    status: if fetch > 0 || busy.contains(shard) {
+                        SyncStatus::CatchingUp
+                    } else if peers > 0 {
+                        SyncStatus::CaughtUp
+                    } else {
+                        SyncStatus::NotReconciled
+                    },
+                    peers,
+                    to_fetch: fetch,
+                    last_ms_ago: last
+                        .map(|at| now.saturating_duration_since(at).as_millis() as u64),
+                })
+            })
+            .collect()
     }
 
     /// Peers compared with since they connected.
@@ -528,6 +582,7 @@ impl Scheduler {
         shard: Shard,
         mut init: Box<Initiator>,
         reply: Result<SyncResponse, String>,
+        now: Instant,
         out: &mut Vec<Action>,
     ) {
         let Some(ps) = self.running.get_mut(&peer) else {
@@ -552,6 +607,14 @@ impl Scheduler {
         let next = match init.step(&msg) {
             Ok(step) => {
                 ps.rounds_answered += 1;
+                if step.next.is_none() {
+                    let (peers, at) = self
+                        .compared
+                        .entry(shard.clone())
+                        .or_insert_with(|| (HashSet::new(), now));
+                    peers.insert(peer);
+                    *at = now;
+                }
                 // An id another peer's sync already fetches is not asked twice. Past
                 // TO_FETCH_MAX queued, the rest waits for a re-run of the shard.
                 for id in step.need {
@@ -784,6 +847,9 @@ impl Scheduler {
 
     fn peer_gone(&mut self, peer: PeerId, now: Instant, out: &mut Vec<Action>) {
         self.peers.remove(&peer);
+        for (peers, _) in self.compared.values_mut() {
+            peers.remove(&peer);
+        }
         self.queue.retain(|p| *p != peer);
         self.last_synced.remove(&peer);
         if self.drop_sync(peer).is_some() {

@@ -84,7 +84,9 @@ pub fn router(w: WebState) -> Router {
         .route("/listing/{id}/offer", post(pages::listing::offer))
         .route(
             "/listing/{id}/edit",
-            get(pages::edit::form).post(pages::edit::submit),
+            get(pages::edit::form)
+                .post(pages::edit::submit)
+                .layer(DefaultBodyLimit::max(pages::post::BODY_MAX)),
         )
         .route(
             "/listing/{id}/retract",

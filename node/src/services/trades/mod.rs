@@ -121,7 +121,12 @@ pub struct Trades {
     briefs: Arc<std::sync::Mutex<HashMap<ObjectId, TradeBrief>>>,
     /// Messages whose predecessor is not held yet: (trade, message, since).
     detached: Arc<std::sync::Mutex<VecDeque<(ObjectId, ChainMessage, Instant)>>>,
+    /// Items collected for this node from relay mailboxes since it started.
+    collected: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// Most queued deliveries [`Trades::held_on_relays`] reads.
+pub const HELD_SCAN_MAX: usize = 10_000;
 
 impl Trades {
     /// A service acting with `key`.
@@ -142,6 +147,7 @@ impl Trades {
             retrying: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             briefs: Arc::new(std::sync::Mutex::new(HashMap::new())),
             detached: Arc::new(std::sync::Mutex::new(VecDeque::new())),
+            collected: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 
@@ -445,6 +451,30 @@ impl Trades {
                 tracing::warn!(trade = %tid, error = %e, "expiring an offer");
             }
         }
+    }
+
+    /// My messages still queued that relays hold in their mailboxes for a recipient who
+    /// could not be reached: (relay peer id, messages), most first (reads at most
+    /// [`HELD_SCAN_MAX`] queued deliveries). Blocking.
+    pub fn held_on_relays(&self) -> Result<Vec<(String, u64)>, TradeError> {
+        let mut per: HashMap<String, u64> = HashMap::new();
+        for (msg, _, _) in self.store.delivery_queue(HELD_SCAN_MAX)? {
+            if let Some(d) = self.delivery(&msg)?
+                && d.is_queued()
+            {
+                for relay in d.mailbox {
+                    *per.entry(relay).or_default() += 1;
+                }
+            }
+        }
+        let mut v: Vec<(String, u64)> = per.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(v)
+    }
+
+    /// Items collected for this node from relay mailboxes since it started.
+    pub fn collected_from_relays(&self) -> u64 {
+        self.collected.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Items and bytes this node holds in mailboxes for others (relays only).

@@ -256,6 +256,8 @@ impl Trades {
                 let Ok(bundle) = jangteo_protocol::mailbox::decode_bundle(&plain) else {
                     continue;
                 };
+                self.collected
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let request = TradeRequest {
                     messages: bundle.into_iter().map(ByteBuf::from).collect(),
                 };

@@ -77,11 +77,13 @@ impl Trades {
                         status: d.status.into(),
                         reason: d.reason,
                         attempts: Some(d.attempts),
+                        relays: d.mailbox,
                     })
                     .unwrap_or(DeliveryView {
                         status: DeliveryStatus::Received,
                         reason: None,
                         attempts: None,
+                        relays: Vec::new(),
                     });
                 TradeHistoryEntry {
                     kind: m.kind().name().to_owned(),

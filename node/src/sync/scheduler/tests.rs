@@ -533,3 +533,71 @@ fn a_late_reply_to_an_earlier_sync_is_not_taken_for_a_newer_one_with_the_same_pe
     assert_eq!(sim.finished, vec![(a, Outcome::Reconciled)]);
     assert_eq!(sim.stored.len(), 10);
 }
+
+#[test]
+fn each_category_says_whether_it_was_compared_with_a_connected_peer() {
+    let mut sim = Sim::with_shards(
+        Vec::new(),
+        vec![Shard::Listings("general"), Shard::Listings("bikes")],
+    );
+    let peer = PeerId::random();
+    sim.remotes.insert(peer, Remote::with(0, 1));
+    let t0 = Instant::now();
+    let state = |sim: &Sim| -> Vec<(&'static str, SyncStatus, usize)> {
+        sim.s
+            .categories(t0)
+            .iter()
+            .map(|c| (c.category, c.status, c.peers))
+            .collect()
+    };
+    assert_eq!(
+        state(&sim),
+        vec![
+            ("general", SyncStatus::NotReconciled, 0),
+            ("bikes", SyncStatus::NotReconciled, 0)
+        ]
+    );
+    sim.hold = true;
+    sim.run(t0, Input::PeerReady(peer));
+    assert!(
+        state(&sim)
+            .iter()
+            .all(|(_, s, _)| *s == SyncStatus::CatchingUp),
+        "both rounds are out: {:?}",
+        state(&sim)
+    );
+    // The general round is answered; the bikes round is refused.
+    let held = std::mem::take(&mut sim.held);
+    sim.hold = false;
+    let token_of = |input: &Input| match input {
+        Input::Reply { token, .. } => *token,
+        _ => panic!("a reply"),
+    };
+    let (bikes, general): (Vec<Input>, Vec<Input>) = held.into_iter().partition(|i| {
+        matches!(
+            sim.s.pending.get(&token_of(i)),
+            Some((_, Pending::Round(_, Shard::Listings("bikes"), _)))
+        )
+    });
+    assert_eq!((bikes.len(), general.len()), (1, 1));
+    for input in general {
+        sim.run(t0, input);
+    }
+    sim.run(
+        t0,
+        Input::Reply {
+            token: token_of(&bikes[0]),
+            reply: Ok(SyncResponse::Refused("rate limit".into())),
+        },
+    );
+    assert_eq!(
+        state(&sim),
+        vec![
+            ("general", SyncStatus::CaughtUp, 1),
+            ("bikes", SyncStatus::NotReconciled, 0)
+        ]
+    );
+    // A category is caught up only with connected peers.
+    sim.run(t0, Input::PeerGone(peer));
+    assert_eq!(state(&sim)[0], ("general", SyncStatus::NotReconciled, 0));
+}

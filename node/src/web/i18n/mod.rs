@@ -4,6 +4,7 @@
 //! (`{n}`), filled by [`fill`]. A key missing from one language does not compile.
 
 mod en;
+mod errors;
 mod ja;
 mod ko;
 
@@ -72,6 +73,7 @@ messages! {
     delivery_queued, delivery_delivered, delivery_failed, delivery_received,
     mine_title, mine_empty,
     nav_network, nav_settings, history_offer, state_rated, rate_title, rate_score, rate_comment, rate_submit, rated_you, rate_again, amount_warning_title, seller_profile_link, seller_page_title, seller_listings, seller_listings_none, seller_basis_personal, seller_basis_not_personal, seller_key_age, seller_negative, seller_supports, seller_equivocated, seller_trust_them, seller_untrust_them, seller_you_trust, edit_link, edit_title, edit_intro, edit_submit, retract_link, retract_title, retract_intro, retract_confirm, retract_submit, retract_must_confirm, settings_title, settings_language, settings_location, settings_location_hint, settings_location_save, settings_location_clear, settings_use_my_location, settings_saved, settings_peer_id, settings_peer_id_hint, settings_qr_alt, settings_trusted, settings_trusted_none, settings_trust_add, settings_trust_add_label, settings_trust_remove, settings_key_title, settings_key_warning, settings_key_confirm, settings_key_download, network_title, network_me, network_listen, network_reachability, network_relayed, network_peers, network_peers_none, network_relays, network_sync, network_sync_line, network_following, network_mailbox, network_mailbox_line, network_banned, network_banned_none, network_score, reach_public, reach_private, reach_unknown, status_reserved, filter_distance, filter_distance_no_location, filter_distance_bad, trades_unread, offer_moderator, field_moderators, photo_earlier, photo_later, mine_offers,
+    home_near_title, home_near_none, home_no_location, home_everywhere, home_by_category, seller_through_partners, seller_through_keys, seller_through_both, seller_through_none, delivery_held_by, network_categories, network_category_line, shard_caught_up, shard_catching_up, shard_not_compared, network_held, network_held_line, network_held_none, network_collected, edit_photos, edit_photo_keep, edit_photo_position, edit_photos_add, edit_photos_none, err_field_title, err_field_description, err_field_category, err_field_condition, err_field_price, err_field_currency, err_field_quantity, err_field_location, err_field_moderator, err_field_image, err_field_note, err_field_comment, err_field_other, err_internal_short, err_listing_not_yours, err_listing_retracted, err_bad_query, err_trade_transition, err_trade_refused, err_trade_offense, err_reputation_invalid, err_rate_refused, err_photo_bad, amount_warning_none, amount_warning_above,
 }
 
 pub use en::EN;

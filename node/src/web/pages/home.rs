@@ -19,6 +19,10 @@ use crate::web::money::{minor_digits, parse_price};
 
 /// Listings on the home page.
 pub const HOME_LISTINGS: usize = 24;
+/// Listings in the home page's "near you" section.
+pub const HOME_NEAR: usize = 12;
+/// The radius of the home page's "near you" section, in km (newest first within it).
+pub const HOME_NEAR_KM: f64 = 10.0;
 /// Results per search page.
 pub const PAGE_SIZE: usize = 24;
 /// Highest page number (the search service skips at most 10 000 results).
@@ -111,17 +115,33 @@ pub async fn run_search(w: &WebState, q: SearchQuery) -> Result<Vec<ListingView>
         .map_err(|e| ListingError::Search(e.to_string()))?
 }
 
+/// The home page's "near you" section: the newest listings within [`HOME_NEAR_KM`] of my
+/// saved location.
+#[derive(Debug, Clone)]
+pub struct NearSection {
+    title: String,
+    empty: String,
+    cards: Vec<Card>,
+}
+
 #[derive(Template)]
 #[template(path = "home.html")]
 struct HomeTemplate {
     c: Chrome,
     sync: SyncBadge,
+    near: Option<NearSection>,
     cards: Vec<Card>,
     error: Option<String>,
 }
 
-/// `GET /`.
-pub async fn home(State(w): State<WebState>, page: Page) -> Response {
+/// `GET /`: the sync badge; with a saved location, the newest listings within
+/// [`HOME_NEAR_KM`] of it (newest first, each with its distance); the categories, each a
+/// link to its search; the newest listings everywhere.
+pub async fn home(
+    State(w): State<WebState>,
+    page: Page,
+    headers: axum::http::HeaderMap,
+) -> Response {
     let t = page.t;
     let info = w.api.network.info().await.ok();
     let q = SearchQuery {
@@ -129,18 +149,45 @@ pub async fn home(State(w): State<WebState>, page: Page) -> Response {
         sort: Some("recent".into()),
         ..Default::default()
     };
-    let (cards, error) = match run_search(&w, q).await {
-        Ok(v) => (v.iter().map(|l| Card::new(t, l)).collect(), None),
-        Err(e) => (
-            Vec::new(),
-            Some(fill(t.error_internal, &[("reason", &e.to_string())])),
-        ),
+    let mut error = None;
+    let cards = match run_search(&w, q).await {
+        Ok(v) => v.iter().map(|l| Card::new(t, l)).collect(),
+        Err(e) => {
+            error = Some(t.listing_error(&e));
+            Vec::new()
+        }
+    };
+    let near = match super::settings::near_of(&headers) {
+        None => None,
+        Some(at) => {
+            let q = SearchQuery {
+                limit: Some(HOME_NEAR),
+                sort: Some("recent".into()),
+                near: Some(at),
+                radius_km: Some(HOME_NEAR_KM),
+                ..Default::default()
+            };
+            let km = format!("{HOME_NEAR_KM:.0}");
+            let cards = match run_search(&w, q).await {
+                Ok(v) => v.iter().map(|l| Card::new(t, l)).collect(),
+                Err(e) => {
+                    error = Some(t.listing_error(&e));
+                    Vec::new()
+                }
+            };
+            Some(NearSection {
+                title: fill(t.home_near_title, &[("km", &km)]),
+                empty: fill(t.home_near_none, &[("km", &km)]),
+                cards,
+            })
+        }
     };
     render(
         StatusCode::OK,
         &HomeTemplate {
             c: Chrome::new(&page, t.home_title, "home"),
             sync: SyncBadge::new(t, info.as_ref()),
+            near,
             cards,
             error,
         },
@@ -292,16 +339,12 @@ pub async fn search(
                 v.truncate(PAGE_SIZE);
                 (v.iter().map(|l| Card::new(t, l)).collect(), more, None)
             }
-            Err(ListingError::BadQuery(m)) => (
-                Vec::new(),
-                false,
-                Some(fill(t.results_bad_query, &[("reason", &m)])),
-            ),
+            Err(e @ ListingError::BadQuery(_)) => (Vec::new(), false, Some(t.listing_error(&e))),
             Err(e) => {
                 return error_page(
                     &page,
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    fill(t.error_internal, &[("reason", &e.to_string())]),
+                    t.listing_error(&e),
                 );
             }
         },
@@ -451,7 +494,7 @@ pub async fn mine(State(w): State<WebState>, page: Page) -> Response {
         Err(e) => error_page(
             &page,
             StatusCode::INTERNAL_SERVER_ERROR,
-            fill(t.error_internal, &[("reason", &e.to_string())]),
+            t.listing_error(&e),
         ),
     }
 }
@@ -494,6 +537,11 @@ mod tests {
                 class: "ok",
                 text: hostile.into(),
             },
+            near: Some(NearSection {
+                title: hostile.into(),
+                empty: hostile.into(),
+                cards: vec![card.clone()],
+            }),
             cards: vec![card],
             error: Some(hostile.into()),
         }

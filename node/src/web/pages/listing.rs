@@ -64,6 +64,8 @@ pub struct SellerCard {
     completed: String,
     rating: String,
     note: Option<&'static str>,
+    /// Through whom my trust reaches the seller (empty without a reputation).
+    through: String,
     reviews: Vec<ReviewLine>,
 }
 
@@ -111,6 +113,9 @@ impl SellerCard {
             completed,
             rating,
             note,
+            through: r
+                .map(|r| super::seller::through_text(t, r))
+                .unwrap_or_default(),
             reviews: review_lines(t, reviews),
         }
     }
@@ -322,7 +327,7 @@ pub async fn offer(
     match w.api.trades.offer(new).await {
         Ok(trade) => Redirect::to(&format!("/trade/{}", trade.id)).into_response(),
         Err(e) => {
-            draft.error = Some(e.to_string());
+            draft.error = Some(t.trade_error(&e));
             listing_page(&page, StatusCode::CONFLICT, found, Some(draft))
         }
     }

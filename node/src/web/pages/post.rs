@@ -6,6 +6,7 @@
 //! to the field it names.
 
 use askama::Template;
+use axum::extract::multipart::Field;
 use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -26,7 +27,7 @@ pub const BODY_MAX: usize = (IMAGES_MAX + 2) * MAX_BLOB_BYTES + 256 * 1024;
 /// Largest text field read.
 const FIELD_MAX: usize = 16 * 1024;
 /// Most parts read from one form.
-const PARTS_MAX: usize = 64;
+pub(super) const PARTS_MAX: usize = 64;
 
 /// What was typed, and the error next to each field.
 #[derive(Debug, Clone, Default)]
@@ -150,9 +151,75 @@ pub async fn form(page: Page) -> Response {
 }
 
 /// A photo as received.
-struct Photo {
-    name: String,
-    bytes: Vec<u8>,
+pub(super) struct Photo {
+    pub(super) name: String,
+    pub(super) bytes: Vec<u8>,
+}
+
+/// Reads a photo part: its bytes, or None when it is larger than a blob may be (the rest is
+/// read and dropped, at most one chunk held).
+pub(super) async fn read_photo(field: &mut Field<'_>) -> Result<Option<Vec<u8>>, ()> {
+    let mut bytes = Vec::new();
+    let mut too_large = false;
+    while let Some(chunk) = field.chunk().await.map_err(|_| ())? {
+        if too_large {
+            continue;
+        }
+        if bytes.len() + chunk.len() > MAX_BLOB_BYTES {
+            too_large = true;
+            bytes = Vec::new();
+        } else {
+            bytes.extend_from_slice(&chunk);
+        }
+    }
+    Ok((!too_large).then_some(bytes))
+}
+
+/// Reads a text part (at most [`FIELD_MAX`] bytes of UTF-8). Browsers send a textarea's line
+/// breaks as CRLF (HTML's form encoding); a listing holds LF and refuses other control
+/// characters, so they are made LF.
+pub(super) async fn read_text(field: &mut Field<'_>) -> Result<String, ()> {
+    let mut text = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(|_| ())? {
+        if text.len() + chunk.len() > FIELD_MAX {
+            return Err(());
+        }
+        text.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8(text)
+        .map_err(|_| ())?
+        .replace("\r\n", "\n"))
+}
+
+/// What is wrong with the photos chosen, if anything: more than a listing holds (with
+/// `kept` of its photos kept), or one that is not a raster image.
+pub(super) fn photos_error(t: &Messages, photos: &[Photo], kept: usize) -> Option<String> {
+    if kept + photos.len() > IMAGES_MAX {
+        return Some(fill(t.err_photo_count, &[("n", &IMAGES_MAX.to_string())]));
+    }
+    photos
+        .iter()
+        .find(|p| sniff_image(&p.bytes).is_none())
+        .map(|p| fill(t.err_photo_type, &[("name", &p.name)]))
+}
+
+/// Stores the photos as blobs, in order: their ids, or the message for the photo field.
+pub(super) async fn store_photos(
+    w: &WebState,
+    t: &Messages,
+    photos: Vec<Photo>,
+) -> Result<Vec<String>, String> {
+    let mut ids = Vec::with_capacity(photos.len());
+    for p in photos {
+        match w.api.blobs.add(p.bytes).await {
+            Ok(v) => ids.push(v.id),
+            Err(e) => {
+                tracing::info!(photo = %p.name, error = %e, "a photo was not stored");
+                return Err(fill(t.err_photo_bad, &[("name", &p.name)]));
+            }
+        }
+    }
+    Ok(ids)
 }
 
 /// The form's parts: text fields into the draft, photos kept aside (each read at most one
@@ -174,41 +241,17 @@ async fn read_form(
         let name = field.name().unwrap_or("").to_owned();
         if name == "photos" {
             let file = field.file_name().unwrap_or("").to_owned();
-            let mut bytes = Vec::new();
-            let mut too_large = false;
-            while let Some(chunk) = field.chunk().await.map_err(|_| ())? {
-                if too_large {
-                    continue;
-                }
-                if bytes.len() + chunk.len() > MAX_BLOB_BYTES {
-                    too_large = true;
-                    bytes.clear();
-                } else {
-                    bytes.extend_from_slice(&chunk);
-                }
-            }
-            if too_large {
-                d.field_error(
+            match read_photo(&mut field).await? {
+                None => d.field_error(
                     "image",
                     fill(t.err_photo_size, &[("name", &file), ("mb", &mb)]),
-                );
-            } else if !bytes.is_empty() {
-                photos.push(Photo { name: file, bytes });
+                ),
+                Some(bytes) if !bytes.is_empty() => photos.push(Photo { name: file, bytes }),
+                Some(_) => {}
             }
             continue;
         }
-        let mut text = Vec::new();
-        while let Some(chunk) = field.chunk().await.map_err(|_| ())? {
-            if text.len() + chunk.len() > FIELD_MAX {
-                return Err(());
-            }
-            text.extend_from_slice(&chunk);
-        }
-        // Browsers send a textarea's line breaks as CRLF (HTML's form encoding); a listing
-        // holds LF and refuses other control characters.
-        let text = String::from_utf8(text)
-            .map_err(|_| ())?
-            .replace("\r\n", "\n");
+        let text = read_text(&mut field).await?;
         match name.as_str() {
             "csrf" => csrf = text,
             "title" => d.title = text,
@@ -272,16 +315,8 @@ pub async fn submit(
             p
         }
     };
-    if photos.len() > IMAGES_MAX {
-        d.field_error(
-            "image",
-            fill(t.err_photo_count, &[("n", &IMAGES_MAX.to_string())]),
-        );
-    }
-    for p in &photos {
-        if sniff_image(&p.bytes).is_none() {
-            d.field_error("image", fill(t.err_photo_type, &[("name", &p.name)]));
-        }
+    if let Some(e) = photos_error(t, &photos, 0) {
+        d.field_error("image", e);
     }
     let some = |s: &str| {
         let s = s.trim();
@@ -310,31 +345,32 @@ pub async fn submit(
     let check = new.clone();
     match tokio::task::spawn_blocking(move || listings.check(&check)).await {
         Ok(Ok(())) => {}
-        Ok(Err(ListingError::Invalid(e))) => d.field_error(e.field, e.reason),
-        Ok(Err(e)) => d.error = Some(e.to_string()),
-        Err(e) => d.error = Some(e.to_string()),
+        Ok(Err(ListingError::Invalid(e))) => d.field_error(e.field, t.field_error(&e)),
+        Ok(Err(e)) => d.error = Some(t.listing_error(&e)),
+        Err(e) => {
+            tracing::warn!(error = %e, "checking a listing failed");
+            d.error = Some(t.err_internal_short.to_owned());
+        }
     }
     if d.has_errors() {
         let again = !photos.is_empty();
         return post_page(&page, StatusCode::BAD_REQUEST, d, again);
     }
-    for p in photos {
-        match w.api.blobs.add(p.bytes).await {
-            Ok(v) => new.images.push(v.id),
-            Err(e) => {
-                d.field_error("image", format!("{}: {e}", p.name));
-                return post_page(&page, StatusCode::BAD_REQUEST, d, true);
-            }
+    match store_photos(&w, t, photos).await {
+        Ok(ids) => new.images = ids,
+        Err(e) => {
+            d.field_error("image", e);
+            return post_page(&page, StatusCode::BAD_REQUEST, d, true);
         }
     }
     match w.api.listings.post(new).await {
         Ok(v) => Redirect::to(&format!("/listing/{}", v.id)).into_response(),
         Err(ListingError::Invalid(e)) => {
-            d.field_error(e.field, e.reason);
+            d.field_error(e.field, t.field_error(&e));
             post_page(&page, StatusCode::BAD_REQUEST, d, true)
         }
         Err(e) => {
-            d.error = Some(e.to_string());
+            d.error = Some(t.listing_error(&e));
             post_page(&page, StatusCode::INTERNAL_SERVER_ERROR, d, true)
         }
     }

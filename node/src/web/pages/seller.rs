@@ -14,7 +14,7 @@ use super::{Card, Chrome, Page, csrf_refused, error_page, render, short_peer, tr
 use crate::api::types::{ReputationView, SearchQuery, TrustBasis};
 use crate::services::reputation::ReputationError;
 use crate::web::WebState;
-use crate::web::i18n::fill;
+use crate::web::i18n::{Messages, fill};
 use crate::web::money::price_text;
 
 /// Reviews shown on a seller's page.
@@ -30,12 +30,29 @@ struct SellerTemplate {
     own: bool,
     trust: String,
     basis: &'static str,
+    /// Through whom my trust reaches them ("trusted through 3 of your trade partners").
+    through: String,
     evidence: Vec<String>,
-    advice: Option<String>,
+    advice: Option<&'static str>,
     equivocated: bool,
     trusted: bool,
     reviews: Vec<ReviewLine>,
     cards: Vec<super::Card>,
+}
+
+/// The reason for a peer's trust in people's words: how many of my trade partners and of
+/// the keys I trust it flows through.
+pub fn through_text(t: &Messages, r: &ReputationView) -> String {
+    let (p, k) = (r.through.partners, r.through.trusted_keys);
+    match (p, k) {
+        (0, 0) => t.seller_through_none.to_owned(),
+        (p, 0) => fill(t.seller_through_partners, &[("n", &p.to_string())]),
+        (0, k) => fill(t.seller_through_keys, &[("n", &k.to_string())]),
+        (p, k) => fill(
+            t.seller_through_both,
+            &[("p", &p.to_string()), ("k", &k.to_string())],
+        ),
+    }
 }
 
 fn evidence(page: &Page, r: &ReputationView) -> Vec<String> {
@@ -95,7 +112,7 @@ pub async fn show(State(w): State<WebState>, page: Page, Path(peer): Path<String
             return error_page(
                 &page,
                 StatusCode::INTERNAL_SERVER_ERROR,
-                fill(t.error_internal, &[("reason", &e.to_string())]),
+                t.reputation_error(&e),
             );
         }
         Err(e) => {
@@ -130,8 +147,9 @@ pub async fn show(State(w): State<WebState>, page: Page, Path(peer): Path<String
                 TrustBasis::Personal => t.seller_basis_personal,
                 TrustBasis::NotYetPersonal => t.seller_basis_not_personal,
             },
+            through: through_text(t, &view),
             evidence: evidence(&page, &view),
-            advice: view.advice.clone(),
+            advice: view.advice.is_some().then_some(t.settings_trusted_none),
             equivocated: view.equivocated,
             trusted: view.trusted,
             reviews: review_lines(t, &reviews),
@@ -174,7 +192,11 @@ pub async fn change_trust(
     .await;
     match done {
         Ok(Ok(_)) => Ok(Redirect::to(super::local_path(&f.next)).into_response()),
-        Ok(Err(e)) => Err(error_page(page, StatusCode::BAD_REQUEST, e.to_string())),
+        Ok(Err(e)) => Err(error_page(
+            page,
+            StatusCode::BAD_REQUEST,
+            page.t.reputation_error(&e),
+        )),
         Err(e) => Err(error_page(
             page,
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,6 +1,7 @@
 //! Settings (my location, language, my peer id with a QR code, the people I trust, a backup
-//! of my key) and the network page (addresses, reachability, peers, relays, catching up,
-//! mailbox items held for others, banned peers).
+//! of my key) and the network page (addresses, reachability, peers, relays, catching up
+//! overall and per category, my messages held on relays, mailbox items held for others,
+//! banned peers).
 //!
 //! The location is a browser preference: a `SameSite=Strict` cookie read by home and
 //! search for distances. Trust seeds go through the reputation service. The key backup is a
@@ -16,6 +17,7 @@ use serde::Deserialize;
 use super::{Chrome, Page, csrf_refused, error_page, render, short_peer};
 use crate::api::types::Reachability;
 use crate::services::listings::parse_lat_lon;
+use crate::sync::SyncStatus;
 use crate::web::WebState;
 use crate::web::i18n::fill;
 use crate::web::session;
@@ -232,6 +234,24 @@ pub struct PeerLine {
     score: String,
 }
 
+/// One category's sync state as listed.
+#[derive(Debug, Clone)]
+pub struct ShardLine {
+    name: String,
+    /// caught_up, catching_up or not_reconciled (a CSS class).
+    key: &'static str,
+    state: &'static str,
+    line: String,
+}
+
+/// A relay holding my messages for an offline recipient, as listed.
+#[derive(Debug, Clone)]
+pub struct HeldLine {
+    relay: String,
+    short: String,
+    line: String,
+}
+
 #[derive(Template)]
 #[template(path = "network.html")]
 struct NetworkTemplate {
@@ -248,6 +268,9 @@ struct NetworkTemplate {
     following: String,
     mailbox: String,
     banned: Vec<String>,
+    shards: Vec<ShardLine>,
+    held: Vec<HeldLine>,
+    collected: String,
 }
 
 /// `GET /network`.
@@ -271,7 +294,36 @@ pub async fn network(State(w): State<WebState>, page: Page) -> Response {
         .map(|r| r.iter().map(ToString::to_string).collect())
         .unwrap_or_default();
     let (items, bytes) = w.api.trades.mailbox_stats().unwrap_or((0, 0));
+    let trades = w.api.trades.clone();
+    let held = tokio::task::spawn_blocking(move || trades.held_on_relays())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
     let sy = &info.sync;
+    let shards = sy
+        .categories
+        .iter()
+        .map(|c| {
+            let (key, state) = match c.status {
+                SyncStatus::CaughtUp => ("caught_up", t.shard_caught_up),
+                SyncStatus::CatchingUp => ("catching_up", t.shard_catching_up),
+                SyncStatus::NotReconciled => ("not_reconciled", t.shard_not_compared),
+            };
+            ShardLine {
+                name: t.category(c.category),
+                key,
+                state,
+                line: fill(
+                    t.network_category_line,
+                    &[
+                        ("peers", &c.peers.to_string()),
+                        ("fetch", &c.to_fetch.to_string()),
+                    ],
+                ),
+            }
+        })
+        .collect();
     render(
         StatusCode::OK,
         &NetworkTemplate {
@@ -319,6 +371,19 @@ pub async fn network(State(w): State<WebState>, page: Page) -> Response {
                 &[("items", &items.to_string()), ("bytes", &bytes.to_string())],
             ),
             banned: info.banned.clone(),
+            shards,
+            held: held
+                .into_iter()
+                .map(|(relay, n)| HeldLine {
+                    short: short_peer(&relay),
+                    line: fill(t.network_held_line, &[("n", &n.to_string())]),
+                    relay,
+                })
+                .collect(),
+            collected: fill(
+                t.network_collected,
+                &[("n", &w.api.trades.collected_from_relays().to_string())],
+            ),
         },
     )
 }

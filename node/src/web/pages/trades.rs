@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{Chrome, Page, csrf_refused, error_page, render, short_peer, when};
-use crate::api::types::{NewRating, TradeAction, TradeView};
+use crate::api::types::{DeliveryStatus, NewRating, TradeAction, TradeView};
 use crate::clock::now_ms;
 use crate::services::reputation::Review;
 use crate::services::trades::TradeError;
@@ -105,6 +105,8 @@ pub struct HistoryLine {
     note: String,
     delivery: &'static str,
     delivery_key: &'static str,
+    /// The relays holding a copy for an offline recipient, in words.
+    held: Vec<String>,
     reason: String,
 }
 
@@ -195,7 +197,21 @@ fn trade_page(page: &Page, status: StatusCode, held: Held, error: Option<String>
             note: h.note.clone(),
             delivery: t.delivery(h.delivery.status.as_str()),
             delivery_key: h.delivery.status.as_str(),
-            reason: h.delivery.reason.clone().unwrap_or_default(),
+            held: if h.delivery.status == DeliveryStatus::Queued {
+                h.delivery
+                    .relays
+                    .iter()
+                    .map(|r| fill(t.delivery_held_by, &[("relay", &short_peer(r))]))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            // The network's own words for why it is queued or failed; when relays hold it,
+            // the line above says it in the page's language.
+            reason: match h.delivery.status {
+                DeliveryStatus::Queued if !h.delivery.relays.is_empty() => String::new(),
+                _ => h.delivery.reason.clone().unwrap_or_default(),
+            },
         })
         .collect();
     render(
@@ -215,7 +231,7 @@ fn trade_page(page: &Page, status: StatusCode, held: Held, error: Option<String>
                 .amount_check
                 .as_ref()
                 .filter(|a| a.above)
-                .and_then(|a| a.warning.clone()),
+                .map(|a| t.amount_warning(a)),
             can_rate: completed && party,
             rated: mine
                 .as_ref()
@@ -346,7 +362,7 @@ pub async fn act(
     };
     match w.api.trades.act(&id, &action, a).await {
         Ok(_) => Redirect::to(&format!("/trade/{id}")).into_response(),
-        Err(e) => trade_page(&page, StatusCode::CONFLICT, held, Some(e.to_string())),
+        Err(e) => trade_page(&page, StatusCode::CONFLICT, held, Some(t.trade_error(&e))),
     }
 }
 
@@ -377,6 +393,11 @@ async fn rate(w: &WebState, page: &Page, held: Held, id: &str, f: &ActForm) -> R
     };
     match w.api.reputation.rate(r).await {
         Ok(_) => Redirect::to(&format!("/trade/{id}")).into_response(),
-        Err(e) => trade_page(page, StatusCode::CONFLICT, held, Some(e.to_string())),
+        Err(e) => trade_page(
+            page,
+            StatusCode::CONFLICT,
+            held,
+            Some(t.reputation_error(&e)),
+        ),
     }
 }
