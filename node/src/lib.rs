@@ -583,3 +583,25 @@ impl Node {
         tracing::info!("node stopped");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The network difficulty a node runs at unless told otherwise is the public network's,
+    /// as SPEC §3.1 and the README document it; only test networks lower it.
+    #[test]
+    fn the_default_listing_stamp_difficulty_is_the_documented_one() {
+        let cfg = NodeConfig::new("/nonexistent");
+        assert_eq!(cfg.listing_stamp_bits, 24);
+        assert_eq!(
+            cfg.listing_stamp_bits,
+            jangteo_protocol::listing::LISTING_STAMP_BITS
+        );
+        let spec = include_str!("../../protocol/SPEC.md");
+        assert!(spec.contains("**24 bits** on the public network"));
+        let readme = include_str!("../../README.md");
+        assert!(readme.contains("(24 bits) on the public network"));
+        assert_eq!(TEST_NETWORK_STAMP_BITS, 0);
+    }
+}
