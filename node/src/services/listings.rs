@@ -384,7 +384,9 @@ impl Listings {
             let earliest = cur.updated_at + LISTING_VERSION_INTERVAL_MS;
             ListingError::TooSoon {
                 id: id.to_owned(),
-                wait_s: (earliest.saturating_sub(now + VERSION_AHEAD_MAX_MS)).div_ceil(1000),
+                wait_s: earliest
+                    .saturating_sub(now + VERSION_AHEAD_MAX_MS)
+                    .div_ceil(1000),
             }
         })?;
         Ok(next)
