@@ -241,6 +241,12 @@ struct NodeArgs {
     /// many MiB. Default 16384.
     #[arg(long, value_name = "MIB", requires = "relay")]
     mirror_cap_mib: Option<u64>,
+    /// The network's base difficulty of listing stamps, in bits (SPEC §3.1). Network-wide:
+    /// every node of one network must use the same value, or they refuse each other's
+    /// listings. Default 24, the public network's; only test networks set it lower (0: no
+    /// stamps).
+    #[arg(long, value_name = "BITS")]
+    listing_stamp_bits: Option<u32>,
     /// An address this node is reachable at from outside (repeatable), e.g. the router's
     /// public address with a forwarded port: /ip4/203.0.113.7/tcp/4001.
     #[arg(long, value_name = "MULTIADDR")]
@@ -510,6 +516,16 @@ fn listing_ref(v: &ListingView) -> ListingRef {
     ListingRef {
         id: v.id.clone(),
         seq: v.seq,
+        stamp_bits: v.stamp_bits,
+        stamp_ms: v.stamp_ms,
+    }
+}
+
+/// " (stamped: B bits of work in N ms)" when a stamp was made, else nothing.
+fn stamp_note(r: &ListingRef) -> String {
+    match (r.stamp_bits, r.stamp_ms) {
+        (Some(b), Some(ms)) => format!(" (stamped: {b} bits of work in {ms} ms)"),
+        _ => String::new(),
     }
 }
 
@@ -701,7 +717,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 images,
             };
             let out = listing_ref(&api.post_listing(&new).await?);
-            print(json_out, &out, |o| format!("posted {}", o.id));
+            print(json_out, &out, |o| {
+                format!("posted {}{}", o.id, stamp_note(o))
+            });
             Ok(())
         }
         Command::Update(a) => {
@@ -1270,6 +1288,15 @@ async fn run_node(dir: PathBuf, a: NodeArgs) -> Result<(), CliError> {
     }
     if let Some(mib) = a.mirror_cap_mib {
         cfg.mirror_cap_bytes = mib.saturating_mul(1024 * 1024);
+    }
+    if let Some(bits) = a.listing_stamp_bits {
+        if bits > jangteo_protocol::stamp::MAX_BITS {
+            return Err(CliError::usage(format!(
+                "--listing-stamp-bits {bits}: at most {}",
+                jangteo_protocol::stamp::MAX_BITS
+            )));
+        }
+        cfg.listing_stamp_bits = bits;
     }
     let node = jangteo_node::Node::start(cfg).await.map_err(|e| match e {
         jangteo_node::NodeError::Address(..) => CliError::usage(e.to_string()),

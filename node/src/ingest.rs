@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::NodeEvent;
 use crate::error::StoreError;
 use crate::net::{Client, GossipMessage, GossipTopic, serve_inbound};
-use crate::store::{ListingWrite, Store};
+use crate::store::{AttestationWrite, ListingWrite, Store};
 
 /// The gossipsub topic of one listing shard (see [`jangteo_protocol::listing::CATEGORIES`]).
 pub fn listing_topic(shard: &str) -> String {
@@ -203,6 +203,13 @@ fn store_verified(
                 ListingWrite::Stale { .. } => Ingested::Ignored("older than the version held"),
                 ListingWrite::Expired => Ingested::Ignored("expired"),
                 ListingWrite::Refused(why) => Ingested::Ignored(why),
+                ListingWrite::TooCheap { got, needed } => {
+                    Ingested::Invalid(ObjectError::Invalid(stamp_too_cheap(got, needed)))
+                }
+                // Judged by the listings of that key held here; another node may hold fewer.
+                w @ (ListingWrite::StampBelowCount { .. } | ListingWrite::OverCap { .. }) => {
+                    Ingested::Unconfirmed(ObjectError::Invalid(over_limit(w)))
+                }
                 // Judged against the version held here, which the sender may never have seen.
                 ListingWrite::Inconsistent => {
                     Ingested::Unconfirmed(ObjectError::Invalid(jangteo_protocol::FieldError::new(
@@ -219,15 +226,30 @@ fn store_verified(
                 kind.name()
             )),
         ))),
-        Object::Attestation(a) => Ok(if store.put_attestation(&signed, &a, durable)? {
-            Ingested::Stored {
-                id: signed.id(),
-                kind,
-                listing: None,
-            }
-        } else {
-            Ingested::Ignored("an attestation that supersedes it is held")
-        }),
+        Object::Attestation(a) => {
+            Ok(match store.put_attestation(&signed, &a, now_ms, durable)? {
+                AttestationWrite::Stored => Ingested::Stored {
+                    id: signed.id(),
+                    kind,
+                    listing: None,
+                },
+                AttestationWrite::Superseded => {
+                    Ingested::Ignored("an attestation that supersedes it is held")
+                }
+                AttestationWrite::Old => {
+                    Ingested::Ignored("its trade completed longer ago than attestations are kept")
+                }
+                // Counted among what this node holds; another node may hold fewer.
+                AttestationWrite::OverCap { held } => {
+                    Ingested::Unconfirmed(ObjectError::Invalid(jangteo_protocol::FieldError::new(
+                        "author",
+                        format!(
+                            "its author has {held} attestations held here, the most a node keeps per author (SPEC §7.1)"
+                        ),
+                    )))
+                }
+            })
+        }
         Object::Equivocation(e) => {
             let facts = e.1;
             Ok(
@@ -251,6 +273,40 @@ fn store_verified(
         } else {
             Ingested::Ignored("older than the profile held")
         }),
+    }
+}
+
+/// The reason given for a listing whose stamp is below the network's base difficulty.
+pub fn stamp_too_cheap(got: u32, needed: u32) -> jangteo_protocol::FieldError {
+    jangteo_protocol::FieldError::new(
+        "stamp",
+        format!(
+            "the stamp is worth {got} bits of work on this listing, {needed} needed (SPEC §3.1; a stamp made for another listing is worth nothing here)"
+        ),
+    )
+}
+
+/// The reason given for a new listing over a limit counted from the listings held here
+/// (a [`ListingWrite::StampBelowCount`] or [`ListingWrite::OverCap`]).
+pub fn over_limit(w: ListingWrite) -> jangteo_protocol::FieldError {
+    match w {
+        ListingWrite::OverCap { active } => jangteo_protocol::FieldError::new(
+            "listings",
+            format!(
+                "its seller has {active} active listings held here, the most one key may have (SPEC §3.1); retract one first"
+            ),
+        ),
+        ListingWrite::StampBelowCount {
+            got,
+            needed,
+            active,
+        } => jangteo_protocol::FieldError::new(
+            "stamp",
+            format!(
+                "the stamp is worth {got} bits of work; a seller with {active} other active listings needs {needed} (SPEC §3.1)"
+            ),
+        ),
+        other => jangteo_protocol::FieldError::new("listing", format!("{other:?}")),
     }
 }
 
@@ -315,6 +371,8 @@ pub fn judge(
 
 /// Gossip messages verified and stored at once.
 pub const GOSSIP_WORKERS: usize = 4;
+/// Gossiped attestations and proofs checked at once (each up to 65 signatures).
+pub const ATTESTATION_WORKERS: usize = 2;
 
 /// Validates gossip off the swarm task: the topic must fit the object, then [`ingest`];
 /// the verdict goes back to gossipsub (forward, drop, penalize) and an invalid object counts
@@ -336,14 +394,14 @@ impl GossipValidator {
         }
     }
 
-    /// Validates what the swarm task routes here, [`GOSSIP_WORKERS`] at a time, until
-    /// `shutdown`.
+    /// Validates what the swarm task routes here, `workers` at a time, until `shutdown`.
     pub async fn run(
         self,
         inbound: mpsc::Receiver<GossipMessage>,
+        workers: usize,
         shutdown: watch::Receiver<bool>,
     ) {
-        serve_inbound(inbound, GOSSIP_WORKERS, shutdown, move |msg| {
+        serve_inbound(inbound, workers, shutdown, move |msg| {
             let this = self.clone();
             async move { this.validate(msg).await }
         })
@@ -356,6 +414,7 @@ impl GossipValidator {
             id,
             topic,
             data,
+            slot,
         } = msg;
         let (store, events) = (self.store.clone(), self.events.clone());
         let verdict = tokio::task::spawn_blocking(move || {
@@ -378,6 +437,8 @@ impl GossipValidator {
         })
         .await
         .unwrap_or(Verdict::Ignore);
+        // The peer's place in the attestation queue is free once the checks are done.
+        drop(slot);
         let _ = self
             .network
             .report_validation(id, source, verdict.into())
@@ -399,10 +460,12 @@ mod tests {
 
     fn listing(nonce: u8, seq: u64, now: u64, title: &str) -> Listing {
         Listing {
+            stamp: None,
             nonce: [nonce; 16],
             seq,
             created_at: now - 1000,
-            updated_at: now - 1000 + seq,
+            updated_at: now - 1000
+                + (seq - 1) * jangteo_protocol::listing::LISTING_VERSION_INTERVAL_MS,
             expires_at: now + 86_400_000,
             status: ListingStatus::Active,
             title: title.into(),
@@ -485,6 +548,53 @@ mod tests {
         let (_, verdict) = judged(&store, &bad, now);
         assert_eq!(verdict, Verdict::Reject);
         assert!(verdict.is_offense());
+    }
+
+    /// SPEC §3.1: a stamp below the network's base is an offense (checkable from the bytes
+    /// alone); a stamp below what the key's listings held here ask is ignored, not an
+    /// offense (another node may hold fewer). Neither is stored.
+    #[test]
+    fn a_stamp_below_the_base_is_an_offense_and_below_my_count_is_not() {
+        let now = now_ms();
+        let key = SigningKey::from_bytes(&[9u8; 32]);
+        let author = jangteo_protocol::PublicKey(key.verifying_key().to_bytes());
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path()).expect("store");
+        store.set_stamp_bits(8);
+        // The lowest stamp worth exactly `bits`.
+        let stamp = |l: &mut Listing, bits: u32| {
+            let w = jangteo_protocol::stamp::Worker::new(
+                jangteo_protocol::stamp::LISTING_CONTEXT,
+                &l.stamp_subject(&author),
+            );
+            l.stamp = (0..).find(|&n| w.bits(n) == bits);
+        };
+        let sign = |l: &Listing| {
+            SignedObject::sign(Kind::Listing, l.encode(), &key)
+                .bytes()
+                .to_vec()
+        };
+        let bare = sign(&listing(1, 1, now, "no stamp"));
+        let (outcome, verdict) = judged(&store, &bare, now);
+        assert!(outcome.contains("stamp"), "{outcome}");
+        assert_eq!(verdict, Verdict::Reject);
+        assert!(store.object(&ObjectId::of(&bare)).expect("read").is_none());
+        for i in 0..16 {
+            let mut l = listing(10 + i, 1, now, "stamped");
+            stamp(&mut l, 8);
+            assert_eq!(judged(&store, &sign(&l), now).1, Verdict::Accept);
+        }
+        let mut l = listing(40, 1, now, "the seventeenth");
+        stamp(&mut l, 8);
+        let bytes = sign(&l);
+        let (outcome, verdict) = judged(&store, &bytes, now);
+        assert!(outcome.starts_with("Unconfirmed"), "{outcome}");
+        assert!(
+            outcome.contains("16 other active listings needs 9"),
+            "{outcome}"
+        );
+        assert_eq!(verdict, Verdict::Ignore);
+        assert!(store.object(&ObjectId::of(&bytes)).expect("read").is_none());
     }
 
     #[test]

@@ -147,7 +147,19 @@ pub struct NodeConfig {
     /// Count loopback connections under address and subnet rate limits (tests of those
     /// limits; off by default, since the testnet runs every node on 127.0.0.1).
     pub limit_loopback: bool,
+    /// The network's base difficulty of listing stamps, in bits (SPEC §3.1): a network-wide
+    /// parameter that every node of one network must share. Default
+    /// [`jangteo_protocol::listing::LISTING_STAMP_BITS`] (24), the public network's; test
+    /// networks set it low to keep posting fast ([`TEST_NETWORK_STAMP_BITS`]), and 0 asks for
+    /// no stamp at all.
+    pub listing_stamp_bits: u32,
 }
+
+/// The listing stamp difficulty of the test networks (the tests and `jangteo-testnet`
+/// scenarios but `spam`): 0, no stamp asked, so that tests post many listings fast and may
+/// forge them from generated bodies; the cap and the interval between versions still hold.
+/// Tests of the stamps themselves run their networks at a difficulty of their own.
+pub const TEST_NETWORK_STAMP_BITS: u32 = 0;
 
 impl NodeConfig {
     /// Defaults: TCP and QUIC on all interfaces with OS-chosen ports, API on 127.0.0.1 with an
@@ -168,6 +180,7 @@ impl NodeConfig {
             mailbox_cap_bytes: services::mailbox::MAILBOX_TOTAL_BYTES_MAX,
             mirror_cap_bytes: MIRROR_CAP_BYTES,
             limit_loopback: false,
+            listing_stamp_bits: jangteo_protocol::listing::LISTING_STAMP_BITS,
         }
     }
 }
@@ -276,7 +289,16 @@ fn spawn_protocol_services(
     );
     let server = sync::server::SyncServer::new(items, client.clone());
     let mut tasks = vec![
-        tokio::spawn(validator.run(inboxes.gossip, shutdown.clone())),
+        tokio::spawn(validator.clone().run(
+            inboxes.gossip,
+            ingest::GOSSIP_WORKERS,
+            shutdown.clone(),
+        )),
+        tokio::spawn(validator.run(
+            inboxes.attestations,
+            ingest::ATTESTATION_WORKERS,
+            shutdown.clone(),
+        )),
         tokio::spawn(driver.run(inboxes.sync_peers, shutdown.clone())),
         tokio::spawn(server.run(inboxes.sync, shutdown.clone())),
         tokio::spawn(blobs.clone().serve(inboxes.blobs, shutdown.clone())),
@@ -343,7 +365,13 @@ fn spawn_mirror(
     })
 }
 
-/// Deletes expired listings, mailbox items and unnamed photos now and then.
+/// Attestations of trades completed before this are deleted (SPEC §7.1).
+fn attestations_kept_after(now_ms: u64) -> u64 {
+    now_ms.saturating_sub(jangteo_protocol::limits::ATTESTATION_RETENTION_MS)
+}
+
+/// Deletes expired listings, mailbox items, attestations of old trades and unnamed photos
+/// now and then.
 fn spawn_prune(
     store: Arc<Store>,
     blobs: blobs::Blobs,
@@ -364,6 +392,10 @@ fn spawn_prune(
                             tracing::info!(swept, "expired mailbox items deleted");
                         }
                         let pruned = s.prune_expired(before)?;
+                        let old = s.prune_attestations(attestations_kept_after(clock::now_ms()))?;
+                        if old > 0 {
+                            tracing::info!(old, "attestations of old trades deleted");
+                        }
                         let blobs = b.gc()?;
                         if blobs > 0 {
                             tracing::info!(blobs, "photos no listing names any more deleted");
@@ -420,7 +452,9 @@ impl Node {
         let keypair = keys::libp2p_keypair(&key)?;
         let peer_id = keypair.public().to_peer_id().to_string();
         let store = Arc::new(open_store(&cfg.data_dir)?);
+        store.set_stamp_bits(cfg.listing_stamp_bits);
         let pruned = store.prune_expired(clock::now_ms().saturating_sub(PRUNE_GRACE_MS))?;
+        store.prune_attestations(attestations_kept_after(clock::now_ms()))?;
         if pruned > 0 {
             tracing::info!(pruned, "pruned expired listings");
         }
@@ -547,5 +581,27 @@ impl Node {
         }
         let _ = std::fs::remove_file(self.data_dir.join(API_ADDR_FILE));
         tracing::info!("node stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The network difficulty a node runs at unless told otherwise is the public network's,
+    /// as SPEC §3.1 and the README document it; only test networks lower it.
+    #[test]
+    fn the_default_listing_stamp_difficulty_is_the_documented_one() {
+        let cfg = NodeConfig::new("/nonexistent");
+        assert_eq!(cfg.listing_stamp_bits, 24);
+        assert_eq!(
+            cfg.listing_stamp_bits,
+            jangteo_protocol::listing::LISTING_STAMP_BITS
+        );
+        let spec = include_str!("../../protocol/SPEC.md");
+        assert!(spec.contains("**24 bits** on the public network"));
+        let readme = include_str!("../../README.md");
+        assert!(readme.contains("(24 bits) on the public network"));
+        assert_eq!(TEST_NETWORK_STAMP_BITS, 0);
     }
 }

@@ -26,6 +26,7 @@ fn peer(seed: u8) -> String {
 fn listing(n: u8, title: &str, price: u64) -> Listing {
     let now = now_ms();
     Listing {
+        stamp: None,
         nonce: [n; 16],
         seq: 1,
         created_at: now - 100_000 + u64::from(n) * 1000,

@@ -107,6 +107,7 @@ mod properties {
         )
             .prop_map(
                 |(nonce, seq, title, price, currency, quantity, loc)| Listing {
+                    stamp: None,
                     nonce,
                     seq,
                     created_at: 1_760_000_000_000,

@@ -50,6 +50,31 @@ pub const LON_E6_MAX: i32 = 180_000_000;
 /// Most moderators a listing or an offer may name.
 pub const MODERATORS_MAX: usize = 3;
 
+// --- Posting limits (SPEC §3.1) ---
+
+/// The base difficulty of a listing's stamp, in bits, on the public network: every version
+/// must carry a stamp worth at least this (about 1.5 s of one core here; 100 000 listings
+/// from fresh keys cost about 1.8 CPU-days). A network-wide parameter: test networks set it
+/// lower, and every node of one network must use the same value.
+pub const LISTING_STAMP_BITS: u32 = 24;
+/// A key's active listings (not retracted, not expired) a node holds at most; past this a
+/// new listing of that key is not taken.
+pub const LISTING_ACTIVE_MAX: u64 = 1000;
+/// Active listings of one key that cost no more than the base difficulty; from here each
+/// doubling of the count asks one more bit.
+pub const LISTING_STAMP_FREE: u64 = 16;
+/// Least time between two versions of one listing (their `updated`), but for a retraction,
+/// which may follow at any time.
+pub const LISTING_VERSION_INTERVAL_MS: u64 = 10_000;
+
+// --- Attestation limits (SPEC §7.1) ---
+
+/// Attestations of one author a node holds at most; past this a new one is not taken.
+pub const ATTESTATIONS_PER_AUTHOR_MAX: u64 = 256;
+/// An attestation is kept while its trade completed less than this long ago (two years,
+/// when its weight in trust has fallen to a sixteenth).
+pub const ATTESTATION_RETENTION_MS: u64 = 730 * 24 * 3600 * 1000;
+
 // --- Profiles (SPEC §4) ---
 
 /// Longest display name, in Unicode code points.

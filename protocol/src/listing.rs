@@ -15,6 +15,9 @@ pub use crate::limits::{
     CATEGORY_MAX_BYTES, DESCRIPTION_MAX_BYTES, EARLIEST_MS, IMAGES_MAX, LIFETIME_DEFAULT_MS,
     LIFETIME_MAX_MS, PRICE_MAX, QUANTITY_MAX, TITLE_MAX_BYTES, TITLE_MAX_CHARS,
 };
+pub use crate::limits::{
+    LISTING_ACTIVE_MAX, LISTING_STAMP_BITS, LISTING_STAMP_FREE, LISTING_VERSION_INTERVAL_MS,
+};
 /// The category used when none is given.
 pub const DEFAULT_CATEGORY: &str = "general";
 
@@ -70,16 +73,55 @@ pub fn choose_head(held: &Listing, new: &Listing) -> HeadChoice {
         (true, false) if new.seq > held.seq => {
             HeadChoice::Refused("the listing is retracted; retraction is final")
         }
-        // Two retractions: the higher seq, so every node ends on the same one.
+        // Two retractions: the higher seq, so every node ends on the same one (not more often
+        // than versions may follow each other).
+        (true, true) if new.seq > held.seq && too_soon(held, new) => HeadChoice::Refused(TOO_SOON),
         (true, true) if new.seq > held.seq => HeadChoice::Replace,
         (true, _) => HeadChoice::Stale,
+        // A retraction may follow at any time.
         (false, true) => HeadChoice::Replace,
         _ if new.seq <= held.seq => HeadChoice::Stale,
         _ if new.expires_at < held.expires_at => {
             HeadChoice::Refused("a new version may not move expires earlier")
         }
+        _ if too_soon(held, new) => HeadChoice::Refused(TOO_SOON),
         _ => HeadChoice::Replace,
     }
+}
+
+const TOO_SOON: &str =
+    "too soon after the version held: versions of one listing are at least 10 s apart";
+
+/// Whether `new` is dated less than [`LISTING_VERSION_INTERVAL_MS`] after `held`.
+fn too_soon(held: &Listing, new: &Listing) -> bool {
+    new.updated_at < held.updated_at.saturating_add(LISTING_VERSION_INTERVAL_MS)
+}
+
+/// The difficulty, in bits, a listing's stamp must have when a node that holds `active`
+/// other active listings of its seller takes it (SPEC §3.1): `base` up to
+/// [`LISTING_STAMP_FREE`] of them, then one bit more per doubling, `base + ⌊log2 active⌋ − 3`.
+/// A `base` of 0 (test networks only) asks for no stamp at all.
+pub fn stamp_bits(base: u32, active: u64) -> u32 {
+    if base == 0 {
+        return 0;
+    }
+    let extra = if active < LISTING_STAMP_FREE {
+        0
+    } else {
+        active.ilog2() - LISTING_STAMP_FREE.ilog2() + 1
+    };
+    (base + extra).min(crate::stamp::MAX_BITS)
+}
+
+/// The subject of a listing's stamp (SPEC §3.1): blake3 of the tag
+/// `jangteo/v1/listing-stamp`, the listing id and `created` (8 bytes, little-endian). The
+/// same for every version of one listing, and for no other listing.
+pub fn stamp_subject(id: &ListingId, created_at: u64) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"jangteo/v1/listing-stamp");
+    h.update(&id.0);
+    h.update(&created_at.to_le_bytes());
+    *h.finalize().as_bytes()
 }
 
 /// The shard a category's listings travel in.
@@ -308,6 +350,9 @@ pub struct Listing {
     pub location: Option<Location>,
     /// Keys the seller accepts as moderators of disputes (copied into offers).
     pub moderators: Vec<PublicKey>,
+    /// The listing's proof-of-work stamp (SPEC §3.1): made once for the listing and carried
+    /// by each of its versions; None: no stamp (worth 0 bits).
+    pub stamp: Option<u64>,
 }
 
 impl Listing {
@@ -344,6 +389,9 @@ impl Listing {
             ));
         }
         cbor::push_keys(&mut e, "mods", &self.moderators);
+        if let Some(n) = self.stamp {
+            e.push(("stamp", uint(n)));
+        }
         if let Some(l) = self.location {
             e.push((
                 "location",
@@ -447,6 +495,7 @@ impl Listing {
             images,
             location,
             moderators: f.opt_keys("mods", MODERATORS_MAX)?,
+            stamp: f.opt_u64("stamp")?,
         };
         f.finish()?;
         Ok(l)
@@ -532,6 +581,34 @@ impl Listing {
         check_moderator_keys(&self.moderators, author)
     }
 
+    /// The subject of this listing's stamp by `author` (see [`stamp_subject`]).
+    pub fn stamp_subject(&self, author: &PublicKey) -> [u8; 32] {
+        stamp_subject(&self.id(author), self.created_at)
+    }
+
+    /// What this version's stamp is worth, in bits, for `author` (0 without a stamp). One
+    /// hash.
+    pub fn stamp_work(&self, author: &PublicKey) -> u32 {
+        self.stamp.map_or(0, |n| {
+            crate::stamp::work(
+                crate::stamp::LISTING_CONTEXT,
+                &self.stamp_subject(author),
+                n,
+            )
+        })
+    }
+
+    /// Finds the lowest stamp worth `bits` for this listing by `author` and sets it.
+    /// Blocking: 2^`bits` hashes on average (run it off an async runtime).
+    pub fn solve_stamp(&mut self, author: &PublicKey, bits: u32) {
+        let subject = self.stamp_subject(author);
+        self.stamp = Some(crate::stamp::solve(
+            crate::stamp::LISTING_CONTEXT,
+            &subject,
+            bits,
+        ));
+    }
+
     /// The listing's stable id for the given author.
     pub fn id(&self, author: &PublicKey) -> ListingId {
         ListingId::new(author, &self.nonce)
@@ -549,6 +626,7 @@ mod tests {
 
     pub(crate) fn sample() -> Listing {
         Listing {
+            stamp: None,
             nonce: [9; 16],
             seq: 1,
             created_at: 1_760_000_000_000,
@@ -663,6 +741,91 @@ mod tests {
             Listing::decode(&bytes),
             Err(DecodeError::UnknownField(_))
         ));
+    }
+
+    /// SPEC §3.1: what the stamp must be worth by the seller's other active listings.
+    #[test]
+    fn stamp_difficulty_grows_by_doublings_from_the_sixteenth_listing() {
+        for (active, bits) in [
+            (0, 24),
+            (15, 24),
+            (16, 25),
+            (31, 25),
+            (32, 26),
+            (64, 27),
+            (128, 28),
+            (256, 29),
+            (512, 30),
+            (999, 30),
+        ] {
+            assert_eq!(stamp_bits(LISTING_STAMP_BITS, active), bits, "{active}");
+        }
+        assert_eq!(stamp_bits(8, 100), 11);
+        // A test network without stamps asks for none, however many listings.
+        assert_eq!(stamp_bits(0, 900), 0);
+        assert_eq!(LISTING_STAMP_BITS, 24);
+        // The attacker's bill of SPEC §3.1: 100 000 listings from fresh keys at the base
+        // difficulty, at 11 million work hashes a second on one core, is more than a day.
+        let seconds = 100_000.0 * 2f64.powi(LISTING_STAMP_BITS as i32) / 11e6;
+        assert!(seconds > 86_400.0, "{seconds}");
+    }
+
+    /// SPEC §3.1: one stamp serves every version of its listing, and no other listing; it is
+    /// carried in the body (absent: no field, worth nothing).
+    #[test]
+    fn a_stamp_binds_the_listing_not_the_version() {
+        let author = PublicKey([5; 32]);
+        let mut l = sample();
+        assert_eq!(l.stamp_work(&author), 0);
+        assert!(
+            !cbor::to_vec(&cbor::from_slice_canonical(&l.encode()).expect("cbor"))
+                .windows(5)
+                .any(|w| w == b"stamp")
+        );
+        l.solve_stamp(&author, 12);
+        assert!(l.stamp_work(&author) >= 12);
+        assert_eq!(Listing::decode(&l.encode()).expect("decodes"), l);
+        // The next version keeps the stamp and its worth.
+        let mut next = l.clone();
+        next.seq = 2;
+        next.price = 1;
+        next.updated_at += LISTING_VERSION_INTERVAL_MS;
+        assert_eq!(next.stamp_work(&author), l.stamp_work(&author));
+        // Another listing (nonce), another `created` or another author: worth (almost
+        // surely; these were checked) less.
+        let mut other = l.clone();
+        other.nonce[0] ^= 1;
+        assert!(other.stamp_work(&author) < 12);
+        let mut moved = l.clone();
+        moved.created_at += 1;
+        assert!(moved.stamp_work(&author) < 12);
+        assert!(l.stamp_work(&PublicKey([6; 32])) < 12);
+    }
+
+    /// SPEC §3.1: versions of one listing at least 10 s apart, but a retraction at any time.
+    #[test]
+    fn versions_follow_at_least_the_interval_apart_but_retraction_any_time() {
+        let v1 = sample();
+        let mut soon = v1.clone();
+        soon.seq = 2;
+        soon.updated_at = v1.updated_at + LISTING_VERSION_INTERVAL_MS - 1;
+        assert!(matches!(choose_head(&v1, &soon), HeadChoice::Refused(_)));
+        let mut later = soon.clone();
+        later.updated_at = v1.updated_at + LISTING_VERSION_INTERVAL_MS;
+        assert_eq!(choose_head(&v1, &later), HeadChoice::Replace);
+        let mut retracted = soon.clone();
+        retracted.status = ListingStatus::Retracted;
+        assert_eq!(choose_head(&v1, &retracted), HeadChoice::Replace);
+        // A retraction over a retraction is a version like another.
+        let mut again = retracted.clone();
+        again.seq = 3;
+        again.updated_at += 1;
+        assert!(matches!(
+            choose_head(&retracted, &again),
+            HeadChoice::Refused(_)
+        ));
+        again.updated_at = retracted.updated_at + LISTING_VERSION_INTERVAL_MS;
+        assert_eq!(choose_head(&retracted, &again), HeadChoice::Replace);
     }
 
     #[test]

@@ -154,6 +154,25 @@ mod tests {
         assert_eq!(Worker::new(LISTING_CONTEXT, &subject).hash(5), expected);
     }
 
+    /// SPEC §3.1's vector: the stamp subject of vector 2's listing (seller key seed `02` ×
+    /// 32) and the lowest 16-bit stamp on it; printed with `--nocapture` when SPEC differs.
+    #[test]
+    fn spec_listing_stamp_vector() {
+        use ed25519_dalek::SigningKey;
+        let seller = crate::PublicKey(SigningKey::from_bytes(&[2; 32]).verifying_key().to_bytes());
+        let id = crate::ListingId::new(&seller, b"jangteo-vector-2");
+        let subject = crate::listing::stamp_subject(&id, 1_767_225_600_001);
+        let nonce = solve(LISTING_CONTEXT, &subject, 16);
+        let hash = hex::encode(Worker::new(LISTING_CONTEXT, &subject).hash(nonce));
+        let text = format!(
+            "subject `{}`, stamp `{nonce}`, work hash `{hash}`",
+            hex::encode(subject)
+        );
+        println!("{text}");
+        let spec = include_str!("../SPEC.md");
+        assert!(spec.contains(&text), "SPEC §3.1 should say: {text}");
+    }
+
     /// SPEC §12's vectors: the lowest 16-bit stamps on the subject `07` × 32.
     #[test]
     fn spec_stamp_vectors() {

@@ -18,6 +18,7 @@ const REFERENCE_NOW: u64 = T0 + 3_600_000;
 /// The objects the vectors are made of: (title, secret key seed, kind, body).
 fn vector_objects() -> Vec<(&'static str, [u8; 32], Kind, Vec<u8>)> {
     let bike = Listing {
+        stamp: None,
         nonce: *b"jangteo-vector-1",
         seq: 1,
         created_at: T0,
@@ -36,6 +37,7 @@ fn vector_objects() -> Vec<(&'static str, [u8; 32], Kind, Vec<u8>)> {
         moderators: vec![],
     };
     let pot = Listing {
+        stamp: None,
         nonce: *b"jangteo-vector-2",
         seq: 1,
         created_at: T0 + 1,

@@ -143,6 +143,7 @@ fn objects_signed_now_pass_the_independent_checker() {
     let buyer = SigningKey::from_bytes(&[22; 32]);
     let seller_pk = jangteo_protocol::PublicKey(seller.verifying_key().to_bytes());
     let listing = Listing {
+        stamp: None,
         nonce: *b"independent-e2e1",
         seq: 1,
         created_at: now,

@@ -486,6 +486,7 @@ async fn start_attacker(victim_addr: &str, victim: PeerId) -> Result<Attacker> {
         .prefix("jangteo-abuse-key")
         .tempdir()?;
     let mut cfg = NodeConfig::new(dir.path());
+    cfg.listing_stamp_bits = jangteo_node::TEST_NETWORK_STAMP_BITS;
     cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
     cfg.mdns = false;
     cfg.bootstrap = vec![victim_addr.to_owned()];

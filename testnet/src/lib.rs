@@ -13,6 +13,7 @@ pub mod plot;
 pub mod procs;
 pub mod scenarios;
 pub mod search_bench;
+pub mod spam;
 pub mod web_bench;
 
 use std::time::{Duration, Instant};
@@ -149,6 +150,7 @@ impl Cluster {
     ) -> Result<usize> {
         let dir = tempfile::tempdir()?;
         let mut cfg = NodeConfig::new(dir.path());
+        cfg.listing_stamp_bits = jangteo_node::TEST_NETWORK_STAMP_BITS;
         cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
         cfg.mdns = false;
         cfg.bootstrap = bootstrap;
@@ -164,6 +166,7 @@ impl Cluster {
         let node = self.nodes.remove(i);
         node.shutdown().await;
         let mut cfg = NodeConfig::new(self.dirs[i].path());
+        cfg.listing_stamp_bits = jangteo_node::TEST_NETWORK_STAMP_BITS;
         cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
         cfg.mdns = false;
         cfg.bootstrap = bootstrap;
@@ -187,6 +190,7 @@ impl Cluster {
         bootstrap: Vec<String>,
     ) -> Result<()> {
         let mut cfg = NodeConfig::new(self.dirs[dir_index].path());
+        cfg.listing_stamp_bits = jangteo_node::TEST_NETWORK_STAMP_BITS;
         cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
         cfg.mdns = false;
         cfg.bootstrap = bootstrap;

@@ -161,6 +161,36 @@ enum Scenario {
         #[arg(long)]
         pace_ms: Option<u64>,
     },
+    /// Issue 15's spam scenario: honest node processes (node 0 a relay) post listings while
+    /// an attacker with fresh keys posts stamped and cheap listings, attests and mails as
+    /// fast as it can; honest propagation quiet and under attack, what was stored, the
+    /// relay's mailbox bytes, honest CPU, bans (loopback only).
+    Spam {
+        /// Honest node processes.
+        #[arg(long, default_value_t = 20)]
+        nodes: usize,
+        /// The attacker's fresh keys.
+        #[arg(long, default_value_t = 1000)]
+        keys: usize,
+        /// Seconds of attack.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+        /// Seconds of quiet measurement before the attack.
+        #[arg(long, default_value_t = 30)]
+        quiet_secs: u64,
+        /// The network's listing stamp difficulty, in bits (default: the public network's).
+        #[arg(long, default_value_t = jangteo_protocol::listing::LISTING_STAMP_BITS)]
+        stamp_bits: u32,
+        /// The relay's global mailbox cap, in MiB.
+        #[arg(long, default_value_t = 64)]
+        mailbox_cap_mib: u64,
+        /// In-process nodes (peer ids) putting mail on the relay.
+        #[arg(long, default_value_t = 8)]
+        mailers: usize,
+        /// Least milliseconds between two honest posts.
+        #[arg(long, default_value_t = 2000)]
+        post_every_ms: u64,
+    },
     /// RSS of a node idle and with a market in its store; time from start to serving.
     Memory {
         /// Listings in the store.
@@ -300,8 +330,8 @@ fn use_netns(cli: &Cli) -> Result<()> {
     if in_process {
         anyhow::bail!("--netns applies to the scenarios with node processes only");
     }
-    if matches!(cli.command, Scenario::Abuse { .. }) {
-        anyhow::bail!("--netns does not apply to abuse: it runs on 127.0.0.1 only");
+    if matches!(cli.command, Scenario::Abuse { .. } | Scenario::Spam { .. }) {
+        anyhow::bail!("--netns does not apply to abuse and spam: they run on 127.0.0.1 only");
     }
     if !(0.0..=100.0).contains(&cli.loss) {
         anyhow::bail!("--loss is a percentage (0 to 100)");
@@ -419,6 +449,33 @@ async fn run(command: Scenario, json: bool) -> Result<()> {
                 println!("{r}");
             } else {
                 print!("{}", web_bench::human(&r));
+            }
+        }
+        Scenario::Spam {
+            nodes,
+            keys,
+            secs,
+            quiet_secs,
+            stamp_bits,
+            mailbox_cap_mib,
+            mailers,
+            post_every_ms,
+        } => {
+            let cfg = jangteo_testnet::spam::Config {
+                nodes,
+                keys,
+                secs,
+                quiet_secs,
+                stamp_bits,
+                mailbox_cap_mib,
+                mailers,
+                post_every: Duration::from_millis(post_every_ms),
+            };
+            let r = jangteo_testnet::spam::run(jangteo_bin()?, &cfg).await?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print!("{}", jangteo_testnet::spam::human(&r));
             }
         }
         Scenario::Memory { listings, seed } => {

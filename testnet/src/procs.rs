@@ -433,6 +433,20 @@ impl ProcNet {
         self.root.path()
     }
 
+    /// Starts one more node dialing `bootstrap`, with `extra` flags; returns its index.
+    pub async fn add_with(&mut self, bootstrap: &[String], extra: &[&str]) -> Result<usize> {
+        let i = self.nodes.len();
+        self.nodes.push(ProcNode {
+            dir: self.root.path().join(format!("node{i:02}")),
+            peer_id: String::new(),
+            addr: String::new(),
+            child: None,
+            api: None,
+        });
+        self.launch(i, bootstrap, extra).await?;
+        Ok(i)
+    }
+
     /// Starts one more node dialing `bootstrap`; returns its index.
     pub async fn add(&mut self, bootstrap: &[String]) -> Result<usize> {
         let i = self.nodes.len();
@@ -474,6 +488,13 @@ impl ProcNet {
             .args(["node", "--listen", &format!("{prefix}0"), "--no-mdns"])
             .args(["--api", &format!("{ip}:0")])
             .args(extra);
+        // The test network's stamp difficulty (SPEC §3.1), unless the caller sets one.
+        if !extra.contains(&"--listing-stamp-bits") {
+            cmd.args([
+                "--listing-stamp-bits",
+                &jangteo_node::TEST_NETWORK_STAMP_BITS.to_string(),
+            ]);
+        }
         for b in bootstrap {
             cmd.args(["--bootstrap", b]);
         }

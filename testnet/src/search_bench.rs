@@ -151,6 +151,7 @@ pub fn generate(rng: &mut StdRng, i: usize, now: u64) -> Listing {
     };
     let created = now - rng.gen_range(0..20 * 86_400_000u64);
     Listing {
+        stamp: None,
         nonce: {
             let mut n = [0u8; 16];
             n[..8].copy_from_slice(&(i as u64).to_be_bytes());

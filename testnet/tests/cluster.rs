@@ -85,6 +85,7 @@ async fn a_forged_listing_is_neither_stored_nor_forwarded_and_costs_its_sender()
         {
             let now = jangteo_node::ingest::now_ms();
             jangteo_protocol::Listing {
+                stamp: None,
                 nonce: [5; 16],
                 seq: 1,
                 created_at: now,
@@ -235,6 +236,7 @@ async fn listings_cross_over_quic() {
         tempfile::tempdir().expect("dir"),
     );
     let mut c1 = NodeConfig::new(d1.path());
+    c1.listing_stamp_bits = jangteo_node::TEST_NETWORK_STAMP_BITS;
     c1.listen = quic.clone();
     c1.mdns = false;
     let n1 = Node::start(c1).await.expect("node 1");
@@ -250,6 +252,7 @@ async fn listings_cross_over_quic() {
     .await
     .expect("addr");
     let mut c2 = NodeConfig::new(d2.path());
+    c2.listing_stamp_bits = jangteo_node::TEST_NETWORK_STAMP_BITS;
     c2.listen = quic;
     c2.mdns = false;
     c2.bootstrap = vec![addr];

@@ -385,6 +385,7 @@ async fn invalid_attestations_are_neither_stored_nor_forwarded_and_cost_their_se
                 jangteo_protocol::Object::Attestation(x) => *x,
                 _ => unreachable!(),
             },
+            jangteo_node::ingest::now_ms(),
             false,
         )
         .expect("store");

@@ -290,6 +290,7 @@ async fn a_restarted_node_resumes_the_trade_and_an_offer_waits_for_an_offline_se
 
 async fn start(dir: &std::path::Path, bootstrap: Vec<String>, relay: bool) -> Node {
     let mut cfg = jangteo_node::NodeConfig::new(dir);
+    cfg.listing_stamp_bits = jangteo_node::TEST_NETWORK_STAMP_BITS;
     cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
     cfg.mdns = false;
     cfg.relay = relay;

@@ -140,11 +140,19 @@ pub fn start_node_args(dir: &Path, args: &[&str]) -> (NodeProc, IdView) {
         .append(true)
         .open(dir.with_extension("log"))
         .expect("log file");
+    // The test network's listing stamp difficulty (SPEC §3.1), unless the test sets one.
+    let stamp_bits = (!args.contains(&"--listing-stamp-bits")).then(|| {
+        [
+            "--listing-stamp-bits".to_owned(),
+            jangteo_node::TEST_NETWORK_STAMP_BITS.to_string(),
+        ]
+    });
     let child = Command::new(BIN)
         .arg("--data-dir")
         .arg(dir)
         .args(["node", "--no-mdns"])
         .args(args)
+        .args(stamp_bits.iter().flatten())
         .stdin(Stdio::null())
         // A refusal at start is printed on stdout: keep it in the log too.
         .stdout(log.try_clone().expect("log file"))

@@ -531,6 +531,11 @@ def check_listing(body, author, now):
     category = f.text("category")
     price, currency, quantity = f.uint("price"), f.text("currency"), f.uint("quantity")
     mods = f.opt_keys("mods")
+    # The listing's proof-of-work stamp (SPEC §3.1): a uint when present. What it must be
+    # worth is the network's difficulty, a parameter of the network, not of the bytes.
+    stamp = f._take("stamp")
+    if stamp is not _ABSENT:
+        as_uint(stamp, "stamp")
     f.finish()
     check_line("title", title, TITLE_MAX_CHARS)
     check_free_text("description", desc, DESCRIPTION_MAX_BYTES, "\n\t")

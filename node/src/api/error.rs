@@ -86,6 +86,9 @@ impl From<ListingError> for ApiError {
             ListingError::Retracted(_) => (StatusCode::CONFLICT, ErrorCode::Retracted),
             ListingError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Store),
             ListingError::Search(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Search),
+            ListingError::OverCap(_) | ListingError::TooSoon { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, ErrorCode::Refused)
+            }
         };
         ApiError::new(status, code, e.to_string())
     }

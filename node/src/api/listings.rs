@@ -24,9 +24,10 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
 #[utoipa::path(post, path = "/v1/listings", tag = "listings", operation_id = "post_listing",
     request_body = NewListing,
     responses(
-        (status = 201, description = "The listing posted", body = ListingView),
+        (status = 201, description = "The listing posted, with the stamp made for it (`stamp_bits`, `stamp_ms`)", body = ListingView),
         (status = 400, description = "Invalid fields (`invalid_listing`) or body (`bad_request`)", body = ErrorBody),
         (status = 413, description = "Body too large (`too_large`)", body = ErrorBody),
+        (status = 429, description = "This key has the most active listings one key may have (`refused`)", body = ErrorBody),
         (status = 415, description = "Body is not JSON (`unsupported_media_type`)", body = ErrorBody),
     ))]
 async fn post_listing(
@@ -65,6 +66,7 @@ async fn show(
         (status = 404, description = "Not held here (`not_found`)", body = ErrorBody),
         (status = 409, description = "Retracted (`retracted`)", body = ErrorBody),
         (status = 413, description = "Body too large (`too_large`)", body = ErrorBody),
+        (status = 429, description = "Too many versions of this listing in a short time (`refused`)", body = ErrorBody),
         (status = 415, description = "Body is not JSON (`unsupported_media_type`)", body = ErrorBody),
     ))]
 async fn update(

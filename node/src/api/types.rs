@@ -459,6 +459,13 @@ pub struct ListingView {
     /// this node sees it: an offer above it carries a warning (the amount gate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seller_supports: Option<u64>,
+    /// In the answer to a post (or an update of a listing whose stamp was too cheap): the
+    /// difficulty, in bits, of the proof-of-work stamp this node made for it (SPEC §3.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp_bits: Option<u32>,
+    /// With `stamp_bits`: how long making the stamp took, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp_ms: Option<u64>,
 }
 
 /// Filters, ordering and paging of a search (`GET /v1/listings`).
@@ -1348,6 +1355,13 @@ pub struct ListingRef {
     pub id: String,
     /// Version.
     pub seq: u64,
+    /// The difficulty, in bits, of the proof-of-work stamp made for it (SPEC §3.1), when one
+    /// was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp_bits: Option<u32>,
+    /// How long making that stamp took, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp_ms: Option<u64>,
 }
 
 /// What `offer` prints.

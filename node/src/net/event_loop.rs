@@ -53,6 +53,7 @@ struct Queues {
     sync: InFlight,
     blob: InFlight,
     mailbox: InFlight,
+    attestations: InFlight,
 }
 
 impl Queues {
@@ -62,6 +63,7 @@ impl Queues {
             sync: InFlight::new(INBOUND_PER_PEER),
             blob: InFlight::new(INBOUND_PER_PEER),
             mailbox: InFlight::new(MAILBOX_INBOUND_PER_PEER),
+            attestations: InFlight::new(ATTESTATION_INBOUND_PER_PEER),
         }
     }
 }
@@ -534,15 +536,32 @@ impl EventLoop {
                         .get(&message.topic)
                         .map_or(GossipTopic::Unknown, |k| GossipTopic::Kind(*k)),
                 };
+                // Attestations and proofs (up to 65 signature checks each) have their own
+                // queue, in which each peer holds a few places: one peer's flood of them
+                // holds up neither listings nor other peers' attestations.
+                let (route, slot) = if topic == GossipTopic::Kind(Kind::Attestation) {
+                    let Some(slot) = self.queues.attestations.take(source) else {
+                        self.gossipsub().report_message_validation_result(
+                            &id,
+                            &source,
+                            MessageAcceptance::Ignore,
+                        );
+                        return;
+                    };
+                    (&self.routes.attestations, Some(slot))
+                } else {
+                    (&self.routes.gossip, None)
+                };
                 let msg = GossipMessage {
                     source,
                     id,
                     topic,
                     data: message.data,
+                    slot,
                 };
                 // A full queue: ignored now (not forwarded, nobody penalized); catch-up
                 // sync brings what was valid.
-                if let Err(e) = self.routes.gossip.try_send(msg) {
+                if let Err(e) = route.try_send(msg) {
                     let msg = match e {
                         mpsc::error::TrySendError::Full(m)
                         | mpsc::error::TrySendError::Closed(m) => m,

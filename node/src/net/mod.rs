@@ -85,6 +85,12 @@ pub const INBOUND_TRADE_QUEUE: usize = 64;
 pub const INBOUND_QUEUE: usize = 64;
 /// Gossip messages waiting for validation; past this they are ignored (sync repairs).
 pub const GOSSIP_QUEUE: usize = 1024;
+/// Gossiped attestations and equivocation proofs waiting for their checks (up to 65
+/// signatures each), in a queue of their own so that they never hold up listings.
+pub const ATTESTATION_QUEUE: usize = 256;
+/// Attestations of one peer waiting for (or in) their checks; past this the peer's next
+/// ones are ignored unread (not forwarded, nobody penalized; sync repairs).
+pub const ATTESTATION_INBOUND_PER_PEER: usize = 16;
 /// Requests of one peer waiting for (or being answered by) the service of one protocol;
 /// past this the peer is answered "busy" at once, so that one peer cannot fill a queue
 /// all peers share. An honest syncing peer keeps 6 sync requests open at most.
@@ -205,6 +211,8 @@ pub struct GossipMessage {
     pub topic: GossipTopic,
     /// The object bytes.
     pub data: Vec<u8>,
+    /// Its peer's place in the attestation queue (attestations only), held until checked.
+    pub slot: Option<InboundSlot>,
 }
 
 /// Peers coming and going, for the sync driver.
@@ -283,6 +291,8 @@ pub struct Routes {
     pub mailbox: mpsc::Sender<InboundMailbox>,
     /// Gossip to validate.
     pub gossip: mpsc::Sender<GossipMessage>,
+    /// Gossiped attestations and equivocation proofs to check.
+    pub attestations: mpsc::Sender<GossipMessage>,
     /// Peers for the sync driver.
     pub sync_peers: Arc<SyncPeers>,
     /// The sync driver's state, for [`NetworkInfo`].
@@ -302,6 +312,8 @@ pub struct Inboxes {
     pub mailbox: mpsc::Receiver<InboundMailbox>,
     /// Gossip to validate.
     pub gossip: mpsc::Receiver<GossipMessage>,
+    /// Gossiped attestations and equivocation proofs to check.
+    pub attestations: mpsc::Receiver<GossipMessage>,
     /// Peers for the sync driver.
     pub sync_peers: Arc<SyncPeers>,
     /// Where the sync driver publishes its state.
@@ -316,6 +328,7 @@ impl Routes {
         let (blobs, blobs_rx) = mpsc::channel(INBOUND_QUEUE);
         let (mailbox, mailbox_rx) = mpsc::channel(INBOUND_QUEUE);
         let (gossip, gossip_rx) = mpsc::channel(GOSSIP_QUEUE);
+        let (attestations, attestations_rx) = mpsc::channel(ATTESTATION_QUEUE);
         let sync_peers = Arc::new(SyncPeers::default());
         let (info_tx, sync_info) = watch::channel(SyncInfo::default());
         (
@@ -325,6 +338,7 @@ impl Routes {
                 blobs,
                 mailbox,
                 gossip,
+                attestations,
                 sync_peers: sync_peers.clone(),
                 sync_info,
             },
@@ -334,6 +348,7 @@ impl Routes {
                 blobs: blobs_rx,
                 mailbox: mailbox_rx,
                 gossip: gossip_rx,
+                attestations: attestations_rx,
                 sync_peers,
                 sync_info: info_tx,
             },

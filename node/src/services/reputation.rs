@@ -27,7 +27,7 @@ use crate::net::Client;
 use crate::services::listings::{ListingError, ListingView, Listings};
 use crate::services::search::{SEARCH_LIMIT_MAX, SearchQuery};
 use crate::services::trades::{TradeError, Trades};
-use crate::store::Store;
+use crate::store::{AttestationWrite, Store};
 
 /// How long the background task waits after a change before recomputing (changes often come
 /// in bursts, e.g. a sync page of attestations).
@@ -218,14 +218,28 @@ impl Reputation {
         };
         let store = self.store.clone();
         let signed2 = signed.clone();
-        let stored =
-            tokio::task::spawn_blocking(move || store.put_attestation(&signed2, &attested, true))
-                .await
-                .map_err(|_| StoreError::Poisoned)??;
-        if !stored {
-            return Err(ReputationError::Refused(
-                "a later rating of this trade by you is already held".into(),
-            ));
+        let write = tokio::task::spawn_blocking(move || {
+            store.put_attestation(&signed2, &attested, now_ms(), true)
+        })
+        .await
+        .map_err(|_| StoreError::Poisoned)??;
+        match write {
+            AttestationWrite::Stored => {}
+            AttestationWrite::Superseded => {
+                return Err(ReputationError::Refused(
+                    "a later rating of this trade by you is already held".into(),
+                ));
+            }
+            AttestationWrite::OverCap { held } => {
+                return Err(ReputationError::Refused(format!(
+                    "you have {held} ratings held here, the most one key may have (SPEC §7.1)"
+                )));
+            }
+            AttestationWrite::Old => {
+                return Err(ReputationError::Refused(
+                    "the trade completed longer ago than ratings are kept (two years)".into(),
+                ));
+            }
         }
         match self
             .network

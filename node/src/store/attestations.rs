@@ -9,7 +9,33 @@ use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 use crate::error::StoreError;
 
-use super::{CF_ATTESTATIONS, CF_META, CF_OBJECTS, Store};
+use super::{
+    AUTHOR_ATTESTATIONS_BUILT, CF_ATTESTATIONS, CF_AUTHOR_ATTESTATIONS, CF_META, CF_OBJECTS, Store,
+};
+
+/// What a write of a verified attestation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttestationWrite {
+    /// It counts now (new, or superseding the one held for its author and trade).
+    Stored,
+    /// The one held for its author and trade supersedes it.
+    Superseded,
+    /// Its author has the most attestations held here already (SPEC §7.1). Not the sender's
+    /// fault: other nodes may hold fewer.
+    OverCap {
+        /// The author's attestations held here.
+        held: u64,
+    },
+    /// Its trade completed longer ago than attestations are kept (SPEC §7.1).
+    Old,
+}
+
+impl AttestationWrite {
+    /// Whether the attestation was stored.
+    pub fn stored(self) -> bool {
+        self == AttestationWrite::Stored
+    }
+}
 
 /// What the store keeps about the attestation that counts for one author and trade: enough
 /// to compute trust without decoding the object again.
@@ -94,14 +120,22 @@ impl AttestationRecord {
 
 impl Store {
     /// Stores a verified attestation if it is the one that counts for its author and trade
-    /// (the latest; ties: the lowest id), replacing the one it supersedes. Returns whether it
-    /// was stored.
+    /// (the latest; ties: the lowest id), replacing the one it supersedes, while its trade is
+    /// recent enough to be kept and its author holds fewer than the most attestations a node
+    /// keeps per author (SPEC §7.1).
     pub fn put_attestation(
         &self,
         obj: &SignedObject,
         a: &Attested,
+        now_ms: u64,
         durable: bool,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<AttestationWrite, StoreError> {
+        if a.completed_at
+            .saturating_add(jangteo_protocol::limits::ATTESTATION_RETENTION_MS)
+            <= now_ms
+        {
+            return Ok(AttestationWrite::Old);
+        }
         let objects = self.cf(CF_OBJECTS)?;
         let cf = self.cf(CF_ATTESTATIONS)?;
         let rec = AttestationRecord {
@@ -122,15 +156,106 @@ impl Store {
             let prev = AttestationRecord::decode(&key, &prev)?;
             if (prev.at, std::cmp::Reverse(prev.object)) >= (rec.at, std::cmp::Reverse(rec.object))
             {
-                return Ok(false);
+                return Ok(AttestationWrite::Superseded);
             }
             batch.delete_cf(objects, prev.object.0);
+        } else {
+            let held = self.attestations_of(&rec.author)?;
+            if held >= jangteo_protocol::limits::ATTESTATIONS_PER_AUTHOR_MAX {
+                return Ok(AttestationWrite::OverCap { held });
+            }
         }
         batch.put_cf(objects, obj.id().0, obj.bytes());
         batch.put_cf(cf, key, rec.encode());
+        batch.put_cf(
+            self.cf(CF_AUTHOR_ATTESTATIONS)?,
+            Self::author_attestation_key(&rec.author, &rec.trade),
+            a.completed_at.to_be_bytes(),
+        );
         self.write(batch, durable)?;
         self.bump_trust();
-        Ok(true)
+        Ok(AttestationWrite::Stored)
+    }
+
+    fn author_attestation_key(author: &PublicKey, trade: &ObjectId) -> [u8; 64] {
+        let mut k = [0u8; 64];
+        k[..32].copy_from_slice(&author.0);
+        k[32..].copy_from_slice(&trade.0);
+        k
+    }
+
+    /// The attestations of `author` held here, counted up to
+    /// [`jangteo_protocol::limits::ATTESTATIONS_PER_AUTHOR_MAX`].
+    pub fn attestations_of(&self, author: &PublicKey) -> Result<u64, StoreError> {
+        let cf = self.cf(CF_AUTHOR_ATTESTATIONS)?;
+        let mut n = 0;
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&author.0, Direction::Forward))
+        {
+            let (k, _) = item?;
+            if k.len() != 64 || k[..32] != author.0 {
+                break;
+            }
+            n += 1;
+            if n >= jangteo_protocol::limits::ATTESTATIONS_PER_AUTHOR_MAX {
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Builds the per-author index of attestations (stores made before it existed); the
+    /// time a record's trade completed is not in the record, so its `at` stands for it.
+    pub(super) fn build_author_attestations(&self) -> Result<(), StoreError> {
+        let cf = self.cf(CF_AUTHOR_ATTESTATIONS)?;
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut batch = WriteBatch::default();
+        self.for_each_attestation(None, |r| {
+            batch.put_cf(
+                cf,
+                Self::author_attestation_key(&r.author, &r.trade),
+                r.at.to_be_bytes(),
+            );
+            true
+        })?;
+        batch.put_cf(self.cf(CF_META)?, AUTHOR_ATTESTATIONS_BUILT, b"1");
+        self.write(batch, true)
+    }
+
+    /// Deletes the attestations whose trade completed before `before_ms`, with their objects
+    /// (SPEC §7.1). Returns how many.
+    pub fn prune_attestations(&self, before_ms: u64) -> Result<u64, StoreError> {
+        let by_author = self.cf(CF_AUTHOR_ATTESTATIONS)?;
+        let cf = self.cf(CF_ATTESTATIONS)?;
+        let objects = self.cf(CF_OBJECTS)?;
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut batch = WriteBatch::default();
+        let mut n = 0;
+        for item in self.db.iterator_cf(by_author, IteratorMode::Start) {
+            let (k, v) = item?;
+            let completed = <[u8; 8]>::try_from(v.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt("author attestation record"))?;
+            if completed >= before_ms || k.len() != 64 {
+                continue;
+            }
+            let mut key = [0u8; 64];
+            key[..32].copy_from_slice(&k[32..]);
+            key[32..].copy_from_slice(&k[..32]);
+            if let Some(rec) = self.db.get_pinned_cf(cf, key)? {
+                let rec = AttestationRecord::decode(&key, &rec)?;
+                batch.delete_cf(objects, rec.object.0);
+            }
+            batch.delete_cf(cf, key);
+            batch.delete_cf(by_author, &k);
+            n += 1;
+        }
+        if n > 0 {
+            self.write(batch, false)?;
+            self.bump_trust();
+        }
+        Ok(n)
     }
 
     /// Calls `f` for every attestation record, in (trade, author) order after `after`, until

@@ -12,7 +12,10 @@ use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 use crate::error::StoreError;
 
-use super::{CF_INDEX_QUEUE, CF_LISTING_HEADS, CF_OBJECTS, CF_PROFILES, CF_SYNC_ITEMS, Store};
+use super::{
+    AUTHOR_LISTINGS_BUILT, CF_AUTHOR_LISTINGS, CF_INDEX_QUEUE, CF_LISTING_HEADS, CF_META,
+    CF_OBJECTS, CF_PROFILES, CF_SYNC_ITEMS, Store,
+};
 
 /// The head record of a listing: the current version's seq, expiry and object id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,9 +77,36 @@ pub enum ListingWrite {
     /// The version changes `created_at`, which is fixed for a listing's life.
     Inconsistent,
     /// Refused by a rule that needs the version held (SPEC §3): the listing is retracted
-    /// (retraction is final), or the version moves `expires` earlier. Not the sender's fault:
-    /// a forwarder that held an older version could not know.
+    /// (retraction is final), the version moves `expires` earlier, or it follows the held one
+    /// too soon. Not the sender's fault: a forwarder that held an older version could not
+    /// know.
     Refused(&'static str),
+    /// The listing's stamp is worth less than the network's base difficulty (SPEC §3.1):
+    /// invalid whatever a node holds, so the sender is at fault. A stamp made for another
+    /// listing is worth (almost surely) nothing on this one.
+    TooCheap {
+        /// Bits of work of the stamp on this listing.
+        got: u32,
+        /// The base difficulty.
+        needed: u32,
+    },
+    /// A new listing of a key that, by the listings held here, asks a costlier stamp than it
+    /// carries (SPEC §3.1). Not the sender's fault: other nodes may hold fewer of that key's
+    /// listings.
+    StampBelowCount {
+        /// Bits of work of the stamp.
+        got: u32,
+        /// What the key's active listings held here ask.
+        needed: u32,
+        /// The key's other active listings held here.
+        active: u64,
+    },
+    /// A new listing of a key that has the most active listings held here already (SPEC
+    /// §3.1). Not the sender's fault either.
+    OverCap {
+        /// The key's other active listings held here (at least the cap).
+        active: u64,
+    },
 }
 
 impl ListingWrite {
@@ -118,6 +148,75 @@ impl StoredListing {
 }
 
 impl Store {
+    /// Sets the network's base difficulty of listing stamps (SPEC §3.1; 0: no stamp asked).
+    pub fn set_stamp_bits(&self, bits: u32) {
+        self.stamp_bits
+            .store(bits, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The network's base difficulty of listing stamps.
+    pub fn stamp_bits(&self) -> u32 {
+        self.stamp_bits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The active listings (not retracted, not expired at `now_ms`) of `author` held here,
+    /// leaving out `except`; counts stop at [`jangteo_protocol::listing::LISTING_ACTIVE_MAX`].
+    pub fn active_listings(
+        &self,
+        author: &PublicKey,
+        except: Option<&ListingId>,
+        now_ms: u64,
+    ) -> Result<u64, StoreError> {
+        let cf = self.cf(CF_AUTHOR_LISTINGS)?;
+        let mut n = 0;
+        let mode = IteratorMode::From(&author.0, Direction::Forward);
+        for item in self.db.iterator_cf(cf, mode) {
+            let (k, v) = item?;
+            if k.len() != 64 || k[..32] != author.0 {
+                break;
+            }
+            if except.is_some_and(|e| k[32..] == e.0) {
+                continue;
+            }
+            let expires = <[u8; 8]>::try_from(v.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt("author listing record"))?;
+            if expires > now_ms {
+                n += 1;
+                if n >= jangteo_protocol::listing::LISTING_ACTIVE_MAX {
+                    break;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    fn author_listing_key(author: &PublicKey, id: &ListingId) -> [u8; 64] {
+        let mut k = [0u8; 64];
+        k[..32].copy_from_slice(&author.0);
+        k[32..].copy_from_slice(&id.0);
+        k
+    }
+
+    /// Builds the per-key index of listings (stores made before it existed).
+    pub(super) fn build_author_listings(&self) -> Result<(), StoreError> {
+        let cf = self.cf(CF_AUTHOR_LISTINGS)?;
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut batch = WriteBatch::default();
+        self.for_each_listing(None, |s| {
+            if s.listing.status == jangteo_protocol::ListingStatus::Active {
+                batch.put_cf(
+                    cf,
+                    Self::author_listing_key(&s.author, &s.id),
+                    s.listing.expires_at.to_be_bytes(),
+                );
+            }
+            true
+        })?;
+        batch.put_cf(self.cf(CF_META)?, AUTHOR_LISTINGS_BUILT, b"1");
+        self.write(batch, true)
+    }
+
     /// Stores a verified listing version if it is newer than the head, replacing (and
     /// deleting) the previous version in one batch. `durable` syncs the WAL before returning.
     pub fn put_listing(
@@ -153,11 +252,21 @@ impl Store {
         listing: &Listing,
         now_ms: u64,
     ) -> Result<ListingWrite, StoreError> {
-        let id = listing.id(&obj.envelope().author);
+        let author = obj.envelope().author;
+        let id = listing.id(&author);
         let objects = self.cf(CF_OBJECTS)?;
         let heads = self.cf(CF_LISTING_HEADS)?;
         if self.db.get_pinned_cf(objects, obj.id().0)?.is_some() {
             return Ok(ListingWrite::Duplicate);
+        }
+        // SPEC §3.1: every version carries a stamp worth the base difficulty at least.
+        let base = self.stamp_bits();
+        let work = listing.stamp_work(&author);
+        if work < base {
+            return Ok(ListingWrite::TooCheap {
+                got: work,
+                needed: base,
+            });
         }
         let previous = self
             .db
@@ -196,8 +305,35 @@ impl Store {
             {
                 return Ok(ListingWrite::Expired);
             }
+            // A new active listing: the key's other active listings held here set what its
+            // stamp must be worth, up to the cap.
+            None if listing.status == jangteo_protocol::ListingStatus::Active => {
+                let active = self.active_listings(&author, Some(&id), now_ms)?;
+                if active >= jangteo_protocol::listing::LISTING_ACTIVE_MAX {
+                    return Ok(ListingWrite::OverCap { active });
+                }
+                let needed = jangteo_protocol::listing::stamp_bits(base, active);
+                if work < needed {
+                    return Ok(ListingWrite::StampBelowCount {
+                        got: work,
+                        needed,
+                        active,
+                    });
+                }
+                ListingWrite::New
+            }
             None => ListingWrite::New,
         };
+        let by_author = Self::author_listing_key(&author, &id);
+        if listing.status == jangteo_protocol::ListingStatus::Active {
+            batch.put_cf(
+                self.cf(CF_AUTHOR_LISTINGS)?,
+                by_author,
+                listing.expires_at.to_be_bytes(),
+            );
+        } else {
+            batch.delete_cf(self.cf(CF_AUTHOR_LISTINGS)?, by_author);
+        }
         let head = ListingHead {
             seq: listing.seq,
             expires_at: listing.expires_at,
@@ -331,9 +467,18 @@ impl Store {
             let (k, v) = item?;
             let head = ListingHead::decode(&v)?;
             if head.expires_at < before_ms {
-                let listing = self
-                    .object(&head.object)?
-                    .and_then(|b| Self::stored_listing(&b));
+                let bytes = self.object(&head.object)?;
+                let listing = bytes.as_deref().and_then(Self::stored_listing);
+                if let Some(env) = bytes
+                    .as_deref()
+                    .and_then(|b| jangteo_protocol::Envelope::decode(b).ok())
+                    && let Ok(lid) = <[u8; 32]>::try_from(k.as_ref())
+                {
+                    batch.delete_cf(
+                        self.cf(CF_AUTHOR_LISTINGS)?,
+                        Self::author_listing_key(&env.author, &ListingId(lid)),
+                    );
+                }
                 if let Some(l) = &listing {
                     // A retraction is kept until no version of its listing can be valid any
                     // more, so no older active version can come back (SPEC §3).
@@ -372,10 +517,12 @@ mod tests {
 
     fn listing(seq: u64) -> Listing {
         Listing {
+            stamp: None,
             nonce: [3; 16],
             seq,
             created_at: NOW,
-            updated_at: NOW + seq,
+            // Versions the least interval apart (SPEC §3.1).
+            updated_at: NOW + seq * jangteo_protocol::listing::LISTING_VERSION_INTERVAL_MS,
             expires_at: NOW + 86_400_000,
             status: ListingStatus::Active,
             title: format!("kettle v{seq}"),
@@ -516,6 +663,187 @@ mod tests {
                 .put_listing(&signed(&v2), &v2, NOW, false)
                 .expect("put"),
             ListingWrite::Inconsistent
+        );
+    }
+
+    /// A listing of `key` with nonce `n`, stamped with the lowest nonce worth `bits` or more
+    /// (or, with `exactly`, the lowest worth exactly `bits`).
+    fn stamped(key: &SigningKey, n: u32, bits: u32, exactly: bool) -> (SignedObject, Listing) {
+        let mut l = listing(1);
+        l.nonce[..4].copy_from_slice(&n.to_be_bytes());
+        let author = PublicKey(key.verifying_key().to_bytes());
+        let subject = l.stamp_subject(&author);
+        let w = jangteo_protocol::stamp::Worker::new(
+            jangteo_protocol::stamp::LISTING_CONTEXT,
+            &subject,
+        );
+        let nonce = (0..)
+            .find(|&x| {
+                let b = w.bits(x);
+                if exactly { b == bits } else { b >= bits }
+            })
+            .expect("a nonce");
+        l.stamp = Some(nonce);
+        (SignedObject::sign(Kind::Listing, l.encode(), key), l)
+    }
+
+    /// SPEC §3.1: a stamp below the base is refused as invalid whatever is held (a missing
+    /// one, one made for another listing); the difficulty grows from a key's sixteenth active
+    /// listing held; a version of a held listing needs the base only; refused ones are not
+    /// stored.
+    #[test]
+    fn stamps_below_the_base_or_below_the_count_are_refused_and_not_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.set_stamp_bits(6);
+        let key = SigningKey::from_bytes(&[8; 32]);
+        let author = PublicKey(key.verifying_key().to_bytes());
+        // None at all.
+        let bare = listing(1);
+        assert_eq!(
+            store
+                .put_listing(&signed(&bare), &bare, NOW, true)
+                .expect("put"),
+            ListingWrite::TooCheap { got: 0, needed: 6 }
+        );
+        // Another listing's stamp (worth less here: checked by the assertion).
+        let (_, other) = stamped(&key, 1, 6, false);
+        let mut forged = listing(1);
+        forged.nonce[..4].copy_from_slice(&2u32.to_be_bytes());
+        forged.stamp = other.stamp;
+        let got = forged.stamp_work(&author);
+        assert!(got < 6, "this forged stamp happens to be worth {got}");
+        let forged_obj = SignedObject::sign(Kind::Listing, forged.encode(), &key);
+        assert_eq!(
+            store
+                .put_listing(&forged_obj, &forged, NOW, true)
+                .expect("put"),
+            ListingWrite::TooCheap { got, needed: 6 }
+        );
+        assert!(store.object(&forged_obj.id()).expect("read").is_none());
+        // Sixteen listings at exactly the base; the seventeenth needs a bit more.
+        for n in 10..26 {
+            let (o, l) = stamped(&key, n, 6, true);
+            assert_eq!(
+                store.put_listing(&o, &l, NOW, false).expect("put"),
+                ListingWrite::New
+            );
+        }
+        assert_eq!(
+            store.active_listings(&author, None, NOW).expect("count"),
+            16
+        );
+        let (o, l) = stamped(&key, 40, 6, true);
+        assert_eq!(
+            store.put_listing(&o, &l, NOW, false).expect("put"),
+            ListingWrite::StampBelowCount {
+                got: 6,
+                needed: 7,
+                active: 16
+            }
+        );
+        assert!(store.object(&o.id()).expect("read").is_none());
+        let (o, l) = stamped(&key, 40, 7, true);
+        assert_eq!(
+            store.put_listing(&o, &l, NOW, false).expect("put"),
+            ListingWrite::New
+        );
+        // An edit of a held listing at the base, past the interval, is taken.
+        let (_, mut edit) = stamped(&key, 10, 6, true);
+        edit.seq = 2;
+        edit.updated_at += jangteo_protocol::listing::LISTING_VERSION_INTERVAL_MS;
+        edit.price = 1;
+        let o = SignedObject::sign(Kind::Listing, edit.encode(), &key);
+        assert!(
+            store
+                .put_listing(&o, &edit, NOW, false)
+                .expect("put")
+                .stored()
+        );
+        // Expired listings count no more; the store opened again counts the same.
+        assert_eq!(
+            store
+                .active_listings(&author, None, NOW + 86_400_000)
+                .expect("count"),
+            0
+        );
+        drop(store);
+        let store = Store::open(dir.path()).expect("open again");
+        assert_eq!(
+            store.active_listings(&author, None, NOW).expect("count"),
+            17
+        );
+    }
+
+    /// SPEC §3.1: at most 1 000 active listings per key; a retraction frees a place; an
+    /// edit of a held listing is not a new one; another key is not affected.
+    #[test]
+    fn a_key_holds_at_most_the_cap_of_active_listings() {
+        use jangteo_protocol::listing::LISTING_ACTIVE_MAX;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let key = SigningKey::from_bytes(&[8; 32]);
+        let author = PublicKey(key.verifying_key().to_bytes());
+        let make = |n: u32| {
+            let mut l = listing(1);
+            l.nonce[..4].copy_from_slice(&n.to_be_bytes());
+            l
+        };
+        for n in 0..LISTING_ACTIVE_MAX as u32 {
+            let l = make(n);
+            assert_eq!(
+                store.put_listing(&signed(&l), &l, NOW, false).expect("put"),
+                ListingWrite::New
+            );
+        }
+        let over = make(5000);
+        assert_eq!(
+            store
+                .put_listing(&signed(&over), &over, NOW, false)
+                .expect("put"),
+            ListingWrite::OverCap {
+                active: LISTING_ACTIVE_MAX
+            }
+        );
+        assert!(store.listing(&over.id(&author)).expect("read").is_none());
+        // An edit of one held is taken.
+        let mut edit = make(7);
+        edit.seq = 2;
+        edit.updated_at += jangteo_protocol::listing::LISTING_VERSION_INTERVAL_MS;
+        assert!(
+            store
+                .put_listing(&signed(&edit), &edit, NOW, false)
+                .expect("put")
+                .stored()
+        );
+        // Another key posts freely.
+        let other = SigningKey::from_bytes(&[9; 32]);
+        assert_eq!(
+            store
+                .put_listing(
+                    &SignedObject::sign(Kind::Listing, over.encode(), &other),
+                    &over,
+                    NOW,
+                    false
+                )
+                .expect("put"),
+            ListingWrite::New
+        );
+        // A retraction (at once: no interval) frees a place.
+        let mut gone = make(8);
+        gone.seq = 2;
+        gone.status = ListingStatus::Retracted;
+        assert!(
+            store
+                .put_listing(&signed(&gone), &gone, NOW, false)
+                .expect("put")
+                .stored()
+        );
+        assert_eq!(
+            store
+                .put_listing(&signed(&over), &over, NOW, false)
+                .expect("put"),
+            ListingWrite::New
         );
     }
 }

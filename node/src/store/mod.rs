@@ -27,7 +27,7 @@ use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, Wri
 
 use crate::error::StoreError;
 
-pub use attestations::AttestationRecord;
+pub use attestations::{AttestationRecord, AttestationWrite};
 pub use listings::{ListingHead, ListingWrite, StoredListing};
 pub use mailbox::{HOLDERS_MAX, MailboxItem, MailboxLimits, MailboxUsage, Quota};
 pub use trades::{DeliveryWrite, ProofWrite, Reservation, TradeStep};
@@ -66,13 +66,23 @@ const CF_EQUIVOCATIONS: &str = "equivocations";
 /// thumbnail service's record (the JPEG, or why the blob cannot have one). Entries of a blob
 /// are deleted in the batch that deletes the blob.
 const CF_THUMBS: &str = "thumbs";
+/// A key's listings that are not retracted: author (32) || listing id (32) → expires_at (8,
+/// BE). Written in the batch that writes the head; counts a key's active listings (SPEC §3.1).
+const CF_AUTHOR_LISTINGS: &str = "author_listings";
+/// A key's attestations: author (32) || trade (32) → when the trade completed (8, BE).
+/// Written in the batch that writes the attestation; caps and prunes them (SPEC §7.1).
+const CF_AUTHOR_ATTESTATIONS: &str = "author_attestations";
 /// Meta key prefix of a reservation: `reserved/` || trade id -> quantity (8, BE).
 const RESERVED_PREFIX: &[u8] = b"reserved/";
 /// Meta key prefix of when the person last looked at a trade (the web page's unread marks):
 /// `seen/` || trade id -> unix ms (8, BE).
 const SEEN_PREFIX: &[u8] = b"seen/";
 const SYNC_ITEMS_BUILT: &[u8] = b"sync_items/v1";
-const COLUMN_FAMILIES: [&str; 15] = [
+const AUTHOR_LISTINGS_BUILT: &[u8] = b"author_listings/v1";
+const AUTHOR_ATTESTATIONS_BUILT: &[u8] = b"author_attestations/v1";
+const COLUMN_FAMILIES: [&str; 17] = [
+    CF_AUTHOR_LISTINGS,
+    CF_AUTHOR_ATTESTATIONS,
     CF_THUMBS,
     CF_TRADE_LOG,
     CF_DELIVERY_QUEUE,
@@ -104,6 +114,9 @@ pub struct Store {
     trust_generation: std::sync::atomic::AtomicU64,
     /// Bumped by every write of listing heads (new versions, pruning).
     listing_generation: std::sync::atomic::AtomicU64,
+    /// The network's base difficulty of listing stamps (SPEC §3.1); 0 (a store opened
+    /// outside a node, and test networks) asks for no stamp.
+    stamp_bits: std::sync::atomic::AtomicU32,
 }
 
 impl Store {
@@ -125,6 +138,7 @@ impl Store {
             index_wakeup: tokio::sync::Notify::new(),
             trust_generation: std::sync::atomic::AtomicU64::new(1),
             listing_generation: std::sync::atomic::AtomicU64::new(1),
+            stamp_bits: std::sync::atomic::AtomicU32::new(0),
         };
         let meta = store.cf(CF_META)?;
         match store.db.get_cf(meta, SCHEMA_KEY)? {
@@ -138,6 +152,12 @@ impl Store {
         store.migrate_trade_messages()?;
         store.build_mailbox_counters()?;
         store.build_blob_bytes()?;
+        if store.db.get_cf(meta, AUTHOR_LISTINGS_BUILT)?.is_none() {
+            store.build_author_listings()?;
+        }
+        if store.db.get_cf(meta, AUTHOR_ATTESTATIONS_BUILT)?.is_none() {
+            store.build_author_attestations()?;
+        }
         Ok(store)
     }
 

@@ -65,7 +65,13 @@ impl Trades {
         }
         let mut next = cur.listing.clone();
         next.seq = cur.listing.seq + 1;
-        next.updated_at = now.max(cur.listing.updated_at);
+        // At least the interval between versions after the one held (SPEC §3.1).
+        next.updated_at = crate::services::listings::next_updated_at(&cur.listing, now, false)
+            .ok_or_else(|| {
+                TradeError::Refused(format!(
+                    "listing {id} changed too often in the last minutes; its stock is updated with its next version"
+                ))
+            })?;
         next.quantity = quantity;
         next.validate(now)?;
         let obj = SignedObject::sign(Kind::Listing, next.encode(), &self.key);

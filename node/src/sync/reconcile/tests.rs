@@ -395,10 +395,11 @@ proptest::proptest! {
 
 fn listing(nonce: u8, seq: u64, category: &str) -> Listing {
     Listing {
+        stamp: None,
         nonce: [nonce; 16],
         seq,
         created_at: NOW,
-        updated_at: NOW + seq * 1000 + u64::from(nonce),
+        updated_at: NOW + seq * 10_000 + u64::from(nonce),
         expires_at: NOW + 86_400_000,
         status: jangteo_protocol::ListingStatus::Active,
         title: format!("thing {nonce} v{seq}"),
@@ -515,7 +516,12 @@ fn attestation_items_are_at_and_object_id() {
             },
             completed_at: NOW,
         };
-        assert!(store.put_attestation(&obj, &a, false).unwrap());
+        assert!(
+            store
+                .put_attestation(&obj, &a, NOW, false)
+                .unwrap()
+                .stored()
+        );
         expected.push((at, obj.id().0));
     }
     let mut got = attestation_items(&store).unwrap();
