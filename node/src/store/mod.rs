@@ -13,6 +13,7 @@
 mod attestations;
 mod blobs;
 mod index;
+mod kad;
 mod listings;
 mod mailbox;
 mod objects;
@@ -66,13 +67,16 @@ const CF_EQUIVOCATIONS: &str = "equivocations";
 /// thumbnail service's record (the JPEG, or why the blob cannot have one). Entries of a blob
 /// are deleted in the batch that deletes the blob.
 const CF_THUMBS: &str = "thumbs";
+/// DHT entries (Kademlia records and provider records), by the network's own keys.
+const CF_KAD: &str = "kad";
 /// Meta key prefix of a reservation: `reserved/` || trade id -> quantity (8, BE).
 const RESERVED_PREFIX: &[u8] = b"reserved/";
 /// Meta key prefix of when the person last looked at a trade (the web page's unread marks):
 /// `seen/` || trade id -> unix ms (8, BE).
 const SEEN_PREFIX: &[u8] = b"seen/";
 const SYNC_ITEMS_BUILT: &[u8] = b"sync_items/v1";
-const COLUMN_FAMILIES: [&str; 15] = [
+const COLUMN_FAMILIES: [&str; 16] = [
+    CF_KAD,
     CF_THUMBS,
     CF_TRADE_LOG,
     CF_DELIVERY_QUEUE,
