@@ -6,6 +6,7 @@
 //! error or no node to talk to. With `--json`, stdout holds exactly one JSON value.
 
 mod client;
+mod node_file;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -235,11 +236,11 @@ struct NodeArgs {
     relay: bool,
     /// On a relay: most MiB of sealed items held in all mailboxes together; past it,
     /// deposits are refused with "relay full". Default 1024.
-    #[arg(long, value_name = "MIB", requires = "relay")]
+    #[arg(long, value_name = "MIB")]
     mailbox_cap_mib: Option<u64>,
     /// On a relay: mirror others' photos only while all photos held take less than this
     /// many MiB. Default 16384.
-    #[arg(long, value_name = "MIB", requires = "relay")]
+    #[arg(long, value_name = "MIB")]
     mirror_cap_mib: Option<u64>,
     /// The network's base difficulty of listing stamps, in bits (SPEC §3.1). Network-wide:
     /// every node of one network must use the same value, or they refuse each other's
@@ -253,13 +254,61 @@ struct NodeArgs {
     external_address: Vec<String>,
     /// Listen on no address: reachable only through relays (like a node behind NAT without
     /// port forwarding).
-    #[arg(long, conflicts_with = "listen")]
+    #[arg(long)]
     no_listen: bool,
     /// Follow only this listing category (repeatable): general, digital, appliances,
     /// furniture, home, kids, fashion, beauty, bikes, sports, hobbies, books, tickets, pets,
     /// plants, vehicles, services, food, other. Default: all. Relays follow all.
     #[arg(long, value_name = "CATEGORY")]
     follow: Vec<String>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (off by default; an address of
+    /// its own, never the API's), e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics: Option<std::net::SocketAddr>,
+    /// Read these settings from FILE (TOML; keys are the flags' long names). Default:
+    /// node.toml in the data directory, when it exists. Flags on the command line win.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl NodeArgs {
+    /// Fills every setting not given on the command line from the config file.
+    fn merge(mut self, file: node_file::NodeFile) -> Self {
+        fn list(cli: &mut Vec<String>, file: Option<Vec<String>>) {
+            if cli.is_empty() {
+                *cli = file.unwrap_or_default();
+            }
+        }
+        list(&mut self.listen, file.listen);
+        list(&mut self.bootstrap, file.bootstrap);
+        list(&mut self.external_address, file.external_address);
+        list(&mut self.follow, file.follow);
+        self.api = self.api.or(file.api);
+        self.no_mdns |= file.no_mdns.unwrap_or(false);
+        self.relay |= file.relay.unwrap_or(false);
+        self.no_listen |= file.no_listen.unwrap_or(false);
+        self.mailbox_cap_mib = self.mailbox_cap_mib.or(file.mailbox_cap_mib);
+        self.mirror_cap_mib = self.mirror_cap_mib.or(file.mirror_cap_mib);
+        self.metrics = self.metrics.or(file.metrics);
+        self.listing_stamp_bits = self.listing_stamp_bits.or(file.listing_stamp_bits);
+        self
+    }
+
+    /// The checks clap cannot make once settings come from two places.
+    fn check(&self) -> Result<(), String> {
+        if self.no_listen && !self.listen.is_empty() {
+            return Err("no-listen and listen exclude each other".into());
+        }
+        if !self.relay && (self.mailbox_cap_mib.is_some() || self.mirror_cap_mib.is_some()) {
+            return Err(
+                "mailbox-cap-mib and mirror-cap-mib apply to relays only; add relay".into(),
+            );
+        }
+        if self.metrics.is_some() && self.metrics == self.api {
+            return Err("metrics needs an address of its own, not the API's".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -1260,7 +1309,11 @@ async fn run_node(dir: PathBuf, a: NodeArgs) -> Result<(), CliError> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+    let file = node_file::NodeFile::load(&dir, a.config.as_deref()).map_err(CliError::usage)?;
+    let a = a.merge(file);
+    a.check().map_err(CliError::usage)?;
     let mut cfg = jangteo_node::NodeConfig::new(&dir);
+    cfg.metrics = a.metrics;
     if !a.listen.is_empty() {
         cfg.listen = a.listen;
     }
@@ -1306,6 +1359,9 @@ async fn run_node(dir: PathBuf, a: NodeArgs) -> Result<(), CliError> {
         "jangteo node {} running; API on http://{} (Ctrl-C to stop)",
         node.peer_id, node.api_addr
     );
+    if let Some(m) = node.metrics_addr {
+        eprintln!("metrics on http://{m}/metrics");
+    }
     wait_for_signal().await;
     eprintln!("jangteo: shutting down");
     node.shutdown().await;

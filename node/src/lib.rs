@@ -11,6 +11,7 @@ pub mod data_dir;
 pub mod error;
 pub mod ingest;
 pub mod keys;
+pub mod metrics;
 pub mod net;
 pub mod services;
 pub mod store;
@@ -153,6 +154,8 @@ pub struct NodeConfig {
     /// networks set it low to keep posting fast ([`TEST_NETWORK_STAMP_BITS`]), and 0 asks for
     /// no stamp at all.
     pub listing_stamp_bits: u32,
+    /// Serve Prometheus metrics on this address (`GET /metrics`); off when `None`.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// The listing stamp difficulty of the test networks (the tests and `jangteo-testnet`
@@ -181,6 +184,7 @@ impl NodeConfig {
             mirror_cap_bytes: MIRROR_CAP_BYTES,
             limit_loopback: false,
             listing_stamp_bits: jangteo_protocol::listing::LISTING_STAMP_BITS,
+            metrics: None,
         }
     }
 }
@@ -192,6 +196,8 @@ pub struct Node {
     pub peer_id: String,
     /// Where the API listens.
     pub api_addr: SocketAddr,
+    /// Where Prometheus metrics are served, when they are.
+    pub metrics_addr: Option<SocketAddr>,
     /// The listings service.
     pub listings: Listings,
     /// The network handle.
@@ -247,8 +253,31 @@ fn open_store(dir: &Path) -> Result<Store, NodeError> {
     })
 }
 
+/// The DHT's records kept in the store, so a restarted node remembers them.
+#[derive(Debug)]
+struct StoreKad(Arc<Store>);
+
+impl net::kad_store::KadBacking for StoreKad {
+    fn load(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.0.kad_entries().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "reading the DHT's records; starting without them");
+            Vec::new()
+        })
+    }
+
+    fn write(&self, puts: &[(Vec<u8>, Vec<u8>)], deletes: &[Vec<u8>]) {
+        if let Err(e) = self.0.kad_write(puts, deletes) {
+            tracing::warn!(error = %e, "writing the DHT's records");
+        }
+    }
+}
+
 /// The network settings of a node configuration.
-fn net_config(cfg: &NodeConfig) -> Result<net::NetworkConfig, NodeError> {
+fn net_config(
+    cfg: &NodeConfig,
+    metrics: Option<Arc<metrics::Metrics>>,
+    store: &Arc<Store>,
+) -> Result<net::NetworkConfig, NodeError> {
     let addrs = |v: &[String]| -> Result<Vec<_>, NodeError> {
         v.iter().map(|s| net::parse_addr(s)).collect()
     };
@@ -261,6 +290,8 @@ fn net_config(cfg: &NodeConfig) -> Result<net::NetworkConfig, NodeError> {
         external: addrs(&cfg.external)?,
         limit_loopback: cfg.limit_loopback,
         mailbox_cap_bytes: cfg.mailbox_cap_bytes,
+        metrics,
+        kad_backing: Some(Arc::new(StoreKad(store.clone()))),
     })
 }
 
@@ -418,6 +449,7 @@ fn spawn_prune(
 async fn spawn_api(
     cfg: &NodeConfig,
     state: api::ApiState,
+    metrics: Option<Arc<metrics::Metrics>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, JoinHandle<()>), NodeError> {
     let listener = tokio::net::TcpListener::bind(cfg.api)
@@ -427,7 +459,12 @@ async fn spawn_api(
             source: e,
         })?;
     let api_addr = listener.local_addr().map_err(io_err(&cfg.data_dir))?;
-    let app = web::app(state, api_addr);
+    let mut app = web::app(state, api_addr);
+    if let Some(m) = metrics {
+        app = app.layer(axum::middleware::from_fn(move |req, next| {
+            metrics::time_requests(m.clone(), req, next)
+        }));
+    }
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -469,7 +506,8 @@ impl Node {
         let index = Arc::new(index);
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let net_cfg = net_config(&cfg)?;
+        let metrics = cfg.metrics.map(|_| Arc::new(metrics::Metrics::new()));
+        let net_cfg = net_config(&cfg, metrics.clone(), &store)?;
         let (routes, inboxes) = net::Routes::new();
         let (client, event_loop) = net::build(keypair, &net_cfg, events.clone(), routes)?;
         let blobs = blobs::Blobs::new(store.clone(), client.clone());
@@ -536,8 +574,26 @@ impl Node {
                 peer_id.clone(),
             ),
         };
-        let (api_addr, api_task) = spawn_api(&cfg, state, shutdown_rx.clone()).await?;
+        let (api_addr, api_task) =
+            spawn_api(&cfg, state, metrics.clone(), shutdown_rx.clone()).await?;
         tasks.push(api_task);
+        let mut metrics_addr = None;
+        if let (Some(addr), Some(m)) = (cfg.metrics, metrics) {
+            tasks.push(metrics::spawn_event_counter(
+                m.clone(),
+                &events,
+                shutdown_rx.clone(),
+            ));
+            let (bound, task) = metrics::serve(addr, m, store.clone(), shutdown_rx.clone())
+                .await
+                .map_err(|e| NodeError::Io {
+                    path: format!("metrics address {addr}"),
+                    source: e,
+                })?;
+            tracing::info!(metrics = %bound, "serving Prometheus metrics on /metrics");
+            metrics_addr = Some(bound);
+            tasks.push(task);
+        }
         tasks.push(spawn_prune(store.clone(), blobs.clone(), shutdown_rx));
         let addr_file = cfg.data_dir.join(API_ADDR_FILE);
         let addr_json = serde_json::to_vec(&api::types::ApiAddrFile {
@@ -554,6 +610,7 @@ impl Node {
         Ok(Node {
             peer_id,
             api_addr,
+            metrics_addr,
             listings,
             trades,
             reputation,
@@ -603,5 +660,47 @@ mod tests {
         let readme = include_str!("../../README.md");
         assert!(readme.contains("(24 bits) on the public network"));
         assert_eq!(TEST_NETWORK_STAMP_BITS, 0);
+    }
+}
+
+#[cfg(test)]
+mod kad_persistence {
+    use super::*;
+    use libp2p::kad::store::{MemoryStoreConfig, RecordStore};
+    use libp2p::kad::{ProviderRecord, RecordKey};
+    use net::kad_store::PersistentStore;
+
+    /// Provider records written through to a real RocksDB store are there after the store
+    /// is closed and opened again.
+    #[test]
+    fn provider_records_survive_reopening_the_store() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let local = libp2p::PeerId::random();
+        let seller = libp2p::PeerId::random();
+        let key = RecordKey::new(&[9u8; 32]);
+        {
+            let store = Arc::new(Store::open(dir.path()).expect("open"));
+            let mut kad = PersistentStore::new(
+                local,
+                MemoryStoreConfig::default(),
+                Some(Arc::new(StoreKad(store))),
+            );
+            kad.add_provider(ProviderRecord {
+                key: key.clone(),
+                provider: seller,
+                expires: Some(std::time::Instant::now() + Duration::from_secs(3600)),
+                addresses: vec![],
+            })
+            .expect("add");
+        }
+        let store = Arc::new(Store::open(dir.path()).expect("reopen"));
+        let kad = PersistentStore::new(
+            local,
+            MemoryStoreConfig::default(),
+            Some(Arc::new(StoreKad(store))),
+        );
+        let provs = kad.providers(&key);
+        assert_eq!(provs.len(), 1);
+        assert_eq!(provs[0].provider, seller);
     }
 }

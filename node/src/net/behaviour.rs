@@ -46,7 +46,7 @@ pub struct Behaviour {
     pub(super) autonat: libp2p::autonat::Behaviour,
     pub(super) dcutr: libp2p::dcutr::Behaviour,
     pub(super) gossipsub: gossipsub::Behaviour,
-    pub(super) kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub(super) kad: kad::Behaviour<super::kad_store::PersistentStore>,
     pub(super) identify: identify::Behaviour,
     pub(super) ping: ping::Behaviour,
     pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
@@ -153,10 +153,19 @@ fn autonat(peer_id: PeerId) -> libp2p::autonat::Behaviour {
     )
 }
 
-fn kademlia(peer_id: PeerId, direct: bool) -> kad::Behaviour<kad::store::MemoryStore> {
+fn kademlia(
+    peer_id: PeerId,
+    direct: bool,
+    backing: Option<std::sync::Arc<dyn super::kad_store::KadBacking>>,
+) -> kad::Behaviour<super::kad_store::PersistentStore> {
     let mut cfg = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
     cfg.set_query_timeout(Duration::from_secs(30));
-    let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), cfg);
+    let store = super::kad_store::PersistentStore::new(
+        peer_id,
+        kad::store::MemoryStoreConfig::default(),
+        backing,
+    );
+    let mut kad = kad::Behaviour::with_config(peer_id, store, cfg);
     // Only a node others can dial answers DHT queries; one that listens nowhere is reachable
     // through relays alone and stays a client.
     kad.set_mode(Some(if direct {
@@ -197,7 +206,11 @@ pub(super) fn behaviour(
         dcutr: libp2p::dcutr::Behaviour::new(peer_id),
         limits,
         gossipsub: gossipsub_behaviour(&config.shards())?,
-        kad: kademlia(peer_id, !config.listen.is_empty()),
+        kad: kademlia(
+            peer_id,
+            !config.listen.is_empty(),
+            config.kad_backing.clone(),
+        ),
         identify: identify::Behaviour::new(identify::Config::new(
             IDENTIFY_VERSION.to_owned(),
             key.public(),

@@ -8,6 +8,7 @@
 //! answered "busy" here), gossip goes to validation and its verdict comes back as a command.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -120,6 +121,8 @@ pub struct EventLoop {
     /// The shards this node follows.
     shards: Vec<&'static str>,
     local_peer_id: PeerId,
+    /// Prometheus metrics, when the operator asked for them.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -163,6 +166,7 @@ impl EventLoop {
             listing_topics,
             kind_topics,
             shards: config.shards(),
+            metrics: config.metrics.clone(),
         }
     }
 
@@ -187,6 +191,11 @@ impl EventLoop {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Publish { kind, bytes, reply } => {
+                if let Some(m) = &self.metrics {
+                    m.gossip_published
+                        .get_or_create(&crate::metrics::GossipLabels { what: kind.name() })
+                        .inc();
+                }
                 let topic = match (kind, listing_shard(&bytes)) {
                     (Kind::Listing, Some(shard)) => IdentTopic::new(listing_topic(shard)),
                     _ => IdentTopic::new(topic_for(kind)),
@@ -254,6 +263,13 @@ impl EventLoop {
                 source,
                 acceptance,
             } => {
+                if let Some(m) = &self.metrics {
+                    m.judged(match acceptance {
+                        MessageAcceptance::Accept => "accept",
+                        MessageAcceptance::Reject => "reject",
+                        MessageAcceptance::Ignore => "ignore",
+                    });
+                }
                 self.gossipsub()
                     .report_message_validation_result(&id, &source, acceptance);
             }
@@ -287,7 +303,12 @@ impl EventLoop {
         // An error means the peer went away or the request timed out: nothing to do.
         let _ = match response {
             Response::Trade(c, r) => b.trade.send_response(c, r).map_err(|_| ()),
-            Response::Sync(c, r) => b.sync.send_response(c, r).map_err(|_| ()),
+            Response::Sync(c, r) => {
+                if let (Some(m), SyncResponse::Objects { objects, .. }) = (&self.metrics, &r) {
+                    m.sync_bytes("out", objects.iter().map(|o| o.len() as u64).sum());
+                }
+                b.sync.send_response(c, r).map_err(|_| ())
+            }
             Response::Blob(c, r) => b.blob.send_response(c, r).map_err(|_| ()),
             Response::Mailbox(c, r) => b.mailbox.send_response(c, r).map_err(|_| ()),
         };
@@ -383,6 +404,10 @@ impl EventLoop {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(m) = &self.metrics {
+            use libp2p::metrics::Recorder;
+            m.libp2p.record(&event);
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => self.relays.on_new_listen_addr(address),
             SwarmEvent::ListenerClosed {
@@ -419,6 +444,9 @@ impl EventLoop {
     }
 
     fn on_behaviour(&mut self, event: BehaviourEvent) {
+        if let Some(m) = &self.metrics {
+            record_protocol(&m.libp2p, &event);
+        }
         match event {
             BehaviourEvent::Gossipsub(ev) => self.on_gossip(ev),
             BehaviourEvent::Sync(ev) => self.on_sync(ev),
@@ -486,6 +514,9 @@ impl EventLoop {
         if !addrs.contains(&addr) && addrs.len() < ADDRS_PER_PEER {
             addrs.push(addr);
         }
+        if let Some(m) = &self.metrics {
+            m.peers.set(self.connected.len() as i64);
+        }
         if count == 1 {
             tracing::info!(peer = %peer, "peer connected");
             let _ = self.events.send(NodeEvent::PeerConnected {
@@ -505,6 +536,9 @@ impl EventLoop {
             self.routes.sync_peers.post(SyncPeerEvent::Gone(peer));
         }
         self.relays.on_disconnected(&mut self.swarm, peer);
+        if let Some(m) = &self.metrics {
+            m.peers.set(self.connected.len() as i64);
+        }
         tracing::info!(peer = %peer, "peer disconnected");
     }
 
@@ -522,6 +556,9 @@ impl EventLoop {
                     .allow(source, origin, &self.penalties, Instant::now())
                     .is_err()
                 {
+                    if let Some(m) = &self.metrics {
+                        m.judged("rate_limited");
+                    }
                     self.gossipsub().report_message_validation_result(
                         &id,
                         &source,
@@ -566,6 +603,9 @@ impl EventLoop {
                         mpsc::error::TrySendError::Full(m)
                         | mpsc::error::TrySendError::Closed(m) => m,
                     };
+                    if let Some(m) = &self.metrics {
+                        m.judged("busy");
+                    }
                     self.gossipsub().report_message_validation_result(
                         &msg.id,
                         &msg.source,
@@ -587,6 +627,20 @@ impl EventLoop {
     }
 
     fn on_sync(&mut self, ev: request_response::Event<SyncRequest, SyncResponse>) {
+        if let (
+            Some(m),
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        response: SyncResponse::Objects { objects, .. },
+                        ..
+                    },
+                ..
+            },
+        ) = (&self.metrics, &ev)
+        {
+            m.sync_bytes("in", objects.iter().map(|o| o.len() as u64).sum());
+        }
         if let Rr::Request(peer, request, channel) = split(ev, &mut self.pending.sync, "sync") {
             let origin = self.origins.get(&peer).copied();
             let answer = match self
@@ -838,5 +892,19 @@ fn settle<T>(
 ) {
     if let Some(reply) = pending.remove(&id) {
         let _ = reply.send(outcome);
+    }
+}
+
+/// Records a protocol's event in libp2p's metrics.
+fn record_protocol(m: &libp2p::metrics::Metrics, event: &BehaviourEvent) {
+    use libp2p::metrics::Recorder;
+    match event {
+        BehaviourEvent::Gossipsub(ev) => m.record(ev),
+        BehaviourEvent::Kad(ev) => m.record(ev),
+        BehaviourEvent::Identify(ev) => m.record(ev),
+        BehaviourEvent::Ping(ev) => m.record(ev),
+        BehaviourEvent::RelayServer(ev) => m.record(ev),
+        BehaviourEvent::Dcutr(ev) => m.record(ev),
+        _ => {}
     }
 }

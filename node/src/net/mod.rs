@@ -13,6 +13,7 @@
 mod behaviour;
 mod build;
 mod event_loop;
+pub mod kad_store;
 pub mod peers;
 pub mod rate;
 pub mod relay;
@@ -417,6 +418,10 @@ pub struct NetworkConfig {
     pub limit_loopback: bool,
     /// On a relay: most sealed bytes held in all mailboxes together.
     pub mailbox_cap_bytes: u64,
+    /// Prometheus metrics the swarm task records into, when asked for.
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    /// Where the DHT's records are kept between runs (memory only when `None`).
+    pub kad_backing: Option<std::sync::Arc<dyn kad_store::KadBacking>>,
 }
 
 impl NetworkConfig {

@@ -13,6 +13,7 @@
 mod attestations;
 mod blobs;
 mod index;
+mod kad;
 mod listings;
 mod mailbox;
 mod objects;
@@ -72,6 +73,8 @@ const CF_AUTHOR_LISTINGS: &str = "author_listings";
 /// A key's attestations: author (32) || trade (32) → when the trade completed (8, BE).
 /// Written in the batch that writes the attestation; caps and prunes them (SPEC §7.1).
 const CF_AUTHOR_ATTESTATIONS: &str = "author_attestations";
+/// DHT entries (Kademlia records and provider records), by the network's own keys.
+const CF_KAD: &str = "kad";
 /// Meta key prefix of a reservation: `reserved/` || trade id -> quantity (8, BE).
 const RESERVED_PREFIX: &[u8] = b"reserved/";
 /// Meta key prefix of when the person last looked at a trade (the web page's unread marks):
@@ -80,7 +83,8 @@ const SEEN_PREFIX: &[u8] = b"seen/";
 const SYNC_ITEMS_BUILT: &[u8] = b"sync_items/v1";
 const AUTHOR_LISTINGS_BUILT: &[u8] = b"author_listings/v1";
 const AUTHOR_ATTESTATIONS_BUILT: &[u8] = b"author_attestations/v1";
-const COLUMN_FAMILIES: [&str; 17] = [
+const COLUMN_FAMILIES: [&str; 18] = [
+    CF_KAD,
     CF_AUTHOR_LISTINGS,
     CF_AUTHOR_ATTESTATIONS,
     CF_THUMBS,
