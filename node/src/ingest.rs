@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::NodeEvent;
 use crate::error::StoreError;
 use crate::net::{Client, GossipMessage, GossipTopic, serve_inbound};
-use crate::store::{ListingWrite, Store};
+use crate::store::{ListingWrite, ReportWrite, Store};
 
 /// The gossipsub topic of one listing shard (see [`jangteo_protocol::listing::CATEGORIES`]).
 pub fn listing_topic(shard: &str) -> String {
@@ -42,6 +42,7 @@ pub fn topic_for(kind: Kind) -> &'static str {
         Kind::Profile => "jangteo/v1/profiles",
         // Equivocation proofs count against a key's trust, as attestations do.
         Kind::Attestation | Kind::Equivocation => "jangteo/v1/attestations",
+        Kind::Report => "jangteo/v1/reports",
         // Trade messages go directly between the parties, never by gossip.
         _ => "jangteo/v1/direct-only",
     }
@@ -242,6 +243,24 @@ fn store_verified(
                 },
             )
         }
+        Object::Report(r) => Ok(match store.put_report(&signed, &r, durable)? {
+            ReportWrite::Stored => Ingested::Stored {
+                id: signed.id(),
+                kind,
+                listing: None,
+            },
+            ReportWrite::ListingNotHeld => Ingested::Ignored(
+                "a report of a listing this node does not hold (sync offers it again once the listing is here)",
+            ),
+            // Every node that could forward it holds the listing, whose seller is fixed.
+            ReportWrite::WrongSeller => {
+                Ingested::Invalid(ObjectError::Invalid(jangteo_protocol::FieldError::new(
+                    "about",
+                    "is not the seller of the listing reported",
+                )))
+            }
+            ReportWrite::Refused(why) => Ingested::Ignored(why),
+        }),
         Object::Profile(p) => Ok(if store.put_profile(&signed, &p, durable)? {
             Ingested::Stored {
                 id: signed.id(),

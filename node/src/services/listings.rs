@@ -87,6 +87,7 @@ impl ListingView {
             seller_score: None,
             seller_confidence: None,
             seller_supports: None,
+            moderation: None,
         }
     }
 }

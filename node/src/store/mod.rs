@@ -8,7 +8,8 @@
 //! This module opens the database (column families, schema, migrations) and holds what
 //! every area shares; each area has its file: `listings` (heads, profiles, pruning),
 //! `sync` (catch-up sync items), `index` (the search outbox), `trades` (one trade step = one
-//! synced batch), `mailbox`, `blobs` (with their `thumbs`) and `attestations` (with trust seeds).
+//! synced batch), `mailbox`, `blobs` (with their `thumbs`), `attestations` (with trust
+//! seeds) and `reports` (with moderators).
 
 mod attestations;
 mod blobs;
@@ -16,6 +17,7 @@ mod index;
 mod listings;
 mod mailbox;
 mod objects;
+mod reports;
 mod sync;
 mod thumbs;
 mod trades;
@@ -30,6 +32,7 @@ use crate::error::StoreError;
 pub use attestations::AttestationRecord;
 pub use listings::{ListingHead, ListingWrite, StoredListing};
 pub use mailbox::{HOLDERS_MAX, MailboxItem, MailboxLimits, MailboxUsage, Quota};
+pub use reports::{MODERATORS_MAX, REPORTS_READ_MAX, ReportRecord, ReportWrite};
 pub use trades::{DeliveryWrite, ProofWrite, Reservation, TradeStep};
 
 const CF_OBJECTS: &str = "objects";
@@ -66,13 +69,20 @@ const CF_EQUIVOCATIONS: &str = "equivocations";
 /// thumbnail service's record (the JPEG, or why the blob cannot have one). Entries of a blob
 /// are deleted in the batch that deletes the blob.
 const CF_THUMBS: &str = "thumbs";
+/// Reports held: target (listing id or key, 32) || author (32) -> [`ReportRecord`].
+const CF_REPORTS: &str = "reports";
+/// The same reports by author: author (32) || at (8, BE) || object id (32) -> target (32).
+/// Written in the report's batch; read for the per-author caps.
+const CF_REPORTS_BY_AUTHOR: &str = "reports_by_author";
 /// Meta key prefix of a reservation: `reserved/` || trade id -> quantity (8, BE).
 const RESERVED_PREFIX: &[u8] = b"reserved/";
 /// Meta key prefix of when the person last looked at a trade (the web page's unread marks):
 /// `seen/` || trade id -> unix ms (8, BE).
 const SEEN_PREFIX: &[u8] = b"seen/";
 const SYNC_ITEMS_BUILT: &[u8] = b"sync_items/v1";
-const COLUMN_FAMILIES: [&str; 15] = [
+const COLUMN_FAMILIES: [&str; 17] = [
+    CF_REPORTS,
+    CF_REPORTS_BY_AUTHOR,
     CF_THUMBS,
     CF_TRADE_LOG,
     CF_DELIVERY_QUEUE,
@@ -104,6 +114,8 @@ pub struct Store {
     trust_generation: std::sync::atomic::AtomicU64,
     /// Bumped by every write of listing heads (new versions, pruning).
     listing_generation: std::sync::atomic::AtomicU64,
+    /// Bumped by every write of reports or moderators.
+    report_generation: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -125,6 +137,7 @@ impl Store {
             index_wakeup: tokio::sync::Notify::new(),
             trust_generation: std::sync::atomic::AtomicU64::new(1),
             listing_generation: std::sync::atomic::AtomicU64::new(1),
+            report_generation: std::sync::atomic::AtomicU64::new(1),
         };
         let meta = store.cf(CF_META)?;
         match store.db.get_cf(meta, SCHEMA_KEY)? {
