@@ -530,6 +530,66 @@ mod tests {
     }
 
     #[test]
+    fn a_report_of_a_listing_not_held_is_ignored_and_one_naming_another_seller_is_an_offense() {
+        use jangteo_protocol::report::{Report, ReportReason};
+        let now = now_ms();
+        let seller = SigningKey::from_bytes(&[9u8; 32]);
+        let reporter = SigningKey::from_bytes(&[10u8; 32]);
+        let l = listing(3, 1, now, "phone");
+        let lid = l.id(&jangteo_protocol::PublicKey(
+            seller.verifying_key().to_bytes(),
+        ));
+        let report = |about: &SigningKey, reason| {
+            let r = Report {
+                about: jangteo_protocol::PublicKey(about.verifying_key().to_bytes()),
+                listing: Some(lid.0),
+                reason,
+                text: String::new(),
+                at: now,
+            };
+            SignedObject::sign(Kind::Report, r.encode(), &reporter)
+                .bytes()
+                .to_vec()
+        };
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path()).expect("store");
+        let (events, _) = broadcast::channel(4);
+        let judge_report = |bytes: &[u8]| {
+            judge(
+                ingest(&store, bytes, Some(Kind::Report), now, false),
+                None,
+                &events,
+            )
+        };
+        let scam = report(&seller, ReportReason::Scam);
+        assert_eq!(judge_report(&scam), Verdict::Ignore, "listing not held yet");
+        assert!(store.object(&ObjectId::of(&scam)).expect("read").is_none());
+        let lbytes = SignedObject::sign(Kind::Listing, l.encode(), &seller)
+            .bytes()
+            .to_vec();
+        assert_eq!(judged(&store, &lbytes, now).1, Verdict::Accept);
+        // The same bytes, offered again (by sync), are taken now.
+        assert_eq!(judge_report(&scam), Verdict::Accept);
+        // Naming someone else as the held listing's seller: an offense.
+        let wrong = report(&SigningKey::from_bytes(&[11u8; 32]), ReportReason::Spam);
+        let v = judge_report(&wrong);
+        assert_eq!(v, Verdict::Reject);
+        assert!(v.is_offense());
+        // About oneself: refused by the bytes alone.
+        let own = report(&reporter, ReportReason::Spam);
+        assert_eq!(judge_report(&own), Verdict::Reject);
+        // On the listings topic: wrong topic.
+        assert_eq!(
+            judge(
+                ingest(&store, &scam, Some(Kind::Listing), now, false),
+                None,
+                &events
+            ),
+            Verdict::Reject
+        );
+    }
+
+    #[test]
     fn a_batch_has_exactly_the_outcomes_of_one_by_one_ingest() {
         let now = now_ms();
         let objects = mixed(now);

@@ -139,7 +139,7 @@ impl Store {
         let by_target = self.cf(CF_REPORTS)?;
         let by_author = self.cf(CF_REPORTS_BY_AUTHOR)?;
         let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
-        let held = self.reports_by_locked(&author)?;
+        let held = self.reports_of(&author)?;
         let held_reports: Vec<HeldReport> = held.iter().map(ReportRecord::held).collect();
         let evict = match admit(&held_reports, rec.held()) {
             Admission::Take { evict } => evict,
@@ -162,10 +162,10 @@ impl Store {
     /// Every report of `author` held, oldest first (at most the protocol's cap, plus what an
     /// older version of the caps let in).
     pub fn reports_by(&self, author: &PublicKey) -> Result<Vec<ReportRecord>, StoreError> {
-        self.reports_by_locked(author)
+        self.reports_of(author)
     }
 
-    fn reports_by_locked(&self, author: &PublicKey) -> Result<Vec<ReportRecord>, StoreError> {
+    fn reports_of(&self, author: &PublicKey) -> Result<Vec<ReportRecord>, StoreError> {
         let by_author = self.cf(CF_REPORTS_BY_AUTHOR)?;
         let by_target = self.cf(CF_REPORTS)?;
         let mut out = Vec::new();
