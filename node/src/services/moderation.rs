@@ -421,7 +421,7 @@ impl Moderation {
                 .take(REPORTS_LIST_MAX)
                 .map(|r| w.view(&self.store, r))
                 .collect();
-            out.sort_by(|a, b| b.at.cmp(&a.at));
+            out.sort_by_key(|r| std::cmp::Reverse(r.at));
             Ok(out)
         })
     }

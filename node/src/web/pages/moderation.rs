@@ -175,3 +175,63 @@ pub async fn report(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::types::ReportView;
+    use crate::web::i18n::{EN, JA, KO};
+
+    fn view(hidden: bool, warning: bool, weight: f64, basis: ReportBasis) -> ModerationView {
+        ModerationView {
+            hidden,
+            warning,
+            weight,
+            threshold: 1.0,
+            reasons: if weight > 0.0 {
+                vec!["scam".into()]
+            } else {
+                vec![]
+            },
+            reports: vec![ReportView {
+                id: "ab".repeat(32),
+                by: "12D3KooWRndVhVZPCiQwHBBBdg769GyrPUW13zxwqQyf9r3ANaba".into(),
+                about: "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo".into(),
+                listing: Some("cd".repeat(32)),
+                reason: "scam".into(),
+                text: "asked for payment first".into(),
+                at: 1_767_225_600_000,
+                weight,
+                basis,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_panel_says_why_in_every_language() {
+        assert!(ModerationPanel::new(&EN, None).is_none());
+        let hidden =
+            ModerationPanel::new(&EN, Some(&view(true, false, 1.0, ReportBasis::Moderator)))
+                .expect("panel");
+        assert!(hidden.hidden);
+        assert_eq!(hidden.title, EN.mod_hidden_title);
+        assert!(hidden.summary.contains("1.00") && hidden.summary.contains("Scam"));
+        assert!(hidden.lines[0].line.contains(EN.mod_basis_moderator));
+        assert!(hidden.lines[0].line.contains("12D3Ko…"));
+        assert_eq!(hidden.lines[0].text, "asked for payment first");
+        let warned = ModerationPanel::new(&KO, Some(&view(false, true, 0.4, ReportBasis::Trust)))
+            .expect("panel");
+        assert_eq!(warned.title, KO.mod_warning_title);
+        assert!(warned.summary.contains("0.40") && warned.summary.contains(KO.reason_scam));
+        let nothing = ModerationPanel::new(&JA, Some(&view(false, false, 0.0, ReportBasis::Trust)))
+            .expect("panel");
+        assert_eq!(nothing.summary, JA.mod_untrusted_intro);
+        assert!(nothing.lines[0].line.contains("0.00"));
+        let form = ReportDraft::new(&JA);
+        assert_eq!(form.reasons.len(), REASONS.len());
+        assert_eq!(
+            form.reasons[0],
+            ("scam".to_owned(), JA.reason_scam.to_owned())
+        );
+    }
+}
