@@ -7,9 +7,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use jangteo_node::api::types::{
-    ApiAddrFile, BlobView, ErrorBody, IdView, ImportReport, ListingUpdate, ListingView, NewListing,
-    NewOffer, NewRating, ObjectsQuery, PeerView, RatingView, ReputationView, SearchQuery,
-    StatusView, TradeAction, TradeActionName, TradeSummary, TradeView, TrustChange, UiLoginCode,
+    ApiAddrFile, BlobView, ErrorBody, IdView, ImportReport, ListingUpdate, ListingView,
+    ModeratorChange, NewListing, NewOffer, NewRating, NewReport, ObjectsQuery, PeerView,
+    RatingView, ReportMade, ReportView, ReportsQuery, ReputationView, SearchQuery, StatusView,
+    TradeAction, TradeActionName, TradeSummary, TradeView, TrustChange, UiLoginCode,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -260,6 +261,33 @@ impl ApiClient {
     pub async fn rate(&self, r: &NewRating) -> Result<RatingView, CliError> {
         self.send_json(reqwest::Method::POST, "/v1/attestations", Some(r))
             .await
+    }
+
+    /// `POST /v1/reports`.
+    pub async fn report(&self, r: &NewReport) -> Result<ReportMade, CliError> {
+        self.send_json(reqwest::Method::POST, "/v1/reports", Some(r))
+            .await
+    }
+
+    /// `GET /v1/reports?by=…|about=…`.
+    pub async fn reports(&self, q: &ReportsQuery) -> Result<Vec<ReportView>, CliError> {
+        self.get_json("/v1/reports", q).await
+    }
+
+    /// `GET /v1/moderators`.
+    pub async fn moderators(&self) -> Result<Vec<String>, CliError> {
+        self.get_json("/v1/moderators", &()).await
+    }
+
+    /// `PUT /v1/moderators/{peer}` (`on`) or `DELETE`.
+    pub async fn set_moderator(&self, peer: &str, on: bool) -> Result<ModeratorChange, CliError> {
+        let path = format!("/v1/moderators/{}", path_segment(peer));
+        let method = if on {
+            reqwest::Method::PUT
+        } else {
+            reqwest::Method::DELETE
+        };
+        self.send_json(method, &path, NO_BODY).await
     }
 
     /// `GET /v1/reputation/{peer}`.

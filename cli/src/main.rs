@@ -14,9 +14,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use jangteo_node::api::types::{
     BlobView, CliErrorBody, CliErrorDetail, ExportReport, ImportError, ImportReport, InitView,
-    ListingRef, ListingUpdate, ListingView, NewListing, NewOffer, NewRating, ObjectsQuery,
-    OfferMade, ReputationView, SearchQuery, TradeAction, TradeActionName, TradeRef, TradeSummary,
-    TradeView, TrustBasis, UiUrl,
+    ListingRef, ListingUpdate, ListingView, ModerationView, NewListing, NewOffer, NewRating,
+    NewReport, ObjectsQuery, OfferMade, ReportView, ReportsQuery, ReputationView, SearchQuery,
+    TradeAction, TradeActionName, TradeRef, TradeSummary, TradeView, TrustBasis, UiUrl,
 };
 use serde::Serialize;
 
@@ -170,6 +170,33 @@ enum Command {
         /// Peer id.
         peer_id: String,
     },
+    /// Report a listing held by the node (LISTING_ID) or a key it knows (PEER_ID): signed,
+    /// stored and gossiped; every node weighs it by its own trust in you.
+    Report {
+        /// A listing id, or a peer id.
+        id: String,
+        /// scam, prohibited, spam, miscategorized or duplicate.
+        #[arg(long)]
+        reason: String,
+        /// What happened (at most 500 bytes).
+        #[arg(long)]
+        text: Option<String>,
+    },
+    /// The reports the node holds by one author (--by) or about a listing or key (--about),
+    /// each with its weight here.
+    Reports {
+        /// Reports by this peer id.
+        #[arg(long, value_name = "PEER_ID", conflicts_with = "about")]
+        by: Option<String>,
+        /// Reports about this listing id or peer id.
+        #[arg(long, value_name = "ID")]
+        about: Option<String>,
+    },
+    /// Keys whose reports count as your own (full weight): list them, add one, remove one.
+    Moderators {
+        #[command(subcommand)]
+        action: Option<ModeratorsCommand>,
+    },
     /// Write the signed objects the node holds (all, of one kind, or at or after a time),
     /// their exact bytes, to FILE as a CBOR sequence (RFC 8742), for other programs.
     Export {
@@ -201,6 +228,20 @@ enum Command {
         /// Where to write it (e.g. docs/openapi.json).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModeratorsCommand {
+    /// Subscribe to a key: its reports count as your own.
+    Add {
+        /// Peer id.
+        peer_id: String,
+    },
+    /// Drop a moderator.
+    Rm {
+        /// Peer id.
+        peer_id: String,
     },
 }
 
@@ -554,6 +595,9 @@ fn listing_text(v: &ListingView) -> String {
     }
     if let Some(loc) = &v.location {
         out.push_str(&format!("\n  location:  {},{}", loc.lat, loc.lon));
+    }
+    if let Some(m) = &v.moderation {
+        out.push_str(&moderation_text(m));
     }
     if !v.description.is_empty() {
         out.push_str(&format!("\n\n{}", v.description));
@@ -936,6 +980,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         | Command::Reputation { .. }
         | Command::Trust { .. }
         | Command::Distrust { .. }) => reputation_command(&dir, json_out, c).await,
+        c @ (Command::Report { .. } | Command::Reports { .. } | Command::Moderators { .. }) => {
+            moderation_command(&dir, json_out, c).await
+        }
         Command::Export { kind, since, out } => export(&dir, json_out, kind, since, &out).await,
         Command::Import { file } => import(&dir, json_out, &file).await,
         Command::Search(a) => {
@@ -1164,6 +1211,123 @@ async fn reputation_command(
         }
     }
     Ok(())
+}
+
+/// `report`, `reports` and `moderators`.
+async fn moderation_command(
+    dir: &std::path::Path,
+    json_out: bool,
+    command: Command,
+) -> Result<(), CliError> {
+    let api = ApiClient::open(dir)?;
+    match command {
+        Command::Report { id, reason, text } => {
+            let v = api
+                .report(&NewReport {
+                    target: id,
+                    reason,
+                    text,
+                })
+                .await?;
+            print(json_out, &v, |v| {
+                let what = v
+                    .listing
+                    .as_ref()
+                    .map_or_else(|| format!("key {}", v.about), |l| format!("listing {l}"));
+                format!("reported {what} as {} (report {})", v.reason, v.id)
+            });
+        }
+        Command::Reports { by, about } => {
+            if by.is_none() && about.is_none() {
+                return Err(CliError::usage(
+                    "give --by PEER_ID or --about LISTING_ID|PEER_ID".into(),
+                ));
+            }
+            let v = api.reports(&ReportsQuery { by, about }).await?;
+            print(json_out, &v, |v| {
+                if v.is_empty() {
+                    "no reports held".into()
+                } else {
+                    v.iter().map(report_line).collect::<Vec<_>>().join("\n")
+                }
+            });
+        }
+        Command::Moderators { action } => match action {
+            None => {
+                let v = api.moderators().await?;
+                print(json_out, &v, |v| {
+                    if v.is_empty() {
+                        "no moderators: `jangteo moderators add PEER_ID` makes a key's reports count as yours".into()
+                    } else {
+                        v.join("\n")
+                    }
+                });
+            }
+            Some(ModeratorsCommand::Add { peer_id }) => {
+                let v = api.set_moderator(&peer_id, true).await?;
+                print(json_out, &v, |v| {
+                    format!("{}'s reports now count as yours", v.peer_id)
+                });
+            }
+            Some(ModeratorsCommand::Rm { peer_id }) => {
+                let v = api.set_moderator(&peer_id, false).await?;
+                print(json_out, &v, |v| {
+                    format!("{} is no longer a moderator", v.peer_id)
+                });
+            }
+        },
+        _ => {
+            return Err(CliError::usage("internal: not a moderation command".into()));
+        }
+    }
+    Ok(())
+}
+
+/// One report, on one line.
+fn report_line(r: &ReportView) -> String {
+    let what = r
+        .listing
+        .as_ref()
+        .map_or_else(|| format!("key {}", r.about), |l| format!("listing {l}"));
+    let text = if r.text.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", r.text.replace('\n', " "))
+    };
+    format!(
+        "{} by {} (weight {:.2}, {:?}) about {what}{text}",
+        r.reason, r.by, r.weight, r.basis
+    )
+}
+
+/// What `show` says about a listing's reports.
+fn moderation_text(m: &ModerationView) -> String {
+    let head = if m.hidden {
+        format!(
+            "HIDDEN here: reports weigh {:.2} (threshold {:.2}): {}",
+            m.weight,
+            m.threshold,
+            m.reasons.join(", ")
+        )
+    } else if m.warning {
+        format!(
+            "WARNING: reported ({}), weighing {:.2} here (hidden at {:.2})",
+            m.reasons.join(", "),
+            m.weight,
+            m.threshold
+        )
+    } else {
+        format!(
+            "reported, by no one this node trusts (weight {:.2}, hidden at {:.2})",
+            m.weight, m.threshold
+        )
+    };
+    let lines: Vec<String> = m
+        .reports
+        .iter()
+        .map(|r| format!("\n    {}", report_line(r)))
+        .collect();
+    format!("\n  {head}{}", lines.concat())
 }
 
 fn reputation_text(v: &ReputationView) -> String {

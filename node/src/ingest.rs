@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::NodeEvent;
 use crate::error::StoreError;
 use crate::net::{Client, GossipMessage, GossipTopic, serve_inbound};
-use crate::store::{AttestationWrite, ListingWrite, Store};
+use crate::store::{AttestationWrite, ListingWrite, ReportWrite, Store};
 
 /// The gossipsub topic of one listing shard (see [`jangteo_protocol::listing::CATEGORIES`]).
 pub fn listing_topic(shard: &str) -> String {
@@ -42,6 +42,7 @@ pub fn topic_for(kind: Kind) -> &'static str {
         Kind::Profile => "jangteo/v1/profiles",
         // Equivocation proofs count against a key's trust, as attestations do.
         Kind::Attestation | Kind::Equivocation => "jangteo/v1/attestations",
+        Kind::Report => "jangteo/v1/reports",
         // Trade messages go directly between the parties, never by gossip.
         _ => "jangteo/v1/direct-only",
     }
@@ -264,6 +265,24 @@ fn store_verified(
                 },
             )
         }
+        Object::Report(r) => Ok(match store.put_report(&signed, &r, durable)? {
+            ReportWrite::Stored => Ingested::Stored {
+                id: signed.id(),
+                kind,
+                listing: None,
+            },
+            ReportWrite::ListingNotHeld => Ingested::Ignored(
+                "a report of a listing this node does not hold (sync offers it again once the listing is here)",
+            ),
+            // Every node that could forward it holds the listing, whose seller is fixed.
+            ReportWrite::WrongSeller => {
+                Ingested::Invalid(ObjectError::Invalid(jangteo_protocol::FieldError::new(
+                    "about",
+                    "is not the seller of the listing reported",
+                )))
+            }
+            ReportWrite::Refused(why) => Ingested::Ignored(why),
+        }),
         Object::Profile(p) => Ok(if store.put_profile(&signed, &p, durable)? {
             Ingested::Stored {
                 id: signed.id(),
@@ -618,6 +637,66 @@ mod tests {
         assert!(outcome.starts_with("Unconfirmed"), "{outcome}");
         assert_eq!(verdict, Verdict::Ignore);
         assert!(!verdict.is_offense());
+    }
+
+    #[test]
+    fn a_report_of_a_listing_not_held_is_ignored_and_one_naming_another_seller_is_an_offense() {
+        use jangteo_protocol::report::{Report, ReportReason};
+        let now = now_ms();
+        let seller = SigningKey::from_bytes(&[9u8; 32]);
+        let reporter = SigningKey::from_bytes(&[10u8; 32]);
+        let l = listing(3, 1, now, "phone");
+        let lid = l.id(&jangteo_protocol::PublicKey(
+            seller.verifying_key().to_bytes(),
+        ));
+        let report = |about: &SigningKey, reason| {
+            let r = Report {
+                about: jangteo_protocol::PublicKey(about.verifying_key().to_bytes()),
+                listing: Some(lid.0),
+                reason,
+                text: String::new(),
+                at: now,
+            };
+            SignedObject::sign(Kind::Report, r.encode(), &reporter)
+                .bytes()
+                .to_vec()
+        };
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path()).expect("store");
+        let (events, _) = broadcast::channel(4);
+        let judge_report = |bytes: &[u8]| {
+            judge(
+                ingest(&store, bytes, Some(Kind::Report), now, false),
+                None,
+                &events,
+            )
+        };
+        let scam = report(&seller, ReportReason::Scam);
+        assert_eq!(judge_report(&scam), Verdict::Ignore, "listing not held yet");
+        assert!(store.object(&ObjectId::of(&scam)).expect("read").is_none());
+        let lbytes = SignedObject::sign(Kind::Listing, l.encode(), &seller)
+            .bytes()
+            .to_vec();
+        assert_eq!(judged(&store, &lbytes, now).1, Verdict::Accept);
+        // The same bytes, offered again (by sync), are taken now.
+        assert_eq!(judge_report(&scam), Verdict::Accept);
+        // Naming someone else as the held listing's seller: an offense.
+        let wrong = report(&SigningKey::from_bytes(&[11u8; 32]), ReportReason::Spam);
+        let v = judge_report(&wrong);
+        assert_eq!(v, Verdict::Reject);
+        assert!(v.is_offense());
+        // About oneself: refused by the bytes alone.
+        let own = report(&reporter, ReportReason::Spam);
+        assert_eq!(judge_report(&own), Verdict::Reject);
+        // On the listings topic: wrong topic.
+        assert_eq!(
+            judge(
+                ingest(&store, &scam, Some(Kind::Listing), now, false),
+                None,
+                &events
+            ),
+            Verdict::Reject
+        );
     }
 
     #[test]

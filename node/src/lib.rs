@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 pub use error::{NodeError, StoreError};
 pub use net::Client;
 pub use services::listings::Listings;
-use services::{blobs, reputation, search, thumbs, trades};
+use services::{blobs, moderation, reputation, search, thumbs, trades};
 pub use store::Store;
 
 /// File in the data directory holding the API address, written once the API listens.
@@ -206,6 +206,8 @@ pub struct Node {
     pub trades: trades::Trades,
     /// The reputation service.
     pub reputation: reputation::Reputation,
+    /// Reports and moderators.
+    pub moderation: moderation::Moderation,
     /// The blob service.
     pub blobs: blobs::Blobs,
     /// The store.
@@ -543,6 +545,13 @@ impl Node {
         let reputation =
             reputation::Reputation::new(key.clone(), store.clone(), trades.clone(), client.clone());
         tasks.push(tokio::spawn(reputation.clone().run(shutdown_rx.clone())));
+        let moderation = moderation::Moderation::new(
+            key.clone(),
+            store.clone(),
+            listings.clone(),
+            reputation.clone(),
+            client.clone(),
+        );
         tasks.push(spawn_provide_held(store.clone(), client.clone()));
         if cfg.relay {
             tasks.push(spawn_mirror(
@@ -558,6 +567,7 @@ impl Node {
             listings: listings.clone(),
             trades: trades.clone(),
             reputation: reputation.clone(),
+            moderation: moderation.clone(),
             blobs: blobs.clone(),
             thumbs: thumbs::Thumbs::new(store.clone(), blobs.clone()),
             network: client.clone(),
@@ -614,6 +624,7 @@ impl Node {
             listings,
             trades,
             reputation,
+            moderation,
             blobs,
             network: client,
             store,

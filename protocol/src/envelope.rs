@@ -19,7 +19,7 @@ pub use crate::limits::{MAX_ANY_OBJECT_BYTES, MAX_OBJECT_BYTES};
 pub const DOMAIN_PREFIX: &str = "jangteo/v1/";
 
 /// Every kind this version knows.
-pub const ALL_KINDS: [Kind; 14] = [
+pub const ALL_KINDS: [Kind; 15] = [
     Kind::Listing,
     Kind::Profile,
     Kind::Attestation,
@@ -34,6 +34,7 @@ pub const ALL_KINDS: [Kind; 14] = [
     Kind::Dispute,
     Kind::Resolution,
     Kind::Equivocation,
+    Kind::Report,
 ];
 
 /// The kinds of object this version knows.
@@ -67,6 +68,8 @@ pub enum Kind {
     Resolution,
     /// Proof that one key signed two different messages at the same point of a trade.
     Equivocation,
+    /// A signed complaint about a listing or a key.
+    Report,
 }
 
 impl Kind {
@@ -87,6 +90,7 @@ impl Kind {
             Kind::Dispute => "dispute",
             Kind::Resolution => "resolution",
             Kind::Equivocation => "equivocation",
+            Kind::Report => "report",
         }
     }
 

@@ -17,6 +17,7 @@ pub mod listing;
 pub mod mailbox;
 pub mod profile;
 pub mod stamp;
+pub mod report;
 pub mod text;
 pub mod trade;
 pub mod trust;
@@ -47,6 +48,8 @@ pub enum Object {
     Attestation(Box<attestation::Attested>),
     /// A checked proof that a key signed two messages at the same point of a trade.
     Equivocation(Box<(trade::Equivocation, trade::EquivocationFacts)>),
+    /// A report about a listing or a key.
+    Report(report::Report),
 }
 
 /// Decodes an envelope, checks its signature, decodes its body for its kind and validates
@@ -80,6 +83,11 @@ pub fn decode_body(signed: &SignedObject, now_ms: u64) -> Result<Object, ObjectE
             let e = trade::Equivocation::decode(&env.body)?;
             let facts = e.check(now_ms)?;
             Object::Equivocation(Box::new((e, facts)))
+        }
+        Kind::Report => {
+            let r = report::Report::decode(&env.body)?;
+            r.validate(&env.author, now_ms)?;
+            Object::Report(r)
         }
         kind => {
             let m = trade::TradeMessage::decode(kind, &env.body)?;

@@ -113,3 +113,14 @@ pub const MAX_BLOB_BYTES: usize = 5 * 1024 * 1024;
 pub const MAX_CHUNKS: usize = MAX_BLOB_BYTES.div_ceil(CHUNK_BYTES);
 /// Largest blob manifest.
 pub const MAX_MANIFEST_BYTES: usize = 8 + 32 * MAX_CHUNKS;
+
+// --- Reports (SPEC §7.2) ---
+
+/// Longest free text of a report, in bytes.
+pub const REPORT_TEXT_MAX_BYTES: usize = 500;
+/// Most reports one author may have held by a node, dated within one UTC day (by `at`).
+pub const REPORTS_PER_DAY_MAX: usize = 10;
+/// Most reports of one author a node holds in all.
+pub const REPORTS_HELD_MAX: usize = 100;
+/// A UTC day, in milliseconds: the unit of [`REPORTS_PER_DAY_MAX`].
+pub const REPORT_DAY_MS: u64 = 24 * 3600 * 1000;

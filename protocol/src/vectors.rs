@@ -7,6 +7,7 @@ use crate::PublicKey;
 use crate::attestation::Attestation;
 use crate::listing::{Condition, Listing, ListingStatus, Location};
 use crate::profile::Profile;
+use crate::report::{Report, ReportReason};
 use crate::trade::{Equivocation, Role, Terms, TradeMessage};
 use crate::{Kind, SignedObject, verify_object};
 
@@ -143,6 +144,21 @@ fn vector_objects() -> Vec<(&'static str, [u8; 32], Kind, Vec<u8>)> {
         comment: "친절하고 물건 상태도 좋아요".into(),
         at: T0 + 600_000,
     };
+    // Reports: vector 4's author reports vector 1's listing, then its seller's key.
+    let report_listing = Report {
+        about: seller,
+        listing: Some(bike.id(&seller).0),
+        reason: ReportReason::Scam,
+        text: "선입금을 요구하고 연락이 끊겼어요".into(),
+        at: T0 + 1_800_000,
+    };
+    let report_key = Report {
+        about: seller,
+        listing: None,
+        reason: ReportReason::Spam,
+        text: String::new(),
+        at: T0 + 1_860_000,
+    };
     vec![
         (
             "listing, Korean title, location and image",
@@ -210,6 +226,18 @@ fn vector_objects() -> Vec<(&'static str, [u8; 32], Kind, Vec<u8>)> {
             [1; 32],
             Kind::Listing,
             shortened.encode(),
+        ),
+        (
+            "report of vector 1's listing (scam, with text) by vector 4's author",
+            [3; 32],
+            Kind::Report,
+            report_listing.encode(),
+        ),
+        (
+            "report of vector 1's seller key (spam, no text) by vector 4's author",
+            [3; 32],
+            Kind::Report,
+            report_key.encode(),
         ),
     ]
 }
@@ -565,6 +593,42 @@ fn reject_vectors() -> Vec<RejectVector> {
         title: "vector 2 with a 32 800-byte description (`a` × 32 800), signed",
         bytes: listing_variant(|e| insert(e, "desc", Value::Text("a".repeat(32_800)))),
         error: "too-large",
+    });
+    // Reports (SPEC §7.2): vector 13 changed, signed by its key.
+    let report = |edit: &dyn Fn(&mut Report)| {
+        let mut r = Report::decode(&body_of(13)).expect("vector 13");
+        edit(&mut r);
+        sign(13, r.encode())
+    };
+    out.push(RejectVector {
+        title: "vector 13 with `about` set to its own author (a report about oneself), signed",
+        bytes: report(&|r| {
+            r.about = PublicKey(SigningKey::from_bytes(&[3; 32]).verifying_key().to_bytes());
+            r.listing = None;
+        }),
+        error: "invalid:about",
+    });
+    out.push(RejectVector {
+        title: "vector 13 with the reason `rude` (not one of the five), signed",
+        bytes: {
+            let Value::Map(mut m) = crate::cbor::from_slice_canonical(&body_of(13)).expect("map")
+            else {
+                unreachable!("a body is a map")
+            };
+            set_text(&mut m, "reason", "rude");
+            sign(13, crate::cbor::to_vec(&Value::Map(m)))
+        },
+        error: "wrong-type",
+    });
+    out.push(RejectVector {
+        title: "vector 13 with a 501-byte text (`a` × 501), signed",
+        bytes: report(&|r| r.text = "a".repeat(501)),
+        error: "invalid:text",
+    });
+    out.push(RejectVector {
+        title: "vector 13 dated one hour after the reference time, signed",
+        bytes: report(&|r| r.at = REFERENCE_NOW + 3_600_000),
+        error: "invalid:at",
     });
     out
 }

@@ -4,7 +4,7 @@
 It shares no code with the Rust implementation: a strict decoder for CBOR in core
 deterministic encoding (SPEC §1), the envelope, its size limits, the author key and
 ed25519 signature with the domain tag (SPEC §2), the content id (blake3), and the rules of
-each kind's body (SPEC §1.1, §3, §4, §5, §7), down to the trade chain an attestation carries.
+each kind's body (SPEC §1.1, §3, §4, §5, §7, §7.2), down to the trade chain an attestation carries.
 
 Usage:
   jangteo_check.py FILE [--now MS]      check every object of a CBOR sequence (RFC 8742)
@@ -53,10 +53,12 @@ CHAIN_MAX = 64
 COUNTERS_MAX = 16
 COMMENT_MAX_BYTES = 500
 ATTESTATION_CHAIN_MIN = 4
+REPORT_TEXT_MAX_BYTES = 500
+REPORT_REASONS = ["scam", "prohibited", "spam", "miscategorized", "duplicate"]
 
 TRADE_KINDS = ["offer", "counter", "accept", "reject", "cancel", "paid", "shipped",
                "received", "dispute", "resolution"]
-KINDS = ["listing", "profile", "attestation"] + TRADE_KINDS + ["equivocation"]
+KINDS = ["listing", "profile", "attestation"] + TRADE_KINDS + ["equivocation", "report"]
 CONDITIONS = ["new", "like-new", "good", "fair", "poor"]
 
 # SPEC §3, "Currencies": active ISO 4217 codes of circulating currencies.
@@ -569,6 +571,28 @@ def check_profile(body, author, now):
         raise invalid("updated_at", "dated in the future")
 
 
+def check_report(body, author, now):
+    """A report (SPEC §7.2): the rules every node applies to the bytes alone."""
+    f = Fields(decode_canonical(body))
+    about = f.bytes_("about")
+    if len(about) != 32:
+        raise Refused("wrong-type", "about: expected 32 bytes")
+    f.opt_bytes("listing", 32)
+    reason = f.text("reason")
+    if reason not in REPORT_REASONS:
+        raise Refused("wrong-type", "reason: expected " + ", ".join(REPORT_REASONS))
+    text = f.opt_text("text") or ""
+    at = f.uint("at")
+    f.finish()
+    if about == author:
+        raise invalid("about", "a report about its own author")
+    check_free_text("text", text, REPORT_TEXT_MAX_BYTES, "\n")
+    if at < EARLIEST_MS:
+        raise invalid("at", "before 2024")
+    if at > now + MAX_CLOCK_SKEW_MS:
+        raise invalid("at", "dated in the future")
+
+
 def decode_trade(kind, body, author, now):
     """A trade message's fields (SPEC §5), checked on their own (not the transition)."""
     f = Fields(decode_canonical(body))
@@ -766,6 +790,8 @@ def check_object(data, now):
         check_attestation(body, author, now)
     elif kind == "equivocation":
         check_equivocation(body, author, now)
+    elif kind == "report":
+        check_report(body, author, now)
     else:
         decode_trade(kind, body, author, now)
     return kind

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::api::types::{ErrorBody, ErrorCode, ErrorDetail};
 use crate::services::blobs::BlobServiceError;
 use crate::services::listings::ListingError;
+use crate::services::moderation::ModerationError;
 use crate::services::reputation::ReputationError;
 use crate::services::thumbs::ThumbError;
 use crate::services::trades::TradeError;
@@ -122,6 +123,20 @@ impl From<ReputationError> for ApiError {
                 );
             }
             ReputationError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Store),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<ModerationError> for ApiError {
+    fn from(e: ModerationError) -> Self {
+        let (status, code) = match &e {
+            ModerationError::Invalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::Invalid),
+            ModerationError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            ModerationError::Refused(_) => (StatusCode::CONFLICT, ErrorCode::Refused),
+            ModerationError::Limit(_) => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::ReportLimit),
+            ModerationError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Store),
+            ModerationError::Search(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Search),
         };
         ApiError::new(status, code, e.to_string())
     }

@@ -1,11 +1,10 @@
 //! The local HTTP/JSON API that the `jangteo` CLI (and the web page) talks to.
 //!
 //! Owns the router: one module per resource (`status`, `listings`, `trades`, `reputation`,
-//! `blobs`, `objects`, `ui`, and the live stream `events`), the token check ([`auth`]), the
-//! one error shape ([`error`]), the
-//! request and response types ([`types`]), body limits, and the OpenAPI 3.1 document
-//! generated from the handlers ([`openapi`], served without a token at
-//! `GET /v1/openapi.json`). It holds service handles and never the swarm.
+//! `reports`, `blobs`, `objects`, `ui`, and the live stream `events`), the token check
+//! ([`auth`]), the one error shape ([`error`]), the request and response types ([`types`]),
+//! body limits, and the OpenAPI 3.1 document generated from the handlers ([`openapi`], served
+//! without a token at `GET /v1/openapi.json`). It holds service handles and never the swarm.
 
 pub mod auth;
 mod blobs;
@@ -13,6 +12,7 @@ pub mod error;
 pub mod events;
 mod listings;
 pub mod objects;
+mod reports;
 mod reputation;
 mod status;
 mod trades;
@@ -38,6 +38,7 @@ use crate::api::types::{ErrorBody, ErrorCode};
 use crate::net::Client;
 use crate::services::blobs::Blobs;
 use crate::services::listings::Listings;
+use crate::services::moderation::Moderation;
 use crate::services::reputation::Reputation;
 use crate::services::thumbs::Thumbs;
 use crate::services::trades::Trades;
@@ -57,6 +58,8 @@ pub struct ApiState {
     pub trades: Trades,
     /// Reputation service.
     pub reputation: Reputation,
+    /// Reports and moderators.
+    pub moderation: Moderation,
     /// Blob service.
     pub blobs: Blobs,
     /// Thumbnails of image blobs.
@@ -98,6 +101,7 @@ pub struct ApiState {
         (name = "listings", description = "Post, update, retract, show, search"),
         (name = "trades", description = "Offers and the trade chain"),
         (name = "reputation", description = "Ratings, trust, trust seeds"),
+        (name = "reports", description = "Reports of listings and keys, and moderators"),
         (name = "blobs", description = "Images and other content-addressed blobs"),
         (name = "objects", description = "Signed objects as bytes, for other programs"),
         (name = "events", description = "What happens in the node, live (server-sent events)"),
@@ -111,6 +115,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         .merge(listings::routes())
         .merge(trades::routes())
         .merge(reputation::routes())
+        .merge(reports::routes())
         .merge(blobs::routes())
         .merge(objects::routes())
         .merge(ui::routes())
@@ -319,6 +324,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 26, "{operations} operations documented");
+        assert_eq!(operations, 31, "{operations} operations documented");
     }
 }

@@ -117,8 +117,8 @@ pub fn split_sequence(bytes: &[u8]) -> SplitSequence<'_> {
     (items, None)
 }
 
-/// An object's own time: a listing's or profile's update, an attestation's or trade
-/// message's date. `None` for kinds without one (equivocation proofs) or bodies that do not
+/// An object's own time: a listing's or profile's update, an attestation's, report's or
+/// trade message's date. `None` for kinds without one (equivocation proofs) or bodies that do not
 /// decode.
 fn object_time(env: &Envelope) -> Option<u64> {
     match env.kind {
@@ -131,6 +131,9 @@ fn object_time(env: &Envelope) -> Option<u64> {
         Kind::Attestation => jangteo_protocol::attestation::Attestation::decode(&env.body)
             .ok()
             .map(|a| a.at),
+        Kind::Report => jangteo_protocol::report::Report::decode(&env.body)
+            .ok()
+            .map(|r| r.at),
         Kind::Equivocation => None,
         k => jangteo_protocol::trade::TradeMessage::decode(k, &env.body)
             .ok()

@@ -47,6 +47,8 @@ pub enum ErrorCode {
     InvalidTransition,
     /// A field is invalid.
     Invalid,
+    /// The per-author cap of reports is reached (10 a day, SPEC §7.2).
+    ReportLimit,
     /// A blob is invalid.
     InvalidBlob,
     /// A blob is not an image of a format the node shows (JPEG, PNG, WebP, GIF).
@@ -98,6 +100,7 @@ impl ErrorCode {
             ErrorCode::InvalidTrade => "invalid_trade",
             ErrorCode::InvalidTransition => "invalid_transition",
             ErrorCode::Invalid => "invalid",
+            ErrorCode::ReportLimit => "report_limit",
             ErrorCode::InvalidBlob => "invalid_blob",
             ErrorCode::UnsupportedImage => "unsupported_image",
             ErrorCode::InvalidImage => "invalid_image",
@@ -466,6 +469,10 @@ pub struct ListingView {
     /// With `stamp_bits`: how long making the stamp took, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stamp_ms: Option<u64>,
+    /// The reports this node holds about the listing or its seller and what they do here
+    /// (hidden, a warning, nothing); absent when there are none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moderation: Option<ModerationView>,
 }
 
 /// Filters, ordering and paging of a search (`GET /v1/listings`).
@@ -991,6 +998,115 @@ pub struct TrustChange {
     pub peer_id: String,
     /// Whether it is a seed now.
     pub trusted: bool,
+    /// Whether this request changed anything.
+    pub changed: bool,
+}
+
+// ---------------------------------------------------------------------------------------
+// Reports and moderation
+// ---------------------------------------------------------------------------------------
+
+/// A report to make (`POST /v1/reports`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NewReport {
+    /// What is reported: a listing id (64 hex digits) held by this node, or a peer id.
+    pub target: String,
+    /// scam, prohibited, spam, miscategorized or duplicate.
+    pub reason: String,
+    /// What happened (at most 500 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// A report made and published (`POST /v1/reports`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ReportMade {
+    /// The report's object id.
+    pub id: String,
+    /// The key reported (for a listing: its seller), as a peer id.
+    pub about: String,
+    /// The listing reported, if one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+/// Why a report weighs what it weighs on this node.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportBasis {
+    /// This node's own report: full weight.
+    Own,
+    /// By a key this node subscribed to as a moderator: full weight.
+    Moderator,
+    /// Weighed by this node's trust in its author (0 for a stranger).
+    Trust,
+}
+
+/// A report held, with its weight as this node sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ReportView {
+    /// The report's object id.
+    pub id: String,
+    /// Who reported (peer id).
+    pub by: String,
+    /// The key reported (for a listing: its seller), as a peer id.
+    pub about: String,
+    /// The listing reported; absent for a report of the key alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing: Option<String>,
+    /// scam, prohibited, spam, miscategorized or duplicate.
+    pub reason: String,
+    /// What the reporter wrote (may be empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
+    /// When it was signed (unix ms).
+    pub at: u64,
+    /// Its weight here, 0..1.
+    pub weight: f64,
+    /// Why it weighs that.
+    pub basis: ReportBasis,
+}
+
+/// What the reports about a listing (and its seller) do on this node.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ModerationView {
+    /// Left out of search and the home page; the web page shows why before the listing.
+    pub hidden: bool,
+    /// Shown with a warning (some weight, below the threshold).
+    pub warning: bool,
+    /// The sum over reporters of each one's largest weight.
+    pub weight: f64,
+    /// The weight at which a listing is hidden.
+    pub threshold: f64,
+    /// The reasons of the reports that weigh something, heaviest first.
+    pub reasons: Vec<String>,
+    /// The reports, heaviest first (at most 50), weight 0 included.
+    pub reports: Vec<ReportView>,
+}
+
+/// Which reports to list (`GET /v1/reports`): by one author, or about one listing or key.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReportsQuery {
+    /// Reports by this peer id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Reports about this listing id or peer id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub about: Option<String>,
+}
+
+/// A change of this node's moderators (`PUT`/`DELETE /v1/moderators/{peer}`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ModeratorChange {
+    /// Peer id.
+    pub peer_id: String,
+    /// Whether its reports count as this node's own now.
+    pub moderator: bool,
     /// Whether this request changed anything.
     pub changed: bool,
 }

@@ -57,7 +57,7 @@ pub struct Behaviour {
 }
 
 /// The gossip topics of a node following `shards`: one per listing shard, profiles,
-/// attestations.
+/// attestations, reports.
 pub(super) fn gossip_topics(shards: &[&'static str]) -> Vec<IdentTopic> {
     let mut topics: Vec<IdentTopic> = shards
         .iter()
@@ -67,6 +67,7 @@ pub(super) fn gossip_topics(shards: &[&'static str]) -> Vec<IdentTopic> {
     topics.push(IdentTopic::new(topic_for(
         jangteo_protocol::Kind::Attestation,
     )));
+    topics.push(IdentTopic::new(topic_for(jangteo_protocol::Kind::Report)));
     topics
 }
 

@@ -143,7 +143,7 @@ impl EventLoop {
         listing_topics: HashMap<gossipsub::TopicHash, &'static str>,
         reachability: Reachability,
     ) -> Self {
-        let kind_topics = [Kind::Profile, Kind::Attestation]
+        let kind_topics = [Kind::Profile, Kind::Attestation, Kind::Report]
             .into_iter()
             .map(|k| (IdentTopic::new(topic_for(k)).hash(), k))
             .collect();

@@ -52,7 +52,12 @@ pub const MAX_CONNECTIONS: u32 = 256;
 /// Pending incoming connections.
 pub const MAX_PENDING_INCOMING: u32 = 64;
 /// The kinds that travel by gossip, each on its own topic.
-pub const GOSSIP_KINDS: [Kind; 3] = [Kind::Listing, Kind::Profile, Kind::Attestation];
+pub const GOSSIP_KINDS: [Kind; 4] = [
+    Kind::Listing,
+    Kind::Profile,
+    Kind::Attestation,
+    Kind::Report,
+];
 
 /// Sync requests a peer may make per [`SYNC_RATE_WINDOW`] before being refused.
 pub const SYNC_RATE_MAX: u32 = 120;

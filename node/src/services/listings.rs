@@ -108,6 +108,7 @@ impl ListingView {
             seller_supports: None,
             stamp_bits: None,
             stamp_ms: None,
+            moderation: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod blobs;
 pub mod listings;
 pub mod mailbox;
+pub mod moderation;
 pub mod reputation;
 pub mod search;
 pub mod thumbs;

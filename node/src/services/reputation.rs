@@ -25,6 +25,7 @@ use crate::clock::now_ms;
 use crate::error::StoreError;
 use crate::net::Client;
 use crate::services::listings::{ListingError, ListingView, Listings};
+use crate::services::moderation::{Weigher, hidden_from};
 use crate::services::search::{SEARCH_LIMIT_MAX, SearchQuery};
 use crate::services::trades::{TradeError, Trades};
 use crate::store::{AttestationWrite, Store};
@@ -637,16 +638,19 @@ impl Reputation {
             public_key_from_peer_id(&v.seller).map(|k| Self::supported(snap, &k, &v.currency));
     }
 
-    /// A listing with its seller's trust (blocking).
+    /// A listing with its seller's trust and what reports do to it here (blocking).
     pub fn show(&self, listings: &Listings, id: &str) -> Result<ListingView, ListingError> {
         let mut v = listings.show(id)?;
         let snap = self.fresh().unwrap_or_else(|_| self.cached());
         Self::annotate(&snap, &mut v);
+        Weigher::new(self.me, self.store.moderators()?, &snap).annotate(&self.store, &mut v)?;
         Ok(v)
     }
 
-    /// Searches, adding each seller's trust; `sort=trust` ranks the best matches (up to
-    /// [`SEARCH_LIMIT_MAX`] by relevance or recency) by their seller's trust, then confidence.
+    /// Searches, adding each seller's trust and the listing's moderation, leaving out the
+    /// listings hidden by reports (but this node's own); `sort=trust` ranks the best matches
+    /// (up to [`SEARCH_LIMIT_MAX`] by relevance or recency) by their seller's trust, then
+    /// confidence.
     pub fn search(
         &self,
         listings: &Listings,
@@ -671,9 +675,13 @@ impl Reputation {
         } else {
             listings.search(q)?
         };
+        let weigher = Weigher::new(self.me, self.store.moderators()?, &snap);
         for h in &mut hits {
             Self::annotate(&snap, h);
+            weigher.annotate(&self.store, h)?;
         }
+        let me = self.me.peer_id();
+        hits.retain(|h| !hidden_from(h, &me));
         if by_trust {
             let key = |h: &ListingView| {
                 (

@@ -8,7 +8,8 @@
 //! This module opens the database (column families, schema, migrations) and holds what
 //! every area shares; each area has its file: `listings` (heads, profiles, pruning),
 //! `sync` (catch-up sync items), `index` (the search outbox), `trades` (one trade step = one
-//! synced batch), `mailbox`, `blobs` (with their `thumbs`) and `attestations` (with trust seeds).
+//! synced batch), `mailbox`, `blobs` (with their `thumbs`), `attestations` (with trust
+//! seeds) and `reports` (with moderators).
 
 mod attestations;
 mod blobs;
@@ -17,6 +18,7 @@ mod kad;
 mod listings;
 mod mailbox;
 mod objects;
+mod reports;
 mod sync;
 mod thumbs;
 mod trades;
@@ -31,6 +33,7 @@ use crate::error::StoreError;
 pub use attestations::{AttestationRecord, AttestationWrite};
 pub use listings::{ListingHead, ListingWrite, StoredListing};
 pub use mailbox::{HOLDERS_MAX, MailboxItem, MailboxLimits, MailboxUsage, Quota};
+pub use reports::{MODERATORS_MAX, REPORTS_READ_MAX, ReportRecord, ReportWrite};
 pub use trades::{DeliveryWrite, ProofWrite, Reservation, TradeStep};
 
 const CF_OBJECTS: &str = "objects";
@@ -75,6 +78,11 @@ const CF_AUTHOR_LISTINGS: &str = "author_listings";
 const CF_AUTHOR_ATTESTATIONS: &str = "author_attestations";
 /// DHT entries (Kademlia records and provider records), by the network's own keys.
 const CF_KAD: &str = "kad";
+/// Reports held: target (listing id or key, 32) || author (32) -> [`ReportRecord`].
+const CF_REPORTS: &str = "reports";
+/// The same reports by author: author (32) || at (8, BE) || object id (32) -> target (32).
+/// Written in the report's batch; read for the per-author caps.
+const CF_REPORTS_BY_AUTHOR: &str = "reports_by_author";
 /// Meta key prefix of a reservation: `reserved/` || trade id -> quantity (8, BE).
 const RESERVED_PREFIX: &[u8] = b"reserved/";
 /// Meta key prefix of when the person last looked at a trade (the web page's unread marks):
@@ -83,10 +91,12 @@ const SEEN_PREFIX: &[u8] = b"seen/";
 const SYNC_ITEMS_BUILT: &[u8] = b"sync_items/v1";
 const AUTHOR_LISTINGS_BUILT: &[u8] = b"author_listings/v1";
 const AUTHOR_ATTESTATIONS_BUILT: &[u8] = b"author_attestations/v1";
-const COLUMN_FAMILIES: [&str; 18] = [
+const COLUMN_FAMILIES: [&str; 20] = [
     CF_KAD,
     CF_AUTHOR_LISTINGS,
     CF_AUTHOR_ATTESTATIONS,
+    CF_REPORTS,
+    CF_REPORTS_BY_AUTHOR,
     CF_THUMBS,
     CF_TRADE_LOG,
     CF_DELIVERY_QUEUE,
@@ -121,6 +131,8 @@ pub struct Store {
     /// The network's base difficulty of listing stamps (SPEC §3.1); 0 (a store opened
     /// outside a node, and test networks) asks for no stamp.
     stamp_bits: std::sync::atomic::AtomicU32,
+    /// Bumped by every write of reports or moderators.
+    report_generation: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -143,6 +155,7 @@ impl Store {
             trust_generation: std::sync::atomic::AtomicU64::new(1),
             listing_generation: std::sync::atomic::AtomicU64::new(1),
             stamp_bits: std::sync::atomic::AtomicU32::new(0),
+            report_generation: std::sync::atomic::AtomicU64::new(1),
         };
         let meta = store.cf(CF_META)?;
         match store.db.get_cf(meta, SCHEMA_KEY)? {

@@ -20,21 +20,26 @@ use serde::Serialize;
 use crate::clock::now_ms;
 use crate::store::Store;
 
-/// A set of objects reconciled as one: the listings of one category, or all attestations.
-/// On the wire it is the string `listings/<category>` or `attestations`.
+/// A set of objects reconciled as one: the listings of one category, all attestations, or
+/// all reports. On the wire it is the string `listings/<category>`, `attestations` or
+/// `reports`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Shard {
     /// The listings of one category (one of [`jangteo_protocol::listing::CATEGORIES`]).
     Listings(&'static str),
     /// Every attestation.
     Attestations,
+    /// Every report held (SPEC §7.2).
+    Reports,
 }
 
 impl Shard {
     /// Parses the wire name; None for a name no node uses.
     pub fn parse(name: &str) -> Option<Shard> {
-        if name == "attestations" {
-            return Some(Shard::Attestations);
+        match name {
+            "attestations" => return Some(Shard::Attestations),
+            "reports" => return Some(Shard::Reports),
+            _ => {}
         }
         let cat = name.strip_prefix("listings/")?;
         jangteo_protocol::listing::CATEGORIES
@@ -47,7 +52,7 @@ impl Shard {
     pub fn category(&self) -> Option<&'static str> {
         match self {
             Shard::Listings(c) => Some(c),
-            Shard::Attestations => None,
+            Shard::Attestations | Shard::Reports => None,
         }
     }
 
@@ -56,14 +61,16 @@ impl Shard {
         match self {
             Shard::Listings(_) => Kind::Listing,
             Shard::Attestations => Kind::Attestation,
+            Shard::Reports => Kind::Report,
         }
     }
 
     /// The shards reconciled with every peer: the followed listing categories, then
-    /// attestations.
+    /// attestations, then reports (after the listings they may name).
     pub fn followed(categories: &[&'static str]) -> Vec<Shard> {
         let mut v: Vec<Shard> = categories.iter().map(|c| Shard::Listings(c)).collect();
         v.push(Shard::Attestations);
+        v.push(Shard::Reports);
         v
     }
 }
@@ -73,6 +80,7 @@ impl std::fmt::Display for Shard {
         match self {
             Shard::Listings(c) => write!(f, "listings/{c}"),
             Shard::Attestations => f.write_str("attestations"),
+            Shard::Reports => f.write_str("reports"),
         }
     }
 }
@@ -173,6 +181,7 @@ impl ShardItems {
     pub fn get(&self, shard: &Shard) -> Result<Arc<Vec<reconcile::Item>>, String> {
         let generation = match shard {
             Shard::Attestations => self.store.trust_generation(),
+            Shard::Reports => self.store.report_generation(),
             Shard::Listings(_) => self.store.listing_generation(),
         };
         if let Ok(cache) = self.cache.lock()
@@ -185,6 +194,7 @@ impl ShardItems {
         let r = match shard {
             Shard::Listings(cat) => self.store.sync_items(cat, now_ms()),
             Shard::Attestations => reconcile::attestation_items(&self.store),
+            Shard::Reports => reconcile::report_items(&self.store),
         };
         let mut items = r.map_err(|e| format!("store: {e}"))?;
         items.sort_unstable();

@@ -143,6 +143,16 @@ pub fn attestation_items(store: &Store) -> Result<Vec<Item>, StoreError> {
     Ok(items)
 }
 
+/// The items of the reports shard: `(at, id)` of every report held.
+pub fn report_items(store: &Store) -> Result<Vec<Item>, StoreError> {
+    let mut items = Vec::new();
+    store.for_each_report(|r| {
+        items.push((r.at, r.object.0));
+        true
+    })?;
+    Ok(items)
+}
+
 /// Clamps timestamps and sorts/dedupes, borrowing when `items` is already in order.
 fn normalize(items: Cow<'_, [Item]>) -> Cow<'_, [Item]> {
     let ordered = items.iter().all(|i| i.0 != u64::MAX)

@@ -82,6 +82,7 @@ pub fn router(w: WebState) -> Router {
         .route("/mine", get(pages::home::mine))
         .route("/listing/{id}", get(pages::listing::show))
         .route("/listing/{id}/offer", post(pages::listing::offer))
+        .route("/listing/{id}/report", post(pages::moderation::report))
         .route(
             "/listing/{id}/edit",
             get(pages::edit::form)

@@ -3,11 +3,12 @@
 //! trades service signs and delivers like `POST /v1/trades`.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::moderation::{ModerationPanel, ReportDraft};
 use super::{Chrome, Page, csrf_refused, error_page, render, short_peer, trust_text, when};
 use crate::api::types::{ListingState, ListingView, NewOffer, ReputationView};
 use crate::services::listings::ListingError;
@@ -152,6 +153,9 @@ struct ListingTemplate {
     own: bool,
     open: bool,
     offer: OfferDraft,
+    moderation: Option<ModerationPanel>,
+    hide: bool,
+    report: ReportDraft,
 }
 
 async fn load(w: &WebState, id: String) -> Result<Found, ListingError> {
@@ -180,9 +184,12 @@ fn listing_page(
     status: StatusCode,
     (l, rep, reviews, reserved): Found,
     offer: Option<OfferDraft>,
+    (show_anyway, report): (bool, Option<ReportDraft>),
 ) -> Response {
     let t = page.t;
     let own = l.seller == page.me;
+    let moderation = ModerationPanel::new(t, l.moderation.as_ref());
+    let hide = !show_anyway && !own && moderation.as_ref().is_some_and(|m| m.hidden);
     let open = l.status == ListingState::Active && !own;
     let offer = offer.unwrap_or_else(|| OfferDraft {
         price: input_text(l.price, &l.currency),
@@ -225,9 +232,33 @@ fn listing_page(
             own,
             open,
             offer,
+            moderation,
+            hide,
+            report: report.unwrap_or_else(|| ReportDraft::new(t)),
             l,
         },
     )
+}
+
+/// The listing page again after a refused report, with the reason.
+pub async fn page_with_report(
+    w: &WebState,
+    page: &Page,
+    id: String,
+    status: StatusCode,
+    report: ReportDraft,
+) -> Response {
+    match load(w, id).await {
+        Ok(found) => listing_page(page, status, found, None, (false, Some(report))),
+        Err(e) => load_error(page, e),
+    }
+}
+
+/// `?show=anyway`: the content of a listing hidden by reports.
+#[derive(Debug, Default, Deserialize)]
+pub struct ShowQuery {
+    #[serde(default)]
+    show: Option<String>,
 }
 
 fn load_error(page: &Page, e: ListingError) -> Response {
@@ -245,10 +276,16 @@ fn load_error(page: &Page, e: ListingError) -> Response {
     }
 }
 
-/// `GET /listing/{id}`.
-pub async fn show(State(w): State<WebState>, page: Page, Path(id): Path<String>) -> Response {
+/// `GET /listing/{id}` (`?show=anyway`: even when reports hide it).
+pub async fn show(
+    State(w): State<WebState>,
+    page: Page,
+    Path(id): Path<String>,
+    Query(q): Query<ShowQuery>,
+) -> Response {
+    let anyway = q.show.as_deref() == Some("anyway");
     match load(&w, id).await {
-        Ok(found) => listing_page(&page, StatusCode::OK, found, None),
+        Ok(found) => listing_page(&page, StatusCode::OK, found, None, (anyway, None)),
         Err(e) => load_error(&page, e),
     }
 }
@@ -309,7 +346,13 @@ pub async fn offer(
         draft.quantity_error = Some(t.err_quantity.to_owned());
     }
     let (Some(price), Some(quantity)) = (price, quantity) else {
-        return listing_page(&page, StatusCode::BAD_REQUEST, found, Some(draft));
+        return listing_page(
+            &page,
+            StatusCode::BAD_REQUEST,
+            found,
+            Some(draft),
+            (true, None),
+        );
     };
     // A textarea's line breaks arrive as CRLF; the offer holds LF.
     let message = f.message.replace("\r\n", "\n");
@@ -328,7 +371,13 @@ pub async fn offer(
         Ok(trade) => Redirect::to(&format!("/trade/{}", trade.id)).into_response(),
         Err(e) => {
             draft.error = Some(t.trade_error(&e));
-            listing_page(&page, StatusCode::CONFLICT, found, Some(draft))
+            listing_page(
+                &page,
+                StatusCode::CONFLICT,
+                found,
+                Some(draft),
+                (true, None),
+            )
         }
     }
 }

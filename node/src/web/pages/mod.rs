@@ -1,4 +1,5 @@
-//! The pages: one module per area (`home` with search, `listing` with the offer form,
+//! The pages: one module per area (`home` with search, `listing` with the offer form and,
+//! in `moderation`, the reports' panel and the report form,
 //! `post`, `edit` with withdrawing, `seller`, `trades`, `settings` with the network page), sharing what every page has: the [`Page`] extractor (session and
 //! language, or the login page when there is no session), the header ([`Chrome`]), the
 //! login and error pages, and small view helpers (prices, times, listing cards).
@@ -10,6 +11,7 @@
 pub mod edit;
 pub mod home;
 pub mod listing;
+pub mod moderation;
 pub mod post;
 pub mod seller;
 pub mod settings;
