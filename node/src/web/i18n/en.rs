@@ -323,6 +323,8 @@ pub const EN: Messages = Messages {
     err_internal_short: "Something went wrong on this node; the node's log says what. Try again.",
     err_listing_not_yours: "Only its seller can change this listing.",
     err_listing_retracted: "This listing was withdrawn, which is final.",
+    err_listing_over_cap: "You have {n} active listings, the most one key may have. Withdraw one, or let one expire, first.",
+    err_listing_too_soon: "Too many changes to this listing in a short time. Try again in {s} seconds.",
     err_bad_query: "This search could not be read; try other words.",
     err_trade_transition: "That step is not possible in the trade's current state.",
     err_trade_refused: "The trade refused this step (sold out, your own listing, or a limit).",

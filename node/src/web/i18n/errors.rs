@@ -50,6 +50,10 @@ impl Messages {
             ListingError::NotYours(_) => self.err_listing_not_yours.to_owned(),
             ListingError::Retracted(_) => self.err_listing_retracted.to_owned(),
             ListingError::BadQuery(_) => self.err_bad_query.to_owned(),
+            ListingError::OverCap(n) => fill(self.err_listing_over_cap, &[("n", &n.to_string())]),
+            ListingError::TooSoon { wait_s, .. } => {
+                fill(self.err_listing_too_soon, &[("s", &wait_s.to_string())])
+            }
             ListingError::Search(_) | ListingError::Store(_) => self.internal(e),
         }
     }

@@ -323,6 +323,8 @@ pub const JA: Messages = Messages {
     err_internal_short: "このノードで問題が起きました。詳細はノードのログにあります。もう一度お試しください。",
     err_listing_not_yours: "この出品を変更できるのは出品者だけです。",
     err_listing_retracted: "取り下げた出品は変更できません。",
+    err_listing_over_cap: "出品中が{n}件で、一つの鍵で出品できる上限です。先にどれかを取り下げるか、期限切れを待ってください。",
+    err_listing_too_soon: "短い間にこの出品を何度も変更しました。{s}秒後にもう一度お試しください。",
     err_bad_query: "検索語を読み取れません。別の言葉で探してください。",
     err_trade_transition: "今の取引状態ではできない操作です。",
     err_trade_refused: "この操作は断られました(売り切れ、自分の出品、または上限)。",

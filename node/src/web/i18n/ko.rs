@@ -323,6 +323,8 @@ pub const KO: Messages = Messages {
     err_internal_short: "이 노드에서 문제가 생겼습니다. 자세한 내용은 노드 로그에 있습니다. 다시 해 주세요.",
     err_listing_not_yours: "판매자만 이 판매글을 바꿀 수 있습니다.",
     err_listing_retracted: "내린 판매글은 다시 바꿀 수 없습니다.",
+    err_listing_over_cap: "판매 중인 글이 {n}개로, 한 키가 올릴 수 있는 최대입니다. 먼저 하나를 내리거나 기간이 끝나기를 기다려 주세요.",
+    err_listing_too_soon: "짧은 시간에 이 판매글을 너무 자주 고쳤습니다. {s}초 뒤에 다시 해 주세요.",
     err_bad_query: "검색어를 읽을 수 없습니다. 다른 말로 찾아 보세요.",
     err_trade_transition: "지금 거래 상태에서는 할 수 없는 단계입니다.",
     err_trade_refused: "이 단계가 거절되었습니다 (품절, 내 판매글, 또는 한도).",
