@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 pub use error::{NodeError, StoreError};
 pub use net::Client;
 pub use services::listings::Listings;
-use services::{blobs, reputation, search, thumbs, trades};
+use services::{alerts, blobs, reputation, search, thumbs, trades};
 pub use store::Store;
 
 /// File in the data directory holding the API address, written once the API listens.
@@ -116,6 +116,14 @@ pub enum NodeEvent {
     Indexed {
         /// Listing entries applied.
         count: usize,
+    },
+    /// A notification was stored (in the batch of what raised it): a trade step of the
+    /// other party, a delivery failure, our listing reserved or sold, a saved-search match.
+    /// The messages service raises [`api::types::NotificationKind::Message`] the same way:
+    /// staged with the message's own batch, then sent here.
+    Notification {
+        /// The notification as stored.
+        notification: api::types::NotificationView,
     },
 }
 
@@ -364,6 +372,7 @@ fn spawn_prune(
                             tracing::info!(swept, "expired mailbox items deleted");
                         }
                         let pruned = s.prune_expired(before)?;
+                        s.prune_alerted(before)?;
                         let blobs = b.gc()?;
                         if blobs > 0 {
                             tracing::info!(blobs, "photos no listing names any more deleted");
@@ -426,8 +435,9 @@ impl Node {
         }
         let index_dir = cfg.data_dir.join(INDEX_DIR);
         let index_store = store.clone();
+        let owner = jangteo_protocol::PublicKey(key.verifying_key().to_bytes());
         let index = tokio::task::spawn_blocking(move || {
-            search::SearchIndex::open(&index_dir, &index_store)
+            search::SearchIndex::open_for(&index_dir, &index_store, Some(owner))
         })
         .await
         .map_err(|e| NodeError::Network(format!("search index task: {e}")))?
@@ -496,6 +506,7 @@ impl Node {
             public_key: hex::encode(key.verifying_key().to_bytes()),
             ui_sessions: Arc::new(web::session::Sessions::new()),
             data_dir: Arc::new(cfg.data_dir.clone()),
+            alerts: alerts::Alerts::new(store.clone(), index.clone(), events.clone()),
             events: api::events::EventFeed::new(
                 events.clone(),
                 shutdown_rx.clone(),

@@ -1,7 +1,8 @@
 //! The local HTTP/JSON API that the `jangteo` CLI (and the web page) talks to.
 //!
 //! Owns the router: one module per resource (`status`, `listings`, `trades`, `reputation`,
-//! `blobs`, `objects`, `ui`, and the live stream `events`), the token check ([`auth`]), the
+//! `blobs`, `objects`, `ui`, `notifications` with saved searches, and the live stream
+//! `events`), the token check ([`auth`]), the
 //! one error shape ([`error`]), the
 //! request and response types ([`types`]), body limits, and the OpenAPI 3.1 document
 //! generated from the handlers ([`openapi`], served without a token at
@@ -12,6 +13,7 @@ mod blobs;
 pub mod error;
 pub mod events;
 mod listings;
+mod notifications;
 pub mod objects;
 mod reputation;
 mod status;
@@ -77,6 +79,8 @@ pub struct ApiState {
     pub ui_sessions: Arc<crate::web::session::Sessions>,
     /// The node's data directory (the web page's key backup reads the key file there).
     pub data_dir: Arc<std::path::PathBuf>,
+    /// Notifications and saved searches.
+    pub alerts: crate::services::alerts::Alerts,
     /// Where `GET /v1/events` streams come from (shared with the web page's stream).
     pub events: events::EventFeed,
 }
@@ -101,6 +105,7 @@ pub struct ApiState {
         (name = "blobs", description = "Images and other content-addressed blobs"),
         (name = "objects", description = "Signed objects as bytes, for other programs"),
         (name = "events", description = "What happens in the node, live (server-sent events)"),
+        (name = "notifications", description = "Notifications, and saved searches that raise alerts"),
     )
 )]
 struct ApiDoc;
@@ -115,6 +120,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         .merge(objects::routes())
         .merge(ui::routes())
         .merge(events::routes())
+        .merge(notifications::routes())
 }
 
 /// Adds what every route behind the token shares: the bearer requirement, and the 401 and
@@ -319,6 +325,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 26, "{operations} operations documented");
+        assert_eq!(operations, 31, "{operations} operations documented");
     }
 }

@@ -8,13 +8,15 @@
 //! This module opens the database (column families, schema, migrations) and holds what
 //! every area shares; each area has its file: `listings` (heads, profiles, pruning),
 //! `sync` (catch-up sync items), `index` (the search outbox), `trades` (one trade step = one
-//! synced batch), `mailbox`, `blobs` (with their `thumbs`) and `attestations` (with trust seeds).
+//! synced batch), `mailbox`, `blobs` (with their `thumbs`), `attestations` (with trust seeds)
+//! and `notifications` (with saved searches).
 
 mod attestations;
 mod blobs;
 mod index;
 mod listings;
 mod mailbox;
+mod notifications;
 mod objects;
 mod sync;
 mod thumbs;
@@ -30,6 +32,7 @@ use crate::error::StoreError;
 pub use attestations::AttestationRecord;
 pub use listings::{ListingHead, ListingWrite, StoredListing};
 pub use mailbox::{HOLDERS_MAX, MailboxItem, MailboxLimits, MailboxUsage, Quota};
+pub use notifications::{Alert, NOTIFICATIONS_MAX, NOTIFICATIONS_PRUNED_TO};
 pub use trades::{DeliveryWrite, ProofWrite, Reservation, TradeStep};
 
 const CF_OBJECTS: &str = "objects";
