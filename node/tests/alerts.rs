@@ -29,8 +29,7 @@ impl Market {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("store")).expect("store");
         let owner = owner.map(|s| jangteo_protocol::PublicKey(key(s).verifying_key().to_bytes()));
-        let index =
-            SearchIndex::open_for(&dir.path().join("index"), &store, owner).expect("index");
+        let index = SearchIndex::open_for(&dir.path().join("index"), &store, owner).expect("index");
         Market {
             _dir: dir,
             store,
@@ -56,10 +55,7 @@ impl Market {
                 .expect("put")
                 .stored()
         );
-        let (_, raised) = self
-            .index
-            .drain_queue_alerting(&self.store)
-            .expect("index");
+        let (_, raised) = self.index.drain_queue_alerting(&self.store).expect("index");
         (l.id(&obj.envelope().author).to_hex(), raised)
     }
 }
@@ -91,21 +87,141 @@ fn corpus() -> Vec<Listing> {
     let seoul = Location::from_degrees(37.5665, 126.9780);
     let busan = Location::from_degrees(35.1796, 129.0756);
     let tokyo = Location::from_degrees(35.6762, 139.6503);
-    let rows: Vec<(&str, &str, u64, &str, &str, Option<Condition>, Option<Location>)> = vec![
-        ("중고 자전거를 팝니다", "출퇴근용, 상태 좋아요", 150_000, "KRW", "bikes", Some(Condition::Good), seoul),
-        ("어린이 자전거", "보조바퀴 포함", 40_000, "KRW", "bikes", Some(Condition::LikeNew), busan),
-        ("전기 자전거 배터리", "자전거 부품", 250_000, "KRW", "bikes", None, seoul),
-        ("자동차 충전기", "전기 자동차용", 300_000, "KRW", "vehicles", Some(Condition::New), None),
-        ("中古の自転車を売ります", "通勤用", 8_000, "JPY", "bikes", Some(Condition::Fair), tokyo),
-        ("電気ケトル 美品", "ほぼ新品の電気ケトル", 2_000, "JPY", "home", Some(Condition::LikeNew), tokyo),
-        ("Two kids bikes for sale", "red and blue bikes", 40_000, "KRW", "bikes", None, seoul),
-        ("Road bike, carbon frame", "fast bike, light", 900_000, "KRW", "bikes", Some(Condition::Good), busan),
-        ("Walnut desk", "solid walnut, no scratches", 90_000, "KRW", "furniture", Some(Condition::Good), seoul),
-        ("Standing desk frame", "electric, no top", 120_000, "KRW", "furniture", None, None),
-        ("아이폰 iPhone13 급처", "배터리 89%", 500_000, "KRW", "digital", Some(Condition::Good), seoul),
-        ("iPhone 13 case", "clear case for iphone13", 5_000, "KRW", "digital", Some(Condition::New), None),
-        ("Bike helmet", "kids size", 15_000, "USD", "sports", Some(Condition::Fair), None),
-        ("자전거 헬멧", "성인용", 20_000, "KRW", "sports", None, busan),
+    let rows: Vec<(
+        &str,
+        &str,
+        u64,
+        &str,
+        &str,
+        Option<Condition>,
+        Option<Location>,
+    )> = vec![
+        (
+            "중고 자전거를 팝니다",
+            "출퇴근용, 상태 좋아요",
+            150_000,
+            "KRW",
+            "bikes",
+            Some(Condition::Good),
+            seoul,
+        ),
+        (
+            "어린이 자전거",
+            "보조바퀴 포함",
+            40_000,
+            "KRW",
+            "bikes",
+            Some(Condition::LikeNew),
+            busan,
+        ),
+        (
+            "전기 자전거 배터리",
+            "자전거 부품",
+            250_000,
+            "KRW",
+            "bikes",
+            None,
+            seoul,
+        ),
+        (
+            "자동차 충전기",
+            "전기 자동차용",
+            300_000,
+            "KRW",
+            "vehicles",
+            Some(Condition::New),
+            None,
+        ),
+        (
+            "中古の自転車を売ります",
+            "通勤用",
+            8_000,
+            "JPY",
+            "bikes",
+            Some(Condition::Fair),
+            tokyo,
+        ),
+        (
+            "電気ケトル 美品",
+            "ほぼ新品の電気ケトル",
+            2_000,
+            "JPY",
+            "home",
+            Some(Condition::LikeNew),
+            tokyo,
+        ),
+        (
+            "Two kids bikes for sale",
+            "red and blue bikes",
+            40_000,
+            "KRW",
+            "bikes",
+            None,
+            seoul,
+        ),
+        (
+            "Road bike, carbon frame",
+            "fast bike, light",
+            900_000,
+            "KRW",
+            "bikes",
+            Some(Condition::Good),
+            busan,
+        ),
+        (
+            "Walnut desk",
+            "solid walnut, no scratches",
+            90_000,
+            "KRW",
+            "furniture",
+            Some(Condition::Good),
+            seoul,
+        ),
+        (
+            "Standing desk frame",
+            "electric, no top",
+            120_000,
+            "KRW",
+            "furniture",
+            None,
+            None,
+        ),
+        (
+            "아이폰 iPhone13 급처",
+            "배터리 89%",
+            500_000,
+            "KRW",
+            "digital",
+            Some(Condition::Good),
+            seoul,
+        ),
+        (
+            "iPhone 13 case",
+            "clear case for iphone13",
+            5_000,
+            "KRW",
+            "digital",
+            Some(Condition::New),
+            None,
+        ),
+        (
+            "Bike helmet",
+            "kids size",
+            15_000,
+            "USD",
+            "sports",
+            Some(Condition::Fair),
+            None,
+        ),
+        (
+            "자전거 헬멧",
+            "성인용",
+            20_000,
+            "KRW",
+            "sports",
+            None,
+            busan,
+        ),
     ];
     rows.into_iter()
         .enumerate()
@@ -214,12 +330,19 @@ fn saved_searches_alert_on_exactly_what_search_finds() {
             .map(|h| h.listing.id.to_hex())
             .collect();
         let got = alerted.get(id).cloned().unwrap_or_default();
-        assert_eq!(got, found, "saved search {spec:?} alerted on what search does not find, or missed some");
+        assert_eq!(
+            got, found,
+            "saved search {spec:?} alerted on what search does not find, or missed some"
+        );
         compared += usize::from(!found.is_empty());
     }
     // The comparison means something: most searches find some listings, and Korean and
     // Japanese ones match inside unspaced text.
-    assert!(compared >= specs.len() - 2, "{compared} of {} found something", specs.len());
+    assert!(
+        compared >= specs.len() - 2,
+        "{compared} of {} found something",
+        specs.len()
+    );
     let korean = alerted.get(&ids[0]).map_or(0, BTreeSet::len);
     assert_eq!(korean, 4, "자전거 in titles and descriptions");
     assert_eq!(alerted.get(&ids[2]).map_or(0, BTreeSet::len), 1, "自転車");
@@ -258,7 +381,11 @@ fn one_alert_per_listing_ever_and_none_for_own_or_closed_listings() {
     l.price = 80_000;
     assert!(m.put(2, &l).1.is_empty());
     // This node's own listing, and a sold-out one, raise none.
-    assert!(m.put(1, &listing(2, "자전거 팝니다", "", 1_000)).1.is_empty());
+    assert!(
+        m.put(1, &listing(2, "자전거 팝니다", "", 1_000))
+            .1
+            .is_empty()
+    );
     let mut sold = listing(3, "자전거", "", 1_000);
     sold.quantity = 0;
     assert!(m.put(2, &sold).1.is_empty());
@@ -307,32 +434,42 @@ fn bad_saved_searches_are_refused_with_the_reason() {
     }
     assert!(refused(saved(Some(&"자".repeat(300)))).contains("longer"));
     assert!(refused(saved(None)).contains("at least one filter"));
-    assert!(refused(NewSavedSearch {
-        min_price: Some(10),
-        max_price: Some(5),
-        ..saved(None)
-    })
-    .contains("min-price"));
-    assert!(refused(NewSavedSearch {
-        condition: Some("mint".into()),
-        ..saved(None)
-    })
-    .contains("condition"));
-    assert!(refused(NewSavedSearch {
-        near: Some("north".into()),
-        ..saved(None)
-    })
-    .contains("near"));
-    assert!(refused(NewSavedSearch {
-        seller: Some("someone".into()),
-        ..saved(None)
-    })
-    .contains("peer id"));
-    assert!(refused(NewSavedSearch {
-        category: Some("x".repeat(200)),
-        ..saved(None)
-    })
-    .contains("longer"));
+    assert!(
+        refused(NewSavedSearch {
+            min_price: Some(10),
+            max_price: Some(5),
+            ..saved(None)
+        })
+        .contains("min-price")
+    );
+    assert!(
+        refused(NewSavedSearch {
+            condition: Some("mint".into()),
+            ..saved(None)
+        })
+        .contains("condition")
+    );
+    assert!(
+        refused(NewSavedSearch {
+            near: Some("north".into()),
+            ..saved(None)
+        })
+        .contains("near")
+    );
+    assert!(
+        refused(NewSavedSearch {
+            seller: Some("someone".into()),
+            ..saved(None)
+        })
+        .contains("peer id")
+    );
+    assert!(
+        refused(NewSavedSearch {
+            category: Some("x".repeat(200)),
+            ..saved(None)
+        })
+        .contains("longer")
+    );
     // Nothing refused was stored.
     assert!(m.store.saved_searches().expect("list").is_empty());
     // The cap.

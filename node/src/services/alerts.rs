@@ -213,10 +213,9 @@ impl Text {
                     .map(|(_, t)| vec![t.clone()])
                     .unwrap_or_default(),
             ),
-            Text::Clause { must, should, .. } if !must.is_empty() => must
-                .iter()
-                .filter_map(Text::trigger)
-                .min_by_key(Vec::len),
+            Text::Clause { must, should, .. } if !must.is_empty() => {
+                must.iter().filter_map(Text::trigger).min_by_key(Vec::len)
+            }
             Text::Clause { should, .. } => {
                 let mut all = Vec::new();
                 for s in should {
@@ -405,12 +404,7 @@ impl SavedSearches {
 
     /// The ids of the searches `s` matches, in id order: open listings only (as `search`
     /// lists by default), dated at most [`ALERT_CLOCK_SLACK_MS`] before the search was saved.
-    pub fn matches(
-        &self,
-        s: &StoredListing,
-        tokens: &ListingTokens,
-        now: u64,
-    ) -> Vec<u64> {
+    pub fn matches(&self, s: &StoredListing, tokens: &ListingTokens, now: u64) -> Vec<u64> {
         if self.searches.is_empty() || !s.listing.is_open(now) {
             return Vec::new();
         }
@@ -594,9 +588,7 @@ impl Alerts {
                 "limit {limit}: must be 1-{NOTIFICATIONS_LIST_MAX}"
             )));
         }
-        let (notifications, unread) = self
-            .store
-            .notifications(q.unread.unwrap_or(false), limit)?;
+        let (notifications, unread) = self.store.notifications(q.unread.unwrap_or(false), limit)?;
         Ok(NotificationList {
             notifications,
             unread,

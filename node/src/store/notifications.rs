@@ -106,6 +106,8 @@ impl Store {
         batch: &mut WriteBatch,
         notes: &[NotificationView],
     ) -> Result<Vec<NotificationView>, StoreError> {
+        // More at once than the list keeps after pruning: only the newest are kept.
+        let notes = &notes[notes.len().saturating_sub(NOTIFICATIONS_PRUNED_TO as usize)..];
         if notes.is_empty() {
             return Ok(Vec::new());
         }
@@ -233,9 +235,7 @@ impl Store {
     pub fn saved_searches(&self) -> Result<Vec<SavedSearchView>, StoreError> {
         let mut out = Vec::new();
         self.meta_scan(SAVED_PREFIX, false, |_, v| {
-            out.push(
-                serde_json::from_slice(v).map_err(|_| StoreError::Corrupt("saved search"))?,
-            );
+            out.push(serde_json::from_slice(v).map_err(|_| StoreError::Corrupt("saved search"))?);
             Ok(true)
         })?;
         Ok(out)
@@ -348,18 +348,20 @@ mod tests {
     fn notifications_are_numbered_listed_newest_first_and_marked_read() {
         let dir = tempfile::tempdir().expect("dir");
         let store = Store::open(dir.path()).expect("store");
-        let written = store.notify(&[note(1), note(2), note(3)], true).expect("notify");
-        assert_eq!(
-            written.iter().map(|n| n.id).collect::<Vec<_>>(),
-            [1, 2, 3]
-        );
+        let written = store
+            .notify(&[note(1), note(2), note(3)], true)
+            .expect("notify");
+        assert_eq!(written.iter().map(|n| n.id).collect::<Vec<_>>(), [1, 2, 3]);
         let (all, unread) = store.notifications(false, 10).expect("list");
         assert_eq!(all.iter().map(|n| n.id).collect::<Vec<_>>(), [3, 2, 1]);
         assert_eq!(unread, 3);
         assert_eq!(store.mark_read(&[2], false).expect("mark"), Ok((1, 2)));
         // Marking again changes nothing; an unknown id refuses the whole request.
         assert_eq!(store.mark_read(&[2], false).expect("mark"), Ok((0, 2)));
-        assert_eq!(store.mark_read(&[1, 99], false).expect("mark"), Err(vec![99]));
+        assert_eq!(
+            store.mark_read(&[1, 99], false).expect("mark"),
+            Err(vec![99])
+        );
         let (unread_only, _) = store.notifications(true, 10).expect("list");
         assert_eq!(unread_only.iter().map(|n| n.id).collect::<Vec<_>>(), [3, 1]);
         assert_eq!(store.mark_read(&[], true).expect("all"), Ok((2, 0)));
@@ -391,11 +393,23 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let store = Store::open(dir.path()).expect("store");
         let many: Vec<NotificationView> = (0..NOTIFICATIONS_MAX + 5).map(note).collect();
-        store.notify(&many[..NOTIFICATIONS_MAX as usize], false).expect("fill");
-        store.notify(&many[NOTIFICATIONS_MAX as usize..], false).expect("more");
+        store
+            .notify(&many[..NOTIFICATIONS_MAX as usize], false)
+            .expect("fill");
+        store
+            .notify(&many[NOTIFICATIONS_MAX as usize..], false)
+            .expect("more");
         let (all, _) = store.notifications(false, 2000).expect("list");
         assert_eq!(all.len() as u64, NOTIFICATIONS_PRUNED_TO);
         assert_eq!(all.last().map(|n| n.id), Some(106));
+        // A flood in one batch (a catch-up full of matches) keeps only the newest.
+        let flood: Vec<NotificationView> = (0..3 * NOTIFICATIONS_MAX).map(note).collect();
+        let written = store.notify(&flood, false).expect("flood");
+        assert_eq!(written.len() as u64, NOTIFICATIONS_PRUNED_TO);
+        assert_eq!(written.last().map(|n| n.text.as_str()), Some("step 2999"));
+        let (all, _) = store.notifications(false, 2000).expect("list");
+        assert_eq!(all.len() as u64, NOTIFICATIONS_PRUNED_TO);
+        assert_eq!(all[0].text, "step 2999");
     }
 
     #[test]
@@ -406,13 +420,27 @@ mod tests {
             q: Some(q.into()),
             ..NewSavedSearch::default()
         };
-        let a = store.add_saved_search(s("자전거"), 5, 2).expect("add").expect("room");
-        let b = store.add_saved_search(s("desk"), 6, 2).expect("add").expect("room");
+        let a = store
+            .add_saved_search(s("자전거"), 5, 2)
+            .expect("add")
+            .expect("room");
+        let b = store
+            .add_saved_search(s("desk"), 6, 2)
+            .expect("add")
+            .expect("room");
         assert_eq!((a.id, b.id), (1, 2));
-        assert!(store.add_saved_search(s("lamp"), 7, 2).expect("add").is_none());
+        assert!(
+            store
+                .add_saved_search(s("lamp"), 7, 2)
+                .expect("add")
+                .is_none()
+        );
         assert_eq!(store.remove_saved_search(1).expect("rm"), Some(a));
         assert_eq!(store.remove_saved_search(1).expect("rm"), None);
-        let c = store.add_saved_search(s("lamp"), 7, 2).expect("add").expect("room");
+        let c = store
+            .add_saved_search(s("lamp"), 7, 2)
+            .expect("add")
+            .expect("room");
         assert_eq!(c.id, 3, "ids are never reused");
         assert_eq!(store.saved_searches().expect("list"), vec![b, c]);
     }

@@ -16,9 +16,9 @@ use jangteo_protocol::{
 use super::delivery::Delivery;
 use super::{TradeError, Trades};
 use crate::NodeEvent;
+use crate::api::types::{NotificationKind, NotificationView};
 use crate::clock::now_ms;
 use crate::error::StoreError;
-use crate::api::types::{NotificationKind, NotificationView};
 use crate::store::{ProofWrite, Reservation, TradeStep};
 
 /// The first characters of an id, for a line people read.
@@ -251,9 +251,12 @@ impl Trades {
                 && d.fail(why.reason(), now)
             {
                 plan.step.deliveries.push(d.write(m.id(), now));
-                plan.step
-                    .notifications
-                    .push(delivery_failed(&chain.id, &m.id(), why.reason(), now));
+                plan.step.notifications.push(delivery_failed(
+                    &chain.id,
+                    &m.id(),
+                    why.reason(),
+                    now,
+                ));
             }
         }
         Ok(())
@@ -295,9 +298,13 @@ impl Trades {
         before: Option<TradeState>,
     ) -> Result<(), TradeError> {
         let in_chain: HashSet<ObjectId> = chain.messages.iter().map(|m| m.id()).collect();
-        let Some(theirs) = plan.step.messages.iter().rev().find(|m| {
-            m.envelope().author != self.me && in_chain.contains(&m.id())
-        }) else {
+        let Some(theirs) = plan
+            .step
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.envelope().author != self.me && in_chain.contains(&m.id()))
+        else {
             return Ok(());
         };
         let now = now_ms();
