@@ -376,7 +376,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let store = Store::open(dir.path()).expect("store");
         let first: Vec<NotificationView> = (0..NOTIFICATIONS_MAX).map(note).collect();
-        store.notify(&first, false).expect("fill");
+        for half in first.chunks(first.len() / 2) {
+            store.notify(half, false).expect("fill");
+        }
         // Ids 1..=1000 held; mark the even ones from 501 on read.
         let read: Vec<u64> = (501..=NOTIFICATIONS_MAX).filter(|i| i % 2 == 0).collect();
         assert!(store.mark_read(&read, false).expect("mark").is_ok());
@@ -393,9 +395,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let store = Store::open(dir.path()).expect("store");
         let many: Vec<NotificationView> = (0..NOTIFICATIONS_MAX + 5).map(note).collect();
-        store
-            .notify(&many[..NOTIFICATIONS_MAX as usize], false)
-            .expect("fill");
+        for half in many[..NOTIFICATIONS_MAX as usize].chunks(NOTIFICATIONS_MAX as usize / 2) {
+            store.notify(half, false).expect("fill");
+        }
         store
             .notify(&many[NOTIFICATIONS_MAX as usize..], false)
             .expect("more");
