@@ -123,7 +123,7 @@ pub enum NodeEvent {
     /// staged with the message's own batch, then sent here.
     Notification {
         /// The notification as stored.
-        notification: api::types::NotificationView,
+        notification: Box<api::types::NotificationView>,
     },
 }
 

@@ -82,20 +82,23 @@ fn listing(n: u8, title: &str, description: &str, price: u64) -> Listing {
     }
 }
 
+/// Title, description, price, currency, category, condition, place.
+type Row = (
+    &'static str,
+    &'static str,
+    u64,
+    &'static str,
+    &'static str,
+    Option<Condition>,
+    Option<Location>,
+);
+
 /// A small market in three languages with every field a filter reads.
 fn corpus() -> Vec<Listing> {
     let seoul = Location::from_degrees(37.5665, 126.9780);
     let busan = Location::from_degrees(35.1796, 129.0756);
     let tokyo = Location::from_degrees(35.6762, 139.6503);
-    let rows: Vec<(
-        &str,
-        &str,
-        u64,
-        &str,
-        &str,
-        Option<Condition>,
-        Option<Location>,
-    )> = vec![
+    let rows: Vec<Row> = vec![
         (
             "중고 자전거를 팝니다",
             "출퇴근용, 상태 좋아요",

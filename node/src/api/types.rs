@@ -1260,7 +1260,7 @@ pub enum EventView {
     /// A notification was raised and stored (`GET /v1/notifications` lists it too).
     Notification {
         /// The notification.
-        notification: NotificationView,
+        notification: Box<NotificationView>,
     },
 }
 

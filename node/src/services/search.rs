@@ -657,7 +657,9 @@ impl SearchIndex {
                 Ok(Ok((n, raised))) => {
                     let _ = events.send(NodeEvent::Indexed { count: n });
                     for notification in raised {
-                        let _ = events.send(NodeEvent::Notification { notification });
+                        let _ = events.send(NodeEvent::Notification {
+                            notification: Box::new(notification),
+                        });
                     }
                 }
                 Ok(Err(e)) => tracing::error!(error = %e, "indexing failed"),

@@ -401,7 +401,9 @@ impl Trades {
                 .map_err(|_| StoreError::Poisoned)??;
         }
         for notification in notes {
-            let _ = self.events.send(NodeEvent::Notification { notification });
+            let _ = self.events.send(NodeEvent::Notification {
+                notification: Box::new(notification),
+            });
         }
         self.set_brief(chain);
         if before != Some(chain.state) {

@@ -57,7 +57,9 @@ impl Trades {
                     .set_delivery(trade, msg, &w.record, w.next_attempt, notes)
             {
                 for notification in written {
-                    let _ = self.events.send(NodeEvent::Notification { notification });
+                    let _ = self.events.send(NodeEvent::Notification {
+                        notification: Box::new(notification),
+                    });
                 }
             }
         };
