@@ -7,10 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use jangteo_node::api::types::{
-    ApiAddrFile, BlobView, ErrorBody, IdView, ImportReport, ListingUpdate, ListingView,
-    ModeratorChange, NewListing, NewOffer, NewRating, NewReport, ObjectsQuery, PeerView,
-    RatingView, ReportMade, ReportView, ReportsQuery, ReputationView, SearchQuery, StatusView,
-    TradeAction, TradeActionName, TradeSummary, TradeView, TrustChange, UiLoginCode,
+    ApiAddrFile, BlobView, ErrorBody, EventView, IdView, ImportReport, ListingUpdate, ListingView, MarkRead, MarkedRead, ModeratorChange, NewListing, NewOffer, NewRating, NewReport, NewSavedSearch, NotificationList, NotificationsQuery, ObjectsQuery, PeerView, RatingView, ReportMade, ReportView, ReportsQuery, ReputationView, SavedSearchView, SearchQuery, StatusView, TradeAction, TradeActionName, TradeSummary, TradeView, TrustChange, UiLoginCode,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -74,7 +71,8 @@ impl CliError {
         )
     }
 
-    fn transport(message: String) -> Self {
+    /// The node could not be reached, or stopped answering (exit 2).
+    pub fn transport(message: String) -> Self {
         Self::new(2, "node_unreachable", message)
     }
 }
@@ -329,6 +327,100 @@ impl ApiClient {
             )
             .body(seq);
         self.finish(req).await
+    }
+
+    /// `GET /v1/notifications`.
+    pub async fn notifications(
+        &self,
+        q: &NotificationsQuery,
+    ) -> Result<NotificationList, CliError> {
+        self.get_json("/v1/notifications", q).await
+    }
+
+    /// `POST /v1/notifications/read`.
+    pub async fn mark_read(&self, m: &MarkRead) -> Result<MarkedRead, CliError> {
+        self.send_json(reqwest::Method::POST, "/v1/notifications/read", Some(m))
+            .await
+    }
+
+    /// `GET /v1/alerts`.
+    pub async fn alerts(&self) -> Result<Vec<SavedSearchView>, CliError> {
+        self.get_json("/v1/alerts", &()).await
+    }
+
+    /// `POST /v1/alerts`.
+    pub async fn add_alert(&self, n: &NewSavedSearch) -> Result<SavedSearchView, CliError> {
+        self.send_json(reqwest::Method::POST, "/v1/alerts", Some(n))
+            .await
+    }
+
+    /// `DELETE /v1/alerts/{id}`.
+    pub async fn remove_alert(&self, id: &str) -> Result<SavedSearchView, CliError> {
+        let path = format!("/v1/alerts/{}", path_segment(id));
+        self.send_json(reqwest::Method::DELETE, &path, NO_BODY)
+            .await
+    }
+
+    /// `GET /v1/events?kinds=…`, kept open: the events as they come, until the node ends the
+    /// stream (None) or `f` returns false. No overall timeout: it runs as long as the node
+    /// sends (a keep-alive every 15 s).
+    pub async fn events(
+        &self,
+        kinds: &str,
+        mut f: impl FnMut(EventView) -> bool,
+    ) -> Result<(), CliError> {
+        /// Longest event frame read (an event is well under a kilobyte).
+        const FRAME_MAX: usize = 1 << 20;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .no_proxy()
+            .build()
+            .map_err(|e| CliError::usage(format!("HTTP client: {e}")))?;
+        let req = http
+            .get(self.url("/v1/events"))
+            .query(&[("kinds", kinds)])
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        let mut resp = self.send_req(req).await?;
+        if !resp.status().is_success() {
+            return Err(Self::error(resp).await);
+        }
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let chunk = resp
+                .chunk()
+                .await
+                .map_err(|e| CliError::transport(format!("reading the event stream: {e}")))?;
+            let Some(chunk) = chunk else {
+                return Ok(());
+            };
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
+                let frame: Vec<u8> = pending.drain(..end + 2).collect();
+                let text = String::from_utf8_lossy(&frame).into_owned();
+                let json: String = text
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                    .collect::<Vec<&str>>()
+                    .join("\n");
+                if json.is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<EventView>(&json) {
+                    Ok(ev) => {
+                        if !f(ev) {
+                            return Ok(());
+                        }
+                    }
+                    Err(e) => eprintln!("jangteo: an event this jangteo does not know: {e}"),
+                }
+            }
+            if pending.len() > FRAME_MAX {
+                return Err(CliError::transport(format!(
+                    "an event of the stream is over {FRAME_MAX} bytes; is the address a jangteo node?"
+                )));
+            }
+        }
     }
 
     /// Downloads raw bytes (errors come as JSON), with the next-page header if any.

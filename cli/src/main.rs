@@ -13,10 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use jangteo_node::api::types::{
-    BlobView, CliErrorBody, CliErrorDetail, ExportReport, ImportError, ImportReport, InitView,
-    ListingRef, ListingUpdate, ListingView, ModerationView, NewListing, NewOffer, NewRating,
-    NewReport, ObjectsQuery, OfferMade, ReportView, ReportsQuery, ReputationView, SearchQuery,
-    TradeAction, TradeActionName, TradeRef, TradeSummary, TradeView, TrustBasis, UiUrl,
+    BlobView, CliErrorBody, CliErrorDetail, EventView, ExportReport, ImportError, ImportReport, InitView, ListingRef, ListingUpdate, ListingView, MarkRead, ModerationView, NewListing, NewOffer, NewRating, NewReport, NewSavedSearch, NotificationView, NotificationsQuery, ObjectsQuery, OfferMade, ReportView, ReportsQuery, ReputationView, SavedSearchView, SearchQuery, TradeAction, TradeActionName, TradeRef, TradeSummary, TradeView, TrustBasis, UiUrl,
 };
 use serde::Serialize;
 
@@ -223,6 +220,27 @@ enum Command {
         #[arg(long)]
         no_open: bool,
     },
+    /// Saved searches: be told when a matching listing reaches this node.
+    #[command(subcommand)]
+    Alert(AlertCommand),
+    /// The saved searches.
+    Alerts,
+    /// Notifications, newest first: trade steps of the other party, delivery failures, your
+    /// listings reserved or sold, listings matching your saved searches.
+    Notifications {
+        /// Only those not marked read.
+        #[arg(long)]
+        unread: bool,
+        /// Most listed (1-1000). Default: 100.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Mark the ones listed read.
+        #[arg(long)]
+        mark_read: bool,
+    },
+    /// Print notifications as they happen, one line each (with --json: one JSON object per
+    /// line), until interrupted.
+    Watch,
     /// Print the API's OpenAPI 3.1 document (no node needed), or write it to FILE.
     Openapi {
         /// Where to write it (e.g. docs/openapi.json).
@@ -255,6 +273,48 @@ enum BlobCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AlertCommand {
+    /// Save a search: QUERY (words, "phrases", OR, -word, as in `search`) and/or filters.
+    /// Every listing that reaches this node from now on and matches raises one notification.
+    Add(AlertAddArgs),
+    /// Remove a saved search.
+    Rm {
+        /// Its number (`jangteo alerts` lists them).
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct AlertAddArgs {
+    /// Words to look for in titles and descriptions.
+    query: Option<String>,
+    /// Category.
+    #[arg(long)]
+    category: Option<String>,
+    /// Condition: new, like-new, good, fair or poor.
+    #[arg(long)]
+    condition: Option<String>,
+    /// Currency of the price bounds.
+    #[arg(long)]
+    currency: Option<String>,
+    /// Lowest price (minor units).
+    #[arg(long)]
+    min_price: Option<u64>,
+    /// Highest price (minor units).
+    #[arg(long)]
+    max_price: Option<u64>,
+    /// Only listings that name a place, around LAT,LON.
+    #[arg(long, value_name = "LAT,LON")]
+    near: Option<String>,
+    /// Radius around --near, in km.
+    #[arg(long)]
+    radius_km: Option<f64>,
+    /// Only this seller's listings.
+    #[arg(long, value_name = "PEER_ID")]
+    seller: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -985,6 +1045,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Export { kind, since, out } => export(&dir, json_out, kind, since, &out).await,
         Command::Import { file } => import(&dir, json_out, &file).await,
+        c @ (Command::Alert(_)
+        | Command::Alerts
+        | Command::Notifications { .. }
+        | Command::Watch) => alerts_command(&dir, json_out, c).await,
         Command::Search(a) => {
             let q = SearchQuery {
                 q: a.query,
@@ -1013,6 +1077,155 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+fn saved_search_line(v: &SavedSearchView) -> String {
+    let s = &v.search;
+    let mut parts = Vec::new();
+    if let Some(q) = &s.q {
+        parts.push(format!("{q:?}"));
+    }
+    for (name, value) in [
+        ("category", &s.category),
+        ("condition", &s.condition),
+        ("currency", &s.currency),
+        ("seller", &s.seller),
+        ("near", &s.near),
+    ] {
+        if let Some(x) = value {
+            parts.push(format!("{name} {x}"));
+        }
+    }
+    if let Some(p) = s.min_price {
+        parts.push(format!("from {p}"));
+    }
+    if let Some(p) = s.max_price {
+        parts.push(format!("up to {p}"));
+    }
+    if let Some(r) = s.radius_km {
+        parts.push(format!("within {r} km"));
+    }
+    format!("#{}  {}", v.id, parts.join(", "))
+}
+
+fn notification_line(n: &NotificationView) -> String {
+    let listing = n
+        .listing
+        .as_deref()
+        .map(|l| format!("  (listing {l})"))
+        .or_else(|| n.trade.as_deref().map(|t| format!("  (trade {t})")))
+        .unwrap_or_default();
+    format!(
+        "{}{:>5}  {}  {}{listing}",
+        if n.read { " " } else { "*" },
+        n.id,
+        n.kind.as_str(),
+        n.text
+    )
+}
+
+/// `alert add|rm`, `alerts`, `notifications`, `watch`.
+async fn alerts_command(dir: &std::path::Path, json_out: bool, c: Command) -> Result<(), CliError> {
+    let api = ApiClient::open(dir)?;
+    match c {
+        Command::Alert(AlertCommand::Add(a)) => {
+            let n = NewSavedSearch {
+                q: a.query,
+                category: a.category,
+                condition: a.condition,
+                seller: a.seller,
+                currency: a.currency,
+                min_price: a.min_price,
+                max_price: a.max_price,
+                near: a.near,
+                radius_km: a.radius_km,
+            };
+            let v = api.add_alert(&n).await?;
+            print(json_out, &v, |v| {
+                format!("saved search {} added: {}", v.id, saved_search_line(v))
+            });
+        }
+        Command::Alert(AlertCommand::Rm { id }) => {
+            let v = api.remove_alert(&id).await?;
+            print(json_out, &v, |v| {
+                format!("saved search removed: {}", saved_search_line(v))
+            });
+        }
+        Command::Alerts => {
+            let v = api.alerts().await?;
+            print(json_out, &v, |v| {
+                if v.is_empty() {
+                    "no saved searches; add one with `jangteo alert add QUERY [filters]`".into()
+                } else {
+                    v.iter()
+                        .map(saved_search_line)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                }
+            });
+        }
+        Command::Notifications {
+            unread,
+            limit,
+            mark_read,
+        } => {
+            let q = NotificationsQuery {
+                unread: unread.then_some(true),
+                limit,
+            };
+            let mut v = api.notifications(&q).await?;
+            if mark_read {
+                let ids: Vec<u64> = v
+                    .notifications
+                    .iter()
+                    .filter(|n| !n.read)
+                    .map(|n| n.id)
+                    .collect();
+                if !ids.is_empty() {
+                    v.unread = api.mark_read(&MarkRead { ids, all: false }).await?.unread;
+                }
+            }
+            print(json_out, &v, |v| {
+                if v.notifications.is_empty() {
+                    "no notifications".into()
+                } else {
+                    let mut rows: Vec<String> =
+                        v.notifications.iter().map(notification_line).collect();
+                    rows.push(format!("{} unread", v.unread));
+                    rows.join("\n")
+                }
+            });
+        }
+        Command::Watch => {
+            use std::io::Write;
+            api.events("notification", |ev| {
+                let line = match ev {
+                    EventView::Subscribed { .. } => {
+                        eprintln!("jangteo: watching for notifications; Ctrl-C stops");
+                        return true;
+                    }
+                    EventView::Lagged { missed } => {
+                        eprintln!(
+                            "jangteo: {missed} notifications went by too fast to show; `jangteo notifications` lists them"
+                        );
+                        return true;
+                    }
+                    EventView::Notification { notification } if json_out => to_json(&notification),
+                    EventView::Notification { notification } => notification_line(&notification),
+                    _ => return true,
+                };
+                let mut out = std::io::stdout().lock();
+                // A closed stdout (the reader went away) ends the watch.
+                writeln!(out, "{line}").is_ok() && out.flush().is_ok()
+            })
+            .await?;
+            return Err(CliError::transport(
+                "the node ended the event stream (it stopped)".into(),
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Pages through `GET /v1/objects` and writes every page to `out`.

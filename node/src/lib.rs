@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 pub use error::{NodeError, StoreError};
 pub use net::Client;
 pub use services::listings::Listings;
-use services::{blobs, moderation, reputation, search, thumbs, trades};
+use services::{alerts, blobs, moderation, reputation, search, thumbs, trades};
 pub use store::Store;
 
 /// File in the data directory holding the API address, written once the API listens.
@@ -117,6 +117,14 @@ pub enum NodeEvent {
     Indexed {
         /// Listing entries applied.
         count: usize,
+    },
+    /// A notification was stored (in the batch of what raised it): a trade step of the
+    /// other party, a delivery failure, our listing reserved or sold, a saved-search match.
+    /// The messages service raises [`api::types::NotificationKind::Message`] the same way:
+    /// staged with the message's own batch, then sent here.
+    Notification {
+        /// The notification as stored.
+        notification: Box<api::types::NotificationView>,
     },
 }
 
@@ -429,6 +437,7 @@ fn spawn_prune(
                         if old > 0 {
                             tracing::info!(old, "attestations of old trades deleted");
                         }
+                        s.prune_alerted(before)?;
                         let blobs = b.gc()?;
                         if blobs > 0 {
                             tracing::info!(blobs, "photos no listing names any more deleted");
@@ -499,8 +508,9 @@ impl Node {
         }
         let index_dir = cfg.data_dir.join(INDEX_DIR);
         let index_store = store.clone();
+        let owner = jangteo_protocol::PublicKey(key.verifying_key().to_bytes());
         let index = tokio::task::spawn_blocking(move || {
-            search::SearchIndex::open(&index_dir, &index_store)
+            search::SearchIndex::open_for(&index_dir, &index_store, Some(owner))
         })
         .await
         .map_err(|e| NodeError::Network(format!("search index task: {e}")))?
@@ -578,6 +588,7 @@ impl Node {
             public_key: hex::encode(key.verifying_key().to_bytes()),
             ui_sessions: Arc::new(web::session::Sessions::new()),
             data_dir: Arc::new(cfg.data_dir.clone()),
+            alerts: alerts::Alerts::new(store.clone(), index.clone(), events.clone()),
             events: api::events::EventFeed::new(
                 events.clone(),
                 shutdown_rx.clone(),

@@ -4,7 +4,9 @@
 //! and store in RocksDB ([`jangteo_node::ingest::ingest_batch`], pages as sync delivers
 //! them), and indexed by the node's indexer running beside it, until the index is
 //! committed. The batch path without the indexer, and the one-by-one path
-//! ([`jangteo_node::ingest::ingest`]), are timed too.
+//! ([`jangteo_node::ingest::ingest`]), are timed too. With `--saved-searches N`, the whole
+//! path runs again with N saved searches the indexer matches every listing against (the
+//! alerts written with its commits), and the matching alone is timed per listing.
 
 use std::time::Instant;
 
@@ -44,8 +46,94 @@ fn count_stored(out: &[Ingested]) -> usize {
         .count()
 }
 
-/// Runs the benchmark.
-pub fn run(count: usize, seed: u64) -> Result<Value> {
+/// The whole ingest path (batch pages, the indexer beside it) into a fresh data folder,
+/// with `saved` saved searches matched by the indexer: (seconds, alerts raised).
+fn whole_path(objects: &[Vec<u8>], saved: usize, seed: u64) -> Result<(f64, usize)> {
+    let count = objects.len();
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(&dir.path().join("store"))?;
+    let index = SearchIndex::open(&dir.path().join("index"), &store)?;
+    for s in search_bench::saved_searches(saved, seed) {
+        // Saved at time 0: every listing version is dated after it, so none is skipped.
+        index
+            .add_saved_search(&store, s, 0)
+            .map_err(|e| anyhow::anyhow!("saved search: {e}"))?;
+    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let t = Instant::now();
+    let (stored, indexed, alerts) = std::thread::scope(|s| -> Result<(usize, usize, usize)> {
+        let indexer = s.spawn(|| -> Result<(usize, usize)> {
+            let (mut n, mut alerts) = (0, 0);
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::Acquire);
+                let (got, raised) = index.drain_queue_alerting(&store)?;
+                n += got;
+                alerts += raised.len();
+                if finished && got == 0 {
+                    return Ok((n, alerts));
+                }
+                if got == 0 {
+                    std::thread::yield_now();
+                }
+            }
+        });
+        let mut stored = 0;
+        let now = now_ms();
+        for page in objects.chunks(PAGE) {
+            stored += count_stored(&ingest_batch(
+                &store,
+                page,
+                Some(Kind::Listing),
+                now,
+                false,
+            )?);
+        }
+        done.store(true, std::sync::atomic::Ordering::Release);
+        let (indexed, alerts) = match indexer.join() {
+            Ok(r) => r?,
+            Err(p) => std::panic::resume_unwind(p),
+        };
+        Ok((stored, indexed, alerts))
+    })?;
+    let secs = t.elapsed().as_secs_f64();
+    if stored != count || indexed != count {
+        bail!("stored {stored} and indexed {indexed} of {count}");
+    }
+    Ok((secs, alerts))
+}
+
+/// The cost of matching one listing against the saved searches, alone: tokenizing its
+/// text and comparing it with the searches its tokens name, over every listing of
+/// `objects` (decoded beforehand). Returns (µs per listing, listings that matched any).
+fn matching_only(objects: &[Vec<u8>], saved: usize, seed: u64) -> Result<(f64, usize)> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(&dir.path().join("store"))?;
+    let index = SearchIndex::open(&dir.path().join("index"), &store)?;
+    for s in search_bench::saved_searches(saved, seed) {
+        index
+            .add_saved_search(&store, s, 0)
+            .map_err(|e| anyhow::anyhow!("saved search: {e}"))?;
+    }
+    let now = now_ms();
+    ingest_batch(&store, objects, Some(Kind::Listing), now, false)?;
+    let mut listings = Vec::with_capacity(objects.len());
+    store.for_each_listing(None, |l| {
+        listings.push(l);
+        true
+    })?;
+    let mut analyzer = jangteo_node::services::search::market_analyzer();
+    let t = Instant::now();
+    let mut matched = 0;
+    for l in &listings {
+        matched += usize::from(!index.saved_matches(l, &mut analyzer, now).is_empty());
+    }
+    let us = t.elapsed().as_secs_f64() * 1e6 / listings.len().max(1) as f64;
+    Ok((us, matched))
+}
+
+/// Runs the benchmark; with `saved` > 0, also the whole path with that many saved searches
+/// matched on ingest, and the matching alone.
+pub fn run(count: usize, seed: u64, saved: usize) -> Result<Value> {
     let objects = signed_listings(count, seed);
 
     // (1) verify_strict alone, one core; decoding and key parsing done beforehand.
@@ -72,50 +160,23 @@ pub fn run(count: usize, seed: u64) -> Result<Value> {
     }
 
     // (2) the whole path, batch: store pages with ingest_batch while the indexer drains.
-    let dir = tempfile::tempdir()?;
-    let store = Store::open(&dir.path().join("store"))?;
-    let index = SearchIndex::open(&dir.path().join("index"), &store)?;
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let t = Instant::now();
-    let (stored, indexed) = std::thread::scope(|s| -> Result<(usize, usize)> {
-        let indexer = s.spawn(|| -> Result<usize> {
-            let mut n = 0;
-            loop {
-                let finished = done.load(std::sync::atomic::Ordering::Acquire);
-                let got = index.drain_queue(&store)?;
-                n += got;
-                if finished && got == 0 {
-                    return Ok(n);
-                }
-                if got == 0 {
-                    std::thread::yield_now();
-                }
-            }
-        });
-        let mut stored = 0;
-        let now = now_ms();
-        for page in objects.chunks(PAGE) {
-            stored += count_stored(&ingest_batch(
-                &store,
-                page,
-                Some(Kind::Listing),
-                now,
-                false,
-            )?);
-        }
-        done.store(true, std::sync::atomic::Ordering::Release);
-        let indexed = match indexer.join() {
-            Ok(r) => r?,
-            Err(p) => std::panic::resume_unwind(p),
-        };
-        Ok((stored, indexed))
-    })?;
-    let ingest_s = t.elapsed().as_secs_f64();
-    if stored != count || indexed != count {
-        bail!("stored {stored} and indexed {indexed} of {count}");
-    }
-    drop(index);
-    drop(store);
+    let (ingest_s, _) = whole_path(&objects, 0, seed)?;
+    // (2s) the same with saved searches matched by the indexer, and the matching alone.
+    let with_saved = if saved > 0 {
+        let (secs, alerts) = whole_path(&objects, saved, seed)?;
+        let (us, matched) = matching_only(&objects, saved, seed)?;
+        Some(json!({
+            "saved_searches": saved,
+            "ingest_per_s": count as f64 / secs,
+            "ingest_without_saved_searches_per_s": count as f64 / ingest_s,
+            "ratio": ingest_s / secs,
+            "alerts": alerts,
+            "matching_us_per_listing": us,
+            "listings_matching_any": matched,
+        }))
+    } else {
+        None
+    };
 
     // (2b) the batch path without the indexer: decode, verify, validate, store.
     let dir_b = tempfile::tempdir()?;
@@ -169,5 +230,6 @@ pub fn run(count: usize, seed: u64) -> Result<Value> {
         "one_by_one_store_only_per_s": count as f64 / store1_s,
         "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "page": PAGE,
+        "saved_searches": with_saved,
     }))
 }

@@ -67,6 +67,10 @@ enum Scenario {
         /// Seed of the generator.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Also ingest with this many saved searches matched on ingest (at most 1000), and
+        /// time the matching alone.
+        #[arg(long, default_value_t = 0)]
+        saved_searches: usize,
     },
     /// A node offline while listings are posted comes back: time until it holds them all.
     Catchup {
@@ -365,9 +369,13 @@ async fn run(command: Scenario, json: bool) -> Result<()> {
             plot: plot_to,
             seed,
         } => propagation_processes(nodes, listings, plot_to, seed, json).await?,
-        Scenario::Ingest { count, seed } => {
+        Scenario::Ingest {
+            count,
+            seed,
+            saved_searches,
+        } => {
             let r = tokio::task::spawn_blocking(move || {
-                jangteo_testnet::ingest_bench::run(count, seed)
+                jangteo_testnet::ingest_bench::run(count, seed, saved_searches)
             })
             .await??;
             print(json, "ingest", &r);

@@ -185,6 +185,40 @@ pub fn generate(rng: &mut StdRng, i: usize, now: u64) -> Listing {
     }
 }
 
+/// `k` saved searches over the generated market's words: one word (Korean, Japanese or
+/// English) each, with a random mix of the filters people add (category, highest price,
+/// condition, currency, 20 km around a city).
+pub fn saved_searches(k: usize, seed: u64) -> Vec<jangteo_node::api::types::NewSavedSearch> {
+    use rand::SeedableRng;
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..k)
+        .map(|_| {
+            let rng = &mut rng;
+            let q = match rng.gen_range(0..3) {
+                0 => pick(rng, KO),
+                1 => pick(rng, JA),
+                _ => pick(rng, EN),
+            };
+            let city = CITIES[rng.gen_range(0..CITIES.len())];
+            let near = rng.gen_bool(0.2);
+            jangteo_node::api::types::NewSavedSearch {
+                q: Some(q.to_owned()),
+                category: rng.gen_bool(0.5).then(|| pick(rng, CATEGORIES).to_owned()),
+                condition: rng
+                    .gen_bool(0.3)
+                    .then(|| pick(rng, &["new", "like-new", "good", "fair"]).to_owned()),
+                currency: rng.gen_bool(0.3).then(|| city.2.to_owned()),
+                max_price: rng
+                    .gen_bool(0.5)
+                    .then(|| rng.gen_range(1..2_000u64) * 1_000),
+                near: near.then(|| format!("{},{}", city.0, city.1)),
+                radius_km: near.then_some(20.0),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
 fn query(rng: &mut StdRng) -> (&'static str, SearchQuery) {
     let word = |rng: &mut StdRng| match rng.gen_range(0..3) {
         0 => pick(rng, KO),

@@ -125,6 +125,21 @@ async fn a_whole_trade_from_offer_to_completed_on_both_sides() {
         .await
         .expect_err("over");
     assert!(err.to_string().contains("you may now: nothing"), "{err}");
+    // Each step of the other party was notified, stored with the step; one's own steps were
+    // not; the buyer's receipt is the seller's sale.
+    let notes = |n: &Node| -> Vec<String> {
+        let (list, unread) = n.store.notifications(false, 100).expect("notifications");
+        assert_eq!(unread as usize, list.len());
+        list.into_iter()
+            .rev()
+            .map(|v| format!("{}:{}", v.kind.as_str(), v.step.unwrap_or_default()))
+            .collect()
+    };
+    assert_eq!(
+        notes(seller),
+        ["trade_step:offer", "trade_step:paid", "listing_sold:"]
+    );
+    assert_eq!(notes(buyer), ["trade_step:accept", "trade_step:shipped"]);
     cluster.shutdown().await;
 }
 

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
 use crate::api::types::{ErrorBody, ErrorCode, ErrorDetail};
+use crate::services::alerts::AlertError;
 use crate::services::blobs::BlobServiceError;
 use crate::services::listings::ListingError;
 use crate::services::moderation::ModerationError;
@@ -90,6 +91,18 @@ impl From<ListingError> for ApiError {
             ListingError::OverCap(_) | ListingError::TooSoon { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, ErrorCode::Refused)
             }
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<AlertError> for ApiError {
+    fn from(e: AlertError) -> Self {
+        let (status, code) = match &e {
+            AlertError::BadQuery(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadQuery),
+            AlertError::TooMany(_) => (StatusCode::CONFLICT, ErrorCode::Refused),
+            AlertError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            AlertError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Store),
         };
         ApiError::new(status, code, e.to_string())
     }

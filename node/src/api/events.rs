@@ -263,6 +263,7 @@ pub fn view(ev: NodeEvent) -> EventView {
         NodeEvent::Indexed { count } => EventView::Indexed {
             count: count as u64,
         },
+        NodeEvent::Notification { notification } => EventView::Notification { notification },
     }
 }
 
@@ -308,7 +309,8 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
 /// `failed`), `sync_progress` (`status`, `in_progress`, `to_fetch`, `peers_reconciled`: at
 /// most one a second while catching up), `synced` (`peer`), `indexed` (`count`),
 /// `peer_connected` (`peer`), `peer_banned` (`peer`), `relay_reserved` (`relay`),
-/// `relay_connected` (`peer`).
+/// `relay_connected` (`peer`), `notification` (`notification`: one `NotificationView`, as
+/// `GET /v1/notifications` lists it; `jangteo watch` reads these).
 ///
 /// `kinds=trade_updated,delivery` sends only those kinds (`subscribed` and `lagged` always).
 /// An idle stream sends a comment (`: keep-alive`) every 15 s. Ids restart at 1 on every

@@ -11,6 +11,7 @@ mod blobs;
 pub mod error;
 pub mod events;
 mod listings;
+mod notifications;
 pub mod objects;
 mod reports;
 mod reputation;
@@ -80,6 +81,8 @@ pub struct ApiState {
     pub ui_sessions: Arc<crate::web::session::Sessions>,
     /// The node's data directory (the web page's key backup reads the key file there).
     pub data_dir: Arc<std::path::PathBuf>,
+    /// Notifications and saved searches.
+    pub alerts: crate::services::alerts::Alerts,
     /// Where `GET /v1/events` streams come from (shared with the web page's stream).
     pub events: events::EventFeed,
 }
@@ -105,6 +108,7 @@ pub struct ApiState {
         (name = "blobs", description = "Images and other content-addressed blobs"),
         (name = "objects", description = "Signed objects as bytes, for other programs"),
         (name = "events", description = "What happens in the node, live (server-sent events)"),
+        (name = "notifications", description = "Notifications, and saved searches that raise alerts"),
     )
 )]
 struct ApiDoc;
@@ -120,6 +124,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         .merge(objects::routes())
         .merge(ui::routes())
         .merge(events::routes())
+        .merge(notifications::routes())
 }
 
 /// Adds what every route behind the token shares: the bearer requirement, and the 401 and

@@ -1281,11 +1281,13 @@ pub enum EventKind {
     RelayReserved,
     /// A relay that holds mailboxes connected.
     RelayConnected,
+    /// A notification was raised (it is in `GET /v1/notifications` too).
+    Notification,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::Subscribed,
         EventKind::Lagged,
         EventKind::ListingStored,
@@ -1298,6 +1300,7 @@ impl EventKind {
         EventKind::PeerBanned,
         EventKind::RelayReserved,
         EventKind::RelayConnected,
+        EventKind::Notification,
     ];
 
     /// The name as it travels (the SSE `event:` field, the JSON `kind`, the `kinds` filter).
@@ -1315,6 +1318,7 @@ impl EventKind {
             EventKind::PeerBanned => "peer_banned",
             EventKind::RelayReserved => "relay_reserved",
             EventKind::RelayConnected => "relay_connected",
+            EventKind::Notification => "notification",
         }
     }
 
@@ -1438,6 +1442,11 @@ pub enum EventView {
         /// Its peer id.
         peer: String,
     },
+    /// A notification was raised and stored (`GET /v1/notifications` lists it too).
+    Notification {
+        /// The notification.
+        notification: Box<NotificationView>,
+    },
 }
 
 impl EventView {
@@ -1456,8 +1465,236 @@ impl EventView {
             EventView::PeerBanned { .. } => EventKind::PeerBanned,
             EventView::RelayReserved { .. } => EventKind::RelayReserved,
             EventView::RelayConnected { .. } => EventKind::RelayConnected,
+            EventView::Notification { .. } => EventKind::Notification,
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Notifications and saved searches (alerts)
+// ---------------------------------------------------------------------------------------
+
+/// What a notification is about.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// A direct message arrived (`thread`, `peer`, `message`). Raised by the messages service
+    /// in the batch that stores the message.
+    Message,
+    /// The other party (or a moderator) took a step in one of our trades (`trade`, `peer`,
+    /// `step`, `state`).
+    TradeStep,
+    /// One of our trade messages was given up on (`trade`, `message`, `reason`).
+    DeliveryFailed,
+    /// A trade reserved units of one of our listings (`listing`, `trade`, `quantity`).
+    ListingReserved,
+    /// One of our listings was sold: the buyer confirmed receipt (`listing`, `trade`).
+    ListingSold,
+    /// A listing new to this node matches saved searches (`listing`, `title`, `price`,
+    /// `currency`, `searches`).
+    SavedSearch,
+}
+
+impl NotificationKind {
+    /// The name as it travels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::Message => "message",
+            NotificationKind::TradeStep => "trade_step",
+            NotificationKind::DeliveryFailed => "delivery_failed",
+            NotificationKind::ListingReserved => "listing_reserved",
+            NotificationKind::ListingSold => "listing_sold",
+            NotificationKind::SavedSearch => "saved_search",
+        }
+    }
+}
+
+/// One notification: what happened, when, whether it was read, and the ids to follow up
+/// with (which fields are set depends on `kind`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct NotificationView {
+    /// Number, increasing: a later notification has a higher one.
+    pub id: u64,
+    /// What it is about.
+    pub kind: NotificationKind,
+    /// When it was raised (unix ms).
+    pub at: u64,
+    /// Whether it was marked read.
+    pub read: bool,
+    /// One line for people.
+    pub text: String,
+    /// Listing id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing: Option<String>,
+    /// Trade id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trade: Option<String>,
+    /// Conversation thread id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
+    /// Message object id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The other person's peer id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The trade step taken (`offer`, `accept`, `paid`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The trade's state after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<TradeStateName>,
+    /// Why a delivery failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The listing's title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The listing's price (minor units).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<u64>,
+    /// The price's currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// Units reserved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<u64>,
+    /// The saved searches the listing matched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub searches: Vec<u64>,
+}
+
+impl NotificationView {
+    /// A notification of `kind` with `text` and no ids yet (the store numbers it).
+    pub fn new(kind: NotificationKind, at: u64, text: impl Into<String>) -> Self {
+        Self {
+            id: 0,
+            kind,
+            at,
+            read: false,
+            text: text.into(),
+            listing: None,
+            trade: None,
+            thread: None,
+            message: None,
+            peer: None,
+            step: None,
+            state: None,
+            reason: None,
+            title: None,
+            price: None,
+            currency: None,
+            quantity: None,
+            searches: Vec::new(),
+        }
+    }
+}
+
+/// Which notifications `GET /v1/notifications` lists.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct NotificationsQuery {
+    /// Only those not marked read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread: Option<bool>,
+    /// Most notifications listed, newest first (1-1000, default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// What `GET /v1/notifications` (and `jangteo notifications`) answers.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct NotificationList {
+    /// Newest first.
+    pub notifications: Vec<NotificationView>,
+    /// Notifications not marked read, in all.
+    pub unread: u64,
+}
+
+/// Which notifications to mark read (`POST /v1/notifications/read`): `ids`, or `all`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MarkRead {
+    /// These notifications (at most 1000).
+    #[serde(default)]
+    pub ids: Vec<u64>,
+    /// Every notification held.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// What marking read did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct MarkedRead {
+    /// Notifications that were unread and are read now.
+    pub marked: u64,
+    /// Notifications still unread.
+    pub unread: u64,
+}
+
+/// A saved search: the text and the filters of `GET /v1/listings`, matched against every
+/// listing that reaches this node from now on (`POST /v1/alerts`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NewSavedSearch {
+    /// Words that must all appear in the title or description ("quoted phrases", OR, -word
+    /// allowed), as in search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    /// Category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Condition: new, like-new, good, fair or poor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// Seller peer id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seller: Option<String>,
+    /// Currency of the price bounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// Lowest price (minor units).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_price: Option<u64>,
+    /// Highest price (minor units).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_price: Option<u64>,
+    /// `LAT,LON`: only listings that name a place (within `radius_km`, if given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub near: Option<String>,
+    /// Radius around `near`, in km.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub radius_km: Option<f64>,
+}
+
+impl NewSavedSearch {
+    /// The search it stands for (first page, default order, open listings only).
+    pub fn as_query(&self) -> SearchQuery {
+        SearchQuery {
+            q: self.q.clone(),
+            category: self.category.clone(),
+            condition: self.condition.clone(),
+            seller: self.seller.clone(),
+            currency: self.currency.clone(),
+            min_price: self.min_price,
+            max_price: self.max_price,
+            near: self.near.clone(),
+            radius_km: self.radius_km,
+            ..SearchQuery::default()
+        }
+    }
+}
+
+/// A saved search held by this node.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct SavedSearchView {
+    /// Its number (`DELETE /v1/alerts/{id}`, `jangteo alert rm ID`).
+    pub id: u64,
+    /// When it was saved (unix ms): listing versions dated earlier do not alert.
+    pub created_at: u64,
+    /// The text and filters.
+    pub search: NewSavedSearch,
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! The node's services: each owns one capability and talks to the swarm through a
 //! [`crate::net::Client`].
 
+pub mod alerts;
 pub mod blobs;
 pub mod listings;
 pub mod mailbox;

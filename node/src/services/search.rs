@@ -4,15 +4,17 @@
 //! overlapping CJK bigrams, see [`MarketTokenizer`]), query building from a
 //! [`SearchQuery`], and the indexer that follows the store through its index queue (an
 //! outbox written in the same RocksDB batch as each listing version, so a crash never leaves
-//! the index silently behind). The store stays the source of truth: results are read back
-//! from it, and a missing or damaged index is rebuilt from it at start.
+//! the index silently behind). The indexer also matches each listing it applies against the
+//! saved searches ([`crate::services::alerts`]) and writes their alerts with the batch that
+//! empties the outbox. The store stays the source of truth: results are read back from it,
+//! and a missing or damaged index is rebuilt from it at start.
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use jangteo_protocol::{Condition, ListingId, Location, public_key_from_peer_id};
+use jangteo_protocol::{Condition, ListingId, Location, PublicKey, public_key_from_peer_id};
 use tantivy::collector::TopDocs;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
 use tantivy::schema::{
@@ -30,9 +32,13 @@ use tokio::sync::{broadcast, watch};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::NodeEvent;
+use crate::api::types::{NewSavedSearch, NotificationView, SavedSearchView};
 use crate::clock::now_ms;
 use crate::error::StoreError;
-use crate::store::{Store, StoredListing};
+use crate::services::alerts::{
+    AlertError, ListingTokens, SAVED_SEARCHES_MAX, SavedSearches, alert_notification,
+};
+use crate::store::{Alert, Store, StoredListing};
 
 /// Longest search text accepted, in characters.
 pub const QUERY_MAX_CHARS: usize = 256;
@@ -294,6 +300,10 @@ pub struct SearchIndex {
     fields: Fields,
     parser: QueryParser,
     dir: PathBuf,
+    /// The saved searches, compiled; matched against every listing the indexer applies.
+    saved: RwLock<SavedSearches>,
+    /// This node's key: its own listings raise no alerts.
+    owner: Option<PublicKey>,
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -338,16 +348,31 @@ impl SearchIndex {
     /// An index left by a killed process can open and then fail at its first write (a
     /// half-written commit's files are still there): then it is rebuilt from the store too.
     pub fn open(dir: &Path, store: &Store) -> Result<Self, SearchError> {
-        match Self::open_with(dir, store, false) {
+        Self::open_for(dir, store, None)
+    }
+
+    /// [`open`](Self::open) for the node whose key is `owner`: its own listings raise no
+    /// saved-search alerts.
+    pub fn open_for(
+        dir: &Path,
+        store: &Store,
+        owner: Option<PublicKey>,
+    ) -> Result<Self, SearchError> {
+        match Self::open_with(dir, store, false, owner) {
             Ok(this) => Ok(this),
             Err(e) => {
                 tracing::warn!(error = %e, "search index cannot be used; rebuilding it from the store");
-                Self::open_with(dir, store, true)
+                Self::open_with(dir, store, true, owner)
             }
         }
     }
 
-    fn open_with(dir: &Path, store: &Store, fresh: bool) -> Result<Self, SearchError> {
+    fn open_with(
+        dir: &Path,
+        store: &Store,
+        fresh: bool,
+        owner: Option<PublicKey>,
+    ) -> Result<Self, SearchError> {
         let io = |e| SearchError::Io(dir.display().to_string(), e);
         let (schema, fields) = schema();
         let version_ok = !fresh
@@ -397,7 +422,10 @@ impl SearchIndex {
             fields,
             parser,
             dir: dir.to_owned(),
+            saved: RwLock::new(SavedSearches::default()),
+            owner,
         };
+        this.reload_saved(store)?;
         if rebuild {
             this.rebuild(store)?;
         } else {
@@ -485,26 +513,132 @@ impl SearchIndex {
     /// Indexes queued listings (one commit per batch) until the queue is empty; returns how
     /// many entries were applied.
     pub fn drain_queue(&self, store: &Store) -> Result<usize, SearchError> {
+        self.drain_queue_alerting(store).map(|(n, _)| n)
+    }
+
+    /// [`drain_queue`](Self::drain_queue), matching every listing applied against the saved
+    /// searches: a listing of someone else that matches any, and never alerted before, raises
+    /// one alert naming them all, written with the batch that empties the queue (so a crash
+    /// before it indexes and matches the listing again). Returns the entries applied and the
+    /// notifications written.
+    pub fn drain_queue_alerting(
+        &self,
+        store: &Store,
+    ) -> Result<(usize, Vec<NotificationView>), SearchError> {
         let mut applied = 0;
+        let mut raised = Vec::new();
+        let mut analyzer = market_analyzer();
         loop {
             let batch = store.index_queue(INDEX_BATCH_MAX)?;
             if batch.is_empty() {
-                return Ok(applied);
+                return Ok((applied, raised));
             }
+            let mut alerts = Vec::new();
             {
                 let w = self.writer()?;
+                let saved = self
+                    .saved
+                    .read()
+                    .map_err(|_| SearchError::Store(StoreError::Poisoned))?;
+                let now = now_ms();
                 for (id, _) in &batch {
                     w.delete_term(Term::from_field_text(self.fields.id, &id.to_hex()));
-                    if let Some(s) = store.listing(id)? {
-                        w.add_document(self.document(&s))?;
+                    let Some(s) = store.listing(id)? else {
+                        continue;
+                    };
+                    w.add_document(self.document(&s))?;
+                    if saved.is_empty() || self.owner == Some(s.author) {
+                        continue;
+                    }
+                    let tokens = ListingTokens::of(&s, &mut analyzer);
+                    let matched = saved.matches(&s, &tokens, now);
+                    if !matched.is_empty() && !store.alerted(id)? {
+                        alerts.push(Alert {
+                            listing: *id,
+                            expires_at: s.listing.expires_at,
+                            notification: alert_notification(&s, matched, now),
+                        });
                     }
                 }
             }
             self.writer()?.commit()?;
             self.reader.reload()?;
-            store.index_queue_done(&batch)?;
+            raised.extend(store.index_queue_done(&batch, &alerts)?);
             applied += batch.len();
         }
+    }
+
+    /// Compiles the saved searches held in `store` again.
+    fn reload_saved(&self, store: &Store) -> Result<(), SearchError> {
+        let compiled = SavedSearches::compile(self, &store.saved_searches()?);
+        *self
+            .saved
+            .write()
+            .map_err(|_| SearchError::Store(StoreError::Poisoned))? = compiled;
+        Ok(())
+    }
+
+    /// Saves a search after checking it by the rules of [`search`](Self::search) (and
+    /// those of saved searches: a query or a filter, words not ranges), at most
+    /// [`SAVED_SEARCHES_MAX`]; listings indexed from now on are matched against it.
+    pub fn add_saved_search(
+        &self,
+        store: &Store,
+        s: NewSavedSearch,
+        now: u64,
+    ) -> Result<SavedSearchView, AlertError> {
+        let checked = crate::services::alerts::check(self, &s)?;
+        // Stored and compiled under the lock, so the indexer sees it once it is stored.
+        let mut saved = self
+            .saved
+            .write()
+            .map_err(|_| AlertError::Store(StoreError::Poisoned))?;
+        let view = store
+            .add_saved_search(s, now, SAVED_SEARCHES_MAX)?
+            .ok_or(AlertError::TooMany(SAVED_SEARCHES_MAX))?;
+        saved.insert(&view, checked);
+        Ok(view)
+    }
+
+    /// Removes a saved search.
+    pub fn remove_saved_search(
+        &self,
+        store: &Store,
+        id: u64,
+    ) -> Result<SavedSearchView, AlertError> {
+        let view = store.remove_saved_search(id)?.ok_or_else(|| {
+            AlertError::NotFound(format!(
+                "no saved search {id} on this node; `jangteo alerts` lists them"
+            ))
+        })?;
+        self.reload_saved(store)?;
+        Ok(view)
+    }
+
+    /// The saved searches a listing matches now (what the indexer does for each listing it
+    /// applies, without the store): for benchmarks and tests.
+    pub fn saved_matches(
+        &self,
+        s: &StoredListing,
+        analyzer: &mut TextAnalyzer,
+        now: u64,
+    ) -> Vec<u64> {
+        let Ok(saved) = self.saved.read() else {
+            return Vec::new();
+        };
+        saved.matches(s, &ListingTokens::of(s, analyzer), now)
+    }
+
+    /// Saved searches compiled now.
+    pub fn saved_search_count(&self) -> usize {
+        self.saved.read().map_or(0, |s| s.len())
+    }
+
+    /// Checks a search by every rule [`search`](Self::search) applies (lengths, syntax,
+    /// filters), without running it.
+    pub fn check_query(&self, q: &SearchQuery) -> Result<(), SearchError> {
+        let c = check_query(q)?;
+        self.query(q, &c, now_ms()).map(|_| ())
     }
 
     /// Runs the indexer until `shutdown`, woken by store writes (and once a minute, in case
@@ -518,10 +652,15 @@ impl SearchIndex {
         loop {
             let this = self.clone();
             let s = store.clone();
-            match tokio::task::spawn_blocking(move || this.drain_queue(&s)).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => {
+            match tokio::task::spawn_blocking(move || this.drain_queue_alerting(&s)).await {
+                Ok(Ok((0, _))) => {}
+                Ok(Ok((n, raised))) => {
                     let _ = events.send(NodeEvent::Indexed { count: n });
+                    for notification in raised {
+                        let _ = events.send(NodeEvent::Notification {
+                            notification: Box::new(notification),
+                        });
+                    }
                 }
                 Ok(Err(e)) => tracing::error!(error = %e, "indexing failed"),
                 Err(e) => tracing::error!(error = %e, "indexer task failed"),

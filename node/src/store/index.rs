@@ -1,5 +1,6 @@
 //! The search indexer's outbox: listings whose index entry is behind the store, written in
-//! the listing's own batch and emptied by the indexer after its commit, with a wakeup.
+//! the listing's own batch and emptied by the indexer after its commit (with the saved-search
+//! alerts that commit raised), with a wakeup.
 //!
 //! It holds no index itself; tantivy lives in the search service.
 
@@ -8,7 +9,8 @@ use rocksdb::{IteratorMode, WriteBatch};
 
 use crate::error::StoreError;
 
-use super::{CF_INDEX_QUEUE, Store};
+use super::{Alert, CF_INDEX_QUEUE, Store};
+use crate::api::types::NotificationView;
 
 impl Store {
     /// Notified whenever listings were queued for the search indexer.
@@ -35,8 +37,15 @@ impl Store {
     }
 
     /// Removes indexed entries from the queue, except those re-queued since they were read
-    /// (their value changed), which the indexer must see again.
-    pub fn index_queue_done(&self, done: &[(ListingId, Vec<u8>)]) -> Result<(), StoreError> {
+    /// (their value changed), which the indexer must see again; the saved-search alerts the
+    /// indexer raised for them are written in the same batch, so a crash loses neither nor
+    /// doubles one (the entries are indexed, and matched, again). Returns the notifications
+    /// written.
+    pub fn index_queue_done(
+        &self,
+        done: &[(ListingId, Vec<u8>)],
+        alerts: &[Alert],
+    ) -> Result<Vec<NotificationView>, StoreError> {
         let queue = self.cf(CF_INDEX_QUEUE)?;
         let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
         let mut batch = WriteBatch::default();
@@ -49,7 +58,11 @@ impl Store {
                 batch.delete_cf(queue, id.0);
             }
         }
-        self.write(batch, false)
+        let written = self.stage_alerts(&mut batch, alerts)?;
+        // As durable as the listings that raised them (stored unsynced from gossip and sync):
+        // a crash that loses an alert loses its listing too, and both come back by sync.
+        self.write(batch, false)?;
+        Ok(written)
     }
 
     /// Empties the indexer queue (after a full rebuild from the heads).

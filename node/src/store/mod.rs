@@ -17,6 +17,7 @@ mod index;
 mod kad;
 mod listings;
 mod mailbox;
+mod notifications;
 mod objects;
 mod reports;
 mod sync;
@@ -34,6 +35,7 @@ pub use attestations::{AttestationRecord, AttestationWrite};
 pub use listings::{ListingHead, ListingWrite, StoredListing};
 pub use mailbox::{HOLDERS_MAX, MailboxItem, MailboxLimits, MailboxUsage, Quota};
 pub use reports::{MODERATORS_MAX, REPORTS_READ_MAX, ReportRecord, ReportWrite};
+pub use notifications::{Alert, NOTIFICATIONS_MAX, NOTIFICATIONS_PRUNED_TO};
 pub use trades::{DeliveryWrite, ProofWrite, Reservation, TradeStep};
 
 const CF_OBJECTS: &str = "objects";

@@ -1,13 +1,14 @@
 //! Trades: each trade's messages in arrival order, the delivery records and queue of our
 //! messages, reservations, and equivocation proofs. One trade step is one synced
 //! `WriteBatch` ([`Store::commit_trade_step`]): messages, delivery records, reservation, the
-//! listing's next version and proofs together.
+//! listing's next version, proofs and the notifications the step raises together.
 //!
 //! It stores messages the trades service verified and replayed; it never judges a chain.
 
 use jangteo_protocol::{Listing, ObjectId, PublicKey, SignedObject};
 use rocksdb::{IteratorMode, WriteBatch};
 
+use crate::api::types::NotificationView;
 use crate::error::StoreError;
 
 use super::{
@@ -63,6 +64,8 @@ pub struct TradeStep {
     pub proofs: Vec<ProofWrite>,
     /// Whether trust may change (a completed trade).
     pub changes_trust: bool,
+    /// Notifications the step raises (numbered when written).
+    pub notifications: Vec<NotificationView>,
 }
 
 impl Store {
@@ -123,9 +126,14 @@ impl Store {
 
     /// Writes one trade step as one synced batch: the messages appended to the trade's log
     /// (in order, skipping any already held), delivery records (and the delivery queue), the
-    /// reservation change, the listing's next version and equivocation proofs. Either all of
-    /// it is on disk when this returns, or none of it.
-    pub fn commit_trade_step(&self, step: &TradeStep, now_ms: u64) -> Result<(), StoreError> {
+    /// reservation change, the listing's next version, equivocation proofs and the
+    /// notifications it raises. Either all of it is on disk when this returns, or none of it.
+    /// Returns the notifications as written (numbered).
+    pub fn commit_trade_step(
+        &self,
+        step: &TradeStep,
+        now_ms: u64,
+    ) -> Result<Vec<NotificationView>, StoreError> {
         let log = self.cf(CF_TRADE_LOG)?;
         let meta = self.cf(CF_META)?;
         let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
@@ -179,6 +187,7 @@ impl Store {
             k[32..].copy_from_slice(&p.trade.0);
             batch.put_cf(self.cf(CF_EQUIVOCATIONS)?, k, p.object.id().0);
         }
+        let notes = self.stage_notifications(&mut batch, &step.notifications)?;
         self.write(batch, true)?;
         if listing_written {
             self.listing_written();
@@ -186,7 +195,7 @@ impl Store {
         if step.changes_trust {
             self.bump_trust();
         }
-        Ok(())
+        Ok(notes)
     }
 
     fn trade_log_unlocked(&self, trade: &ObjectId) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -252,15 +261,17 @@ impl Store {
         Ok((trades, messages))
     }
 
-    /// Records the delivery state of a message this node sent (synced); `next_attempt` keeps
-    /// it in the delivery queue, None takes it out.
+    /// Records the delivery state of a message this node sent (synced), with the
+    /// notifications it raises (a failure); `next_attempt` keeps it in the delivery queue,
+    /// None takes it out. Returns the notifications as written.
     pub fn set_delivery(
         &self,
         trade: &ObjectId,
         msg: &ObjectId,
         record: &[u8],
         next_attempt: Option<u64>,
-    ) -> Result<(), StoreError> {
+        notifications: Vec<NotificationView>,
+    ) -> Result<Vec<NotificationView>, StoreError> {
         self.commit_trade_step(
             &TradeStep {
                 trade: *trade,
@@ -269,6 +280,7 @@ impl Store {
                     record: record.to_vec(),
                     next_attempt,
                 }],
+                notifications,
                 ..TradeStep::default()
             },
             0,

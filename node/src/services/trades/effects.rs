@@ -1,8 +1,8 @@
 //! Planning and committing one trade step: from a replayed chain, what this node must write
 //! with it (the seller's reservation and the listing's next version, follow-ups when there is
-//! no stock, delivery records, delivered and failed marks, equivocation proofs), written as
-//! one synced store batch, then what follows the write (events, gossip, settling the
-//! listing's other offers).
+//! no stock, delivery records, delivered and failed marks, equivocation proofs, the
+//! notifications it raises), written as one synced store batch, then what follows the write
+//! (events, gossip, settling the listing's other offers).
 //!
 //! It must not send anything before the batch is on disk: it returns the messages to deliver.
 
@@ -16,9 +16,36 @@ use jangteo_protocol::{
 use super::delivery::Delivery;
 use super::{TradeError, Trades};
 use crate::NodeEvent;
+use crate::api::types::{NotificationKind, NotificationView};
 use crate::clock::now_ms;
 use crate::error::StoreError;
 use crate::store::{ProofWrite, Reservation, TradeStep};
+
+/// The first characters of an id, for a line people read.
+pub(super) fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// The notification of one of our messages given up on.
+pub(super) fn delivery_failed(
+    trade: &ObjectId,
+    message: &ObjectId,
+    reason: String,
+    now: u64,
+) -> NotificationView {
+    let mut n = NotificationView::new(
+        NotificationKind::DeliveryFailed,
+        now,
+        format!(
+            "a message of yours in trade {} was not delivered: {reason}",
+            short(&trade.to_hex())
+        ),
+    );
+    n.trade = Some(trade.to_hex());
+    n.message = Some(message.to_hex());
+    n.reason = Some(reason);
+    n
+}
 
 /// The result of planning one step: what to write and what to do once it is written.
 #[derive(Debug, Default)]
@@ -230,6 +257,12 @@ impl Trades {
                 && d.fail(why.reason(), now)
             {
                 plan.step.deliveries.push(d.write(m.id(), now));
+                plan.step.notifications.push(delivery_failed(
+                    &chain.id,
+                    &m.id(),
+                    why.reason(),
+                    now,
+                ));
             }
         }
         Ok(())
@@ -260,6 +293,78 @@ impl Trades {
         Ok(())
     }
 
+    /// The notifications a step raises for this node's person: only for what someone else
+    /// did (a step they took in a trade of ours; our listing reserved by it, or sold),
+    /// never for the person's own actions. One per step: a sale or a reservation says it
+    /// instead of the step that made it.
+    fn plan_notifications(
+        &self,
+        plan: &mut Plan,
+        chain: &TradeChain,
+        before: Option<TradeState>,
+    ) -> Result<(), TradeError> {
+        let in_chain: HashSet<ObjectId> = chain.messages.iter().map(|m| m.id()).collect();
+        let Some(theirs) = plan
+            .step
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.envelope().author != self.me && in_chain.contains(&m.id()))
+        else {
+            return Ok(());
+        };
+        let now = now_ms();
+        let trade = chain.id.to_hex();
+        let peer = theirs.envelope().author.peer_id();
+        let step = theirs.envelope().kind.name();
+        let state = crate::api::types::TradeStateName::from(chain.state);
+        let ours = chain.seller == self.me;
+        let title = || -> Result<String, TradeError> {
+            Ok(self
+                .store
+                .listing(&chain.terms.listing)?
+                .map_or_else(|| chain.terms.listing.to_hex(), |l| l.listing.title))
+        };
+        let mut n = if ours
+            && chain.state == TradeState::Completed
+            && before != Some(TradeState::Completed)
+        {
+            let mut n = NotificationView::new(
+                NotificationKind::ListingSold,
+                now,
+                format!("your listing {:?} is sold: the buyer received it", title()?),
+            );
+            n.listing = Some(chain.terms.listing.to_hex());
+            n
+        } else if ours && let Some(Reservation::Set(q)) = plan.step.reservation {
+            let mut n = NotificationView::new(
+                NotificationKind::ListingReserved,
+                now,
+                format!("{q} of your listing {:?} reserved by a trade", title()?),
+            );
+            n.listing = Some(chain.terms.listing.to_hex());
+            n.quantity = Some(q);
+            n
+        } else {
+            let mut n = NotificationView::new(
+                NotificationKind::TradeStep,
+                now,
+                format!(
+                    "{step} from {} in the trade for {:?}: it is {state} now",
+                    short(&peer),
+                    title()?
+                ),
+            );
+            n.step = Some(step.to_owned());
+            n.state = Some(state);
+            n
+        };
+        n.trade = Some(trade);
+        n.peer = Some(peer);
+        plan.step.notifications.push(n);
+        Ok(())
+    }
+
     pub(super) fn check_stock(&self, chain: &TradeChain) -> Result<(), TradeError> {
         let available = self
             .open_listing(&chain.terms.listing)?
@@ -286,18 +391,25 @@ impl Trades {
         if chain.state == TradeState::Completed && before != Some(TradeState::Completed) {
             plan.step.changes_trust = true;
         }
+        self.plan_notifications(&mut plan, chain, before)?;
         let listing_changed = plan.step.listing.is_some().then_some(chain.terms.listing);
         let touched = !plan.step.messages.is_empty()
             || !plan.step.deliveries.is_empty()
             || plan.step.reservation.is_some()
             || plan.step.listing.is_some()
             || !plan.step.proofs.is_empty();
+        let mut notes = Vec::new();
         if touched {
             let store = self.store.clone();
             let step = plan.step;
-            tokio::task::spawn_blocking(move || store.commit_trade_step(&step, now_ms()))
+            notes = tokio::task::spawn_blocking(move || store.commit_trade_step(&step, now_ms()))
                 .await
                 .map_err(|_| StoreError::Poisoned)??;
+        }
+        for notification in notes {
+            let _ = self.events.send(NodeEvent::Notification {
+                notification: Box::new(notification),
+            });
         }
         self.set_brief(chain);
         if before != Some(chain.state) {

@@ -42,11 +42,26 @@ impl Trades {
             return;
         }
         let now = now_ms();
+        // A record that turns failed is written with its notification.
         let record = |d: &Delivery| {
-            let w = d.write(*msg, now_ms());
-            let _ = self
-                .store
-                .set_delivery(trade, msg, &w.record, w.next_attempt);
+            let at = now_ms();
+            let w = d.write(*msg, at);
+            let notes = if d.status == DeliveryStatus::Failed {
+                let why = d.reason.clone().unwrap_or_else(|| "given up".into());
+                vec![super::effects::delivery_failed(trade, msg, why, at)]
+            } else {
+                Vec::new()
+            };
+            if let Ok(written) =
+                self.store
+                    .set_delivery(trade, msg, &w.record, w.next_attempt, notes)
+            {
+                for notification in written {
+                    let _ = self.events.send(NodeEvent::Notification {
+                        notification: Box::new(notification),
+                    });
+                }
+            }
         };
         let Ok(Some(chain)) = self.load(trade) else {
             return;
