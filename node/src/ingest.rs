@@ -219,6 +219,12 @@ fn store_verified(
                 kind.name()
             )),
         ))),
+        Object::Message(_) | Object::Receipt(_) => Ok(Ingested::Invalid(ObjectError::Decode(
+            jangteo_protocol::DecodeError::UnknownKind(format!(
+                "{} is a direct message; those travel sealed between two people, never by gossip",
+                kind.name()
+            )),
+        ))),
         Object::Attestation(a) => Ok(if store.put_attestation(&signed, &a, durable)? {
             Ingested::Stored {
                 id: signed.id(),

@@ -19,7 +19,7 @@ pub use crate::limits::{MAX_ANY_OBJECT_BYTES, MAX_OBJECT_BYTES};
 pub const DOMAIN_PREFIX: &str = "jangteo/v1/";
 
 /// Every kind this version knows.
-pub const ALL_KINDS: [Kind; 14] = [
+pub const ALL_KINDS: [Kind; 16] = [
     Kind::Listing,
     Kind::Profile,
     Kind::Attestation,
@@ -34,6 +34,8 @@ pub const ALL_KINDS: [Kind; 14] = [
     Kind::Dispute,
     Kind::Resolution,
     Kind::Equivocation,
+    Kind::Message,
+    Kind::Receipt,
 ];
 
 /// The kinds of object this version knows.
@@ -67,6 +69,10 @@ pub enum Kind {
     Resolution,
     /// Proof that one key signed two different messages at the same point of a trade.
     Equivocation,
+    /// A direct message from one person to another, sealed, never gossiped (SPEC §13).
+    Message,
+    /// A signed acknowledgement that direct messages were delivered or read (SPEC §13).
+    Receipt,
 }
 
 impl Kind {
@@ -87,6 +93,8 @@ impl Kind {
             Kind::Dispute => "dispute",
             Kind::Resolution => "resolution",
             Kind::Equivocation => "equivocation",
+            Kind::Message => "message",
+            Kind::Receipt => "receipt",
         }
     }
 

@@ -15,6 +15,7 @@ pub mod ids;
 pub mod limits;
 pub mod listing;
 pub mod mailbox;
+pub mod message;
 pub mod profile;
 pub mod stamp;
 pub mod text;
@@ -47,6 +48,10 @@ pub enum Object {
     Attestation(Box<attestation::Attested>),
     /// A checked proof that a key signed two messages at the same point of a trade.
     Equivocation(Box<(trade::Equivocation, trade::EquivocationFacts)>),
+    /// A direct message (never gossiped; travels sealed between two people).
+    Message(message::DirectMessage),
+    /// A receipt for direct messages.
+    Receipt(message::Receipt),
 }
 
 /// Decodes an envelope, checks its signature, decodes its body for its kind and validates
@@ -80,6 +85,16 @@ pub fn decode_body(signed: &SignedObject, now_ms: u64) -> Result<Object, ObjectE
             let e = trade::Equivocation::decode(&env.body)?;
             let facts = e.check(now_ms)?;
             Object::Equivocation(Box::new((e, facts)))
+        }
+        Kind::Message => {
+            let m = message::DirectMessage::decode(&env.body)?;
+            m.validate(&env.author, now_ms)?;
+            Object::Message(m)
+        }
+        Kind::Receipt => {
+            let r = message::Receipt::decode(&env.body)?;
+            r.validate(&env.author, now_ms)?;
+            Object::Receipt(r)
         }
         kind => {
             let m = trade::TradeMessage::decode(kind, &env.body)?;

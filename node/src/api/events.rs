@@ -268,6 +268,26 @@ pub fn view(ev: NodeEvent) -> EventView {
         NodeEvent::Indexed { count } => EventView::Indexed {
             count: count as u64,
         },
+        NodeEvent::MessageReceived {
+            thread,
+            message,
+            from,
+        } => EventView::MessageReceived {
+            thread,
+            message,
+            from,
+        },
+        NodeEvent::MessageStatus {
+            thread,
+            message,
+            status,
+            reason,
+        } => EventView::MessageStatus {
+            thread,
+            message,
+            status,
+            reason,
+        },
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod auth;
 mod blobs;
+mod conversations;
 pub mod error;
 pub mod events;
 mod listings;
@@ -55,6 +56,8 @@ pub struct ApiState {
     pub listings: Listings,
     /// Trades service.
     pub trades: Trades,
+    /// Conversations service.
+    pub conversations: crate::services::conversations::Conversations,
     /// Reputation service.
     pub reputation: Reputation,
     /// Blob service.
@@ -97,6 +100,7 @@ pub struct ApiState {
         (name = "node", description = "Identity, state, peers"),
         (name = "listings", description = "Post, update, retract, show, search"),
         (name = "trades", description = "Offers and the trade chain"),
+        (name = "conversations", description = "Direct messages about listings and trades, blocks"),
         (name = "reputation", description = "Ratings, trust, trust seeds"),
         (name = "blobs", description = "Images and other content-addressed blobs"),
         (name = "objects", description = "Signed objects as bytes, for other programs"),
@@ -110,6 +114,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         .merge(status::routes())
         .merge(listings::routes())
         .merge(trades::routes())
+        .merge(conversations::routes())
         .merge(reputation::routes())
         .merge(blobs::routes())
         .merge(objects::routes())
@@ -319,6 +324,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 26, "{operations} operations documented");
+        assert_eq!(operations, 34, "{operations} operations documented");
     }
 }

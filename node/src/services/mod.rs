@@ -2,6 +2,7 @@
 //! [`crate::net::Client`].
 
 pub mod blobs;
+pub mod conversations;
 pub mod listings;
 pub mod mailbox;
 pub mod reputation;

@@ -12,6 +12,7 @@
 
 mod attestations;
 mod blobs;
+pub mod conversations;
 mod index;
 mod listings;
 mod mailbox;
@@ -28,6 +29,7 @@ use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, Wri
 use crate::error::StoreError;
 
 pub use attestations::AttestationRecord;
+pub use conversations::{ChatWrite, chat_key};
 pub use listings::{ListingHead, ListingWrite, StoredListing};
 pub use mailbox::{HOLDERS_MAX, MailboxItem, MailboxLimits, MailboxUsage, Quota};
 pub use trades::{DeliveryWrite, ProofWrite, Reservation, TradeStep};
@@ -66,13 +68,17 @@ const CF_EQUIVOCATIONS: &str = "equivocations";
 /// thumbnail service's record (the JPEG, or why the blob cannot have one). Entries of a blob
 /// are deleted in the batch that deletes the blob.
 const CF_THUMBS: &str = "thumbs";
+/// Conversations: threads, their messages, the outbound queue of messages and receipts,
+/// contacts and blocks, each under its own one-byte prefix (see `conversations.rs`).
+const CF_CONVERSATIONS: &str = "conversations";
 /// Meta key prefix of a reservation: `reserved/` || trade id -> quantity (8, BE).
 const RESERVED_PREFIX: &[u8] = b"reserved/";
 /// Meta key prefix of when the person last looked at a trade (the web page's unread marks):
 /// `seen/` || trade id -> unix ms (8, BE).
 const SEEN_PREFIX: &[u8] = b"seen/";
 const SYNC_ITEMS_BUILT: &[u8] = b"sync_items/v1";
-const COLUMN_FAMILIES: [&str; 15] = [
+const COLUMN_FAMILIES: [&str; 16] = [
+    CF_CONVERSATIONS,
     CF_THUMBS,
     CF_TRADE_LOG,
     CF_DELIVERY_QUEUE,

@@ -121,7 +121,14 @@ pub struct Trades {
     briefs: Arc<std::sync::Mutex<HashMap<ObjectId, TradeBrief>>>,
     /// Messages whose predecessor is not held yet: (trade, message, since).
     detached: Arc<std::sync::Mutex<VecDeque<(ObjectId, ChainMessage, Instant)>>>,
+    /// Where mailbox items that are direct messages or receipts go (the conversations
+    /// service), once it is running.
+    direct_mail: Arc<std::sync::OnceLock<mpsc::Sender<DirectMail>>>,
 }
+
+/// A direct message or receipt found in a relay mailbox, for the conversations service: the
+/// envelope bytes, and where to say it was handled (then the item is acknowledged).
+pub type DirectMail = (Vec<u8>, tokio::sync::oneshot::Sender<()>);
 
 impl Trades {
     /// A service acting with `key`.
@@ -142,7 +149,13 @@ impl Trades {
             retrying: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             briefs: Arc::new(std::sync::Mutex::new(HashMap::new())),
             detached: Arc::new(std::sync::Mutex::new(VecDeque::new())),
+            direct_mail: Arc::new(std::sync::OnceLock::new()),
         }
+    }
+
+    /// Hands the direct messages and receipts found in relay mailboxes to `sink` from now on.
+    pub fn forward_direct_mail(&self, sink: mpsc::Sender<DirectMail>) {
+        let _ = self.direct_mail.set(sink);
     }
 
     /// Decodes a trade's stored messages (verified when they were stored; not again).
