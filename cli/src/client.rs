@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use jangteo_node::api::types::{
+    BlockChange, BlockedView, MessageSent, NewChatMessage, NewQuestion, ThreadSummary, ThreadView,
     ApiAddrFile, BlobView, ErrorBody, IdView, ImportReport, ListingUpdate, ListingView, NewListing,
     NewOffer, NewRating, ObjectsQuery, PeerView, RatingView, ReputationView, SearchQuery,
     StatusView, TradeAction, TradeActionName, TradeSummary, TradeView, TrustChange, UiLoginCode,
@@ -254,6 +255,45 @@ impl ApiClient {
     ) -> Result<TradeView, CliError> {
         let path = format!("/v1/trades/{}/{}", path_segment(id), action.as_str());
         self.send_json(reqwest::Method::POST, &path, Some(a)).await
+    }
+
+    /// `POST /v1/conversations`.
+    pub async fn ask(&self, q: &NewQuestion) -> Result<MessageSent, CliError> {
+        self.send_json(reqwest::Method::POST, "/v1/conversations", Some(q))
+            .await
+    }
+
+    /// `GET /v1/conversations`.
+    pub async fn inbox(&self) -> Result<Vec<ThreadSummary>, CliError> {
+        self.get_json("/v1/conversations", &()).await
+    }
+
+    /// `POST /v1/conversations/{thread}/read`.
+    pub async fn read_thread(&self, thread: &str) -> Result<ThreadView, CliError> {
+        let path = format!("/v1/conversations/{}/read", path_segment(thread));
+        self.send_json(reqwest::Method::POST, &path, NO_BODY).await
+    }
+
+    /// `POST /v1/conversations/{thread}/messages`.
+    pub async fn say(&self, thread: &str, m: &NewChatMessage) -> Result<MessageSent, CliError> {
+        let path = format!("/v1/conversations/{}/messages", path_segment(thread));
+        self.send_json(reqwest::Method::POST, &path, Some(m)).await
+    }
+
+    /// `GET /v1/blocked`.
+    pub async fn blocked(&self) -> Result<Vec<BlockedView>, CliError> {
+        self.get_json("/v1/blocked", &()).await
+    }
+
+    /// `PUT /v1/blocked/{peer}` (block) or `DELETE` (unblock).
+    pub async fn block(&self, peer: &str, block: bool) -> Result<BlockChange, CliError> {
+        let path = format!("/v1/blocked/{}", path_segment(peer));
+        let method = if block {
+            reqwest::Method::PUT
+        } else {
+            reqwest::Method::DELETE
+        };
+        self.send_json(method, &path, NO_BODY).await
     }
 
     /// `POST /v1/attestations`.

@@ -433,6 +433,21 @@ impl ProcNet {
         self.root.path()
     }
 
+    /// Starts one more node dialing `bootstrap`, with `extra` arguments to `jangteo node`
+    /// (`--relay`, `--no-listen`, ...); returns its index.
+    pub async fn add_with(&mut self, bootstrap: &[String], extra: &[&str]) -> Result<usize> {
+        let i = self.nodes.len();
+        self.nodes.push(ProcNode {
+            dir: self.root.path().join(format!("node{i:02}")),
+            peer_id: String::new(),
+            addr: String::new(),
+            child: None,
+            api: None,
+        });
+        self.launch(i, bootstrap, extra).await?;
+        Ok(i)
+    }
+
     /// Starts one more node dialing `bootstrap`; returns its index.
     pub async fn add(&mut self, bootstrap: &[String]) -> Result<usize> {
         let i = self.nodes.len();
@@ -469,9 +484,14 @@ impl ProcNet {
             None => (Command::new(&self.bin), std::net::Ipv4Addr::LOCALHOST),
         };
         let prefix = format!("/ip4/{ip}/tcp/");
-        cmd.arg("--data-dir")
-            .arg(&node.dir)
-            .args(["node", "--listen", &format!("{prefix}0"), "--no-mdns"])
+        // A node started with `--no-listen` is reachable only through relays (like one
+        // behind NAT): it has no address of its own to wait for.
+        let listens = !extra.contains(&"--no-listen");
+        cmd.arg("--data-dir").arg(&node.dir).arg("node");
+        if listens {
+            cmd.args(["--listen", &format!("{prefix}0")]);
+        }
+        cmd.args(["--no-mdns"])
             .args(["--api", &format!("{ip}:0")])
             .args(extra);
         for b in bootstrap {
@@ -501,9 +521,14 @@ impl ProcNet {
             }
             if let Some(api) = &node.api
                 && let Ok(id) = api.id().await
-                && let Some(addr) = id.addrs.iter().find(|s| s.starts_with(&prefix))
+                && let Some(addr) = id
+                    .addrs
+                    .iter()
+                    .find(|s| s.starts_with(&prefix))
+                    .cloned()
+                    .or_else(|| (!listens).then(String::new))
             {
-                node.addr = addr.clone();
+                node.addr = addr;
                 node.peer_id = id.peer_id;
                 return Ok(());
             }

@@ -135,6 +135,9 @@ struct MessageRecord {
     /// Theirs: whether the person opened the thread since it came.
     #[serde(default)]
     read: bool,
+    /// Whether it carried a first-contact stamp.
+    #[serde(default)]
+    stamped: bool,
     /// The envelope, hex.
     envelope: String,
 }
@@ -209,6 +212,14 @@ fn rank(s: MessageStatus) -> u8 {
         MessageStatus::Delivered => 1,
         MessageStatus::Read => 2,
     }
+}
+
+/// Whether `bytes` is `peer`'s signed `delivered` (or `read`) receipt naming `message`.
+fn receipt_for(bytes: &[u8], peer: &str, message: &ObjectId) -> bool {
+    let Ok((signed, Object::Receipt(r))) = jangteo_protocol::verify_object(bytes, now_ms()) else {
+        return false;
+    };
+    signed.envelope().author.peer_id() == peer && r.messages.contains(message)
 }
 
 /// What taking a delivery gave.
@@ -510,6 +521,7 @@ impl Conversations {
                 reason: Some("not sent yet".into()),
                 relays: Vec::new(),
                 read: false,
+                stamped: m.stamp.is_some(),
                 envelope: hex::encode(obj.bytes()),
             };
             let mut contact = self.contact(&to)?;
@@ -594,6 +606,7 @@ impl Conversations {
                 status: m.status,
                 reason: m.reason,
                 relays: m.relays,
+                stamped: m.stamped,
             })
             .collect();
         Ok(ThreadView {
@@ -840,6 +853,7 @@ impl Conversations {
                 reason: None,
                 relays: Vec::new(),
                 read: false,
+                stamped: m.stamp.is_some(),
                 envelope: hex::encode(signed.bytes()),
             };
             contact.received = contact.received.saturating_add(1);
@@ -1011,7 +1025,11 @@ impl Conversations {
             )
             .await
             {
-                Ok(Ok(Ok(DmResponse::Delivered(_) | DmResponse::Accepted))) => Ok(None),
+                Ok(Ok(Ok(DmResponse::Delivered(r)))) if receipt_for(&r, &o.to, id) => Ok(None),
+                Ok(Ok(Ok(DmResponse::Delivered(_)))) => Ok(Some(format!(
+                    "{to} answered without a valid signed receipt"
+                ))),
+                Ok(Ok(Ok(DmResponse::Accepted))) => Ok(None),
                 Ok(Ok(Ok(DmResponse::Refused(why)))) => Err(format!("{to} refused: {why}")),
                 Ok(Ok(Ok(DmResponse::Busy(why)))) => Ok(Some(format!("{to} is busy: {why}"))),
                 Ok(Ok(Err(e))) => Ok(Some(format!("{to} unreachable: {e}"))),
