@@ -7,10 +7,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use jangteo_node::api::types::{
-    BlockChange, BlockedView, MessageSent, NewChatMessage, NewQuestion, ThreadSummary, ThreadView,
-    ApiAddrFile, BlobView, ErrorBody, IdView, ImportReport, ListingUpdate, ListingView, NewListing,
-    NewOffer, NewRating, ObjectsQuery, PeerView, RatingView, ReputationView, SearchQuery,
-    StatusView, TradeAction, TradeActionName, TradeSummary, TradeView, TrustChange, UiLoginCode,
+    ApiAddrFile, BlobView, BlockChange, BlockedView, ErrorBody, IdView, ImportReport,
+    ListingUpdate, ListingView, MessageSent, NewChatMessage, NewListing, NewOffer, NewQuestion,
+    NewRating, ObjectsQuery, PeerView, RatingView, ReputationView, SearchQuery, StatusView,
+    ThreadSummary, ThreadView, TradeAction, TradeActionName, TradeSummary, TradeView, TrustChange,
+    UiLoginCode,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;

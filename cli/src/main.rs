@@ -12,10 +12,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use jangteo_node::api::types::{
-    BlobView, MessageSent, NewChatMessage, NewQuestion, CliErrorBody, CliErrorDetail, ExportReport, ImportError, ImportReport, InitView,
-    ListingRef, ListingUpdate, ListingView, NewListing, NewOffer, NewRating, ObjectsQuery,
-    OfferMade, ReputationView, SearchQuery, TradeAction, TradeActionName, TradeRef, TradeSummary,
-    TradeView, TrustBasis, UiUrl,
+    BlobView, CliErrorBody, CliErrorDetail, ExportReport, ImportError, ImportReport, InitView,
+    ListingRef, ListingUpdate, ListingView, MessageSent, NewChatMessage, NewListing, NewOffer,
+    NewQuestion, NewRating, ObjectsQuery, OfferMade, ReputationView, SearchQuery, TradeAction,
+    TradeActionName, TradeRef, TradeSummary, TradeView, TrustBasis, UiUrl,
 };
 use serde::Serialize;
 

@@ -278,12 +278,15 @@ impl Receipt {
         cbor::to_vec(&canonical_map(vec![
             ("at", uint(self.at)),
             ("to", Value::Bytes(self.to.0.to_vec())),
-            ("msgs", Value::Array(
-                self.messages
-                    .iter()
-                    .map(|m| Value::Bytes(m.0.to_vec()))
-                    .collect(),
-            )),
+            (
+                "msgs",
+                Value::Array(
+                    self.messages
+                        .iter()
+                        .map(|m| Value::Bytes(m.0.to_vec()))
+                        .collect(),
+                ),
+            ),
             ("status", Value::Text(self.status.name().into())),
         ]))
     }
@@ -496,7 +499,8 @@ mod tests {
             text: "가".repeat(MESSAGE_TEXT_MAX_CHARS),
             ..q.clone()
         };
-        just.validate(&pk(4), NOW).expect("2,000 characters are allowed");
+        just.validate(&pk(4), NOW)
+            .expect("2,000 characters are allowed");
         let twice = DirectMessage {
             photos: vec![[1; 32], [1; 32]],
             ..q.clone()
@@ -516,10 +520,7 @@ mod tests {
     #[test]
     fn a_stamp_binds_author_and_body_and_a_cheap_one_is_refused() {
         let mut q = question();
-        assert_eq!(
-            q.check_stamp(&pk(4)).expect_err("missing").field,
-            "stamp"
-        );
+        assert_eq!(q.check_stamp(&pk(4)).expect_err("missing").field, "stamp");
         q.solve_stamp(&pk(4));
         q.check_stamp(&pk(4)).expect("worth 22 bits");
         q.validate(&pk(4), NOW).expect("valid");
@@ -530,7 +531,10 @@ mod tests {
             ..q.clone()
         };
         assert!(other.check_stamp(&pk(4)).is_err());
-        assert_eq!(other.validate(&pk(4), NOW).expect_err("cheap").field, "stamp");
+        assert_eq!(
+            other.validate(&pk(4), NOW).expect_err("cheap").field,
+            "stamp"
+        );
     }
 
     #[test]
@@ -546,7 +550,10 @@ mod tests {
             messages: vec![ObjectId([1; 32]), ObjectId([1; 32])],
             ..r.clone()
         };
-        assert_eq!(twice.validate(&pk(1), NOW).expect_err("twice").field, "msgs");
+        assert_eq!(
+            twice.validate(&pk(1), NOW).expect_err("twice").field,
+            "msgs"
+        );
         assert_eq!(
             Receipt {
                 messages: vec![ObjectId([1; 32])],

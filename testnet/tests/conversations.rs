@@ -52,7 +52,13 @@ fn key_of(node: &Node) -> PublicKey {
 }
 
 /// A message by `from` to `to` about `listing`, stamped or not.
-fn message(from: &SigningKey, to: PublicKey, listing: &str, text: &str, stamp: bool) -> SignedObject {
+fn message(
+    from: &SigningKey,
+    to: PublicKey,
+    listing: &str,
+    text: &str,
+    stamp: bool,
+) -> SignedObject {
     let author = PublicKey(from.verifying_key().to_bytes());
     let mut m = DirectMessage {
         to,
@@ -108,9 +114,11 @@ async fn a_question_and_its_answer_with_delivered_and_read_receipts() {
         .await
         .expect("ask");
     assert_eq!(asked.status, MessageStatus::Delivered, "{asked:?}");
-    wait_event(&mut at_seller, WAIT, |e| {
-        matches!(e, NodeEvent::MessageReceived { message, .. } if *message == asked.message)
-    })
+    wait_event(
+        &mut at_seller,
+        WAIT,
+        |e| matches!(e, NodeEvent::MessageReceived { message, .. } if *message == asked.message),
+    )
     .await
     .expect("the seller is told");
     let inbox = seller.conversations.inbox().expect("inbox");
@@ -123,23 +131,39 @@ async fn a_question_and_its_answer_with_delivered_and_read_receipts() {
     assert!(first.messages[0].stamped, "a first contact carries a stamp");
 
     // The seller opens the thread: the buyer sees its question read.
-    let opened = seller.conversations.read(&asked.thread).await.expect("read");
+    let opened = seller
+        .conversations
+        .read(&asked.thread)
+        .await
+        .expect("read");
     assert_eq!(opened.unread, 0);
     let mut seen = vec![MessageStatus::Delivered];
-    statuses_until(&mut at_buyer, &asked.message, MessageStatus::Read, &mut seen).await;
+    statuses_until(
+        &mut at_buyer,
+        &asked.message,
+        MessageStatus::Read,
+        &mut seen,
+    )
+    .await;
     assert_eq!(seller.conversations.inbox().expect("inbox")[0].unread, 0);
 
     // The answer needs no stamp (the buyer wrote first), and lands in the same thread.
     let answer = seller
         .conversations
-        .say(&asked.thread, "네, 토요일 망원역 3시 어때요?".into(), vec![])
+        .say(
+            &asked.thread,
+            "네, 토요일 망원역 3시 어때요?".into(),
+            vec![],
+        )
         .await
         .expect("say");
     assert_eq!(answer.thread, asked.thread);
     assert_eq!(answer.status, MessageStatus::Delivered);
-    wait_event(&mut at_buyer, WAIT, |e| {
-        matches!(e, NodeEvent::MessageReceived { message, .. } if *message == answer.message)
-    })
+    wait_event(
+        &mut at_buyer,
+        WAIT,
+        |e| matches!(e, NodeEvent::MessageReceived { message, .. } if *message == answer.message),
+    )
     .await
     .expect("the buyer is told");
     let at_b = buyer.conversations.read(&asked.thread).await.expect("read");
@@ -164,20 +188,35 @@ async fn a_question_and_its_answer_with_delivered_and_read_receipts() {
     let err = |r: Result<_, jangteo_node::services::conversations::ChatError>| {
         r.expect_err("refused").to_string()
     };
-    let empty = err(buyer.conversations.say(&asked.thread, "  ".into(), vec![]).await);
+    let empty = err(buyer
+        .conversations
+        .say(&asked.thread, "  ".into(), vec![])
+        .await);
     assert!(empty.contains("text"), "{empty}");
-    let long = err(
+    let long = err(buyer
+        .conversations
+        .say(&asked.thread, "가".repeat(2001), vec![])
+        .await);
+    assert!(long.contains("2000"), "{long}");
+    let unknown = err(buyer
+        .conversations
+        .say(&"ab".repeat(32), "hi".into(), vec![])
+        .await);
+    assert!(unknown.contains("no conversation"), "{unknown}");
+    let own = err(seller
+        .conversations
+        .ask(&listing, "hi".into(), vec![])
+        .await);
+    assert!(own.contains("yourself"), "{own}");
+    assert_eq!(
         buyer
             .conversations
-            .say(&asked.thread, "가".repeat(2001), vec![])
-            .await,
+            .view(&asked.thread)
+            .expect("view")
+            .messages
+            .len(),
+        2
     );
-    assert!(long.contains("2000"), "{long}");
-    let unknown = err(buyer.conversations.say(&"ab".repeat(32), "hi".into(), vec![]).await);
-    assert!(unknown.contains("no conversation"), "{unknown}");
-    let own = err(seller.conversations.ask(&listing, "hi".into(), vec![]).await);
-    assert!(own.contains("yourself"), "{own}");
-    assert_eq!(buyer.conversations.view(&asked.thread).expect("view").messages.len(), 2);
     cluster.shutdown().await;
 }
 
@@ -209,7 +248,11 @@ async fn a_message_to_an_offline_seller_is_delivered_then_read_through_a_relay()
     seller.shutdown().await;
     let asked = buyer
         .conversations
-        .ask(&listing, "Can we meet at Mangwon station on Saturday?".into(), vec![])
+        .ask(
+            &listing,
+            "Can we meet at Mangwon station on Saturday?".into(),
+            vec![],
+        )
         .await
         .expect("ask");
     assert_eq!(asked.status, MessageStatus::Queued, "{asked:?}");
@@ -222,11 +265,27 @@ async fn a_message_to_an_offline_seller_is_delivered_then_read_through_a_relay()
     // The seller comes back, takes the message from the relay, and answers its receipt.
     let seller = start(dirs[1].path(), vec![relay_addr.clone()], false).await;
     let mut seen = vec![MessageStatus::Queued];
-    statuses_until(&mut at_buyer, &asked.message, MessageStatus::Delivered, &mut seen).await;
+    statuses_until(
+        &mut at_buyer,
+        &asked.message,
+        MessageStatus::Delivered,
+        &mut seen,
+    )
+    .await;
     let inbox = seller.conversations.inbox().expect("inbox");
     assert_eq!((inbox.len(), inbox[0].unread), (1, 1));
-    seller.conversations.read(&asked.thread).await.expect("read");
-    statuses_until(&mut at_buyer, &asked.message, MessageStatus::Read, &mut seen).await;
+    seller
+        .conversations
+        .read(&asked.thread)
+        .await
+        .expect("read");
+    statuses_until(
+        &mut at_buyer,
+        &asked.message,
+        MessageStatus::Read,
+        &mut seen,
+    )
+    .await;
     assert_eq!(
         seen,
         [
@@ -237,9 +296,11 @@ async fn a_message_to_an_offline_seller_is_delivered_then_read_through_a_relay()
         "the sender sees the statuses in order"
     );
     let r = &relay;
-    wait_for(WAIT, "the relay to delete the acknowledged item", || async {
-        (r.store.mailbox_stats().ok()?.0 == 0).then_some(())
-    })
+    wait_for(
+        WAIT,
+        "the relay to delete the acknowledged item",
+        || async { (r.store.mailbox_stats().ok()?.0 == 0).then_some(()) },
+    )
     .await
     .expect("acked");
     // Threads and statuses persist across a restart.
@@ -284,7 +345,10 @@ async fn a_stamp_is_needed_at_first_contact_and_not_after_a_trade() {
     );
     let cheap = SignedObject::sign(Kind::Message, cheap.encode(), &stranger);
     let (r, offense) = seller.conversations.receive(None, cheap.bytes()).await;
-    assert!(matches!(&r, DmResponse::Refused(why) if why.contains("stamp")), "{r:?}");
+    assert!(
+        matches!(&r, DmResponse::Refused(why) if why.contains("stamp")),
+        "{r:?}"
+    );
     assert!(offense);
     assert!(seller.conversations.inbox().expect("inbox").is_empty());
     // With its stamp it is taken.
@@ -344,9 +408,18 @@ async fn a_thousand_unstamped_first_contacts_cost_the_recipient_no_storage() {
         let mut seed = [0u8; 32];
         seed[..4].copy_from_slice(&i.to_be_bytes());
         seed[4] = 1;
-        let spam = message(&SigningKey::from_bytes(&seed), me, &listing, "cheap phones!", false);
+        let spam = message(
+            &SigningKey::from_bytes(&seed),
+            me,
+            &listing,
+            "cheap phones!",
+            false,
+        );
         let (r, _) = seller.conversations.receive(None, spam.bytes()).await;
-        assert!(matches!(&r, DmResponse::Refused(why) if why.contains("stamp")), "{r:?}");
+        assert!(
+            matches!(&r, DmResponse::Refused(why) if why.contains("stamp")),
+            "{r:?}"
+        );
     }
     eprintln!(
         "1000 unstamped first contacts refused in {} ms",
@@ -354,7 +427,11 @@ async fn a_thousand_unstamped_first_contacts_cost_the_recipient_no_storage() {
     );
     assert!(seller.conversations.inbox().expect("inbox").is_empty());
     assert!(
-        seller.store.chat_scan(&[], usize::MAX).expect("scan").is_empty(),
+        seller
+            .store
+            .chat_scan(&[], usize::MAX)
+            .expect("scan")
+            .is_empty(),
         "nothing of them is stored"
     );
     cluster.shutdown().await;
@@ -376,7 +453,10 @@ async fn a_forged_copy_first_cannot_suppress_the_real_message_and_junk_receipts_
         .envelope()
         .signature;
     let (r, offense) = seller.conversations.receive(None, &env.encode()).await;
-    assert!(matches!(&r, DmResponse::Refused(why) if why.contains("forged")), "{r:?}");
+    assert!(
+        matches!(&r, DmResponse::Refused(why) if why.contains("forged")),
+        "{r:?}"
+    );
     assert!(offense, "a forged signature is an offense");
     // The real one is taken after it, once; a replay changes nothing.
     for _ in 0..2 {
@@ -387,11 +467,27 @@ async fn a_forged_copy_first_cannot_suppress_the_real_message_and_junk_receipts_
     let inbox = seller.conversations.inbox().expect("inbox");
     assert_eq!((inbox.len(), inbox[0].unread), (1, 1));
     let thread = inbox[0].thread.clone();
-    assert_eq!(seller.conversations.view(&thread).expect("view").messages.len(), 1);
+    assert_eq!(
+        seller
+            .conversations
+            .view(&thread)
+            .expect("view")
+            .messages
+            .len(),
+        1
+    );
     // The same message replayed to someone it was not addressed to.
-    let other = Cluster::start(1, Topology::Star).await.expect("second node");
-    let (r, offense) = other.nodes[0].conversations.receive(None, real.bytes()).await;
-    assert!(matches!(&r, DmResponse::Refused(why) if why.contains("not addressed")), "{r:?}");
+    let other = Cluster::start(1, Topology::Star)
+        .await
+        .expect("second node");
+    let (r, offense) = other.nodes[0]
+        .conversations
+        .receive(None, real.bytes())
+        .await;
+    assert!(
+        matches!(&r, DmResponse::Refused(why) if why.contains("not addressed")),
+        "{r:?}"
+    );
     assert!(offense);
     // A receipt for a message the seller never sent to this key.
     let receipt = Receipt {
@@ -402,7 +498,10 @@ async fn a_forged_copy_first_cannot_suppress_the_real_message_and_junk_receipts_
     };
     let receipt = SignedObject::sign(Kind::Receipt, receipt.encode(), &buyer);
     let (r, offense) = seller.conversations.receive(None, receipt.bytes()).await;
-    assert!(matches!(&r, DmResponse::Refused(why) if why.contains("never sent")), "{r:?}");
+    assert!(
+        matches!(&r, DmResponse::Refused(why) if why.contains("never sent")),
+        "{r:?}"
+    );
     assert!(offense);
     other.shutdown().await;
     cluster.shutdown().await;
@@ -459,7 +558,10 @@ async fn a_blocked_key_cannot_write_or_offer_and_its_listings_are_hidden_after_a
         .await
         .expect("ask");
     assert_eq!(asked.status, MessageStatus::Failed, "{asked:?}");
-    assert!(asked.reason.as_deref().unwrap_or("").contains("blocked"), "{asked:?}");
+    assert!(
+        asked.reason.as_deref().unwrap_or("").contains("blocked"),
+        "{asked:?}"
+    );
     assert!(seller.conversations.inbox().expect("inbox").is_empty());
     let offer = buyer
         .trades
@@ -473,10 +575,19 @@ async fn a_blocked_key_cannot_write_or_offer_and_its_listings_are_hidden_after_a
         .await
         .expect("offer");
     let d = &offer.history[0].delivery;
-    assert!(d.reason.as_deref().unwrap_or("").contains("blocked"), "{offer:?}");
+    assert!(
+        d.reason.as_deref().unwrap_or("").contains("blocked"),
+        "{offer:?}"
+    );
     assert!(seller.trades.list().expect("trades").is_empty());
     // Unblocked: the listing shows again and a new message gets through.
-    assert!(seller.conversations.block(&buyer_peer, false).expect("unblock").changed);
+    assert!(
+        seller
+            .conversations
+            .block(&buyer_peer, false)
+            .expect("unblock")
+            .changed
+    );
     assert!(search(seller).contains(&buyers_listing));
     let again = buyer
         .conversations

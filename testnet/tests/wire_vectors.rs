@@ -10,9 +10,8 @@
 use futures::io::Cursor;
 use jangteo_node::net::{
     BLOB_REQUEST_MAX_BYTES, BLOB_RESPONSE_MAX_BYTES, BlobRequest, BlobResponse, DmRequest,
-    DmResponse,
-    MAILBOX_REQUEST_MAX_BYTES, MAILBOX_RESPONSE_MAX_BYTES, MailboxRequest, MailboxResponse,
-    SYNC_REQUEST_MAX_BYTES, SYNC_RESPONSE_MAX_BYTES, SyncRequest, SyncResponse,
+    DmResponse, MAILBOX_REQUEST_MAX_BYTES, MAILBOX_RESPONSE_MAX_BYTES, MailboxRequest,
+    MailboxResponse, SYNC_REQUEST_MAX_BYTES, SYNC_RESPONSE_MAX_BYTES, SyncRequest, SyncResponse,
     TRADE_MESSAGE_MAX_BYTES, TradeRequest, TradeResponse,
 };
 use libp2p::StreamProtocol;

@@ -115,7 +115,9 @@ async fn say(
     responses((status = 200, description = "Blocked keys", body = Vec<BlockedView>)))]
 async fn list_blocked(State(s): State<ApiState>) -> Result<Json<Vec<BlockedView>>, ApiError> {
     let c = s.conversations.clone();
-    Ok(Json(tokio::task::spawn_blocking(move || c.blocked()).await??))
+    Ok(Json(
+        tokio::task::spawn_blocking(move || c.blocked()).await??,
+    ))
 }
 
 /// Blocks a key: its messages and offers are refused and its listings hidden here.

@@ -1198,7 +1198,8 @@ pub struct ChatMessageView {
     pub reason: Option<String>,
     /// Relays holding a sealed copy while the other person is offline.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub relays: Vec<String>,    /// Whether it carried a first-contact stamp (proof of work).
+    pub relays: Vec<String>,
+    /// Whether it carried a first-contact stamp (proof of work).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stamped: bool,
 }

@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use jangteo_protocol::message::{DirectMessage, Receipt, ReceiptStatus, check_text, thread_id};
 use jangteo_protocol::{
-    FieldError, Kind, ListingId, Object, ObjectId, PublicKey, SignedObject,
-    public_key_from_peer_id,
+    FieldError, Kind, ListingId, Object, ObjectId, PublicKey, SignedObject, public_key_from_peer_id,
 };
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
@@ -61,7 +60,7 @@ pub const INBOX_MAX: usize = 10_000;
 /// waits for an answer (each first contact also cost it a stamp).
 pub const STRANGER_MESSAGES_MAX: u32 = 20;
 /// Messages one key may send us per [`SENDER_RATE_WINDOW`], whoever it is.
-pub const SENDER_RATE_MAX: u32 = 30;
+pub const SENDER_RATE_MAX: u32 = 60;
 /// Window of the per-sender limit.
 pub const SENDER_RATE_WINDOW: Duration = Duration::from_secs(60);
 /// Keys whose rate is tracked at once; the oldest windows are forgotten first.
@@ -412,8 +411,8 @@ impl Conversations {
         photos: Vec<String>,
     ) -> Result<MessageSent, ChatError> {
         let (_, rec) = self.thread_named(thread)?;
-        let lid = ListingId::from_hex(&rec.listing)
-            .ok_or(ChatError::Internal("thread record".into()))?;
+        let lid =
+            ListingId::from_hex(&rec.listing).ok_or(ChatError::Internal("thread record".into()))?;
         let peer = public_key_from_peer_id(&rec.peer)
             .ok_or(ChatError::Internal("thread record".into()))?;
         self.send(lid, peer, text, photos).await
@@ -548,10 +547,11 @@ impl Conversations {
         }
         // The first attempt is made before answering, so the caller sees its outcome.
         self.deliver(&id).await;
-        let (status, reason) = match self.message_at(&thread, self.locate(&id)?.map_or(0, |l| l.1))? {
-            Some(r) => (r.status, r.reason),
-            None => (MessageStatus::Queued, None),
-        };
+        let (status, reason) =
+            match self.message_at(&thread, self.locate(&id)?.map_or(0, |l| l.1))? {
+                Some(r) => (r.status, r.reason),
+                None => (MessageStatus::Queued, None),
+            };
         Ok(MessageSent {
             thread: thread.to_hex(),
             message: id.to_hex(),
@@ -704,7 +704,12 @@ impl Conversations {
         Ok(v)
     }
 
-    fn receipt(&self, to: &PublicKey, status: ReceiptStatus, messages: Vec<ObjectId>) -> SignedObject {
+    fn receipt(
+        &self,
+        to: &PublicKey,
+        status: ReceiptStatus,
+        messages: Vec<ObjectId>,
+    ) -> SignedObject {
         let r = Receipt {
             to: *to,
             at: now_ms(),
@@ -1061,13 +1066,13 @@ impl Conversations {
         let mut w = ChatWrite::default();
         let event = match outcome {
             Ok(None) => {
-                if o.message.is_some() {
-                    if let Some(key) = public_key_from_peer_id(&o.to) {
-                        let mut c = self.contact(&key)?;
-                        if !c.acknowledged {
-                            c.acknowledged = true;
-                            w.put(contact_key(&key), json(&c));
-                        }
+                if o.message.is_some()
+                    && let Some(key) = public_key_from_peer_id(&o.to)
+                {
+                    let mut c = self.contact(&key)?;
+                    if !c.acknowledged {
+                        c.acknowledged = true;
+                        w.put(contact_key(&key), json(&c));
                     }
                 }
                 self.record_attempt(&mut w, id, &o, false, MessageStatus::Delivered, None)?

@@ -44,6 +44,9 @@ pub fn chat_key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     k
 }
 
+/// Entries read from the conversations column family: (key, value).
+pub type ChatEntries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One logical write of the conversations service: puts and deletes applied together.
 #[derive(Debug, Clone, Default)]
 pub struct ChatWrite {
@@ -86,11 +89,7 @@ impl Store {
     }
 
     /// At most `max` entries whose key starts with `prefix`, in key order.
-    pub fn chat_scan(
-        &self,
-        prefix: &[u8],
-        max: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn chat_scan(&self, prefix: &[u8], max: usize) -> Result<ChatEntries, StoreError> {
         let cf = self.cf(CF_CONVERSATIONS)?;
         let mut out = Vec::new();
         for item in self
@@ -153,9 +152,18 @@ mod tests {
         let store = Store::open(dir.path()).expect("open");
         let mut w = ChatWrite::default();
         w.put(chat_key(THREAD, &[&[1; 32]]), b"t1".to_vec());
-        w.put(chat_key(MESSAGE, &[&[1; 32], &0u32.to_be_bytes()]), b"m0".to_vec());
-        w.put(chat_key(MESSAGE, &[&[1; 32], &1u32.to_be_bytes()]), b"m1".to_vec());
-        w.put(chat_key(MESSAGE, &[&[2; 32], &0u32.to_be_bytes()]), b"x".to_vec());
+        w.put(
+            chat_key(MESSAGE, &[&[1; 32], &0u32.to_be_bytes()]),
+            b"m0".to_vec(),
+        );
+        w.put(
+            chat_key(MESSAGE, &[&[1; 32], &1u32.to_be_bytes()]),
+            b"m1".to_vec(),
+        );
+        w.put(
+            chat_key(MESSAGE, &[&[2; 32], &0u32.to_be_bytes()]),
+            b"x".to_vec(),
+        );
         store.commit_chat(&w, true).expect("write");
         let msgs = store
             .chat_scan(&chat_key(MESSAGE, &[&[1; 32]]), 10)
