@@ -104,7 +104,7 @@ async fn run_mode(bin: std::path::PathBuf, relayed: bool, messages: usize) -> Re
     net.add_with(&[], &["--relay"]).await?;
     let relay = net.nodes[0].addr.clone();
     let extra: &[&str] = if relayed { &["--no-listen"] } else { &[] };
-    let seller = net.add_with(&[relay.clone()], extra).await?;
+    let seller = net.add_with(std::slice::from_ref(&relay), extra).await?;
     let buyer = net.add(&[relay]).await?;
     let (s, b) = (
         net.nodes[seller].api()?.clone(),
@@ -155,6 +155,26 @@ async fn run_mode(bin: std::path::PathBuf, relayed: bool, messages: usize) -> Re
         },
     )
     .await?;
+    // The seller answers once: someone who never got an answer may leave only 20 messages.
+    let _: MessageSent = s
+        .post(
+            &format!("/v1/conversations/{thread}/messages"),
+            &NewChatMessage {
+                text: "네, 있어요".into(),
+                photos: vec![],
+            },
+        )
+        .await?;
+    wait_for(
+        Duration::from_secs(60),
+        "the answer at the buyer",
+        || async {
+            let v: jangteo_node::api::types::ThreadView =
+                b.get(&format!("/v1/conversations/{thread}")).await.ok()??;
+            (v.messages.len() == 2).then_some(())
+        },
+    )
+    .await?;
     let path = format!("/v1/conversations/{}/messages", first.thread);
     let mut samples = Vec::with_capacity(messages);
     let mut delivered = 0;
@@ -180,8 +200,8 @@ async fn run_mode(bin: std::path::PathBuf, relayed: bool, messages: usize) -> Re
         }
     }
     // Every message is in the seller's conversation.
-    let want = messages + 1;
-    wait_for(
+    let want = messages + 2;
+    let arrived = wait_for(
         Duration::from_secs(60),
         "every message at the seller",
         || async {
@@ -190,7 +210,31 @@ async fn run_mode(bin: std::path::PathBuf, relayed: bool, messages: usize) -> Re
             (v.messages.len() == want).then_some(())
         },
     )
-    .await?;
+    .await;
+    if let Err(e) = arrived {
+        let at_seller: Option<jangteo_node::api::types::ThreadView> =
+            s.get(&format!("/v1/conversations/{thread}")).await?;
+        let at_buyer: Option<jangteo_node::api::types::ThreadView> =
+            b.get(&format!("/v1/conversations/{thread}")).await?;
+        let statuses: Vec<String> = at_buyer
+            .map(|v| {
+                v.messages
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "{}: {}",
+                            m.status.as_str(),
+                            m.reason.clone().unwrap_or_default()
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        anyhow::bail!(
+            "{e}: the seller holds {} of {want}; at the buyer: {statuses:?}",
+            at_seller.map_or(0, |v| v.messages.len())
+        );
+    }
     net.shutdown().await?;
     samples.sort_by(f64::total_cmp);
     Ok(ModeReport {
