@@ -7,7 +7,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use jangteo_node::api::types::{
-    ApiAddrFile, BlobView, ErrorBody, EventView, IdView, ImportReport, ListingUpdate, ListingView, MarkRead, MarkedRead, ModeratorChange, NewListing, NewOffer, NewRating, NewReport, NewSavedSearch, NotificationList, NotificationsQuery, ObjectsQuery, PeerView, RatingView, ReportMade, ReportView, ReportsQuery, ReputationView, SavedSearchView, SearchQuery, StatusView, TradeAction, TradeActionName, TradeSummary, TradeView, TrustChange, UiLoginCode,
+    ApiAddrFile, BlobView, BlockChange, BlockedView, ErrorBody, EventView, IdView, ImportReport,
+    ListingUpdate, ListingView, MarkRead, MarkedRead, MessageSent, ModeratorChange, NewChatMessage,
+    NewListing, NewOffer, NewQuestion, NewRating, NewReport, NewSavedSearch, NotificationList,
+    NotificationsQuery, ObjectsQuery, PeerView, RatingView, ReportMade, ReportView, ReportsQuery,
+    ReputationView, SavedSearchView, SearchQuery, StatusView, ThreadSummary, ThreadView,
+    TradeAction, TradeActionName, TradeSummary, TradeView, TrustChange, UiLoginCode,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -253,6 +258,45 @@ impl ApiClient {
     ) -> Result<TradeView, CliError> {
         let path = format!("/v1/trades/{}/{}", path_segment(id), action.as_str());
         self.send_json(reqwest::Method::POST, &path, Some(a)).await
+    }
+
+    /// `POST /v1/conversations`.
+    pub async fn ask(&self, q: &NewQuestion) -> Result<MessageSent, CliError> {
+        self.send_json(reqwest::Method::POST, "/v1/conversations", Some(q))
+            .await
+    }
+
+    /// `GET /v1/conversations`.
+    pub async fn inbox(&self) -> Result<Vec<ThreadSummary>, CliError> {
+        self.get_json("/v1/conversations", &()).await
+    }
+
+    /// `POST /v1/conversations/{thread}/read`.
+    pub async fn read_thread(&self, thread: &str) -> Result<ThreadView, CliError> {
+        let path = format!("/v1/conversations/{}/read", path_segment(thread));
+        self.send_json(reqwest::Method::POST, &path, NO_BODY).await
+    }
+
+    /// `POST /v1/conversations/{thread}/messages`.
+    pub async fn say(&self, thread: &str, m: &NewChatMessage) -> Result<MessageSent, CliError> {
+        let path = format!("/v1/conversations/{}/messages", path_segment(thread));
+        self.send_json(reqwest::Method::POST, &path, Some(m)).await
+    }
+
+    /// `GET /v1/blocked`.
+    pub async fn blocked(&self) -> Result<Vec<BlockedView>, CliError> {
+        self.get_json("/v1/blocked", &()).await
+    }
+
+    /// `PUT /v1/blocked/{peer}` (block) or `DELETE` (unblock).
+    pub async fn block(&self, peer: &str, block: bool) -> Result<BlockChange, CliError> {
+        let path = format!("/v1/blocked/{}", path_segment(peer));
+        let method = if block {
+            reqwest::Method::PUT
+        } else {
+            reqwest::Method::DELETE
+        };
+        self.send_json(method, &path, NO_BODY).await
     }
 
     /// `POST /v1/attestations`.

@@ -13,7 +13,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use jangteo_node::api::types::{
-    BlobView, CliErrorBody, CliErrorDetail, EventView, ExportReport, ImportError, ImportReport, InitView, ListingRef, ListingUpdate, ListingView, MarkRead, ModerationView, NewListing, NewOffer, NewRating, NewReport, NewSavedSearch, NotificationView, NotificationsQuery, ObjectsQuery, OfferMade, ReportView, ReportsQuery, ReputationView, SavedSearchView, SearchQuery, TradeAction, TradeActionName, TradeRef, TradeSummary, TradeView, TrustBasis, UiUrl,
+    BlobView, CliErrorBody, CliErrorDetail, EventView, ExportReport, ImportError, ImportReport,
+    InitView, ListingRef, ListingUpdate, ListingView, MarkRead, MessageSent, ModerationView,
+    NewChatMessage, NewListing, NewOffer, NewQuestion, NewRating, NewReport, NewSavedSearch,
+    NotificationView, NotificationsQuery, ObjectsQuery, OfferMade, ReportView, ReportsQuery,
+    ReputationView, SavedSearchView, SearchQuery, TradeAction, TradeActionName, TradeRef,
+    TradeSummary, TradeView, TrustBasis, UiUrl,
 };
 use serde::Serialize;
 
@@ -141,6 +146,44 @@ enum Command {
     /// Find listings held by the node (Korean, Japanese and English text; "quoted phrases");
     /// no QUERY lists everything matching the filters, newest first.
     Search(SearchArgs),
+    /// Ask the seller of a listing a question (starts or continues that conversation). A
+    /// first message to a stranger carries a proof-of-work stamp (about half a second).
+    Ask {
+        /// Listing id.
+        listing_id: String,
+        /// The question (at most 2,000 characters).
+        text: String,
+    },
+    /// Your conversations, the latest first, with unread counts.
+    Inbox,
+    /// A conversation with each message's status (queued, delivered, read, failed); marks
+    /// it read and tells the other side so.
+    Chat {
+        /// Thread id (from `inbox` or `ask`).
+        thread: String,
+    },
+    /// Write in a conversation.
+    Say {
+        /// Thread id.
+        thread: String,
+        /// The message (at most 2,000 characters).
+        text: String,
+        /// A photo (repeatable, at most 4, each at most 5 MiB).
+        #[arg(long, value_name = "FILE")]
+        image: Vec<PathBuf>,
+    },
+    /// Block a key: its messages and offers are refused and its listings hidden here.
+    Block {
+        /// Peer id.
+        peer_id: String,
+    },
+    /// Unblock a key.
+    Unblock {
+        /// Peer id.
+        peer_id: String,
+    },
+    /// The keys you blocked.
+    Blocked,
     /// Rate the other party of one of your completed trades (a later rating replaces it).
     Rate {
         /// Trade id.
@@ -588,6 +631,136 @@ fn main() -> ExitCode {
 
 fn to_json(v: &impl Serialize) -> String {
     serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// One line of a sent message.
+fn sent_text(m: &MessageSent) -> String {
+    format!(
+        "message {} in conversation {}: {}{}",
+        m.message,
+        m.thread,
+        m.status.as_str(),
+        m.reason
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    )
+}
+
+/// The conversation commands: ask, inbox, chat, say, block, unblock, blocked.
+async fn conversation_command(
+    dir: &std::path::Path,
+    json_out: bool,
+    c: Command,
+) -> Result<(), CliError> {
+    let api = ApiClient::open(dir)?;
+    match c {
+        Command::Ask { listing_id, text } => {
+            let q = NewQuestion {
+                listing: listing_id,
+                text,
+                photos: vec![],
+            };
+            print(json_out, &api.ask(&q).await?, sent_text);
+        }
+        Command::Inbox => {
+            let v = api.inbox().await?;
+            print(json_out, &v, |v| {
+                let rows: Vec<String> = v
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{}  {}  {}  unread {}  {}",
+                            t.thread,
+                            t.peer,
+                            t.title.as_deref().unwrap_or(&t.listing),
+                            t.unread,
+                            t.last.as_deref().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                if rows.is_empty() {
+                    "no conversations".into()
+                } else {
+                    rows.join("\n")
+                }
+            });
+        }
+        Command::Chat { thread } => {
+            let v = api.read_thread(&thread).await?;
+            print(json_out, &v, |v| {
+                let mut out = format!(
+                    "conversation {} with {} about {}",
+                    v.thread,
+                    v.peer,
+                    v.title.as_deref().unwrap_or(&v.listing)
+                );
+                for m in &v.messages {
+                    out.push_str(&format!(
+                        "\n[{}] {}: {}  ({}{})",
+                        m.at,
+                        if m.mine { "me" } else { m.from.as_str() },
+                        m.text,
+                        m.status.as_str(),
+                        m.reason
+                            .as_ref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    ));
+                }
+                out
+            });
+        }
+        Command::Say {
+            thread,
+            text,
+            image,
+        } => {
+            if image.len() > jangteo_protocol::message::MESSAGE_PHOTOS_MAX {
+                return Err(CliError::refused_msg(
+                    "invalid_message",
+                    format!(
+                        "image: at most {} per message",
+                        jangteo_protocol::message::MESSAGE_PHOTOS_MAX
+                    ),
+                ));
+            }
+            let mut photos = Vec::new();
+            for path in &image {
+                let bytes =
+                    read_capped(path, jangteo_protocol::blob::MAX_BLOB_BYTES as u64, "image")
+                        .map_err(|e| CliError::refused_msg("invalid_message", e.message))?;
+                photos.push(api.add_blob(bytes).await?.id);
+            }
+            let m = NewChatMessage { text, photos };
+            print(json_out, &api.say(&thread, &m).await?, sent_text);
+        }
+        Command::Block { peer_id } => {
+            print(json_out, &api.block(&peer_id, true).await?, |b| {
+                format!("blocked {}", b.peer_id)
+            });
+        }
+        Command::Unblock { peer_id } => {
+            print(json_out, &api.block(&peer_id, false).await?, |b| {
+                format!("unblocked {}", b.peer_id)
+            });
+        }
+        Command::Blocked => {
+            let v = api.blocked().await?;
+            print(json_out, &v, |v| {
+                if v.is_empty() {
+                    "nobody is blocked".into()
+                } else {
+                    v.iter()
+                        .map(|b| b.peer_id.clone())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                }
+            });
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn print<T: Serialize>(json_out: bool, value: &T, human: impl FnOnce(&T) -> String) {
@@ -1043,6 +1216,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         c @ (Command::Report { .. } | Command::Reports { .. } | Command::Moderators { .. }) => {
             moderation_command(&dir, json_out, c).await
         }
+        c @ (Command::Ask { .. }
+        | Command::Inbox
+        | Command::Chat { .. }
+        | Command::Say { .. }
+        | Command::Block { .. }
+        | Command::Unblock { .. }
+        | Command::Blocked) => conversation_command(&dir, json_out, c).await,
         Command::Export { kind, since, out } => export(&dir, json_out, kind, since, &out).await,
         Command::Import { file } => import(&dir, json_out, &file).await,
         c @ (Command::Alert(_)

@@ -251,6 +251,21 @@ fn store_verified(
                 }
             })
         }
+        Object::Message(_) | Object::Receipt(_) => Ok(Ingested::Invalid(ObjectError::Decode(
+            jangteo_protocol::DecodeError::UnknownKind(format!(
+                "{} is a direct message; those travel sealed between two people, never by gossip",
+                kind.name()
+            )),
+        ))),
+        Object::Attestation(a) => Ok(if store.put_attestation(&signed, &a, durable)? {
+            Ingested::Stored {
+                id: signed.id(),
+                kind,
+                listing: None,
+            }
+        } else {
+            Ingested::Ignored("an attestation that supersedes it is held")
+        }),
         Object::Equivocation(e) => {
             let facts = e.1;
             Ok(

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 pub use error::{NodeError, StoreError};
 pub use net::Client;
 pub use services::listings::Listings;
-use services::{alerts, blobs, moderation, reputation, search, thumbs, trades};
+use services::{alerts, blobs, conversations, moderation, reputation, search, thumbs, trades};
 pub use store::Store;
 
 /// File in the data directory holding the API address, written once the API listens.
@@ -125,6 +125,25 @@ pub enum NodeEvent {
     Notification {
         /// The notification as stored.
         notification: Box<api::types::NotificationView>,
+    /// A direct message arrived and was stored.
+    MessageReceived {
+        /// Thread id (hex).
+        thread: String,
+        /// Message id (hex).
+        message: String,
+        /// Its author's peer id.
+        from: String,
+    },
+    /// A message of ours changed status (queued with a new reason, delivered, read, failed).
+    MessageStatus {
+        /// Thread id (hex).
+        thread: String,
+        /// Message id (hex).
+        message: String,
+        /// Where it stands now.
+        status: api::types::MessageStatus,
+        /// Why it is queued or failed, and which relay holds it.
+        reason: Option<String>,
     },
 }
 
@@ -212,6 +231,8 @@ pub struct Node {
     pub network: Client,
     /// The trades service.
     pub trades: trades::Trades,
+    /// The conversations service.
+    pub conversations: conversations::Conversations,
     /// The reputation service.
     pub reputation: reputation::Reputation,
     /// Reports and moderators.
@@ -318,6 +339,7 @@ fn spawn_protocol_services(
 ) -> (
     Vec<JoinHandle<()>>,
     tokio::sync::mpsc::Receiver<net::InboundTrade>,
+    tokio::sync::mpsc::Receiver<net::InboundDm>,
 ) {
     let validator = ingest::GossipValidator::new(store.clone(), client.clone(), events.clone());
     let items = Arc::new(sync::ShardItems::new(store.clone()));
@@ -352,7 +374,7 @@ fn spawn_protocol_services(
         );
         tasks.push(tokio::spawn(relay.run(inboxes.mailbox, shutdown.clone())));
     }
-    (tasks, inboxes.trades)
+    (tasks, inboxes.trades, inboxes.dms)
 }
 
 /// Announces again, in the DHT, every blob held (provider records live in memory).
@@ -523,7 +545,7 @@ impl Node {
         let (routes, inboxes) = net::Routes::new();
         let (client, event_loop) = net::build(keypair, &net_cfg, events.clone(), routes)?;
         let blobs = blobs::Blobs::new(store.clone(), client.clone());
-        let (mut tasks, inbound_trades) = spawn_protocol_services(
+        let (mut tasks, inbound_trades, inbound_dms) = spawn_protocol_services(
             &net_cfg,
             &store,
             &client,
@@ -552,6 +574,20 @@ impl Node {
         tasks.push(tokio::spawn(
             trades.clone().run(inbound_trades, shutdown_rx.clone()),
         ));
+        let conversations = conversations::Conversations::new(
+            key.clone(),
+            store.clone(),
+            client.clone(),
+            events.clone(),
+            trades.clone(),
+        );
+        let (mail_tx, mail_rx) = tokio::sync::mpsc::channel(conversations::DIRECT_MAIL_QUEUE);
+        trades.forward_direct_mail(mail_tx);
+        tasks.push(tokio::spawn(conversations.clone().run(
+            inbound_dms,
+            mail_rx,
+            shutdown_rx.clone(),
+        )));
         let reputation =
             reputation::Reputation::new(key.clone(), store.clone(), trades.clone(), client.clone());
         tasks.push(tokio::spawn(reputation.clone().run(shutdown_rx.clone())));
@@ -576,6 +612,7 @@ impl Node {
         let state = api::ApiState {
             listings: listings.clone(),
             trades: trades.clone(),
+            conversations: conversations.clone(),
             reputation: reputation.clone(),
             moderation: moderation.clone(),
             blobs: blobs.clone(),
@@ -634,6 +671,7 @@ impl Node {
             metrics_addr,
             listings,
             trades,
+            conversations,
             reputation,
             moderation,
             blobs,

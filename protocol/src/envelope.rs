@@ -19,7 +19,7 @@ pub use crate::limits::{MAX_ANY_OBJECT_BYTES, MAX_OBJECT_BYTES};
 pub const DOMAIN_PREFIX: &str = "jangteo/v1/";
 
 /// Every kind this version knows.
-pub const ALL_KINDS: [Kind; 15] = [
+pub const ALL_KINDS: [Kind; 17] = [
     Kind::Listing,
     Kind::Profile,
     Kind::Attestation,
@@ -35,6 +35,8 @@ pub const ALL_KINDS: [Kind; 15] = [
     Kind::Resolution,
     Kind::Equivocation,
     Kind::Report,
+    Kind::Message,
+    Kind::Receipt,
 ];
 
 /// The kinds of object this version knows.
@@ -70,6 +72,10 @@ pub enum Kind {
     Equivocation,
     /// A signed complaint about a listing or a key.
     Report,
+    /// A direct message from one person to another, sealed, never gossiped (SPEC §13).
+    Message,
+    /// A signed acknowledgement that direct messages were delivered or read (SPEC §13).
+    Receipt,
 }
 
 impl Kind {
@@ -91,6 +97,8 @@ impl Kind {
             Kind::Resolution => "resolution",
             Kind::Equivocation => "equivocation",
             Kind::Report => "report",
+            Kind::Message => "message",
+            Kind::Receipt => "receipt",
         }
     }
 

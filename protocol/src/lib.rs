@@ -15,6 +15,7 @@ pub mod ids;
 pub mod limits;
 pub mod listing;
 pub mod mailbox;
+pub mod message;
 pub mod profile;
 pub mod stamp;
 pub mod report;
@@ -50,6 +51,10 @@ pub enum Object {
     Equivocation(Box<(trade::Equivocation, trade::EquivocationFacts)>),
     /// A report about a listing or a key.
     Report(report::Report),
+    /// A direct message (never gossiped; travels sealed between two people).
+    Message(message::DirectMessage),
+    /// A receipt for direct messages.
+    Receipt(message::Receipt),
 }
 
 /// Decodes an envelope, checks its signature, decodes its body for its kind and validates
@@ -88,6 +93,15 @@ pub fn decode_body(signed: &SignedObject, now_ms: u64) -> Result<Object, ObjectE
             let r = report::Report::decode(&env.body)?;
             r.validate(&env.author, now_ms)?;
             Object::Report(r)
+        Kind::Message => {
+            let m = message::DirectMessage::decode(&env.body)?;
+            m.validate(&env.author, now_ms)?;
+            Object::Message(m)
+        }
+        Kind::Receipt => {
+            let r = message::Receipt::decode(&env.body)?;
+            r.validate(&env.author, now_ms)?;
+            Object::Receipt(r)
         }
         kind => {
             let m = trade::TradeMessage::decode(kind, &env.body)?;

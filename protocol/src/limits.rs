@@ -98,6 +98,18 @@ pub const COMMENT_MAX_BYTES: usize = 500;
 /// Fewest messages of a completed trade: offer, accept, paid, received.
 pub const ATTESTATION_CHAIN_MIN: usize = 4;
 
+// --- Direct messages (SPEC §13) ---
+
+/// Longest direct message text, in Unicode code points.
+pub const MESSAGE_TEXT_MAX_CHARS: usize = 2000;
+/// Most photos (blob ids) one direct message may name.
+pub const MESSAGE_PHOTOS_MAX: usize = 4;
+/// Most messages one receipt may acknowledge.
+pub const RECEIPT_MESSAGES_MAX: usize = 64;
+/// Work a first-contact message's stamp must be worth, in bits: about 4.2 million hashes,
+/// 0.4 s on one core of the reference machine; 10,000 such messages cost about an hour.
+pub const FIRST_CONTACT_STAMP_BITS: u32 = 22;
+
 // --- Mailboxes (SPEC §6) ---
 
 /// Largest sealed item a relay accepts.

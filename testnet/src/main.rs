@@ -218,6 +218,16 @@ enum Scenario {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Direct message latency between processes, directly and through a circuit relay
+    /// (p50/p99), and the cost of a first-contact stamp.
+    ChatBench {
+        /// Timed messages per mode.
+        #[arg(long, default_value_t = 100)]
+        messages: usize,
+        /// Stamps solved to time one.
+        #[arg(long, default_value_t = 40)]
+        stamps: usize,
+    },
     /// The web page of a node process with a market in its store: server time of the home
     /// and search pages, page weight, thumbnails (listings imported with `jangteo import`).
     WebBench {
@@ -484,6 +494,12 @@ async fn run(command: Scenario, json: bool) -> Result<()> {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 print!("{}", jangteo_testnet::spam::human(&r));
+        Scenario::ChatBench { messages, stamps } => {
+            let r = jangteo_testnet::chat_bench::run(jangteo_bin()?, messages, stamps).await?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print!("{}", jangteo_testnet::chat_bench::human(&r));
             }
         }
         Scenario::Memory { listings, seed } => {

@@ -434,6 +434,8 @@ impl ProcNet {
     }
 
     /// Starts one more node dialing `bootstrap`, with `extra` flags; returns its index.
+    /// Starts one more node dialing `bootstrap`, with `extra` arguments to `jangteo node`
+    /// (`--relay`, `--no-listen`, ...); returns its index.
     pub async fn add_with(&mut self, bootstrap: &[String], extra: &[&str]) -> Result<usize> {
         let i = self.nodes.len();
         self.nodes.push(ProcNode {
@@ -483,9 +485,14 @@ impl ProcNet {
             None => (Command::new(&self.bin), std::net::Ipv4Addr::LOCALHOST),
         };
         let prefix = format!("/ip4/{ip}/tcp/");
-        cmd.arg("--data-dir")
-            .arg(&node.dir)
-            .args(["node", "--listen", &format!("{prefix}0"), "--no-mdns"])
+        // A node started with `--no-listen` is reachable only through relays (like one
+        // behind NAT): it has no address of its own to wait for.
+        let listens = !extra.contains(&"--no-listen");
+        cmd.arg("--data-dir").arg(&node.dir).arg("node");
+        if listens {
+            cmd.args(["--listen", &format!("{prefix}0")]);
+        }
+        cmd.args(["--no-mdns"])
             .args(["--api", &format!("{ip}:0")])
             .args(extra);
         // The test network's stamp difficulty (SPEC §3.1), unless the caller sets one.
@@ -522,9 +529,14 @@ impl ProcNet {
             }
             if let Some(api) = &node.api
                 && let Ok(id) = api.id().await
-                && let Some(addr) = id.addrs.iter().find(|s| s.starts_with(&prefix))
+                && let Some(addr) = id
+                    .addrs
+                    .iter()
+                    .find(|s| s.starts_with(&prefix))
+                    .cloned()
+                    .or_else(|| (!listens).then(String::new))
             {
-                node.addr = addr.clone();
+                node.addr = addr;
                 node.peer_id = id.peer_id;
                 return Ok(());
             }

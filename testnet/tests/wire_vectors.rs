@@ -1,16 +1,17 @@
 //! The request-response protocols of SPEC §8, to the byte: every request and response type
-//! of `/jangteo/trade/1`, `/jangteo/sync/1`, `/jangteo/blob/1` and `/jangteo/mailbox/1` is
-//! encoded with the codec the node itself uses (libp2p's `request_response::cbor`, which is
-//! cbor4ii's serde serializer), and the bytes must equal the hex in SPEC.md's wire vectors.
+//! of `/jangteo/trade/1`, `/jangteo/sync/1`, `/jangteo/blob/1`, `/jangteo/mailbox/1` and
+//! `/jangteo/dm/1` is encoded with the codec the node itself uses (libp2p's
+//! `request_response::cbor`, which is cbor4ii's serde serializer), and the bytes must equal
+//! the hex in SPEC.md's wire vectors.
 //! The vectors are made from the real node types, so the document cannot drift from the code.
 //! Print them with `cargo test --release -p jangteo-testnet --test wire_vectors print_wire_vectors --
 //! --ignored --nocapture`.
 
 use futures::io::Cursor;
 use jangteo_node::net::{
-    BLOB_REQUEST_MAX_BYTES, BLOB_RESPONSE_MAX_BYTES, BlobRequest, BlobResponse,
-    MAILBOX_REQUEST_MAX_BYTES, MAILBOX_RESPONSE_MAX_BYTES, MailboxRequest, MailboxResponse,
-    SYNC_REQUEST_MAX_BYTES, SYNC_RESPONSE_MAX_BYTES, SyncRequest, SyncResponse,
+    BLOB_REQUEST_MAX_BYTES, BLOB_RESPONSE_MAX_BYTES, BlobRequest, BlobResponse, DmRequest,
+    DmResponse, MAILBOX_REQUEST_MAX_BYTES, MAILBOX_RESPONSE_MAX_BYTES, MailboxRequest,
+    MailboxResponse, SYNC_REQUEST_MAX_BYTES, SYNC_RESPONSE_MAX_BYTES, SyncRequest, SyncResponse,
     TRADE_MESSAGE_MAX_BYTES, TradeRequest, TradeResponse,
 };
 use libp2p::StreamProtocol;
@@ -27,6 +28,19 @@ fn object_vector(n: usize) -> Vec<u8> {
         .split(&format!("### Vector {n}:"))
         .nth(1)
         .unwrap_or_else(|| panic!("SPEC has no vector {n}"));
+    let line = block
+        .lines()
+        .find_map(|l| l.strip_prefix("- envelope: `"))
+        .expect("envelope line");
+    hex::decode(line.trim_end_matches('`')).expect("hex")
+}
+
+/// The envelope hex of message vector `n` in SPEC §13.
+fn message_vector(n: usize) -> Vec<u8> {
+    let block = SPEC
+        .split(&format!("### Message vector {n}:"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("SPEC has no message vector {n}"));
     let line = block
         .lines()
         .find_map(|l| l.strip_prefix("- envelope: `"))
@@ -254,6 +268,32 @@ fn wire_vectors() -> Vec<(String, Vec<u8>)> {
         v.push((
             format!("mailbox response, {t}"),
             response_bytes::<MailboxRequest, _>(r),
+        ));
+    }
+    v.push((
+        "direct message request, `DmRequest { object: message vector 1 }`".into(),
+        request_bytes::<_, DmResponse>(DmRequest {
+            object: ByteBuf::from(message_vector(1)),
+        }),
+    ));
+    for (t, r) in [
+        (
+            "`DmResponse::Delivered(message vector 3)` (a receipt's envelope)",
+            DmResponse::Delivered(ByteBuf::from(message_vector(3))),
+        ),
+        ("`DmResponse::Accepted`", DmResponse::Accepted),
+        (
+            "`DmResponse::Busy(\"rate limit\")`",
+            DmResponse::Busy("rate limit".into()),
+        ),
+        (
+            "`DmResponse::Refused(\"blocked\")`",
+            DmResponse::Refused("blocked".into()),
+        ),
+    ] {
+        v.push((
+            format!("direct message response, {t}"),
+            response_bytes::<DmRequest, _>(r),
         ));
     }
     v

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::api::types::{ErrorBody, ErrorCode, ErrorDetail};
 use crate::services::alerts::AlertError;
 use crate::services::blobs::BlobServiceError;
+use crate::services::conversations::ChatError;
 use crate::services::listings::ListingError;
 use crate::services::moderation::ModerationError;
 use crate::services::reputation::ReputationError;
@@ -117,6 +118,22 @@ impl From<TradeError> for ApiError {
             TradeError::Refused(_) => (StatusCode::CONFLICT, ErrorCode::Refused),
             TradeError::Offense(_) => (StatusCode::BAD_REQUEST, ErrorCode::Offense),
             TradeError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Store),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<ChatError> for ApiError {
+    fn from(e: ChatError) -> Self {
+        let (status, code) = match &e {
+            ChatError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            ChatError::BadId(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadId),
+            ChatError::Invalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidMessage),
+            ChatError::Refused(_) => (StatusCode::CONFLICT, ErrorCode::Refused),
+            ChatError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Busy),
+            ChatError::Offense(_) => (StatusCode::BAD_REQUEST, ErrorCode::Offense),
+            ChatError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Store),
+            ChatError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         };
         ApiError::new(status, code, e.to_string())
     }

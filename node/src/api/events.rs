@@ -264,6 +264,26 @@ pub fn view(ev: NodeEvent) -> EventView {
             count: count as u64,
         },
         NodeEvent::Notification { notification } => EventView::Notification { notification },
+        NodeEvent::MessageReceived {
+            thread,
+            message,
+            from,
+        } => EventView::MessageReceived {
+            thread,
+            message,
+            from,
+        },
+        NodeEvent::MessageStatus {
+            thread,
+            message,
+            status,
+            reason,
+        } => EventView::MessageStatus {
+            thread,
+            message,
+            status,
+            reason,
+        },
     }
 }
 

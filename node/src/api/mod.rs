@@ -8,6 +8,7 @@
 
 pub mod auth;
 mod blobs;
+mod conversations;
 pub mod error;
 pub mod events;
 mod listings;
@@ -57,6 +58,8 @@ pub struct ApiState {
     pub listings: Listings,
     /// Trades service.
     pub trades: Trades,
+    /// Conversations service.
+    pub conversations: crate::services::conversations::Conversations,
     /// Reputation service.
     pub reputation: Reputation,
     /// Reports and moderators.
@@ -103,6 +106,7 @@ pub struct ApiState {
         (name = "node", description = "Identity, state, peers"),
         (name = "listings", description = "Post, update, retract, show, search"),
         (name = "trades", description = "Offers and the trade chain"),
+        (name = "conversations", description = "Direct messages about listings and trades, blocks"),
         (name = "reputation", description = "Ratings, trust, trust seeds"),
         (name = "reports", description = "Reports of listings and keys, and moderators"),
         (name = "blobs", description = "Images and other content-addressed blobs"),
@@ -118,6 +122,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         .merge(status::routes())
         .merge(listings::routes())
         .merge(trades::routes())
+        .merge(conversations::routes())
         .merge(reputation::routes())
         .merge(reports::routes())
         .merge(blobs::routes())
@@ -329,6 +334,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 31, "{operations} operations documented");
+        assert_eq!(operations, 44, "{operations} operations documented");
     }
 }

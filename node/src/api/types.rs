@@ -43,6 +43,8 @@ pub enum ErrorCode {
     InvalidListing,
     /// A trade request's fields are invalid.
     InvalidTrade,
+    /// A direct message's fields are invalid (empty or over-long text, too many photos).
+    InvalidMessage,
     /// The action is not allowed in the trade's state.
     InvalidTransition,
     /// A field is invalid.
@@ -98,6 +100,7 @@ impl ErrorCode {
             ErrorCode::BadId => "bad_id",
             ErrorCode::InvalidListing => "invalid_listing",
             ErrorCode::InvalidTrade => "invalid_trade",
+            ErrorCode::InvalidMessage => "invalid_message",
             ErrorCode::InvalidTransition => "invalid_transition",
             ErrorCode::Invalid => "invalid",
             ErrorCode::ReportLimit => "report_limit",
@@ -1249,6 +1252,175 @@ pub struct ExportReport {
 }
 
 // ---------------------------------------------------------------------------------------
+// Conversations
+// ---------------------------------------------------------------------------------------
+
+/// Where a message of a conversation stands: ours (`queued`, `delivered`, `read`, `failed`)
+/// or theirs (`received`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    /// Not delivered yet (`reason` says why, and which relay holds it); retried.
+    Queued,
+    /// The other person's node stored it (their signed receipt says so).
+    Delivered,
+    /// The other person opened the conversation and saw it.
+    Read,
+    /// Given up (`reason` says why).
+    Failed,
+    /// A message from the other person.
+    Received,
+}
+
+impl MessageStatus {
+    /// The name as it travels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Queued => "queued",
+            MessageStatus::Delivered => "delivered",
+            MessageStatus::Read => "read",
+            MessageStatus::Failed => "failed",
+            MessageStatus::Received => "received",
+        }
+    }
+}
+
+/// A question about a listing to its seller (`jangteo ask`): starts, or continues, the
+/// conversation about that listing.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct NewQuestion {
+    /// The listing (64 hex digits), held by this node.
+    pub listing: String,
+    /// The text: 1 to 2,000 characters.
+    pub text: String,
+    /// Photos: up to 4 blob ids (add them with `POST /v1/blobs` first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub photos: Vec<String>,
+}
+
+/// A message in a conversation that exists (`jangteo say`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct NewChatMessage {
+    /// The text: 1 to 2,000 characters.
+    pub text: String,
+    /// Photos: up to 4 blob ids (add them with `POST /v1/blobs` first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub photos: Vec<String>,
+}
+
+/// A message sent (`ask` and `say` print it): its thread, its id and where it stands after
+/// the first delivery attempt.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct MessageSent {
+    /// The conversation (thread id, 64 hex digits).
+    pub thread: String,
+    /// The message id.
+    pub message: String,
+    /// Where it stands.
+    pub status: MessageStatus,
+    /// Why it is queued or failed, and which relay holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One conversation in the inbox.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ThreadSummary {
+    /// Thread id.
+    pub thread: String,
+    /// The other person's peer id.
+    pub peer: String,
+    /// The listing it is about.
+    pub listing: String,
+    /// The listing's title, when this node holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The latest trade of the two on that listing, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trade: Option<String>,
+    /// The last message's text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<String>,
+    /// When the conversation last changed (unix ms).
+    pub updated_at: u64,
+    /// Messages from the other person not read yet.
+    pub unread: u32,
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ChatMessageView {
+    /// Message id.
+    pub id: String,
+    /// Its author's peer id.
+    pub from: String,
+    /// Whether this node wrote it.
+    pub mine: bool,
+    /// The text.
+    pub text: String,
+    /// When it was written (unix ms, the author's clock).
+    pub at: u64,
+    /// Photos (blob ids).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub photos: Vec<String>,
+    /// The trade it was written in, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trade: Option<String>,
+    /// Where it stands.
+    pub status: MessageStatus,
+    /// Why it is queued or failed, and which relay holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Relays holding a sealed copy while the other person is offline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relays: Vec<String>,
+    /// Whether it carried a first-contact stamp (proof of work).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stamped: bool,
+}
+
+/// A conversation with its history (`jangteo chat`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ThreadView {
+    /// Thread id.
+    pub thread: String,
+    /// The other person's peer id.
+    pub peer: String,
+    /// The listing it is about.
+    pub listing: String,
+    /// The listing's title, when this node holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The latest trade of the two on that listing, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trade: Option<String>,
+    /// Messages from the other person not read yet.
+    pub unread: u32,
+    /// The messages, oldest first (in the order this node took them).
+    pub messages: Vec<ChatMessageView>,
+}
+
+/// A blocked key.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct BlockedView {
+    /// Its peer id.
+    pub peer_id: String,
+    /// When it was blocked (unix ms).
+    pub at: u64,
+}
+
+/// What `block` and `unblock` print.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct BlockChange {
+    /// The peer id.
+    pub peer_id: String,
+    /// Whether it is blocked now.
+    pub blocked: bool,
+    /// Whether this changed anything.
+    pub changed: bool,
+}
+
+// ---------------------------------------------------------------------------------------
 // Live events
 // ---------------------------------------------------------------------------------------
 
@@ -1283,11 +1455,15 @@ pub enum EventKind {
     RelayConnected,
     /// A notification was raised (it is in `GET /v1/notifications` too).
     Notification,
+    /// A direct message arrived.
+    MessageReceived,
+    /// A message of ours changed status (queued with a new reason, delivered, read, failed).
+    MessageStatus,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::Subscribed,
         EventKind::Lagged,
         EventKind::ListingStored,
@@ -1301,6 +1477,8 @@ impl EventKind {
         EventKind::RelayReserved,
         EventKind::RelayConnected,
         EventKind::Notification,
+        EventKind::MessageReceived,
+        EventKind::MessageStatus,
     ];
 
     /// The name as it travels (the SSE `event:` field, the JSON `kind`, the `kinds` filter).
@@ -1319,6 +1497,8 @@ impl EventKind {
             EventKind::RelayReserved => "relay_reserved",
             EventKind::RelayConnected => "relay_connected",
             EventKind::Notification => "notification",
+            EventKind::MessageReceived => "message_received",
+            EventKind::MessageStatus => "message_status",
         }
     }
 
@@ -1446,6 +1626,26 @@ pub enum EventView {
     Notification {
         /// The notification.
         notification: Box<NotificationView>,
+    /// A direct message arrived and was stored (`GET /v1/conversations/{thread}` shows it).
+    MessageReceived {
+        /// Thread id.
+        thread: String,
+        /// Message id.
+        message: String,
+        /// Its author's peer id.
+        from: String,
+    },
+    /// A message of ours changed status.
+    MessageStatus {
+        /// Thread id.
+        thread: String,
+        /// Message id.
+        message: String,
+        /// Where it stands now.
+        status: MessageStatus,
+        /// Why it is queued or failed, and which relay holds it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
 }
 
@@ -1466,6 +1666,8 @@ impl EventView {
             EventView::RelayReserved { .. } => EventKind::RelayReserved,
             EventView::RelayConnected { .. } => EventKind::RelayConnected,
             EventView::Notification { .. } => EventKind::Notification,
+            EventView::MessageReceived { .. } => EventKind::MessageReceived,
+            EventView::MessageStatus { .. } => EventKind::MessageStatus,
         }
     }
 }

@@ -16,12 +16,12 @@ use serde::de::DeserializeOwned;
 use super::peers::gossip_score;
 use super::{
     BLOB_PROTOCOL, BLOB_REQUEST_MAX_BYTES, BLOB_RESPONSE_MAX_BYTES, BlobRequest, BlobResponse,
-    IDENTIFY_VERSION, KAD_PROTOCOL, MAILBOX_PROTOCOL, MAILBOX_REQUEST_MAX_BYTES,
-    MAILBOX_RESPONSE_MAX_BYTES, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER, MAX_PENDING_INCOMING,
-    MailboxRequest, MailboxResponse, NetworkConfig, REQUEST_TIMEOUT, STREAMS_PER_PROTOCOL,
-    SYNC_PROTOCOL, SYNC_REQUEST_MAX_BYTES, SYNC_REQUEST_TIMEOUT, SYNC_RESPONSE_MAX_BYTES,
-    SyncRequest, SyncResponse, TRADE_MESSAGE_MAX_BYTES, TRADE_PROTOCOL, TradeRequest,
-    TradeResponse,
+    DM_MAX_BYTES, DM_PROTOCOL, DmRequest, DmResponse, IDENTIFY_VERSION, KAD_PROTOCOL,
+    MAILBOX_PROTOCOL, MAILBOX_REQUEST_MAX_BYTES, MAILBOX_RESPONSE_MAX_BYTES, MAX_CONNECTIONS,
+    MAX_CONNECTIONS_PER_PEER, MAX_PENDING_INCOMING, MailboxRequest, MailboxResponse, NetworkConfig,
+    REQUEST_TIMEOUT, STREAMS_PER_PROTOCOL, SYNC_PROTOCOL, SYNC_REQUEST_MAX_BYTES,
+    SYNC_REQUEST_TIMEOUT, SYNC_RESPONSE_MAX_BYTES, SyncRequest, SyncResponse,
+    TRADE_MESSAGE_MAX_BYTES, TRADE_PROTOCOL, TradeRequest, TradeResponse,
 };
 use crate::error::NodeError;
 use crate::ingest::{listing_topic, topic_for};
@@ -54,6 +54,7 @@ pub struct Behaviour {
     pub(super) blob: request_response::cbor::Behaviour<BlobRequest, BlobResponse>,
     pub(super) trade: request_response::cbor::Behaviour<TradeRequest, TradeResponse>,
     pub(super) mailbox: request_response::cbor::Behaviour<MailboxRequest, MailboxResponse>,
+    pub(super) dm: request_response::cbor::Behaviour<DmRequest, DmResponse>,
 }
 
 /// The gossip topics of a node following `shards`: one per listing shard, profiles,
@@ -229,6 +230,13 @@ pub(super) fn behaviour(
             TRADE_PROTOCOL,
             TRADE_MESSAGE_MAX_BYTES,
             TRADE_MESSAGE_MAX_BYTES,
+            REQUEST_TIMEOUT,
+            full.clone(),
+        ),
+        dm: request_response(
+            DM_PROTOCOL,
+            DM_MAX_BYTES,
+            DM_MAX_BYTES,
             REQUEST_TIMEOUT,
             full.clone(),
         ),

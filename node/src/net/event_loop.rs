@@ -41,6 +41,7 @@ type Reply<T> = oneshot::Sender<Result<T, String>>;
 struct Limits {
     gossip: Tiered,
     trade: Tiered,
+    dm: Tiered,
     sync: Tiered,
     blob: Tiered,
     mailbox: Tiered,
@@ -51,6 +52,7 @@ struct Limits {
 #[derive(Debug)]
 struct Queues {
     trade: InFlight,
+    dm: InFlight,
     sync: InFlight,
     blob: InFlight,
     mailbox: InFlight,
@@ -61,6 +63,7 @@ impl Queues {
     fn new() -> Self {
         Self {
             trade: InFlight::new(INBOUND_PER_PEER),
+            dm: InFlight::new(INBOUND_PER_PEER),
             sync: InFlight::new(INBOUND_PER_PEER),
             blob: InFlight::new(INBOUND_PER_PEER),
             mailbox: InFlight::new(MAILBOX_INBOUND_PER_PEER),
@@ -75,6 +78,7 @@ impl Limits {
         Self {
             gossip: r(GOSSIP_RATE_MAX, GOSSIP_RATE_WINDOW),
             trade: r(TRADE_RATE_MAX, TRADE_RATE_WINDOW),
+            dm: r(DM_RATE_MAX, DM_RATE_WINDOW),
             sync: r(SYNC_RATE_MAX, SYNC_RATE_WINDOW),
             blob: r(BLOB_REQUEST_RATE_MAX, BLOB_RATE_WINDOW),
             mailbox: r(MAILBOX_REQUEST_RATE_MAX, MAILBOX_RATE_WINDOW),
@@ -87,6 +91,7 @@ impl Limits {
 #[derive(Default)]
 struct Pending {
     trades: HashMap<OutboundRequestId, Reply<TradeResponse>>,
+    dms: HashMap<OutboundRequestId, Reply<DmResponse>>,
     sync: HashMap<OutboundRequestId, Reply<SyncResponse>>,
     blobs: HashMap<OutboundRequestId, Reply<BlobResponse>>,
     mailbox: HashMap<OutboundRequestId, Reply<MailboxResponse>>,
@@ -228,6 +233,15 @@ impl EventLoop {
                     .send_request(&peer, request);
                 self.pending.trades.insert(id, reply);
             }
+            Command::SendDm {
+                peer,
+                request,
+                reply,
+            } => {
+                self.relays.route_via(&mut self.swarm, peer);
+                let id = self.swarm.behaviour_mut().dm.send_request(&peer, request);
+                self.pending.dms.insert(id, reply);
+            }
             Command::Sync {
                 peer,
                 request,
@@ -311,6 +325,7 @@ impl EventLoop {
             }
             Response::Blob(c, r) => b.blob.send_response(c, r).map_err(|_| ()),
             Response::Mailbox(c, r) => b.mailbox.send_response(c, r).map_err(|_| ()),
+            Response::Dm(c, r) => b.dm.send_response(c, r).map_err(|_| ()),
         };
     }
 
@@ -451,6 +466,7 @@ impl EventLoop {
             BehaviourEvent::Gossipsub(ev) => self.on_gossip(ev),
             BehaviourEvent::Sync(ev) => self.on_sync(ev),
             BehaviourEvent::Trade(ev) => self.on_trade(ev),
+            BehaviourEvent::Dm(ev) => self.on_dm(ev),
             BehaviourEvent::Mailbox(ev) => self.on_mailbox(ev),
             BehaviourEvent::Blob(ev) => self.on_blob(ev),
             BehaviourEvent::Kad(ev) => self.on_kad(ev),
@@ -691,6 +707,37 @@ impl EventLoop {
                 }
             }
             // Look the peer up so that the next attempt knows where to dial.
+            Rr::Failed(peer) => {
+                self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+            }
+            Rr::Other => {}
+        }
+    }
+
+    fn on_dm(&mut self, ev: request_response::Event<DmRequest, DmResponse>) {
+        match split(ev, &mut self.pending.dms, "dm") {
+            Rr::Request(peer, request, channel) => {
+                let origin = self.origins.get(&peer).copied();
+                if let Err(r) = self
+                    .limits
+                    .dm
+                    .allow(peer, origin, &self.penalties, Instant::now())
+                {
+                    let why = format!(
+                        "rate limit: too many direct messages {}; try again later",
+                        r.whose()
+                    );
+                    self.respond(Response::Dm(channel, DmResponse::Busy(why)));
+                } else if let Err((why, channel)) = route(
+                    &self.routes.dms,
+                    &self.queues.dm,
+                    (peer, origin),
+                    request,
+                    channel,
+                ) {
+                    self.respond(Response::Dm(channel, DmResponse::Busy(why)));
+                }
+            }
             Rr::Failed(peer) => {
                 self.swarm.behaviour_mut().kad.get_closest_peers(peer);
             }

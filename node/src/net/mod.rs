@@ -67,6 +67,10 @@ pub const SYNC_RATE_WINDOW: Duration = Duration::from_secs(10);
 pub const TRADE_RATE_MAX: u32 = 60;
 /// Window of the trade request limit.
 pub const TRADE_RATE_WINDOW: Duration = Duration::from_secs(10);
+/// Direct messages and receipts a peer may send per [`DM_RATE_WINDOW`].
+pub const DM_RATE_MAX: u32 = 60;
+/// Window of the direct message limit.
+pub const DM_RATE_WINDOW: Duration = Duration::from_secs(10);
 /// Gossip messages taken from one peer per [`GOSSIP_RATE_WINDOW`]; beyond that they are
 /// ignored unread (no signature check spent on them). A busy relay forwards a whole market's
 /// posts, so this is generous (500/s); what is dropped here is repaired by catch-up sync.
@@ -187,6 +191,8 @@ impl Drop for InboundSlot {
 
 /// A trade delivery from a peer, for the trades service.
 pub type InboundTrade = Inbound<TradeRequest, TradeResponse>;
+/// A direct message or receipt from a peer, for the conversations service.
+pub type InboundDm = Inbound<DmRequest, DmResponse>;
 /// A sync request, for the sync server.
 pub type InboundSync = Inbound<SyncRequest, SyncResponse>;
 /// A blob request, for the blob service.
@@ -282,6 +288,8 @@ pub enum Response {
     Blob(ResponseChannel<BlobResponse>, BlobResponse),
     /// To a mailbox request.
     Mailbox(ResponseChannel<MailboxResponse>, MailboxResponse),
+    /// To a direct message or receipt.
+    Dm(ResponseChannel<DmResponse>, DmResponse),
 }
 
 /// Where the swarm task sends what it does not handle itself.
@@ -289,6 +297,8 @@ pub enum Response {
 pub struct Routes {
     /// Trade deliveries.
     pub trades: mpsc::Sender<InboundTrade>,
+    /// Direct messages and receipts.
+    pub dms: mpsc::Sender<InboundDm>,
     /// Sync requests.
     pub sync: mpsc::Sender<InboundSync>,
     /// Blob requests.
@@ -310,6 +320,8 @@ pub struct Routes {
 pub struct Inboxes {
     /// Trade deliveries.
     pub trades: mpsc::Receiver<InboundTrade>,
+    /// Direct messages and receipts.
+    pub dms: mpsc::Receiver<InboundDm>,
     /// Sync requests.
     pub sync: mpsc::Receiver<InboundSync>,
     /// Blob requests.
@@ -330,6 +342,7 @@ impl Routes {
     /// Bounded channels between the swarm task and the services.
     pub fn new() -> (Routes, Inboxes) {
         let (trades, trades_rx) = mpsc::channel(INBOUND_TRADE_QUEUE);
+        let (dms, dms_rx) = mpsc::channel(INBOUND_QUEUE);
         let (sync, sync_rx) = mpsc::channel(INBOUND_QUEUE);
         let (blobs, blobs_rx) = mpsc::channel(INBOUND_QUEUE);
         let (mailbox, mailbox_rx) = mpsc::channel(INBOUND_QUEUE);
@@ -340,6 +353,7 @@ impl Routes {
         (
             Routes {
                 trades,
+                dms,
                 sync,
                 blobs,
                 mailbox,
@@ -350,6 +364,7 @@ impl Routes {
             },
             Inboxes {
                 trades: trades_rx,
+                dms: dms_rx,
                 sync: sync_rx,
                 blobs: blobs_rx,
                 mailbox: mailbox_rx,
@@ -498,6 +513,11 @@ pub(crate) enum Command {
         request: TradeRequest,
         reply: oneshot::Sender<Result<TradeResponse, String>>,
     },
+    SendDm {
+        peer: PeerId,
+        request: DmRequest,
+        reply: oneshot::Sender<Result<DmResponse, String>>,
+    },
     Sync {
         peer: PeerId,
         request: SyncRequest,
@@ -541,6 +561,7 @@ impl std::fmt::Debug for Command {
             Command::Info { .. } => "Info",
             Command::Dial { .. } => "Dial",
             Command::SendTrade { .. } => "SendTrade",
+            Command::SendDm { .. } => "SendDm",
             Command::Sync { .. } => "Sync",
             Command::Mailbox { .. } => "Mailbox",
             Command::Blob { .. } => "Blob",
@@ -650,6 +671,21 @@ impl Client {
         request: TradeRequest,
     ) -> Result<Result<TradeResponse, String>, NodeError> {
         self.call(|reply| Command::SendTrade {
+            peer,
+            request,
+            reply,
+        })
+        .await
+    }
+
+    /// Sends a direct message or receipt to a peer and waits for its answer. `Err` means it
+    /// could not be reached.
+    pub async fn send_dm(
+        &self,
+        peer: PeerId,
+        request: DmRequest,
+    ) -> Result<Result<DmResponse, String>, NodeError> {
+        self.call(|reply| Command::SendDm {
             peer,
             request,
             reply,

@@ -22,6 +22,10 @@ pub const TRADE_PROTOCOL: &str = "/jangteo/trade/1";
 pub const MAILBOX_PROTOCOL: &str = "/jangteo/mailbox/1";
 /// Blob fetch protocol.
 pub const BLOB_PROTOCOL: &str = "/jangteo/blob/1";
+/// Direct message protocol (messages and their receipts).
+pub const DM_PROTOCOL: &str = "/jangteo/dm/1";
+/// Largest direct message request (one envelope and framing) or response.
+pub const DM_MAX_BYTES: u64 = (jangteo_protocol::MAX_OBJECT_BYTES + 1024) as u64;
 
 /// Largest sync request accepted.
 pub const SYNC_REQUEST_MAX_BYTES: u64 = 64 * 1024;
@@ -68,6 +72,26 @@ pub struct TradeRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TradeResponse {
     /// Verified, stored (synced) and applied.
+    Accepted,
+    /// Not now (rate limit, queue full): the sender tries again later.
+    Busy(String),
+    /// Refused, with the reason.
+    Refused(String),
+}
+
+/// A direct message or a receipt, sent by its author to its recipient.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DmRequest {
+    /// The envelope bytes of one `message` or `receipt`.
+    pub object: ByteBuf,
+}
+
+/// The answer to a [`DmRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DmResponse {
+    /// A message was stored (synced): here is the recipient's signed `delivered` receipt.
+    Delivered(ByteBuf),
+    /// A receipt was taken.
     Accepted,
     /// Not now (rate limit, queue full): the sender tries again later.
     Busy(String),

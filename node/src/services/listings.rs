@@ -487,8 +487,15 @@ impl Listings {
             SearchError::BadQuery(m) => ListingError::BadQuery(m),
             other => ListingError::Search(other.to_string()),
         })?;
+        // Listings of keys this node's person blocked are hidden from them.
+        let blocked: std::collections::HashSet<_> = self
+            .store
+            .blocked()
+            .map(|b| b.into_iter().map(|(k, _)| k).collect())
+            .unwrap_or_default();
         Ok(hits
             .into_iter()
+            .filter(|h| !blocked.contains(&h.listing.author))
             .map(|h| {
                 let mut v = ListingView::new(&h.listing, now);
                 v.distance_km = h.distance_km.map(|d| (d * 100.0).round() / 100.0);

@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod blobs;
+pub mod conversations;
 pub mod listings;
 pub mod mailbox;
 pub mod moderation;

@@ -13,6 +13,7 @@
 
 mod attestations;
 mod blobs;
+pub mod conversations;
 mod index;
 mod kad;
 mod listings;
@@ -32,6 +33,7 @@ use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, Wri
 use crate::error::StoreError;
 
 pub use attestations::{AttestationRecord, AttestationWrite};
+pub use conversations::{ChatWrite, chat_key};
 pub use listings::{ListingHead, ListingWrite, StoredListing};
 pub use mailbox::{HOLDERS_MAX, MailboxItem, MailboxLimits, MailboxUsage, Quota};
 pub use reports::{MODERATORS_MAX, REPORTS_READ_MAX, ReportRecord, ReportWrite};
@@ -85,6 +87,9 @@ const CF_REPORTS: &str = "reports";
 /// The same reports by author: author (32) || at (8, BE) || object id (32) -> target (32).
 /// Written in the report's batch; read for the per-author caps.
 const CF_REPORTS_BY_AUTHOR: &str = "reports_by_author";
+/// Conversations: threads, their messages, the outbound queue of messages and receipts,
+/// contacts and blocks, each under its own one-byte prefix (see `conversations.rs`).
+const CF_CONVERSATIONS: &str = "conversations";
 /// Meta key prefix of a reservation: `reserved/` || trade id -> quantity (8, BE).
 const RESERVED_PREFIX: &[u8] = b"reserved/";
 /// Meta key prefix of when the person last looked at a trade (the web page's unread marks):
@@ -93,12 +98,13 @@ const SEEN_PREFIX: &[u8] = b"seen/";
 const SYNC_ITEMS_BUILT: &[u8] = b"sync_items/v1";
 const AUTHOR_LISTINGS_BUILT: &[u8] = b"author_listings/v1";
 const AUTHOR_ATTESTATIONS_BUILT: &[u8] = b"author_attestations/v1";
-const COLUMN_FAMILIES: [&str; 20] = [
+const COLUMN_FAMILIES: [&str; 21] = [
     CF_KAD,
     CF_AUTHOR_LISTINGS,
     CF_AUTHOR_ATTESTATIONS,
     CF_REPORTS,
     CF_REPORTS_BY_AUTHOR,
+    CF_CONVERSATIONS,
     CF_THUMBS,
     CF_TRADE_LOG,
     CF_DELIVERY_QUEUE,

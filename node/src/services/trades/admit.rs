@@ -56,6 +56,26 @@ impl TradeBrief {
 }
 
 impl Trades {
+    /// The trades held with `peer` as the other party, newest first: (trade, listing,
+    /// whether `peer` surely holds the trade too: it made the offer, or the trade moved past
+    /// it).
+    pub fn trades_with(&self, peer: &PublicKey) -> Vec<(ObjectId, ListingId, bool)> {
+        let mut v: Vec<(u64, ObjectId, ListingId, bool)> = self
+            .briefs()
+            .into_iter()
+            .filter(|(_, b)| {
+                (b.buyer == *peer && b.seller == self.me)
+                    || (b.seller == *peer && b.buyer == self.me)
+            })
+            .map(|(id, b)| {
+                let held = b.buyer == *peer || b.state != TradeState::Offered;
+                (b.since, id, b.listing, held)
+            })
+            .collect();
+        v.sort_by_key(|(since, ..)| std::cmp::Reverse(*since));
+        v.into_iter().map(|(_, id, l, h)| (id, l, h)).collect()
+    }
+
     /// Whether a stranger's offer may be taken: the listing is ours, held, open, has the
     /// units, and the caps per listing and per buyer are not reached.
     pub(super) fn admit_offer(&self, start: &TradeChain) -> Result<(), TradeError> {
@@ -69,6 +89,11 @@ impl Trades {
             return Err(TradeError::Refused(format!(
                 "listing {lid} is not this node's"
             )));
+        }
+        if self.store.is_blocked(&start.buyer)? {
+            return Err(TradeError::Refused(
+                "blocked: this seller does not take your offers".into(),
+            ));
         }
         if !held.listing.is_open(now_ms()) {
             return Err(TradeError::Refused(format!(

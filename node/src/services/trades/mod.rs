@@ -127,6 +127,14 @@ pub struct Trades {
 
 /// Most queued deliveries [`Trades::held_on_relays`] reads.
 pub const HELD_SCAN_MAX: usize = 10_000;
+    /// Where mailbox items that are direct messages or receipts go (the conversations
+    /// service), once it is running.
+    direct_mail: Arc<std::sync::OnceLock<mpsc::Sender<DirectMail>>>,
+}
+
+/// A direct message or receipt found in a relay mailbox, for the conversations service: the
+/// envelope bytes, and where to say it was handled (then the item is acknowledged).
+pub type DirectMail = (Vec<u8>, tokio::sync::oneshot::Sender<()>);
 
 impl Trades {
     /// A service acting with `key`.
@@ -148,7 +156,13 @@ impl Trades {
             briefs: Arc::new(std::sync::Mutex::new(HashMap::new())),
             detached: Arc::new(std::sync::Mutex::new(VecDeque::new())),
             collected: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            direct_mail: Arc::new(std::sync::OnceLock::new()),
         }
+    }
+
+    /// Hands the direct messages and receipts found in relay mailboxes to `sink` from now on.
+    pub fn forward_direct_mail(&self, sink: mpsc::Sender<DirectMail>) {
+        let _ = self.direct_mail.set(sink);
     }
 
     /// Decodes a trade's stored messages (verified when they were stored; not again).

@@ -273,6 +273,19 @@ impl Trades {
                 };
                 self.collected
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // A direct message or receipt: one envelope, for the conversations service.
+                if let [one] = bundle.as_slice()
+                    && jangteo_protocol::Envelope::decode(one)
+                        .is_ok_and(|e| matches!(e.kind, Kind::Message | Kind::Receipt))
+                {
+                    if let Some(sink) = self.direct_mail.get() {
+                        let (done, handled) = tokio::sync::oneshot::channel();
+                        if sink.send((one.clone(), done)).await.is_ok() {
+                            let _ = tokio::time::timeout(DELIVERY_TIMEOUT, handled).await;
+                        }
+                    }
+                    continue;
+                }
                 let request = TradeRequest {
                     messages: bundle.into_iter().map(ByteBuf::from).collect(),
                 };
