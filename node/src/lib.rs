@@ -125,6 +125,7 @@ pub enum NodeEvent {
     Notification {
         /// The notification as stored.
         notification: Box<api::types::NotificationView>,
+    },
     /// A direct message arrived and was stored.
     MessageReceived {
         /// Thread id (hex).

@@ -17,8 +17,8 @@ pub mod listing;
 pub mod mailbox;
 pub mod message;
 pub mod profile;
-pub mod stamp;
 pub mod report;
+pub mod stamp;
 pub mod text;
 pub mod trade;
 pub mod trust;
@@ -93,6 +93,7 @@ pub fn decode_body(signed: &SignedObject, now_ms: u64) -> Result<Object, ObjectE
             let r = report::Report::decode(&env.body)?;
             r.validate(&env.author, now_ms)?;
             Object::Report(r)
+        }
         Kind::Message => {
             let m = message::DirectMessage::decode(&env.body)?;
             m.validate(&env.author, now_ms)?;

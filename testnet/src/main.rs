@@ -494,6 +494,8 @@ async fn run(command: Scenario, json: bool) -> Result<()> {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 print!("{}", jangteo_testnet::spam::human(&r));
+            }
+        }
         Scenario::ChatBench { messages, stamps } => {
             let r = jangteo_testnet::chat_bench::run(jangteo_bin()?, messages, stamps).await?;
             if json {

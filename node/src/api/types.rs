@@ -1626,6 +1626,7 @@ pub enum EventView {
     Notification {
         /// The notification.
         notification: Box<NotificationView>,
+    },
     /// A direct message arrived and was stored (`GET /v1/conversations/{thread}` shows it).
     MessageReceived {
         /// Thread id.

@@ -36,8 +36,8 @@ pub use attestations::{AttestationRecord, AttestationWrite};
 pub use conversations::{ChatWrite, chat_key};
 pub use listings::{ListingHead, ListingWrite, StoredListing};
 pub use mailbox::{HOLDERS_MAX, MailboxItem, MailboxLimits, MailboxUsage, Quota};
-pub use reports::{MODERATORS_MAX, REPORTS_READ_MAX, ReportRecord, ReportWrite};
 pub use notifications::{Alert, NOTIFICATIONS_MAX, NOTIFICATIONS_PRUNED_TO};
+pub use reports::{MODERATORS_MAX, REPORTS_READ_MAX, ReportRecord, ReportWrite};
 pub use trades::{DeliveryWrite, ProofWrite, Reservation, TradeStep};
 
 const CF_OBJECTS: &str = "objects";

@@ -123,14 +123,13 @@ pub struct Trades {
     detached: Arc<std::sync::Mutex<VecDeque<(ObjectId, ChainMessage, Instant)>>>,
     /// Items collected for this node from relay mailboxes since it started.
     collected: Arc<std::sync::atomic::AtomicU64>,
-}
-
-/// Most queued deliveries [`Trades::held_on_relays`] reads.
-pub const HELD_SCAN_MAX: usize = 10_000;
     /// Where mailbox items that are direct messages or receipts go (the conversations
     /// service), once it is running.
     direct_mail: Arc<std::sync::OnceLock<mpsc::Sender<DirectMail>>>,
 }
+
+/// Most queued deliveries [`Trades::held_on_relays`] reads.
+pub const HELD_SCAN_MAX: usize = 10_000;
 
 /// A direct message or receipt found in a relay mailbox, for the conversations service: the
 /// envelope bytes, and where to say it was handled (then the item is acknowledged).
