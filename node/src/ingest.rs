@@ -257,15 +257,6 @@ fn store_verified(
                 kind.name()
             )),
         ))),
-        Object::Attestation(a) => Ok(if store.put_attestation(&signed, &a, durable)? {
-            Ingested::Stored {
-                id: signed.id(),
-                kind,
-                listing: None,
-            }
-        } else {
-            Ingested::Ignored("an attestation that supersedes it is held")
-        }),
         Object::Equivocation(e) => {
             let facts = e.1;
             Ok(

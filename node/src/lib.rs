@@ -290,14 +290,14 @@ fn open_store(dir: &Path) -> Result<Store, NodeError> {
 struct StoreKad(Arc<Store>);
 
 impl net::kad_store::KadBacking for StoreKad {
-    fn load(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn load(&self) -> Vec<net::kad_store::Entry> {
         self.0.kad_entries().unwrap_or_else(|e| {
             tracing::warn!(error = %e, "reading the DHT's records; starting without them");
             Vec::new()
         })
     }
 
-    fn write(&self, puts: &[(Vec<u8>, Vec<u8>)], deletes: &[Vec<u8>]) {
+    fn write(&self, puts: &[net::kad_store::Entry], deletes: &[Vec<u8>]) {
         if let Err(e) = self.0.kad_write(puts, deletes) {
             tracing::warn!(error = %e, "writing the DHT's records");
         }

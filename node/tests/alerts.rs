@@ -79,6 +79,7 @@ fn listing(n: u8, title: &str, description: &str, price: u64) -> Listing {
         images: vec![],
         location: None,
         moderators: vec![],
+        stamp: None,
     }
 }
 

@@ -259,7 +259,7 @@ async fn a_message_to_an_offline_seller_is_delivered_then_read_through_a_relay()
     let reason = asked.reason.clone().expect("why it is queued");
     assert!(reason.contains("mailbox of relay"), "{reason}");
     let v = buyer.conversations.view(&asked.thread).expect("view");
-    assert_eq!(v.messages[0].relays, [relay.peer_id.clone()]);
+    assert_eq!(v.messages[0].relays, std::slice::from_ref(&relay.peer_id));
     assert_eq!(relay.store.mailbox_stats().expect("stats").0, 1);
 
     // The seller comes back, takes the message from the relay, and answers its receipt.

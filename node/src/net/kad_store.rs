@@ -17,12 +17,15 @@ use libp2p::kad::{ProviderRecord, Record, RecordKey};
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
+/// One stored DHT entry: (key, value).
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// Where the DHT's entries are kept between runs.
 pub trait KadBacking: Send + Sync + std::fmt::Debug + 'static {
     /// Every entry held.
-    fn load(&self) -> Vec<(Vec<u8>, Vec<u8>)>;
+    fn load(&self) -> Vec<Entry>;
     /// Writes `puts` and deletes `deletes`, together.
-    fn write(&self, puts: &[(Vec<u8>, Vec<u8>)], deletes: &[Vec<u8>]);
+    fn write(&self, puts: &[Entry], deletes: &[Vec<u8>]);
 }
 
 #[derive(Serialize, Deserialize)]
@@ -265,7 +268,7 @@ mod tests {
     struct MemBacking(Mutex<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>);
 
     impl KadBacking for MemBacking {
-        fn load(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        fn load(&self) -> Vec<Entry> {
             self.0
                 .lock()
                 .expect("lock")
@@ -273,7 +276,7 @@ mod tests {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         }
-        fn write(&self, puts: &[(Vec<u8>, Vec<u8>)], deletes: &[Vec<u8>]) {
+        fn write(&self, puts: &[Entry], deletes: &[Vec<u8>]) {
             let mut m = self.0.lock().expect("lock");
             for k in deletes {
                 m.remove(k);

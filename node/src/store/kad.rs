@@ -8,9 +8,12 @@ use crate::error::StoreError;
 
 use super::{CF_KAD, Store};
 
+/// One DHT entry as stored: (key, value).
+pub type KadEntry = (Vec<u8>, Vec<u8>);
+
 impl Store {
     /// Every DHT entry held, as (key, value) pairs.
-    pub fn kad_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn kad_entries(&self) -> Result<Vec<KadEntry>, StoreError> {
         let mut out = Vec::new();
         for item in self.db.iterator_cf(self.cf(CF_KAD)?, IteratorMode::Start) {
             let (k, v) = item?;
@@ -21,11 +24,7 @@ impl Store {
 
     /// Writes and deletes DHT entries in one batch. Not synced: a DHT entry lost in a crash
     /// comes back with the next republication.
-    pub fn kad_write(
-        &self,
-        puts: &[(Vec<u8>, Vec<u8>)],
-        deletes: &[Vec<u8>],
-    ) -> Result<(), StoreError> {
+    pub fn kad_write(&self, puts: &[KadEntry], deletes: &[Vec<u8>]) -> Result<(), StoreError> {
         let cf = self.cf(CF_KAD)?;
         let mut batch = WriteBatch::default();
         for k in deletes {

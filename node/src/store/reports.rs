@@ -334,6 +334,7 @@ mod tests {
             images: vec![],
             location: None,
             moderators: vec![],
+            stamp: None,
         };
         let id = l.id(&pk(1));
         let report = Report {
