@@ -121,6 +121,25 @@ async fn a_question_and_its_answer_with_delivered_and_read_receipts() {
     )
     .await
     .expect("the seller is told");
+    // The message raised a notification, stored in the message's own batch.
+    let (notes, unread) = seller
+        .store
+        .notifications(false, 10)
+        .expect("notifications");
+    let note = notes
+        .iter()
+        .find(|n| n.kind == jangteo_node::api::types::NotificationKind::Message)
+        .expect("a message notification");
+    assert_eq!(note.thread.as_deref(), Some(asked.thread.as_str()));
+    assert_eq!(note.message.as_deref(), Some(asked.message.as_str()));
+    assert_eq!(note.peer.as_deref(), Some(buyer.peer_id.as_str()));
+    assert!(unread >= 1);
+    let (mine, _) = buyer.store.notifications(false, 10).expect("notifications");
+    assert!(
+        mine.iter()
+            .all(|n| n.kind != jangteo_node::api::types::NotificationKind::Message),
+        "my own message notifies nobody but the recipient"
+    );
     let inbox = seller.conversations.inbox().expect("inbox");
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0].thread, asked.thread, "both sides name one thread");

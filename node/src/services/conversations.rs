@@ -882,13 +882,29 @@ impl Conversations {
                     }),
                 );
             }
-            self.store.commit_chat(&w, true)?;
+            let preview: String = m.text.chars().take(80).collect();
+            let mut note = crate::api::types::NotificationView::new(
+                crate::api::types::NotificationKind::Message,
+                now,
+                format!("message from {}: {preview}", author.peer_id()),
+            );
+            note.thread = Some(thread.to_hex());
+            note.message = Some(id.to_hex());
+            note.peer = Some(author.peer_id());
+            note.listing = Some(m.listing.to_hex());
+            note.trade = m.trade.map(|t| t.to_hex());
+            let notes = self.store.commit_chat_notifying(&w, &[note], true)?;
             tracing::info!(thread = %thread, message = %id, from = %author.peer_id(), "direct message");
             let _ = self.events.send(NodeEvent::MessageReceived {
                 thread: thread.to_hex(),
                 message: id.to_hex(),
                 from: author.peer_id(),
             });
+            for n in notes {
+                let _ = self.events.send(NodeEvent::Notification {
+                    notification: Box::new(n),
+                });
+            }
         }
         if from_mailbox {
             let this = self.clone();

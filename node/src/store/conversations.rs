@@ -83,6 +83,29 @@ impl Store {
         self.write(batch, durable)
     }
 
+    /// Writes `w` and the notifications `notes` in one batch (a message and the
+    /// notification it raises are stored together or not at all). Returns the notifications
+    /// as numbered.
+    pub fn commit_chat_notifying(
+        &self,
+        w: &ChatWrite,
+        notes: &[crate::api::types::NotificationView],
+        durable: bool,
+    ) -> Result<Vec<crate::api::types::NotificationView>, StoreError> {
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        let cf = self.cf(CF_CONVERSATIONS)?;
+        let mut batch = WriteBatch::default();
+        for (k, v) in &w.ops {
+            match v {
+                Some(v) => batch.put_cf(cf, k, v),
+                None => batch.delete_cf(cf, k),
+            }
+        }
+        let out = self.stage_notifications(&mut batch, notes)?;
+        self.write(batch, durable)?;
+        Ok(out)
+    }
+
     /// One value of the conversations column family.
     pub fn chat_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db.get_cf(self.cf(CF_CONVERSATIONS)?, key)?)
