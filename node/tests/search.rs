@@ -224,7 +224,10 @@ fn new_versions_replace_old_ones_and_closed_listings_leave_results() {
     let mut l = listing(1, "vintage camera", 200_000);
     m.put(1, &l);
     assert_eq!(m.text("camera").len(), 1);
+    // Versions of one listing are at least 10 s apart (SPEC §3.1).
+    let step = jangteo_protocol::limits::LISTING_VERSION_INTERVAL_MS;
     l.seq = 2;
+    l.updated_at += step;
     l.title = "vintage film camera".into();
     m.put(1, &l);
     assert_eq!(
@@ -234,6 +237,7 @@ fn new_versions_replace_old_ones_and_closed_listings_leave_results() {
     );
     assert_eq!(m.index.len(), 1);
     l.seq = 3;
+    l.updated_at += step;
     l.quantity = 0;
     m.put(1, &l);
     assert!(m.text("camera").is_empty(), "sold out");
