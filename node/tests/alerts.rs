@@ -371,8 +371,10 @@ fn one_alert_per_listing_ever_and_none_for_own_or_closed_listings() {
     let mut l = listing(1, "중고 자전거를 팝니다", "", 250_000);
     let (id, raised) = m.put(2, &l);
     assert!(raised.is_empty(), "{raised:?}");
+    // Versions of one listing are at least 10 s apart (SPEC §3.1).
+    let step = jangteo_protocol::limits::LISTING_VERSION_INTERVAL_MS;
     l.seq = 2;
-    l.updated_at += 1;
+    l.updated_at += step;
     l.price = 90_000;
     let (_, raised) = m.put(2, &l);
     assert_eq!(raised.len(), 1);
@@ -381,7 +383,7 @@ fn one_alert_per_listing_ever_and_none_for_own_or_closed_listings() {
     assert_eq!(raised[0].price, Some(90_000));
     // Another cut of the same listing: no second alert.
     l.seq = 3;
-    l.updated_at += 1;
+    l.updated_at += step;
     l.price = 80_000;
     assert!(m.put(2, &l).1.is_empty());
     // This node's own listing, and a sold-out one, raise none.
