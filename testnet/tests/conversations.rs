@@ -542,7 +542,14 @@ async fn a_blocked_key_cannot_write_or_offer_and_its_listings_are_hidden_after_a
             .map(|h| h.id)
             .collect::<Vec<_>>()
     };
-    assert!(search(&cluster.nodes[0]).contains(&buyers_listing));
+    // Held is not yet indexed: wait until a search finds it.
+    wait_for(WAIT, "the buyer's listing to be searchable", || async {
+        search(&cluster.nodes[0])
+            .contains(&buyers_listing)
+            .then_some(())
+    })
+    .await
+    .expect("indexed");
     let b = cluster.nodes[0]
         .conversations
         .block(&buyer_peer, true)
