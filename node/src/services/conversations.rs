@@ -33,7 +33,7 @@ use crate::api::types::{
 };
 use crate::clock::now_ms;
 use crate::error::StoreError;
-use crate::net::{Client, DmRequest, DmResponse, InboundDm, MailboxRequest, MailboxResponse};
+use crate::net::{Client, DmRequest, DmResponse, InboundDm};
 use crate::services::trades::{DirectMail, Trades};
 use crate::store::conversations::{CONTACT, INDEX, MESSAGE, OUTBOUND, THREAD};
 use crate::store::{ChatWrite, Store, chat_key};
@@ -1122,38 +1122,7 @@ impl Conversations {
     /// Seals one envelope to `to` and leaves it with every connected relay; returns the
     /// relays that took it, or the reasons they gave.
     async fn deposit(&self, to: &str, object: &[u8]) -> Result<Vec<String>, String> {
-        let key =
-            public_key_from_peer_id(to).ok_or_else(|| format!("{to} is not an ed25519 peer id"))?;
-        let mut eph = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut eph);
-        let sealed = jangteo_protocol::mailbox::seal(
-            &key,
-            eph,
-            &jangteo_protocol::mailbox::encode_bundle(&[object.to_vec()]),
-        )
-        .map_err(|e| e.to_string())?;
-        let relays = self.network.relays().await.map_err(|e| e.to_string())?;
-        let mut took = Vec::new();
-        let mut reasons = Vec::new();
-        for r in relays {
-            let req = MailboxRequest::Put {
-                to: ByteBuf::from(key.0.to_vec()),
-                sealed: ByteBuf::from(sealed.clone()),
-            };
-            match self.network.mailbox(r, req).await {
-                Ok(Ok(MailboxResponse::Stored)) => took.push(r.to_string()),
-                Ok(Ok(MailboxResponse::Refused(why))) => {
-                    reasons.push(format!("relay {r} refused: {why}"))
-                }
-                Ok(Ok(other)) => reasons.push(format!("relay {r} answered {other:?}")),
-                Ok(Err(e)) => reasons.push(format!("relay {r}: {e}")),
-                Err(e) => reasons.push(e.to_string()),
-            }
-        }
-        if took.is_empty() && !reasons.is_empty() {
-            return Err(reasons.join("; "));
-        }
-        Ok(took)
+        crate::services::mailbox::deposit(&self.network, to, &[object.to_vec()]).await
     }
 
     /// Sends what is due in the outbound queue, or everything addressed to `peer` (it just

@@ -187,3 +187,44 @@ pub fn serve(
         }
     }
 }
+
+/// Seals the objects `messages` (one bundle) to `to` and leaves it with every connected relay; returns the relays
+/// that took it, or the reason they gave.
+pub async fn deposit(
+    network: &crate::net::Client,
+    to: &str,
+    messages: &[Vec<u8>],
+) -> Result<Vec<String>, String> {
+    let key = jangteo_protocol::public_key_from_peer_id(to)
+        .ok_or_else(|| format!("{to} is not an ed25519 peer id"))?;
+    let mut eph = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut eph);
+    let sealed = jangteo_protocol::mailbox::seal(
+        &key,
+        eph,
+        &jangteo_protocol::mailbox::encode_bundle(messages),
+    )
+    .map_err(|e| e.to_string())?;
+    let relays = network.relays().await.map_err(|e| e.to_string())?;
+    let mut took = Vec::new();
+    let mut reasons = Vec::new();
+    for r in relays {
+        let req = MailboxRequest::Put {
+            to: ByteBuf::from(key.0.to_vec()),
+            sealed: ByteBuf::from(sealed.clone()),
+        };
+        match network.mailbox(r, req).await {
+            Ok(Ok(MailboxResponse::Stored)) => took.push(r.to_string()),
+            Ok(Ok(MailboxResponse::Refused(why))) => {
+                reasons.push(format!("relay {r} refused: {why}"))
+            }
+            Ok(Ok(other)) => reasons.push(format!("relay {r} answered {other:?}")),
+            Ok(Err(e)) => reasons.push(format!("relay {r}: {e}")),
+            Err(e) => reasons.push(e.to_string()),
+        }
+    }
+    if took.is_empty() && !reasons.is_empty() {
+        return Err(reasons.join("; "));
+    }
+    Ok(took)
+}

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use jangteo_protocol::{Kind, ObjectId, SignedObject, public_key_from_peer_id};
+use jangteo_protocol::{Kind, ObjectId, SignedObject};
 use libp2p::PeerId;
 use serde_bytes::ByteBuf;
 
@@ -210,38 +210,7 @@ impl Trades {
         to: &str,
         messages: &[Vec<u8>],
     ) -> Result<Vec<String>, String> {
-        let key =
-            public_key_from_peer_id(to).ok_or_else(|| format!("{to} is not an ed25519 peer id"))?;
-        let mut eph = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut eph);
-        let sealed = jangteo_protocol::mailbox::seal(
-            &key,
-            eph,
-            &jangteo_protocol::mailbox::encode_bundle(messages),
-        )
-        .map_err(|e| e.to_string())?;
-        let relays = self.network.relays().await.map_err(|e| e.to_string())?;
-        let mut took = Vec::new();
-        let mut reasons = Vec::new();
-        for r in relays {
-            let req = MailboxRequest::Put {
-                to: ByteBuf::from(key.0.to_vec()),
-                sealed: ByteBuf::from(sealed.clone()),
-            };
-            match self.network.mailbox(r, req).await {
-                Ok(Ok(MailboxResponse::Stored)) => took.push(r.to_string()),
-                Ok(Ok(MailboxResponse::Refused(why))) => {
-                    reasons.push(format!("relay {r} refused: {why}"))
-                }
-                Ok(Ok(other)) => reasons.push(format!("relay {r} answered {other:?}")),
-                Ok(Err(e)) => reasons.push(format!("relay {r}: {e}")),
-                Err(e) => reasons.push(e.to_string()),
-            }
-        }
-        if took.is_empty() && !reasons.is_empty() {
-            return Err(reasons.join("; "));
-        }
-        Ok(took)
+        crate::services::mailbox::deposit(&self.network, to, messages).await
     }
 
     /// Collects what waits for this node on the connected relays, applies it, acknowledges
