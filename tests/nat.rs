@@ -175,3 +175,147 @@ fn a_listing_with_photos_stays_reachable_after_its_seller_behind_nat_goes_offlin
     );
     assert_eq!(json_as::<StatusView>(&r_dir, &["status"]).mailbox.items, 1);
 }
+
+/// Issue 16 part 3, behind real NAT: a relay on the public bridge and two home nodes, each in
+/// its own network namespace behind its own NAT router (nftables masquerade, nothing let in
+/// unasked). Both learn they are private (AutoNAT) and reserve on the relay; the buyer's offer
+/// reaches the seller over a circuit, DCUtR upgrades it to a direct connection through both
+/// NATs, and the trade goes on. Needs root, iproute2 and nftables (`.ci/deps` installs
+/// nftables): where namespaces cannot be made, the test fails saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_behind_real_nat_punch_a_hole_and_trade_directly() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use jangteo_node::api::types::{HolePunchOutcome, NewOffer, TradeAction, TradeActionName};
+    use jangteo_testnet::holepunch::{follow_events, outcome_about, wait_reserved};
+    use jangteo_testnet::netns::{self, Netem};
+    use jangteo_testnet::procs::ProcNet;
+
+    if let Err(why) = netns::nat_available() {
+        panic!(
+            "this test needs network namespaces and nftables (run it as root with iproute2 \
+             and the nftables package; .ci/deps installs it): {why}"
+        );
+    }
+    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_jangteo"));
+    let netem = Netem {
+        delay_ms: 0,
+        loss_pct: 0.0,
+    };
+    let mut net = ProcNet::with_netns(bin, Some(netem)).expect("namespaces");
+    net.add_with(&[], &["--relay"]).await.expect("relay");
+    let relay = vec![net.nodes[0].addr.clone()];
+    let seller = net.add_behind_nat(&relay, &[]).await.expect("seller");
+    let buyer = net.add_behind_nat(&relay, &[]).await.expect("buyer");
+    let (s_api, b_api) = (
+        net.nodes[seller].api().expect("api").clone(),
+        net.nodes[buyer].api().expect("api").clone(),
+    );
+    let (s_seen, b_seen) = (Arc::default(), Arc::default());
+    let followers = [
+        follow_events(&s_api, Arc::clone(&s_seen))
+            .await
+            .expect("events"),
+        follow_events(&b_api, Arc::clone(&b_seen))
+            .await
+            .expect("events"),
+    ];
+    // Each home node listens on its private LAN address only, behind a router of its own.
+    for i in [seller, buyer] {
+        assert!(net.nodes[i].addr.starts_with("/ip4/10."), "{}", net.nodes[i].addr);
+        assert!(net.router_name(i).is_some(), "node {i} has no router");
+    }
+    wait_reserved(&s_api, "the seller").await.expect("seller reserved");
+    wait_reserved(&b_api, "the buyer").await.expect("buyer reserved");
+
+    let listing = s_api
+        .post_listing("NAT 너머 자전거", 120_000, 1)
+        .await
+        .expect("post");
+    jangteo_testnet::wait_for(Duration::from_secs(60), "the listing at the buyer", || async {
+        b_api.has_listing(&listing).await.ok()?.then_some(())
+    })
+    .await
+    .expect("listing");
+    let trade = b_api
+        .offer(&NewOffer {
+            listing,
+            ..NewOffer::default()
+        })
+        .await
+        .expect("offer")
+        .id;
+    let (s_peer, b_peer) = (
+        net.nodes[seller].peer_id.clone(),
+        net.nodes[buyer].peer_id.clone(),
+    );
+    let (at_seller, at_buyer) = jangteo_testnet::wait_for(
+        Duration::from_secs(60),
+        "hole punching to end",
+        || async {
+            let at_seller = outcome_about(&s_seen, &b_peer);
+            let at_buyer = outcome_about(&b_seen, &s_peer);
+            (at_seller.1.is_some() || at_buyer.1.is_some()).then_some((at_seller, at_buyer))
+        },
+    )
+    .await
+    .expect("a hole punching outcome");
+    assert!(at_seller.0 || at_buyer.0, "the connection was not relayed first");
+    let direct = [&at_seller, &at_buyer]
+        .iter()
+        .find_map(|o| o.1.clone().filter(|p| p.0 == HolePunchOutcome::Direct));
+    let Some((_, ms, _)) = direct else {
+        panic!("hole punching failed: seller saw {at_seller:?}, buyer saw {at_buyer:?}");
+    };
+    println!("hole punched through two NATs in {ms:?} ms");
+
+    // The buyer now holds a connection to the seller that is not through the relay: its
+    // address is the seller's router's public address.
+    let peers = b_api.peers().await.expect("peers");
+    let to_seller = peers
+        .iter()
+        .find(|p| p.peer_id == s_peer)
+        .expect("connected to the seller");
+    assert!(
+        to_seller.addrs.iter().any(|a| !a.contains("/p2p-circuit")),
+        "no direct connection to the seller: {to_seller:?}"
+    );
+
+    // The trade flows.
+    jangteo_testnet::wait_for(Duration::from_secs(30), "the offer at the seller", || async {
+        s_api.trade(&trade).await.ok()?.map(|_| ())
+    })
+    .await
+    .expect("offer delivered");
+    s_api
+        .act(&trade, TradeActionName::Accept, &TradeAction::default())
+        .await
+        .expect("accept");
+    jangteo_testnet::wait_for(Duration::from_secs(30), "the accept at the buyer", || async {
+        let v = b_api.trade(&trade).await.ok()??;
+        (v.state == jangteo_node::api::types::TradeStateName::Accepted).then_some(())
+    })
+    .await
+    .expect("accepted at the buyer");
+
+    for f in followers {
+        f.abort();
+    }
+    let names: Vec<String> = [seller, buyer]
+        .into_iter()
+        .filter_map(|i| net.router_name(i))
+        .collect();
+    net.shutdown().await.expect("shutdown");
+    let left = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip");
+    let left = String::from_utf8_lossy(&left.stdout);
+    for name in names {
+        assert!(
+            !left.lines().any(|l| l.split_whitespace().next() == Some(&name)),
+            "router namespace {name} left behind"
+        );
+    }
+}

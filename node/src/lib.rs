@@ -113,6 +113,24 @@ pub enum NodeEvent {
         /// Its peer id.
         peer: String,
     },
+    /// A peer was first reached over a relayed connection (a circuit through a relay, as
+    /// between two nodes behind NAT); DCUtR now tries to upgrade it.
+    RelayedConnection {
+        /// Its peer id.
+        peer: String,
+    },
+    /// DCUtR's attempt to upgrade a relayed connection to a direct one (hole punching)
+    /// ended.
+    HolePunch {
+        /// The other peer's id.
+        peer: String,
+        /// Whether a direct connection now exists.
+        direct: bool,
+        /// Milliseconds since the relayed connection was established, when this node saw it.
+        ms: Option<u64>,
+        /// Why it failed.
+        error: Option<String>,
+    },
     /// The search index caught up with the store.
     Indexed {
         /// Listing entries applied.

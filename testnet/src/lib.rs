@@ -7,6 +7,7 @@
 pub mod abuse;
 pub mod chat_bench;
 pub mod flood;
+pub mod holepunch;
 pub mod ingest_bench;
 pub mod memory;
 pub mod netns;

@@ -228,6 +228,19 @@ enum Scenario {
         #[arg(long, default_value_t = 40)]
         stamps: usize,
     },
+    /// Hole punching: one relay and pairs of home nodes; in each pair an offer reaches the
+    /// seller over the relay and DCUtR tries to make the connection direct. Prints the share
+    /// of relayed connections upgraded to direct and the time to upgrade.
+    Holepunch {
+        /// Pairs of home nodes (each pair: one posts, the other offers).
+        #[arg(long, default_value_t = 5)]
+        pairs: usize,
+        /// Put each home node in its own network namespace behind its own NAT router
+        /// (nftables masquerade), the relay on the public bridge (needs root, iproute2 and
+        /// nftables). Without it the home nodes run on loopback with --no-listen.
+        #[arg(long)]
+        nat: bool,
+    },
     /// The web page of a node process with a market in its store: server time of the home
     /// and search pages, page weight, thumbnails (listings imported with `jangteo import`).
     WebBench {
@@ -343,6 +356,9 @@ fn use_netns(cli: &Cli) -> Result<()> {
     );
     if in_process {
         anyhow::bail!("--netns applies to the scenarios with node processes only");
+    }
+    if matches!(cli.command, Scenario::Holepunch { .. }) {
+        anyhow::bail!("holepunch makes its own namespaces: use its --nat instead of --netns");
     }
     if matches!(cli.command, Scenario::Abuse { .. } | Scenario::Spam { .. }) {
         anyhow::bail!("--netns does not apply to abuse and spam: they run on 127.0.0.1 only");
@@ -502,6 +518,14 @@ async fn run(command: Scenario, json: bool) -> Result<()> {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 print!("{}", jangteo_testnet::chat_bench::human(&r));
+            }
+        }
+        Scenario::Holepunch { pairs, nat } => {
+            let r = jangteo_testnet::holepunch::run(jangteo_bin()?, pairs, nat).await?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print!("{}", jangteo_testnet::holepunch::human(&r));
             }
         }
         Scenario::Memory { listings, seed } => {

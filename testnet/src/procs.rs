@@ -360,6 +360,8 @@ pub struct ProcNet {
     http: reqwest::Client,
     root: tempfile::TempDir,
     netns: Option<Netns>,
+    /// Nodes started behind their own NAT router ([`Self::add_behind_nat`]).
+    behind_nat: std::collections::HashSet<usize>,
 }
 
 impl ProcNet {
@@ -386,6 +388,7 @@ impl ProcNet {
                 .prefix("jangteo-testnet")
                 .tempdir()?,
             netns,
+            behind_nat: Default::default(),
         })
     }
 
@@ -449,6 +452,31 @@ impl ProcNet {
         Ok(i)
     }
 
+    /// Starts one more node in its own namespace behind its own NAT router
+    /// ([`Netns::home`]), dialing `bootstrap`, with `extra` arguments to `jangteo node`;
+    /// returns its index. Needs a network made with namespaces.
+    pub async fn add_behind_nat(&mut self, bootstrap: &[String], extra: &[&str]) -> Result<usize> {
+        if self.netns.is_none() {
+            bail!("a node behind NAT needs a network with namespaces (--nat)");
+        }
+        let i = self.nodes.len();
+        self.behind_nat.insert(i);
+        self.nodes.push(ProcNode {
+            dir: self.root.path().join(format!("node{i:02}")),
+            peer_id: String::new(),
+            addr: String::new(),
+            child: None,
+            api: None,
+        });
+        self.launch(i, bootstrap, extra).await?;
+        Ok(i)
+    }
+
+    /// The router namespace of node `i` when it runs behind NAT.
+    pub fn router_name(&self, i: usize) -> Option<String> {
+        self.netns.as_ref()?.router_name(i)
+    }
+
     /// Starts one more node dialing `bootstrap`; returns its index.
     pub async fn add(&mut self, bootstrap: &[String]) -> Result<usize> {
         let i = self.nodes.len();
@@ -476,7 +504,11 @@ impl ProcNet {
             .open(node.dir.with_extension("log"))?;
         let (mut cmd, ip) = match self.netns.as_mut() {
             Some(ns) => {
-                let (name, ip) = ns.node(i)?;
+                let (name, ip) = if self.behind_nat.contains(&i) {
+                    ns.home(i)?
+                } else {
+                    ns.node(i)?
+                };
                 // `ip netns exec` execs the program: the child's pid is the node's.
                 let mut cmd = Command::new("ip");
                 cmd.args(["netns", "exec", &name]).arg(&self.bin);

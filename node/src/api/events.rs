@@ -29,7 +29,7 @@ use crate::api::error::{ApiError, ApiQuery};
 #[allow(unused_imports)]
 use crate::api::types::ErrorBody;
 use crate::api::types::{
-    ErrorCode, EventKind, EventView, EventsQuery, SyncStatusName, TradeStateName,
+    ErrorCode, EventKind, EventView, EventsQuery, HolePunchOutcome, SyncStatusName, TradeStateName,
 };
 
 /// Streams open at once, all routes together; one more is refused with 503 `busy`.
@@ -260,6 +260,22 @@ pub fn view(ev: NodeEvent) -> EventView {
         NodeEvent::PeerBanned { peer } => EventView::PeerBanned { peer },
         NodeEvent::RelayReserved { relay } => EventView::RelayReserved { relay },
         NodeEvent::RelayConnected { peer } => EventView::RelayConnected { peer },
+        NodeEvent::RelayedConnection { peer } => EventView::RelayedConnection { peer },
+        NodeEvent::HolePunch {
+            peer,
+            direct,
+            ms,
+            error,
+        } => EventView::HolePunch {
+            peer,
+            outcome: if direct {
+                HolePunchOutcome::Direct
+            } else {
+                HolePunchOutcome::Failed
+            },
+            ms,
+            error,
+        },
         NodeEvent::Indexed { count } => EventView::Indexed {
             count: count as u64,
         },
@@ -329,7 +345,9 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
 /// `failed`), `sync_progress` (`status`, `in_progress`, `to_fetch`, `peers_reconciled`: at
 /// most one a second while catching up), `synced` (`peer`), `indexed` (`count`),
 /// `peer_connected` (`peer`), `peer_banned` (`peer`), `relay_reserved` (`relay`),
-/// `relay_connected` (`peer`), `notification` (`notification`: one `NotificationView`, as
+/// `relay_connected` (`peer`), `relayed_connection` (`peer`: first reached through a relay),
+/// `hole_punch` (`peer`, `outcome`: `direct` or `failed`, `ms` since the relayed connection,
+/// `error`), `notification` (`notification`: one `NotificationView`, as
 /// `GET /v1/notifications` lists it; `jangteo watch` reads these).
 ///
 /// `kinds=trade_updated,delivery` sends only those kinds (`subscribed` and `lagged` always).

@@ -1453,6 +1453,10 @@ pub enum EventKind {
     RelayReserved,
     /// A relay that holds mailboxes connected.
     RelayConnected,
+    /// A peer was first reached over a relayed connection (both behind NAT, say).
+    RelayedConnection,
+    /// Hole punching (DCUtR) of a relayed connection ended: direct, or failed.
+    HolePunch,
     /// A notification was raised (it is in `GET /v1/notifications` too).
     Notification,
     /// A direct message arrived.
@@ -1463,7 +1467,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 15] = [
+    pub const ALL: [EventKind; 17] = [
         EventKind::Subscribed,
         EventKind::Lagged,
         EventKind::ListingStored,
@@ -1476,6 +1480,8 @@ impl EventKind {
         EventKind::PeerBanned,
         EventKind::RelayReserved,
         EventKind::RelayConnected,
+        EventKind::RelayedConnection,
+        EventKind::HolePunch,
         EventKind::Notification,
         EventKind::MessageReceived,
         EventKind::MessageStatus,
@@ -1496,6 +1502,8 @@ impl EventKind {
             EventKind::PeerBanned => "peer_banned",
             EventKind::RelayReserved => "relay_reserved",
             EventKind::RelayConnected => "relay_connected",
+            EventKind::RelayedConnection => "relayed_connection",
+            EventKind::HolePunch => "hole_punch",
             EventKind::Notification => "notification",
             EventKind::MessageReceived => "message_received",
             EventKind::MessageStatus => "message_status",
@@ -1506,6 +1514,16 @@ impl EventKind {
     pub fn from_name(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
+}
+
+/// How hole punching of a relayed connection ended.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HolePunchOutcome {
+    /// A direct connection to the peer was established.
+    Direct,
+    /// Every attempt failed: the connection stays relayed.
+    Failed,
 }
 
 /// Where catch-up sync stands, in one word.
@@ -1622,6 +1640,26 @@ pub enum EventView {
         /// Its peer id.
         peer: String,
     },
+    /// A peer was first reached over a relayed connection (a circuit through a relay, as
+    /// between two nodes behind NAT); hole punching (DCUtR) now tries to make it direct.
+    RelayedConnection {
+        /// Its peer id.
+        peer: String,
+    },
+    /// Hole punching (DCUtR) of a relayed connection ended.
+    HolePunch {
+        /// The other peer's id.
+        peer: String,
+        /// `direct`: a direct connection now exists; `failed`: the connection stays relayed.
+        outcome: HolePunchOutcome,
+        /// Milliseconds from the relayed connection to this outcome (absent when this node
+        /// did not see the relayed connection start).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ms: Option<u64>,
+        /// Why it failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// A notification was raised and stored (`GET /v1/notifications` lists it too).
     Notification {
         /// The notification.
@@ -1666,6 +1704,8 @@ impl EventView {
             EventView::PeerBanned { .. } => EventKind::PeerBanned,
             EventView::RelayReserved { .. } => EventKind::RelayReserved,
             EventView::RelayConnected { .. } => EventKind::RelayConnected,
+            EventView::RelayedConnection { .. } => EventKind::RelayedConnection,
+            EventView::HolePunch { .. } => EventKind::HolePunch,
             EventView::Notification { .. } => EventKind::Notification,
             EventView::MessageReceived { .. } => EventKind::MessageReceived,
             EventView::MessageStatus { .. } => EventKind::MessageStatus,

@@ -1,5 +1,5 @@
 //! The composed [`Behaviour`] of a node: connection limits, block list, relay server on
-//! relays, AutoNAT, DCUtR, gossipsub with application validation, Kademlia under our own
+//! relays, AutoNAT (v1 and v2, client and server), DCUtR, gossipsub with application validation, Kademlia under our own
 //! protocol name, identify, ping, mDNS, and one request-response behaviour per protocol with
 //! its size caps. Only construction and the settings live here; the event loop drives it.
 
@@ -44,6 +44,11 @@ pub struct Behaviour {
     pub(super) relay_client: libp2p::relay::client::Behaviour,
     pub(super) relay_server: Toggle<libp2p::relay::Behaviour>,
     pub(super) autonat: libp2p::autonat::Behaviour,
+    /// AutoNAT v2's client: asks peers to dial each candidate address back on a fresh port
+    /// and confirms the ones that answer (v1 above stays for peers that only speak v1).
+    pub(super) autonat_v2: libp2p::autonat::v2::client::Behaviour,
+    /// AutoNAT v2's server: dials others' candidate addresses back for them.
+    pub(super) autonat_v2_server: libp2p::autonat::v2::server::Behaviour,
     pub(super) dcutr: libp2p::dcutr::Behaviour,
     pub(super) gossipsub: gossipsub::Behaviour,
     pub(super) kad: kad::Behaviour<super::kad_store::PersistentStore>,
@@ -205,6 +210,9 @@ pub(super) fn behaviour(
         relay_client,
         relay_server: relay.then(|| relay_server(peer_id)).into(),
         autonat: autonat(peer_id),
+        // Its defaults: a candidate tested every 5 s, at most 10 candidates.
+        autonat_v2: Default::default(),
+        autonat_v2_server: Default::default(),
         dcutr: libp2p::dcutr::Behaviour::new(peer_id),
         limits,
         gossipsub: gossipsub_behaviour(&config.shards())?,

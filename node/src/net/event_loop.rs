@@ -128,6 +128,9 @@ pub struct EventLoop {
     local_peer_id: PeerId,
     /// Prometheus metrics, when the operator asked for them.
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Peers first reached over a relayed connection whose hole punching has not ended,
+    /// with when that connection was established (at most one per connected peer).
+    relayed_since: HashMap<PeerId, Instant>,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -172,6 +175,7 @@ impl EventLoop {
             kind_topics,
             shards: config.shards(),
             metrics: config.metrics.clone(),
+            relayed_since: HashMap::new(),
         }
     }
 
@@ -443,6 +447,7 @@ impl EventLoop {
                 connection_id,
                 endpoint.get_remote_address().clone(),
                 num_established.get(),
+                endpoint.is_relayed(),
             ),
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -505,19 +510,46 @@ impl EventLoop {
                     });
                 }
             }
-            BehaviourEvent::Dcutr(ev) => match ev.result {
-                Ok(_) => {
-                    tracing::info!(peer = %ev.remote_peer_id, "direct connection by hole punching")
-                }
-                Err(e) => {
-                    tracing::debug!(peer = %ev.remote_peer_id, error = %e, "hole punching failed; staying relayed")
-                }
-            },
+            BehaviourEvent::AutonatV2(ev) => self.relays.on_autonat_v2(&mut self.swarm, &ev),
+            BehaviourEvent::Dcutr(ev) => self.on_hole_punch(ev),
             _ => {}
         }
     }
 
-    fn on_connected(&mut self, peer: PeerId, conn: ConnectionId, addr: Multiaddr, count: u32) {
+    /// DCUtR's outcome for a relayed connection: logged and sent as an event with the time
+    /// since the relayed connection was established.
+    fn on_hole_punch(&mut self, ev: libp2p::dcutr::Event) {
+        let peer = ev.remote_peer_id;
+        let ms = self
+            .relayed_since
+            .remove(&peer)
+            .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX));
+        let error = match ev.result {
+            Ok(_) => {
+                tracing::info!(peer = %peer, ms, "direct connection by hole punching");
+                None
+            }
+            Err(e) => {
+                tracing::info!(peer = %peer, ms, error = %e, "hole punching failed; staying relayed");
+                Some(e.to_string())
+            }
+        };
+        let _ = self.events.send(NodeEvent::HolePunch {
+            peer: peer.to_string(),
+            direct: error.is_none(),
+            ms,
+            error,
+        });
+    }
+
+    fn on_connected(
+        &mut self,
+        peer: PeerId,
+        conn: ConnectionId,
+        addr: Multiaddr,
+        count: u32,
+        relayed: bool,
+    ) {
         if !self.peers.admit(conn, connection_ip(&addr)) {
             tracing::warn!(peer = %peer, addr = %addr, "too many connections from one address; closing");
             self.swarm.close_connection(conn);
@@ -534,10 +566,16 @@ impl EventLoop {
             m.peers.set(self.connected.len() as i64);
         }
         if count == 1 {
-            tracing::info!(peer = %peer, "peer connected");
+            tracing::info!(peer = %peer, relayed, "peer connected");
             let _ = self.events.send(NodeEvent::PeerConnected {
                 peer: peer.to_string(),
             });
+            if relayed {
+                self.relayed_since.insert(peer, Instant::now());
+                let _ = self.events.send(NodeEvent::RelayedConnection {
+                    peer: peer.to_string(),
+                });
+            }
         }
     }
 
@@ -548,6 +586,7 @@ impl EventLoop {
         }
         self.connected.remove(&peer);
         self.origins.remove(&peer);
+        self.relayed_since.remove(&peer);
         if self.sync_peers.remove(&peer) {
             self.routes.sync_peers.post(SyncPeerEvent::Gone(peer));
         }

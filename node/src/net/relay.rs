@@ -140,6 +140,39 @@ impl Relays {
             }
             libp2p::autonat::NatStatus::Unknown => Reachability::Unknown,
         };
+        self.set_reachability(swarm, now);
+    }
+
+    /// An AutoNAT v2 test of one of our candidate addresses: a server dialed it back on a
+    /// fresh port (we are reachable there: libp2p has confirmed it as an external address),
+    /// or could not. A failed test makes us private only while no address is confirmed.
+    pub(super) fn on_autonat_v2(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        event: &libp2p::autonat::v2::client::Event,
+    ) {
+        let now = match &event.result {
+            Ok(()) => {
+                if self.reachability != Reachability::Public {
+                    tracing::info!(addr = %event.tested_addr, server = %event.server, "reachable directly (AutoNAT v2)");
+                }
+                Reachability::Public
+            }
+            Err(e) => {
+                tracing::debug!(addr = %event.tested_addr, server = %event.server, error = %e, "not reachable at this address (AutoNAT v2)");
+                if swarm.external_addresses().next().is_some() {
+                    return;
+                }
+                if self.reachability != Reachability::Private {
+                    tracing::info!("not reachable directly (AutoNAT v2); using relays");
+                }
+                Reachability::Private
+            }
+        };
+        self.set_reachability(swarm, now);
+    }
+
+    fn set_reachability(&mut self, swarm: &mut Swarm<Behaviour>, now: Reachability) {
         // A node that listens nowhere stays private whatever probes say.
         if swarm.listeners().any(|a| relay_of(a).is_none()) {
             self.reachability = now;

@@ -69,7 +69,7 @@ function liveRule(path) {
   }
   if (path === "/trades" || path === "/mine") return [["trade_updated", "delivery"], () => true];
   if (path === "/" || path === "/search") return [["listing_stored", "sync_progress", "synced", "peer_connected"], () => true];
-  if (path === "/network") return [["peer_connected", "peer_banned", "synced", "sync_progress", "relay_reserved", "relay_connected"], () => true];
+  if (path === "/network") return [["peer_connected", "peer_banned", "synced", "sync_progress", "relay_reserved", "relay_connected", "relayed_connection", "hole_punch"], () => true];
   return null;
 }
 
