@@ -223,19 +223,29 @@ async fn two_nodes_behind_real_nat_punch_a_hole_and_trade_directly() {
     ];
     // Each home node listens on its private LAN address only, behind a router of its own.
     for i in [seller, buyer] {
-        assert!(net.nodes[i].addr.starts_with("/ip4/10."), "{}", net.nodes[i].addr);
+        assert!(
+            net.nodes[i].addr.starts_with("/ip4/10."),
+            "{}",
+            net.nodes[i].addr
+        );
         assert!(net.router_name(i).is_some(), "node {i} has no router");
     }
-    wait_reserved(&s_api, "the seller").await.expect("seller reserved");
-    wait_reserved(&b_api, "the buyer").await.expect("buyer reserved");
+    wait_reserved(&s_api, "the seller")
+        .await
+        .expect("seller reserved");
+    wait_reserved(&b_api, "the buyer")
+        .await
+        .expect("buyer reserved");
 
     let listing = s_api
         .post_listing("NAT 너머 자전거", 120_000, 1)
         .await
         .expect("post");
-    jangteo_testnet::wait_for(Duration::from_secs(60), "the listing at the buyer", || async {
-        b_api.has_listing(&listing).await.ok()?.then_some(())
-    })
+    jangteo_testnet::wait_for(
+        Duration::from_secs(60),
+        "the listing at the buyer",
+        || async { b_api.has_listing(&listing).await.ok()?.then_some(()) },
+    )
     .await
     .expect("listing");
     let trade = b_api
@@ -250,18 +260,18 @@ async fn two_nodes_behind_real_nat_punch_a_hole_and_trade_directly() {
         net.nodes[seller].peer_id.clone(),
         net.nodes[buyer].peer_id.clone(),
     );
-    let (at_seller, at_buyer) = jangteo_testnet::wait_for(
-        Duration::from_secs(60),
-        "hole punching to end",
-        || async {
+    let (at_seller, at_buyer) =
+        jangteo_testnet::wait_for(Duration::from_secs(60), "hole punching to end", || async {
             let at_seller = outcome_about(&s_seen, &b_peer);
             let at_buyer = outcome_about(&b_seen, &s_peer);
             (at_seller.1.is_some() || at_buyer.1.is_some()).then_some((at_seller, at_buyer))
-        },
-    )
-    .await
-    .expect("a hole punching outcome");
-    assert!(at_seller.0 || at_buyer.0, "the connection was not relayed first");
+        })
+        .await
+        .expect("a hole punching outcome");
+    assert!(
+        at_seller.0 || at_buyer.0,
+        "the connection was not relayed first"
+    );
     let direct = [&at_seller, &at_buyer]
         .iter()
         .find_map(|o| o.1.clone().filter(|p| p.0 == HolePunchOutcome::Direct));
@@ -283,19 +293,25 @@ async fn two_nodes_behind_real_nat_punch_a_hole_and_trade_directly() {
     );
 
     // The trade flows.
-    jangteo_testnet::wait_for(Duration::from_secs(30), "the offer at the seller", || async {
-        s_api.trade(&trade).await.ok()?.map(|_| ())
-    })
+    jangteo_testnet::wait_for(
+        Duration::from_secs(30),
+        "the offer at the seller",
+        || async { s_api.trade(&trade).await.ok()?.map(|_| ()) },
+    )
     .await
     .expect("offer delivered");
     s_api
         .act(&trade, TradeActionName::Accept, &TradeAction::default())
         .await
         .expect("accept");
-    jangteo_testnet::wait_for(Duration::from_secs(30), "the accept at the buyer", || async {
-        let v = b_api.trade(&trade).await.ok()??;
-        (v.state == jangteo_node::api::types::TradeStateName::Accepted).then_some(())
-    })
+    jangteo_testnet::wait_for(
+        Duration::from_secs(30),
+        "the accept at the buyer",
+        || async {
+            let v = b_api.trade(&trade).await.ok()??;
+            (v.state == jangteo_node::api::types::TradeStateName::Accepted).then_some(())
+        },
+    )
     .await
     .expect("accepted at the buyer");
 
@@ -314,7 +330,9 @@ async fn two_nodes_behind_real_nat_punch_a_hole_and_trade_directly() {
     let left = String::from_utf8_lossy(&left.stdout);
     for name in names {
         assert!(
-            !left.lines().any(|l| l.split_whitespace().next() == Some(&name)),
+            !left
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(&name)),
             "router namespace {name} left behind"
         );
     }

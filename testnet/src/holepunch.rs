@@ -114,7 +114,10 @@ pub async fn follow_events(api: &Api, seen: Seen) -> Result<JoinHandle<()>> {
 pub fn outcome_about(
     seen: &Seen,
     peer: &str,
-) -> (bool, Option<(HolePunchOutcome, Option<u64>, Option<String>)>) {
+) -> (
+    bool,
+    Option<(HolePunchOutcome, Option<u64>, Option<String>)>,
+) {
     let Ok(s) = seen.lock() else {
         return (false, None);
     };
@@ -152,8 +155,7 @@ pub async fn run(bin: PathBuf, pairs: usize, nat: bool) -> Result<HolepunchRepor
         bail!("--pairs must be at least 1");
     }
     if nat {
-        crate::netns::nat_available()
-            .map_err(|e| anyhow::anyhow!("--nat cannot run here: {e}"))?;
+        crate::netns::nat_available().map_err(|e| anyhow::anyhow!("--nat cannot run here: {e}"))?;
     }
     let netem = nat.then_some(Netem {
         delay_ms: 0,

@@ -319,7 +319,15 @@ impl Netns {
         run("ip", &["link", "set", &veth, "master", &self.bridge, "up"])?;
         run(
             "ip",
-            &["-n", r, "addr", "add", &format!("{public}/16"), "dev", "pub0"],
+            &[
+                "-n",
+                r,
+                "addr",
+                "add",
+                &format!("{public}/16"),
+                "dev",
+                "pub0",
+            ],
         )?;
         run("ip", &["-n", r, "link", "set", "pub0", "up"])?;
         run("ip", &["-n", r, "link", "set", "lo", "up"])?;
@@ -332,7 +340,15 @@ impl Netns {
         )?;
         run(
             "ip",
-            &["-n", r, "addr", "add", &format!("{gateway}/24"), "dev", "lan0"],
+            &[
+                "-n",
+                r,
+                "addr",
+                "add",
+                &format!("{gateway}/24"),
+                "dev",
+                "lan0",
+            ],
         )?;
         run("ip", &["-n", r, "link", "set", "lan0", "up"])?;
         run(
@@ -343,13 +359,19 @@ impl Netns {
         run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
         run(
             "ip",
-            &["-n", &ns, "route", "add", "default", "via", &gateway.to_string()],
+            &[
+                "-n",
+                &ns,
+                "route",
+                "add",
+                "default",
+                "via",
+                &gateway.to_string(),
+            ],
         )?;
         run(
             "ip",
-            &[
-                "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1",
-            ],
+            &["netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
         )?;
         let controller = Ipv4Addr::new(10, self.net, 0, 1);
         run_with_input(
