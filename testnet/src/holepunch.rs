@@ -109,15 +109,13 @@ pub async fn follow_events(api: &Api, seen: Seen) -> Result<JoinHandle<()>> {
     Ok(task)
 }
 
+/// How hole punching ended as one node saw it: outcome, ms since the relayed connection,
+/// error.
+pub type Punch = (HolePunchOutcome, Option<u64>, Option<String>);
+
 /// What one node saw about `peer`: whether the connection was relayed, and the first
 /// hole-punching outcome (direct or not, ms, error).
-pub fn outcome_about(
-    seen: &Seen,
-    peer: &str,
-) -> (
-    bool,
-    Option<(HolePunchOutcome, Option<u64>, Option<String>)>,
-) {
+pub fn outcome_about(seen: &Seen, peer: &str) -> (bool, Option<Punch>) {
     let Ok(s) = seen.lock() else {
         return (false, None);
     };
