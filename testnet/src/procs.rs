@@ -449,6 +449,22 @@ impl ProcNet {
         Ok(i)
     }
 
+    /// Starts one more node on the data directory `dir` (kept when the network is
+    /// dropped: a prepared market reused across runs), dialing `bootstrap`, with `extra`
+    /// arguments; returns its index.
+    pub async fn add_at(&mut self, dir: PathBuf, bootstrap: &[String], extra: &[&str]) -> Result<usize> {
+        let i = self.nodes.len();
+        self.nodes.push(ProcNode {
+            dir,
+            peer_id: String::new(),
+            addr: String::new(),
+            child: None,
+            api: None,
+        });
+        self.launch(i, bootstrap, extra).await?;
+        Ok(i)
+    }
+
     /// Starts one more node dialing `bootstrap`; returns its index.
     pub async fn add(&mut self, bootstrap: &[String]) -> Result<usize> {
         let i = self.nodes.len();
