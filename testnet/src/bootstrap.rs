@@ -91,8 +91,7 @@ pub async fn run(bin: PathBuf, listings: usize, seed: u64) -> Result<Value> {
     let want = listings as u64;
     let status = loop {
         let s = api.status().await?;
-        if s.sync.status == jangteo_node::api::types::SyncStatusName::CaughtUp
-            && s.listings >= want
+        if s.sync.status == jangteo_node::api::types::SyncStatusName::CaughtUp && s.listings >= want
         {
             break s;
         }

@@ -452,7 +452,12 @@ impl ProcNet {
     /// Starts one more node on the data directory `dir` (kept when the network is
     /// dropped: a prepared market reused across runs), dialing `bootstrap`, with `extra`
     /// arguments; returns its index.
-    pub async fn add_at(&mut self, dir: PathBuf, bootstrap: &[String], extra: &[&str]) -> Result<usize> {
+    pub async fn add_at(
+        &mut self,
+        dir: PathBuf,
+        bootstrap: &[String],
+        extra: &[&str],
+    ) -> Result<usize> {
         let i = self.nodes.len();
         self.nodes.push(ProcNode {
             dir,

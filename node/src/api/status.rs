@@ -11,8 +11,8 @@ use crate::api::error::ApiError;
 #[allow(unused_imports)]
 use crate::api::types::ErrorBody;
 use crate::api::types::{
-    CategorySyncView, IdView, MailboxStats, PeerView, Reachability, StatusView, SyncStatusName,
-    SyncView, TradeCounts, BulkView, BulkStateName,
+    BulkStateName, BulkView, CategorySyncView, IdView, MailboxStats, PeerView, Reachability,
+    StatusView, SyncStatusName, SyncView, TradeCounts,
 };
 
 pub(crate) fn routes() -> OpenApiRouter<ApiState> {

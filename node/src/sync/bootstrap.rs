@@ -345,7 +345,10 @@ mod tests {
         assert!(worth_bulk(0, 100_000));
         assert!(worth_bulk(0, BULK_MIN_MISSING));
         assert!(!worth_bulk(0, BULK_MIN_MISSING - 1), "small: reconcile");
-        assert!(!worth_bulk(60_000, 100_000), "holds most already: reconcile");
+        assert!(
+            !worth_bulk(60_000, 100_000),
+            "holds most already: reconcile"
+        );
         assert!(worth_bulk(40_000, 100_000));
         assert!(!worth_bulk(100_000, 100_000));
     }

@@ -185,9 +185,7 @@ pub fn serve(items: &ShardItems, request: BulkRequest) -> BulkResponse {
                 None => None,
                 Some(Some(item)) => Some(item),
                 Some(None) => {
-                    return BulkResponse::Refused(format!(
-                        "a cursor is {BULK_CURSOR_BYTES} bytes"
-                    ));
+                    return BulkResponse::Refused(format!("a cursor is {BULK_CURSOR_BYTES} bytes"));
                 }
             };
             page(items, &shard, after)
