@@ -962,7 +962,15 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let v = ApiClient::open(&dir)?.status().await?;
             print(json_out, &v, |v| {
                 let sy = &v.sync;
-                let sync = if sy.in_progress > 0 || sy.to_fetch > 0 {
+                let copying = sy.bulk.as_ref().filter(|b| {
+                    b.state == jangteo_node::api::types::BulkStateName::Running
+                });
+                let sync = if let Some(b) = copying {
+                    format!(
+                        "copying the market from one peer: {} of {} objects",
+                        b.received, b.advertised
+                    )
+                } else if sy.in_progress > 0 || sy.to_fetch > 0 {
                     format!(
                         "catching up: {} objects still to fetch, from {} peer(s)",
                         sy.to_fetch, sy.in_progress

@@ -369,7 +369,8 @@ fn spawn_protocol_services(
         events.clone(),
         inboxes.sync_info,
     );
-    let server = sync::server::SyncServer::new(items, client.clone());
+    let server = sync::server::SyncServer::new(items.clone(), client.clone());
+    let bulk = sync::bulk::BulkServer::new(items, client.clone());
     let mut tasks = vec![
         tokio::spawn(validator.clone().run(
             inboxes.gossip,
@@ -383,6 +384,7 @@ fn spawn_protocol_services(
         )),
         tokio::spawn(driver.run(inboxes.sync_peers, shutdown.clone())),
         tokio::spawn(server.run(inboxes.sync, shutdown.clone())),
+        tokio::spawn(bulk.run(inboxes.bulk, shutdown.clone())),
         tokio::spawn(blobs.clone().serve(inboxes.blobs, shutdown.clone())),
     ];
     if net_cfg.relay {

@@ -5,6 +5,7 @@
 //! that wait for events under a timeout. Process-based scenarios and reports build on it.
 
 pub mod abuse;
+pub mod bootstrap;
 pub mod chat_bench;
 pub mod flood;
 pub mod holepunch;

@@ -195,6 +195,17 @@ enum Scenario {
         #[arg(long, default_value_t = 2000)]
         post_every_ms: u64,
     },
+    /// A node with an empty store joins a market of N listings held by one relay: time
+    /// until it says caught up holding them all, bytes, peak RSS (the market is prepared
+    /// once and kept under ~/.cache/jangteo-markets, or $JANGTEO_MARKET_CACHE).
+    Bootstrap {
+        /// Listings in the relay's market.
+        #[arg(long, default_value_t = 100_000)]
+        listings: usize,
+        /// Seed of the generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// RSS of a node idle and with a market in its store; time from start to serving.
     Memory {
         /// Listings in the store.
@@ -527,6 +538,10 @@ async fn run(command: Scenario, json: bool) -> Result<()> {
             } else {
                 print!("{}", jangteo_testnet::holepunch::human(&r));
             }
+        }
+        Scenario::Bootstrap { listings, seed } => {
+            let r = jangteo_testnet::bootstrap::run(jangteo_bin()?, listings, seed).await?;
+            print(json, "bootstrap", &r);
         }
         Scenario::Memory { listings, seed } => {
             let r = jangteo_testnet::memory::run(jangteo_bin()?, listings, seed).await?;

@@ -472,6 +472,27 @@ impl ProcNet {
         Ok(i)
     }
 
+    /// Starts one more node on the data directory `dir` (kept when the network is
+    /// dropped: a prepared market reused across runs), dialing `bootstrap`, with `extra`
+    /// arguments; returns its index.
+    pub async fn add_at(
+        &mut self,
+        dir: PathBuf,
+        bootstrap: &[String],
+        extra: &[&str],
+    ) -> Result<usize> {
+        let i = self.nodes.len();
+        self.nodes.push(ProcNode {
+            dir,
+            peer_id: String::new(),
+            addr: String::new(),
+            child: None,
+            api: None,
+        });
+        self.launch(i, bootstrap, extra).await?;
+        Ok(i)
+    }
+
     /// The router namespace of node `i` when it runs behind NAT.
     pub fn router_name(&self, i: usize) -> Option<String> {
         self.netns.as_ref()?.router_name(i)

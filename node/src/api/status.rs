@@ -11,8 +11,8 @@ use crate::api::error::ApiError;
 #[allow(unused_imports)]
 use crate::api::types::ErrorBody;
 use crate::api::types::{
-    CategorySyncView, IdView, MailboxStats, PeerView, Reachability, StatusView, SyncStatusName,
-    SyncView, TradeCounts,
+    BulkStateName, BulkView, CategorySyncView, IdView, MailboxStats, PeerView, Reachability,
+    StatusView, SyncStatusName, SyncView, TradeCounts,
 };
 
 pub(crate) fn routes() -> OpenApiRouter<ApiState> {
@@ -60,6 +60,17 @@ async fn status(State(s): State<ApiState>) -> Result<Json<StatusView>, ApiError>
         relays: relays as u64,
         blobs: s.blobs.count().unwrap_or(0),
         sync: SyncView {
+            status: SyncStatusName::from(sy.status),
+            bulk: sy.bulk.as_ref().map(|b| BulkView {
+                peer: b.peer.clone(),
+                state: BulkStateName::from(b.state),
+                advertised: b.advertised,
+                received: b.received,
+                stored: b.stored,
+                bytes_received: b.bytes_received,
+                took_ms: b.took_ms,
+                reason: b.reason.clone(),
+            }),
             peers_reconciled: sy.peers_reconciled as u64,
             in_progress: sy.in_progress as u64,
             to_fetch: sy.to_fetch as u64,

@@ -177,6 +177,10 @@ impl Reachability {
 /// Catch-up sync: tells "the market is empty" from "not caught up yet".
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct SyncView {
+    /// Where catch-up stands: caught up only once the bulk copy taken at start (if any)
+    /// and reconciliation with the connected peers are both over, nothing left to fetch.
+    #[serde(default)]
+    pub status: SyncStatusName,
     /// Peers finished reconciling with since they connected.
     pub peers_reconciled: u64,
     /// Peers being reconciled with now, or waiting for their turn.
@@ -198,6 +202,60 @@ pub struct SyncView {
     /// Where catch-up stands for each followed listing category.
     #[serde(default)]
     pub categories: Vec<CategorySyncView>,
+    /// The bulk copy taken from one peer at start (SPEC §8.9), if one was tried.
+    #[serde(default)]
+    pub bulk: Option<BulkView>,
+}
+
+/// How a bulk copy went, in one word.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BulkStateName {
+    /// Pages are being taken.
+    Running,
+    /// Every shard was taken to its end.
+    Done,
+    /// Not worth it (the node held most of it, or the peer held little).
+    Skipped,
+    /// The peer was busy or unreachable; reconciliation took the rest.
+    Failed,
+    /// The peer lied (an invalid object, a page over the limits): penalized, and
+    /// reconciliation took the rest.
+    Refused,
+}
+
+impl From<crate::sync::bootstrap::BulkState> for BulkStateName {
+    fn from(s: crate::sync::bootstrap::BulkState) -> Self {
+        use crate::sync::bootstrap::BulkState as S;
+        match s {
+            S::Running => BulkStateName::Running,
+            S::Done => BulkStateName::Done,
+            S::Skipped => BulkStateName::Skipped,
+            S::Failed => BulkStateName::Failed,
+            S::Refused => BulkStateName::Refused,
+        }
+    }
+}
+
+/// The bulk copy a fresh node takes from one peer before it reconciles.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct BulkView {
+    /// The peer asked (base58).
+    pub peer: String,
+    /// How it went.
+    pub state: BulkStateName,
+    /// Objects the peer said it holds in the shards taken.
+    pub advertised: u64,
+    /// Objects received.
+    pub received: u64,
+    /// Of them, stored (new and valid).
+    pub stored: u64,
+    /// Bytes received (pages with their framing).
+    pub bytes_received: u64,
+    /// How long it took, in ms (absent while running).
+    pub took_ms: Option<u64>,
+    /// Why it was skipped, failed or refused.
+    pub reason: Option<String>,
 }
 
 /// Where catch-up sync stands for one listing category (one shard).
@@ -1527,10 +1585,11 @@ pub enum HolePunchOutcome {
 }
 
 /// Where catch-up sync stands, in one word.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncStatusName {
     /// Not compared with any connected peer yet: listings may be missing.
+    #[default]
     NotReconciled,
     /// A reconciliation or its fetches are under way.
     CatchingUp,

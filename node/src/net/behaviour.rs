@@ -15,13 +15,15 @@ use serde::de::DeserializeOwned;
 
 use super::peers::gossip_score;
 use super::{
-    BLOB_PROTOCOL, BLOB_REQUEST_MAX_BYTES, BLOB_RESPONSE_MAX_BYTES, BlobRequest, BlobResponse,
-    DM_MAX_BYTES, DM_PROTOCOL, DmRequest, DmResponse, IDENTIFY_VERSION, KAD_PROTOCOL,
-    MAILBOX_PROTOCOL, MAILBOX_REQUEST_MAX_BYTES, MAILBOX_RESPONSE_MAX_BYTES, MAX_CONNECTIONS,
-    MAX_CONNECTIONS_PER_PEER, MAX_PENDING_INCOMING, MailboxRequest, MailboxResponse, NetworkConfig,
-    REQUEST_TIMEOUT, STREAMS_PER_PROTOCOL, SYNC_PROTOCOL, SYNC_REQUEST_MAX_BYTES,
-    SYNC_REQUEST_TIMEOUT, SYNC_RESPONSE_MAX_BYTES, SyncRequest, SyncResponse,
-    TRADE_MESSAGE_MAX_BYTES, TRADE_PROTOCOL, TradeRequest, TradeResponse,
+    BLOB_PROTOCOL, BLOB_REQUEST_MAX_BYTES, BLOB_RESPONSE_MAX_BYTES, BULK_PROTOCOL,
+    BULK_REQUEST_MAX_BYTES, BULK_REQUEST_TIMEOUT, BULK_RESPONSE_MAX_BYTES, BlobRequest,
+    BlobResponse, BulkRequest, BulkResponse, DM_MAX_BYTES, DM_PROTOCOL, DmRequest, DmResponse,
+    IDENTIFY_VERSION, KAD_PROTOCOL, MAILBOX_PROTOCOL, MAILBOX_REQUEST_MAX_BYTES,
+    MAILBOX_RESPONSE_MAX_BYTES, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER, MAX_PENDING_INCOMING,
+    MailboxRequest, MailboxResponse, NetworkConfig, REQUEST_TIMEOUT, STREAMS_PER_PROTOCOL,
+    SYNC_PROTOCOL, SYNC_REQUEST_MAX_BYTES, SYNC_REQUEST_TIMEOUT, SYNC_RESPONSE_MAX_BYTES,
+    SyncRequest, SyncResponse, TRADE_MESSAGE_MAX_BYTES, TRADE_PROTOCOL, TradeRequest,
+    TradeResponse,
 };
 use crate::error::NodeError;
 use crate::ingest::{listing_topic, topic_for};
@@ -56,6 +58,7 @@ pub struct Behaviour {
     pub(super) ping: ping::Behaviour,
     pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(super) sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    pub(super) bulk: request_response::cbor::Behaviour<BulkRequest, BulkResponse>,
     pub(super) blob: request_response::cbor::Behaviour<BlobRequest, BlobResponse>,
     pub(super) trade: request_response::cbor::Behaviour<TradeRequest, TradeResponse>,
     pub(super) mailbox: request_response::cbor::Behaviour<MailboxRequest, MailboxResponse>,
@@ -232,6 +235,13 @@ pub(super) fn behaviour(
             SYNC_REQUEST_MAX_BYTES,
             SYNC_RESPONSE_MAX_BYTES,
             SYNC_REQUEST_TIMEOUT,
+            full.clone(),
+        ),
+        bulk: request_response(
+            BULK_PROTOCOL,
+            BULK_REQUEST_MAX_BYTES,
+            BULK_RESPONSE_MAX_BYTES,
+            BULK_REQUEST_TIMEOUT,
             full.clone(),
         ),
         trade: request_response(

@@ -43,6 +43,7 @@ struct Limits {
     trade: Tiered,
     dm: Tiered,
     sync: Tiered,
+    bulk: Tiered,
     blob: Tiered,
     mailbox: Tiered,
     mailbox_put: Tiered,
@@ -54,6 +55,7 @@ struct Queues {
     trade: InFlight,
     dm: InFlight,
     sync: InFlight,
+    bulk: InFlight,
     blob: InFlight,
     mailbox: InFlight,
     attestations: InFlight,
@@ -65,6 +67,7 @@ impl Queues {
             trade: InFlight::new(INBOUND_PER_PEER),
             dm: InFlight::new(INBOUND_PER_PEER),
             sync: InFlight::new(INBOUND_PER_PEER),
+            bulk: InFlight::new(BULK_INBOUND_PER_PEER),
             blob: InFlight::new(INBOUND_PER_PEER),
             mailbox: InFlight::new(MAILBOX_INBOUND_PER_PEER),
             attestations: InFlight::new(ATTESTATION_INBOUND_PER_PEER),
@@ -80,6 +83,7 @@ impl Limits {
             trade: r(TRADE_RATE_MAX, TRADE_RATE_WINDOW),
             dm: r(DM_RATE_MAX, DM_RATE_WINDOW),
             sync: r(SYNC_RATE_MAX, SYNC_RATE_WINDOW),
+            bulk: r(BULK_RATE_MAX, BULK_RATE_WINDOW),
             blob: r(BLOB_REQUEST_RATE_MAX, BLOB_RATE_WINDOW),
             mailbox: r(MAILBOX_REQUEST_RATE_MAX, MAILBOX_RATE_WINDOW),
             mailbox_put: r(MAILBOX_PUT_RATE_MAX, MAILBOX_RATE_WINDOW),
@@ -93,6 +97,7 @@ struct Pending {
     trades: HashMap<OutboundRequestId, Reply<TradeResponse>>,
     dms: HashMap<OutboundRequestId, Reply<DmResponse>>,
     sync: HashMap<OutboundRequestId, Reply<SyncResponse>>,
+    bulk: HashMap<OutboundRequestId, Reply<BulkResponse>>,
     blobs: HashMap<OutboundRequestId, Reply<BlobResponse>>,
     mailbox: HashMap<OutboundRequestId, Reply<MailboxResponse>>,
     providers: HashMap<kad::QueryId, (oneshot::Sender<Vec<PeerId>>, Vec<PeerId>)>,
@@ -254,6 +259,14 @@ impl EventLoop {
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
                 self.pending.sync.insert(id, reply);
             }
+            Command::Bulk {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self.swarm.behaviour_mut().bulk.send_request(&peer, request);
+                self.pending.bulk.insert(id, reply);
+            }
             Command::Mailbox {
                 peer,
                 request,
@@ -326,6 +339,12 @@ impl EventLoop {
                     m.sync_bytes("out", objects.iter().map(|o| o.len() as u64).sum());
                 }
                 b.sync.send_response(c, r).map_err(|_| ())
+            }
+            Response::Bulk(c, r) => {
+                if let (Some(m), BulkResponse::Page { objects, .. }) = (&self.metrics, &r) {
+                    m.sync_bytes("out", objects.iter().map(|o| o.len() as u64).sum());
+                }
+                b.bulk.send_response(c, r).map_err(|_| ())
             }
             Response::Blob(c, r) => b.blob.send_response(c, r).map_err(|_| ()),
             Response::Mailbox(c, r) => b.mailbox.send_response(c, r).map_err(|_| ()),
@@ -470,6 +489,7 @@ impl EventLoop {
         match event {
             BehaviourEvent::Gossipsub(ev) => self.on_gossip(ev),
             BehaviourEvent::Sync(ev) => self.on_sync(ev),
+            BehaviourEvent::Bulk(ev) => self.on_bulk(ev),
             BehaviourEvent::Trade(ev) => self.on_trade(ev),
             BehaviourEvent::Dm(ev) => self.on_dm(ev),
             BehaviourEvent::Mailbox(ev) => self.on_mailbox(ev),
@@ -717,6 +737,46 @@ impl EventLoop {
             };
             if let Err((why, channel)) = answer {
                 self.respond(Response::Sync(channel, SyncResponse::Refused(why)));
+            }
+        }
+    }
+
+    fn on_bulk(&mut self, ev: request_response::Event<BulkRequest, BulkResponse>) {
+        if let (
+            Some(m),
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        response: BulkResponse::Page { objects, .. },
+                        ..
+                    },
+                ..
+            },
+        ) = (&self.metrics, &ev)
+        {
+            m.sync_bytes("in", objects.iter().map(|o| o.len() as u64).sum());
+        }
+        if let Rr::Request(peer, request, channel) = split(ev, &mut self.pending.bulk, "bulk") {
+            let origin = self.origins.get(&peer).copied();
+            let answer = match self
+                .limits
+                .bulk
+                .allow(peer, origin, &self.penalties, Instant::now())
+            {
+                Err(r) => Err((
+                    format!("rate limit: too many bulk requests {}", r.whose()),
+                    channel,
+                )),
+                Ok(()) => route(
+                    &self.routes.bulk,
+                    &self.queues.bulk,
+                    (peer, origin),
+                    request,
+                    channel,
+                ),
+            };
+            if let Err((why, channel)) = answer {
+                self.respond(Response::Bulk(channel, BulkResponse::Busy(why)));
             }
         }
     }

@@ -63,6 +63,16 @@ pub const GOSSIP_KINDS: [Kind; 4] = [
 pub const SYNC_RATE_MAX: u32 = 120;
 /// Window of the sync request limit.
 pub const SYNC_RATE_WINDOW: Duration = Duration::from_secs(10);
+/// Bulk requests (pages) a peer may make per [`BULK_RATE_WINDOW`]: at 4 MiB a page, far
+/// more than one node ingests in that time.
+pub const BULK_RATE_MAX: u32 = 60;
+/// Window of the bulk request limit.
+pub const BULK_RATE_WINDOW: Duration = Duration::from_secs(10);
+/// Bulk requests waiting for the bulk server; past this the swarm task answers "busy".
+pub const BULK_INBOUND_QUEUE: usize = 8;
+/// Bulk requests of one peer waiting or being answered (a client keeps one page in flight
+/// and asks for the next while it ingests).
+pub const BULK_INBOUND_PER_PEER: usize = 2;
 /// Trade requests a peer may make per [`TRADE_RATE_WINDOW`].
 pub const TRADE_RATE_MAX: u32 = 60;
 /// Window of the trade request limit.
@@ -195,6 +205,8 @@ pub type InboundTrade = Inbound<TradeRequest, TradeResponse>;
 pub type InboundDm = Inbound<DmRequest, DmResponse>;
 /// A sync request, for the sync server.
 pub type InboundSync = Inbound<SyncRequest, SyncResponse>;
+/// A bulk request, for the bulk server.
+pub type InboundBulk = Inbound<BulkRequest, BulkResponse>;
 /// A blob request, for the blob service.
 pub type InboundBlob = Inbound<BlobRequest, BlobResponse>;
 /// A mailbox request, for the relay's mailbox service.
@@ -284,6 +296,8 @@ pub enum Response {
     Trade(ResponseChannel<TradeResponse>, TradeResponse),
     /// To a sync request.
     Sync(ResponseChannel<SyncResponse>, SyncResponse),
+    /// To a bulk request.
+    Bulk(ResponseChannel<BulkResponse>, BulkResponse),
     /// To a blob request.
     Blob(ResponseChannel<BlobResponse>, BlobResponse),
     /// To a mailbox request.
@@ -301,6 +315,8 @@ pub struct Routes {
     pub dms: mpsc::Sender<InboundDm>,
     /// Sync requests.
     pub sync: mpsc::Sender<InboundSync>,
+    /// Bulk requests.
+    pub bulk: mpsc::Sender<InboundBulk>,
     /// Blob requests.
     pub blobs: mpsc::Sender<InboundBlob>,
     /// Mailbox requests (relays).
@@ -324,6 +340,8 @@ pub struct Inboxes {
     pub dms: mpsc::Receiver<InboundDm>,
     /// Sync requests.
     pub sync: mpsc::Receiver<InboundSync>,
+    /// Bulk requests.
+    pub bulk: mpsc::Receiver<InboundBulk>,
     /// Blob requests.
     pub blobs: mpsc::Receiver<InboundBlob>,
     /// Mailbox requests.
@@ -344,6 +362,7 @@ impl Routes {
         let (trades, trades_rx) = mpsc::channel(INBOUND_TRADE_QUEUE);
         let (dms, dms_rx) = mpsc::channel(INBOUND_QUEUE);
         let (sync, sync_rx) = mpsc::channel(INBOUND_QUEUE);
+        let (bulk, bulk_rx) = mpsc::channel(BULK_INBOUND_QUEUE);
         let (blobs, blobs_rx) = mpsc::channel(INBOUND_QUEUE);
         let (mailbox, mailbox_rx) = mpsc::channel(INBOUND_QUEUE);
         let (gossip, gossip_rx) = mpsc::channel(GOSSIP_QUEUE);
@@ -355,6 +374,7 @@ impl Routes {
                 trades,
                 dms,
                 sync,
+                bulk,
                 blobs,
                 mailbox,
                 gossip,
@@ -366,6 +386,7 @@ impl Routes {
                 trades: trades_rx,
                 dms: dms_rx,
                 sync: sync_rx,
+                bulk: bulk_rx,
                 blobs: blobs_rx,
                 mailbox: mailbox_rx,
                 gossip: gossip_rx,
@@ -523,6 +544,11 @@ pub(crate) enum Command {
         request: SyncRequest,
         reply: oneshot::Sender<Result<SyncResponse, String>>,
     },
+    Bulk {
+        peer: PeerId,
+        request: BulkRequest,
+        reply: oneshot::Sender<Result<BulkResponse, String>>,
+    },
     Mailbox {
         peer: PeerId,
         request: MailboxRequest,
@@ -563,6 +589,7 @@ impl std::fmt::Debug for Command {
             Command::SendTrade { .. } => "SendTrade",
             Command::SendDm { .. } => "SendDm",
             Command::Sync { .. } => "Sync",
+            Command::Bulk { .. } => "Bulk",
             Command::Mailbox { .. } => "Mailbox",
             Command::Blob { .. } => "Blob",
             Command::Respond(_) => "Respond",
@@ -627,6 +654,20 @@ impl Client {
         request: SyncRequest,
     ) -> Result<Result<SyncResponse, String>, NodeError> {
         self.call(|reply| Command::Sync {
+            peer,
+            request,
+            reply,
+        })
+        .await
+    }
+
+    /// Sends one bulk request to `peer` and waits for its answer (`Err`: no answer).
+    pub async fn bulk(
+        &self,
+        peer: PeerId,
+        request: BulkRequest,
+    ) -> Result<Result<BulkResponse, String>, NodeError> {
+        self.call(|reply| Command::Bulk {
             peer,
             request,
             reply,

@@ -22,6 +22,9 @@ pub const TRADE_PROTOCOL: &str = "/jangteo/trade/1";
 pub const MAILBOX_PROTOCOL: &str = "/jangteo/mailbox/1";
 /// Blob fetch protocol.
 pub const BLOB_PROTOCOL: &str = "/jangteo/blob/1";
+/// The bulk transfer protocol: a fresh node's first copy of a shard, in large pages
+/// (SPEC §8.9).
+pub const BULK_PROTOCOL: &str = "/jangteo/bulk/1";
 /// Direct message protocol (messages and their receipts).
 pub const DM_PROTOCOL: &str = "/jangteo/dm/1";
 /// Largest direct message request (one envelope and framing) or response.
@@ -37,6 +40,19 @@ pub const SYNC_PAGE_MAX_OBJECTS: usize = 512;
 pub const SYNC_PAGE_MAX_BYTES: usize = 4 * 1024 * 1024;
 /// Most ids one fetch asks for.
 pub const FETCH_IDS_MAX: usize = 512;
+/// Largest bulk request (a shard name and a cursor, with framing).
+pub const BULK_REQUEST_MAX_BYTES: u64 = 1024;
+/// Most bytes of objects in one bulk page.
+pub const BULK_PAGE_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Most objects in one bulk page.
+pub const BULK_PAGE_MAX_OBJECTS: usize = 8192;
+/// Largest bulk response accepted (a page plus its framing: a few bytes per object).
+pub const BULK_RESPONSE_MAX_BYTES: u64 = (BULK_PAGE_MAX_BYTES + 16 * BULK_PAGE_MAX_OBJECTS) as u64;
+/// Bytes of a bulk cursor: the last item sent, its timestamp (8 bytes, big-endian) then
+/// its id (32 bytes).
+pub const BULK_CURSOR_BYTES: usize = 40;
+/// How long a bulk request may take.
+pub const BULK_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest trade request (a whole chain) or response.
 pub const TRADE_MESSAGE_MAX_BYTES: u64 = 512 * 1024;
 /// Largest mailbox request (one sealed item and framing).
@@ -197,5 +213,38 @@ pub enum SyncResponse {
         next: Option<ByteBuf>,
     },
     /// Refused, with the reason (rate limit, bad request, store error).
+    Refused(String),
+}
+
+/// A bulk request: how much a peer holds, or the next page of one shard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum BulkRequest {
+    /// How many objects each shard holds.
+    Counts,
+    /// The objects of `shard` after `after`, in (timestamp, id) order.
+    Page {
+        /// The shard, as sync names it (`listings/<category>`, `attestations`, `reports`).
+        shard: String,
+        /// The cursor of the previous page ([`BULK_CURSOR_BYTES`]); None for the first.
+        after: Option<ByteBuf>,
+    },
+}
+
+/// The answer to a [`BulkRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum BulkResponse {
+    /// Objects held per shard: (shard name, count).
+    Counts(Vec<(String, u64)>),
+    /// One page: at most [`BULK_PAGE_MAX_OBJECTS`] objects and [`BULK_PAGE_MAX_BYTES`] of
+    /// them, in order; `next` is the cursor to ask with for the rest (None: the shard ends).
+    Page {
+        /// Envelope bytes, each verified by the receiver.
+        objects: Vec<ByteBuf>,
+        /// The cursor after the last object sent, when more follow.
+        next: Option<ByteBuf>,
+    },
+    /// Not now (other bulk sessions, a byte budget spent): reconcile instead, or later.
+    Busy(String),
+    /// Refused, with the reason (bad request, store error).
     Refused(String),
 }

@@ -2,11 +2,16 @@
 //! stored pages, a tick) and carries out its actions: shard items from the store, requests
 //! through the [`Client`], pages through `ingest` (verified on blocking threads).
 //!
+//! At start it first tries a bulk copy from one peer ([`super::bootstrap`]): while that
+//! runs, peers coming and going are held back from the scheduler (so that reconciliation
+//! does not fetch the same objects by id), the status says catching up, and when it is over
+//! every peer is reconciled as usual.
+//!
 //! It owns no decision (the scheduler decides) and publishes the scheduler's [`SyncInfo`] on
 //! a watch channel for the API, and its changes as [`NodeEvent::SyncProgress`] (bounded by
 //! [`SYNC_PROGRESS_EVERY`]). It runs apart from the swarm task.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +19,9 @@ use jangteo_protocol::ObjectId;
 use serde_bytes::ByteBuf;
 use tokio::sync::{broadcast, mpsc, watch};
 
+use libp2p::PeerId;
+
+use super::bootstrap::{BULK_ATTEMPTS_MAX, BulkInfo, BulkState, bootstrap};
 use super::scheduler::{Action, Input, Outcome, Scheduler};
 use super::{Shard, ShardItems, SyncInfo, SyncStatus};
 use crate::NodeEvent;
@@ -60,10 +68,100 @@ impl ProgressGate {
     }
 }
 
+/// The bulk copies of this run: who was tried, the peer events held back while one runs,
+/// and what the copies moved.
+#[derive(Debug, Default)]
+struct Boot {
+    /// Peers a copy was tried from (at most [`BULK_ATTEMPTS_MAX`]).
+    tried: HashSet<PeerId>,
+    /// No more copies: one was taken, or [`BULK_ATTEMPTS_MAX`] were tried.
+    over: bool,
+    /// Peer events held back while a copy runs: the last one of each peer.
+    held: Vec<Input>,
+    /// The last copy that ended.
+    last: Option<BulkInfo>,
+    /// Bytes received, object bytes, objects stored and bytes sent by copies that ended.
+    moved: (u64, u64, u64, u64),
+}
+
+fn input_peer(i: &Input) -> Option<PeerId> {
+    match i {
+        Input::PeerReady(p) | Input::PeerGone(p) => Some(*p),
+        _ => None,
+    }
+}
+
+impl Boot {
+    /// Holds `inputs` back, keeping the last event of each peer; a peer that went away
+    /// while held is forgotten (the scheduler never heard of it).
+    fn hold(&mut self, inputs: Vec<Input>) {
+        for input in inputs {
+            let Some(p) = input_peer(&input) else {
+                continue;
+            };
+            self.held.retain(|i| input_peer(i) != Some(p));
+            if matches!(input, Input::PeerReady(_)) {
+                self.held.push(input);
+            }
+        }
+    }
+
+    /// The peer to try a copy from among `inputs`, if a copy is still to be tried.
+    fn candidate(&self, inputs: &[Input]) -> Option<PeerId> {
+        if self.over {
+            return None;
+        }
+        inputs.iter().find_map(|i| match i {
+            Input::PeerReady(p) if !self.tried.contains(p) => Some(*p),
+            _ => None,
+        })
+    }
+
+    /// A copy ended: the inputs held back, for the scheduler.
+    fn ended(&mut self, info: BulkInfo) -> Vec<Input> {
+        self.moved.0 += info.bytes_received;
+        self.moved.1 += info.object_bytes_received;
+        self.moved.2 += info.stored;
+        self.moved.3 += info.bytes_sent;
+        if info.state == BulkState::Done || self.tried.len() >= BULK_ATTEMPTS_MAX {
+            self.over = true;
+        }
+        self.last = Some(info);
+        std::mem::take(&mut self.held)
+    }
+
+    /// Adds the copies to what the scheduler reports; while one runs (`running`), catch-up
+    /// is under way whatever the scheduler says.
+    fn amend(&self, info: &mut SyncInfo, running: Option<&BulkInfo>) {
+        let now = running.map_or((0, 0, 0, 0), |r| {
+            (
+                r.bytes_received,
+                r.object_bytes_received,
+                r.stored,
+                r.bytes_sent,
+            )
+        });
+        info.bytes_received += self.moved.0 + now.0;
+        info.object_bytes_received += self.moved.1 + now.1;
+        info.objects_fetched += self.moved.2 + now.2;
+        info.bytes_sent += self.moved.3 + now.3;
+        if let Some(r) = running {
+            info.status = SyncStatus::CatchingUp;
+            info.in_progress += 1;
+            info.to_fetch += r.advertised.saturating_sub(r.received) as usize;
+            info.bulk = Some(r.clone());
+        } else {
+            info.bulk = self.last.clone();
+        }
+    }
+}
+
 /// The catch-up task.
 #[derive(Debug)]
 pub struct SyncDriver {
     scheduler: Scheduler,
+    shards: Vec<Shard>,
+    boot: Boot,
     items: Arc<ShardItems>,
     network: Client,
     events: broadcast::Sender<NodeEvent>,
@@ -81,7 +179,9 @@ impl SyncDriver {
         info: watch::Sender<SyncInfo>,
     ) -> Self {
         Self {
-            scheduler: Scheduler::new(shards),
+            scheduler: Scheduler::new(shards.clone()),
+            shards,
+            boot: Boot::default(),
             items,
             network,
             events,
@@ -95,12 +195,50 @@ impl SyncDriver {
         let (done_tx, mut done) = mpsc::channel(COMPLETIONS_QUEUE);
         let mut tick = tokio::time::interval(SYNC_TICK);
         let mut categories_at: Option<Instant> = None;
+        let mut copy: Option<tokio::task::JoinHandle<BulkInfo>> = None;
+        let (progress_tx, mut progress) = watch::channel(BulkInfo::default());
         loop {
+            let running = copy.is_some();
             let inputs = tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
                 Some(input) = done.recv() => vec![input],
-                _ = peers.posted() => peer_inputs(peers.take()),
+                ended = async {
+                    match copy.as_mut() {
+                        Some(h) => h.await,
+                        None => std::future::pending().await,
+                    }
+                }, if running => {
+                    copy = None;
+                    let info = ended.unwrap_or_else(|e| BulkInfo {
+                        state: BulkState::Failed,
+                        reason: Some(format!("internal: {e}")),
+                        ..progress.borrow().clone()
+                    });
+                    self.boot.ended(info)
+                }
+                Ok(()) = progress.changed(), if running => Vec::new(),
+                _ = peers.posted() => {
+                    let inputs = peer_inputs(peers.take());
+                    if running {
+                        self.boot.hold(inputs);
+                        Vec::new()
+                    } else if let Some(peer) = self.boot.candidate(&inputs) {
+                        self.boot.tried.insert(peer);
+                        self.boot.hold(inputs);
+                        copy = Some(tokio::spawn(bootstrap(
+                            peer,
+                            self.shards.clone(),
+                            self.items.clone(),
+                            self.network.clone(),
+                            self.events.clone(),
+                            progress_tx.clone(),
+                        )));
+                        Vec::new()
+                    } else {
+                        inputs
+                    }
+                }
                 _ = tick.tick() => vec![Input::Tick],
             };
             let mut work = VecDeque::from(inputs);
@@ -111,6 +249,8 @@ impl SyncDriver {
             }
             let now = Instant::now();
             let mut info = self.scheduler.info(now);
+            let bulk = copy.is_some().then(|| progress.borrow().clone());
+            self.boot.amend(&mut info, bulk.as_ref());
             if categories_at
                 .is_none_or(|at| now.saturating_duration_since(at) >= super::SHARDS_REFRESH)
                 || info.status != self.info.borrow().status
@@ -135,6 +275,9 @@ impl SyncDriver {
                 });
             }
             self.info.send_replace(info);
+        }
+        if let Some(h) = copy {
+            h.abort();
         }
     }
 

@@ -3,8 +3,12 @@
 //! `reconcile` is the pure protocol step, `scheduler` the pure state machine deciding whom
 //! to reconcile with and what to fetch, `driver` the task that carries the scheduler's
 //! actions out (requests through the [`crate::net::Client`], items and pages through the
-//! store), `server` the side that answers other peers. Nothing here runs on the swarm task.
+//! store), `server` the side that answers other peers. `bootstrap` and `bulk` are the two
+//! sides of the bulk copy a fresh node takes from one peer before it reconciles. Nothing
+//! here runs on the swarm task.
 
+pub mod bootstrap;
+pub mod bulk;
 pub mod driver;
 pub mod reconcile;
 pub mod scheduler;
@@ -127,6 +131,9 @@ pub struct SyncInfo {
     /// Where catch-up stands for each followed listing category (refreshed at most every
     /// [`SHARDS_REFRESH`]).
     pub categories: Vec<ShardSync>,
+    /// The bulk copy taken at start, if one was tried (the last one when several peers
+    /// were tried).
+    pub bulk: Option<bootstrap::BulkInfo>,
 }
 
 /// How often the per-category sync state is recomputed (it walks the fetch queues).
