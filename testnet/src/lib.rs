@@ -7,9 +7,11 @@
 pub mod abuse;
 pub mod chat_bench;
 pub mod flood;
+pub mod hops;
 pub mod ingest_bench;
 pub mod memory;
 pub mod netns;
+pub mod observe;
 pub mod plot;
 pub mod procs;
 pub mod scenarios;

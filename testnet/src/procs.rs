@@ -360,6 +360,8 @@ pub struct ProcNet {
     http: reqwest::Client,
     root: tempfile::TempDir,
     netns: Option<Netns>,
+    /// Environment variables set on every node process started from now on.
+    env: Vec<(String, String)>,
 }
 
 impl ProcNet {
@@ -386,7 +388,19 @@ impl ProcNet {
                 .prefix("jangteo-testnet")
                 .tempdir()?,
             netns,
+            env: Vec::new(),
         })
+    }
+
+    /// Sets `key` to `value` in the environment of every node process started from now on
+    /// (such as `JANGTEO_LOG`).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// The log file (the process's stderr) of node `i`.
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.nodes[i].dir.with_extension("log")
     }
 
     /// Starts `n` nodes, each dialing node 0 (kad finds the rest), and waits until each
@@ -506,6 +520,7 @@ impl ProcNet {
             cmd.args(["--bootstrap", b]);
         }
         let child = cmd
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

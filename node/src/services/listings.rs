@@ -218,6 +218,7 @@ impl Listings {
     /// stores (durably) and gossips a version; returns the listing id and the stamp made, if
     /// one was. The stamp is solved on a blocking thread, off the async runtime.
     async fn commit(&self, listing: Listing) -> Result<(ListingId, Option<Stamped>), ListingError> {
+        let mut trace = crate::trace::PublishTrace::start();
         listing.validate(now_ms())?;
         let me = self.me();
         let id = listing.id(&me);
@@ -237,6 +238,9 @@ impl Listings {
         .await
         .map_err(|_| StoreError::Poisoned)??;
         let obj = SignedObject::sign(Kind::Listing, listing.encode(), &self.key);
+        if let Some(t) = trace.as_mut() {
+            t.validated();
+        }
         let store = self.store.clone();
         let obj2 = obj.clone();
         let write =
@@ -256,11 +260,17 @@ impl Listings {
                 )));
             }
         }
-        match self
+        if let Some(t) = trace.as_mut() {
+            t.stored();
+        }
+        let published = self
             .network
             .publish(Kind::Listing, obj.bytes().to_vec())
-            .await
-        {
+            .await;
+        if let Some(t) = &trace {
+            t.published(&id.to_hex());
+        }
+        match published {
             Ok(Ok(())) => tracing::info!(listing = %id, "listing published"),
             Ok(Err(e)) => {
                 tracing::info!(listing = %id, reason = %e, "listing stored; peers will fetch it by sync")
