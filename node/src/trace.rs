@@ -13,8 +13,8 @@
 //! written, or refused as a duplicate, stale, over a limit), `forwarded_us` (the verdict
 //! reported to gossipsub, which forwards an accepted message to its mesh peers at that moment).
 //! A `publish` record: `api_us` (the post reached the listings service), `validated_us`
-//! (checked and stamped), `stored_us` (written and synced), `published_us` (handed to
-//! gossipsub).
+//! (checked and stamped), `stored_us` (written), `published_us` (handed to gossipsub; the
+//! write is synced after it, before the post is answered).
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -157,7 +157,7 @@ impl PublishTrace {
         self.validated = Some(Instant::now());
     }
 
-    /// Written (and synced).
+    /// Written.
     pub fn stored(&mut self) {
         self.stored = Some(Instant::now());
     }
