@@ -29,6 +29,7 @@ const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(10);
 struct Record {
     trace: String,
     listing: Option<String>,
+    from: Option<String>,
     verdict: Option<String>,
     received_us: Option<u64>,
     validated_us: Option<u64>,
@@ -244,6 +245,169 @@ pub async fn run(bin: PathBuf, listings: usize, warmup: usize) -> Result<Value> 
         "stages": summarize(STAGES, &all),
         "totals": summarize(TOTALS, &all),
     }))
+}
+
+/// `propagation --trace`: the propagation scenario with hop traces on every node, and where
+/// the time of each delivery went: how many hops it took (each record names the peer it came
+/// from), the time on the last link (sender forwarded, or the origin published, until the
+/// receiver's swarm task had it) and in the nodes on the way. Returns the propagation report
+/// with a `trace` part added, and every delivery time for the plot.
+pub async fn propagation_traced(
+    bin: PathBuf,
+    nodes: usize,
+    listings: usize,
+    seed: u64,
+) -> Result<(Value, Vec<f64>)> {
+    use rand::SeedableRng;
+    let mut net = ProcNet::new(bin)?;
+    net.set_env("JANGTEO_LOG", TRACE_LOG);
+    for i in 0..nodes {
+        let boot = if i == 0 {
+            vec![]
+        } else {
+            vec![net.nodes[0].addr.clone()]
+        };
+        net.add(&boot).await?;
+    }
+    for i in 0..nodes {
+        net.wait_gossip(i, 1).await?;
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (delivered, expected, last, all) = crate::scenarios::measure_propagation_with(
+        &net,
+        listings,
+        &mut rng,
+        "propagation",
+        crate::observe::Observe::Events,
+    )
+    .await?;
+    let peers: HashMap<String, usize> = net
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.peer_id.clone(), i))
+        .collect();
+    let logs: Vec<HashMap<String, Record>> = (0..nodes)
+        .map(|i| records(&std::fs::read_to_string(net.log_path(i)).unwrap_or_default()))
+        .collect();
+    net.shutdown().await?;
+    let mut report = serde_json::to_value(crate::scenarios::PropagationReport {
+        nodes,
+        listings,
+        delivered_ratio: if expected == 0 {
+            0.0
+        } else {
+            delivered as f64 / expected as f64
+        },
+        latency: crate::scenarios::Latency::of(last),
+    })?;
+    if let Some(m) = report.as_object_mut() {
+        m.insert("trace".into(), delivery_paths(&logs, &peers));
+    }
+    Ok((report, all))
+}
+
+/// One delivery, followed back to the origin.
+struct Path {
+    depth: usize,
+    arrival_us: u64,
+    last_link_us: u64,
+    links_us: u64,
+    in_nodes_us: u64,
+}
+
+/// Follows each accepted hop record back through the peers it came from to the origin's
+/// publish record.
+fn delivery_paths(logs: &[HashMap<String, Record>], peers: &HashMap<String, usize>) -> Value {
+    let mut paths = Vec::new();
+    let mut unlinked = 0usize;
+    let mut listings: Vec<&String> = logs.iter().flat_map(|l| l.keys()).collect();
+    listings.sort();
+    listings.dedup();
+    for listing in listings {
+        let Some(origin) = logs
+            .iter()
+            .position(|l| l.get(listing).is_some_and(|r| r.trace == "publish"))
+        else {
+            continue;
+        };
+        let publish = &logs[origin][listing];
+        for (j, log) in logs.iter().enumerate() {
+            let Some(r) = log.get(listing).filter(|_| j != origin) else {
+                continue;
+            };
+            let (mut at, mut depth) = (j, 0usize);
+            let (mut links, mut in_nodes, mut last_link) = (0u64, 0u64, None);
+            let mut ok = false;
+            while depth <= logs.len() {
+                let Some(hop) = logs[at].get(listing) else {
+                    break;
+                };
+                in_nodes += d(hop.received_us, hop.forwarded_us).unwrap_or(0);
+                let Some(&from) = hop.from.as_ref().and_then(|p| peers.get(p)) else {
+                    break;
+                };
+                let sent = if from == origin {
+                    publish.published_us
+                } else {
+                    logs[from].get(listing).and_then(|h| h.forwarded_us)
+                };
+                let link = d(sent, hop.received_us).unwrap_or(0);
+                last_link.get_or_insert(link);
+                links += link;
+                depth += 1;
+                if from == origin {
+                    ok = true;
+                    break;
+                }
+                at = from;
+            }
+            match (ok, d(publish.api_us, r.stored_us), last_link) {
+                (true, Some(arrival_us), Some(last_link_us)) => paths.push(Path {
+                    depth,
+                    arrival_us,
+                    last_link_us,
+                    links_us: links,
+                    in_nodes_us: in_nodes,
+                }),
+                _ => unlinked += 1,
+            }
+        }
+    }
+    let stats = |f: &dyn Fn(&Path) -> u64, of: &[&Path]| {
+        let mut v: Vec<f64> = of.iter().map(|p| f(p) as f64 / 1000.0).collect();
+        v.sort_by(f64::total_cmp);
+        json!({
+            "p50_ms": percentile(&v, 0.5),
+            "p90_ms": percentile(&v, 0.9),
+            "p99_ms": percentile(&v, 0.99),
+            "max_ms": v.last().copied().unwrap_or(f64::NAN),
+        })
+    };
+    let mut by_arrival: Vec<&Path> = paths.iter().collect();
+    by_arrival.sort_by_key(|p| p.arrival_us);
+    let slowest = &by_arrival[by_arrival.len() - by_arrival.len().div_ceil(20)..];
+    let mut depths: std::collections::BTreeMap<usize, usize> = Default::default();
+    for p in &paths {
+        *depths.entry(p.depth).or_default() += 1;
+    }
+    let part = |of: &[&Path]| {
+        json!({
+            "deliveries": of.len(),
+            "origin_api_to_stored": stats(&|p| p.arrival_us, of),
+            "last_link": stats(&|p| p.last_link_us, of),
+            "links_on_the_path": stats(&|p| p.links_us, of),
+            "in_nodes_on_the_path": stats(&|p| p.in_nodes_us, of),
+            "hops": stats(&|p| p.depth as u64 * 1000, of),
+        })
+    };
+    json!({
+        "deliveries_traced": paths.len(),
+        "deliveries_not_followed": unlinked,
+        "hops_count": depths,
+        "all": part(&by_arrival),
+        "slowest_5_percent": part(slowest),
+    })
 }
 
 /// The report as a table: one line per stage.

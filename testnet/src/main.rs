@@ -63,6 +63,10 @@ enum Scenario {
         /// polling each node's API every 10 ms (the first way).
         #[arg(long, value_enum, default_value_t = Observe::Events)]
         observe: Observe,
+        /// Run the nodes with hop traces and report where each delivery's time went (hops,
+        /// links, time in nodes); observes by event streams.
+        #[arg(long)]
+        trace: bool,
     },
     /// Where the time of a listing's trip goes: three node processes in a line A–B–C, each
     /// listing posted on A, every stage in A, B and C timed from the nodes' hop traces.
@@ -394,7 +398,28 @@ async fn run(command: Scenario, json: bool) -> Result<()> {
             plot: plot_to,
             seed,
             observe,
+            trace: false,
         } => propagation_processes(nodes, listings, plot_to, seed, observe, json).await?,
+        Scenario::Propagation {
+            nodes,
+            listings,
+            plot: plot_to,
+            seed,
+            trace: true,
+            ..
+        } => {
+            let (r, samples) =
+                jangteo_testnet::hops::propagation_traced(jangteo_bin()?, nodes, listings, seed)
+                    .await?;
+            if let Some(p) = plot_to {
+                plot::cdf(
+                    &p,
+                    &format!("propagation: {nodes} node processes, {listings} listings, traced"),
+                    &samples,
+                )?;
+            }
+            print(json, "propagation", &r);
+        }
         Scenario::Trace { listings, warmup } => {
             let r = jangteo_testnet::hops::run(jangteo_bin()?, listings, warmup).await?;
             if json {
