@@ -54,12 +54,6 @@ pub const DISTANCE_CANDIDATES_MAX: usize = 20_000;
 pub const RADIUS_MAX_KM: f64 = 20_040.0;
 /// Memory the index writer may use before flushing a segment.
 pub const WRITER_MEMORY_BYTES: usize = 40_000_000;
-/// How long the indexer waits, once a store write woke it, before it commits: listings that
-/// arrive together (one gossip message reaching every node at once, a sync batch) share one
-/// commit, and the commit (segment files written and synced, the reader reloaded: a few ms of
-/// CPU) does not compete with the forwarding of the listing that woke it. A listing becomes
-/// searchable this much later; it is held, shown and streamed at once.
-pub const INDEX_DELAY: Duration = Duration::from_millis(200);
 /// Most queued listings indexed in one commit.
 pub const INDEX_BATCH_MAX: usize = 10_000;
 /// Longest token kept (longer ones are noise such as pasted hashes).
@@ -673,12 +667,7 @@ impl SearchIndex {
             }
             tokio::select! {
                 _ = shutdown.changed() => break,
-                _ = store.index_wakeup().notified() => {
-                    tokio::select! {
-                        _ = shutdown.changed() => break,
-                        _ = tokio::time::sleep(INDEX_DELAY) => {}
-                    }
-                }
+                _ = store.index_wakeup().notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(60)) => {}
             }
         }
