@@ -162,7 +162,7 @@ fn summarize(stages: &[Stage], all: &[Stamps]) -> Vec<Value> {
     stages
         .iter()
         .map(|(name, f)| {
-            let mut us: Vec<f64> = all.iter().filter_map(|s| f(s)).map(|v| v as f64).collect();
+            let mut us: Vec<f64> = all.iter().filter_map(f).map(|v| v as f64).collect();
             us.sort_by(f64::total_cmp);
             json!({
                 "stage": name,
