@@ -29,6 +29,22 @@ async fn five_node_processes_deliver_every_listing_to_every_node() {
     assert!(p99 < 3000.0, "p99 {p99} ms");
 }
 
+/// Issue 16: listings posted on A of the line A–B–C leave a hop record on every node, and
+/// every record is in the order the rules allow (B validates and stores before it
+/// forwards; C receives only after B stored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_through_a_line_of_three_processes_leave_hop_records_in_order() {
+    let r = jangteo_testnet::hops::run(bin(), 5, 1)
+        .await
+        .expect("trace scenario");
+    print!("{}", jangteo_testnet::hops::human(&r));
+    assert_eq!(r["traced"], 5, "{r}");
+    assert_eq!(r["in_order"], 5, "{r}");
+    for s in r["stages"].as_array().expect("stages") {
+        assert_eq!(s["samples"], 5, "{s}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_post_survives_kill_9() {
     let r = scenarios::crash(bin(), 150, 4)

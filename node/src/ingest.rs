@@ -440,9 +440,10 @@ impl GossipValidator {
             topic,
             data,
             slot,
+            mut trace,
         } = msg;
         let (store, events) = (self.store.clone(), self.events.clone());
-        let verdict = tokio::task::spawn_blocking(move || {
+        let (verdict, trace) = tokio::task::spawn_blocking(move || {
             let kind = match topic {
                 // A listing must travel in its category's shard.
                 GossipTopic::Listings(shard) if listing_shard(&data) == Some(shard) => {
@@ -451,22 +452,30 @@ impl GossipValidator {
                 GossipTopic::Kind(k) => k,
                 GossipTopic::Listings(_) | GossipTopic::Unknown => {
                     tracing::warn!(peer = %source, "object on the wrong topic");
-                    return Verdict::Reject;
+                    return (Verdict::Reject, trace);
                 }
             };
-            judge(
-                ingest(&store, &data, Some(kind), now_ms(), false),
-                Some(source),
-                &events,
-            )
+            let now = now_ms();
+            let verified = verify_object(&data, now);
+            if let Some(t) = trace.as_mut() {
+                t.validated();
+            }
+            let outcome = store_verified(&store, verified, Some(kind), now, false);
+            if let Some(t) = trace.as_mut() {
+                t.stored(match &outcome {
+                    Ok(Ingested::Stored { listing, .. }) => listing.as_deref(),
+                    _ => None,
+                });
+            }
+            (judge(outcome, Some(source), &events), trace)
         })
         .await
-        .unwrap_or(Verdict::Ignore);
+        .unwrap_or((Verdict::Ignore, None));
         // The peer's place in the attestation queue is free once the checks are done.
         drop(slot);
         let _ = self
             .network
-            .report_validation(id, source, verdict.into())
+            .report_validation(id, source, verdict.into(), trace)
             .await;
         if verdict.is_offense() {
             let _ = self.network.offense(source).await;

@@ -16,6 +16,7 @@ pub mod net;
 pub mod services;
 pub mod store;
 pub mod sync;
+pub mod trace;
 pub mod web;
 
 use std::net::SocketAddr;

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use jangteo_node::NodeEvent;
 use jangteo_node::services::listings::NewListing;
 use jangteo_testnet::netns::Netem;
+use jangteo_testnet::observe::Observe;
 use jangteo_testnet::procs::{self, jangteo_bin};
 use jangteo_testnet::{
     Cluster, Topology, abuse, plot, scenarios, search_bench, wait_event, web_bench,
@@ -58,6 +59,24 @@ enum Scenario {
         /// Seed choosing the posting nodes.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// How arrival is observed (node processes only): each node's event stream, or
+        /// polling each node's API every 10 ms (the first way).
+        #[arg(long, value_enum, default_value_t = Observe::Events)]
+        observe: Observe,
+        /// Run the nodes with hop traces and report where each delivery's time went (hops,
+        /// links, time in nodes); observes by event streams.
+        #[arg(long)]
+        trace: bool,
+    },
+    /// Where the time of a listing's trip goes: three node processes in a line A–B–C, each
+    /// listing posted on A, every stage in A, B and C timed from the nodes' hop traces.
+    Trace {
+        /// Listings timed.
+        #[arg(long, default_value_t = 50)]
+        listings: usize,
+        /// Untimed listings first (until the gossip mesh has formed).
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
     },
     /// Signature checks alone on one core against the node's whole ingest path (in-process).
     Ingest {
@@ -405,7 +424,37 @@ async fn run(command: Scenario, json: bool) -> Result<()> {
             in_process: false,
             plot: plot_to,
             seed,
-        } => propagation_processes(nodes, listings, plot_to, seed, json).await?,
+            observe,
+            trace: false,
+        } => propagation_processes(nodes, listings, plot_to, seed, observe, json).await?,
+        Scenario::Propagation {
+            nodes,
+            listings,
+            plot: plot_to,
+            seed,
+            trace: true,
+            ..
+        } => {
+            let (r, samples) =
+                jangteo_testnet::hops::propagation_traced(jangteo_bin()?, nodes, listings, seed)
+                    .await?;
+            if let Some(p) = plot_to {
+                plot::cdf(
+                    &p,
+                    &format!("propagation: {nodes} node processes, {listings} listings, traced"),
+                    &samples,
+                )?;
+            }
+            print(json, "propagation", &r);
+        }
+        Scenario::Trace { listings, warmup } => {
+            let r = jangteo_testnet::hops::run(jangteo_bin()?, listings, warmup).await?;
+            if json {
+                println!("{r}");
+            } else {
+                print!("{}", jangteo_testnet::hops::human(&r));
+            }
+        }
         Scenario::Ingest {
             count,
             seed,
@@ -715,9 +764,11 @@ async fn propagation_processes(
     listings: usize,
     plot_to: Option<PathBuf>,
     seed: u64,
+    observe: Observe,
     json: bool,
 ) -> Result<()> {
-    let (r, samples) = scenarios::propagation(jangteo_bin()?, nodes, listings, seed).await?;
+    let (r, samples) =
+        scenarios::propagation_observed(jangteo_bin()?, nodes, listings, seed, observe).await?;
     if let Some(p) = plot_to {
         plot::cdf(
             &p,
@@ -725,7 +776,11 @@ async fn propagation_processes(
             &samples,
         )?;
     }
-    print(json, "propagation", &serde_json::to_value(&r)?);
+    let mut r = serde_json::to_value(&r)?;
+    if let Some(m) = r.as_object_mut() {
+        m.insert("observe".into(), serde_json::to_value(observe)?);
+    }
+    print(json, "propagation", &r);
     Ok(())
 }
 

@@ -362,6 +362,8 @@ pub struct ProcNet {
     netns: Option<Netns>,
     /// Nodes started behind their own NAT router ([`Self::add_behind_nat`]).
     behind_nat: std::collections::HashSet<usize>,
+    /// Environment variables set on every node process started from now on.
+    env: Vec<(String, String)>,
 }
 
 impl ProcNet {
@@ -389,7 +391,19 @@ impl ProcNet {
                 .tempdir()?,
             netns,
             behind_nat: Default::default(),
+            env: Vec::new(),
         })
+    }
+
+    /// Sets `key` to `value` in the environment of every node process started from now on
+    /// (such as `JANGTEO_LOG`).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// The log file (the process's stderr) of node `i`.
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.nodes[i].dir.with_extension("log")
     }
 
     /// Starts `n` nodes, each dialing node 0 (kad finds the rest), and waits until each
@@ -559,6 +573,7 @@ impl ProcNet {
             cmd.args(["--bootstrap", b]);
         }
         let child = cmd
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

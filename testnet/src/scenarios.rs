@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::observe::{Arrivals, Observe};
 use crate::percentile;
 use crate::procs::{Api, ProcNet};
 
@@ -73,15 +74,37 @@ fn stats(ms: Vec<f64>) -> Value {
 }
 
 /// Times from posting listings on random nodes of `net` until every other running node
-/// holds each. Returns (delivered pairs, expected pairs, per-listing time until the last
-/// node held it, every single delivery time).
+/// holds each, observed by event streams ([`Observe::Events`]). Returns (delivered pairs,
+/// expected pairs, per-listing time until the last node held it, every single delivery
+/// time).
 pub async fn measure_propagation(
     net: &ProcNet,
     listings: usize,
     rng: &mut StdRng,
     tag: &str,
 ) -> Result<(usize, usize, Vec<f64>, Vec<f64>)> {
+    measure_propagation_with(net, listings, rng, tag, Observe::Events).await
+}
+
+/// [`measure_propagation`], observing arrival as `observe` says.
+pub async fn measure_propagation_with(
+    net: &ProcNet,
+    listings: usize,
+    rng: &mut StdRng,
+    tag: &str,
+    observe: Observe,
+) -> Result<(usize, usize, Vec<f64>, Vec<f64>)> {
     let up = net.up();
+    let mut streams = match observe {
+        Observe::Events => {
+            let mut apis = Vec::new();
+            for &j in &up {
+                apis.push((j, net.nodes[j].api()?.clone()));
+            }
+            Some(Arrivals::watch(apis).await?)
+        }
+        Observe::Poll => None,
+    };
     let (mut delivered, mut expected) = (0, 0);
     let mut last = Vec::with_capacity(listings);
     let mut all = Vec::new();
@@ -92,6 +115,26 @@ pub async fn measure_propagation(
             .api()?
             .post_listing(&format!("{tag} item {i}"), 1000 + i as u64, 1)
             .await?;
+        if let Some(streams) = streams.as_mut() {
+            let others: Vec<usize> = up.iter().copied().filter(|&j| j != origin).collect();
+            let got = streams.wait(&id, &others, start + DELIVERY_TIMEOUT).await;
+            expected += others.len();
+            let mut slowest = 0.0f64;
+            for j in &others {
+                if let Some(at) = got.get(j) {
+                    let ms = at.saturating_duration_since(start).as_secs_f64() * 1000.0;
+                    delivered += 1;
+                    slowest = slowest.max(ms);
+                    all.push(ms);
+                }
+            }
+            last.push(if got.len() >= others.len() {
+                slowest
+            } else {
+                f64::INFINITY
+            });
+            continue;
+        }
         let mut waits = Vec::new();
         for &j in &up {
             if j != origin {
@@ -136,17 +179,28 @@ pub struct PropagationReport {
 }
 
 /// `propagation`: `nodes` processes; each listing is posted on a random node and timed
-/// until every other node holds it (polled every [`POLL`]).
+/// until every other node holds it (observed by event streams).
 pub async fn propagation(
     bin: PathBuf,
     nodes: usize,
     listings: usize,
     seed: u64,
 ) -> Result<(PropagationReport, Vec<f64>)> {
+    propagation_observed(bin, nodes, listings, seed, Observe::Events).await
+}
+
+/// [`propagation`], observing arrival as `observe` says (polling was the first way).
+pub async fn propagation_observed(
+    bin: PathBuf,
+    nodes: usize,
+    listings: usize,
+    seed: u64,
+    observe: Observe,
+) -> Result<(PropagationReport, Vec<f64>)> {
     let net = ProcNet::start(bin, nodes).await?;
     let mut rng = StdRng::seed_from_u64(seed);
     let (delivered, expected, last, all) =
-        measure_propagation(&net, listings, &mut rng, "propagation").await?;
+        measure_propagation_with(&net, listings, &mut rng, "propagation", observe).await?;
     net.shutdown().await?;
     let report = PropagationReport {
         nodes,

@@ -38,6 +38,11 @@ pub const GOSSIP_MESSAGE_MAX_BYTES: usize = jangteo_protocol::MAX_ANY_OBJECT_BYT
 /// still drops the stream.
 pub const GOSSIP_FRAME_MAX_BYTES: usize = 4 * GOSSIP_MESSAGE_MAX_BYTES;
 
+/// How often gossipsub maintains its meshes and gossips message ids to peers outside them.
+pub const GOSSIP_HEARTBEAT: Duration = Duration::from_millis(700);
+/// When the first heartbeat comes after start (the first meshes are formed then).
+pub const GOSSIP_HEARTBEAT_INITIAL_DELAY: Duration = Duration::from_millis(100);
+
 /// Every behaviour of a node.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
@@ -87,7 +92,12 @@ fn gossipsub_behaviour(shards: &[&'static str]) -> Result<gossipsub::Behaviour, 
         .validation_mode(ValidationMode::Anonymous)
         .validate_messages()
         .max_transmit_size(GOSSIP_FRAME_MAX_BYTES)
-        .heartbeat_interval(Duration::from_millis(700))
+        .heartbeat_interval(GOSSIP_HEARTBEAT)
+        // The library waits 5 s for its first heartbeat, and the mesh of a topic is only
+        // formed at a heartbeat: until then a node forwards what it validates to nobody and
+        // its peers learn of messages only by gossip at a later heartbeat (hundreds of ms a
+        // hop). go-libp2p waits 100 ms; so do we.
+        .heartbeat_initial_delay(GOSSIP_HEARTBEAT_INITIAL_DELAY)
         .message_id_fn(|m| gossipsub::MessageId::new(&blake3::hash(&m.data).as_bytes()[..20]));
     for topic in &every_topic {
         config.max_transmit_size_for_topic(GOSSIP_MESSAGE_MAX_BYTES, topic.hash());

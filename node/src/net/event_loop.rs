@@ -293,16 +293,21 @@ impl EventLoop {
                 id,
                 source,
                 acceptance,
+                trace,
             } => {
+                let verdict = match acceptance {
+                    MessageAcceptance::Accept => "accept",
+                    MessageAcceptance::Reject => "reject",
+                    MessageAcceptance::Ignore => "ignore",
+                };
                 if let Some(m) = &self.metrics {
-                    m.judged(match acceptance {
-                        MessageAcceptance::Accept => "accept",
-                        MessageAcceptance::Reject => "reject",
-                        MessageAcceptance::Ignore => "ignore",
-                    });
+                    m.judged(verdict);
                 }
                 self.gossipsub()
                     .report_message_validation_result(&id, &source, acceptance);
+                if let Some(t) = trace {
+                    t.forwarded(&id.to_string(), &source.to_string(), verdict);
+                }
             }
             Command::Offense { peer } => {
                 tracing::info!(peer = %peer, "offense reported by a service");
@@ -624,6 +629,7 @@ impl EventLoop {
                 message_id: id,
                 message,
             } => {
+                let trace = crate::trace::HopTrace::received();
                 let origin = self.origins.get(&source).copied();
                 if self
                     .limits
@@ -670,6 +676,7 @@ impl EventLoop {
                     topic,
                     data: message.data,
                     slot,
+                    trace,
                 };
                 // A full queue: ignored now (not forwarded, nobody penalized); catch-up
                 // sync brings what was valid.

@@ -237,6 +237,8 @@ pub struct GossipMessage {
     pub data: Vec<u8>,
     /// Its peer's place in the attestation queue (attestations only), held until checked.
     pub slot: Option<InboundSlot>,
+    /// Its hop trace, when traces are on ([`crate::trace`]).
+    pub trace: Option<Box<crate::trace::HopTrace>>,
 }
 
 /// Peers coming and going, for the sync driver.
@@ -564,6 +566,7 @@ pub(crate) enum Command {
         id: MessageId,
         source: PeerId,
         acceptance: MessageAcceptance,
+        trace: Option<Box<crate::trace::HopTrace>>,
     },
     Offense {
         peer: PeerId,
@@ -750,16 +753,19 @@ impl Client {
 
     /// Reports the verdict on a gossip message handed out as a [`GossipMessage`]: accepted
     /// messages are forwarded, rejected ones count against the peer's gossip score.
+    /// Its `trace`, if any, is completed once the verdict reaches gossipsub.
     pub async fn report_validation(
         &self,
         id: MessageId,
         source: PeerId,
         acceptance: MessageAcceptance,
+        trace: Option<Box<crate::trace::HopTrace>>,
     ) -> Result<(), NodeError> {
         self.send(Command::Validated {
             id,
             source,
             acceptance,
+            trace,
         })
         .await
     }

@@ -215,9 +215,10 @@ impl Listings {
     }
 
     /// Stamps (when the version's stamp is worth less than the network asks of it), signs,
-    /// stores (durably) and gossips a version; returns the listing id and the stamp made, if
-    /// one was. The stamp is solved on a blocking thread, off the async runtime.
+    /// stores and gossips a version, then syncs the store (durable before it returns);
+    /// returns the listing id and the stamp made, if one was. The stamp is solved on a blocking thread, off the async runtime.
     async fn commit(&self, listing: Listing) -> Result<(ListingId, Option<Stamped>), ListingError> {
+        let mut trace = crate::trace::PublishTrace::start();
         listing.validate(now_ms())?;
         let me = self.me();
         let id = listing.id(&me);
@@ -237,12 +238,20 @@ impl Listings {
         .await
         .map_err(|_| StoreError::Poisoned)??;
         let obj = SignedObject::sign(Kind::Listing, listing.encode(), &self.key);
+        if let Some(t) = trace.as_mut() {
+            t.validated();
+        }
         let store = self.store.clone();
         let obj2 = obj.clone();
-        let write =
-            tokio::task::spawn_blocking(move || store.put_listing(&obj2, &listing, now_ms(), true))
-                .await
-                .map_err(|_| StoreError::Poisoned)??;
+        // Written (every check of the store made) but not yet synced: gossip need not wait
+        // for the disk. The post is answered only after the sync below, so an acknowledged
+        // post still survives a crash; a crash between the two can only leave a valid,
+        // published version that this node fetches back by sync.
+        let write = tokio::task::spawn_blocking(move || {
+            store.put_listing(&obj2, &listing, now_ms(), false)
+        })
+        .await
+        .map_err(|_| StoreError::Poisoned)??;
         match write {
             w if w.stored() => {}
             ListingWrite::OverCap { active } => return Err(ListingError::OverCap(active)),
@@ -256,11 +265,21 @@ impl Listings {
                 )));
             }
         }
-        match self
+        if let Some(t) = trace.as_mut() {
+            t.stored();
+        }
+        let published = self
             .network
             .publish(Kind::Listing, obj.bytes().to_vec())
+            .await;
+        if let Some(t) = &trace {
+            t.published(&id.to_hex());
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.sync())
             .await
-        {
+            .map_err(|_| StoreError::Poisoned)??;
+        match published {
             Ok(Ok(())) => tracing::info!(listing = %id, "listing published"),
             Ok(Err(e)) => {
                 tracing::info!(listing = %id, reason = %e, "listing stored; peers will fetch it by sync")

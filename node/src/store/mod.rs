@@ -192,6 +192,13 @@ impl Store {
             .ok_or(StoreError::Corrupt("missing column family"))
     }
 
+    /// Makes every write made so far durable: syncs the write-ahead log. A write made with
+    /// `durable = false` followed by this is as safe as a durable write once this returns.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
     fn write(&self, batch: WriteBatch, durable: bool) -> Result<(), StoreError> {
         let mut wo = WriteOptions::default();
         wo.set_sync(durable);
