@@ -5,7 +5,7 @@
 //! [`GossipValidator`] runs this path for gossip off the swarm task, a bounded number of
 //! messages at a time, and reports each verdict back through the [`Client`].
 
-use jangteo_protocol::{Kind, Object, ObjectError, ObjectId, verify_object};
+use jangteo_protocol::{Kind, Object, ObjectError, ObjectId, verify_object, verify_objects};
 
 use std::sync::Arc;
 
@@ -92,12 +92,14 @@ pub fn ingest(
 pub const VERIFY_THREADS_MAX: usize = 4;
 /// Below this many objects a batch is verified on the calling thread alone.
 pub const PARALLEL_VERIFY_MIN: usize = 8;
-/// Objects a verifying thread takes at a time in [`ingest_batch`].
-pub const VERIFY_CHUNK: usize = 32;
+/// Objects a verifying thread takes at a time in [`ingest_batch`], and checks as one
+/// signature batch.
+pub const VERIFY_CHUNK: usize = 64;
 
 /// Verifies and stores many objects at once, with exactly the acceptance rules of
-/// [`ingest`]: signatures and fields are checked by [`verify_object`] on up to
-/// [`VERIFY_THREADS_MAX`] threads (the expensive part), in chunks of [`VERIFY_CHUNK`],
+/// [`ingest`]: signatures and fields are checked by [`verify_objects`] on up to
+/// [`VERIFY_THREADS_MAX`] threads (the expensive part), in chunks of [`VERIFY_CHUNK`]
+/// whose signatures are checked as one batch (ZIP-215: the same verdicts as one by one),
 /// while the calling thread stores the chunks already verified, one object at a time in
 /// their order, so a later version in the batch meets the earlier one as [`ingest`] would.
 /// Returns one outcome per object, in order; stops at the first store failure.
@@ -112,17 +114,9 @@ pub fn ingest_batch<B: AsRef<[u8]> + Sync>(
         .map_or(1, |n| n.get())
         .min(VERIFY_THREADS_MAX);
     if threads < 2 || objects.len() < PARALLEL_VERIFY_MIN {
-        return objects
-            .iter()
-            .map(|b| {
-                store_verified(
-                    store,
-                    verify_object(b.as_ref(), now_ms),
-                    expected,
-                    now_ms,
-                    durable,
-                )
-            })
+        return verify_objects(objects, now_ms)
+            .into_iter()
+            .map(|v| store_verified(store, v, expected, now_ms, durable))
             .collect();
     }
     let chunks = objects.len().div_ceil(VERIFY_CHUNK);
@@ -140,10 +134,7 @@ pub fn ingest_batch<B: AsRef<[u8]> + Sync>(
                     }
                     let part =
                         &objects[c * VERIFY_CHUNK..((c + 1) * VERIFY_CHUNK).min(objects.len())];
-                    let verified: Vec<_> = part
-                        .iter()
-                        .map(|b| verify_object(b.as_ref(), now_ms))
-                        .collect();
+                    let verified = verify_objects(part, now_ms);
                     if tx.send((c, verified)).is_err() {
                         break;
                     }

@@ -65,6 +65,33 @@ pub fn verify_object(bytes: &[u8], now_ms: u64) -> Result<(SignedObject, Object)
     Ok((signed, object))
 }
 
+/// [`verify_object`] for many objects at once, with exactly its outcomes, one per object in
+/// order: the signatures are checked together by [`envelope::verify_batch`] (ZIP-215, whose
+/// batch and single checks always agree), which costs about half as much per signature.
+pub fn verify_objects<B: AsRef<[u8]>>(
+    objects: &[B],
+    now_ms: u64,
+) -> Vec<Result<(SignedObject, Object), ObjectError>> {
+    let decoded: Vec<Result<Envelope, ObjectError>> = objects
+        .iter()
+        .map(|b| Envelope::decode(b.as_ref()).map_err(ObjectError::from))
+        .collect();
+    let envelopes: Vec<&Envelope> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
+    let mut checked = envelope::verify_batch(&envelopes).into_iter();
+    objects
+        .iter()
+        .zip(decoded)
+        .map(|(bytes, d)| {
+            let env = d?;
+            // One outcome per decoded envelope, in the same order.
+            checked.next().unwrap_or(Err(ObjectError::BadSignature))?;
+            let signed = SignedObject::verified(bytes.as_ref(), env);
+            let object = decode_body(&signed, now_ms)?;
+            Ok((signed, object))
+        })
+        .collect()
+}
+
 /// Decodes and validates the body of an object whose signature is already verified.
 pub fn decode_body(signed: &SignedObject, now_ms: u64) -> Result<Object, ObjectError> {
     let env = signed.envelope();

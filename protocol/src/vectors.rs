@@ -707,3 +707,263 @@ fn spec_reject_vectors_are_refused_with_their_error() {
         }
     }
 }
+
+/// A signature edge-case vector (SPEC §10.1): a profile whose signature sits where
+/// ZIP-215 and `verify_strict` part ways, or on the edge of the key and `S` rules.
+struct SignatureVector {
+    title: &'static str,
+    bytes: Vec<u8>,
+    /// `valid`, or the error code.
+    verdict: &'static str,
+    /// What ed25519-dalek's `verify_strict` (the rule before ZIP-215) says: `valid` or
+    /// `refused`.
+    strict: &'static str,
+}
+
+/// The secret scalar of an RFC 8032 seed: the clamped low half of SHA-512(seed).
+fn secret_scalar(seed: &[u8; 32]) -> curve25519_dalek::Scalar {
+    use sha2::Digest;
+    let h = sha2::Sha512::digest(seed);
+    let mut a = [0u8; 32];
+    a.copy_from_slice(&h[..32]);
+    a[0] &= 248;
+    a[31] &= 127;
+    a[31] |= 64;
+    curve25519_dalek::Scalar::from_bytes_mod_order(a)
+}
+
+/// `k = SHA-512(R || A || M)` reduced modulo the group order, with `R` and `A` as given.
+fn challenge(r: &[u8; 32], a: &[u8; 32], msg: &[u8]) -> curve25519_dalek::Scalar {
+    use sha2::Digest;
+    let h = sha2::Sha512::new()
+        .chain_update(r)
+        .chain_update(a)
+        .chain_update(msg)
+        .finalize();
+    let mut wide = [0u8; 64];
+    wide.copy_from_slice(&h);
+    curve25519_dalek::Scalar::from_bytes_mod_order_wide(&wide)
+}
+
+fn signature_vectors() -> Vec<SignatureVector> {
+    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT as B, EIGHT_TORSION};
+    let objects = vector_objects();
+    let (_, seed, kind, body) = objects[3].clone();
+    assert_eq!(kind, Kind::Profile);
+    let msg = kind.signing_input(&body);
+    let key = SigningKey::from_bytes(&seed);
+    let author = key.verifying_key().to_bytes();
+    let a = secret_scalar(&seed);
+    assert_eq!((a * B).compress().to_bytes(), author);
+    let envelope = |author: [u8; 32], r: [u8; 32], s: [u8; 32]| {
+        let mut signature = [0u8; 64];
+        signature[..32].copy_from_slice(&r);
+        signature[32..].copy_from_slice(&s);
+        crate::Envelope {
+            kind,
+            author: PublicKey(author),
+            body: body.clone(),
+            signature,
+        }
+        .encode()
+    };
+    // `R` a small-order point, given as `r_bytes`; `S = k·a` makes the cofactored equation
+    // hold ([8]S·B = [8]k·A) while the cofactorless one needs R = 0 exactly.
+    let small_r = |r: [u8; 32]| envelope(author, r, (challenge(&r, &author, &msg) * a).to_bytes());
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    // 2^255 - 18 = p + 1: the identity point's y written without reducing it modulo p.
+    let mut identity_high = [0xffu8; 32];
+    identity_high[0] = 0xee;
+    identity_high[31] = 0x7f;
+    // A key with a torsion component: A' = a·B + T8. An honest signature under `a` meets
+    // the cofactored equation; the cofactorless one unless k is a multiple of 8.
+    let mixed = (a * B + EIGHT_TORSION[1]).compress().to_bytes();
+    // The first nonce (from 7, 8, …) whose k is not a multiple of 8, so k·T8 does not vanish.
+    let (r, big_r, k) = (7u8..)
+        .map(|n| {
+            let r = challenge(&[n; 32], &[n; 32], b"jangteo signature vector nonce");
+            let big_r = (r * B).compress().to_bytes();
+            (r, big_r, challenge(&big_r, &mixed, &msg))
+        })
+        .find(|(_, _, k)| k.to_bytes()[0] % 8 != 0)
+        .expect("a nonce");
+    // An honest signature with S + l: the same point, S not canonical.
+    let honest = SignedObject::sign(kind, body.clone(), &key);
+    let sig = honest.envelope().signature;
+    let mut s_plus_l = [0u8; 32];
+    let mut carry = 0u16;
+    // l, the order of the base point, little-endian.
+    let l = hex::decode("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010")
+        .expect("hex");
+    for (i, l) in l.iter().enumerate() {
+        let t = u16::from(sig[32 + i]) + u16::from(*l) + carry;
+        s_plus_l[i] = t as u8;
+        carry = t >> 8;
+    }
+    let mut r_honest = [0u8; 32];
+    r_honest.copy_from_slice(&sig[..32]);
+    vec![
+        SignatureVector {
+            title: "vector 4's profile, `R` the identity point `0100…00` (small order), `S = k·a`",
+            bytes: small_r(identity),
+            verdict: "valid",
+            strict: "refused",
+        },
+        SignatureVector {
+            title: "vector 4's profile, `R` the identity point written unreduced (`ee ff … ff 7f`, y = p + 1), `S = k·a`",
+            bytes: small_r(identity_high),
+            verdict: "valid",
+            strict: "refused",
+        },
+        SignatureVector {
+            title: "vector 4's profile by the mixed-order key `a·B + T8` (vector 4's scalar plus a point of order 8), signed with `a`",
+            bytes: envelope(mixed, big_r, (r + k * a).to_bytes()),
+            verdict: "valid",
+            strict: "refused",
+        },
+        SignatureVector {
+            title: "vector 4 with `S + l` in place of `S` (the same point, `S` not canonical)",
+            bytes: envelope(author, r_honest, s_plus_l),
+            verdict: "bad-signature",
+            strict: "refused",
+        },
+        SignatureVector {
+            title: "vector 4's profile by the identity point written unreduced (`ee ff … ff 7f`) as author key, `R` = B, `S` = 1",
+            bytes: envelope(identity_high, B.compress().to_bytes(), {
+                let mut one = [0u8; 32];
+                one[0] = 1;
+                one
+            }),
+            verdict: "bad-author-key",
+            strict: "refused",
+        },
+    ]
+}
+
+/// The markdown of SPEC §10.1.
+fn signature_markdown() -> String {
+    let mut out = String::new();
+    for (i, v) in signature_vectors().into_iter().enumerate() {
+        out.push_str(&format!(
+            "### Signature vector {}: {}\n\n- bytes: `{}`\n- verdict: `{}`\n- verify_strict: `{}`\n\n",
+            i + 1,
+            v.title,
+            hex::encode(&v.bytes),
+            v.verdict,
+            v.strict
+        ));
+    }
+    out
+}
+
+#[test]
+#[ignore = "prints the signature vectors of SPEC.md §10.1"]
+fn print_signature_vectors() {
+    println!("{}", signature_markdown());
+}
+
+#[test]
+fn spec_signature_vectors_hold_alone_and_in_a_batch() {
+    let blocks: Vec<&str> = SPEC
+        .split("### Signature vector ")
+        .skip(1)
+        .map(|b| b.split("\n#").next().unwrap_or(b))
+        .collect();
+    let vectors = signature_vectors();
+    assert_eq!(
+        blocks.len(),
+        vectors.len(),
+        "SPEC.md's signature vectors are out of date; print them with `cargo test --release -p jangteo-protocol print_signature_vectors -- --ignored --nocapture`"
+    );
+    let verdict = |r: &Result<_, crate::ObjectError>| match r {
+        Ok(_) => "valid".to_string(),
+        Err(e) => e.code(),
+    };
+    let good = vector_objects()
+        .into_iter()
+        .map(|(_, seed, kind, body)| {
+            SignedObject::sign(kind, body, &SigningKey::from_bytes(&seed))
+                .bytes()
+                .to_vec()
+        })
+        .collect::<Vec<_>>();
+    for (block, v) in blocks.iter().zip(&vectors) {
+        let title = v.title;
+        assert_eq!(
+            spec_field(block, "bytes"),
+            Some(hex::encode(&v.bytes).as_str()),
+            "{title}"
+        );
+        assert_eq!(spec_field(block, "verdict"), Some(v.verdict), "{title}");
+        assert_eq!(
+            spec_field(block, "verify_strict"),
+            Some(v.strict),
+            "{title}"
+        );
+        assert_eq!(
+            verdict(&verify_object(&v.bytes, REFERENCE_NOW)),
+            v.verdict,
+            "{title}"
+        );
+        // Among honest objects in a batch, it gets the same verdict and spoils none of them.
+        let mut batch = good.clone();
+        batch.insert(2, v.bytes.clone());
+        let outcomes = crate::verify_objects(&batch, REFERENCE_NOW);
+        for (bytes, got) in batch.iter().zip(&outcomes) {
+            assert_eq!(
+                verdict(got),
+                verdict(&verify_object(bytes, REFERENCE_NOW)),
+                "{title}: batch and single disagree"
+            );
+        }
+        assert_eq!(verdict(&outcomes[2]), v.verdict, "{title}: in a batch");
+        // What the rule before ZIP-215 said.
+        let env = crate::Envelope::decode(&v.bytes).expect("decodes");
+        let strict = ed25519_dalek::VerifyingKey::from_bytes(&env.author.0).is_ok_and(|k| {
+            !k.is_weak()
+                && k.verify_strict(
+                    &env.kind.signing_input(&env.body),
+                    &ed25519_dalek::Signature::from_bytes(&env.signature),
+                )
+                .is_ok()
+        });
+        assert_eq!(
+            if strict { "valid" } else { "refused" },
+            v.strict,
+            "{title}"
+        );
+    }
+}
+
+#[test]
+fn a_batch_of_honest_objects_with_forgeries_has_the_single_outcomes() {
+    let mut batch: Vec<Vec<u8>> = vector_objects()
+        .into_iter()
+        .map(|(_, seed, kind, body)| {
+            SignedObject::sign(kind, body, &SigningKey::from_bytes(&seed))
+                .bytes()
+                .to_vec()
+        })
+        .collect();
+    // A flipped signature bit, a flipped body bit, garbage.
+    let mut forged = batch[0].clone();
+    let n = forged.len();
+    forged[n - 1] ^= 1;
+    batch.push(forged);
+    let mut body = batch[3].clone();
+    body[60] ^= 1;
+    batch.push(body);
+    batch.push(vec![0x84, 0x00]);
+    let outcomes = crate::verify_objects(&batch, REFERENCE_NOW);
+    assert_eq!(outcomes.len(), batch.len());
+    for (bytes, got) in batch.iter().zip(&outcomes) {
+        let single = verify_object(bytes, REFERENCE_NOW);
+        assert_eq!(
+            got.as_ref().map(|(s, _)| s.id()).map_err(|e| e.code()),
+            single.as_ref().map(|(s, _)| s.id()).map_err(|e| e.code())
+        );
+    }
+    assert!(outcomes[..outcomes.len() - 3].iter().all(Result::is_ok));
+    assert!(outcomes[outcomes.len() - 3..].iter().all(Result::is_err));
+}

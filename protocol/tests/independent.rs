@@ -28,7 +28,7 @@ fn python() -> PathBuf {
     let py = venv.join("bin/python");
     assert!(
         py.exists(),
-        "no Python venv at {}: run .ci/deps (it installs cbor2, PyNaCl and blake3)",
+        "no Python venv at {}: run .ci/deps (it installs cbor2 and blake3)",
         venv.display()
     );
     py
@@ -72,17 +72,28 @@ fn the_independent_checker_agrees_with_every_spec_vector() {
     let (code, lines) = check(&["--spec", spec.to_str().expect("utf-8 path")]);
     let objects = SPEC.matches("\n### Vector ").count();
     let rejects = SPEC.matches("\n### Reject vector ").count();
+    // Signature vectors (§10.1): some valid (where ZIP-215 and verify_strict differ), some not.
+    let signatures = SPEC.matches("\n### Signature vector ").count();
+    let signatures_refused = SPEC
+        .split("\n### Signature vector ")
+        .skip(1)
+        .filter(|b| !b.contains("- verdict: `valid`"))
+        .count();
     assert!(
-        objects >= 12 && rejects >= 10,
-        "{objects} object and {rejects} reject vectors"
+        objects >= 12 && rejects >= 10 && signatures >= 5 && signatures_refused >= 2,
+        "{objects} object, {rejects} reject and {signatures} signature vectors"
     );
-    assert_eq!(lines.len(), objects + rejects, "one verdict per vector");
+    assert_eq!(
+        lines.len(),
+        objects + rejects + signatures,
+        "one verdict per vector"
+    );
     for l in &lines {
         assert_eq!(l["as_expected"], true, "Python disagrees with SPEC.md: {l}");
     }
     assert_eq!(code, 0);
     let refused = lines.iter().filter(|l| l["valid"] == false).count();
-    assert_eq!(refused, rejects);
+    assert_eq!(refused, rejects + signatures_refused);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! `ingest`: in one process, no network. The same signed listings are (1) checked one by one
-//! with ed25519 `verify_strict` on one core, the bare cost of the signatures, and (2) taken
+//! with ed25519 `verify_strict` on one core, the bare cost of the signatures (and with the
+//! node's rule, ZIP-215, one by one and in batches, on one core), and (2) taken
 //! through the node's whole ingest path into a fresh data folder: decode, verify, validate
 //! and store in RocksDB ([`jangteo_node::ingest::ingest_batch`], pages as sync delivers
 //! them), and indexed by the node's indexer running beside it, until the index is
@@ -13,8 +14,9 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use ed25519_dalek::{Signature, VerifyingKey};
 use jangteo_node::Store;
-use jangteo_node::ingest::{Ingested, ingest, ingest_batch, now_ms};
+use jangteo_node::ingest::{Ingested, VERIFY_CHUNK, ingest, ingest_batch, now_ms};
 use jangteo_node::services::search::SearchIndex;
+use jangteo_protocol::envelope::verify_batch;
 use jangteo_protocol::{Envelope, Kind, SignedObject};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -158,6 +160,28 @@ pub fn run(count: usize, seed: u64, saved: usize) -> Result<Value> {
     if ok != count {
         bail!("{} of {count} signatures failed", count - ok);
     }
+    // (1z) the node's rule (ZIP-215 and the author-key check), one core: one by one, and in
+    // batches of one verifying thread's chunk, as `ingest_batch` checks them.
+    let envelopes: Vec<Envelope> = objects
+        .iter()
+        .map(|b| Envelope::decode(b))
+        .collect::<Result<_, _>>()?;
+    let t = Instant::now();
+    let ok = envelopes.iter().filter(|e| e.verify().is_ok()).count();
+    let zip215_s = t.elapsed().as_secs_f64();
+    if ok != count {
+        bail!("ZIP-215: {} of {count} signatures failed", count - ok);
+    }
+    let refs: Vec<&Envelope> = envelopes.iter().collect();
+    let t = Instant::now();
+    let ok: usize = refs
+        .chunks(VERIFY_CHUNK)
+        .map(|c| verify_batch(c).iter().filter(|r| r.is_ok()).count())
+        .sum();
+    let zip215_batch_s = t.elapsed().as_secs_f64();
+    if ok != count {
+        bail!("ZIP-215 batch: {} of {count} signatures failed", count - ok);
+    }
 
     // (2) the whole path, batch: store pages with ingest_batch while the indexer drains.
     let (ingest_s, _) = whole_path(&objects, 0, seed)?;
@@ -224,7 +248,11 @@ pub fn run(count: usize, seed: u64, saved: usize) -> Result<Value> {
     Ok(json!({
         "count": count,
         "verify_only_per_s": count as f64 / verify_s,
+        "zip215_single_per_s": count as f64 / zip215_s,
+        "zip215_batch_per_s": count as f64 / zip215_batch_s,
+        "batch": VERIFY_CHUNK,
         "ingest_per_s": count as f64 / ingest_s,
+        "ratio_to_verify_strict": verify_s / ingest_s,
         "ingest_without_index_per_s": count as f64 / store_b_s,
         "one_by_one_ingest_per_s": count as f64 / one_s,
         "one_by_one_store_only_per_s": count as f64 / store1_s,

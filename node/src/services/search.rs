@@ -9,6 +9,7 @@
 //! empties the outbox. The store stays the source of truth: results are read back from it,
 //! and a missing or damaged index is rebuilt from it at start.
 
+use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -292,6 +293,23 @@ fn schema() -> (Schema, Fields) {
     (b.build(), f)
 }
 
+/// Most sellers whose peer ids [`SellerIds`] keeps; past it, it starts afresh.
+const SELLER_IDS_MAX: usize = 4096;
+
+/// Sellers' peer ids as the index writes them, kept while the indexer works through a
+/// queue: most listings of a batch come from sellers already seen in it.
+#[derive(Default)]
+struct SellerIds(HashMap<PublicKey, String>);
+
+impl SellerIds {
+    fn peer_id(&mut self, key: &PublicKey) -> String {
+        if self.0.len() >= SELLER_IDS_MAX {
+            self.0.clear();
+        }
+        self.0.entry(*key).or_insert_with(|| key.peer_id()).clone()
+    }
+}
+
 /// The search index of one node.
 pub struct SearchIndex {
     index: Index,
@@ -444,7 +462,9 @@ impl SearchIndex {
         Ok(this)
     }
 
-    fn document(&self, s: &StoredListing) -> TantivyDocument {
+    /// The listing's document; `sellers` keeps the sellers' peer ids (base58, whose encoding
+    /// costs more than the rest of the document's fields together) across a batch.
+    fn document(&self, s: &StoredListing, sellers: &mut SellerIds) -> TantivyDocument {
         let f = &self.fields;
         let l = &s.listing;
         let mut d = doc!(
@@ -452,7 +472,7 @@ impl SearchIndex {
             f.title => l.title.as_str(),
             f.body => format!("{}\n{}", l.description, l.category.replace('-', " ")),
             f.category => l.category.as_str(),
-            f.seller => s.author.peer_id(),
+            f.seller => sellers.peer_id(&s.author),
             f.currency => l.currency.as_str(),
             f.price => l.price,
             f.created => l.created_at,
@@ -485,8 +505,9 @@ impl SearchIndex {
         w.delete_all_documents()?;
         let mut n = 0u64;
         let mut failed: Option<tantivy::TantivyError> = None;
+        let mut sellers = SellerIds::default();
         store.for_each_listing(None, |s| {
-            if let Err(e) = w.add_document(self.document(&s)) {
+            if let Err(e) = w.add_document(self.document(&s, &mut sellers)) {
                 failed = Some(e);
                 return false;
             }
@@ -528,6 +549,7 @@ impl SearchIndex {
         let mut applied = 0;
         let mut raised = Vec::new();
         let mut analyzer = market_analyzer();
+        let mut sellers = SellerIds::default();
         loop {
             let batch = store.index_queue(INDEX_BATCH_MAX)?;
             if batch.is_empty() {
@@ -546,7 +568,7 @@ impl SearchIndex {
                     let Some(s) = store.listing(id)? else {
                         continue;
                     };
-                    w.add_document(self.document(&s))?;
+                    w.add_document(self.document(&s, &mut sellers))?;
                     if saved.is_empty() || self.owner == Some(s.author) {
                         continue;
                     }
