@@ -196,8 +196,10 @@ async fn the_web_page_benchmark_runs_on_a_small_market() {
 
 /// Issue 15's `spam` scenario, small (the 20-node, 1 000-key, 60 s run is by hand,
 /// BENCHMARKS.md): 3 honest processes at a test difficulty, an attacker with 20 keys for
-/// 8 s. Nothing invalid is stored, the relay stays under its mailbox cap, no honest node
-/// bans another, most honest listings still arrive, and the report has the issue's keys.
+/// 8 s. Nothing invalid is stored (no cheap listing, no attestation without its stamp or
+/// with one too cheap), what is stored stays within what the stamps paid for, the relay
+/// stays under its mailbox cap, no honest node bans another, most honest listings still
+/// arrive, and the report has the issue's keys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_spam_scenario_stores_nothing_invalid_and_bans_no_honest_node() {
     use jangteo_testnet::spam;
@@ -235,6 +237,20 @@ async fn the_spam_scenario_stores_nothing_invalid_and_bans_no_honest_node() {
         "{r:?}"
     );
     assert!(r.spam_attestations > 0 && r.spam_mail_puts > 0, "{r:?}");
+    assert_eq!(r.attestation_stamp_bits, 10, "{r:?}");
+    assert!(
+        r.spam_attestations_stamped > 0 && r.spam_attestations_cheap > 0,
+        "{r:?}"
+    );
+    assert_eq!(
+        r.spam_attestations_cheap_stored_max, 0,
+        "an attestation without its stamp, or with one too cheap, is never stored: {r:?}"
+    );
+    assert!(
+        r.spam_attestations_stored_max <= r.spam_attestations_stamped,
+        "{r:?}"
+    );
+    assert!(r.spam_stored_max <= r.spam_stored_bound, "{r:?}");
     assert_eq!(
         r.spam_cheap_stored_max, 0,
         "a cheap stamp is never stored: {r:?}"

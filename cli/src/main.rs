@@ -388,8 +388,8 @@ struct NodeArgs {
     mirror_cap_mib: Option<u64>,
     /// The network's base difficulty of listing stamps, in bits (SPEC §3.1). Network-wide:
     /// every node of one network must use the same value, or they refuse each other's
-    /// listings. Default 24, the public network's; only test networks set it lower (0: no
-    /// stamps).
+    /// listings. It sets the ratings' stamps too, 2 bits lower (SPEC §7.1). Default 24, the
+    /// public network's; only test networks set it lower (0: no stamps).
     #[arg(long, value_name = "BITS")]
     listing_stamp_bits: Option<u32>,
     /// An address this node is reachable at from outside (repeatable), e.g. the router's

@@ -81,11 +81,89 @@ pub fn ingest(
 ) -> Result<Ingested, StoreError> {
     store_verified(
         store,
-        verify_object(bytes, now_ms),
+        verify_stamped(store, bytes, now_ms),
         expected,
         now_ms,
         durable,
     )
+}
+
+/// Refuses a listing or an attestation whose stamp is worth less than the network asks of
+/// every such object (SPEC §3.1, §7.1), reading the envelope and body without checking any
+/// signature: one or two hashes, so a flood of cheap objects is dropped before the ed25519
+/// checks it would otherwise cost (an attestation carries five signatures). Bytes that do not
+/// decode pass here; [`verify_object`] refuses them with the reason.
+pub fn check_stamp_first(bytes: &[u8], network_bits: u32) -> Result<(), ObjectError> {
+    if network_bits == 0 {
+        return Ok(());
+    }
+    let Ok(env) = jangteo_protocol::Envelope::decode(bytes) else {
+        return Ok(());
+    };
+    match env.kind {
+        Kind::Listing => {
+            let Ok(l) = jangteo_protocol::Listing::decode(&env.body) else {
+                return Ok(());
+            };
+            let got = l.stamp_work(&env.author);
+            if got < network_bits {
+                return Err(ObjectError::Invalid(stamp_too_cheap(got, network_bits)));
+            }
+        }
+        Kind::Attestation => {
+            let Ok(a) = jangteo_protocol::attestation::Attestation::decode(&env.body) else {
+                return Ok(());
+            };
+            let needed = jangteo_protocol::attestation::stamp_bits(network_bits);
+            let got = a.stamp_work(&env.author);
+            if got < needed {
+                return Err(ObjectError::Invalid(attestation_stamp_too_cheap(
+                    got, needed,
+                )));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// [`check_stamp_first`] at the store's network difficulty, then [`verify_object`].
+fn verify_stamped(
+    store: &Store,
+    bytes: &[u8],
+    now_ms: u64,
+) -> Result<(jangteo_protocol::SignedObject, Object), ObjectError> {
+    check_stamp_first(bytes, store.stamp_bits())?;
+    verify_object(bytes, now_ms)
+}
+
+/// [`verify_stamped`] for many objects: each stamp first (an object whose stamp is too cheap
+/// costs no signature check), then the signatures of the rest as one batch
+/// ([`verify_objects`]). One outcome per object, in order.
+fn verify_stamped_many<B: AsRef<[u8]>>(
+    store: &Store,
+    objects: &[B],
+    now_ms: u64,
+) -> Vec<Result<(jangteo_protocol::SignedObject, Object), ObjectError>> {
+    let bits = store.stamp_bits();
+    let stamps: Vec<Result<(), ObjectError>> = objects
+        .iter()
+        .map(|b| check_stamp_first(b.as_ref(), bits))
+        .collect();
+    let paid: Vec<&[u8]> = objects
+        .iter()
+        .zip(&stamps)
+        .filter(|(_, s)| s.is_ok())
+        .map(|(b, _)| b.as_ref())
+        .collect();
+    let mut verified = verify_objects(&paid, now_ms).into_iter();
+    stamps
+        .into_iter()
+        .map(|s| match s {
+            Ok(()) => verified.next().unwrap_or(Err(ObjectError::BadSignature)),
+            Err(e) => Err(e),
+        })
+        .collect()
 }
 
 /// Most threads [`ingest_batch`] verifies on.
@@ -97,9 +175,10 @@ pub const PARALLEL_VERIFY_MIN: usize = 8;
 pub const VERIFY_CHUNK: usize = 64;
 
 /// Verifies and stores many objects at once, with exactly the acceptance rules of
-/// [`ingest`]: signatures and fields are checked by [`verify_objects`] on up to
-/// [`VERIFY_THREADS_MAX`] threads (the expensive part), in chunks of [`VERIFY_CHUNK`]
-/// whose signatures are checked as one batch (ZIP-215: the same verdicts as one by one),
+/// [`ingest`]: stamps first ([`check_stamp_first`]), then signatures and fields by
+/// [`verify_objects`] on up to [`VERIFY_THREADS_MAX`] threads (the expensive part), in chunks
+/// of [`VERIFY_CHUNK`] whose signatures are checked as one batch (ZIP-215: the same verdicts
+/// as one by one),
 /// while the calling thread stores the chunks already verified, one object at a time in
 /// their order, so a later version in the batch meets the earlier one as [`ingest`] would.
 /// Returns one outcome per object, in order; stops at the first store failure.
@@ -114,7 +193,7 @@ pub fn ingest_batch<B: AsRef<[u8]> + Sync>(
         .map_or(1, |n| n.get())
         .min(VERIFY_THREADS_MAX);
     if threads < 2 || objects.len() < PARALLEL_VERIFY_MIN {
-        return verify_objects(objects, now_ms)
+        return verify_stamped_many(store, objects, now_ms)
             .into_iter()
             .map(|v| store_verified(store, v, expected, now_ms, durable))
             .collect();
@@ -134,7 +213,7 @@ pub fn ingest_batch<B: AsRef<[u8]> + Sync>(
                     }
                     let part =
                         &objects[c * VERIFY_CHUNK..((c + 1) * VERIFY_CHUNK).min(objects.len())];
-                    let verified = verify_objects(part, now_ms);
+                    let verified = verify_stamped_many(store, part, now_ms);
                     if tx.send((c, verified)).is_err() {
                         break;
                     }
@@ -232,6 +311,9 @@ fn store_verified(
                     Ingested::Ignored("its trade completed longer ago than attestations are kept")
                 }
                 // Counted among what this node holds; another node may hold fewer.
+                AttestationWrite::TooCheap { got, needed } => Ingested::Invalid(
+                    ObjectError::Invalid(attestation_stamp_too_cheap(got, needed)),
+                ),
                 AttestationWrite::OverCap { held } => {
                     Ingested::Unconfirmed(ObjectError::Invalid(jangteo_protocol::FieldError::new(
                         "author",
@@ -298,6 +380,17 @@ pub fn stamp_too_cheap(got: u32, needed: u32) -> jangteo_protocol::FieldError {
         "stamp",
         format!(
             "the stamp is worth {got} bits of work on this listing, {needed} needed (SPEC §3.1; a stamp made for another listing is worth nothing here)"
+        ),
+    )
+}
+
+/// The reason given for an attestation whose stamp is below the network's attestation
+/// difficulty.
+pub fn attestation_stamp_too_cheap(got: u32, needed: u32) -> jangteo_protocol::FieldError {
+    jangteo_protocol::FieldError::new(
+        "stamp",
+        format!(
+            "the stamp is worth {got} bits of work on this attestation, {needed} needed (SPEC §7.1; a stamp made for another author, trade or time is worth nothing here)"
         ),
     )
 }
@@ -620,6 +713,154 @@ mod tests {
         );
         assert_eq!(verdict, Verdict::Ignore);
         assert!(store.object(&ObjectId::of(&bytes)).expect("read").is_none());
+    }
+
+    /// A completed trade between `buyer` and `seller` (offer, accept, paid, received) and the
+    /// buyer's rating of it dated `at`, stamped to exactly `bits` (none when `None`).
+    fn rating(
+        buyer: &SigningKey,
+        seller: &SigningKey,
+        n: u64,
+        now: u64,
+        at: u64,
+        bits: Option<u32>,
+    ) -> jangteo_protocol::attestation::Attestation {
+        use jangteo_protocol::trade::{Role, Terms, TradeMessage};
+        let pk = |k: &SigningKey| jangteo_protocol::PublicKey(k.verifying_key().to_bytes());
+        let terms = Terms {
+            listing: jangteo_protocol::ListingId([n as u8; 32]),
+            listing_seq: 1,
+            price: 10_000 + n,
+            currency: "KRW".into(),
+            quantity: 1,
+        };
+        let offer = TradeMessage {
+            trade: None,
+            prev: None,
+            at: now - 60_000,
+            seller: Some(pk(seller)),
+            terms: Some(terms.clone()),
+            moderators: vec![],
+            note: String::new(),
+            outcome: None,
+        };
+        let first = SignedObject::sign(Kind::Offer, offer.encode(), buyer);
+        let (trade, mut prev) = (first.id(), first.id());
+        let mut chain = vec![first.bytes().to_vec()];
+        for (i, kind) in [Kind::Accept, Kind::Paid, Kind::Received]
+            .into_iter()
+            .enumerate()
+        {
+            let mut m = TradeMessage::follow(trade, prev, now - 50_000 + 1000 * i as u64);
+            let by = if kind == Kind::Accept {
+                m.terms = Some(terms.clone());
+                seller
+            } else {
+                buyer
+            };
+            let o = SignedObject::sign(kind, m.encode(), by);
+            prev = o.id();
+            chain.push(o.bytes().to_vec());
+        }
+        let mut a = jangteo_protocol::attestation::Attestation {
+            chain,
+            about: pk(seller),
+            role: Role::Buyer,
+            score: 5,
+            comment: String::new(),
+            at,
+            stamp: None,
+        };
+        if let Some(bits) = bits {
+            let w = jangteo_protocol::stamp::Worker::new(
+                jangteo_protocol::stamp::ATTESTATION_CONTEXT,
+                &a.stamp_subject(&pk(buyer)),
+            );
+            a.stamp = (0..).find(|&x| w.bits(x) == bits);
+        }
+        a
+    }
+
+    /// SPEC §7.1 against a lying sender: no stamp, a cheap one, one made for another author,
+    /// trade or time is an offense and stored nowhere; the stamp is judged before any
+    /// signature; a replay is ignored; a network at difficulty 0 asks for none.
+    #[test]
+    fn an_attestation_stamp_below_the_network_is_an_offense_and_checked_first() {
+        use jangteo_protocol::attestation::Attestation;
+        let now = now_ms();
+        let (buyer, seller) = (
+            SigningKey::from_bytes(&[21; 32]),
+            SigningKey::from_bytes(&[22; 32]),
+        );
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path()).expect("store");
+        // Listing difficulty 12: attestations need 10 bits.
+        store.set_stamp_bits(12);
+        assert_eq!(store.attestation_stamp_bits(), 10);
+        let (events, _) = broadcast::channel(4);
+        let sign = |a: &Attestation, by: &SigningKey| {
+            SignedObject::sign(Kind::Attestation, a.encode(), by)
+                .bytes()
+                .to_vec()
+        };
+        let run = |bytes: &[u8]| {
+            let outcome =
+                ingest(&store, bytes, Some(Kind::Attestation), now, false).expect("ingest");
+            let shown = format!("{outcome:?}");
+            (shown, judge(Ok(outcome), None, &events))
+        };
+        let stored = |bytes: &[u8]| store.object(&ObjectId::of(bytes)).expect("read").is_some();
+        let rejected = |bytes: &[u8], what: &str| {
+            let (outcome, verdict) = run(bytes);
+            assert_eq!(verdict, Verdict::Reject, "{what}: {outcome}");
+            assert!(outcome.contains("stamp"), "{what}: {outcome}");
+            assert!(!stored(bytes), "{what} stored");
+        };
+        rejected(
+            &sign(&rating(&buyer, &seller, 1, now, now, None), &buyer),
+            "unstamped",
+        );
+        rejected(
+            &sign(&rating(&buyer, &seller, 1, now, now, Some(9)), &buyer),
+            "9 bits",
+        );
+        // A good stamp with a broken signature: the signature is never checked.
+        let mut bad_sig = sign(&rating(&buyer, &seller, 2, now, now, Some(3)), &buyer);
+        let at = bad_sig.len() - 3;
+        bad_sig[at] ^= 0x40;
+        let (outcome, _) = run(&bad_sig);
+        assert!(outcome.contains("stamp is worth 3 bits"), "{outcome}");
+        // The honest one: stored and accepted; again (a replay): ignored.
+        let good = rating(&buyer, &seller, 3, now, now, Some(10));
+        let good_bytes = sign(&good, &buyer);
+        assert_eq!(run(&good_bytes).1, Verdict::Accept);
+        assert!(stored(&good_bytes));
+        assert_eq!(run(&good_bytes).1, Verdict::Ignore, "replay");
+        // Re-signed with a later `at` on the old stamp (to supersede for free).
+        let later = Attestation {
+            at: now + 1000,
+            ..good.clone()
+        };
+        rejected(&sign(&later, &buyer), "re-signed later");
+        // The seller taking the buyer's stamp for its own rating of the same trade.
+        let theirs = Attestation {
+            about: jangteo_protocol::PublicKey(buyer.verifying_key().to_bytes()),
+            role: jangteo_protocol::trade::Role::Seller,
+            ..good.clone()
+        };
+        rejected(&sign(&theirs, &seller), "the other party's stamp");
+        // Moved onto another trade between the same keys.
+        let other = Attestation {
+            chain: rating(&buyer, &seller, 4, now, now, None).chain,
+            ..good.clone()
+        };
+        rejected(&sign(&other, &buyer), "another trade's stamp");
+        // Each rejected one was an offense; a node at difficulty 0 asks for none.
+        let dir0 = tempfile::tempdir().expect("dir");
+        let store0 = Store::open(dir0.path()).expect("store");
+        let bare = sign(&rating(&buyer, &seller, 5, now, now, None), &buyer);
+        let outcome = ingest(&store0, &bare, Some(Kind::Attestation), now, false).expect("ingest");
+        assert!(matches!(outcome, Ingested::Stored { .. }), "{outcome:?}");
     }
 
     #[test]

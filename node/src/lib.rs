@@ -199,7 +199,8 @@ pub struct NodeConfig {
     /// parameter that every node of one network must share. Default
     /// [`jangteo_protocol::listing::LISTING_STAMP_BITS`] (24), the public network's; test
     /// networks set it low to keep posting fast ([`TEST_NETWORK_STAMP_BITS`]), and 0 asks for
-    /// no stamp at all.
+    /// no stamp at all. Attestation stamps ask 2 bits less (SPEC §7.1; 22 on the public
+    /// network).
     pub listing_stamp_bits: u32,
     /// Serve Prometheus metrics on this address (`GET /metrics`); off when `None`.
     pub metrics: Option<SocketAddr>,

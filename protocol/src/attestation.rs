@@ -5,6 +5,10 @@
 //! signed a trade that completed, that the author is one of them and that the subject is the
 //! other. One attestation counts per author per trade: a later one (higher `at`) from the
 //! same author about the same trade supersedes the earlier.
+//!
+//! An attestation carries a proof-of-work stamp (SPEC §7.1, §12) bound to its author, its
+//! trade and its `at`, so that minting ratings between two keys of one's own costs CPU time
+//! that every node checks with one hash, before any signature.
 
 use ciborium::value::Value;
 
@@ -15,7 +19,32 @@ use crate::ids::{ObjectId, PublicKey};
 use crate::limits::{CHAIN_MAX, MAX_CLOCK_SKEW_MS};
 use crate::trade::{ChainMessage, Role, Terms, TradeChain, TradeState};
 
-pub use crate::limits::{ATTESTATION_CHAIN_MIN, COMMENT_MAX_BYTES, MAX_ATTESTATION_BYTES};
+pub use crate::limits::{
+    ATTESTATION_CHAIN_MIN, ATTESTATION_STAMP_BITS, COMMENT_MAX_BYTES, MAX_ATTESTATION_BYTES,
+};
+
+/// The difficulty, in bits, an attestation's stamp must have on a network whose listing
+/// difficulty is `network_bits` (SPEC §7.1): that minus ([`crate::limits::LISTING_STAMP_BITS`]
+/// − [`ATTESTATION_STAMP_BITS`]), 22 on the public network, 0 (no stamp asked) where
+/// listings ask for 2 bits or fewer.
+pub fn stamp_bits(network_bits: u32) -> u32 {
+    network_bits
+        .saturating_sub(crate::limits::LISTING_STAMP_BITS - ATTESTATION_STAMP_BITS)
+        .min(crate::stamp::MAX_BITS)
+}
+
+/// The subject of an attestation's stamp (SPEC §7.1): blake3 of the tag
+/// `jangteo/v1/attestation-stamp`, the author's key, the trade id (the id of the chain's
+/// first envelope) and `at` (8 bytes, little-endian). A stamp serves one rating of one trade
+/// by one author at one time: not the other party's, not a re-signed one with a later `at`.
+pub fn stamp_subject(author: &PublicKey, trade: &ObjectId, at: u64) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"jangteo/v1/attestation-stamp");
+    h.update(&author.0);
+    h.update(&trade.0);
+    h.update(&at.to_le_bytes());
+    *h.finalize().as_bytes()
+}
 
 /// An attestation body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +61,8 @@ pub struct Attestation {
     pub comment: String,
     /// When it was signed (unix ms).
     pub at: u64,
+    /// The proof-of-work stamp (SPEC §7.1); None: no stamp (worth 0 bits).
+    pub stamp: Option<u64>,
 }
 
 /// What an attestation proves, once its chain has been checked.
@@ -76,6 +107,9 @@ impl Attestation {
         ];
         if !self.comment.is_empty() {
             e.push(("comment", Value::Text(self.comment.clone())));
+        }
+        if let Some(n) = self.stamp {
+            e.push(("stamp", uint(n)));
         }
         cbor::to_vec(&canonical_map(e))
     }
@@ -122,9 +156,52 @@ impl Attestation {
             score,
             comment: f.opt_text("comment")?.unwrap_or_default(),
             at: f.u64("at")?,
+            stamp: f.opt_u64("stamp")?,
         };
         f.finish()?;
         Ok(a)
+    }
+
+    /// The trade id the chain names: the id of its first envelope (read without checking it;
+    /// [`Attestation::verify`] checks that it is the trade's offer). All zeros without a chain.
+    pub fn trade_id(&self) -> ObjectId {
+        self.chain
+            .first()
+            .map_or(ObjectId([0; 32]), |b| ObjectId::of(b))
+    }
+
+    /// The subject of this attestation's stamp by `author` (see [`stamp_subject`]).
+    pub fn stamp_subject(&self, author: &PublicKey) -> [u8; 32] {
+        stamp_subject(author, &self.trade_id(), self.at)
+    }
+
+    /// What the stamp is worth, in bits, for `author` (0 without a stamp): one hash of the
+    /// subject and one of the first envelope, no signature, so a node can drop a cheap one
+    /// before any other check.
+    pub fn stamp_work(&self, author: &PublicKey) -> u32 {
+        self.stamp.map_or(0, |n| {
+            crate::stamp::work(
+                crate::stamp::ATTESTATION_CONTEXT,
+                &self.stamp_subject(author),
+                n,
+            )
+        })
+    }
+
+    /// Finds the lowest stamp worth `bits` for this attestation by `author` and sets it
+    /// (none when `bits` is 0). Blocking: 2^`bits` hashes on average (run it off an async
+    /// runtime); set `at` first, as the stamp covers it.
+    pub fn solve_stamp(&mut self, author: &PublicKey, bits: u32) {
+        if bits == 0 {
+            self.stamp = None;
+            return;
+        }
+        let subject = self.stamp_subject(author);
+        self.stamp = Some(crate::stamp::solve(
+            crate::stamp::ATTESTATION_CONTEXT,
+            &subject,
+            bits,
+        ));
     }
 
     /// Checks the limits and the embedded trade: every message verifies, the messages form
@@ -290,6 +367,7 @@ pub(crate) mod tests {
             score: 5,
             comment: "빠른 거래 감사합니다".into(),
             at: T + 10_000,
+            stamp: None,
         };
         SignedObject::sign(Kind::Attestation, a.encode(), &key(author))
             .bytes()
@@ -368,6 +446,7 @@ pub(crate) mod tests {
                 score,
                 comment: String::new(),
                 at: T + 10_000,
+                stamp: None,
             };
             let o = SignedObject::sign(Kind::Attestation, a.encode(), &key(1));
             assert!(check(o.bytes()).expect_err("score").contains("score"));
@@ -379,6 +458,7 @@ pub(crate) mod tests {
             score: 4,
             comment: "x".repeat(COMMENT_MAX_BYTES + 1),
             at: T + 10_000,
+            stamp: None,
         };
         let o = SignedObject::sign(Kind::Attestation, a.encode(), &key(1));
         assert!(check(o.bytes()).expect_err("comment").contains("comment"));
@@ -395,6 +475,7 @@ pub(crate) mod tests {
                 score,
                 comment: String::new(),
                 at,
+                stamp: None,
             };
             let o = SignedObject::sign(Kind::Attestation, a.encode(), &key(1));
             let id = o.id();
@@ -404,5 +485,82 @@ pub(crate) mod tests {
         let (id2, a2) = mk(T + 20_000, 5);
         assert!(a1.superseded_by(&id1, &a2, &id2));
         assert!(!a2.superseded_by(&id2, &a1, &id1));
+    }
+
+    fn stamped(
+        author: u8,
+        about: u8,
+        role: Role,
+        chain: Vec<Vec<u8>>,
+        at: u64,
+        bits: u32,
+    ) -> Attestation {
+        let mut a = Attestation {
+            chain,
+            about: pk(about),
+            role,
+            score: 5,
+            comment: String::new(),
+            at,
+            stamp: None,
+        };
+        a.solve_stamp(&pk(author), bits);
+        a
+    }
+
+    /// SPEC §7.1: the stamp binds author, trade and `at`; a liar's stamp is worth (almost
+    /// surely) nothing once any of them changes, and it survives encoding.
+    #[test]
+    fn a_stamp_serves_one_author_one_trade_one_time() {
+        const BITS: u32 = 12;
+        let c = chain(1, 2, 10_000, COMPLETE);
+        let a = stamped(1, 2, Role::Buyer, c.clone(), T + 10_000, BITS);
+        assert!(a.stamp_work(&pk(1)) >= BITS);
+        let back = Attestation::decode(&a.encode()).expect("decode");
+        assert_eq!(back, a);
+        assert!(back.stamp_work(&pk(1)) >= BITS);
+        // No stamp is worth nothing; bits 0 asks for none and makes none.
+        let bare = Attestation {
+            stamp: None,
+            ..a.clone()
+        };
+        assert_eq!(bare.stamp_work(&pk(1)), 0);
+        assert_eq!(
+            stamped(1, 2, Role::Buyer, c.clone(), T + 10_000, 0).stamp,
+            None
+        );
+        // The other party copying the buyer's stamp onto its own rating of the same trade.
+        let theirs = Attestation {
+            about: pk(1),
+            role: Role::Seller,
+            ..a.clone()
+        };
+        assert!(theirs.stamp_work(&pk(2)) < BITS);
+        // Re-signed later with the old stamp (to supersede without paying).
+        let later = Attestation {
+            at: T + 20_000,
+            ..a.clone()
+        };
+        assert!(later.stamp_work(&pk(1)) < BITS);
+        // Moved onto another trade between the same keys.
+        let other = Attestation {
+            chain: chain(1, 2, 20_000, COMPLETE),
+            ..a.clone()
+        };
+        assert!(other.stamp_work(&pk(1)) < BITS);
+        // Score and comment are not in the subject: changing them makes a rival of the same
+        // author, trade and time, of which only one counts (the lowest id).
+        let rival = Attestation {
+            score: 1,
+            ..a.clone()
+        };
+        assert!(rival.stamp_work(&pk(1)) >= BITS);
+        // The difficulty follows the network's listing difficulty.
+        assert_eq!(
+            stamp_bits(crate::limits::LISTING_STAMP_BITS),
+            ATTESTATION_STAMP_BITS
+        );
+        assert_eq!(stamp_bits(0), 0);
+        assert_eq!(stamp_bits(12), 10);
     }
 }

@@ -15,6 +15,8 @@
 pub const MESSAGE_CONTEXT: &str = "jangteo 2026-11 stamp message v1";
 /// Context of the stamp on a listing version.
 pub const LISTING_CONTEXT: &str = "jangteo 2026-11 stamp listing v1";
+/// Context of the stamp on an attestation.
+pub const ATTESTATION_CONTEXT: &str = "jangteo 2026-11 stamp attestation v1";
 
 /// Highest difficulty a rule may ask for: beyond this no honest sender could pay.
 pub const MAX_BITS: u32 = 40;
@@ -173,6 +175,12 @@ mod tests {
         assert!(spec.contains(&text), "SPEC §3.1 should say: {text}");
     }
 
+    /// SPEC §12's attestation vector (nonce, work hash), filled in from the printed values.
+    const ATTESTATION_VECTOR: (u64, &str) = (
+        8_412,
+        "00004f3a76347ce75b73145e18e574f3f5cf122451d081df3a22ad6a77bd6140",
+    );
+
     /// SPEC §12's vectors: the lowest 16-bit stamps on the subject `07` × 32.
     #[test]
     fn spec_stamp_vectors() {
@@ -188,13 +196,21 @@ mod tests {
                 45_055,
                 "00004317bf67713e9395bcd8a99e87c8c07b36d9e163aa3f75b59e59da21d028",
             ),
+            (
+                ATTESTATION_CONTEXT,
+                ATTESTATION_VECTOR.0,
+                ATTESTATION_VECTOR.1,
+            ),
         ] {
             assert_eq!(solve(ctx, &subject, 16), nonce, "{ctx}");
             assert_eq!(hex::encode(Worker::new(ctx, &subject).hash(nonce)), hash);
         }
         let spec = include_str!("../SPEC.md");
         assert!(
-            spec.contains("84209") && spec.contains("45055"),
+            spec.contains("84209")
+                && spec.contains("45055")
+                && spec.contains("8412")
+                && spec.contains(ATTESTATION_VECTOR.1),
             "SPEC §12 names the vectors"
         );
     }

@@ -143,6 +143,7 @@ fn vector_objects() -> Vec<(&'static str, [u8; 32], Kind, Vec<u8>)> {
         score: 5,
         comment: "친절하고 물건 상태도 좋아요".into(),
         at: T0 + 600_000,
+        stamp: None,
     };
     // Reports: vector 4's author reports vector 1's listing, then its seller's key.
     let report_listing = Report {
@@ -240,6 +241,26 @@ fn vector_objects() -> Vec<(&'static str, [u8; 32], Kind, Vec<u8>)> {
             report_key.encode(),
         ),
     ]
+}
+
+/// SPEC §7.1's vector: the stamp subject of vector 7's attestation (by the buyer, seed `04`
+/// × 32) and the lowest 16-bit stamp on it; printed with `--nocapture` when SPEC differs.
+#[test]
+fn spec_attestation_stamp_vector() {
+    use crate::stamp::{ATTESTATION_CONTEXT, Worker, solve};
+    let (_, seed, kind, body) = vector_objects().swap_remove(6);
+    assert_eq!(kind, Kind::Attestation);
+    let a = Attestation::decode(&body).expect("vector 7");
+    let author = PublicKey(SigningKey::from_bytes(&seed).verifying_key().to_bytes());
+    let subject = a.stamp_subject(&author);
+    let nonce = solve(ATTESTATION_CONTEXT, &subject, 16);
+    let hash = hex::encode(Worker::new(ATTESTATION_CONTEXT, &subject).hash(nonce));
+    let text = format!(
+        "subject `{}`, stamp `{nonce}`, work hash `{hash}`",
+        hex::encode(subject)
+    );
+    println!("{text}");
+    assert!(SPEC.contains(&text), "SPEC §7.1 should say: {text}");
 }
 
 /// The verdicts SPEC.md gives for vectors 8-12.

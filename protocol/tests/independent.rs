@@ -227,6 +227,7 @@ fn objects_signed_now_pass_the_independent_checker() {
         score: 5,
         comment: "좋은 거래였습니다".into(),
         at: now + 10,
+        stamp: None,
     };
     objects.extend(chain);
     objects.push(SignedObject::sign(

@@ -17,14 +17,18 @@
 //!   stamp is 8 bits short, as fast as they can be signed (invalid: its senders get
 //!   banned);
 //! - **attestations**: completed trades between pairs of its own keys (offer, accept, paid,
-//!   received, all signed by it) and five-star attestations of them, valid, from the first
-//!   publisher;
+//!   received, all signed by it) and five-star attestations of them: one thread stamps them at
+//!   the network's attestation difficulty (SPEC §7.1: `stamp_bits` − 2, the cheapest way to
+//!   make valid ones) and the first publisher sends them; another thread signs ones with no
+//!   stamp or a stamp 8 bits short, as fast as it can, and a third publisher (another peer
+//!   id) sends them (invalid: its senders get banned);
 //! - **mail**: `mailers` in-process nodes (fresh peer ids) put 256 KiB sealed items for
 //!   random recipients on the relay, as fast as it answers.
 //!
 //! Measured: honest propagation p99 quiet (before the attack) and under attack, the share of
 //! honest listings every node received, what the attacker sent and what each honest node
-//! stored of it (listings and attestations, counted by id), the relay's mailbox bytes
+//! stored of it (listings and attestations, stamped and cheap, counted by id) against the
+//! bound its stamps bought (per-key cap × the keys that paid), the relay's mailbox bytes
 //! (sampled each second), each honest process's CPU during the attack, and whether any
 //! honest node banned another.
 
@@ -106,9 +110,10 @@ pub struct Report {
     /// Share of (honest listing posted during the attack, other node) pairs delivered
     /// within [`DELIVERY_DEADLINE`].
     pub honest_delivered_ratio: f64,
-    /// Everything the attacker sent: listings (stamped and cheap), attestations, mail.
+    /// Everything the attacker sent: listings and attestations (stamped and cheap), mail.
     pub spam_sent: u64,
-    /// Most spam objects (listings and attestations) one honest node stored.
+    /// Most spam objects (listings and attestations, stamped and cheap) one honest node
+    /// stored.
     pub spam_stored_max: u64,
     /// Most bytes the relay's mailboxes held (sampled each second).
     pub mailbox_bytes_max: u64,
@@ -123,8 +128,14 @@ pub struct Report {
     pub spam_listings_stamped: u64,
     /// Listings with a stamp too cheap it sent.
     pub spam_listings_cheap: u64,
-    /// Attestations it sent.
+    /// Attestations it sent (stamped and cheap).
     pub spam_attestations: u64,
+    /// Attestations stamped at the network's attestation difficulty it sent.
+    pub spam_attestations_stamped: u64,
+    /// Attestations with no stamp or one too cheap it sent.
+    pub spam_attestations_cheap: u64,
+    /// Authors of the stamped attestations (the keys that paid for attestation stamps).
+    pub spam_attestation_authors: u64,
     /// Mail items it put on the relay, and how many the relay stored.
     pub spam_mail_puts: u64,
     /// Mail items the relay stored.
@@ -133,11 +144,18 @@ pub struct Report {
     pub spam_listings_stored_max: u64,
     /// Most cheap (invalid) spam listings one honest node stored (must be 0).
     pub spam_cheap_stored_max: u64,
-    /// Most spam attestations one honest node stored (of more than [`HELD_SAMPLE`] sent,
-    /// estimated from an even sample of them).
+    /// Most stamped spam attestations one honest node stored (of more than [`HELD_SAMPLE`]
+    /// sent, estimated from an even sample of them).
     pub spam_attestations_stored_max: u64,
+    /// Most cheap (invalid) spam attestations one honest node stored (must be 0; of more
+    /// than [`HELD_SAMPLE`] sent, estimated from a sample).
+    pub spam_attestations_cheap_stored_max: u64,
     /// The bound on spam listings stored: per-key cap × keys that paid for stamps.
     pub spam_listings_bound: u64,
+    /// The bound on all spam stored per node: 1 000 listings × the keys that paid for a
+    /// listing stamp + 256 attestations × the keys that paid for an attestation stamp
+    /// (SPEC §3.1, §7.1).
+    pub spam_stored_bound: u64,
     /// The relay's global mailbox cap, in bytes.
     pub mailbox_cap_bytes: u64,
     /// Honest listings posted before / during the attack.
@@ -156,6 +174,10 @@ pub struct Report {
     pub secs: u64,
     /// The network's listing stamp difficulty.
     pub stamp_bits: u32,
+    /// The network's attestation stamp difficulty (SPEC §7.1).
+    pub attestation_stamp_bits: u32,
+    /// The attacker's attestation stamping rate, per second.
+    pub attacker_attestations_per_s: f64,
     /// What could not be measured.
     pub warnings: Vec<String>,
 }
@@ -298,9 +320,27 @@ fn spam_listing(i: u64, now: u64) -> Listing {
     }
 }
 
+/// How an attacker's attestation is stamped.
+#[derive(Debug, Clone, Copy)]
+enum AttestationStamp {
+    /// The lowest stamp worth `bits` (none when 0).
+    Solve(u32),
+    /// A stamp worth exactly `bits`, below what the network asks.
+    Exactly(u32),
+    /// No stamp.
+    None,
+}
+
 /// A completed trade between two of the attacker's keys and the buyer's five-star rating
-/// of the seller: valid, and free to make.
-fn spam_attestation(buyer: &SigningKey, seller: &SigningKey, i: u64) -> SignedObject {
+/// of the seller: five signatures, and a stamp as `stamp` says (None when `stop` was set
+/// while solving it).
+fn spam_attestation(
+    buyer: &SigningKey,
+    seller: &SigningKey,
+    i: u64,
+    stamp: AttestationStamp,
+    stop: Option<&AtomicBool>,
+) -> Option<SignedObject> {
     let now = now_ms() - 60_000;
     let terms = Terms {
         listing: ListingId(*blake3::hash(&i.to_be_bytes()).as_bytes()),
@@ -337,15 +377,41 @@ fn spam_attestation(buyer: &SigningKey, seller: &SigningKey, i: u64) -> SignedOb
         prev = o.id();
         chain.push(o.bytes().to_vec());
     }
-    let a = Attestation {
+    let mut a = Attestation {
         chain,
         about: public(seller),
         role: Role::Buyer,
         score: 5,
         comment: String::new(),
         at: now_ms(),
+        stamp: None,
     };
-    SignedObject::sign(Kind::Attestation, a.encode(), buyer)
+    match stamp {
+        AttestationStamp::Solve(bits) => {
+            // In slices, so that the attack's end is not held up by a stamp under way.
+            let w = jangteo_protocol::stamp::Worker::new(
+                jangteo_protocol::stamp::ATTESTATION_CONTEXT,
+                &a.stamp_subject(&public(buyer)),
+            );
+            let mut start = 0u64;
+            while bits > 0 && a.stamp.is_none() {
+                if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                    return None;
+                }
+                a.stamp = w.search(bits, start, 1 << 16);
+                start += 1 << 16;
+            }
+        }
+        AttestationStamp::Exactly(bits) => {
+            let w = jangteo_protocol::stamp::Worker::new(
+                jangteo_protocol::stamp::ATTESTATION_CONTEXT,
+                &a.stamp_subject(&public(buyer)),
+            );
+            a.stamp = (0..1u64 << 32).find(|&n| w.bits(n) == bits);
+        }
+        AttestationStamp::None => {}
+    }
+    Some(SignedObject::sign(Kind::Attestation, a.encode(), buyer))
 }
 
 /// Per node: when each listing's `listing_stored` event arrived.
@@ -631,6 +697,8 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
     let targets: Vec<String> = net.addrs(1..cfg.nodes);
     let valid_pub = Publisher::start(&targets).await?;
     let cheap_pub = Publisher::start(&targets).await?;
+    let cheap_att_pub = Publisher::start(&targets).await?;
+    let att_bits = jangteo_protocol::attestation::stamp_bits(cfg.stamp_bits);
 
     // The attack.
     eprintln!(
@@ -649,6 +717,8 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
     let stamped_ids = Arc::new(Mutex::new(Vec::<String>::new()));
     let cheap_ids = Arc::new(Mutex::new(Vec::<String>::new()));
     let attestation_ids = Arc::new(Mutex::new(Vec::<String>::new()));
+    let cheap_attestation_ids = Arc::new(Mutex::new(Vec::<String>::new()));
+    let attestation_authors = Arc::new(Mutex::new(HashSet::<usize>::new()));
     // Listings at the real difficulty, each by the next fresh key, on a thread of its own.
     let stamper = {
         let (keys, stop, ids, tx) = (
@@ -718,12 +788,15 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
             }
         })
     };
+    // Attestations stamped at the network's difficulty, each by the next key (spread over
+    // authors, as the per-author cap asks), on a thread of their own.
     let attest = {
-        let (keys, stop, ids, tx) = (
+        let (keys, stop, ids, tx, authors) = (
             keys.clone(),
             stop.clone(),
             attestation_ids.clone(),
             valid_pub.tx.clone(),
+            attestation_authors.clone(),
         );
         std::thread::spawn(move || {
             lower_priority();
@@ -734,7 +807,55 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
                 // Buyer and seller: two different keys of the attacker's.
                 let b = i as usize % n;
                 let s = (b + 1 + (i as usize / n) % (n - 1)) % n;
-                let o = spam_attestation(&keys[b], &keys[s], i);
+                let Some(o) = spam_attestation(
+                    &keys[b],
+                    &keys[s],
+                    i,
+                    AttestationStamp::Solve(att_bits),
+                    Some(&stop),
+                ) else {
+                    break;
+                };
+                if let Ok(mut ids) = ids.lock() {
+                    ids.push(o.id().to_hex());
+                }
+                if let Ok(mut a) = authors.lock() {
+                    a.insert(b);
+                }
+                if tx
+                    .blocking_send((topic.clone(), o.bytes().to_vec()))
+                    .is_err()
+                {
+                    break;
+                }
+                i += 1;
+            }
+        })
+    };
+    // Attestations with no stamp, or one 8 bits short, as fast as they can be signed.
+    let cheap_attest = {
+        let (keys, stop, ids, tx) = (
+            keys.clone(),
+            stop.clone(),
+            cheap_attestation_ids.clone(),
+            cheap_att_pub.tx.clone(),
+        );
+        std::thread::spawn(move || {
+            lower_priority();
+            let topic = jangteo_node::ingest::topic_for(Kind::Attestation).to_owned();
+            let n = keys.len();
+            let mut i = 1u64 << 40;
+            while !stop.load(Ordering::Relaxed) {
+                let b = i as usize % n;
+                let s = (b + 1) % n;
+                let stamp = if i % 2 == 0 && att_bits > CHEAP_BY_BITS {
+                    AttestationStamp::Exactly(att_bits - CHEAP_BY_BITS)
+                } else {
+                    AttestationStamp::None
+                };
+                let Some(o) = spam_attestation(&keys[b], &keys[s], i, stamp, None) else {
+                    break;
+                };
                 if let Ok(mut ids) = ids.lock() {
                     ids.push(o.id().to_hex());
                 }
@@ -806,12 +927,13 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
     let stamped_count = stamper.join().unwrap_or(0);
     let _ = cheap.join();
     let _ = attest.join();
+    let _ = cheap_attest.join();
     for t in mail_tasks {
         let _ = t.await;
     }
     let mailbox_bytes_max = sampler.await.unwrap_or(0);
     let (attack_ms, ratio) = latencies(&attack, &arrivals).await;
-    let published = valid_pub.stop().await + cheap_pub.stop().await;
+    let published = valid_pub.stop().await + cheap_pub.stop().await + cheap_att_pub.stop().await;
     eprintln!("spam: attack over after {attack_secs:.1} s; counting what was stored");
 
     // What each honest node stored of the attacker's objects.
@@ -821,15 +943,23 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
         .lock()
         .map(|v| v.clone())
         .unwrap_or_default();
-    let (mut listings_max, mut cheap_max, mut att_max, mut spam_max) = (0, 0, 0, 0);
+    let cheap_attestation_ids = cheap_attestation_ids
+        .lock()
+        .map(|v| v.clone())
+        .unwrap_or_default();
+    let attestation_authors = attestation_authors.lock().map_or(0, |a| a.len()) as u64;
+    let (mut listings_max, mut cheap_max, mut att_max, mut att_cheap_max, mut spam_max) =
+        (0, 0, 0, 0, 0);
     for api in &apis {
         let l = held(api, &stamped_ids).await;
         let c = held_estimate(api, &cheap_ids).await;
         let a = held_estimate(api, &attestation_ids).await;
+        let ac = held_estimate(api, &cheap_attestation_ids).await;
         listings_max = listings_max.max(l);
         cheap_max = cheap_max.max(c);
         att_max = att_max.max(a);
-        spam_max = spam_max.max(l + c + a);
+        att_cheap_max = att_cheap_max.max(ac);
+        spam_max = spam_max.max(l + c + a + ac);
     }
     let mut banned_honest = HashSet::new();
     for api in &apis {
@@ -864,6 +994,7 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
         spam_sent: stamped_ids.len() as u64
             + cheap_ids.len() as u64
             + attestation_ids.len() as u64
+            + cheap_attestation_ids.len() as u64
             + mail_puts.load(Ordering::Relaxed),
         spam_stored_max: spam_max,
         mailbox_bytes_max,
@@ -872,13 +1003,19 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
         spam_gossip_published: published,
         spam_listings_stamped: stamped_ids.len() as u64,
         spam_listings_cheap: cheap_ids.len() as u64,
-        spam_attestations: attestation_ids.len() as u64,
+        spam_attestations: attestation_ids.len() as u64 + cheap_attestation_ids.len() as u64,
+        spam_attestations_stamped: attestation_ids.len() as u64,
+        spam_attestations_cheap: cheap_attestation_ids.len() as u64,
+        spam_attestation_authors: attestation_authors,
         spam_mail_puts: mail_puts.load(Ordering::Relaxed),
         spam_mail_stored: mail_stored.load(Ordering::Relaxed),
         spam_listings_stored_max: listings_max,
         spam_cheap_stored_max: cheap_max,
         spam_attestations_stored_max: att_max,
+        spam_attestations_cheap_stored_max: att_cheap_max,
         spam_listings_bound: jangteo_protocol::listing::LISTING_ACTIVE_MAX * keys_paid,
+        spam_stored_bound: jangteo_protocol::listing::LISTING_ACTIVE_MAX * keys_paid
+            + jangteo_protocol::limits::ATTESTATIONS_PER_AUTHOR_MAX * attestation_authors,
         mailbox_cap_bytes: cfg.mailbox_cap_mib * 1024 * 1024,
         honest_posts_quiet: quiet.len() as u64,
         honest_posts_attack: attack.len() as u64,
@@ -892,6 +1029,8 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
         keys: cfg.keys,
         secs: cfg.secs,
         stamp_bits: cfg.stamp_bits,
+        attestation_stamp_bits: att_bits,
+        attacker_attestations_per_s: round1(attestation_ids.len() as f64 / attack_secs),
         warnings,
     };
     for (node, dir) in mailers {
@@ -905,11 +1044,11 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
 /// The report as lines of text.
 pub fn human(r: &Report) -> String {
     let mut s = format!(
-        "spam: {} nodes, {} attacker keys, {} s at {} stamp bits\n\
+        "spam: {} nodes, {} attacker keys, {} s at {} stamp bits ({} for attestations)\n\
          \x20 honest p99 quiet / attack   {:.1} / {:.1} ms ({} / {} posts, stamp {:.0} ms mean)\n\
          \x20 honest delivered            {:.4}\n\
-         \x20 spam sent                   {} (stamped listings {}, cheap {}, attestations {}, mail {})\n\
-         \x20 spam stored, most per node  {} (listings {} of bound {}, cheap {}, attestations {})\n\
+         \x20 spam sent                   {} (stamped listings {}, cheap {}, attestations stamped {} by {} keys, cheap {}, mail {})\n\
+         \x20 spam stored, most per node  {} of bound {} (listings {} of bound {}, cheap {}, attestations {}, cheap {})\n\
          \x20 mail stored by the relay    {} items; mailbox bytes max {} of cap {}\n\
          \x20 honest cpu max              {:.1} %\n\
          \x20 honest nodes banned         {}\n",
@@ -917,6 +1056,7 @@ pub fn human(r: &Report) -> String {
         r.keys,
         r.secs,
         r.stamp_bits,
+        r.attestation_stamp_bits,
         r.honest_p99_quiet_ms,
         r.honest_p99_attack_ms,
         r.honest_posts_quiet,
@@ -926,13 +1066,17 @@ pub fn human(r: &Report) -> String {
         r.spam_sent,
         r.spam_listings_stamped,
         r.spam_listings_cheap,
-        r.spam_attestations,
+        r.spam_attestations_stamped,
+        r.spam_attestation_authors,
+        r.spam_attestations_cheap,
         r.spam_mail_puts,
         r.spam_stored_max,
+        r.spam_stored_bound,
         r.spam_listings_stored_max,
         r.spam_listings_bound,
         r.spam_cheap_stored_max,
         r.spam_attestations_stored_max,
+        r.spam_attestations_cheap_stored_max,
         r.spam_mail_stored,
         r.mailbox_bytes_max,
         r.mailbox_cap_bytes,

@@ -342,6 +342,7 @@ fn attestation(author: u8, about: u8, chain: Vec<Vec<u8>>) -> SignedObject {
         score: 5,
         comment: String::new(),
         at: jangteo_node::ingest::now_ms(),
+        stamp: None,
     };
     SignedObject::sign(Kind::Attestation, a.encode(), &key(author))
 }

@@ -779,6 +779,11 @@ def check_attestation(body, author, now):
         raise Refused("wrong-type", "score: expected 1-5")
     comment = f.opt_text("comment") or ""
     at = f.uint("at")
+    # The attestation's proof-of-work stamp (SPEC §7.1): a uint when present. What it must be
+    # worth follows the network's difficulty, a parameter of the network, not of the bytes.
+    stamp = f._take("stamp")
+    if stamp is not _ABSENT:
+        as_uint(stamp, "stamp")
     f.finish()
     if not 1 <= score <= 5:
         raise invalid("score", "must be 1-5")

@@ -28,6 +28,14 @@ pub enum AttestationWrite {
     },
     /// Its trade completed longer ago than attestations are kept (SPEC §7.1).
     Old,
+    /// Its stamp is worth less than the network's attestation difficulty (SPEC §7.1): invalid
+    /// everywhere, the sender at fault.
+    TooCheap {
+        /// Bits of work the stamp is worth.
+        got: u32,
+        /// Bits the network asks.
+        needed: u32,
+    },
 }
 
 impl AttestationWrite {
@@ -122,7 +130,8 @@ impl Store {
     /// Stores a verified attestation if it is the one that counts for its author and trade
     /// (the latest; ties: the lowest id), replacing the one it supersedes, while its trade is
     /// recent enough to be kept and its author holds fewer than the most attestations a node
-    /// keeps per author (SPEC §7.1).
+    /// keeps per author, and its stamp is worth the network's attestation difficulty
+    /// (SPEC §7.1).
     pub fn put_attestation(
         &self,
         obj: &SignedObject,
@@ -130,6 +139,11 @@ impl Store {
         now_ms: u64,
         durable: bool,
     ) -> Result<AttestationWrite, StoreError> {
+        let needed = self.attestation_stamp_bits();
+        let got = a.attestation.stamp_work(&a.author);
+        if got < needed {
+            return Ok(AttestationWrite::TooCheap { got, needed });
+        }
         if a.completed_at
             .saturating_add(jangteo_protocol::limits::ATTESTATION_RETENTION_MS)
             <= now_ms
@@ -175,6 +189,12 @@ impl Store {
         self.write(batch, durable)?;
         self.bump_trust();
         Ok(AttestationWrite::Stored)
+    }
+
+    /// The difficulty an attestation's stamp must have here: the network's listing
+    /// difficulty less two (SPEC §7.1).
+    pub fn attestation_stamp_bits(&self) -> u32 {
+        jangteo_protocol::attestation::stamp_bits(self.stamp_bits())
     }
 
     fn author_attestation_key(author: &PublicKey, trade: &ObjectId) -> [u8; 64] {

@@ -502,6 +502,7 @@ fn attestation_items_are_at_and_object_id() {
                 score: 5,
                 comment: String::new(),
                 at,
+                stamp: None,
             },
             trade: ObjectId([i; 32]),
             author: PublicKey([1; 32]),
