@@ -67,6 +67,16 @@ pub struct ChatPanel {
     pub peer: String,
     /// Longest text the box takes.
     pub max: usize,
+    /// Messages this page marked read (taken off the header's badge).
+    pub cleared: u64,
+}
+
+impl ChatPanel {
+    /// The header of a page showing this panel: its badge without what the panel read.
+    pub fn chrome(&self, mut c: Chrome) -> Chrome {
+        c.unread_messages = c.unread_messages.saturating_sub(self.cleared);
+        c
+    }
 }
 
 fn lines(t: &Messages, v: &ThreadView) -> Vec<ChatLine> {
@@ -109,15 +119,19 @@ fn lines(t: &Messages, v: &ThreadView) -> Vec<ChatLine> {
 /// The thread of `listing` between me and `peer`, read (when it has unread messages, this
 /// marks them read and sends the receipts, since the person now sees them), or `None`
 /// when there is no such thread here yet.
-async fn open_thread(w: &WebState, thread: &str) -> Result<Option<ThreadView>, ChatError> {
+/// With the view, how many messages opening it marked read.
+async fn open_thread(w: &WebState, thread: &str) -> Result<Option<(ThreadView, u64)>, ChatError> {
     let c = w.api.conversations.clone();
     let id = thread.to_owned();
     let v = tokio::task::spawn_blocking(move || c.view(&id))
         .await
         .map_err(|e| ChatError::Internal(e.to_string()))?;
     match v {
-        Ok(v) if v.unread > 0 => w.api.conversations.read(thread).await.map(Some),
-        Ok(v) => Ok(Some(v)),
+        Ok(v) if v.unread > 0 => {
+            let read = w.api.conversations.read(thread).await?;
+            Ok(Some((read, u64::from(v.unread))))
+        }
+        Ok(v) => Ok(Some((v, 0))),
         Err(ChatError::NotFound(_)) => Ok(None),
         Err(e) => Err(e),
     }
@@ -169,7 +183,11 @@ pub async fn panel(
     ChatPanel {
         title,
         held: view.is_some(),
-        lines: view.as_ref().map(|v| lines(page.t, v)).unwrap_or_default(),
+        cleared: view.as_ref().map_or(0, |(_, n)| *n),
+        lines: view
+            .as_ref()
+            .map(|(v, _)| lines(page.t, v))
+            .unwrap_or_default(),
         thread,
         action,
         draft,
@@ -328,7 +346,7 @@ async fn thread_page(
     draft: Draft,
 ) -> Response {
     let t = page.t;
-    let v = match open_thread(w, thread).await {
+    let (v, cleared) = match open_thread(w, thread).await {
         Ok(Some(v)) => v,
         Ok(None) | Err(ChatError::BadId(_)) => {
             return error_page(page, StatusCode::NOT_FOUND, t.error_not_found.to_owned());
@@ -340,22 +358,28 @@ async fn thread_page(
         None => (String::new(), None),
     };
     let short = short_peer(&v.peer);
+    let chat = ChatPanel {
+        title: t.chat_label,
+        thread: v.thread.clone(),
+        held: true,
+        action: format!("/inbox/{}", v.thread),
+        lines: lines(t, &v),
+        draft,
+        error,
+        blocked: peer_blocked(w, &v.peer).await,
+        peer: v.peer.clone(),
+        max: CHAT_TEXT_MAX,
+        cleared,
+    };
     render(
         status,
         &ThreadTemplate {
-            c: Chrome::new(page, fill(t.thread_title, &[("peer", &short)]), "inbox"),
-            chat: ChatPanel {
-                title: t.chat_label,
-                thread: v.thread.clone(),
-                held: true,
-                action: format!("/inbox/{}", v.thread),
-                lines: lines(t, &v),
-                draft,
-                error,
-                blocked: peer_blocked(w, &v.peer).await,
-                peer: v.peer.clone(),
-                max: CHAT_TEXT_MAX,
-            },
+            c: chat.chrome(Chrome::new(
+                page,
+                fill(t.thread_title, &[("peer", &short)]),
+                "inbox",
+            )),
+            chat,
             short,
             title: v
                 .title

@@ -235,7 +235,10 @@ async fn listing_page(
     render(
         status,
         &ListingTemplate {
-            c: Chrome::new(page, l.title.clone(), ""),
+            c: match &chat {
+                Some(p) => p.chrome(Chrome::new(page, l.title.clone(), "")),
+                None => Chrome::new(page, l.title.clone(), ""),
+            },
             price: price_text(l.price, &l.currency),
             condition: l.condition.as_deref().map(|c| t.condition(c)),
             category: t.category(&l.category),

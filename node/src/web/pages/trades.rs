@@ -243,7 +243,10 @@ async fn trade_page(
     render(
         status,
         &TradeTemplate {
-            c: Chrome::new(page, t.trade_title, "trades"),
+            c: match &chat {
+                Some(p) => p.chrome(Chrome::new(page, t.trade_title, "trades")),
+                None => Chrome::new(page, t.trade_title, "trades"),
+            },
             role: t.role(v.role.as_str()),
             state: t.trade_state(v.state.as_str()),
             terms: terms(t, v.quantity, v.price, &v.currency),
