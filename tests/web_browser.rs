@@ -7,7 +7,12 @@
 //! reaches the seller's open page without a reload; the seller accepts; both step through to
 //! completion and the buyer rates; the third node's seller page shows the review; a hostile
 //! listing from the third node shows as text; the language changes by keyboard
-//! (`tests/browser/market.py`). The whole flow runs once per browser, one browser at a time.
+//! (`tests/browser/market.py`). A second flow (`tests/browser/chat.py`, a relay, a seller and
+//! a buyer): the buyer asks on the listing page while the seller's node is stopped, the
+//! seller's node starts again and answers from its inbox, each sees the other's read marks
+//! appear live, they agree on a meetup; the buyer saves a keyword alert and its notification
+//! badge goes up live when the seller's node posts a matching listing. Each flow runs once
+//! per browser, one browser at a time.
 //! Screenshots of every page go to `$JANGTEO_SCREENSHOTS` (Firefox's under `firefox/`; else
 //! a temporary folder). A missing browser or Playwright fails.
 

@@ -15,6 +15,8 @@ the seller opens it from the inbox, and the buyer's open page shows "read" witho
 reload; they agree on a meetup, each seeing the other's messages and read marks arrive
 live. The buyer saves a keyword alert, the seller's node posts a matching listing, and the
 buyer's notification badge goes up without a reload; the notification opens the listing.
+Last, a hostile message (script, a long unbroken string, right-to-left text) shows as text
+on both sides, runs nothing and wraps on the phone.
 A screenshot of each page goes to SHOTS_DIR. Any failure raises, so the process exits
 non-zero.
 """
@@ -31,6 +33,8 @@ QUESTION = "안녕하세요! 자전거 아직 있나요? 토요일에 볼 수 �
 ANSWER = "네, 있어요. 토요일 오후 3시에 망원역 2번 출구 어떠세요?"
 AGREE = "좋아요, 토요일 3시에 망원역 2번 출구에서 봬요!"
 MATCH = "삼천리 자전거 24인치 (거의 새것)"
+# Script, an image that runs script when it fails, a long unbroken string, right-to-left text.
+HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)> " + "ㅋ" * 120 + "W" * 200 + " مرحبا بالعالم"
 
 
 def ask(command):
@@ -161,6 +165,19 @@ def flow(p, seller_url, buyer_url, listing_id, shots):
     bpage.wait_for_url(re.compile(r"/listing/[0-9a-f]{64}$"))
     expect(bpage.locator("h1")).to_have_text(MATCH)
     assert not berrors, berrors
+
+    # --- a hostile message shows as text, wraps on the phone, and runs nothing ----------
+    bpage.goto(bbase + f"/inbox/{thread}")
+    bpage.fill("#chat-text", HOSTILE)
+    bpage.get_by_role("button", name="보내기", exact=True).click()
+    bpage.wait_for_url(re.compile(r"/inbox/[0-9a-f]{64}#chat$"))
+    expect(bpage.locator(".msg.mine .bubble").last).to_have_text(HOSTILE)
+    assert bpage.locator("main script, main img[src=x]").count() == 0
+    expect(page.locator(".msg.theirs .bubble").last).to_have_text(HOSTILE)
+    wide = bpage.evaluate("() => document.documentElement.scrollWidth")
+    assert wide <= 390, f"the page is {wide} px wide on a 390 px phone"
+    assert not berrors, berrors
+    assert not errors, errors
 
     seller.close()
     buyer.close()
