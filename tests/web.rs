@@ -1237,7 +1237,11 @@ fn chats_inbox_statuses_blocks_alerts_and_notifications_in_the_page() {
     assert_eq!(opened.status, 200);
     assert!(opened.body.contains("&#60;script&#62;alert(1)"));
     assert!(!opened.body.contains("<script>alert"));
-    assert_eq!(counts(&s).0, 0);
+    assert_eq!(
+        counts(&s),
+        (0, 0),
+        "the message and its notification are read"
+    );
     assert_eq!(badge(&s.get("/inbox").body, "badge-messages"), None);
     wait_for("the buyer to see its question read", || {
         let v = b.get(&format!("/inbox/{thread}"));

@@ -1,6 +1,7 @@
 //! Conversations in the page: the chats inbox (each thread with its peer, listing, last
 //! message, time and unread count), a conversation's page (opening it marks it read, which
-//! sends the other side a signed `read` receipt), the chat panel that the listing and trade
+//! sends the other side a signed `read` receipt, and marks its message notifications read),
+//! the chat panel that the listing and trade
 //! pages show for the thread of their listing and people, and blocking.
 //!
 //! Sending goes through the conversations service as `/v1/conversations…` does (`ask` from
@@ -15,7 +16,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{Chrome, Page, csrf_refused, error_page, local_path, render, short_peer, when};
-use crate::api::types::{MessageSent, MessageStatus, ThreadSummary, ThreadView};
+use crate::api::types::{
+    MarkRead, MessageSent, MessageStatus, NotificationKind, NotificationsQuery, ThreadSummary,
+    ThreadView,
+};
 use crate::services::conversations::ChatError;
 use crate::web::WebState;
 use crate::web::i18n::{Messages, fill};
@@ -116,6 +120,36 @@ fn lines(t: &Messages, v: &ThreadView) -> Vec<ChatLine> {
         .collect()
 }
 
+/// The unread `message` notifications of `thread` are marked read: the person is reading
+/// the conversation they point to (as a chat app clears its chat notifications).
+async fn mark_message_notifications_read(w: &WebState, thread: &str) {
+    let a = w.api.alerts.clone();
+    let thread = thread.to_owned();
+    let marked = tokio::task::spawn_blocking(move || {
+        let q = NotificationsQuery {
+            unread: Some(true),
+            limit: Some(crate::services::alerts::NOTIFICATIONS_LIST_MAX),
+        };
+        let ids: Vec<u64> = a
+            .notifications(&q)?
+            .notifications
+            .into_iter()
+            .filter(|n| {
+                n.kind == NotificationKind::Message && n.thread.as_deref() == Some(thread.as_str())
+            })
+            .map(|n| n.id)
+            .collect();
+        if !ids.is_empty() {
+            a.mark_read(&MarkRead { ids, all: false })?;
+        }
+        Ok::<_, crate::services::alerts::AlertError>(())
+    })
+    .await;
+    if let Ok(Err(e)) = marked {
+        tracing::warn!(error = %e, "could not mark the conversation's notifications read");
+    }
+}
+
 /// The thread of `listing` between me and `peer`, read (when it has unread messages, this
 /// marks them read and sends the receipts, since the person now sees them), or `None`
 /// when there is no such thread here yet.
@@ -126,6 +160,9 @@ async fn open_thread(w: &WebState, thread: &str) -> Result<Option<(ThreadView, u
     let v = tokio::task::spawn_blocking(move || c.view(&id))
         .await
         .map_err(|e| ChatError::Internal(e.to_string()))?;
+    if v.is_ok() {
+        mark_message_notifications_read(w, thread).await;
+    }
     match v {
         Ok(v) if v.unread > 0 => {
             let read = w.api.conversations.read(thread).await?;

@@ -606,6 +606,8 @@ mod tests {
             categories: category_choices(t, ""),
             languages: language_choices(t),
             nav: "home",
+            unread_messages: 3,
+            unread_notifications: 0,
         };
         let card = Card {
             id: "ab".repeat(32),
