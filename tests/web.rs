@@ -5,7 +5,8 @@
 //! SameSite=Strict cookie; a foreign Host is refused; a POST from another origin or without
 //! the CSRF token is refused; a blob that is SVG or HTML is never served as such; a hostile
 //! title from another node renders as text; a bad post form shows errors next to its fields
-//! and posts nothing.
+//! and posts nothing; chats (ask, inbox counts, a thread marked read, statuses, refusals
+//! with their reason, blocks), alerts and notifications through the page.
 
 mod common;
 
@@ -1061,4 +1062,353 @@ fn a_message_held_by_a_relay_names_the_relay_and_the_network_page_shows_sync_per
     assert!(network.body.contains(KO.network_categories));
     assert!(shards.contains(&KO.category("furniture")), "{shards}");
     assert!(shards.contains(KO.shard_caught_up), "{shards}");
+}
+
+/// The number in the header's badge `id`, or None when it is hidden (nothing unread).
+fn badge(page: &str, id: &str) -> Option<u64> {
+    let at = page.find(&format!("id=\"{id}\""))?;
+    let tag_end = at + page[at..].find('>')?;
+    if page[at..tag_end].contains("hidden") {
+        return None;
+    }
+    let rest = &page[tag_end + 1..];
+    rest[..rest.find('<')?].trim().parse().ok()
+}
+
+/// The header's counts as `GET /counts` answers them: (messages, notifications).
+fn counts(b: &Browser) -> (u64, u64) {
+    let a = b.get("/counts");
+    assert_eq!(a.status, 200, "{}", a.body);
+    let v: serde_json::Value = serde_json::from_str(&a.body).expect("counts are JSON");
+    (
+        v["messages"].as_u64().expect("messages"),
+        v["notifications"].as_u64().expect("notifications"),
+    )
+}
+
+/// A form body: each value percent-encoded.
+fn form_body(fields: &[(&str, &str)]) -> String {
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The value of the first field `name` in `page` after the text `after`.
+fn form_value(page: &str, after: &str, name: &str) -> String {
+    let from = page
+        .find(after)
+        .unwrap_or_else(|| panic!("{after} in\n{page}"));
+    let marker = format!("name=\"{name}\" value=\"");
+    let at = from + page[from..].find(&marker).expect("the field") + marker.len();
+    page[at..].chars().take_while(|c| *c != '"').collect()
+}
+
+#[test]
+fn chats_inbox_statuses_blocks_alerts_and_notifications_in_the_page() {
+    use jangteo_node::web::i18n::{EN, fill};
+    use jangteo_node::web::pages::short_peer;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (sdir, bdir) = (tmp.path().join("seller"), tmp.path().join("buyer"));
+    let (_seller, sid) = start_node(&sdir, None);
+    let (_buyer, bid) = start_node(&bdir, Some(&tcp_addr(&sid)));
+    let posted: ListingRef = json_as(
+        &sdir,
+        &[
+            "post",
+            "--title",
+            "원목 식탁",
+            "--price",
+            "90000",
+            "--currency",
+            "KRW",
+        ],
+    );
+    let id = posted.id;
+    wait_for("the buyer to hold the listing", || {
+        common::json_try_as::<ListingView>(&bdir, &["show", &id])
+    });
+    let b = login(&bdir);
+    let s = login(&sdir);
+
+    // The buyer's listing page: "Ask the seller", empty, posting to the listing's ask.
+    let page = b.get(&format!("/listing/{id}"));
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(EN.chat_ask_title), "{}", page.body);
+    assert!(page.body.contains(&format!("action=\"/listing/{id}/ask\"")));
+    assert!(page.body.contains(EN.chat_empty));
+    let ask = format!("/listing/{id}/ask");
+
+    // Refused: another origin, a missing token, empty text, too long a text.
+    let a = b.post_form(
+        &ask,
+        Some("http://evil.example"),
+        &format!("csrf={}&text=hi", b.csrf),
+    );
+    assert_eq!(a.status, 403, "{}", a.body);
+    let a = b.post_form(&ask, Some(&b.own_origin()), "text=hi");
+    assert_eq!(a.status, 403, "{}", a.body);
+    let a = b.post_form(
+        &ask,
+        Some(&b.own_origin()),
+        &format!("csrf={}&text=+%0D%0A+", b.csrf),
+    );
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body.contains(EN.err_chat_text), "{}", a.body);
+    let long = "가".repeat(2001);
+    let a = b.post_form(
+        &ask,
+        Some(&b.own_origin()),
+        &form_body(&[("csrf", &b.csrf), ("text", &long)]),
+    );
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body.contains(EN.err_chat_text), "{}", a.body);
+    assert!(a.body.contains(&long), "what was typed stays in the box");
+    let (m, _) = counts(&s);
+    assert_eq!(m, 0, "nothing was sent");
+
+    // A hostile text: script, a long unbroken string, right-to-left text; sent and shown
+    // as text on both sides.
+    let unbroken = "W".repeat(300);
+    let hostile = format!("<script>alert(1)</script> {unbroken} مرحبا بالعالم");
+    let form = form_body(&[("csrf", &b.csrf), ("text", &hostile)]);
+    let a = b.post_form(&ask, Some(&b.own_origin()), &form);
+    assert_eq!(a.status, 303, "{}", a.body);
+    assert_eq!(
+        a.header("location"),
+        Some(format!("/listing/{id}#chat").as_str())
+    );
+    let page = b.get(&format!("/listing/{id}"));
+    assert!(
+        page.body
+            .contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<script>alert"));
+    assert!(page.body.contains(&unbroken) && page.body.contains("مرحبا بالعالم"));
+    let thread = {
+        let marker = "data-thread=\"";
+        let at = page.body.find(marker).expect("the chat panel") + marker.len();
+        page.body[at..at + 64].to_owned()
+    };
+
+    // The seller: a badge on every page, the inbox with the unread count, the threads on
+    // its own listing's page.
+    let home = wait_for("the question at the seller", || {
+        let home = s.get("/");
+        (badge(&home.body, "badge-messages") == Some(1)).then_some(home)
+    });
+    assert_eq!(home.status, 200);
+    let inbox = s.get("/inbox");
+    assert!(
+        inbox.body.contains(&format!("href=\"/inbox/{thread}\"")),
+        "{}",
+        inbox.body
+    );
+    assert!(
+        inbox.body.contains(&fill(EN.badge_unread, &[("n", "1")])),
+        "{}",
+        inbox.body
+    );
+    assert!(inbox.body.contains("원목 식탁"));
+    let own = s.get(&format!("/listing/{id}"));
+    assert!(own.body.contains(EN.chat_threads_about));
+    assert!(
+        own.body.contains(&format!("href=\"/inbox/{thread}\"")),
+        "{}",
+        own.body
+    );
+
+    // Opening the thread marks it read; the buyer's page then says "Read".
+    let opened = s.get(&format!("/inbox/{thread}"));
+    assert_eq!(opened.status, 200);
+    assert!(opened.body.contains("&#60;script&#62;alert(1)"));
+    assert!(!opened.body.contains("<script>alert"));
+    assert_eq!(
+        counts(&s),
+        (0, 0),
+        "the message and its notification are read"
+    );
+    assert_eq!(badge(&s.get("/inbox").body, "badge-messages"), None);
+    wait_for("the buyer to see its question read", || {
+        let v = b.get(&format!("/inbox/{thread}"));
+        v.body
+            .contains(&format!("status badge read\">{}", EN.msg_read))
+            .then_some(())
+    });
+
+    // The seller answers in the thread; the buyer's count goes up.
+    let say = format!("/inbox/{thread}");
+    let a = s.post_form(
+        &say,
+        Some(&s.own_origin()),
+        &format!("csrf={}&text=Saturday+3pm%3F", s.csrf),
+    );
+    assert_eq!(a.status, 303, "{}", a.body);
+    assert_eq!(a.header("location"), Some(format!("{say}#chat").as_str()));
+    wait_for("the answer at the buyer", || {
+        (counts(&b).0 == 1).then_some(())
+    });
+    let a = s.post_form(
+        &say,
+        Some("http://evil.example"),
+        &format!("csrf={}&text=x", s.csrf),
+    );
+    assert_eq!(a.status, 403);
+
+    // Blocks: the box must be ticked; blocked, writing is refused with the reason; the
+    // settings list them; unblocking lifts it.
+    let block = format!("csrf={}&peer={}&next=/inbox/{thread}", s.csrf, bid.peer_id);
+    let a = s.post_form("/block", Some(&s.own_origin()), &block);
+    assert_eq!(a.status, 400);
+    assert!(a.body.contains(EN.block_must_confirm));
+    let a = s.post_form(
+        "/block",
+        Some("http://evil.example"),
+        &format!("{block}&confirm=yes"),
+    );
+    assert_eq!(a.status, 403);
+    let a = s.post_form(
+        "/block",
+        Some(&s.own_origin()),
+        &format!("{block}&confirm=yes"),
+    );
+    assert_eq!(a.status, 303, "{}", a.body);
+    let settings = s.get("/settings");
+    assert!(
+        settings.body.contains(&short_peer(&bid.peer_id)),
+        "{}",
+        settings.body
+    );
+    let a = s.post_form(
+        &say,
+        Some(&s.own_origin()),
+        &format!("csrf={}&text=hello", s.csrf),
+    );
+    assert_eq!(a.status, 409, "{}", a.body);
+    assert!(a.body.contains(EN.err_chat_blocked), "{}", a.body);
+    assert!(
+        a.body.contains(">hello</textarea>"),
+        "the text stays in the box"
+    );
+    let a = s.post_form(
+        "/unblock",
+        Some(&s.own_origin()),
+        &format!("csrf={}&peer={}&next=/settings", s.csrf, bid.peer_id),
+    );
+    assert_eq!(a.status, 303);
+    assert!(s.get("/settings").body.contains(EN.blocked_none));
+
+    // The trade page's chat is the same thread.
+    let offer: jangteo_node::api::types::OfferMade = json_as(&bdir, &["offer", &id]);
+    let trade = b.get(&format!("/trade/{}", offer.id));
+    assert!(
+        trade.body.contains(&format!("data-thread=\"{thread}\"")),
+        "{}",
+        trade.body
+    );
+    assert!(trade.body.contains("Saturday 3pm?"));
+    let a = b.post_form(
+        &format!("/trade/{}/say", offer.id),
+        Some(&b.own_origin()),
+        &format!("csrf={}&text=OK%2C+see+you", b.csrf),
+    );
+    assert_eq!(a.status, 303, "{}", a.body);
+
+    // Alerts: refused empty or forged; saved from the search page's button; a matching
+    // listing raises a notification, which is marked read.
+    let a = b.post_form(
+        "/alerts",
+        Some(&b.own_origin()),
+        &format!("csrf={}", b.csrf),
+    );
+    assert_eq!(a.status, 400);
+    assert!(a.body.contains(EN.err_alert_empty));
+    let search = b.get("/search?q=%EC%9E%90%EC%A0%84%EA%B1%B0");
+    assert!(
+        search.body.contains(EN.alerts_save_search),
+        "{}",
+        search.body
+    );
+    let alert = format!("csrf={}&q=%EC%9E%90%EC%A0%84%EA%B1%B0", b.csrf);
+    let a = b.post_form("/alerts", Some("http://evil.example"), &alert);
+    assert_eq!(a.status, 403);
+    let a = b.post_form("/alerts", Some(&b.own_origin()), &alert);
+    assert_eq!(a.status, 303, "{}", a.body);
+    let alerts = b.get("/alerts?saved=1");
+    assert!(alerts.body.contains("“자전거”"), "{}", alerts.body);
+    assert!(alerts.body.contains(EN.alerts_saved));
+    let before = counts(&b).1;
+    let _bike: ListingRef = json_as(
+        &sdir,
+        &[
+            "post",
+            "--title",
+            "삼천리 자전거",
+            "--price",
+            "150000",
+            "--currency",
+            "KRW",
+        ],
+    );
+    wait_for("the alert's notification", || {
+        (counts(&b).1 > before).then_some(())
+    });
+    let list = b.get("/notifications");
+    let line = fill(
+        EN.notif_saved_search,
+        &[("title", "삼천리 자전거"), ("price", "₩150,000")],
+    );
+    assert!(list.body.contains(&line), "{}", list.body);
+    let item = &list.body[list.body[..list.body.find(&line).expect("the line")]
+        .rfind("<li")
+        .expect("its item")..];
+    let nid = form_value(item, "", "id");
+    let next = form_value(item, "", "next");
+    assert!(next.starts_with("/listing/"), "{next}");
+    let a = b.post_form(
+        "/notifications/read",
+        Some(&b.own_origin()),
+        &format!("csrf={}&id={nid}&next={next}", b.csrf),
+    );
+    assert_eq!(a.status, 303);
+    assert_eq!(a.header("location"), Some(next.as_str()));
+    let a = b.post_form(
+        "/notifications/read",
+        Some(&b.own_origin()),
+        &format!("csrf={}&all=1", b.csrf),
+    );
+    assert_eq!(a.status, 303);
+    assert_eq!(counts(&b).1, 0);
+    let alert_id: String = {
+        let at = alerts
+            .body
+            .find("action=\"/alerts/")
+            .expect("a saved alert")
+            + 16;
+        alerts.body[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect()
+    };
+    let a = b.post_form(
+        &format!("/alerts/{alert_id}/remove"),
+        Some(&b.own_origin()),
+        &format!("csrf={}", b.csrf),
+    );
+    assert_eq!(a.status, 303);
+    assert!(b.get("/alerts").body.contains(EN.alerts_empty));
 }

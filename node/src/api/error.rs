@@ -129,7 +129,9 @@ impl From<ChatError> for ApiError {
             ChatError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             ChatError::BadId(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadId),
             ChatError::Invalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidMessage),
-            ChatError::Refused(_) => (StatusCode::CONFLICT, ErrorCode::Refused),
+            ChatError::Refused(_) | ChatError::Blocked(_) => {
+                (StatusCode::CONFLICT, ErrorCode::Refused)
+            }
             ChatError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Busy),
             ChatError::Offense(_) => (StatusCode::BAD_REQUEST, ErrorCode::Offense),
             ChatError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Store),

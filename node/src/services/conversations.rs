@@ -78,9 +78,12 @@ pub enum ChatError {
     /// A field is invalid.
     #[error("invalid message: {0}")]
     Invalid(#[from] FieldError),
-    /// Refused for a reason of policy (blocked, first contact without a stamp, limits).
+    /// Refused for a reason of policy (first contact without a stamp, limits).
     #[error("{0}")]
     Refused(String),
+    /// Refused because this node blocked the other person (unblock them to write).
+    #[error("{0}")]
+    Blocked(String),
     /// Not now: try again later.
     #[error("{0}")]
     Busy(String),
@@ -418,6 +421,22 @@ impl Conversations {
         self.send(lid, peer, text, photos).await
     }
 
+    /// Writes to `peer` about `listing` (the conversation of the two on it, held here or
+    /// not): for a trade's page, where either party may write first.
+    pub async fn write(
+        &self,
+        listing: &str,
+        peer: &str,
+        text: String,
+        photos: Vec<String>,
+    ) -> Result<MessageSent, ChatError> {
+        let lid = ListingId::from_hex(listing)
+            .ok_or_else(|| ChatError::BadId(format!("{listing:?} is not a listing id")))?;
+        let to = public_key_from_peer_id(peer)
+            .ok_or_else(|| ChatError::BadId(format!("{peer:?} is not a peer id")))?;
+        self.send(lid, to, text, photos).await
+    }
+
     fn thread_named(&self, thread: &str) -> Result<(ObjectId, ThreadRecord), ChatError> {
         let t = ObjectId::from_hex(thread).ok_or_else(|| {
             ChatError::BadId(format!("{thread:?} is not a thread id (64 hex digits)"))
@@ -451,7 +470,7 @@ impl Conversations {
             })
             .collect::<Result<Vec<_>, _>>()?;
         if self.store.is_blocked(&to)? {
-            return Err(ChatError::Refused(format!(
+            return Err(ChatError::Blocked(format!(
                 "you blocked {}; unblock them to write",
                 to.peer_id()
             )));

@@ -82,6 +82,22 @@ pub fn router(w: WebState) -> Router {
         .route("/mine", get(pages::home::mine))
         .route("/listing/{id}", get(pages::listing::show))
         .route("/listing/{id}/offer", post(pages::listing::offer))
+        .route("/listing/{id}/ask", post(pages::listing::ask))
+        .route("/inbox", get(pages::chat::inbox))
+        .route(
+            "/inbox/{thread}",
+            get(pages::chat::thread).post(pages::chat::say),
+        )
+        .route("/block", post(pages::chat::block))
+        .route("/unblock", post(pages::chat::unblock))
+        .route("/notifications", get(pages::alerts::notifications))
+        .route("/notifications/read", post(pages::alerts::mark_read))
+        .route(
+            "/alerts",
+            get(pages::alerts::alerts).post(pages::alerts::add),
+        )
+        .route("/alerts/{id}/remove", post(pages::alerts::remove))
+        .route("/counts", get(pages::alerts::counts))
         .route("/listing/{id}/report", post(pages::moderation::report))
         .route(
             "/listing/{id}/edit",

@@ -3,7 +3,9 @@
 //   page's Content-Security-Policy allows for images) and warns early about too many;
 // - actions that end a trade ask for confirmation;
 // - pages change without a reload when the node says something happened that they show
-//   (GET /events, server-sent events behind the session cookie).
+//   (GET /events, server-sent events behind the session cookie): a chat's messages and
+//   their statuses, the header's unread badges (GET /counts), the inbox, notifications;
+// - the chat's send box says "sending…" while the node stamps and delivers.
 
 // Photo previews, in the order they will be posted (the first is the cover); each can be
 // moved earlier or later, which reorders the file input's files themselves.
@@ -100,9 +102,84 @@ function refreshMain() {
   }, wait);
 }
 
+// The chat panel (#chat with a thread id) on a listing, a trade or a conversation's page.
+const chat = document.querySelector("#chat[data-thread]");
+const chatThread = chat ? chat.dataset.thread : null;
+
+// Fetches this page again and swaps only its message list (the send box keeps what is being
+// typed); fetching the page marks the conversation read, which the other side then sees.
+let chatTimer = null;
+function refreshChat() {
+  if (chatTimer) return;
+  chatTimer = setTimeout(async () => {
+    chatTimer = null;
+    try {
+      const response = await fetch(location.href, { credentials: "same-origin", cache: "no-store" });
+      if (!response.ok) return;
+      const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+      const fresh = doc.getElementById("messages");
+      const current = document.getElementById("messages");
+      if (!fresh || !current) return;
+      const atBottom = current.lastElementChild && current.lastElementChild.getBoundingClientRect().top < window.innerHeight;
+      current.replaceWith(fresh);
+      const empty = document.querySelector("#chat .empty-chat");
+      if (empty && fresh.children.length > 0) empty.remove();
+      if (atBottom && fresh.lastElementChild) fresh.lastElementChild.scrollIntoView({ block: "nearest" });
+      document.documentElement.dataset.chatUpdates = String(Number(document.documentElement.dataset.chatUpdates || 0) + 1);
+      updateCounts();
+    } catch (_) {
+      // The node may be restarting; the next event tries again.
+    }
+  }, 150);
+}
+
+// The header's unread badges, as the node counts them now.
+let countsTimer = null;
+function updateCounts() {
+  if (countsTimer) return;
+  countsTimer = setTimeout(async () => {
+    countsTimer = null;
+    try {
+      const response = await fetch("/counts", { credentials: "same-origin", cache: "no-store" });
+      if (!response.ok) return;
+      const counts = await response.json();
+      for (const [id, n] of [["badge-messages", counts.messages], ["badge-notifications", counts.notifications]]) {
+        const badge = document.getElementById(id);
+        if (!badge) continue;
+        badge.textContent = String(n);
+        badge.hidden = !(n > 0);
+      }
+    } catch (_) {
+      // Kept as they are until the next event.
+    }
+  }, 150);
+}
+
+// The send box: a message takes about a second (a first contact's stamp, the first
+// delivery attempt), so the button says so and the form is not sent twice.
+for (const form of document.querySelectorAll("form.chat-send")) {
+  form.addEventListener("submit", () => {
+    const button = form.querySelector("button[type=submit]");
+    if (!button) return;
+    setTimeout(() => {
+      button.disabled = true;
+      button.textContent = form.dataset.sending || button.textContent;
+    }, 0);
+    form.classList.add("sending");
+  });
+}
+
+// Blocking asks once more, on top of the form's box.
+for (const button of document.querySelectorAll("button[data-action=block]")) {
+  button.addEventListener("click", (event) => {
+    if (!window.confirm(button.textContent.trim() + "?")) event.preventDefault();
+  });
+}
+
 const rule = liveRule(location.pathname);
-if (rule && "EventSource" in window) {
-  const [kinds, wanted] = rule;
+const badges = document.getElementById("badge-messages");
+if ((rule || badges || chat) && "EventSource" in window) {
+  const [kinds, wanted] = rule || [[], () => false];
   const source = new EventSource("/events");
   for (const kind of kinds) {
     source.addEventListener(kind, (event) => {
@@ -111,8 +188,23 @@ if (rule && "EventSource" in window) {
       if (wanted(kind, data)) refreshMain();
     });
   }
+  for (const kind of ["message_received", "message_status"]) {
+    source.addEventListener(kind, (event) => {
+      let data = {};
+      try { data = JSON.parse(event.data); } catch (_) { return; }
+      if (chatThread && data.thread === chatThread) refreshChat();
+      else if (kind === "message_received") {
+        updateCounts();
+        if (location.pathname === "/inbox") refreshMain();
+      }
+    });
+  }
+  source.addEventListener("notification", () => {
+    updateCounts();
+    if (location.pathname === "/notifications") refreshMain();
+  });
   // Events were dropped for this page: what it shows may be stale.
-  source.addEventListener("lagged", refreshMain);
+  source.addEventListener("lagged", () => { refreshMain(); updateCounts(); if (chat) refreshChat(); });
   source.addEventListener("subscribed", () => { document.documentElement.dataset.live = "on"; });
 }
 

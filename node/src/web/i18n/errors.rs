@@ -7,6 +7,8 @@ use jangteo_protocol::FieldError;
 
 use super::{Messages, fill};
 use crate::api::types::AmountCheck;
+use crate::services::alerts::AlertError;
+use crate::services::conversations::ChatError;
 use crate::services::listings::ListingError;
 use crate::services::reputation::ReputationError;
 use crate::services::trades::TradeError;
@@ -83,6 +85,31 @@ impl Messages {
         }
     }
 
+    /// A message's refusal (the page shows it next to the send box).
+    pub fn chat_error(&self, e: &ChatError) -> String {
+        tracing::debug!(error = %e, "message refused");
+        match e {
+            ChatError::Invalid(fe) if fe.field == "text" => self.err_chat_text.to_owned(),
+            ChatError::Invalid(fe) => self.field_error(fe),
+            ChatError::Blocked(_) => self.err_chat_blocked.to_owned(),
+            ChatError::Refused(_) | ChatError::Offense(_) => self.err_chat_refused.to_owned(),
+            ChatError::NotFound(_) | ChatError::BadId(_) => self.error_not_found.to_owned(),
+            ChatError::Busy(_) => self.err_chat_busy.to_owned(),
+            ChatError::Store(_) | ChatError::Internal(_) => self.internal(e),
+        }
+    }
+
+    /// A saved search's refusal.
+    pub fn alert_error(&self, e: &AlertError) -> String {
+        tracing::debug!(error = %e, "alert refused");
+        match e {
+            AlertError::BadQuery(_) => self.err_alert_bad.to_owned(),
+            AlertError::TooMany(_) => self.err_alert_too_many.to_owned(),
+            AlertError::NotFound(_) => self.error_not_found.to_owned(),
+            AlertError::Store(_) => self.internal(e),
+        }
+    }
+
     /// The amount gate's warning for a buyer, from its figures.
     pub fn amount_warning(&self, a: &AmountCheck) -> String {
         let total = price_text(a.total, &a.currency);
@@ -130,5 +157,13 @@ mod tests {
             KO.amount_warning(&a)
         );
         assert!(!KO.amount_warning(&a).contains("english"));
+        let e = ChatError::Invalid(FieldError::new("text", "longer than 2000 characters"));
+        assert_eq!(JA.chat_error(&e), JA.err_chat_text);
+        let e = ChatError::Blocked("you blocked 12D3…; unblock them to write".into());
+        assert_eq!(KO.chat_error(&e), KO.err_chat_blocked);
+        assert_eq!(
+            KO.alert_error(&AlertError::TooMany(1000)),
+            KO.err_alert_too_many
+        );
     }
 }

@@ -77,6 +77,7 @@ messages! {
     mod_hidden_title, mod_hidden_intro, mod_warning_title, mod_warning_intro, mod_reported_title, mod_untrusted_intro, mod_show_anyway, mod_report_line,
     mod_basis_own, mod_basis_moderator, mod_basis_trust, reason_scam, reason_prohibited, reason_spam, reason_miscategorized, reason_duplicate,
     report_title, report_hint, report_reason, report_text, report_send, report_refused,
+    thread_peer, nav_inbox, nav_notifications, badge_unread, chat_ask_title, chat_trade_title, chat_empty, chat_label, chat_placeholder, chat_send, chat_sending, chat_first_contact, chat_open_thread, chat_threads_about, chat_threads_none, msg_queued, msg_delivered, msg_read, msg_failed, msg_held_by, inbox_title, inbox_empty, inbox_listing_unknown, inbox_with, thread_title, thread_about, thread_trade, thread_open_trade, block_title, block_intro, block_confirm, block_button, unblock_button, blocked_note, blocked_title, blocked_none, block_must_confirm, err_chat_text, err_chat_blocked, err_chat_refused, err_chat_busy, notif_title, notif_empty, notif_mark_all, notif_new, notif_message, notif_trade_step, notif_delivery_failed, notif_reserved, notif_sold, notif_saved_search, alerts_title, alerts_intro, alerts_empty, alerts_add, alerts_words, alerts_save, alerts_remove, alerts_save_search, alerts_saved, alerts_removed, alerts_since, alerts_anything, alerts_within, err_alert_empty, err_alert_bad, err_alert_too_many,
 }
 
 pub use en::EN;
@@ -245,6 +246,16 @@ impl Messages {
             "seller" => self.role_seller,
             "moderator" => self.role_moderator,
             _ => self.role_none,
+        }
+    }
+
+    /// The name of a direct message's status (`queued`, `delivered`, `read`, `failed`).
+    pub fn message_status(&self, key: &str) -> &'static str {
+        match key {
+            "delivered" => self.msg_delivered,
+            "read" => self.msg_read,
+            "failed" => self.msg_failed,
+            _ => self.msg_queued,
         }
     }
 

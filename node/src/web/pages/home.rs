@@ -10,12 +10,12 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use super::{Card, Choice, Chrome, Page, category_choices, error_page, render};
-use crate::api::types::{ListingView, SearchQuery};
+use crate::api::types::{ListingView, NewSavedSearch, SearchQuery};
 use crate::net::NetworkInfo;
 use crate::services::listings::ListingError;
 use crate::web::WebState;
 use crate::web::i18n::{Messages, fill};
-use crate::web::money::{minor_digits, parse_price};
+use crate::web::money::{input_text, minor_digits, parse_price};
 
 /// Listings on the home page.
 pub const HOME_LISTINGS: usize = 24;
@@ -197,25 +197,33 @@ pub async fn home(
 /// The search form's fields, as typed (empty means "any").
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct SearchForm {
+    /// The words.
     #[serde(default)]
-    q: String,
+    pub q: String,
+    /// Category key.
     #[serde(default)]
-    category: String,
+    pub category: String,
+    /// Condition key.
     #[serde(default)]
-    condition: String,
+    pub condition: String,
+    /// Currency of the price bounds.
     #[serde(default)]
-    currency: String,
+    pub currency: String,
+    /// Lowest price, as typed.
     #[serde(default)]
-    min: String,
+    pub min: String,
+    /// Highest price, as typed.
     #[serde(default)]
-    max: String,
+    pub max: String,
+    /// Sort key.
     #[serde(default)]
-    sort: String,
+    pub sort: String,
     /// Within this many km of my saved location.
     #[serde(default)]
-    km: String,
+    pub km: String,
+    /// Page number, as in the address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    page: Option<String>,
+    pub page: Option<String>,
 }
 
 fn some(s: &str) -> Option<String> {
@@ -281,7 +289,73 @@ impl SearchForm {
         })
     }
 
-    fn link(&self, page: usize) -> String {
+    /// The saved search of this form (text and filters, without sort and page), or what
+    /// is wrong with it; a form with neither words nor filters is refused.
+    pub fn saved_search(
+        &self,
+        t: &Messages,
+        near: Option<String>,
+    ) -> Result<NewSavedSearch, String> {
+        let q = self.query(t, near)?;
+        let s = NewSavedSearch {
+            q: q.q,
+            category: q.category,
+            condition: q.condition,
+            seller: None,
+            currency: q.currency,
+            min_price: q.min_price,
+            max_price: q.max_price,
+            near: q.near,
+            radius_km: q.radius_km,
+        };
+        if s.q.is_none()
+            && s.category.is_none()
+            && s.condition.is_none()
+            && s.min_price.is_none()
+            && s.max_price.is_none()
+            && s.radius_km.is_none()
+        {
+            return Err(t.err_alert_empty.to_owned());
+        }
+        Ok(s)
+    }
+
+    /// The form's fields as hidden inputs' (name, value) pairs, empty ones left out (the
+    /// search page's "save as alert" form).
+    pub fn hidden_fields(&self) -> Vec<(&'static str, String)> {
+        [
+            ("q", &self.q),
+            ("category", &self.category),
+            ("condition", &self.condition),
+            ("currency", &self.currency),
+            ("min", &self.min),
+            ("max", &self.max),
+            ("km", &self.km),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(k, v)| (k, v.clone()))
+        .collect()
+    }
+
+    /// The form that searches what a saved search matches.
+    pub fn of_saved(s: &NewSavedSearch) -> Self {
+        let cur = s.currency.clone().unwrap_or_default();
+        SearchForm {
+            q: s.q.clone().unwrap_or_default(),
+            category: s.category.clone().unwrap_or_default(),
+            condition: s.condition.clone().unwrap_or_default(),
+            min: s.min_price.map(|p| input_text(p, &cur)).unwrap_or_default(),
+            max: s.max_price.map(|p| input_text(p, &cur)).unwrap_or_default(),
+            km: s.radius_km.map(|k| format!("{k}")).unwrap_or_default(),
+            currency: cur,
+            sort: "recent".into(),
+            page: None,
+        }
+    }
+
+    /// The search page's address for this form at page `page`.
+    pub fn link(&self, page: usize) -> String {
         let mut f = self.clone();
         f.page = (page > 1).then(|| page.to_string());
         format!(
@@ -302,11 +376,30 @@ struct SearchTemplate {
     conditions: Vec<Choice>,
     currencies: Vec<Choice>,
     sorts: Vec<Choice>,
+    /// The "save this search as an alert" form's hidden fields.
+    alert_fields: Vec<(&'static str, String)>,
     cards: Vec<Card>,
     error: Option<String>,
     page_label: String,
     prev: Option<String>,
     next: Option<String>,
+}
+
+/// The filter menus (categories, conditions, currencies) with the form's choices selected,
+/// shared by the search page and the alerts page.
+pub fn filter_choices(t: &Messages, f: &SearchForm) -> [Vec<Choice>; 3] {
+    let conditions = ["new", "like-new", "good", "fair", "poor"];
+    let condition_names: Vec<String> = conditions.iter().map(|c| t.condition(c)).collect();
+    let currency_names: Vec<String> = CURRENCIES.iter().map(|c| (*c).to_owned()).collect();
+    [
+        category_choices(t, &f.category),
+        choices(&conditions, &condition_names, &f.condition),
+        choices(
+            &CURRENCIES,
+            &currency_names,
+            &f.currency.to_ascii_uppercase(),
+        ),
+    ]
 }
 
 fn choices(keys: &[&str], names: &[String], selected: &str) -> Vec<Choice> {
@@ -354,9 +447,7 @@ pub async fn search(
         None => t.results_all.to_owned(),
     };
     let n = f.page();
-    let conditions = ["new", "like-new", "good", "fair", "poor"];
-    let condition_names: Vec<String> = conditions.iter().map(|c| t.condition(c)).collect();
-    let currency_names: Vec<String> = CURRENCIES.iter().map(|c| (*c).to_owned()).collect();
+    let [categories, conditions, currencies] = filter_choices(t, &f);
     let sorts = ["relevance", "recent", "price", "price-desc", "trust"];
     let sort_names: Vec<String> = [
         t.sort_relevance,
@@ -374,13 +465,10 @@ pub async fn search(
         StatusCode::OK,
         &SearchTemplate {
             heading,
-            categories: category_choices(t, &f.category),
-            conditions: choices(&conditions, &condition_names, &f.condition),
-            currencies: choices(
-                &CURRENCIES,
-                &currency_names,
-                &f.currency.to_ascii_uppercase(),
-            ),
+            categories,
+            conditions,
+            currencies,
+            alert_fields: f.hidden_fields(),
             sorts: choices(&sorts, &sort_names, &f.sort),
             cards,
             error,
@@ -518,6 +606,8 @@ mod tests {
             categories: category_choices(t, ""),
             languages: language_choices(t),
             nav: "home",
+            unread_messages: 3,
+            unread_notifications: 0,
         };
         let card = Card {
             id: "ab".repeat(32),

@@ -1,6 +1,7 @@
 //! A listing's page (photos, price, condition, description, times, quantity, status, the
-//! seller's card with trust and the latest reviews) and its "Make an offer" form, which the
-//! trades service signs and delivers like `POST /v1/trades`.
+//! seller's card with trust and the latest reviews), its "Make an offer" form, which the
+//! trades service signs and delivers like `POST /v1/trades`, and "Ask the seller" (the
+//! chat panel, [`super::chat`]); on my own listing, the conversations about it.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -8,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::chat::{ChatPanel, Draft, InboxRow, SendForm, after_send, refused_status};
 use super::moderation::{ModerationPanel, ReportDraft};
 use super::{Chrome, Page, csrf_refused, error_page, render, short_peer, trust_text, when};
 use crate::api::types::{ListingState, ListingView, NewOffer, ReputationView};
@@ -156,6 +158,10 @@ struct ListingTemplate {
     moderation: Option<ModerationPanel>,
     hide: bool,
     report: ReportDraft,
+    /// "Ask the seller": the conversation of this listing with its seller (not on my own).
+    chat: Option<ChatPanel>,
+    /// On my own listing: the conversations about it.
+    threads: Vec<InboxRow>,
 }
 
 async fn load(w: &WebState, id: String) -> Result<Found, ListingError> {
@@ -179,15 +185,31 @@ async fn load(w: &WebState, id: String) -> Result<Found, ListingError> {
 /// whether a trade of mine holds its last items (reserved rather than sold).
 type Found = (ListingView, Option<ReputationView>, Vec<Review>, bool);
 
-fn listing_page(
-    page: &Page,
+async fn listing_page(
+    (w, page): (&WebState, &Page),
     status: StatusCode,
     (l, rep, reviews, reserved): Found,
     offer: Option<OfferDraft>,
     (show_anyway, report): (bool, Option<ReportDraft>),
+    chat_draft: Draft,
 ) -> Response {
     let t = page.t;
     let own = l.seller == page.me;
+    let (chat, threads) = if own {
+        (None, super::chat::rows_about(w, t, &l.id).await)
+    } else {
+        let action = format!("/listing/{}/ask", l.id);
+        let p = super::chat::panel(
+            w,
+            page,
+            (&l.id, &l.seller),
+            t.chat_ask_title,
+            action,
+            chat_draft,
+        )
+        .await;
+        (Some(p), Vec::new())
+    };
     let moderation = ModerationPanel::new(t, l.moderation.as_ref());
     let hide = !show_anyway && !own && moderation.as_ref().is_some_and(|m| m.hidden);
     let open = l.status == ListingState::Active && !own;
@@ -213,7 +235,10 @@ fn listing_page(
     render(
         status,
         &ListingTemplate {
-            c: Chrome::new(page, l.title.clone(), ""),
+            c: match &chat {
+                Some(p) => p.chrome(Chrome::new(page, l.title.clone(), "")),
+                None => Chrome::new(page, l.title.clone(), ""),
+            },
             price: price_text(l.price, &l.currency),
             condition: l.condition.as_deref().map(|c| t.condition(c)),
             category: t.category(&l.category),
@@ -235,6 +260,8 @@ fn listing_page(
             moderation,
             hide,
             report: report.unwrap_or_else(|| ReportDraft::new(t)),
+            chat,
+            threads,
             l,
         },
     )
@@ -249,7 +276,9 @@ pub async fn page_with_report(
     report: ReportDraft,
 ) -> Response {
     match load(w, id).await {
-        Ok(found) => listing_page(page, status, found, None, (false, Some(report))),
+        Ok(found) => {
+            listing_page((w, page), status, found, None, (false, Some(report)), None).await
+        }
         Err(e) => load_error(page, e),
     }
 }
@@ -285,7 +314,17 @@ pub async fn show(
 ) -> Response {
     let anyway = q.show.as_deref() == Some("anyway");
     match load(&w, id).await {
-        Ok(found) => listing_page(&page, StatusCode::OK, found, None, (anyway, None)),
+        Ok(found) => {
+            listing_page(
+                (&w, &page),
+                StatusCode::OK,
+                found,
+                None,
+                (anyway, None),
+                None,
+            )
+            .await
+        }
         Err(e) => load_error(&page, e),
     }
 }
@@ -347,12 +386,14 @@ pub async fn offer(
     }
     let (Some(price), Some(quantity)) = (price, quantity) else {
         return listing_page(
-            &page,
+            (&w, &page),
             StatusCode::BAD_REQUEST,
             found,
             Some(draft),
             (true, None),
-        );
+            None,
+        )
+        .await;
     };
     // A textarea's line breaks arrive as CRLF; the offer holds LF.
     let message = f.message.replace("\r\n", "\n");
@@ -372,12 +413,46 @@ pub async fn offer(
         Err(e) => {
             draft.error = Some(t.trade_error(&e));
             listing_page(
-                &page,
+                (&w, &page),
                 StatusCode::CONFLICT,
                 found,
                 Some(draft),
                 (true, None),
+                None,
             )
+            .await
+        }
+    }
+}
+
+/// `POST /listing/{id}/ask`: asks the seller (the conversation starts or continues), then
+/// shows the listing's chat again; a refusal is shown next to the box, the text kept.
+pub async fn ask(
+    State(w): State<WebState>,
+    page: Page,
+    Path(id): Path<String>,
+    axum::Form(f): axum::Form<SendForm>,
+) -> Response {
+    if !page.session.csrf_ok(f.csrf()) {
+        return csrf_refused(&page);
+    }
+    match w.api.conversations.ask(&id, f.text(), Vec::new()).await {
+        Ok(_) => after_send(&format!("/listing/{id}")),
+        Err(e) => {
+            let found = match load(&w, id).await {
+                Ok(found) => found,
+                Err(le) => return load_error(&page, le),
+            };
+            let draft = Some((f.typed().to_owned(), page.t.chat_error(&e)));
+            listing_page(
+                (&w, &page),
+                refused_status(&e),
+                found,
+                None,
+                (true, None),
+                draft,
+            )
+            .await
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The pages: one module per area (`home` with search, `listing` with the offer form and,
+//! The pages: one module per area (`chat` with the inbox, a conversation, the chat panel of
+//! listings and trades and blocks; `alerts` with notifications and saved searches; `home` with search, `listing` with the offer form and,
 //! in `moderation`, the reports' panel and the report form,
 //! `post`, `edit` with withdrawing, `seller`, `trades`, `settings` with the network page), sharing what every page has: the [`Page`] extractor (session and
 //! language, or the login page when there is no session), the header ([`Chrome`]), the
@@ -8,6 +9,8 @@
 //! the network is ever written unescaped. Handlers call the node's services with the same
 //! types the `/v1` handlers use ([`crate::api::types`]); they hold no business rule.
 
+pub mod alerts;
+pub mod chat;
 pub mod edit;
 pub mod home;
 pub mod listing;
@@ -43,6 +46,27 @@ pub struct Page {
     pub here: String,
     /// The node's own peer id.
     pub me: String,
+    /// Messages not read yet, in all conversations (the header's badge).
+    pub unread_messages: u64,
+    /// Notifications not marked read (the header's badge).
+    pub unread_notifications: u64,
+}
+
+/// (messages unread, notifications unread) for the header's badges; zero where a count
+/// cannot be read (the page still opens).
+pub async fn unread_counts(w: &WebState) -> (u64, u64) {
+    let (chats, alerts) = (w.api.conversations.clone(), w.api.alerts.clone());
+    tokio::task::spawn_blocking(move || {
+        let messages = chats.counts().map_or(0, |(_, unread)| unread);
+        let q = crate::api::types::NotificationsQuery {
+            unread: Some(true),
+            limit: Some(1),
+        };
+        let notifications = alerts.notifications(&q).map_or(0, |l| l.unread);
+        (messages, notifications)
+    })
+    .await
+    .unwrap_or((0, 0))
 }
 
 /// The language of a request: its cookie, else `Accept-Language`.
@@ -67,15 +91,20 @@ impl FromRequestParts<WebState> for Page {
         let session = session::cookie(&parts.headers, &session::cookie_name(w.addr.port()))
             .and_then(|id| w.sessions.get(id));
         match session {
-            Some(session) => Ok(Page {
-                t,
-                session,
-                here: parts
-                    .uri
-                    .path_and_query()
-                    .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
-                me: w.api.peer_id.clone(),
-            }),
+            Some(session) => {
+                let (unread_messages, unread_notifications) = unread_counts(w).await;
+                Ok(Page {
+                    t,
+                    session,
+                    here: parts
+                        .uri
+                        .path_and_query()
+                        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+                    me: w.api.peer_id.clone(),
+                    unread_messages,
+                    unread_notifications,
+                })
+            }
             None => Err(login_page(t, StatusCode::UNAUTHORIZED, false)),
         }
     }
@@ -111,6 +140,10 @@ pub struct Chrome {
     pub languages: Vec<Choice>,
     /// Which menu entry is current: home, post, mine, trades.
     pub nav: &'static str,
+    /// Messages not read yet (the chats badge; hidden at zero).
+    pub unread_messages: u64,
+    /// Notifications not read yet (the notifications badge; hidden at zero).
+    pub unread_notifications: u64,
 }
 
 impl Chrome {
@@ -125,6 +158,8 @@ impl Chrome {
             categories: category_choices(page.t, ""),
             languages: language_choices(page.t),
             nav,
+            unread_messages: page.unread_messages,
+            unread_notifications: page.unread_notifications,
         }
     }
 }

@@ -38,6 +38,8 @@ struct SellerTemplate {
     trusted: bool,
     reviews: Vec<ReviewLine>,
     cards: Vec<super::Card>,
+    /// Whether I blocked them (the block form, [`super::chat::block`]).
+    blocked: bool,
 }
 
 /// The reason for a peer's trust in people's words: how many of my trade partners and of
@@ -154,6 +156,7 @@ pub async fn show(State(w): State<WebState>, page: Page, Path(peer): Path<String
             trusted: view.trusted,
             reviews: review_lines(t, &reviews),
             cards,
+            blocked: super::chat::peer_blocked(&w, &peer).await,
             peer,
         },
     )

@@ -1,5 +1,5 @@
-//! Settings (my location, language, my peer id with a QR code, the people I trust, a backup
-//! of my key) and the network page (addresses, reachability, peers, relays, catching up
+//! Settings (my location, language, my peer id with a QR code, the people I trust, the
+//! people I blocked, a backup of my key) and the network page (addresses, reachability, peers, relays, catching up
 //! overall and per category, my messages held on relays, mailbox items held for others,
 //! banned peers).
 //!
@@ -50,6 +50,8 @@ struct SettingsTemplate {
     saved: bool,
     trusted: Vec<TrustedLine>,
     key_error: Option<&'static str>,
+    /// The people I blocked, the latest first.
+    blocked: Vec<TrustedLine>,
 }
 
 /// The peer id's QR code as an inline SVG (made here from our own peer id: base58 only).
@@ -86,6 +88,12 @@ async fn settings_page(
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
+    let chats = w.api.conversations.clone();
+    let blocked = tokio::task::spawn_blocking(move || chats.blocked())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
     render(
         status,
         &SettingsTemplate {
@@ -103,6 +111,13 @@ async fn settings_page(
                 })
                 .collect(),
             key_error,
+            blocked: blocked
+                .into_iter()
+                .map(|b| TrustedLine {
+                    short: short_peer(&b.peer_id),
+                    peer: b.peer_id,
+                })
+                .collect(),
         },
     )
 }

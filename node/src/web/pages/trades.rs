@@ -1,6 +1,7 @@
 //! The trades inbox and a trade's page: terms, state, the history with each message's
 //! delivery, and a form for each action the trades service allows now (and only those).
-//! Acting goes through the trades service as `POST /v1/trades/{id}/{action}` does.
+//! Acting goes through the trades service as `POST /v1/trades/{id}/{action}` does. The
+//! parties' chat panel ([`super::chat`]) is the same conversation as the listing's questions.
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -8,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::chat::{ChatPanel, Draft, after_send, refused_status};
 use super::{Chrome, Page, csrf_refused, error_page, render, short_peer, when};
 use crate::api::types::{DeliveryStatus, NewRating, TradeAction, TradeView};
 use crate::clock::now_ms;
@@ -142,11 +144,35 @@ struct TradeTemplate {
     /// My rating of it, if I rated it.
     rated: Option<String>,
     rated_comment: String,
+    /// The parties' conversation (not for a moderator).
+    chat: Option<ChatPanel>,
 }
 
-fn trade_page(page: &Page, status: StatusCode, held: Held, error: Option<String>) -> Response {
+async fn trade_page(
+    (w, page): (&WebState, &Page),
+    status: StatusCode,
+    held: Held,
+    error: Option<String>,
+    chat_draft: Draft,
+) -> Response {
     let t = page.t;
     let Held { v, mine } = held;
+    // The two parties' conversation on this listing: the same thread as its questions.
+    let chat = if matches!(v.role.as_str(), "buyer" | "seller") {
+        Some(
+            super::chat::panel(
+                w,
+                page,
+                (&v.listing, &v.counterparty),
+                t.chat_trade_title,
+                format!("/trade/{}/say", v.id),
+                chat_draft,
+            )
+            .await,
+        )
+    } else {
+        None
+    };
     let actions = v
         .allowed
         .iter()
@@ -217,7 +243,10 @@ fn trade_page(page: &Page, status: StatusCode, held: Held, error: Option<String>
     render(
         status,
         &TradeTemplate {
-            c: Chrome::new(page, t.trade_title, "trades"),
+            c: match &chat {
+                Some(p) => p.chrome(Chrome::new(page, t.trade_title, "trades")),
+                None => Chrome::new(page, t.trade_title, "trades"),
+            },
             role: t.role(v.role.as_str()),
             state: t.trade_state(v.state.as_str()),
             terms: terms(t, v.quantity, v.price, &v.currency),
@@ -237,6 +266,7 @@ fn trade_page(page: &Page, status: StatusCode, held: Held, error: Option<String>
                 .as_ref()
                 .map(|r| fill(t.rated_you, &[("stars", &super::listing::stars(r.score))])),
             rated_comment: mine.map(|r| r.comment).unwrap_or_default(),
+            chat,
             v,
         },
     )
@@ -290,7 +320,7 @@ pub async fn show(State(w): State<WebState>, page: Page, Path(id): Path<String>)
         }
     }
     match load(&w, id).await {
-        Ok(held) => trade_page(&page, StatusCode::OK, held, None),
+        Ok(held) => trade_page((&w, &page), StatusCode::OK, held, None, None).await,
         Err(e) => load_error(&page, e),
     }
 }
@@ -314,6 +344,34 @@ pub struct ActForm {
     score: String,
     #[serde(default)]
     comment: String,
+    #[serde(default)]
+    text: String,
+}
+
+/// `POST /trade/{id}/say`: writes in the parties' conversation about the trade's listing
+/// (either may write first), then shows the trade's chat again.
+async fn say(w: &WebState, page: &Page, held: Held, f: &ActForm) -> Response {
+    let text = f.text.replace("\r\n", "\n").trim().to_owned();
+    let v = &held.v;
+    if !matches!(v.role.as_str(), "buyer" | "seller") {
+        return error_page(
+            page,
+            StatusCode::FORBIDDEN,
+            page.t.err_chat_refused.to_owned(),
+        );
+    }
+    let sent = w
+        .api
+        .conversations
+        .write(&v.listing, &v.counterparty, text, Vec::new())
+        .await;
+    match sent {
+        Ok(_) => after_send(&format!("/trade/{}", v.id)),
+        Err(e) => {
+            let draft = Some((f.text.clone(), page.t.chat_error(&e)));
+            trade_page((w, page), refused_status(&e), held, None, draft).await
+        }
+    }
 }
 
 /// `POST /trade/{id}/{action}`: takes the step, then shows the trade again.
@@ -334,6 +392,9 @@ pub async fn act(
     if action == "rate" {
         return rate(&w, &page, held, &id, &f).await;
     }
+    if action == "say" {
+        return say(&w, &page, held, &f).await;
+    }
     let v = &held.v;
     let opt = |s: &str| {
         let s = s.trim();
@@ -349,7 +410,8 @@ pub async fn act(
                     t.err_price,
                     &[("currency", &v.currency), ("digits", &digits)],
                 );
-                return trade_page(&page, StatusCode::BAD_REQUEST, held, Some(msg));
+                return trade_page((&w, &page), StatusCode::BAD_REQUEST, held, Some(msg), None)
+                    .await;
             }
         },
     };
@@ -362,7 +424,16 @@ pub async fn act(
     };
     match w.api.trades.act(&id, &action, a).await {
         Ok(_) => Redirect::to(&format!("/trade/{id}")).into_response(),
-        Err(e) => trade_page(&page, StatusCode::CONFLICT, held, Some(t.trade_error(&e))),
+        Err(e) => {
+            trade_page(
+                (&w, &page),
+                StatusCode::CONFLICT,
+                held,
+                Some(t.trade_error(&e)),
+                None,
+            )
+            .await
+        }
     }
 }
 
@@ -378,11 +449,13 @@ async fn rate(w: &WebState, page: &Page, held: Held, id: &str, f: &ActForm) -> R
         .filter(|s| (1..=5).contains(s))
     else {
         return trade_page(
-            page,
+            (w, page),
             StatusCode::BAD_REQUEST,
             held,
             Some(t.rate_score.to_owned()),
-        );
+            None,
+        )
+        .await;
     };
     let comment = f.comment.replace("\r\n", "\n");
     let comment = comment.trim();
@@ -393,11 +466,15 @@ async fn rate(w: &WebState, page: &Page, held: Held, id: &str, f: &ActForm) -> R
     };
     match w.api.reputation.rate(r).await {
         Ok(_) => Redirect::to(&format!("/trade/{id}")).into_response(),
-        Err(e) => trade_page(
-            page,
-            StatusCode::CONFLICT,
-            held,
-            Some(t.reputation_error(&e)),
-        ),
+        Err(e) => {
+            trade_page(
+                (w, page),
+                StatusCode::CONFLICT,
+                held,
+                Some(t.reputation_error(&e)),
+                None,
+            )
+            .await
+        }
     }
 }
