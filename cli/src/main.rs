@@ -962,9 +962,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let v = ApiClient::open(&dir)?.status().await?;
             print(json_out, &v, |v| {
                 let sy = &v.sync;
-                let copying = sy.bulk.as_ref().filter(|b| {
-                    b.state == jangteo_node::api::types::BulkStateName::Running
-                });
+                let copying = sy
+                    .bulk
+                    .as_ref()
+                    .filter(|b| b.state == jangteo_node::api::types::BulkStateName::Running);
                 let sync = if let Some(b) = copying {
                     format!(
                         "copying the market from one peer: {} of {} objects",
