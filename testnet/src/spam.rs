@@ -848,7 +848,7 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
             while !stop.load(Ordering::Relaxed) {
                 let b = i as usize % n;
                 let s = (b + 1) % n;
-                let stamp = if i % 2 == 0 && att_bits > CHEAP_BY_BITS {
+                let stamp = if i.is_multiple_of(2) && att_bits > CHEAP_BY_BITS {
                     AttestationStamp::Exactly(att_bits - CHEAP_BY_BITS)
                 } else {
                     AttestationStamp::None
