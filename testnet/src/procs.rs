@@ -450,20 +450,11 @@ impl ProcNet {
         self.root.path()
     }
 
-    /// Starts one more node dialing `bootstrap`, with `extra` flags; returns its index.
     /// Starts one more node dialing `bootstrap`, with `extra` arguments to `jangteo node`
     /// (`--relay`, `--no-listen`, ...); returns its index.
     pub async fn add_with(&mut self, bootstrap: &[String], extra: &[&str]) -> Result<usize> {
-        let i = self.nodes.len();
-        self.nodes.push(ProcNode {
-            dir: self.root.path().join(format!("node{i:02}")),
-            peer_id: String::new(),
-            addr: String::new(),
-            child: None,
-            api: None,
-        });
-        self.launch(i, bootstrap, extra).await?;
-        Ok(i)
+        let dir = self.next_dir();
+        self.add_at(dir, bootstrap, extra).await
     }
 
     /// Starts one more node in its own namespace behind its own NAT router
@@ -473,17 +464,8 @@ impl ProcNet {
         if self.netns.is_none() {
             bail!("a node behind NAT needs a network with namespaces (--nat)");
         }
-        let i = self.nodes.len();
-        self.behind_nat.insert(i);
-        self.nodes.push(ProcNode {
-            dir: self.root.path().join(format!("node{i:02}")),
-            peer_id: String::new(),
-            addr: String::new(),
-            child: None,
-            api: None,
-        });
-        self.launch(i, bootstrap, extra).await?;
-        Ok(i)
+        self.behind_nat.insert(self.nodes.len());
+        self.add_with(bootstrap, extra).await
     }
 
     /// Starts one more node on the data directory `dir` (kept when the network is
@@ -507,6 +489,13 @@ impl ProcNet {
         Ok(i)
     }
 
+    /// The data directory of the next node added, in this network's folder.
+    fn next_dir(&self) -> PathBuf {
+        self.root
+            .path()
+            .join(format!("node{:02}", self.nodes.len()))
+    }
+
     /// The router namespace of node `i` when it runs behind NAT.
     pub fn router_name(&self, i: usize) -> Option<String> {
         self.netns.as_ref()?.router_name(i)
@@ -514,16 +503,7 @@ impl ProcNet {
 
     /// Starts one more node dialing `bootstrap`; returns its index.
     pub async fn add(&mut self, bootstrap: &[String]) -> Result<usize> {
-        let i = self.nodes.len();
-        self.nodes.push(ProcNode {
-            dir: self.root.path().join(format!("node{i:02}")),
-            peer_id: String::new(),
-            addr: String::new(),
-            child: None,
-            api: None,
-        });
-        self.launch(i, bootstrap, &[]).await?;
-        Ok(i)
+        self.add_with(bootstrap, &[]).await
     }
 
     /// Starts the process of node `i` (on its data directory) and waits for its API.
