@@ -241,6 +241,45 @@ impl Tokenizer for MarketTokenizer {
     }
 }
 
+/// Below this many listings a batch is matched against the saved searches on the indexing
+/// thread itself; from it on, on a thread of its own beside the indexing.
+const ALERT_THREAD_MIN: usize = 64;
+
+/// Matches listings against the saved searches, collecting one alert per listing that
+/// matches any and was never alerted.
+struct AlertMatcher<'a> {
+    store: &'a Store,
+    saved: &'a SavedSearches,
+    now: u64,
+    analyzer: TextAnalyzer,
+    alerts: Vec<Alert>,
+}
+
+impl<'a> AlertMatcher<'a> {
+    fn new(store: &'a Store, saved: &'a SavedSearches, now: u64) -> Self {
+        Self {
+            store,
+            saved,
+            now,
+            analyzer: market_analyzer(),
+            alerts: Vec::new(),
+        }
+    }
+
+    fn check(&mut self, s: StoredListing) -> Result<(), SearchError> {
+        let tokens = ListingTokens::of(&s, &mut self.analyzer);
+        let matched = self.saved.matches(&s, &tokens, self.now);
+        if !matched.is_empty() && !self.store.alerted(&s.id)? {
+            self.alerts.push(Alert {
+                listing: s.id,
+                expires_at: s.listing.expires_at,
+                notification: alert_notification(&s, matched, self.now),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The analyzer for listing text: [`MarketTokenizer`], long-token removal, lowercasing and
 /// English stemming (which leaves Hangul, kana and Han untouched).
 pub fn market_analyzer() -> TextAnalyzer {
@@ -548,46 +587,78 @@ impl SearchIndex {
     ) -> Result<(usize, Vec<NotificationView>), SearchError> {
         let mut applied = 0;
         let mut raised = Vec::new();
-        let mut analyzer = market_analyzer();
         let mut sellers = SellerIds::default();
         loop {
             let batch = store.index_queue(INDEX_BATCH_MAX)?;
             if batch.is_empty() {
                 return Ok((applied, raised));
             }
-            let mut alerts = Vec::new();
-            {
-                let w = self.writer()?;
-                let saved = self
-                    .saved
-                    .read()
-                    .map_err(|_| SearchError::Store(StoreError::Poisoned))?;
-                let now = now_ms();
-                for (id, _) in &batch {
-                    w.delete_term(Term::from_field_text(self.fields.id, &id.to_hex()));
-                    let Some(s) = store.listing(id)? else {
-                        continue;
-                    };
-                    w.add_document(self.document(&s, &mut sellers))?;
-                    if saved.is_empty() || self.owner == Some(s.author) {
-                        continue;
-                    }
-                    let tokens = ListingTokens::of(&s, &mut analyzer);
-                    let matched = saved.matches(&s, &tokens, now);
-                    if !matched.is_empty() && !store.alerted(id)? {
-                        alerts.push(Alert {
-                            listing: *id,
-                            expires_at: s.listing.expires_at,
-                            notification: alert_notification(&s, matched, now),
-                        });
-                    }
-                }
-            }
-            self.writer()?.commit()?;
+            let saved = self
+                .saved
+                .read()
+                .map_err(|_| SearchError::Store(StoreError::Poisoned))?;
+            let saved: &SavedSearches = &saved;
+            let now = now_ms();
+            let alerts = if saved.is_empty() {
+                self.index_batch(store, &batch, &mut sellers, |_| Ok(()))?;
+                Vec::new()
+            } else if batch.len() < ALERT_THREAD_MIN {
+                let mut m = AlertMatcher::new(store, saved, now);
+                self.index_batch(store, &batch, &mut sellers, |s| m.check(s))?;
+                m.alerts
+            } else {
+                // Matching runs on a thread of its own beside the indexing, fed the listings
+                // as they are indexed; its alerts are written with the batch all the same.
+                std::thread::scope(|scope| {
+                    let (tx, rx) = std::sync::mpsc::sync_channel::<StoredListing>(256);
+                    let matcher = scope.spawn(move || {
+                        let mut m = AlertMatcher::new(store, saved, now);
+                        for s in rx {
+                            m.check(s)?;
+                        }
+                        Ok::<_, SearchError>(m.alerts)
+                    });
+                    let indexed = self.index_batch(store, &batch, &mut sellers, |s| {
+                        // A matcher gone has failed: its error is the one returned below.
+                        let _ = tx.send(s);
+                        Ok(())
+                    });
+                    drop(tx);
+                    let alerts = matcher
+                        .join()
+                        .map_err(|_| SearchError::Store(StoreError::Poisoned))?;
+                    indexed?;
+                    alerts
+                })?
+            };
             self.reader.reload()?;
             raised.extend(store.index_queue_done(&batch, &alerts)?);
             applied += batch.len();
         }
+    }
+
+    /// Indexes the listings of `batch` (their heads as the store holds them now; one gone is
+    /// only deleted) and commits; hands each listing of someone else to `then`.
+    fn index_batch(
+        &self,
+        store: &Store,
+        batch: &[(ListingId, Vec<u8>)],
+        sellers: &mut SellerIds,
+        mut then: impl FnMut(StoredListing) -> Result<(), SearchError>,
+    ) -> Result<(), SearchError> {
+        let mut w = self.writer()?;
+        for (id, _) in batch {
+            w.delete_term(Term::from_field_text(self.fields.id, &id.to_hex()));
+            let Some(s) = store.listing(id)? else {
+                continue;
+            };
+            w.add_document(self.document(&s, sellers))?;
+            if self.owner != Some(s.author) {
+                then(s)?;
+            }
+        }
+        w.commit()?;
+        Ok(())
     }
 
     /// Compiles the saved searches held in `store` again.
