@@ -15,7 +15,7 @@
 //! module does no store writes of its own beyond saving and removing searches, and marking
 //! notifications read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use jangteo_protocol::{Condition, Location, PublicKey, public_key_from_peer_id};
@@ -115,13 +115,19 @@ pub struct ListingTokens {
 }
 
 impl ListingTokens {
-    /// Analyzes a listing's title and body (description and category, as indexed).
-    pub fn of(s: &StoredListing, analyzer: &mut TextAnalyzer) -> Self {
+    /// Analyzes a listing's title and body (description and category, as indexed). With
+    /// `vocabulary`, only its tokens are kept: a token no saved search names cannot change
+    /// whether one matches (a phrase needs all its tokens, `-word` needs its word absent).
+    pub fn of(
+        s: &StoredListing,
+        analyzer: &mut TextAnalyzer,
+        vocabulary: Option<&HashSet<String>>,
+    ) -> Self {
         let l = &s.listing;
         let body = format!("{}\n{}", l.description, l.category.replace('-', " "));
         Self {
-            title: positions(analyzer, &l.title),
-            body: positions(analyzer, &body),
+            title: positions(analyzer, &l.title, vocabulary),
+            body: positions(analyzer, &body, vocabulary),
         }
     }
 
@@ -142,12 +148,24 @@ impl ListingTokens {
     }
 }
 
-fn positions(analyzer: &mut TextAnalyzer, text: &str) -> Positions {
-    let mut out: Positions = HashMap::new();
+fn positions(
+    analyzer: &mut TextAnalyzer,
+    text: &str,
+    vocabulary: Option<&HashSet<String>>,
+) -> Positions {
+    let mut out = Positions::default();
     let mut s = analyzer.token_stream(text);
     while s.advance() {
         let t = s.token();
-        out.entry(t.text.clone()).or_default().push(t.position);
+        if vocabulary.is_some_and(|v| !v.contains(&t.text)) {
+            continue;
+        }
+        match out.get_mut(&t.text) {
+            Some(at) => at.push(t.position),
+            None => {
+                out.insert(t.text.clone(), vec![t.position]);
+            }
+        }
     }
     out
 }
@@ -196,6 +214,23 @@ impl Text {
                 must.iter().all(|t| t.matches(doc))
                     && (!must.is_empty() || should.iter().any(|t| t.matches(doc)))
                     && !must_not.iter().any(|t| t.matches(doc))
+            }
+        }
+    }
+
+    /// Adds every token this text names to `out`.
+    fn vocabulary(&self, out: &mut HashSet<String>) {
+        match self {
+            Text::All => {}
+            Text::Literal { tokens, .. } => out.extend(tokens.iter().map(|(_, t)| t.clone())),
+            Text::Clause {
+                must,
+                should,
+                must_not,
+            } => {
+                for t in must.iter().chain(should).chain(must_not) {
+                    t.vocabulary(out);
+                }
             }
         }
     }
@@ -344,6 +379,8 @@ pub struct SavedSearches {
     by_token: HashMap<String, Vec<usize>>,
     /// Searches every listing is compared with (no text, or `*`).
     always: Vec<usize>,
+    /// Every token any search names: the only ones of a listing matching looks at.
+    vocabulary: HashSet<String>,
 }
 
 impl SavedSearches {
@@ -378,6 +415,9 @@ impl SavedSearches {
 
     fn push(&mut self, c: Compiled) {
         let i = self.searches.len();
+        if let Some(t) = &c.text {
+            t.vocabulary(&mut self.vocabulary);
+        }
         match c.text.as_ref().and_then(Text::trigger) {
             None => self.always.push(i),
             Some(tokens) => {
@@ -390,6 +430,11 @@ impl SavedSearches {
             }
         }
         self.searches.push(c);
+    }
+
+    /// The tokens of `s` that matching looks at (those some search names).
+    pub fn tokens_of(&self, s: &StoredListing, analyzer: &mut TextAnalyzer) -> ListingTokens {
+        ListingTokens::of(s, analyzer, Some(&self.vocabulary))
     }
 
     /// Searches held.

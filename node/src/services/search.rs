@@ -36,10 +36,8 @@ use crate::NodeEvent;
 use crate::api::types::{NewSavedSearch, NotificationView, SavedSearchView};
 use crate::clock::now_ms;
 use crate::error::StoreError;
-use crate::services::alerts::{
-    AlertError, ListingTokens, SAVED_SEARCHES_MAX, SavedSearches, alert_notification,
-};
-use crate::store::{Alert, Store, StoredListing};
+use crate::services::alerts::{AlertError, SAVED_SEARCHES_MAX, SavedSearches, alert_notification};
+use crate::store::{Alert, NOTIFICATIONS_PRUNED_TO, Store, StoredListing};
 
 /// Longest search text accepted, in characters.
 pub const QUERY_MAX_CHARS: usize = 256;
@@ -245,6 +243,19 @@ impl Tokenizer for MarketTokenizer {
 /// thread itself; from it on, on a thread of its own beside the indexing.
 const ALERT_THREAD_MIN: usize = 64;
 
+/// Listings handed to the matching thread at a time (one wake-up per this many, not one
+/// per listing).
+const ALERT_HANDOFF: usize = 32;
+
+/// An alert found while matching, its notification not yet written out.
+struct Pending {
+    listing: ListingId,
+    expires_at: u64,
+    /// The listing and the searches it matched; dropped once more alerts follow than the
+    /// notification list keeps (those listings only get their mark).
+    source: Option<(StoredListing, Vec<u64>)>,
+}
+
 /// Matches listings against the saved searches, collecting one alert per listing that
 /// matches any and was never alerted.
 struct AlertMatcher<'a> {
@@ -252,7 +263,7 @@ struct AlertMatcher<'a> {
     saved: &'a SavedSearches,
     now: u64,
     analyzer: TextAnalyzer,
-    alerts: Vec<Alert>,
+    alerts: Vec<Pending>,
 }
 
 impl<'a> AlertMatcher<'a> {
@@ -267,16 +278,35 @@ impl<'a> AlertMatcher<'a> {
     }
 
     fn check(&mut self, s: StoredListing) -> Result<(), SearchError> {
-        let tokens = ListingTokens::of(&s, &mut self.analyzer);
+        let tokens = self.saved.tokens_of(&s, &mut self.analyzer);
         let matched = self.saved.matches(&s, &tokens, self.now);
         if !matched.is_empty() && !self.store.alerted(&s.id)? {
-            self.alerts.push(Alert {
+            // The store keeps only the newest NOTIFICATIONS_PRUNED_TO of one batch: the
+            // notification of an alert that many places back would be dropped unwritten.
+            let keep = NOTIFICATIONS_PRUNED_TO as usize;
+            if let Some(old) = self.alerts.len().checked_sub(keep) {
+                self.alerts[old].source = None;
+            }
+            self.alerts.push(Pending {
                 listing: s.id,
                 expires_at: s.listing.expires_at,
-                notification: alert_notification(&s, matched, self.now),
+                source: Some((s, matched)),
             });
         }
         Ok(())
+    }
+
+    /// The alerts, with the notifications of those the list will keep.
+    fn finish(self) -> Vec<Alert> {
+        let now = self.now;
+        self.alerts
+            .into_iter()
+            .map(|p| Alert {
+                listing: p.listing,
+                expires_at: p.expires_at,
+                notification: p.source.map(|(s, m)| alert_notification(&s, m, now)),
+            })
+            .collect()
     }
 }
 
@@ -605,24 +635,36 @@ impl SearchIndex {
             } else if batch.len() < ALERT_THREAD_MIN {
                 let mut m = AlertMatcher::new(store, saved, now);
                 self.index_batch(store, &batch, &mut sellers, |s| m.check(s))?;
-                m.alerts
+                m.finish()
             } else {
                 // Matching runs on a thread of its own beside the indexing, fed the listings
-                // as they are indexed; its alerts are written with the batch all the same.
+                // as they are indexed, a few at a time; its alerts are written with the batch
+                // all the same.
                 std::thread::scope(|scope| {
-                    let (tx, rx) = std::sync::mpsc::sync_channel::<StoredListing>(256);
+                    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<StoredListing>>(8);
                     let matcher = scope.spawn(move || {
                         let mut m = AlertMatcher::new(store, saved, now);
-                        for s in rx {
-                            m.check(s)?;
+                        for chunk in rx {
+                            for s in chunk {
+                                m.check(s)?;
+                            }
                         }
-                        Ok::<_, SearchError>(m.alerts)
+                        Ok::<_, SearchError>(m.finish())
                     });
+                    let mut chunk = Vec::with_capacity(ALERT_HANDOFF);
                     let indexed = self.index_batch(store, &batch, &mut sellers, |s| {
-                        // A matcher gone has failed: its error is the one returned below.
-                        let _ = tx.send(s);
+                        chunk.push(s);
+                        if chunk.len() == ALERT_HANDOFF {
+                            // A matcher gone has failed: its error is the one returned below.
+                            let full =
+                                std::mem::replace(&mut chunk, Vec::with_capacity(ALERT_HANDOFF));
+                            let _ = tx.send(full);
+                        }
                         Ok(())
                     });
+                    if !chunk.is_empty() {
+                        let _ = tx.send(chunk);
+                    }
                     drop(tx);
                     let alerts = matcher
                         .join()
@@ -719,7 +761,7 @@ impl SearchIndex {
         let Ok(saved) = self.saved.read() else {
             return Vec::new();
         };
-        saved.matches(s, &ListingTokens::of(s, analyzer), now)
+        saved.matches(s, &saved.tokens_of(s, analyzer), now)
     }
 
     /// Saved searches compiled now.
@@ -1115,6 +1157,115 @@ fn within(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One batch that raises more alerts than the notification list keeps: on the matching
+    /// thread (the batch is larger than ALERT_THREAD_MIN), every matching listing gets its
+    /// mark, only the newest NOTIFICATIONS_PRUNED_TO are written as notifications (none of
+    /// them twice), a listing whose text names the search's `-word` is not alerted, and a
+    /// later version of an alerted listing raises nothing.
+    #[test]
+    fn a_large_batch_marks_every_match_and_notifies_the_newest() {
+        use crate::api::types::NewSavedSearch;
+        use crate::ingest::{Ingested, ingest_batch};
+        use ed25519_dalek::SigningKey;
+        use jangteo_protocol::{Kind, Listing, ListingStatus, SignedObject};
+
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(&dir.path().join("store")).expect("store");
+        let index = SearchIndex::open(&dir.path().join("index"), &store).expect("index");
+        index
+            .add_saved_search(
+                &store,
+                NewSavedSearch {
+                    q: Some("bike -broken".into()),
+                    ..Default::default()
+                },
+                0,
+            )
+            .expect("saved search");
+        let now = now_ms();
+        let listing = |nonce: u16, seq: u64, title: String| Listing {
+            stamp: None,
+            nonce: {
+                let mut n = [0u8; 16];
+                n[..2].copy_from_slice(&nonce.to_be_bytes());
+                n
+            },
+            seq,
+            created_at: now - 100_000,
+            updated_at: now - 100_000
+                + (seq - 1) * jangteo_protocol::listing::LISTING_VERSION_INTERVAL_MS,
+            expires_at: now + 86_400_000,
+            status: ListingStatus::Active,
+            title,
+            description: "in Mapo".into(),
+            category: "sports".into(),
+            condition: None,
+            price: 1000,
+            currency: "KRW".into(),
+            quantity: 1,
+            images: vec![],
+            moderators: vec![],
+            location: None,
+        };
+        let keys: Vec<SigningKey> = (0..40u8)
+            .map(|i| SigningKey::from_bytes(&[i + 1; 32]))
+            .collect();
+        let sign = |i: usize, l: &Listing| {
+            SignedObject::sign(Kind::Listing, l.encode(), &keys[i % keys.len()])
+                .bytes()
+                .to_vec()
+        };
+        // 1,000 matching, 100 naming the excluded word, 100 about something else.
+        let mut objects = Vec::new();
+        for i in 0..1200u16 {
+            let title = match i % 12 {
+                10 => format!("broken bike {i}"),
+                11 => format!("desk lamp {i}"),
+                _ => format!("road bike {i}"),
+            };
+            objects.push(sign(usize::from(i), &listing(i, 1, title)));
+        }
+        let stored = ingest_batch(&store, &objects, Some(Kind::Listing), now, false)
+            .expect("ingest")
+            .iter()
+            .filter(|o| matches!(o, Ingested::Stored { .. }))
+            .count();
+        assert_eq!(stored, 1200);
+        let (applied, raised) = index.drain_queue_alerting(&store).expect("drain");
+        assert_eq!(applied, 1200);
+        assert_eq!(raised.len(), NOTIFICATIONS_PRUNED_TO as usize);
+        let mut notified: Vec<String> = raised.iter().filter_map(|n| n.listing.clone()).collect();
+        notified.sort();
+        notified.dedup();
+        assert_eq!(
+            notified.len(),
+            NOTIFICATIONS_PRUNED_TO as usize,
+            "none twice"
+        );
+        let (held, unread) = store.notifications(false, 2000).expect("list");
+        assert_eq!((held.len(), unread), (900, 900));
+        let mut marked = 0;
+        store
+            .for_each_listing(None, |s| {
+                let alerted = store.alerted(&s.id).expect("alerted");
+                let title = &s.listing.title;
+                assert_eq!(alerted, title.starts_with("road bike"), "{title}");
+                if alerted {
+                    marked += 1;
+                } else {
+                    assert!(!notified.contains(&s.id.to_hex()), "{title}");
+                }
+                true
+            })
+            .expect("listings");
+        assert_eq!(marked, 1000);
+        // A new version of an alerted listing: indexed again, no new alert.
+        let v2 = sign(0, &listing(0, 2, "road bike 0, price cut".into()));
+        ingest_batch(&store, &[v2], Some(Kind::Listing), now, false).expect("v2");
+        let (applied, raised) = index.drain_queue_alerting(&store).expect("drain again");
+        assert_eq!((applied, raised.len()), (1, 0));
+    }
 
     fn tokens(text: &str) -> Vec<String> {
         let mut a = market_analyzer();

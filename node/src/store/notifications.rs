@@ -43,8 +43,9 @@ pub struct Alert {
     pub listing: ListingId,
     /// When it expires (its mark is pruned after).
     pub expires_at: u64,
-    /// The notification.
-    pub notification: NotificationView,
+    /// The notification; None when more alerts were raised at once than the list keeps
+    /// (the listing still gets its mark, so it never alerts again).
+    pub notification: Option<NotificationView>,
 }
 
 fn key(prefix: &[u8], id: u64) -> Vec<u8> {
@@ -310,7 +311,10 @@ impl Store {
                 a.expires_at.to_be_bytes(),
             );
         }
-        let notes: Vec<NotificationView> = alerts.iter().map(|a| a.notification.clone()).collect();
+        let notes: Vec<NotificationView> = alerts
+            .iter()
+            .filter_map(|a| a.notification.clone())
+            .collect();
         self.stage_notifications(batch, &notes)
     }
 
