@@ -7,7 +7,11 @@
 //! committed. The batch path without the indexer, and the one-by-one path
 //! ([`jangteo_node::ingest::ingest`]), are timed too. With `--saved-searches N`, the whole
 //! path runs again with N saved searches the indexer matches every listing against (the
-//! alerts written with its commits), and the matching alone is timed per listing.
+//! alerts written with its commits), and the matching alone is timed per listing. The two
+//! (without and with searches) run `rounds` times each, interleaved and in alternating order
+//! (without-with, with-without, ...), each into a fresh data folder, so that a slow moment of
+//! the machine or the page cache's warming falls on both sides alike; each round's ratio,
+//! their median and the ratio of the summed times are reported.
 
 use std::time::Instant;
 
@@ -23,6 +27,9 @@ use rand::rngs::StdRng;
 use serde_json::{Value, json};
 
 use crate::search_bench;
+
+/// Clock ticks a second of `/proc/<pid>/stat` (USER_HZ, 100 on Linux).
+const CLOCK_TICKS_PER_S: f64 = 100.0;
 
 /// Objects per [`ingest_batch`] call: one sync page.
 pub const PAGE: usize = jangteo_node::net::SYNC_PAGE_MAX_OBJECTS;
@@ -49,19 +56,26 @@ fn count_stored(out: &[Ingested]) -> usize {
 }
 
 /// The whole ingest path (batch pages, the indexer beside it) into a fresh data folder,
-/// with `saved` saved searches matched by the indexer: (seconds, alerts raised).
-fn whole_path(objects: &[Vec<u8>], saved: usize, seed: u64) -> Result<(f64, usize)> {
+/// with `saved` saved searches matched by the indexer: (seconds, alerts raised, CPU seconds
+/// of this process meanwhile, all threads).
+fn whole_path(
+    objects: &[Vec<u8>],
+    saved: usize,
+    seed: u64,
+    pairs: bool,
+) -> Result<(f64, usize, f64)> {
     let count = objects.len();
     let dir = tempfile::tempdir()?;
     let store = Store::open(&dir.path().join("store"))?;
     let index = SearchIndex::open(&dir.path().join("index"), &store)?;
-    for s in search_bench::saved_searches(saved, seed) {
+    for s in search_bench::saved_searches(saved, seed, pairs) {
         // Saved at time 0: every listing version is dated after it, so none is skipped.
         index
             .add_saved_search(&store, s, 0)
             .map_err(|e| anyhow::anyhow!("saved search: {e}"))?;
     }
     let done = std::sync::atomic::AtomicBool::new(false);
+    let cpu = crate::abuse::cpu_ticks(std::process::id())?;
     let t = Instant::now();
     let (stored, indexed, alerts) = std::thread::scope(|s| -> Result<(usize, usize, usize)> {
         let indexer = s.spawn(|| -> Result<(usize, usize)> {
@@ -98,20 +112,26 @@ fn whole_path(objects: &[Vec<u8>], saved: usize, seed: u64) -> Result<(f64, usiz
         Ok((stored, indexed, alerts))
     })?;
     let secs = t.elapsed().as_secs_f64();
+    let cpu = (crate::abuse::cpu_ticks(std::process::id())? - cpu) as f64 / CLOCK_TICKS_PER_S;
     if stored != count || indexed != count {
         bail!("stored {stored} and indexed {indexed} of {count}");
     }
-    Ok((secs, alerts))
+    Ok((secs, alerts, cpu))
 }
 
 /// The cost of matching one listing against the saved searches, alone: tokenizing its
 /// text and comparing it with the searches its tokens name, over every listing of
 /// `objects` (decoded beforehand). Returns (µs per listing, listings that matched any).
-fn matching_only(objects: &[Vec<u8>], saved: usize, seed: u64) -> Result<(f64, usize)> {
+fn matching_only(
+    objects: &[Vec<u8>],
+    saved: usize,
+    seed: u64,
+    pairs: bool,
+) -> Result<(f64, usize)> {
     let dir = tempfile::tempdir()?;
     let store = Store::open(&dir.path().join("store"))?;
     let index = SearchIndex::open(&dir.path().join("index"), &store)?;
-    for s in search_bench::saved_searches(saved, seed) {
+    for s in search_bench::saved_searches(saved, seed, pairs) {
         index
             .add_saved_search(&store, s, 0)
             .map_err(|e| anyhow::anyhow!("saved search: {e}"))?;
@@ -135,7 +155,7 @@ fn matching_only(objects: &[Vec<u8>], saved: usize, seed: u64) -> Result<(f64, u
 
 /// Runs the benchmark; with `saved` > 0, also the whole path with that many saved searches
 /// matched on ingest, and the matching alone.
-pub fn run(count: usize, seed: u64, saved: usize) -> Result<Value> {
+pub fn run(count: usize, seed: u64, saved: usize, rounds: usize, pairs: bool) -> Result<Value> {
     let objects = signed_listings(count, seed);
 
     // (1) verify_strict alone, one core; decoding and key parsing done beforehand.
@@ -184,16 +204,64 @@ pub fn run(count: usize, seed: u64, saved: usize) -> Result<Value> {
     }
 
     // (2) the whole path, batch: store pages with ingest_batch while the indexer drains.
-    let (ingest_s, _) = whole_path(&objects, 0, seed)?;
-    // (2s) the same with saved searches matched by the indexer, and the matching alone.
+    let (ingest_s, _, ingest_cpu) = whole_path(&objects, 0, seed, pairs)?;
+    // (2s) the same with saved searches, interleaved with runs without them (this first
+    // round's without is the run above), and the matching alone.
     let with_saved = if saved > 0 {
-        let (secs, alerts) = whole_path(&objects, saved, seed)?;
-        let (us, matched) = matching_only(&objects, saved, seed)?;
+        let rounds = rounds.max(1);
+        let (mut without, mut with, mut alerts) = (vec![ingest_s], Vec::new(), Vec::new());
+        let (mut cpu_without, mut cpu_with) = (vec![ingest_cpu], Vec::new());
+        let mut run_with = || -> Result<()> {
+            let (secs, raised, cpu) = whole_path(&objects, saved, seed, pairs)?;
+            with.push(secs);
+            alerts.push(raised);
+            cpu_with.push(cpu);
+            Ok(())
+        };
+        let mut run_without = |without: &mut Vec<f64>| -> Result<()> {
+            let (secs, _, cpu) = whole_path(&objects, 0, seed, pairs)?;
+            without.push(secs);
+            cpu_without.push(cpu);
+            Ok(())
+        };
+        for round in 0..rounds {
+            if round % 2 == 1 {
+                run_with()?;
+                run_without(&mut without)?;
+            } else {
+                if round > 0 {
+                    run_without(&mut without)?;
+                }
+                run_with()?;
+            }
+        }
+        let ratios: Vec<f64> = without.iter().zip(&with).map(|(a, b)| a / b).collect();
+        let mut sorted = ratios.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = if sorted.len() % 2 == 1 {
+            sorted[sorted.len() / 2]
+        } else {
+            (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
+        };
+        let (sum_without, sum_with): (f64, f64) = (without.iter().sum(), with.iter().sum());
+        let rate = |secs: &Vec<f64>| secs.iter().map(|s| count as f64 / s).collect::<Vec<_>>();
+        let (us, matched) = matching_only(&objects, saved, seed, pairs)?;
+        let cpu_us = |cpu: &Vec<f64>| cpu.iter().sum::<f64>() * 1e6 / (count * rounds) as f64;
         Some(json!({
+            "cpu_us_per_listing_without": cpu_us(&cpu_without),
+            "cpu_us_per_listing_with": cpu_us(&cpu_with),
             "saved_searches": saved,
-            "ingest_per_s": count as f64 / secs,
-            "ingest_without_saved_searches_per_s": count as f64 / ingest_s,
-            "ratio": ingest_s / secs,
+            "two_word_searches": pairs,
+            "rounds": rounds,
+            "ingest_per_s": count as f64 * rounds as f64 / sum_with,
+            "ingest_without_saved_searches_per_s": count as f64 * rounds as f64 / sum_without,
+            "ratio": sum_without / sum_with,
+            "ratio_median": median,
+            "ratio_min": sorted[0],
+            "ratio_max": sorted[sorted.len() - 1],
+            "ratios": ratios,
+            "rounds_without_per_s": rate(&without),
+            "rounds_with_per_s": rate(&with),
             "alerts": alerts,
             "matching_us_per_listing": us,
             "listings_matching_any": matched,

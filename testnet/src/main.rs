@@ -90,6 +90,14 @@ enum Scenario {
         /// time the matching alone.
         #[arg(long, default_value_t = 0)]
         saved_searches: usize,
+        /// With `--saved-searches`: runs of the whole path with and without them,
+        /// interleaved in alternating order; the ratio is of the summed times.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// With `--saved-searches`: each search asks for two words, so that few listings
+        /// match (without: one word each, and nearly every listing matches one).
+        #[arg(long)]
+        two_word_searches: bool,
     },
     /// A node offline while listings are posted comes back: time until it holds them all.
     Catchup {
@@ -459,9 +467,17 @@ async fn run(command: Scenario, json: bool) -> Result<()> {
             count,
             seed,
             saved_searches,
+            rounds,
+            two_word_searches,
         } => {
             let r = tokio::task::spawn_blocking(move || {
-                jangteo_testnet::ingest_bench::run(count, seed, saved_searches)
+                jangteo_testnet::ingest_bench::run(
+                    count,
+                    seed,
+                    saved_searches,
+                    rounds,
+                    two_word_searches,
+                )
             })
             .await??;
             print(json, "ingest", &r);

@@ -188,21 +188,34 @@ pub fn generate(rng: &mut StdRng, i: usize, now: u64) -> Listing {
 /// `k` saved searches over the generated market's words: one word (Korean, Japanese or
 /// English) each, with a random mix of the filters people add (category, highest price,
 /// condition, currency, 20 km around a city).
-pub fn saved_searches(k: usize, seed: u64) -> Vec<jangteo_node::api::types::NewSavedSearch> {
+///
+/// With `pairs`, each search asks for two words (both must be there), so that few listings
+/// match any search, as in a market where alerts are for what is rare; without, one word, so
+/// that nearly every generated listing matches some search (the worst case for alerts).
+pub fn saved_searches(
+    k: usize,
+    seed: u64,
+    pairs: bool,
+) -> Vec<jangteo_node::api::types::NewSavedSearch> {
     use rand::SeedableRng;
     let mut rng = StdRng::seed_from_u64(seed);
     (0..k)
         .map(|_| {
             let rng = &mut rng;
-            let q = match rng.gen_range(0..3) {
+            let word = |rng: &mut StdRng| match rng.gen_range(0..3) {
                 0 => pick(rng, KO),
                 1 => pick(rng, JA),
                 _ => pick(rng, EN),
             };
+            let q = if pairs {
+                format!("{} {}", word(rng), word(rng))
+            } else {
+                word(rng).to_owned()
+            };
             let city = CITIES[rng.gen_range(0..CITIES.len())];
             let near = rng.gen_bool(0.2);
             jangteo_node::api::types::NewSavedSearch {
-                q: Some(q.to_owned()),
+                q: Some(q),
                 category: rng.gen_bool(0.5).then(|| pick(rng, CATEGORIES).to_owned()),
                 condition: rng
                     .gen_bool(0.3)
