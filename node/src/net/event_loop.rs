@@ -47,6 +47,8 @@ struct Limits {
     blob: Tiered,
     mailbox: Tiered,
     mailbox_put: Tiered,
+    /// Refused puts (see [`MAILBOX_REFUSED_PUTS_MAX`]).
+    mailbox_refused: Tiered,
 }
 
 /// Per-peer shares of the inbound queues, one per protocol.
@@ -87,6 +89,7 @@ impl Limits {
             blob: r(BLOB_REQUEST_RATE_MAX, BLOB_RATE_WINDOW),
             mailbox: r(MAILBOX_REQUEST_RATE_MAX, MAILBOX_RATE_WINDOW),
             mailbox_put: r(MAILBOX_PUT_RATE_MAX, MAILBOX_RATE_WINDOW),
+            mailbox_refused: r(MAILBOX_REFUSED_PUTS_MAX, MAILBOX_RATE_WINDOW),
         }
     }
 }
@@ -902,6 +905,7 @@ impl EventLoop {
                 }),
             Ok(()) => Ok(()),
         };
+        let rate_limited = answer.is_err();
         let answer = match answer {
             Err(why) => Err((why, channel)),
             Ok(()) => route(
@@ -914,7 +918,29 @@ impl EventLoop {
         };
         if let Err((why, channel)) = answer {
             self.respond(Response::Mailbox(channel, MailboxResponse::Refused(why)));
+            // Only rate limits count: "busy" can come from the relay's own load.
+            if is_put && rate_limited {
+                self.refused_put(peer, origin, now);
+            }
         }
+    }
+
+    /// Counts a put refused to `peer` by a rate limit; bans the peer once it has
+    /// kept putting past [`MAILBOX_REFUSED_PUTS_MAX`] refusals in a window, or has put again
+    /// after a refusal while its address's or subnet's refusals are spent (fresh peer ids
+    /// from one address). The ban closes its connections, so what it still sends is not
+    /// read, and leaves a penalty on its address and subnet.
+    fn refused_put(&mut self, peer: PeerId, origin: Option<Origin>, now: Instant) {
+        let refused = &mut self.limits.mailbox_refused;
+        let why = match refused.allow(peer, origin, &self.penalties, now) {
+            Ok(()) => return,
+            Err(Refused::Peer) => "kept putting mail after being told to try again later",
+            Err(_) if refused.peer_spent(&peer, now) >= 2 => {
+                "put mail again after a refusal while its address's refusals were spent"
+            }
+            Err(_) => return,
+        };
+        self.ban(peer, why);
     }
 
     fn on_kad(&mut self, ev: kad::Event) {

@@ -95,6 +95,15 @@ pub const BLOB_RATE_WINDOW: Duration = Duration::from_secs(10);
 pub const MAILBOX_PUT_RATE_MAX: u32 = 20;
 /// Mailbox requests of any kind (put, fetch, ack) served per peer per [`MAILBOX_RATE_WINDOW`].
 pub const MAILBOX_REQUEST_RATE_MAX: u32 = 120;
+/// Puts of one peer a relay refuses by its rate limits per [`MAILBOX_RATE_WINDOW`] before it
+/// bans the peer: each refused put is read whole (up to 256 KiB) before it can be refused,
+/// and a sender told "try again later" that keeps putting makes the relay read for nothing.
+/// An honest sender deposits one item at a time and gives up on a relay's refusal until its
+/// next pass, so it would need more than 36 items for one relay within one window to get
+/// here. Its address gets [`IP_RATE_FACTOR`] times this, its subnet [`SUBNET_RATE_FACTOR`]
+/// times; a peer put again after a refusal while its address's or subnet's refusals are
+/// spent is banned too, so fresh peer ids from one address each get about one refused put.
+pub const MAILBOX_REFUSED_PUTS_MAX: u32 = 16;
 /// Window of the mailbox limits.
 pub const MAILBOX_RATE_WINDOW: Duration = Duration::from_secs(10);
 

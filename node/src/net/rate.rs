@@ -82,6 +82,14 @@ impl<K: Eq + Hash + Copy> RateLimiter<K> {
         })
     }
 
+    /// What `key` has spent in its current window at `now` (0 when its window is over).
+    pub fn spent(&self, key: &K, now: Instant) -> u64 {
+        self.spent
+            .get(key)
+            .filter(|(start, _)| now.saturating_duration_since(*start) < self.window)
+            .map_or(0, |(_, n)| *n)
+    }
+
     /// Keys remembered.
     pub fn len(&self) -> usize {
         self.spent.len()
@@ -168,6 +176,11 @@ impl Tiered {
         }
         Ok(())
     }
+
+    /// What `peer` has spent against its own budget in its current window at `now`.
+    pub fn peer_spent(&self, peer: &PeerId, now: Instant) -> u64 {
+        self.peer.spent(peer, now)
+    }
 }
 
 #[cfg(test)]
@@ -185,6 +198,10 @@ mod tests {
         assert!(r.allow(1, t0 + Duration::from_secs(9)));
         assert!(!r.allow(1, t0 + Duration::from_secs(9)));
         assert!(r.exhausted(&1, t0 + Duration::from_secs(9)));
+        // The refused request is counted too; nothing is once the window is over.
+        assert_eq!(r.spent(&1, t0 + Duration::from_secs(9)), 4);
+        assert_eq!(r.spent(&1, t0 + W), 0);
+        assert_eq!(r.spent(&7, t0), 0);
         // Another key has its own budget.
         assert!(r.allow(2, t0));
         // A new window starts afresh.
