@@ -4,7 +4,8 @@
 //! sender reads; many fresh peer ids from one address share that address's put budget; a
 //! sender that keeps putting after refusals is banned (its connection closed, so what it
 //! sends is no longer read), fresh peer ids from an address whose refusals are spent are
-//! banned at about their second refused put, and an honest sender is still served.
+//! banned at half their own refusal budget, and an honest sender, even behind the
+//! flooders' address, is still served or refused but never banned.
 
 use std::time::Duration;
 
@@ -264,18 +265,19 @@ async fn a_sender_that_keeps_putting_after_refusals_is_banned_and_others_are_sti
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fresh_peer_ids_flooding_from_one_address_are_banned_at_their_second_refusal() {
-    // Loopback is counted here, as if the eight flooders shared one public address.
-    let (cluster, relay) = relay_and_senders(8, |c| c.limit_loopback = true).await;
+async fn fresh_peer_ids_flooding_from_one_address_are_banned_and_an_honest_neighbour_is_not() {
+    // Loopback is counted here, as if the eight flooders and the honest node (the last)
+    // shared one public address, as behind a carrier-grade NAT.
+    let (cluster, relay) = relay_and_senders(9, |c| c.limit_loopback = true).await;
     let mut answered = Vec::new();
-    for flooder in &cluster.nodes[1..] {
+    for flooder in &cluster.nodes[1..9] {
         answered.push(flood(flooder, relay, 1000, 200).await);
         wait_banned(&cluster.nodes[0], &flooder.peer_id).await;
     }
     // The address's put budget is spent by the first few; its refusals (4 peers' worth)
-    // soon after. From then on a fresh peer id is banned at its second refused put: it gets
-    // at most that and what it had in flight answered.
-    let late = 2 + MAILBOX_INBOUND_PER_PEER as u64;
+    // soon after. From then on a fresh peer id is banned once half its own refusal budget
+    // is spent: it gets at most that and what it had in flight answered.
+    let late = u64::from(MAILBOX_REFUSED_PUTS_MAX / 2) + MAILBOX_INBOUND_PER_PEER as u64;
     let address_refusals = u64::from(MAILBOX_REFUSED_PUTS_MAX) * IP_RATE_FACTOR;
     let address_puts = u64::from(MAILBOX_PUT_RATE_MAX) * IP_RATE_FACTOR;
     assert!(
@@ -285,6 +287,28 @@ async fn fresh_peer_ids_flooding_from_one_address_are_banned_at_their_second_ref
     assert!(
         answered[5..].iter().all(|n| *n <= late),
         "the last fresh ids got more than {late} answers: {answered:?}"
+    );
+    // The honest neighbour behind the same address puts one item at a time, fewer than
+    // the refusals that ban: the flooders spent the address's budgets, so it is refused,
+    // but never banned for their refusals.
+    let honest = &cluster.nodes[9];
+    let mut refused = 0;
+    for i in 0..MAILBOX_REFUSED_PUTS_MAX / 2 - 1 {
+        let r = put(honest, relay, [i as u8; 32], 1000).await;
+        if let Some(why) = refusal(&r) {
+            assert!(why.starts_with("rate limit"), "{why}");
+            refused += 1;
+        }
+    }
+    let banned = cluster.nodes[0].network.info().await.expect("info").banned;
+    assert!(!banned.contains(&honest.peer_id), "{banned:?}");
+    assert!(
+        refused > 0,
+        "the address's budget was spent, so the neighbour is refused"
+    );
+    assert!(
+        !honest.network.relays().await.expect("relays").is_empty(),
+        "the neighbour keeps its connection to the relay"
     );
     cluster.shutdown().await;
 }

@@ -908,13 +908,26 @@ impl EventLoop {
         let rate_limited = answer.is_err();
         let answer = match answer {
             Err(why) => Err((why, channel)),
-            Ok(()) => route(
-                &self.routes.mailbox,
-                &self.queues.mailbox,
-                (peer, origin),
-                request,
-                channel,
-            ),
+            Ok(()) => {
+                // Busy because the relay's own queue is full (not because this peer has its
+                // share waiting): the put was not read into the store, so it costs the
+                // peer none of its put budget. Its request budget is still charged.
+                let own_share_full =
+                    self.queues.mailbox.held(&peer) >= MAILBOX_INBOUND_PER_PEER;
+                let routed = route(
+                    &self.routes.mailbox,
+                    &self.queues.mailbox,
+                    (peer, origin),
+                    request,
+                    channel,
+                );
+                if routed.is_err() && is_put && !own_share_full {
+                    self.limits
+                        .mailbox_put
+                        .refund(peer, origin, &self.penalties, now);
+                }
+                routed
+            }
         };
         if let Err((why, channel)) = answer {
             self.respond(Response::Mailbox(channel, MailboxResponse::Refused(why)));
@@ -925,18 +938,19 @@ impl EventLoop {
         }
     }
 
-    /// Counts a put refused to `peer` by a rate limit; bans the peer once it has
-    /// kept putting past [`MAILBOX_REFUSED_PUTS_MAX`] refusals in a window, or has put again
-    /// after a refusal while its address's or subnet's refusals are spent (fresh peer ids
-    /// from one address). The ban closes its connections, so what it still sends is not
-    /// read, and leaves a penalty on its address and subnet.
+    /// Counts a put refused to `peer` by a rate limit; bans the peer once it has kept
+    /// putting past [`MAILBOX_REFUSED_PUTS_MAX`] of its own refusals in a window, or past
+    /// half of them while its address's or subnet's refusals are spent (fresh peer ids from
+    /// one address). Only the peer's own refused puts decide: a neighbour behind the same
+    /// address is never banned for someone else's. The ban closes its connections, so what
+    /// it still sends is not read, and leaves a penalty on its address and subnet.
     fn refused_put(&mut self, peer: PeerId, origin: Option<Origin>, now: Instant) {
         let refused = &mut self.limits.mailbox_refused;
         let why = match refused.allow(peer, origin, &self.penalties, now) {
             Ok(()) => return,
             Err(Refused::Peer) => "kept putting mail after being told to try again later",
-            Err(_) if refused.peer_spent(&peer, now) >= 2 => {
-                "put mail again after a refusal while its address's refusals were spent"
+            Err(_) if refused.peer_spent(&peer, now) >= u64::from(MAILBOX_REFUSED_PUTS_MAX / 2) => {
+                "kept putting mail after refusals while its address's refusals were spent"
             }
             Err(_) => return,
         };
