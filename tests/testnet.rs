@@ -198,8 +198,9 @@ async fn the_web_page_benchmark_runs_on_a_small_market() {
 /// BENCHMARKS.md): 3 honest processes at a test difficulty, an attacker with 20 keys for
 /// 8 s. Nothing invalid is stored (no cheap listing, no attestation without its stamp or
 /// with one too cheap), what is stored stays within what the stamps paid for, the relay
-/// stays under its mailbox cap, no honest node bans another, most honest listings still
-/// arrive, and the report has the keys.
+/// stays under its mailbox cap and bans the mailers that keep putting after its refusals,
+/// no honest node bans another, most honest listings still arrive, and the report has the
+/// issue's keys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_spam_scenario_stores_nothing_invalid_and_bans_no_honest_node() {
     use jangteo_testnet::spam;
@@ -267,6 +268,17 @@ async fn the_spam_scenario_stores_nothing_invalid_and_bans_no_honest_node() {
         "{r:?}"
     );
     assert!(r.mailbox_bytes_max <= r.mailbox_cap_bytes, "{r:?}");
+    // The mailers put 4 at a time and again 20 ms after each refusal: the relay bans them
+    // once past their put and refusal budgets, and reads nothing more of theirs (what
+    // was in flight may still be answered).
+    assert_eq!(r.spam_mailers_banned, cfg.mailers as u64, "{r:?}");
+    let per_mailer = u64::from(
+        jangteo_node::net::MAILBOX_PUT_RATE_MAX + jangteo_node::net::MAILBOX_REFUSED_PUTS_MAX,
+    ) + 4;
+    assert!(
+        r.spam_mail_answered <= cfg.mailers as u64 * per_mailer,
+        "{r:?}"
+    );
     assert_eq!(r.honest_banned, 0, "{r:?}");
     // At 12 bits the attacker stamps hundreds of valid listings a second, which share the
     // gossip queue with honest ones (a full queue is ignored and repaired by sync, maybe

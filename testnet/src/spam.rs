@@ -23,7 +23,13 @@
 //!   stamp or a stamp 8 bits short, as fast as it can, and a third publisher (another peer
 //!   id) sends them (invalid: its senders get banned);
 //! - **mail**: `mailers` in-process nodes (fresh peer ids) put 256 KiB sealed items for
-//!   random recipients on the relay, as fast as it answers.
+//!   random recipients on the relay, as fast as it answers, 4 at a time each, waiting 20 ms
+//!   after a refusal and 100 ms after an error (a refused connection, once banned).
+//!
+//! Every thread of the attacker runs at nice 19: the stampers and signers lower their own
+//! priority, and the mailer nodes and their put tasks run on a tokio runtime of their own
+//! whose threads do so when they start. Its gossip publishers and the harness (posting,
+//! following events, sampling) run at normal priority.
 //!
 //! Measured: honest propagation p99 quiet (before the attack) and under attack, the share of
 //! honest listings every node received, what the attacker sent and what each honest node
@@ -119,6 +125,13 @@ pub struct Report {
     pub mailbox_bytes_max: u64,
     /// Most CPU one honest process used during the attack, in percent of one core.
     pub cpu_honest_max: f64,
+    /// CPU of node 0 (the relay, every node's first peer) during the attack, in percent of
+    /// one core.
+    pub cpu_relay: f64,
+    /// Most CPU one honest process other than the relay used during the attack.
+    pub cpu_honest_others_max: f64,
+    /// CPU of this process (the attacker and the harness) during the attack.
+    pub cpu_testnet: f64,
     /// Honest nodes banned by another honest node.
     pub honest_banned: u64,
     /// Gossip messages (listings and attestations) its publishers got out to a peer (the
@@ -140,6 +153,11 @@ pub struct Report {
     pub spam_mail_puts: u64,
     /// Mail items the relay stored.
     pub spam_mail_stored: u64,
+    /// Mail puts the relay answered (stored or refused); the rest failed to reach it (its
+    /// connection refused, once the mailer was banned).
+    pub spam_mail_answered: u64,
+    /// Mailers the relay banned.
+    pub spam_mailers_banned: u64,
     /// Most spam listings one honest node stored.
     pub spam_listings_stored_max: u64,
     /// Most cheap (invalid) spam listings one honest node stored (must be 0).
@@ -663,7 +681,15 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
     let quiet = honest_posts(&apis, 0, cfg.post_every, quiet_until, "quiet").await?;
     let (quiet_ms, _) = latencies(&quiet, &arrivals).await;
 
-    // The attacker's mailers connect to the relay.
+    // The attacker's mailers connect to the relay; they and their put tasks run on a runtime
+    // of their own at nice 19.
+    let mail_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("spam-mailer")
+        .on_thread_start(lower_priority)
+        .enable_all()
+        .build()
+        .context("the mailers' runtime")?;
     let mut mailers = Vec::new();
     for _ in 0..cfg.mailers {
         let dir = tempfile::Builder::new()
@@ -675,7 +701,7 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
         c.mdns = false;
         c.follow = vec!["other".into()];
         c.bootstrap = vec![relay_addr.clone()];
-        let node = Node::start(c).await?;
+        let node = mail_rt.spawn(Node::start(c)).await??;
         let me = relay.to_string();
         crate::wait_for(
             Duration::from_secs(20),
@@ -713,6 +739,7 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
     let start = Instant::now();
     let until = start + Duration::from_secs(cfg.secs);
     let cpu_before: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p).unwrap_or(0)).collect();
+    let cpu_testnet_before = cpu_ticks(std::process::id()).unwrap_or(0);
     let stop = Arc::new(AtomicBool::new(false));
     let stamped_ids = Arc::new(Mutex::new(Vec::<String>::new()));
     let cheap_ids = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -871,16 +898,18 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
     };
     let mail_puts = Arc::new(AtomicU64::new(0));
     let mail_stored = Arc::new(AtomicU64::new(0));
+    let mail_answered = Arc::new(AtomicU64::new(0));
     let mut mail_tasks = Vec::new();
     for (node, _) in &mailers {
         for _ in 0..4 {
-            let (client, stop, puts, stored) = (
+            let (client, stop, puts, stored, answered) = (
                 node.network.clone(),
                 stop.clone(),
                 mail_puts.clone(),
                 mail_stored.clone(),
+                mail_answered.clone(),
             );
-            mail_tasks.push(tokio::spawn(async move {
+            mail_tasks.push(mail_rt.spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     let mut sealed = vec![0u8; MAIL_ITEM_BYTES];
                     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut sealed);
@@ -889,7 +918,11 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
                         sealed: ByteBuf::from(sealed),
                     };
                     puts.fetch_add(1, Ordering::Relaxed);
-                    match client.mailbox(relay, req).await {
+                    let answer = client.mailbox(relay, req).await;
+                    if matches!(answer, Ok(Ok(_))) {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    match answer {
                         Ok(Ok(MailboxResponse::Stored)) => {
                             stored.fetch_add(1, Ordering::Relaxed);
                         }
@@ -924,6 +957,7 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
     stop.store(true, Ordering::Relaxed);
     let attack_secs = start.elapsed().as_secs_f64();
     let cpu_after: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p).unwrap_or(0)).collect();
+    let cpu_testnet_after = cpu_ticks(std::process::id()).unwrap_or(0);
     let stamped_count = stamper.join().unwrap_or(0);
     let _ = cheap.join();
     let _ = attest.join();
@@ -962,8 +996,13 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
         spam_max = spam_max.max(l + c + a + ac);
     }
     let mut banned_honest = HashSet::new();
-    for api in &apis {
+    let mailer_ids: HashSet<String> = mailers.iter().map(|(n, _)| n.peer_id.clone()).collect();
+    let mut mailers_banned = 0u64;
+    for (i, api) in apis.iter().enumerate() {
         if let Ok(s) = api.status().await {
+            if i == 0 {
+                mailers_banned = s.banned.iter().filter(|b| mailer_ids.contains(*b)).count() as u64;
+            }
             for b in s.banned {
                 if honest_ids.contains(&b) {
                     banned_honest.insert(b);
@@ -971,11 +1010,14 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
             }
         }
     }
-    let cpu_honest_max = cpu_before
+    let pct = |b: u64, a: u64| a.saturating_sub(b) as f64 / tck / attack_secs * 100.0;
+    let cpu: Vec<f64> = cpu_before
         .iter()
         .zip(&cpu_after)
-        .map(|(b, a)| a.saturating_sub(*b) as f64 / tck / attack_secs * 100.0)
-        .fold(0.0, f64::max);
+        .map(|(b, a)| pct(*b, *a))
+        .collect();
+    let cpu_honest_max = cpu.iter().copied().fold(0.0, f64::max);
+    let cpu_honest_others_max = cpu.iter().skip(1).copied().fold(0.0, f64::max);
     if lagged.load(Ordering::Relaxed) {
         warnings
             .push("an event stream lagged: some arrivals may be missing (counted as late)".into());
@@ -999,6 +1041,9 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
         spam_stored_max: spam_max,
         mailbox_bytes_max,
         cpu_honest_max: round1(cpu_honest_max),
+        cpu_relay: round1(cpu.first().copied().unwrap_or(0.0)),
+        cpu_honest_others_max: round1(cpu_honest_others_max),
+        cpu_testnet: round1(pct(cpu_testnet_before, cpu_testnet_after)),
         honest_banned: banned_honest.len() as u64,
         spam_gossip_published: published,
         spam_listings_stamped: stamped_ids.len() as u64,
@@ -1009,6 +1054,8 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
         spam_attestation_authors: attestation_authors,
         spam_mail_puts: mail_puts.load(Ordering::Relaxed),
         spam_mail_stored: mail_stored.load(Ordering::Relaxed),
+        spam_mail_answered: mail_answered.load(Ordering::Relaxed),
+        spam_mailers_banned: mailers_banned,
         spam_listings_stored_max: listings_max,
         spam_cheap_stored_max: cheap_max,
         spam_attestations_stored_max: att_max,
@@ -1037,6 +1084,7 @@ pub async fn run(bin: PathBuf, cfg: &Config) -> Result<Report> {
         node.shutdown().await;
         drop(dir);
     }
+    mail_rt.shutdown_background();
     net.shutdown().await?;
     Ok(report)
 }
@@ -1049,8 +1097,8 @@ pub fn human(r: &Report) -> String {
          \x20 honest delivered            {:.4}\n\
          \x20 spam sent                   {} (stamped listings {}, cheap {}, attestations stamped {} by {} keys, cheap {}, mail {})\n\
          \x20 spam stored, most per node  {} of bound {} (listings {} of bound {}, cheap {}, attestations {}, cheap {})\n\
-         \x20 mail stored by the relay    {} items; mailbox bytes max {} of cap {}\n\
-         \x20 honest cpu max              {:.1} %\n\
+         \x20 mail stored by the relay    {} items of {} answered ({} mailers banned); mailbox bytes max {} of cap {}\n\
+         \x20 honest cpu max              {:.1} % (relay {:.1} %, others {:.1} %; this process {:.1} %)\n\
          \x20 honest nodes banned         {}\n",
         r.nodes,
         r.keys,
@@ -1078,9 +1126,14 @@ pub fn human(r: &Report) -> String {
         r.spam_attestations_stored_max,
         r.spam_attestations_cheap_stored_max,
         r.spam_mail_stored,
+        r.spam_mail_answered,
+        r.spam_mailers_banned,
         r.mailbox_bytes_max,
         r.mailbox_cap_bytes,
         r.cpu_honest_max,
+        r.cpu_relay,
+        r.cpu_honest_others_max,
+        r.cpu_testnet,
         r.honest_banned,
     );
     for w in &r.warnings {

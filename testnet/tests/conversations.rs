@@ -623,3 +623,95 @@ async fn a_blocked_key_cannot_write_or_offer_and_its_listings_are_hidden_after_a
     assert_eq!(again.status, MessageStatus::Delivered, "{again:?}");
     cluster.shutdown().await;
 }
+
+/// The bug a relay's put ban could cause: an honest node with a backlog of messages for
+/// offline peers comes back online and connects to several peers at once, so several retry
+/// passes run together, each depositing every due message. Its puts are paced per relay
+/// (one at a time, half the relay's limit per window, none after a refusal), so the relay
+/// stores every message and never bans it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_back_online_with_a_backlog_deposits_it_all_and_is_not_banned() {
+    use jangteo_node::services::mailbox::PUTS_PER_RELAY;
+    const PER_SELLER: usize = 15;
+    let dirs: Vec<_> = (0..7).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let relay = start(dirs[0].path(), vec![], true).await;
+    let relay_addr = tcp_addr(&relay).await.expect("relay addr");
+    // Two sellers (offline from the start) with a listing each; three more peers online.
+    let mut sellers = Vec::new();
+    for d in &dirs[1..3] {
+        let s = start(d.path(), vec![], false).await;
+        let listing = post(&s, "중고 의자").await;
+        sellers.push((s.peer_id.clone(), listing));
+        s.shutdown().await;
+    }
+    let mut peers = Vec::new();
+    let mut addrs = vec![relay_addr.clone()];
+    for d in &dirs[3..6] {
+        let p = start(d.path(), vec![relay_addr.clone()], false).await;
+        addrs.push(tcp_addr(&p).await.expect("peer addr"));
+        peers.push(p);
+    }
+    // The buyer writes while connected to no one: its messages queue, no relay holds them.
+    let buyer = start(dirs[6].path(), vec![], false).await;
+    let mut sent = Vec::new();
+    for (seller, listing) in &sellers {
+        for i in 0..PER_SELLER {
+            let m = buyer
+                .conversations
+                .write(listing, seller, format!("question {i}"), vec![])
+                .await
+                .expect("write");
+            assert_eq!(m.status, MessageStatus::Queued, "{m:?}");
+            sent.push(m);
+        }
+    }
+    let written = jangteo_node::clock::now_ms();
+    buyer.shutdown().await;
+    assert_eq!(relay.store.mailbox_stats().expect("stats").0, 0);
+    // Once every message is due for a retry (the first wait is 3 s), the buyer comes back
+    // and dials the relay and three peers: each connection starts a retry pass.
+    wait_for(WAIT, "the messages to be due", || async {
+        (jangteo_node::clock::now_ms() > written + 3_500).then_some(())
+    })
+    .await
+    .expect("due");
+    let buyer = start(dirs[6].path(), addrs, false).await;
+    let total = (2 * PER_SELLER) as u64;
+    // At most PUTS_PER_RELAY a window: three windows and the retry back-off.
+    let r = &relay;
+    if let Err(e) = wait_for(
+        Duration::from_secs(180),
+        "the relay to hold every message",
+        || async { (r.store.mailbox_stats().ok()?.0 >= total).then_some(()) },
+    )
+    .await
+    {
+        let banned = r.network.info().await.map(|i| i.banned);
+        panic!("{e}: held {:?}, banned {banned:?}", r.store.mailbox_stats());
+    }
+    assert!(total > PUTS_PER_RELAY as u64 * 2, "more than two windows' worth");
+    assert_eq!(relay.store.mailbox_stats().expect("stats").0, total, "once each");
+    let banned = relay.network.info().await.expect("info").banned;
+    assert!(!banned.contains(&buyer.peer_id), "{banned:?}");
+    assert!(
+        buyer
+            .network
+            .relays()
+            .await
+            .expect("relays")
+            .contains(&relay.peer_id.parse().expect("peer id")),
+        "still connected to the relay"
+    );
+    for m in &sent {
+        let v = buyer.conversations.view(&m.thread).expect("view");
+        let held = v
+            .messages
+            .iter()
+            .find(|x| x.id == m.message)
+            .expect("message");
+        assert_eq!(held.relays, std::slice::from_ref(&relay.peer_id), "{held:?}");
+    }
+    for n in peers.into_iter().chain([relay, buyer]) {
+        n.shutdown().await;
+    }
+}

@@ -1,12 +1,19 @@
 //! A relay's mailboxes under throw-away keys, between in-process nodes (RocksDB, libp2p on
 //! loopback): four keys flooding one victim's mailbox stop at their share while an honest
 //! sender's item is stored; a relay full to its global cap refuses with a reason the
-//! sender reads; many fresh peer ids from one address share that address's put budget.
+//! sender reads; many fresh peer ids from one address share that address's put budget; a
+//! sender that keeps putting after refusals is banned (its connection closed, so what it
+//! sends is no longer read), fresh peer ids from an address whose refusals are spent are
+//! banned at half their own refusal budget, and an honest sender, even behind the
+//! flooders' address, is still served or refused but never banned.
 
 use std::time::Duration;
 
 use jangteo_node::Node;
-use jangteo_node::net::{IP_RATE_FACTOR, MAILBOX_PUT_RATE_MAX, MailboxRequest, MailboxResponse};
+use jangteo_node::net::{
+    IP_RATE_FACTOR, MAILBOX_INBOUND_PER_PEER, MAILBOX_PUT_RATE_MAX, MAILBOX_REFUSED_PUTS_MAX,
+    MailboxRequest, MailboxResponse,
+};
 use jangteo_node::services::mailbox::sender_holder;
 use jangteo_testnet::{Cluster, Topology, tcp_addr, wait_for};
 use libp2p::PeerId;
@@ -184,5 +191,124 @@ async fn puts_from_many_fresh_peer_ids_on_one_address_are_throttled() {
     assert!(stored >= budget.min(sent), "stored {stored}");
     assert!(stored < sent, "nothing was throttled");
     assert_eq!(stored + by_address, sent);
+    cluster.shutdown().await;
+}
+
+/// Puts `len`-byte items from `node` on the relay 4 at a time, ignoring refusals, as a
+/// flooder would, until a whole batch finds no relay to answer it (or `batches` ran);
+/// returns how many puts the relay answered.
+async fn flood(node: &Node, relay: PeerId, len: usize, batches: usize) -> u64 {
+    let mut answered = 0u64;
+    for b in 0..batches {
+        let batch = futures::future::join_all((0..4u8).map(|i| {
+            let mut to = [0u8; 32];
+            to[..8].copy_from_slice(&(b as u64).to_be_bytes());
+            to[8] = i;
+            let req = MailboxRequest::Put {
+                to: ByteBuf::from(to.to_vec()),
+                sealed: ByteBuf::from(sealed(len)),
+            };
+            node.network.mailbox(relay, req)
+        }))
+        .await;
+        let n = batch.iter().filter(|r| matches!(r, Ok(Ok(_)))).count() as u64;
+        answered += n;
+        if n == 0 {
+            break;
+        }
+    }
+    answered
+}
+
+async fn wait_banned(relay: &Node, peer: &str) {
+    wait_for(WAIT, &format!("the relay to ban {peer}"), || async {
+        relay
+            .network
+            .info()
+            .await
+            .ok()?
+            .banned
+            .iter()
+            .any(|b| b == peer)
+            .then_some(())
+    })
+    .await
+    .expect("banned");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_that_keeps_putting_after_refusals_is_banned_and_others_are_still_served() {
+    let (cluster, relay) = relay_and_senders(3, |_| {}).await;
+    let big = jangteo_protocol::mailbox::SEALED_MAX_BYTES;
+    // Two flooders: their puts within the rate limit are answered, then the refusals up to
+    // the limit on refused puts, then the ban closes their connection and nothing more is
+    // read (what was in flight may still be answered).
+    let most = u64::from(MAILBOX_PUT_RATE_MAX + MAILBOX_REFUSED_PUTS_MAX) + 4;
+    for flooder in &cluster.nodes[1..3] {
+        let answered = flood(flooder, relay, big, 200).await;
+        assert!(
+            answered >= u64::from(MAILBOX_PUT_RATE_MAX),
+            "answered {answered}"
+        );
+        assert!(answered <= most, "answered {answered} of at most {most}");
+        wait_banned(&cluster.nodes[0], &flooder.peer_id).await;
+    }
+    // An honest sender, one item at a time, is still served, large as its item is.
+    let honest = &cluster.nodes[3];
+    assert_eq!(
+        put(honest, relay, [0x77; 32], big).await,
+        MailboxResponse::Stored
+    );
+    let banned = cluster.nodes[0].network.info().await.expect("info").banned;
+    assert!(!banned.contains(&honest.peer_id), "{banned:?}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_peer_ids_flooding_from_one_address_are_banned_and_an_honest_neighbour_is_not() {
+    // Loopback is counted here, as if the eight flooders and the honest node (the last)
+    // shared one public address, as behind a carrier-grade NAT.
+    let (cluster, relay) = relay_and_senders(9, |c| c.limit_loopback = true).await;
+    let mut answered = Vec::new();
+    for flooder in &cluster.nodes[1..9] {
+        answered.push(flood(flooder, relay, 1000, 200).await);
+        wait_banned(&cluster.nodes[0], &flooder.peer_id).await;
+    }
+    // The address's put budget is spent by the first few; its refusals (4 peers' worth)
+    // soon after. From then on a fresh peer id is banned once half its own refusal budget
+    // is spent: it gets at most that and what it had in flight answered.
+    let late = u64::from(MAILBOX_REFUSED_PUTS_MAX / 2) + MAILBOX_INBOUND_PER_PEER as u64;
+    let address_refusals = u64::from(MAILBOX_REFUSED_PUTS_MAX) * IP_RATE_FACTOR;
+    let address_puts = u64::from(MAILBOX_PUT_RATE_MAX) * IP_RATE_FACTOR;
+    assert!(
+        answered.iter().sum::<u64>() <= address_puts + address_refusals + late * 8,
+        "{answered:?}"
+    );
+    assert!(
+        answered[5..].iter().all(|n| *n <= late),
+        "the last fresh ids got more than {late} answers: {answered:?}"
+    );
+    // The honest neighbour behind the same address puts one item at a time, fewer than
+    // the refusals that ban: the flooders spent the address's budgets, so it is refused,
+    // but never banned for their refusals.
+    let honest = &cluster.nodes[9];
+    let mut refused = 0;
+    for i in 0..MAILBOX_REFUSED_PUTS_MAX / 2 - 1 {
+        let r = put(honest, relay, [i as u8; 32], 1000).await;
+        if let Some(why) = refusal(&r) {
+            assert!(why.starts_with("rate limit"), "{why}");
+            refused += 1;
+        }
+    }
+    let banned = cluster.nodes[0].network.info().await.expect("info").banned;
+    assert!(!banned.contains(&honest.peer_id), "{banned:?}");
+    assert!(
+        refused > 0,
+        "the address's budget was spent, so the neighbour is refused"
+    );
+    assert!(
+        !honest.network.relays().await.expect("relays").is_empty(),
+        "the neighbour keeps its connection to the relay"
+    );
     cluster.shutdown().await;
 }

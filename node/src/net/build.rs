@@ -81,5 +81,5 @@ pub fn build(
         listing_topics,
         reachability,
     );
-    Ok((Client { tx }, event_loop))
+    Ok((Client::new(tx), event_loop))
 }

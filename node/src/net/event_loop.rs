@@ -47,6 +47,8 @@ struct Limits {
     blob: Tiered,
     mailbox: Tiered,
     mailbox_put: Tiered,
+    /// Refused puts (see [`MAILBOX_REFUSED_PUTS_MAX`]).
+    mailbox_refused: Tiered,
 }
 
 /// Per-peer shares of the inbound queues, one per protocol.
@@ -87,6 +89,7 @@ impl Limits {
             blob: r(BLOB_REQUEST_RATE_MAX, BLOB_RATE_WINDOW),
             mailbox: r(MAILBOX_REQUEST_RATE_MAX, MAILBOX_RATE_WINDOW),
             mailbox_put: r(MAILBOX_PUT_RATE_MAX, MAILBOX_RATE_WINDOW),
+            mailbox_refused: r(MAILBOX_REFUSED_PUTS_MAX, MAILBOX_RATE_WINDOW),
         }
     }
 }
@@ -902,19 +905,56 @@ impl EventLoop {
                 }),
             Ok(()) => Ok(()),
         };
+        let rate_limited = answer.is_err();
         let answer = match answer {
             Err(why) => Err((why, channel)),
-            Ok(()) => route(
-                &self.routes.mailbox,
-                &self.queues.mailbox,
-                (peer, origin),
-                request,
-                channel,
-            ),
+            Ok(()) => {
+                // Busy because the relay's own queue is full (not because this peer has its
+                // share waiting): the put was not read into the store, so it costs the
+                // peer none of its put budget. Its request budget is still charged.
+                let own_share_full =
+                    self.queues.mailbox.held(&peer) >= MAILBOX_INBOUND_PER_PEER;
+                let routed = route(
+                    &self.routes.mailbox,
+                    &self.queues.mailbox,
+                    (peer, origin),
+                    request,
+                    channel,
+                );
+                if routed.is_err() && is_put && !own_share_full {
+                    self.limits
+                        .mailbox_put
+                        .refund(peer, origin, &self.penalties, now);
+                }
+                routed
+            }
         };
         if let Err((why, channel)) = answer {
             self.respond(Response::Mailbox(channel, MailboxResponse::Refused(why)));
+            // Only rate limits count: "busy" can come from the relay's own load.
+            if is_put && rate_limited {
+                self.refused_put(peer, origin, now);
+            }
         }
+    }
+
+    /// Counts a put refused to `peer` by a rate limit; bans the peer once it has kept
+    /// putting past [`MAILBOX_REFUSED_PUTS_MAX`] of its own refusals in a window, or past
+    /// half of them while its address's or subnet's refusals are spent (fresh peer ids from
+    /// one address). Only the peer's own refused puts decide: a neighbour behind the same
+    /// address is never banned for someone else's. The ban closes its connections, so what
+    /// it still sends is not read, and leaves a penalty on its address and subnet.
+    fn refused_put(&mut self, peer: PeerId, origin: Option<Origin>, now: Instant) {
+        let refused = &mut self.limits.mailbox_refused;
+        let why = match refused.allow(peer, origin, &self.penalties, now) {
+            Ok(()) => return,
+            Err(Refused::Peer) => "kept putting mail after being told to try again later",
+            Err(_) if refused.peer_spent(&peer, now) >= u64::from(MAILBOX_REFUSED_PUTS_MAX / 2) => {
+                "kept putting mail after refusals while its address's refusals were spent"
+            }
+            Err(_) => return,
+        };
+        self.ban(peer, why);
     }
 
     fn on_kad(&mut self, ev: kad::Event) {

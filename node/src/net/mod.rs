@@ -95,6 +95,18 @@ pub const BLOB_RATE_WINDOW: Duration = Duration::from_secs(10);
 pub const MAILBOX_PUT_RATE_MAX: u32 = 20;
 /// Mailbox requests of any kind (put, fetch, ack) served per peer per [`MAILBOX_RATE_WINDOW`].
 pub const MAILBOX_REQUEST_RATE_MAX: u32 = 120;
+/// Puts of one peer a relay refuses by its rate limits per [`MAILBOX_RATE_WINDOW`] before it
+/// bans the peer: each refused put is read whole (up to 256 KiB) before it can be refused,
+/// and a sender told "try again later" that keeps putting makes the relay read for nothing.
+/// Its address gets [`IP_RATE_FACTOR`] times this, its subnet [`SUBNET_RATE_FACTOR`] times;
+/// while those are spent, a peer with half this many refusals of its own is banned too, so
+/// fresh peer ids from one address each get about half. Only a peer's own refusals count
+/// towards its ban: a neighbour behind the same address with fewer is refused, not banned.
+/// An honest node never gets near: it sends one relay one put at a time, at most half of
+/// [`MAILBOX_PUT_RATE_MAX`] per window, and none for a window after a `rate limit`
+/// refusal ([`crate::services::mailbox::PutPacer`]), so it has at most one refusal per
+/// window.
+pub const MAILBOX_REFUSED_PUTS_MAX: u32 = 16;
 /// Window of the mailbox limits.
 pub const MAILBOX_RATE_WINDOW: Duration = Duration::from_secs(10);
 
@@ -609,15 +621,31 @@ impl std::fmt::Debug for Command {
 #[derive(Debug, Clone)]
 pub struct Client {
     tx: mpsc::Sender<Command>,
+    /// This node's pace of mailbox deposits per relay, shared by every service that
+    /// deposits (see [`crate::services::mailbox::deposit`]).
+    puts: Arc<crate::services::mailbox::PutPacer>,
 }
 
 impl Client {
+    /// A handle over the swarm task's command queue.
+    pub(crate) fn new(tx: mpsc::Sender<Command>) -> Self {
+        Self {
+            tx,
+            puts: Arc::default(),
+        }
+    }
+
     /// A handle whose network task is gone: every call fails with
     /// [`NodeError::NetworkStopped`]. For tests of services that must not need the network.
     #[cfg(test)]
     pub(crate) fn detached() -> Self {
         let (tx, _) = mpsc::channel(1);
-        Self { tx }
+        Self::new(tx)
+    }
+
+    /// This node's pace of mailbox deposits per relay.
+    pub fn put_pacer(&self) -> &crate::services::mailbox::PutPacer {
+        &self.puts
     }
 
     async fn call<T>(
@@ -781,7 +809,8 @@ impl Client {
         self.call(|reply| Command::Relays { reply }).await
     }
 
-    /// Sends a mailbox request to a relay.
+    /// Sends a mailbox request to a relay, as it is: deposits go through
+    /// [`crate::services::mailbox::deposit`], which paces them.
     pub async fn mailbox(
         &self,
         peer: PeerId,

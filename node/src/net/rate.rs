@@ -82,6 +82,24 @@ impl<K: Eq + Hash + Copy> RateLimiter<K> {
         })
     }
 
+    /// What `key` has spent in its current window at `now` (0 when its window is over).
+    pub fn spent(&self, key: &K, now: Instant) -> u64 {
+        self.spent
+            .get(key)
+            .filter(|(start, _)| now.saturating_duration_since(*start) < self.window)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Gives `key` back `cost` of what it spent in its current window at `now` (nothing
+    /// when its window is over: the new window starts afresh anyway).
+    pub fn refund(&mut self, key: &K, cost: u64, now: Instant) {
+        if let Some((start, n)) = self.spent.get_mut(key)
+            && now.saturating_duration_since(*start) < self.window
+        {
+            *n = n.saturating_sub(cost);
+        }
+    }
+
     /// Keys remembered.
     pub fn len(&self) -> usize {
         self.spent.len()
@@ -168,6 +186,29 @@ impl Tiered {
         }
         Ok(())
     }
+
+    /// Gives back a request [`Tiered::allow`] let through at `now` but that was not served
+    /// after all (the server was busy): to its peer, address and subnet, at what the
+    /// penalties charged.
+    pub fn refund(
+        &mut self,
+        peer: PeerId,
+        origin: Option<Origin>,
+        penalties: &Penalties,
+        now: Instant,
+    ) {
+        self.peer.refund(&peer, 1, now);
+        if let Some(o) = origin {
+            self.ip.refund(&o.ip, penalties.ip_cost(&o.ip, now), now);
+            self.subnet
+                .refund(&o.subnet, penalties.subnet_cost(&o.subnet, now), now);
+        }
+    }
+
+    /// What `peer` has spent against its own budget in its current window at `now`.
+    pub fn peer_spent(&self, peer: &PeerId, now: Instant) -> u64 {
+        self.peer.spent(peer, now)
+    }
 }
 
 #[cfg(test)]
@@ -185,6 +226,15 @@ mod tests {
         assert!(r.allow(1, t0 + Duration::from_secs(9)));
         assert!(!r.allow(1, t0 + Duration::from_secs(9)));
         assert!(r.exhausted(&1, t0 + Duration::from_secs(9)));
+        // The refused request is counted too; nothing is once the window is over.
+        assert_eq!(r.spent(&1, t0 + Duration::from_secs(9)), 4);
+        assert_eq!(r.spent(&1, t0 + W), 0);
+        assert_eq!(r.spent(&7, t0), 0);
+        // A refund gives back within the window only.
+        r.refund(&1, 1, t0 + Duration::from_secs(9));
+        assert_eq!(r.spent(&1, t0 + Duration::from_secs(9)), 3);
+        r.refund(&7, 1, t0);
+        assert_eq!(r.spent(&7, t0), 0);
         // Another key has its own budget.
         assert!(r.allow(2, t0));
         // A new window starts afresh.

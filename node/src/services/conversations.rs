@@ -245,6 +245,9 @@ pub struct Conversations {
     lock: Arc<Mutex<()>>,
     /// Set while a retry pass runs.
     retrying: Arc<AtomicBool>,
+    /// Messages being delivered: passes running at once (a timed one, one per peer that
+    /// just connected) take each once, so none is deposited twice.
+    delivering: Arc<crate::services::mailbox::InFlightItems>,
     /// Messages per sender key in its current window.
     rates: Arc<std::sync::Mutex<HashMap<PublicKey, (Instant, u32)>>>,
 }
@@ -268,6 +271,7 @@ impl Conversations {
             trades,
             lock: Arc::new(Mutex::new(())),
             retrying: Arc::new(AtomicBool::new(false)),
+            delivering: Arc::default(),
             rates: Arc::new(std::sync::Mutex::new(HashMap::new())),
         }
     }
@@ -1035,7 +1039,11 @@ impl Conversations {
     }
 
     /// One delivery attempt of one of our messages or receipts.
+    /// Does nothing while another task delivers it.
     pub async fn deliver(&self, id: &ObjectId) {
+        let Some(_working) = self.delivering.begin(id.0) else {
+            return;
+        };
         if let Err(e) = self.deliver_inner(id).await {
             tracing::warn!(message = %id, error = %e, "delivering a direct message");
         }

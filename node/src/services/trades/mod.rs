@@ -117,6 +117,9 @@ pub struct Trades {
     lock: Arc<Mutex<()>>,
     /// Set while a retry pass runs, so passes never overlap.
     retrying: Arc<std::sync::atomic::AtomicBool>,
+    /// Messages being delivered: passes running at once (a timed one, one per peer that
+    /// just connected) take each once, so none is deposited twice.
+    delivering: Arc<crate::services::mailbox::InFlightItems>,
     /// Every trade held, in brief; filled at start, updated by every step.
     briefs: Arc<std::sync::Mutex<HashMap<ObjectId, TradeBrief>>>,
     /// Messages whose predecessor is not held yet: (trade, message, since).
@@ -152,6 +155,7 @@ impl Trades {
             events,
             lock: Arc::new(Mutex::new(())),
             retrying: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            delivering: Arc::default(),
             briefs: Arc::new(std::sync::Mutex::new(HashMap::new())),
             detached: Arc::new(std::sync::Mutex::new(VecDeque::new())),
             collected: Arc::new(std::sync::atomic::AtomicU64::new(0)),

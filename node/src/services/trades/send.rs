@@ -33,8 +33,12 @@ impl Trades {
 
     /// Sends one of our messages (with the whole chain) to its recipients and records the
     /// outcome. Unreachable recipients leave it queued, with backoff, until the attempt cap
-    /// (for keys that never answered) or its lifetime runs out.
+    /// (for keys that never answered) or its lifetime runs out. Does nothing while another
+    /// task delivers it.
     pub async fn deliver(&self, trade: &ObjectId, msg: &ObjectId) {
+        let Some(_working) = self.delivering.begin(msg.0) else {
+            return;
+        };
         let Ok(Some(mut d)) = self.delivery(msg) else {
             return;
         };
