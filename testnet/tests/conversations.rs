@@ -689,8 +689,15 @@ async fn a_node_back_online_with_a_backlog_deposits_it_all_and_is_not_banned() {
         let banned = r.network.info().await.map(|i| i.banned);
         panic!("{e}: held {:?}, banned {banned:?}", r.store.mailbox_stats());
     }
-    assert!(total > PUTS_PER_RELAY as u64 * 2, "more than two windows' worth");
-    assert_eq!(relay.store.mailbox_stats().expect("stats").0, total, "once each");
+    assert!(
+        total > PUTS_PER_RELAY as u64 * 2,
+        "more than two windows' worth"
+    );
+    assert_eq!(
+        relay.store.mailbox_stats().expect("stats").0,
+        total,
+        "once each"
+    );
     let banned = relay.network.info().await.expect("info").banned;
     assert!(!banned.contains(&buyer.peer_id), "{banned:?}");
     assert!(
@@ -709,7 +716,11 @@ async fn a_node_back_online_with_a_backlog_deposits_it_all_and_is_not_banned() {
             .iter()
             .find(|x| x.id == m.message)
             .expect("message");
-        assert_eq!(held.relays, std::slice::from_ref(&relay.peer_id), "{held:?}");
+        assert_eq!(
+            held.relays,
+            std::slice::from_ref(&relay.peer_id),
+            "{held:?}"
+        );
     }
     for n in peers.into_iter().chain([relay, buyer]) {
         n.shutdown().await;

@@ -912,8 +912,7 @@ impl EventLoop {
                 // Busy because the relay's own queue is full (not because this peer has its
                 // share waiting): the put was not read into the store, so it costs the
                 // peer none of its put budget. Its request budget is still charged.
-                let own_share_full =
-                    self.queues.mailbox.held(&peer) >= MAILBOX_INBOUND_PER_PEER;
+                let own_share_full = self.queues.mailbox.held(&peer) >= MAILBOX_INBOUND_PER_PEER;
                 let routed = route(
                     &self.routes.mailbox,
                     &self.queues.mailbox,

@@ -328,8 +328,7 @@ pub async fn deposit(
     };
     let mut eph = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut eph);
-    let sealed =
-        jangteo_protocol::mailbox::seal(&key, eph, &bundle).map_err(|e| e.to_string())?;
+    let sealed = jangteo_protocol::mailbox::seal(&key, eph, &bundle).map_err(|e| e.to_string())?;
     let relays = network.relays().await.map_err(|e| e.to_string())?;
     let mut took = Vec::new();
     let mut reasons = Vec::new();
@@ -431,12 +430,18 @@ mod tests {
         }
         assert!(pacer.relay(a, t0).lock().await.take(t0).is_err());
         let b = PeerId::random();
-        pacer.relay(b, t0).lock().await.take(t0).expect("b has its own pace");
+        pacer
+            .relay(b, t0)
+            .lock()
+            .await
+            .take(t0)
+            .expect("b has its own pace");
         // Many relays later, the idle ones make room.
         let later = t0 + Duration::from_secs(60);
         for _ in 0..PACED_RELAYS_MAX + 5 {
             pacer.relay(PeerId::random(), later);
         }
-        assert!(pacer.relays.lock().unwrap().len() <= PACED_RELAYS_MAX + 1);
+        let held = pacer.relays.lock().expect("not poisoned").len();
+        assert!(held <= PACED_RELAYS_MAX + 1, "{held}");
     }
 }
