@@ -64,16 +64,21 @@ fn two_nodes_that_cannot_dial_each_other_trade_through_a_relay() {
     // The offer goes straight to the seller over a relayed connection, not to a mailbox.
     let trade = json_as::<OfferMade>(&buyer.dir, &["offer", &listing]).id;
     state_is(&seller.dir, &trade, TradeStateName::Offered);
-    let seller_peer = s_id.peer_id.as_str();
-    let peers: Vec<PeerView> = json_as(&buyer.dir, &["peers"]);
-    let via = peers
-        .iter()
-        .find(|p| p.peer_id == seller_peer)
-        .expect("the buyer is connected to the seller");
-    assert!(
-        via.addrs.iter().all(|a| a.contains("/p2p-circuit")),
-        "the connection to the seller is relayed: {via:?}"
-    );
+    // Each side shows the other through the relay's circuit: one of them dialed, the other
+    // took the circuit in (which arrives from a bare `/p2p/<peer>` and is shown as the
+    // relay it came through).
+    for (node, other) in [(&buyer, &s_id), (&seller, &b_id)] {
+        let peers: Vec<PeerView> = json_as(&node.dir, &["peers"]);
+        let via = peers
+            .iter()
+            .find(|p| p.peer_id == other.peer_id)
+            .expect("the buyer and the seller are connected");
+        let circuit = format!("/p2p/{relay_peer}/p2p-circuit/p2p/{}", other.peer_id);
+        assert!(
+            !via.addrs.is_empty() && via.addrs.iter().all(|a| a.ends_with(&circuit)),
+            "the connection is relayed through {relay_peer}: {via:?}"
+        );
+    }
     // The buyer records the delivery when the seller's answer arrives, which may be just
     // after the seller shows the offer.
     wait_for("the buyer to see its offer delivered", || {

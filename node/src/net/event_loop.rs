@@ -20,7 +20,9 @@ use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
-use super::peers::{BAN_BELOW_SCORE, Origin, Peers, Penalties, connection_ip, origin_of};
+use super::peers::{
+    BAN_BELOW_SCORE, Origin, Peers, Penalties, connection_addr, connection_ip, origin_of,
+};
 use super::rate::{Refused, Tiered};
 use super::relay::{Reachability, Relays};
 use super::*;
@@ -472,7 +474,7 @@ impl EventLoop {
             } => self.on_connected(
                 peer_id,
                 connection_id,
-                endpoint.get_remote_address().clone(),
+                connection_addr(&endpoint, peer_id),
                 num_established.get(),
                 endpoint.is_relayed(),
             ),

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
+use libp2p::core::ConnectedPoint;
 use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
@@ -154,6 +155,20 @@ impl Peers {
                 self.ip_conns.remove(&ip);
             }
         }
+    }
+}
+
+/// The address a connection to `peer` is shown and counted under: where we dialed, or
+/// where it came from. A circuit a peer opened to us through a relay comes from
+/// `/p2p/<peer>` alone, so it is shown as the relay circuit it came through
+/// (`<relay>/p2p-circuit/p2p/<peer>`), which says how the peer is reached and counts under
+/// no address, as a circuit we dialed does.
+pub fn connection_addr(endpoint: &ConnectedPoint, peer: PeerId) -> Multiaddr {
+    match endpoint {
+        ConnectedPoint::Listener { local_addr, .. } if endpoint.is_relayed() => {
+            local_addr.clone().with(Protocol::P2p(peer))
+        }
+        _ => endpoint.get_remote_address().clone(),
     }
 }
 
@@ -364,6 +379,32 @@ mod tests {
 
     fn peer() -> PeerId {
         PeerId::random()
+    }
+
+    #[test]
+    fn a_circuit_opened_to_us_is_shown_as_the_relay_it_came_through_and_counts_nowhere() {
+        let (relay, them) = (peer(), peer());
+        let circuit: Multiaddr = format!("/ip4/192.0.2.7/tcp/4001/p2p/{relay}/p2p-circuit")
+            .parse()
+            .expect("addr");
+        let inbound = ConnectedPoint::Listener {
+            local_addr: circuit.clone(),
+            send_back_addr: Multiaddr::empty().with(Protocol::P2p(them)),
+        };
+        let shown = connection_addr(&inbound, them);
+        assert_eq!(shown, circuit.with(Protocol::P2p(them)));
+        assert_eq!(connection_ip(&shown), None);
+        // A direct inbound connection keeps the address it came from.
+        let direct: Multiaddr = "/ip4/198.51.100.3/tcp/5000".parse().expect("addr");
+        let inbound = ConnectedPoint::Listener {
+            local_addr: "/ip4/0.0.0.0/tcp/4001".parse().expect("addr"),
+            send_back_addr: direct.clone(),
+        };
+        assert_eq!(connection_addr(&inbound, them), direct);
+        assert_eq!(
+            connection_ip(&direct),
+            Some(IpAddr::V4([198, 51, 100, 3].into()))
+        );
     }
 
     #[test]
