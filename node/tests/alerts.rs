@@ -420,6 +420,35 @@ fn one_alert_per_listing_ever_and_none_for_own_or_closed_listings() {
 }
 
 #[test]
+fn a_search_saved_later_matches_words_the_indexer_has_already_read() {
+    // The indexer remembers what each word it read analyzes to, and whether a search names
+    // it: a search saved or removed later must still see every word.
+    let m = Market::new(None);
+    let lamp = m.save(saved(Some("lamp")));
+    let (_, raised) = m.put(2, &listing(1, "walnut desk", "with a drawer", 50_000));
+    assert!(raised.is_empty(), "{raised:?}");
+    let desk = m.save(saved(Some("desks")));
+    let (_, raised) = m.put(2, &listing(2, "Walnut DESK", "oak drawer", 60_000));
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert_eq!(raised[0].searches, vec![desk]);
+    // After a removal (a new vocabulary), the words read before are read again.
+    m.index
+        .remove_saved_search(&m.store, lamp)
+        .expect("removed");
+    let (_, raised) = m.put(2, &listing(3, "desk lamp", "", 10_000));
+    assert_eq!(raised[0].searches, vec![desk]);
+    // Phrases see repeated words at their positions, in order.
+    let phrase = m.save(saved(Some("\"desk drawer\"")));
+    let (_, raised) = m.put(
+        2,
+        &listing(4, "drawer desk desk", "desk desk desk drawer", 1),
+    );
+    assert_eq!(raised[0].searches, vec![desk, phrase]);
+    let (_, raised) = m.put(2, &listing(5, "drawer desk", "desk, and a drawer", 1));
+    assert_eq!(raised[0].searches, vec![desk]);
+}
+
+#[test]
 fn bad_saved_searches_are_refused_with_the_reason() {
     let m = Market::new(None);
     let refused = |s: NewSavedSearch| -> String {

@@ -143,11 +143,11 @@ fn matching_only(
         listings.push(l);
         true
     })?;
-    let mut analyzer = jangteo_node::services::search::market_analyzer();
+    let mut reader = jangteo_node::services::alerts::TokenReader::default();
     let t = Instant::now();
     let mut matched = 0;
     for l in &listings {
-        matched += usize::from(!index.saved_matches(l, &mut analyzer, now).is_empty());
+        matched += usize::from(!index.saved_matches(l, &mut reader, now).is_empty());
     }
     let us = t.elapsed().as_secs_f64() * 1e6 / listings.len().max(1) as f64;
     Ok((us, matched))

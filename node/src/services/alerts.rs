@@ -15,7 +15,7 @@
 //! module does no store writes of its own beyond saving and removing searches, and marking
 //! notifications read.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use jangteo_protocol::{Condition, Location, PublicKey, public_key_from_peer_id};
@@ -30,7 +30,7 @@ use crate::api::types::{
 };
 use crate::clock::now_ms;
 use crate::error::StoreError;
-use crate::services::search::{SearchError, SearchIndex, market_analyzer};
+use crate::services::search::{SearchError, SearchIndex, for_each_market_word, market_analyzer};
 use crate::store::{Store, StoredListing};
 
 /// Most saved searches a node holds (the benchmark shows 1,000 cost ingest under 10%).
@@ -86,28 +86,35 @@ enum Fields {
 }
 
 /// A compiled query text, evaluated as tantivy's `BooleanQuery`, `TermQuery` and
-/// `PhraseQuery` are.
+/// `PhraseQuery` are. Its tokens are `T`: their text when compiled, their number in the
+/// vocabulary of [`SavedSearches`] once held there.
 #[derive(Debug, Clone)]
-enum Text {
+enum Text<T = String> {
     /// Every listing (`*`).
     All,
     /// The tokens at their offsets (one token: a term) in one of `fields`.
     Literal {
         fields: Fields,
-        tokens: Vec<(usize, String)>,
+        tokens: Vec<(usize, T)>,
     },
     /// `must` all match and `must_not` none; with no `must`, at least one `should`.
     Clause {
-        must: Vec<Text>,
-        should: Vec<Text>,
-        must_not: Vec<Text>,
+        must: Vec<Text<T>>,
+        should: Vec<Text<T>>,
+        must_not: Vec<Text<T>>,
     },
 }
 
-/// Token positions of one field of a listing.
-type Positions = HashMap<String, Vec<usize>>;
+/// The number of a token in the vocabulary of [`SavedSearches`].
+type TokenId = u32;
 
-/// The text of one listing as the index sees it: token positions in title and body.
+/// The vocabulary tokens of one field of a listing, with their positions, sorted (so a
+/// token's positions are found by binary search, whatever the listing repeats).
+type Positions = Vec<(TokenId, u32)>;
+
+/// The text of one listing as matching sees it: the positions in title and body of the
+/// tokens some saved search names (a phrase needs all its tokens, `-word` needs its word
+/// absent, so no other token can change whether a search matches).
 #[derive(Debug, Default)]
 pub struct ListingTokens {
     title: Positions,
@@ -115,22 +122,6 @@ pub struct ListingTokens {
 }
 
 impl ListingTokens {
-    /// Analyzes a listing's title and body (description and category, as indexed). With
-    /// `vocabulary`, only its tokens are kept: a token no saved search names cannot change
-    /// whether one matches (a phrase needs all its tokens, `-word` needs its word absent).
-    pub fn of(
-        s: &StoredListing,
-        analyzer: &mut TextAnalyzer,
-        vocabulary: Option<&HashSet<String>>,
-    ) -> Self {
-        let l = &s.listing;
-        let body = format!("{}\n{}", l.description, l.category.replace('-', " "));
-        Self {
-            title: positions(analyzer, &l.title, vocabulary),
-            body: positions(analyzer, &body, vocabulary),
-        }
-    }
-
     fn field(&self, f: Fields) -> [Option<&Positions>; 2] {
         match f {
             Fields::Both => [Some(&self.title), Some(&self.body)],
@@ -139,35 +130,89 @@ impl ListingTokens {
         }
     }
 
-    /// Every distinct token.
-    fn tokens(&self) -> impl Iterator<Item = &str> {
-        self.title
-            .keys()
-            .chain(self.body.keys().filter(|k| !self.title.contains_key(*k)))
-            .map(String::as_str)
+    /// Every token (a token in both fields twice).
+    fn tokens(&self) -> impl Iterator<Item = TokenId> + '_ {
+        self.title.iter().chain(&self.body).map(|(t, _)| *t)
     }
 }
 
-fn positions(
-    analyzer: &mut TextAnalyzer,
-    text: &str,
-    vocabulary: Option<&HashSet<String>>,
-) -> Positions {
-    let mut out = Positions::default();
-    let mut s = analyzer.token_stream(text);
-    while s.advance() {
-        let t = s.token();
-        if vocabulary.is_some_and(|v| !v.contains(&t.text)) {
-            continue;
-        }
-        match out.get_mut(&t.text) {
-            Some(at) => at.push(t.position),
-            None => {
-                out.insert(t.text.clone(), vec![t.position]);
-            }
+/// Most distinct words a [`TokenReader`] remembers; past it, it starts afresh.
+pub const TOKEN_READER_WORDS_MAX: usize = 65_536;
+
+/// Reads listings into [`ListingTokens`] for one [`SavedSearches`]. It splits text into
+/// words as the index does ([`for_each_market_word`]) and remembers what each word
+/// analyzes to (lowercased, stemmed: [`market_analyzer`]) and whether a search names it, so
+/// each distinct word is analyzed once, not once per listing; a market's words recur.
+pub struct TokenReader {
+    analyzer: TextAnalyzer,
+    /// Word as split -> its vocabulary token, or None when no search names it.
+    words: HashMap<Box<str>, Option<TokenId>>,
+    /// The [`SavedSearches::generation`] `words` was filled for.
+    generation: u64,
+}
+
+impl Default for TokenReader {
+    fn default() -> Self {
+        Self {
+            analyzer: market_analyzer(),
+            words: HashMap::new(),
+            generation: 0,
         }
     }
-    out
+}
+
+impl std::fmt::Debug for TokenReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenReader")
+            .field("words", &self.words.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenReader {
+    /// The tokens of `s` that matching `saved` looks at: title, and body (description and
+    /// category, as indexed).
+    pub fn read(&mut self, s: &StoredListing, saved: &SavedSearches) -> ListingTokens {
+        if self.generation != saved.generation {
+            self.words.clear();
+            self.generation = saved.generation;
+        }
+        let l = &s.listing;
+        let body = format!("{}\n{}", l.description, l.category.replace('-', " "));
+        ListingTokens {
+            title: self.positions(&l.title, saved),
+            body: self.positions(&body, saved),
+        }
+    }
+
+    fn positions(&mut self, text: &str, saved: &SavedSearches) -> Positions {
+        let mut out = Positions::new();
+        let (words, analyzer) = (&mut self.words, &mut self.analyzer);
+        for_each_market_word(text, |word, _, _, position| {
+            let token = match words.get(word) {
+                Some(t) => *t,
+                None => {
+                    // A word is one token of the analyzer, or none (too long).
+                    let mut stream = analyzer.token_stream(word);
+                    let t = if stream.advance() {
+                        saved.vocabulary.get(&stream.token().text).copied()
+                    } else {
+                        None
+                    };
+                    if words.len() >= TOKEN_READER_WORDS_MAX {
+                        words.clear();
+                    }
+                    words.insert(word.into(), t);
+                    t
+                }
+            };
+            if let Some(t) = token {
+                out.push((t, u32::try_from(position).unwrap_or(u32::MAX)));
+            }
+        });
+        out.sort_unstable();
+        out
+    }
 }
 
 fn analyze(analyzer: &mut TextAnalyzer, text: &str) -> Vec<(usize, String)> {
@@ -180,24 +225,53 @@ fn analyze(analyzer: &mut TextAnalyzer, text: &str) -> Vec<(usize, String)> {
     out
 }
 
-/// Whether the phrase `tokens` (offsets, texts) occurs in `field`.
-fn phrase_in(field: &Positions, tokens: &[(usize, String)]) -> bool {
-    let Some(((first_off, first), rest)) = tokens.split_first() else {
-        return false;
-    };
-    let Some(starts) = field.get(first) else {
-        return false;
-    };
-    starts.iter().any(|&p| {
-        rest.iter().all(|(off, t)| {
-            (p + off)
-                .checked_sub(*first_off)
-                .is_some_and(|want| field.get(t).is_some_and(|ps| ps.contains(&want)))
-        })
-    })
+/// Whether `token` is at `position` in `field`.
+fn at(field: &Positions, token: TokenId, position: usize) -> bool {
+    u32::try_from(position).is_ok_and(|p| field.binary_search(&(token, p)).is_ok())
 }
 
-impl Text {
+/// Whether the phrase `tokens` (offsets, tokens) occurs in `field`.
+fn phrase_in(field: &Positions, tokens: &[(usize, TokenId)]) -> bool {
+    let Some((&(first_off, first), rest)) = tokens.split_first() else {
+        return false;
+    };
+    let from = field.partition_point(|&(t, _)| t < first);
+    field[from..]
+        .iter()
+        .take_while(|&&(t, _)| t == first)
+        .any(|&(_, p)| {
+            rest.iter().all(|&(off, t)| {
+                (p as usize + off)
+                    .checked_sub(first_off)
+                    .is_some_and(|want| at(field, t, want))
+            })
+        })
+}
+
+impl<T> Text<T> {
+    /// The same text with each token mapped by `f`.
+    fn map<U>(self, f: &mut impl FnMut(T) -> U) -> Text<U> {
+        let mut all = |v: Vec<Text<T>>| v.into_iter().map(|t| t.map(&mut *f)).collect();
+        match self {
+            Text::All => Text::All,
+            Text::Literal { fields, tokens } => Text::Literal {
+                fields,
+                tokens: tokens.into_iter().map(|(o, t)| (o, f(t))).collect(),
+            },
+            Text::Clause {
+                must,
+                should,
+                must_not,
+            } => Text::Clause {
+                must: all(must),
+                should: all(should),
+                must_not: all(must_not),
+            },
+        }
+    }
+}
+
+impl Text<TokenId> {
     fn matches(&self, doc: &ListingTokens) -> bool {
         match self {
             Text::All => true,
@@ -217,24 +291,9 @@ impl Text {
             }
         }
     }
+}
 
-    /// Adds every token this text names to `out`.
-    fn vocabulary(&self, out: &mut HashSet<String>) {
-        match self {
-            Text::All => {}
-            Text::Literal { tokens, .. } => out.extend(tokens.iter().map(|(_, t)| t.clone())),
-            Text::Clause {
-                must,
-                should,
-                must_not,
-            } => {
-                for t in must.iter().chain(should).chain(must_not) {
-                    t.vocabulary(out);
-                }
-            }
-        }
-    }
-
+impl Text {
     /// Tokens one of which every listing this text matches contains (None: no such set,
     /// as for `*`). An empty set: it matches nothing.
     fn trigger(&self) -> Option<Vec<String>> {
@@ -367,20 +426,37 @@ fn within_box(p: Location, r: f64, at: Location) -> bool {
 struct Compiled {
     id: u64,
     created_at: u64,
-    text: Option<Text>,
+    text: Option<Text<TokenId>>,
     filters: Filters,
 }
 
+/// Numbers each [`SavedSearches`] apart, so a [`TokenReader`] knows whose words it holds.
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// The saved searches of a node, compiled for matching listings as they arrive.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SavedSearches {
     searches: Vec<Compiled>,
+    /// Every token any search names, numbered: the only ones of a listing matching looks at.
+    vocabulary: HashMap<String, TokenId>,
     /// Token -> the searches filed under it.
-    by_token: HashMap<String, Vec<usize>>,
+    by_token: Vec<Vec<u32>>,
     /// Searches every listing is compared with (no text, or `*`).
-    always: Vec<usize>,
-    /// Every token any search names: the only ones of a listing matching looks at.
-    vocabulary: HashSet<String>,
+    always: Vec<u32>,
+    /// Changes whenever the vocabulary does.
+    generation: u64,
+}
+
+impl Default for SavedSearches {
+    fn default() -> Self {
+        Self {
+            searches: Vec::new(),
+            vocabulary: HashMap::new(),
+            by_token: Vec::new(),
+            always: Vec::new(),
+            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
 }
 
 impl SavedSearches {
@@ -391,12 +467,7 @@ impl SavedSearches {
         let mut this = Self::default();
         for v in views {
             match compile_one(index, &v.search, &mut analyzer) {
-                Ok((text, filters)) => this.push(Compiled {
-                    id: v.id,
-                    created_at: v.created_at,
-                    text,
-                    filters,
-                }),
+                Ok((text, filters)) => this.push(v, text, filters),
                 Err(e) => tracing::warn!(search = v.id, error = %e, "saved search left out"),
             }
         }
@@ -405,36 +476,39 @@ impl SavedSearches {
 
     /// Adds a search saved just now (checked by [`check`]).
     pub(crate) fn insert(&mut self, v: &SavedSearchView, c: Checked) {
-        self.push(Compiled {
-            id: v.id,
-            created_at: v.created_at,
-            text: c.0,
-            filters: c.1,
-        });
+        self.push(v, c.0, c.1);
+        self.generation = GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    fn push(&mut self, c: Compiled) {
-        let i = self.searches.len();
-        if let Some(t) = &c.text {
-            t.vocabulary(&mut self.vocabulary);
-        }
-        match c.text.as_ref().and_then(Text::trigger) {
+    /// The number of `token`, numbering it if new.
+    fn token_id(&mut self, token: String) -> TokenId {
+        let next = TokenId::try_from(self.vocabulary.len()).unwrap_or(TokenId::MAX);
+        *self.vocabulary.entry(token).or_insert(next)
+    }
+
+    fn push(&mut self, v: &SavedSearchView, text: Option<Text>, filters: Filters) {
+        let i = u32::try_from(self.searches.len()).unwrap_or(u32::MAX);
+        match text.as_ref().and_then(Text::trigger) {
             None => self.always.push(i),
             Some(tokens) => {
                 for t in tokens {
-                    let v = self.by_token.entry(t).or_default();
-                    if v.last() != Some(&i) {
-                        v.push(i);
+                    let t = self.token_id(t) as usize;
+                    if self.by_token.len() <= t {
+                        self.by_token.resize_with(t + 1, Vec::new);
+                    }
+                    if self.by_token[t].last() != Some(&i) {
+                        self.by_token[t].push(i);
                     }
                 }
             }
         }
-        self.searches.push(c);
-    }
-
-    /// The tokens of `s` that matching looks at (those some search names).
-    pub fn tokens_of(&self, s: &StoredListing, analyzer: &mut TextAnalyzer) -> ListingTokens {
-        ListingTokens::of(s, analyzer, Some(&self.vocabulary))
+        let text = text.map(|t| t.map(&mut |token| self.token_id(token)));
+        self.searches.push(Compiled {
+            id: v.id,
+            created_at: v.created_at,
+            text,
+            filters,
+        });
     }
 
     /// Searches held.
@@ -449,13 +523,14 @@ impl SavedSearches {
 
     /// The ids of the searches `s` matches, in id order: open listings only (as `search`
     /// lists by default), dated at most [`ALERT_CLOCK_SLACK_MS`] before the search was saved.
-    pub fn matches(&self, s: &StoredListing, tokens: &ListingTokens, now: u64) -> Vec<u64> {
+    pub fn matches(&self, s: &StoredListing, reader: &mut TokenReader, now: u64) -> Vec<u64> {
         if self.searches.is_empty() || !s.listing.is_open(now) {
             return Vec::new();
         }
-        let mut candidates: Vec<usize> = self.always.clone();
+        let tokens = reader.read(s, self);
+        let mut candidates: Vec<u32> = self.always.clone();
         for t in tokens.tokens() {
-            if let Some(v) = self.by_token.get(t) {
+            if let Some(v) = self.by_token.get(t as usize) {
                 candidates.extend_from_slice(v);
             }
         }
@@ -463,11 +538,11 @@ impl SavedSearches {
         candidates.dedup();
         candidates
             .into_iter()
-            .filter_map(|i| self.searches.get(i))
+            .filter_map(|i| self.searches.get(i as usize))
             .filter(|c| {
                 s.listing.updated_at.saturating_add(ALERT_CLOCK_SLACK_MS) >= c.created_at
                     && c.filters.matches(s)
-                    && c.text.as_ref().is_none_or(|t| t.matches(tokens))
+                    && c.text.as_ref().is_none_or(|t| t.matches(&tokens))
             })
             .map(|c| c.id)
             .collect()

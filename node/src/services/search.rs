@@ -36,7 +36,9 @@ use crate::NodeEvent;
 use crate::api::types::{NewSavedSearch, NotificationView, SavedSearchView};
 use crate::clock::now_ms;
 use crate::error::StoreError;
-use crate::services::alerts::{AlertError, SAVED_SEARCHES_MAX, SavedSearches, alert_notification};
+use crate::services::alerts::{
+    AlertError, SAVED_SEARCHES_MAX, SavedSearches, TokenReader, alert_notification,
+};
 use crate::store::{Alert, NOTIFICATIONS_PRUNED_TO, Store, StoredListing};
 
 /// Longest search text accepted, in characters.
@@ -158,71 +160,71 @@ impl TokenStream for MarketTokenStream<'_> {
     }
 }
 
+/// Walks the words of `text` as [`MarketTokenizer`] splits it, calling `word(text, from,
+/// to, position)` for each (offsets into the NFKC form of `text`); allocates nothing when
+/// the text is already NFKC.
+pub fn for_each_market_word(text: &str, mut word: impl FnMut(&str, usize, usize, usize)) {
+    // Most text is already in NFKC (ASCII, precomposed Hangul, plain kana): skip the copy.
+    let norm: std::borrow::Cow<'_, str> = if unicode_normalization::is_nfkc_quick(text.chars())
+        == unicode_normalization::IsNormalized::Yes
+    {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        std::borrow::Cow::Owned(text.nfkc().collect())
+    };
+    let norm: &str = &norm;
+    let mut emit = |from: usize, to: usize, position: &mut usize| {
+        word(&norm[from..to], from, to, *position);
+        *position += 1;
+    };
+    let mut position = 0usize;
+    let mut chars = norm.char_indices().peekable();
+    while let Some((start, c)) = chars.next() {
+        let cls = class(c);
+        match cls {
+            Class::Other => {}
+            Class::Letter | Class::Digit => {
+                let mut end = start + c.len_utf8();
+                while let Some(&(at, d)) = chars.peek() {
+                    if class(d) != cls {
+                        break;
+                    }
+                    end = at + d.len_utf8();
+                    chars.next();
+                }
+                emit(start, end, &mut position);
+            }
+            Class::Cjk => {
+                // Overlapping bigrams; a lone character is a unigram.
+                let (mut from, mut pairs) = (start, 0);
+                while let Some(&(at, d)) = chars.peek() {
+                    if class(d) != Class::Cjk {
+                        break;
+                    }
+                    chars.next();
+                    emit(from, at + d.len_utf8(), &mut position);
+                    (from, pairs) = (at, pairs + 1);
+                }
+                if pairs == 0 {
+                    emit(start, start + c.len_utf8(), &mut position);
+                }
+            }
+        }
+    }
+}
+
 impl MarketTokenizer {
     fn split(&mut self, text: &str) {
         self.tokens.clear();
-        // Most text is already in NFKC (ASCII, precomposed Hangul, plain kana): skip the copy.
-        let norm: std::borrow::Cow<'_, str> = if unicode_normalization::is_nfkc_quick(text.chars())
-            == unicode_normalization::IsNormalized::Yes
-        {
-            std::borrow::Cow::Borrowed(text)
-        } else {
-            std::borrow::Cow::Owned(text.nfkc().collect())
-        };
-        let norm: &str = &norm;
-        let chars: Vec<(usize, char)> = norm.char_indices().collect();
-        let end_of = |i: usize| chars.get(i).map_or(norm.len(), |(o, _)| *o);
-        let mut position = 0usize;
-        let mut i = 0;
-        while i < chars.len() {
-            let cls = class(chars[i].1);
-            let mut j = i + 1;
-            while j < chars.len() && class(chars[j].1) == cls {
-                j += 1;
-            }
-            match cls {
-                Class::Other => {}
-                Class::Letter | Class::Digit => {
-                    self.push(
-                        &norm[chars[i].0..end_of(j)],
-                        chars[i].0,
-                        end_of(j),
-                        position,
-                    );
-                    position += 1;
-                }
-                Class::Cjk if j - i == 1 => {
-                    self.push(
-                        &norm[chars[i].0..end_of(j)],
-                        chars[i].0,
-                        end_of(j),
-                        position,
-                    );
-                    position += 1;
-                }
-                Class::Cjk => {
-                    for k in i..j - 1 {
-                        self.push(
-                            &norm[chars[k].0..end_of(k + 2)],
-                            chars[k].0,
-                            end_of(k + 2),
-                            position,
-                        );
-                        position += 1;
-                    }
-                }
-            }
-            i = j;
-        }
-    }
-
-    fn push(&mut self, text: &str, from: usize, to: usize, position: usize) {
-        self.tokens.push(Token {
-            offset_from: from,
-            offset_to: to,
-            position,
-            text: text.to_owned(),
-            position_length: 1,
+        let tokens = &mut self.tokens;
+        for_each_market_word(text, |word, from, to, position| {
+            tokens.push(Token {
+                offset_from: from,
+                offset_to: to,
+                position,
+                text: word.to_owned(),
+                position_length: 1,
+            });
         });
     }
 }
@@ -262,24 +264,28 @@ struct AlertMatcher<'a> {
     store: &'a Store,
     saved: &'a SavedSearches,
     now: u64,
-    analyzer: TextAnalyzer,
+    reader: &'a mut TokenReader,
     alerts: Vec<Pending>,
 }
 
 impl<'a> AlertMatcher<'a> {
-    fn new(store: &'a Store, saved: &'a SavedSearches, now: u64) -> Self {
+    fn new(
+        store: &'a Store,
+        saved: &'a SavedSearches,
+        now: u64,
+        reader: &'a mut TokenReader,
+    ) -> Self {
         Self {
             store,
             saved,
             now,
-            analyzer: market_analyzer(),
+            reader,
             alerts: Vec::new(),
         }
     }
 
     fn check(&mut self, s: StoredListing) -> Result<(), SearchError> {
-        let tokens = self.saved.tokens_of(&s, &mut self.analyzer);
-        let matched = self.saved.matches(&s, &tokens, self.now);
+        let matched = self.saved.matches(&s, self.reader, self.now);
         if !matched.is_empty() && !self.store.alerted(&s.id)? {
             // The store keeps only the newest NOTIFICATIONS_PRUNED_TO of one batch: the
             // notification of an alert that many places back would be dropped unwritten.
@@ -391,6 +397,9 @@ pub struct SearchIndex {
     saved: RwLock<SavedSearches>,
     /// This node's key: its own listings raise no alerts.
     owner: Option<PublicKey>,
+    /// The indexer's reader of listings for matching, kept from batch to batch (it
+    /// remembers what words analyze to).
+    words: Mutex<TokenReader>,
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -511,6 +520,7 @@ impl SearchIndex {
             dir: dir.to_owned(),
             saved: RwLock::new(SavedSearches::default()),
             owner,
+            words: Mutex::new(TokenReader::default()),
         };
         this.reload_saved(store)?;
         if rebuild {
@@ -618,6 +628,11 @@ impl SearchIndex {
         let mut applied = 0;
         let mut raised = Vec::new();
         let mut sellers = SellerIds::default();
+        let mut reader = self
+            .words
+            .lock()
+            .map_err(|_| SearchError::Store(StoreError::Poisoned))?;
+        let reader: &mut TokenReader = &mut reader;
         loop {
             let batch = store.index_queue(INDEX_BATCH_MAX)?;
             if batch.is_empty() {
@@ -633,7 +648,7 @@ impl SearchIndex {
                 self.index_batch(store, &batch, &mut sellers, |_| Ok(()))?;
                 Vec::new()
             } else if batch.len() < ALERT_THREAD_MIN {
-                let mut m = AlertMatcher::new(store, saved, now);
+                let mut m = AlertMatcher::new(store, saved, now, &mut *reader);
                 self.index_batch(store, &batch, &mut sellers, |s| m.check(s))?;
                 m.finish()
             } else {
@@ -642,8 +657,9 @@ impl SearchIndex {
                 // all the same.
                 std::thread::scope(|scope| {
                     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<StoredListing>>(8);
+                    let reader = &mut *reader;
                     let matcher = scope.spawn(move || {
-                        let mut m = AlertMatcher::new(store, saved, now);
+                        let mut m = AlertMatcher::new(store, saved, now, reader);
                         for chunk in rx {
                             for s in chunk {
                                 m.check(s)?;
@@ -752,16 +768,11 @@ impl SearchIndex {
 
     /// The saved searches a listing matches now (what the indexer does for each listing it
     /// applies, without the store): for benchmarks and tests.
-    pub fn saved_matches(
-        &self,
-        s: &StoredListing,
-        analyzer: &mut TextAnalyzer,
-        now: u64,
-    ) -> Vec<u64> {
+    pub fn saved_matches(&self, s: &StoredListing, reader: &mut TokenReader, now: u64) -> Vec<u64> {
         let Ok(saved) = self.saved.read() else {
             return Vec::new();
         };
-        saved.matches(s, &saved.tokens_of(s, analyzer), now)
+        saved.matches(s, reader, now)
     }
 
     /// Saved searches compiled now.
@@ -1275,6 +1286,40 @@ mod tests {
             out.push(s.token().text.clone());
         }
         out
+    }
+
+    #[test]
+    fn each_word_the_walker_finds_is_one_token_of_the_analyzer_at_its_position() {
+        // The saved-search matcher analyzes words one at a time (and remembers them): that
+        // must give what the analyzer gives over the whole text.
+        let long = "x".repeat(TOKEN_MAX_BYTES + 1);
+        for text in [
+            "중고 자전거를 팝니다, 거의 새것!",
+            "中古の自転車を売ります。ｉＰｈｏｎｅ１３ ﾃﾚﾋﾞ",
+            "iPhone13 Pro-Max 256GB running shoes 가 a 字",
+            &format!("before {long} after 가나다라마바사"),
+            "",
+        ] {
+            let mut a = market_analyzer();
+            let whole: Vec<(usize, String)> = {
+                let mut s = a.token_stream(text);
+                std::iter::from_fn(|| {
+                    s.advance()
+                        .then(|| (s.token().position, s.token().text.clone()))
+                })
+                .collect()
+            };
+            let mut by_word = Vec::new();
+            for_each_market_word(text, |word, _, _, position| {
+                let mut s = a.token_stream(word);
+                if s.advance() {
+                    by_word.push((position, s.token().text.clone()));
+                    assert!(!s.advance(), "{word:?} is one token");
+                }
+            });
+            assert_eq!(by_word, whole, "{text:?}");
+            assert!(text.is_empty() || !whole.is_empty());
+        }
     }
 
     #[test]
