@@ -446,6 +446,19 @@ fn a_search_saved_later_matches_words_the_indexer_has_already_read() {
     assert_eq!(raised[0].searches, vec![desk, phrase]);
     let (_, raised) = m.put(2, &listing(5, "drawer desk", "desk, and a drawer", 1));
     assert_eq!(raised[0].searches, vec![desk]);
+    // The body is the description, then the category's words, as the index reads it: a
+    // phrase runs on from one into the other, as `search` finds it.
+    let kids = m.save(saved(Some("\"kids road bikes\"")));
+    let mut l = listing(6, "helmet", "sized for kids", 1);
+    l.category = "road-bikes".into();
+    let (id, raised) = m.put(2, &l);
+    assert_eq!(raised[0].searches, vec![kids]);
+    let found = m
+        .index
+        .search(&m.store, &saved(Some("\"kids road bikes\"")).as_query())
+        .expect("search");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].listing.id.to_hex(), id);
 }
 
 #[test]

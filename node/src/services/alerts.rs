@@ -178,38 +178,47 @@ impl TokenReader {
             self.generation = saved.generation;
         }
         let l = &s.listing;
-        let body = format!("{}\n{}", l.description, l.category.replace('-', " "));
+        // The index's body is the description, a line break and the category with its
+        // hyphens as spaces: the same words at the same positions as these two, walked on.
         ListingTokens {
-            title: self.positions(&l.title, saved),
-            body: self.positions(&body, saved),
+            title: self.positions(&[&l.title], saved),
+            body: self.positions(&[&l.description, &l.category], saved),
         }
     }
 
-    fn positions(&mut self, text: &str, saved: &SavedSearches) -> Positions {
+    /// The vocabulary tokens of `texts` read as one, with their positions, sorted.
+    fn positions(&mut self, texts: &[&str], saved: &SavedSearches) -> Positions {
         let mut out = Positions::new();
         let (words, analyzer) = (&mut self.words, &mut self.analyzer);
-        for_each_market_word(text, |word, _, _, position| {
-            let token = match words.get(word) {
-                Some(t) => *t,
-                None => {
-                    // A word is one token of the analyzer, or none (too long).
-                    let mut stream = analyzer.token_stream(word);
-                    let t = if stream.advance() {
-                        saved.vocabulary.get(&stream.token().text).copied()
-                    } else {
-                        None
-                    };
-                    if words.len() >= TOKEN_READER_WORDS_MAX {
-                        words.clear();
+        let mut base = 0;
+        for text in texts {
+            let mut next = base;
+            for_each_market_word(text, |word, _, _, at| {
+                let position = base + at;
+                next = position + 1;
+                let token = match words.get(word) {
+                    Some(t) => *t,
+                    None => {
+                        // A word is one token of the analyzer, or none (too long).
+                        let mut stream = analyzer.token_stream(word);
+                        let t = if stream.advance() {
+                            saved.vocabulary.get(&stream.token().text).copied()
+                        } else {
+                            None
+                        };
+                        if words.len() >= TOKEN_READER_WORDS_MAX {
+                            words.clear();
+                        }
+                        words.insert(word.into(), t);
+                        t
                     }
-                    words.insert(word.into(), t);
-                    t
+                };
+                if let Some(t) = token {
+                    out.push((t, u32::try_from(position).unwrap_or(u32::MAX)));
                 }
-            };
-            if let Some(t) = token {
-                out.push((t, u32::try_from(position).unwrap_or(u32::MAX)));
-            }
-        });
+            });
+            base = next;
+        }
         out.sort_unstable();
         out
     }
