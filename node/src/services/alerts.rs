@@ -30,7 +30,9 @@ use crate::api::types::{
 };
 use crate::clock::now_ms;
 use crate::error::StoreError;
-use crate::services::search::{SearchError, SearchIndex, for_each_market_word, market_analyzer};
+use crate::services::search::{
+    SearchError, SearchIndex, TOKEN_MAX_BYTES, for_each_market_word, market_analyzer,
+};
 use crate::store::{Store, StoredListing};
 
 /// Most saved searches a node holds (the benchmark shows 1,000 cost ingest under 10%).
@@ -136,7 +138,8 @@ impl ListingTokens {
     }
 }
 
-/// Most distinct words a [`TokenReader`] remembers; past it, it starts afresh.
+/// Most distinct words a [`TokenReader`] remembers (each at most [`TOKEN_MAX_BYTES`]);
+/// past it, it starts afresh.
 pub const TOKEN_READER_WORDS_MAX: usize = 65_536;
 
 /// Reads listings into [`ListingTokens`] for one [`SavedSearches`]. It splits text into
@@ -206,10 +209,13 @@ impl TokenReader {
                         } else {
                             None
                         };
-                        if words.len() >= TOKEN_READER_WORDS_MAX {
-                            words.clear();
+                        // A word too long to index is not kept: what is kept stays small.
+                        if word.len() <= TOKEN_MAX_BYTES {
+                            if words.len() >= TOKEN_READER_WORDS_MAX {
+                                words.clear();
+                            }
+                            words.insert(word.into(), t);
                         }
-                        words.insert(word.into(), t);
                         t
                     }
                 };
@@ -753,5 +759,50 @@ impl Alerts {
     /// Where notifications are announced (for tests).
     pub fn events(&self) -> &broadcast::Sender<NodeEvent> {
         &self.events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_token_reader_remembers_is_bounded_whatever_the_listings_say() {
+        let saved = SavedSearches::default();
+        let mut reader = TokenReader::default();
+        // Huge words (a hostile description) are read but not kept.
+        let huge: Vec<String> = (0..50)
+            .map(|i| format!("{}{}", "w".repeat(8_000), to_letters(i)))
+            .collect();
+        let texts: Vec<&str> = huge.iter().map(String::as_str).collect();
+        assert!(reader.positions(&texts, &saved).is_empty());
+        assert!(reader.words.is_empty(), "{} kept", reader.words.len());
+        // Distinct short words past the cap: it starts afresh, never holds more.
+        let mut most = 0;
+        for chunk in 0..80 {
+            let words: String = (0..1_000)
+                .map(|i| format!("w{} ", to_letters(chunk * 1_000 + i)))
+                .collect();
+            reader.positions(&[&words], &saved);
+            most = most.max(reader.words.len());
+        }
+        assert!(most <= TOKEN_READER_WORDS_MAX, "{most}");
+        assert!(
+            most > TOKEN_READER_WORDS_MAX - 1_000,
+            "{most}: the cap was reached"
+        );
+        assert!(reader.words.keys().all(|w| w.len() <= TOKEN_MAX_BYTES));
+    }
+
+    /// `n` as lowercase letters (digits would split the word in two).
+    fn to_letters(mut n: usize) -> String {
+        let mut s = String::new();
+        loop {
+            s.push(char::from(b'a' + (n % 26) as u8));
+            n /= 26;
+            if n == 0 {
+                return s;
+            }
+        }
     }
 }
