@@ -6,8 +6,8 @@ mod common;
 
 use common::{jangteo, json_as, json_try_as, start_node, start_node_with, tcp_addr, wait_for};
 use jangteo_node::api::types::{
-    BlockChange, BlockedView, ListingRef, ListingView, MessageSent, MessageStatus, OfferMade,
-    ThreadSummary, ThreadView, TradeRef, TradeStateName,
+    BlobView, BlockChange, BlockedView, ListingRef, ListingView, MessageSent, MessageStatus,
+    OfferMade, ThreadSummary, ThreadView, TradeRef, TradeStateName,
 };
 
 #[test]
@@ -75,15 +75,39 @@ fn ask_reply_offer_and_trade_in_one_conversation_through_the_cli() {
         let v: ThreadView = json_try_as(&buyer.dir, &["chat", &thread])?;
         (v.messages.first()?.status == MessageStatus::Read).then_some(())
     });
+    // With a photo of the meeting place: the buyer's node fetches it from the seller's.
+    let map: Vec<u8> = (0u32..70_000).map(|i| (i * 13 + i / 7) as u8).collect();
+    let map_file = tmp.path().join("map.jpg");
+    std::fs::write(&map_file, &map).expect("write");
     let answer: MessageSent = json_as(
         &seller.dir,
-        &["say", &thread, "네, 토요일 3시 망원역 어때요?"],
+        &[
+            "say",
+            &thread,
+            "네, 토요일 3시 망원역 어때요?",
+            "--image",
+            map_file.to_str().expect("path"),
+        ],
     );
     assert_eq!(answer.thread, thread);
-    wait_for("the answer at the buyer", || {
+    let at_buyer: ThreadView = wait_for("the answer at the buyer", || {
         let v: ThreadView = json_try_as(&buyer.dir, &["chat", &thread])?;
-        (v.messages.len() == 2).then_some(())
+        (v.messages.len() == 2).then_some(v)
     });
+    let photos = &at_buyer.messages[1].photos;
+    assert_eq!(photos.len(), 1, "{:?}", at_buyer.messages[1]);
+    let got = tmp.path().join("got.jpg");
+    json_as::<BlobView>(
+        &buyer.dir,
+        &[
+            "blob",
+            "get",
+            &photos[0],
+            "--out",
+            got.to_str().expect("path"),
+        ],
+    );
+    assert_eq!(std::fs::read(&got).expect("read"), map);
 
     // The offer and the trade that follows are the same conversation.
     let offer: OfferMade = json_as(&buyer.dir, &["offer", &listing, "--price", "85000"]);

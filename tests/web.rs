@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use common::{json_as, start_node, tcp_addr, wait_for};
 use jangteo_node::api::types::{
-    ApiAddrFile, BlobView, ExportReport, ListingRef, ListingView, StatusView, UiUrl,
+    ApiAddrFile, BlobView, ExportReport, ListingRef, ListingView, MessageSent, StatusView,
+    ThreadView, UiUrl,
 };
 
 /// One HTTP/1.1 answer.
@@ -1262,6 +1263,51 @@ fn chats_inbox_statuses_blocks_alerts_and_notifications_in_the_page() {
     wait_for("the answer at the buyer", || {
         (counts(&b).0 == 1).then_some(())
     });
+    // A photo sent with a message (`say --image`) shows in the other side's page as a
+    // thumbnail, made from the blob its node fetches from the sender's.
+    let img = image::RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+    });
+    let mut png = Vec::new();
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut png),
+        img.as_raw(),
+        640,
+        480,
+        image::ExtendedColorType::Rgb8,
+    )
+    .expect("png");
+    let file = tmp.path().join("station-exit.png");
+    std::fs::write(&file, &png).expect("write");
+    json_as::<MessageSent>(
+        &sdir,
+        &[
+            "say",
+            &thread,
+            "2번 출구 앞이에요",
+            "--image",
+            file.to_str().expect("path"),
+        ],
+    );
+    let photo = json_as::<ThreadView>(&sdir, &["chat", &thread])
+        .messages
+        .last()
+        .and_then(|m| m.photos.first().cloned())
+        .expect("the message names its photo");
+    let page = wait_for("the photo in the buyer's page", || {
+        let v = b.get(&format!("/inbox/{thread}"));
+        v.body.contains("2번 출구 앞이에요").then_some(v.body)
+    });
+    assert!(
+        page.contains(&format!(
+            "<a href=\"/photo/{photo}\"><img src=\"/thumb/{photo}?size=320\" alt=\"{}\"",
+            fill(EN.msg_photo, &[("n", "1")])
+        )),
+        "{page}"
+    );
+    let thumb = b.get(&format!("/thumb/{photo}?size=320"));
+    assert_eq!(thumb.status, 200);
+    assert_eq!(thumb.header("content-type"), Some("image/jpeg"));
     let a = s.post_form(
         &say,
         Some("http://evil.example"),

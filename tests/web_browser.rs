@@ -157,8 +157,8 @@ fn two_people_agree_on_a_meetup_by_chat_with_the_seller_offline_for_part_of_it_i
 }
 
 /// Runs `chat.py` in `browser` against a relay, a seller and a buyer, acting on the nodes
-/// when the script asks (`@stop-seller`, `@start-seller`, `@post-matching`, one line each
-/// on its stdout; the answer goes to its stdin).
+/// when the script asks (`@stop-seller`, `@start-seller`, `@say-photo THREAD`,
+/// `@post-matching`, one line each on its stdout; the answer goes to its stdin).
 fn chat_in(browser: &str, sub: Option<&str>) {
     use std::io::{BufRead, BufReader, Write};
     use std::process::Stdio;
@@ -240,6 +240,22 @@ fn chat_in(browser: &str, sub: Option<&str>) {
                 seller = Some(s);
                 json_as::<UiUrl>(&sdir, &["ui", "--no-open"]).url
             }
+            l if l.starts_with("@say-photo ") => {
+                let thread = l.trim_start_matches("@say-photo ").trim();
+                let file = tmp.path().join("exit-2.png");
+                std::fs::write(&file, meeting_place_png()).expect("write");
+                let _: jangteo_node::api::types::MessageSent = json_as(
+                    &sdir,
+                    &[
+                        "say",
+                        thread,
+                        "여기 2번 출구 앞이에요",
+                        "--image",
+                        file.to_str().expect("path"),
+                    ],
+                );
+                "ok".to_owned()
+            }
             "@post-matching" => {
                 let _: ListingRef = json_as(
                     &sdir,
@@ -270,4 +286,23 @@ fn chat_in(browser: &str, sub: Option<&str>) {
         bdir.with_extension("log").display(),
         rdir.with_extension("log").display()
     );
+}
+
+/// A picture of a meeting place, as a phone's PNG: a sky, a street and a sign.
+fn meeting_place_png() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(800, 600, |x, y| match (x, y) {
+        (340..=460, 120..=220) => image::Rgb([0, 122, 61]),
+        (_, 0..=299) => image::Rgb([(150 + y / 6) as u8, 200, 240]),
+        _ => image::Rgb([90, 90, (90 + x / 20) as u8]),
+    });
+    let mut png = Vec::new();
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut png),
+        img.as_raw(),
+        800,
+        600,
+        image::ExtendedColorType::Rgb8,
+    )
+    .expect("png");
+    png
 }

@@ -5,15 +5,16 @@ Called by tests/web_browser.rs with: SELLER_URL BUYER_URL LISTING_ID SHOTS_DIR [
 (the URLs are `jangteo ui --no-open --json` login links; LISTING_ID is the seller's
 listing, already held by the buyer's node; BROWSER: chromium, the default, or firefox).
 The test drives the nodes on request, over stdin and stdout: the script prints
-`@stop-seller`, `@start-seller` or `@post-matching` and reads one line back (`ok`, the
-restarted seller's new login link, or `ok`).
+`@stop-seller`, `@start-seller`, `@say-photo THREAD` or `@post-matching` and reads one line
+back (`ok`, the restarted seller's new login link, `ok` or `ok`).
 
 The flow: the buyer, on a phone, asks on the listing page while the seller's node is
 stopped (the message waits on the relay, and the page says so); the buyer keeps the
 conversation open; the seller's node starts again and its page's badge shows the message;
 the seller opens it from the inbox, and the buyer's open page shows "read" without a
 reload; they agree on a meetup, each seeing the other's messages and read marks arrive
-live. The buyer saves a keyword alert, the seller's node posts a matching listing, and the
+live, and a photo of the meeting place the seller sends shows in the buyer's open page. The
+buyer saves a keyword alert, the seller's node posts a matching listing, and the
 buyer's notification badge goes up without a reload; the notification opens the listing.
 Last, a hostile message (script, a long unbroken string, right-to-left text) shows as text
 on both sides, runs nothing and wraps on the phone.
@@ -138,6 +139,19 @@ def flow(p, seller_url, buyer_url, listing_id, shots):
     not_reloaded(page, "the seller")
     expect(bpage.locator(".msg.mine .status").last).to_have_text("읽음")
     expect(bpage.locator(".msg.mine .status.read")).to_have_count(2)
+    # The seller sends a photo of the meeting place (`say --image`): it shows in the
+    # buyer's open page as a thumbnail, fetched from the seller's node, and opens full size.
+    assert ask("say-photo " + thread) == "ok"
+    photo = bpage.locator(".msg.theirs .msg-photos img")
+    expect(photo).to_have_count(1)
+    expect(photo).to_have_attribute("alt", "사진 1")
+    bpage.wait_for_function(
+        "() => { const i = document.querySelector('.msg.theirs .msg-photos img');"
+        " return i && i.complete && i.naturalWidth > 0; }"
+    )
+    not_reloaded(bpage, "the buyer")
+    href = bpage.locator(".msg.theirs .msg-photos a").get_attribute("href")
+    assert re.fullmatch(r"/photo/[0-9a-f]{64}", href), href
     shot(bpage, shots, "24-thread-buyer")
     shot(page, shots, "25-thread-seller")
     assert not errors, errors

@@ -376,6 +376,7 @@ pub const EN: Messages = Messages {
     msg_read: "Read",
     msg_failed: "Not sent",
     msg_held_by: "waiting on relay {relay} until they are online",
+    msg_photo: "Photo {n}",
     inbox_title: "Chats",
     inbox_empty: "No chats yet. Ask a seller from a listing's page.",
     inbox_listing_unknown: "A listing this node does not hold",

@@ -376,6 +376,7 @@ pub const JA: Messages = Messages {
     msg_read: "既読",
     msg_failed: "送信失敗",
     msg_held_by: "相手がオンラインになるまでリレー {relay} で保管中",
+    msg_photo: "写真 {n}",
     inbox_title: "チャット",
     inbox_empty: "まだチャットはありません。出品ページから出品者に質問してみましょう。",
     inbox_listing_unknown: "このノードにない出品",

@@ -376,6 +376,7 @@ pub const KO: Messages = Messages {
     msg_read: "읽음",
     msg_failed: "전송 실패",
     msg_held_by: "상대가 접속할 때까지 릴레이 {relay}에 보관 중",
+    msg_photo: "사진 {n}",
     inbox_title: "채팅",
     inbox_empty: "아직 채팅이 없습니다. 판매글 페이지에서 판매자에게 문의해 보세요.",
     inbox_listing_unknown: "이 노드에 없는 판매글",

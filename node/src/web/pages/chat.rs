@@ -46,6 +46,9 @@ pub struct ChatLine {
     pub status: &'static str,
     /// Which relay holds it, or why it failed.
     pub note: String,
+    /// Its photos: blob ids (shown as thumbnails, fetched from the sender's node when
+    /// first looked at) and their alt texts.
+    pub photos: Vec<(String, String)>,
 }
 
 /// The chat panel of a listing, a trade or a conversation's page.
@@ -115,6 +118,12 @@ fn lines(t: &Messages, v: &ThreadView) -> Vec<ChatLine> {
                 status_key,
                 status,
                 note,
+                photos: m
+                    .photos
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (p.clone(), fill(t.msg_photo, &[("n", &(i + 1).to_string())])))
+                    .collect(),
             }
         })
         .collect()
