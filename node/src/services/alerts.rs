@@ -132,13 +132,23 @@ impl ListingTokens {
         }
     }
 
-    /// Every token (a token in both fields twice).
+    /// Every token, once per field it is in (a word repeated is one token: the positions
+    /// are sorted by token).
     fn tokens(&self) -> impl Iterator<Item = TokenId> + '_ {
-        self.title.iter().chain(&self.body).map(|(t, _)| *t)
+        let distinct = |f: &'_ Positions| {
+            f.iter()
+                .enumerate()
+                .filter(|&(i, (t, _))| i == 0 || f[i - 1].0 != *t)
+                .map(|(_, (t, _))| *t)
+                .collect::<Vec<_>>()
+        };
+        distinct(&self.title)
+            .into_iter()
+            .chain(distinct(&self.body))
     }
 }
 
-/// Most distinct words a [`TokenReader`] remembers (each at most [`TOKEN_MAX_BYTES`]);
+/// Most distinct words a [`TokenReader`] remembers (each shorter than [`TOKEN_MAX_BYTES`]);
 /// past it, it starts afresh.
 pub const TOKEN_READER_WORDS_MAX: usize = 65_536;
 
@@ -210,7 +220,7 @@ impl TokenReader {
                             None
                         };
                         // A word too long to index is not kept: what is kept stays small.
-                        if word.len() <= TOKEN_MAX_BYTES {
+                        if word.len() < TOKEN_MAX_BYTES {
                             if words.len() >= TOKEN_READER_WORDS_MAX {
                                 words.clear();
                             }
@@ -791,7 +801,7 @@ mod tests {
             most > TOKEN_READER_WORDS_MAX - 1_000,
             "{most}: the cap was reached"
         );
-        assert!(reader.words.keys().all(|w| w.len() <= TOKEN_MAX_BYTES));
+        assert!(reader.words.keys().all(|w| w.len() < TOKEN_MAX_BYTES));
     }
 
     /// `n` as lowercase letters (digits would split the word in two).

@@ -57,7 +57,7 @@ pub const RADIUS_MAX_KM: f64 = 20_040.0;
 pub const WRITER_MEMORY_BYTES: usize = 40_000_000;
 /// Most queued listings indexed in one commit.
 pub const INDEX_BATCH_MAX: usize = 10_000;
-/// Longest token kept (longer ones are noise such as pasted hashes).
+/// Tokens this long or longer are not indexed (noise such as pasted hashes).
 pub const TOKEN_MAX_BYTES: usize = 40;
 /// Name of the analyzer registered for text fields.
 pub const ANALYZER: &str = "jangteo_market";
@@ -628,10 +628,12 @@ impl SearchIndex {
         let mut applied = 0;
         let mut raised = Vec::new();
         let mut sellers = SellerIds::default();
-        let mut reader = self
-            .words
-            .lock()
-            .map_err(|_| SearchError::Store(StoreError::Poisoned))?;
+        // Only what words analyze to: after a panic elsewhere it is emptied, not refused.
+        let mut reader = self.words.lock().unwrap_or_else(|poisoned| {
+            let mut r = poisoned.into_inner();
+            *r = TokenReader::default();
+            r
+        });
         let reader: &mut TokenReader = &mut reader;
         loop {
             let batch = store.index_queue(INDEX_BATCH_MAX)?;
@@ -1298,6 +1300,11 @@ mod tests {
             "中古の自転車を売ります。ｉＰｈｏｎｅ１３ ﾃﾚﾋﾞ",
             "iPhone13 Pro-Max 256GB running shoes 가 a 字",
             &format!("before {long} after 가나다라마바사"),
+            &format!(
+                "{} {} end",
+                "y".repeat(TOKEN_MAX_BYTES),
+                "z".repeat(TOKEN_MAX_BYTES - 1)
+            ),
             "",
         ] {
             let mut a = market_analyzer();
