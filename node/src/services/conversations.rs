@@ -551,6 +551,7 @@ impl Conversations {
             let mut w = ChatWrite::default();
             w.put(thread_key(&thread), json(&rec));
             w.put(message_key(&thread, n), json(&msg));
+            w.pin_photos(&id.0, &m.photos);
             w.put(index_key(&id), [&thread.0[..], &n.to_be_bytes()].concat());
             w.put(
                 outbound_key(&id),
@@ -888,6 +889,7 @@ impl Conversations {
             let mut w = ChatWrite::default();
             w.put(thread_key(&thread), json(&rec));
             w.put(message_key(&thread, n), json(&msg));
+            w.pin_photos(&id.0, &m.photos);
             w.put(index_key(&id), [&thread.0[..], &n.to_be_bytes()].concat());
             w.put(contact_key(&author), json(&contact));
             if from_mailbox {

@@ -165,6 +165,7 @@ impl Store {
     /// Returns how many blobs were deleted.
     pub fn gc_blobs(&self, keep: &std::collections::HashSet<[u8; 32]>) -> Result<u64, StoreError> {
         let mut referenced: std::collections::HashSet<[u8; 32]> = keep.clone();
+        referenced.extend(self.pinned_photos()?);
         self.for_each_listing(None, |s| {
             referenced.extend(s.listing.images.iter().copied());
             true
@@ -249,5 +250,33 @@ mod tests {
         assert_eq!(store.blob_bytes().expect("bytes"), 300_000);
         assert_eq!(store.gc_blobs(&Default::default()).expect("gc"), 1);
         assert_eq!(store.blob_bytes().expect("bytes"), 0);
+    }
+
+    #[test]
+    fn a_photo_a_message_names_is_kept_by_the_collector_and_others_are_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let put = |data: Vec<u8>| {
+            let m = jangteo_protocol::blob::Manifest::of(&data).expect("manifest");
+            let chunks: Vec<Vec<u8>> = data
+                .chunks(jangteo_protocol::blob::CHUNK_BYTES)
+                .map(<[u8]>::to_vec)
+                .collect();
+            store.put_blob(&m, &chunks).expect("put")
+        };
+        let (pinned, loose) = (put(vec![1u8; 70_000]), put(vec![2u8; 50_000]));
+        let mut w = crate::store::ChatWrite::default();
+        w.pin_photos(&[9u8; 32], &[pinned.0]);
+        store.commit_chat(&w, true).expect("commit");
+        assert_eq!(store.gc_blobs(&Default::default()).expect("gc"), 1);
+        assert!(
+            store.blob(&pinned).expect("read").is_some(),
+            "the message's photo stays"
+        );
+        assert!(
+            store.blob(&loose).expect("read").is_none(),
+            "a photo nothing names goes"
+        );
+        assert_eq!(store.blob_bytes().expect("bytes"), 70_000);
     }
 }

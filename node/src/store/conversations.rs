@@ -33,6 +33,9 @@ pub const OUTBOUND: u8 = b'o';
 pub const CONTACT: u8 = b'k';
 /// Prefix of blocks.
 pub const BLOCK: u8 = b'b';
+/// Prefix of photo pins: `PHOTO || blob id || message id`, empty, written with the message
+/// that names the photo (sent or received), so the blob collector keeps it.
+pub const PHOTO: u8 = b'p';
 
 /// A key of the `conversations` column family: `prefix || parts…`.
 pub fn chat_key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -63,6 +66,14 @@ impl ChatWrite {
     /// Deletes `key`.
     pub fn delete(&mut self, key: Vec<u8>) {
         self.ops.push((key, None));
+    }
+
+    /// Pins the photos message `message` names: the blob collector keeps them while the pin
+    /// is held (a conversation's photos are named by no listing).
+    pub fn pin_photos(&mut self, message: &[u8; 32], photos: &[[u8; 32]]) {
+        for p in photos {
+            self.put(chat_key(PHOTO, &[p, message]), Vec::new());
+        }
     }
 }
 
@@ -124,6 +135,25 @@ impl Store {
                 break;
             }
             out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Every photo a stored message names (see [`ChatWrite::pin_photos`]).
+    pub fn pinned_photos(&self) -> Result<std::collections::HashSet<[u8; 32]>, StoreError> {
+        let cf = self.cf(CF_CONVERSATIONS)?;
+        let mut out = std::collections::HashSet::new();
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&[PHOTO], Direction::Forward))
+        {
+            let (k, _) = item?;
+            if k.first() != Some(&PHOTO) {
+                break;
+            }
+            if let Some(id) = k.get(1..33).and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+                out.insert(id);
+            }
         }
         Ok(out)
     }
