@@ -1308,6 +1308,83 @@ fn chats_inbox_statuses_blocks_alerts_and_notifications_in_the_page() {
     let thumb = b.get(&format!("/thumb/{photo}?size=320"));
     assert_eq!(thumb.status, 200);
     assert_eq!(thumb.header("content-type"), Some("image/jpeg"));
+    // The page's send box takes photos too (multipart). What is not an image, more than a
+    // message carries, or a form that cannot be read is refused in the panel, the text kept,
+    // and nothing is sent; a good one arrives with its photo.
+    let boundary = "jangteoChat7MA4YWxkTrZu0gW";
+    let send = |fields: &[(&str, &str)], files: &[(&str, Vec<u8>)]| -> Answer {
+        let mut all = vec![("csrf", b.csrf.as_str())];
+        all.extend_from_slice(fields);
+        http(
+            &b.addr,
+            &format!(
+                "POST /inbox/{thread} HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nOrigin: {}\r\nContent-Type: multipart/form-data; boundary={boundary}",
+                b.addr,
+                b.cookie,
+                b.own_origin()
+            ),
+            &multipart(boundary, &all, files),
+        )
+    };
+    let messages_at_seller = || {
+        json_as::<ThreadView>(&sdir, &["chat", &thread])
+            .messages
+            .len()
+    };
+    let before = messages_at_seller();
+    let a = send(
+        &[("text", "a page")],
+        &[("page.html", b"<html>hi</html>".to_vec())],
+    );
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(
+        a.body
+            .contains(&fill(EN.err_photo_type, &[("name", "page.html")])),
+        "{}",
+        a.body
+    );
+    assert!(a.body.contains(">a page</textarea>"), "the text is kept");
+    let five: Vec<(&str, Vec<u8>)> = (0..5).map(|_| ("p.png", png.clone())).collect();
+    let a = send(&[("text", "five")], &five);
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(
+        a.body.contains(&fill(EN.err_photo_count, &[("n", "4")])),
+        "{}",
+        a.body
+    );
+    let a = http(
+        &b.addr,
+        &format!(
+            "POST /inbox/{thread} HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nOrigin: {}\r\nContent-Type: multipart/form-data; boundary={boundary}",
+            b.addr,
+            b.cookie,
+            b.own_origin()
+        ),
+        b"--jangteoChat7MA4YWxkTrZu0gW\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\ncut off",
+    );
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body.contains(EN.err_form), "{}", a.body);
+    let a = send(&[("text", "here is mine")], &[("me.png", png.clone())]);
+    assert_eq!(a.status, 303, "{}", a.body);
+    let got = wait_for("the buyer's photo at the seller", || {
+        let v = json_as::<ThreadView>(&sdir, &["chat", &thread]);
+        (v.messages.len() == before + 1).then_some(v)
+    });
+    let last = got.messages.last().expect("a message");
+    assert_eq!(last.text, "here is mine");
+    assert_eq!(last.photos.len(), 1);
+    let page = s.get(&format!("/inbox/{thread}"));
+    assert!(
+        page.body
+            .contains(&format!("/thumb/{}?size=320", last.photos[0])),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        messages_at_seller(),
+        before + 1,
+        "the refused sends sent nothing"
+    );
     let a = s.post_form(
         &say,
         Some("http://evil.example"),

@@ -157,7 +157,7 @@ fn two_people_agree_on_a_meetup_by_chat_with_the_seller_offline_for_part_of_it_i
 }
 
 /// Runs `chat.py` in `browser` against a relay, a seller and a buyer, acting on the nodes
-/// when the script asks (`@stop-seller`, `@start-seller`, `@say-photo THREAD`,
+/// when the script asks (`@stop-seller`, `@start-seller`, `@say-photo THREAD`, `@photo-file`,
 /// `@post-matching`, one line each on its stdout; the answer goes to its stdin).
 fn chat_in(browser: &str, sub: Option<&str>) {
     use std::io::{BufRead, BufReader, Write};
@@ -255,6 +255,11 @@ fn chat_in(browser: &str, sub: Option<&str>) {
                     ],
                 );
                 "ok".to_owned()
+            }
+            "@photo-file" => {
+                let file = tmp.path().join("cafe.png");
+                std::fs::write(&file, meeting_place_png()).expect("write");
+                file.display().to_string()
             }
             "@post-matching" => {
                 let _: ListingRef = json_as(

@@ -5,16 +5,17 @@ Called by tests/web_browser.rs with: SELLER_URL BUYER_URL LISTING_ID SHOTS_DIR [
 (the URLs are `jangteo ui --no-open --json` login links; LISTING_ID is the seller's
 listing, already held by the buyer's node; BROWSER: chromium, the default, or firefox).
 The test drives the nodes on request, over stdin and stdout: the script prints
-`@stop-seller`, `@start-seller`, `@say-photo THREAD` or `@post-matching` and reads one line
-back (`ok`, the restarted seller's new login link, `ok` or `ok`).
+`@stop-seller`, `@start-seller`, `@say-photo THREAD`, `@photo-file` or `@post-matching` and
+reads one line back (`ok`, the restarted seller's new login link, `ok`, the path of a photo
+to attach, or `ok`).
 
 The flow: the buyer, on a phone, asks on the listing page while the seller's node is
 stopped (the message waits on the relay, and the page says so); the buyer keeps the
 conversation open; the seller's node starts again and its page's badge shows the message;
 the seller opens it from the inbox, and the buyer's open page shows "read" without a
 reload; they agree on a meetup, each seeing the other's messages and read marks arrive
-live, and a photo of the meeting place the seller sends shows in the buyer's open page. The
-buyer saves a keyword alert, the seller's node posts a matching listing, and the
+live, and a photo of the meeting place the seller sends shows in the buyer's open page; the
+buyer answers with a photo attached in the send box. The buyer saves a keyword alert, the seller's node posts a matching listing, and the
 buyer's notification badge goes up without a reload; the notification opens the listing.
 Last, a hostile message (script, a long unbroken string, right-to-left text) shows as text
 on both sides, runs nothing and wraps on the phone.
@@ -33,6 +34,7 @@ import market
 QUESTION = "안녕하세요! 자전거 아직 있나요? 토요일에 볼 수 있을까요?"
 ANSWER = "네, 있어요. 토요일 오후 3시에 망원역 2번 출구 어떠세요?"
 AGREE = "좋아요, 토요일 3시에 망원역 2번 출구에서 봬요!"
+THANKS = "찾았어요! 저는 이 카페 앞에 있어요"
 MATCH = "삼천리 자전거 24인치 (거의 새것)"
 # Script, an image that runs script when it fails, a long unbroken string, right-to-left text.
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)> " + "ㅋ" * 120 + "W" * 200 + " مرحبا بالعالم"
@@ -152,6 +154,24 @@ def flow(p, seller_url, buyer_url, listing_id, shots):
     not_reloaded(bpage, "the buyer")
     href = bpage.locator(".msg.theirs .msg-photos a").get_attribute("href")
     assert re.fullmatch(r"/photo/[0-9a-f]{64}", href), href
+    # The buyer answers from the phone with a photo, through the send box; the seller's
+    # open page shows it without a reload.
+    bpage.fill("#chat-text", THANKS)
+    bpage.set_input_files("#chat-photos", ask("photo-file"))
+    bpage.get_by_role("button", name="보내기", exact=True).click()
+    bpage.wait_for_url(re.compile(r"/inbox/[0-9a-f]{64}#chat$"))
+    live(bpage)
+    mine = bpage.locator(".msg.mine").last
+    expect(mine.locator(".bubble")).to_have_text(THANKS)
+    expect(mine.locator(".msg-photos img")).to_have_count(1)
+    theirs = page.locator(".msg.theirs").last
+    expect(theirs.locator(".bubble")).to_have_text(THANKS)
+    expect(theirs.locator(".msg-photos img")).to_have_count(1)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.msg.theirs .msg-photos img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+    not_reloaded(page, "the seller")
     shot(bpage, shots, "24-thread-buyer")
     shot(page, shots, "25-thread-seller")
     assert not errors, errors

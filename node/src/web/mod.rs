@@ -82,11 +82,16 @@ pub fn router(w: WebState) -> Router {
         .route("/mine", get(pages::home::mine))
         .route("/listing/{id}", get(pages::listing::show))
         .route("/listing/{id}/offer", post(pages::listing::offer))
-        .route("/listing/{id}/ask", post(pages::listing::ask))
+        .route(
+            "/listing/{id}/ask",
+            post(pages::listing::ask).layer(DefaultBodyLimit::max(pages::chat::SEND_BODY_MAX)),
+        )
         .route("/inbox", get(pages::chat::inbox))
         .route(
             "/inbox/{thread}",
-            get(pages::chat::thread).post(pages::chat::say),
+            get(pages::chat::thread)
+                .post(pages::chat::say)
+                .layer(DefaultBodyLimit::max(pages::chat::SEND_BODY_MAX)),
         )
         .route("/block", post(pages::chat::block))
         .route("/unblock", post(pages::chat::unblock))
@@ -124,6 +129,10 @@ pub fn router(w: WebState) -> Router {
         )
         .route("/trades", get(pages::trades::inbox))
         .route("/trade/{id}", get(pages::trades::show))
+        .route(
+            "/trade/{id}/say",
+            post(pages::trades::say).layer(DefaultBodyLimit::max(pages::chat::SEND_BODY_MAX)),
+        )
         .route("/trade/{id}/{action}", post(pages::trades::act))
         .route("/photo/{id}", get(photos::photo))
         .route("/thumb/{id}", get(photos::thumb))

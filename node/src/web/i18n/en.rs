@@ -366,6 +366,7 @@ pub const EN: Messages = Messages {
     chat_label: "Message",
     chat_placeholder: "Write a message…",
     chat_send: "Send",
+    chat_photos: "Photos (up to 4)",
     chat_sending: "Sending…",
     chat_first_contact: "Your first message to someone takes about a second: your node proves some work so that strangers cannot flood inboxes.",
     chat_open_thread: "Open the whole conversation",

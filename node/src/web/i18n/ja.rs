@@ -366,6 +366,7 @@ pub const JA: Messages = Messages {
     chat_label: "メッセージ",
     chat_placeholder: "メッセージを入力…",
     chat_send: "送信",
+    chat_photos: "写真（4枚まで）",
     chat_sending: "送信中…",
     chat_first_contact: "初めての相手へのメッセージは1秒ほどかかります。見知らぬ人が受信箱を埋め尽くせないよう、ノードが作業証明を行います。",
     chat_open_thread: "会話をすべて見る",

@@ -366,6 +366,7 @@ pub const KO: Messages = Messages {
     chat_label: "메시지",
     chat_placeholder: "메시지를 입력하세요…",
     chat_send: "보내기",
+    chat_photos: "사진 (최대 4장)",
     chat_sending: "보내는 중…",
     chat_first_contact: "처음 보내는 메시지는 1초쯤 걸립니다. 모르는 사람이 받은편지함을 도배하지 못하도록 내 노드가 작업 증명을 합니다.",
     chat_open_thread: "대화 전체 보기",

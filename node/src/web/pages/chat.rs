@@ -10,11 +10,12 @@
 //! send box, with what was typed kept. Holds no rule of its own.
 
 use askama::Template;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::post::{PARTS_MAX, Photo, read_photo, read_text, store_photos};
 use super::{Chrome, Page, csrf_refused, error_page, local_path, render, short_peer, when};
 use crate::api::types::{
     MarkRead, MessageSent, MessageStatus, NotificationKind, NotificationsQuery, ThreadSummary,
@@ -23,6 +24,9 @@ use crate::api::types::{
 use crate::services::conversations::ChatError;
 use crate::web::WebState;
 use crate::web::i18n::{Messages, fill};
+use crate::web::photos::sniff_image;
+use jangteo_protocol::blob::MAX_BLOB_BYTES;
+use jangteo_protocol::message::MESSAGE_PHOTOS_MAX;
 use jangteo_protocol::message::thread_id;
 use jangteo_protocol::{ListingId, public_key_from_peer_id};
 
@@ -244,13 +248,35 @@ pub async fn panel(
     }
 }
 
-/// The send box's form.
+/// The send box's fields when sent urlencoded (text alone).
 #[derive(Debug, Deserialize)]
-pub struct SendForm {
+struct TextForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
     text: String,
+}
+
+/// What was wrong with the photos of a send, as received.
+#[derive(Debug, Clone)]
+enum PhotoProblem {
+    /// More than a message carries.
+    TooMany,
+    /// Larger than a blob may be: its file name.
+    TooLarge(String),
+}
+
+/// The send box's form: the text, and the photos the page's multipart form carries (a
+/// form sent urlencoded carries text alone). Reading never fails: what could not be read
+/// is said in the panel.
+#[derive(Debug, Default)]
+pub struct SendForm {
+    csrf: String,
+    text: String,
+    photos: Vec<Photo>,
+    problem: Option<PhotoProblem>,
+    /// The body could not be read as a form (too large, malformed).
+    unreadable: bool,
 }
 
 impl SendForm {
@@ -268,7 +294,118 @@ impl SendForm {
     pub fn typed(&self) -> &str {
         &self.text
     }
+
+    /// Whether the body could not be read as a form (then it has no token either; the
+    /// panel says so, and nothing is sent).
+    pub fn unreadable(&self) -> bool {
+        self.unreadable
+    }
+
+    async fn read_multipart(mut mp: Multipart) -> Self {
+        let mut f = Self::default();
+        let mut parts = 0;
+        loop {
+            let mut field = match mp.next_field().await {
+                Ok(Some(field)) => field,
+                Ok(None) => return f,
+                Err(_) => break,
+            };
+            parts += 1;
+            if parts > PARTS_MAX {
+                break;
+            }
+            let name = field.name().unwrap_or("").to_owned();
+            match name.as_str() {
+                "photos" => {
+                    let file = field.file_name().unwrap_or("").to_owned();
+                    match read_photo(&mut field).await {
+                        Err(()) => break,
+                        Ok(None) => f.problem = Some(PhotoProblem::TooLarge(file)),
+                        Ok(Some(bytes)) if bytes.is_empty() => {}
+                        Ok(Some(_)) if f.photos.len() == MESSAGE_PHOTOS_MAX => {
+                            f.problem = Some(PhotoProblem::TooMany);
+                        }
+                        Ok(Some(bytes)) => f.photos.push(Photo { name: file, bytes }),
+                    }
+                }
+                field_name => {
+                    let Ok(text) = read_text(&mut field).await else {
+                        break;
+                    };
+                    match field_name {
+                        "csrf" => f.csrf = text,
+                        "text" => f.text = text,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        f.unreadable = true;
+        f
+    }
+
+    /// The photos, checked and stored as blobs: their ids, or what to say in the panel.
+    pub async fn photos(&mut self, w: &WebState, t: &Messages) -> Result<Vec<String>, String> {
+        if self.unreadable {
+            return Err(t.err_form.to_owned());
+        }
+        let mb = (MAX_BLOB_BYTES / (1024 * 1024)).to_string();
+        match &self.problem {
+            Some(PhotoProblem::TooMany) => {
+                return Err(fill(
+                    t.err_photo_count,
+                    &[("n", &MESSAGE_PHOTOS_MAX.to_string())],
+                ));
+            }
+            Some(PhotoProblem::TooLarge(name)) => {
+                return Err(fill(t.err_photo_size, &[("name", name), ("mb", &mb)]));
+            }
+            None => {}
+        }
+        if let Some(p) = self.photos.iter().find(|p| sniff_image(&p.bytes).is_none()) {
+            return Err(fill(t.err_photo_type, &[("name", &p.name)]));
+        }
+        store_photos(w, t, std::mem::take(&mut self.photos)).await
+    }
 }
+
+impl<S: Send + Sync> FromRequest<S> for SendForm {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let multipart = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("multipart/form-data"));
+        if multipart {
+            return Ok(match Multipart::from_request(req, state).await {
+                Ok(mp) => Self::read_multipart(mp).await,
+                Err(_) => Self {
+                    unreadable: true,
+                    ..Self::default()
+                },
+            });
+        }
+        Ok(
+            match axum::Form::<TextForm>::from_request(req, state).await {
+                Ok(axum::Form(f)) => Self {
+                    csrf: f.csrf,
+                    text: f.text,
+                    ..Self::default()
+                },
+                Err(_) => Self {
+                    unreadable: true,
+                    ..Self::default()
+                },
+            },
+        )
+    }
+}
+
+/// Largest body of a send: every photo a message carries at its largest, one more, and the
+/// text.
+pub const SEND_BODY_MAX: usize = (MESSAGE_PHOTOS_MAX + 1) * MAX_BLOB_BYTES + 64 * 1024;
 
 /// Where a sent message's page goes back to: the panel on `path`.
 pub fn after_send(path: &str) -> Response {
@@ -449,12 +586,19 @@ pub async fn say(
     State(w): State<WebState>,
     page: Page,
     Path(thread): Path<String>,
-    axum::Form(f): axum::Form<SendForm>,
+    mut f: SendForm,
 ) -> Response {
-    if !page.session.csrf_ok(f.csrf()) {
+    if !f.unreadable() && !page.session.csrf_ok(f.csrf()) {
         return csrf_refused(&page);
     }
-    match w.api.conversations.say(&thread, f.text(), Vec::new()).await {
+    let photos = match f.photos(&w, page.t).await {
+        Ok(ids) => ids,
+        Err(why) => {
+            let draft = Some((f.typed().to_owned(), why));
+            return thread_page(&w, &page, &thread, StatusCode::BAD_REQUEST, draft).await;
+        }
+    };
+    match w.api.conversations.say(&thread, f.text(), photos).await {
         Ok(MessageSent { thread, .. }) => after_send(&format!("/inbox/{thread}")),
         Err(e) => {
             let draft = Some((f.typed().to_owned(), page.t.chat_error(&e)));

@@ -431,28 +431,22 @@ pub async fn ask(
     State(w): State<WebState>,
     page: Page,
     Path(id): Path<String>,
-    axum::Form(f): axum::Form<SendForm>,
+    mut f: SendForm,
 ) -> Response {
-    if !page.session.csrf_ok(f.csrf()) {
+    if !f.unreadable() && !page.session.csrf_ok(f.csrf()) {
         return csrf_refused(&page);
     }
-    match w.api.conversations.ask(&id, f.text(), Vec::new()).await {
-        Ok(_) => after_send(&format!("/listing/{id}")),
-        Err(e) => {
-            let found = match load(&w, id).await {
-                Ok(found) => found,
-                Err(le) => return load_error(&page, le),
-            };
-            let draft = Some((f.typed().to_owned(), page.t.chat_error(&e)));
-            listing_page(
-                (&w, &page),
-                refused_status(&e),
-                found,
-                None,
-                (true, None),
-                draft,
-            )
-            .await
-        }
-    }
+    let refused = match f.photos(&w, page.t).await {
+        Err(why) => (StatusCode::BAD_REQUEST, why),
+        Ok(photos) => match w.api.conversations.ask(&id, f.text(), photos).await {
+            Ok(_) => return after_send(&format!("/listing/{id}")),
+            Err(e) => (refused_status(&e), page.t.chat_error(&e)),
+        },
+    };
+    let found = match load(&w, id).await {
+        Ok(found) => found,
+        Err(le) => return load_error(&page, le),
+    };
+    let draft = Some((f.typed().to_owned(), refused.1));
+    listing_page((&w, &page), refused.0, found, None, (true, None), draft).await
 }

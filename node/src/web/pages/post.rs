@@ -151,6 +151,7 @@ pub async fn form(page: Page) -> Response {
 }
 
 /// A photo as received.
+#[derive(Debug)]
 pub(super) struct Photo {
     pub(super) name: String,
     pub(super) bytes: Vec<u8>,

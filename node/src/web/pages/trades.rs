@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::chat::{ChatPanel, Draft, after_send, refused_status};
+use super::chat::{ChatPanel, Draft, SendForm, after_send, refused_status};
 use super::{Chrome, Page, csrf_refused, error_page, render, short_peer, when};
 use crate::api::types::{DeliveryStatus, NewRating, TradeAction, TradeView};
 use crate::clock::now_ms;
@@ -344,34 +344,47 @@ pub struct ActForm {
     score: String,
     #[serde(default)]
     comment: String,
-    #[serde(default)]
-    text: String,
 }
 
 /// `POST /trade/{id}/say`: writes in the parties' conversation about the trade's listing
-/// (either may write first), then shows the trade's chat again.
-async fn say(w: &WebState, page: &Page, held: Held, f: &ActForm) -> Response {
-    let text = f.text.replace("\r\n", "\n").trim().to_owned();
+/// (either may write first), with the photos chosen, then shows the trade's chat again.
+pub async fn say(
+    State(w): State<WebState>,
+    page: Page,
+    Path(id): Path<String>,
+    mut f: SendForm,
+) -> Response {
+    if !f.unreadable() && !page.session.csrf_ok(f.csrf()) {
+        return csrf_refused(&page);
+    }
+    let held = match load(&w, id).await {
+        Ok(v) => v,
+        Err(e) => return load_error(&page, e),
+    };
     let v = &held.v;
     if !matches!(v.role.as_str(), "buyer" | "seller") {
         return error_page(
-            page,
+            &page,
             StatusCode::FORBIDDEN,
             page.t.err_chat_refused.to_owned(),
         );
     }
-    let sent = w
-        .api
-        .conversations
-        .write(&v.listing, &v.counterparty, text, Vec::new())
-        .await;
-    match sent {
-        Ok(_) => after_send(&format!("/trade/{}", v.id)),
-        Err(e) => {
-            let draft = Some((f.text.clone(), page.t.chat_error(&e)));
-            trade_page((w, page), refused_status(&e), held, None, draft).await
+    let refused = match f.photos(&w, page.t).await {
+        Err(why) => (StatusCode::BAD_REQUEST, why),
+        Ok(photos) => {
+            let sent = w
+                .api
+                .conversations
+                .write(&v.listing, &v.counterparty, f.text(), photos)
+                .await;
+            match sent {
+                Ok(_) => return after_send(&format!("/trade/{}", v.id)),
+                Err(e) => (refused_status(&e), page.t.chat_error(&e)),
+            }
         }
-    }
+    };
+    let draft = Some((f.typed().to_owned(), refused.1));
+    trade_page((&w, &page), refused.0, held, None, draft).await
 }
 
 /// `POST /trade/{id}/{action}`: takes the step, then shows the trade again.
@@ -391,9 +404,6 @@ pub async fn act(
     };
     if action == "rate" {
         return rate(&w, &page, held, &id, &f).await;
-    }
-    if action == "say" {
-        return say(&w, &page, held, &f).await;
     }
     let v = &held.v;
     let opt = |s: &str| {
