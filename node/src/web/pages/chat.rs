@@ -50,7 +50,7 @@ pub struct ChatLine {
     pub status: &'static str,
     /// Which relay holds it, or why it failed.
     pub note: String,
-    /// Its photos: blob ids (shown as thumbnails, fetched from the sender's node when
+    /// Its photos: blob ids (shown as thumbnails, fetched from the nodes that hold them when
     /// first looked at) and their alt texts.
     pub photos: Vec<(String, String)>,
 }
