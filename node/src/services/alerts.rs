@@ -135,16 +135,9 @@ impl ListingTokens {
     /// Every token, once per field it is in (a word repeated is one token: the positions
     /// are sorted by token).
     fn tokens(&self) -> impl Iterator<Item = TokenId> + '_ {
-        let distinct = |f: &'_ Positions| {
-            f.iter()
-                .enumerate()
-                .filter(|&(i, (t, _))| i == 0 || f[i - 1].0 != *t)
-                .map(|(_, (t, _))| *t)
-                .collect::<Vec<_>>()
-        };
-        distinct(&self.title)
+        [&self.title, &self.body]
             .into_iter()
-            .chain(distinct(&self.body))
+            .flat_map(|f| f.chunk_by(|a, b| a.0 == b.0).map(|same| same[0].0))
     }
 }
 
