@@ -280,11 +280,6 @@ pub struct SendForm {
 }
 
 impl SendForm {
-    /// The token.
-    pub fn csrf(&self) -> &str {
-        &self.csrf
-    }
-
     /// The text as the protocol holds it: a textarea's CRLF as LF, outer blanks trimmed.
     pub fn text(&self) -> String {
         self.text.replace("\r\n", "\n").trim().to_owned()
@@ -295,10 +290,32 @@ impl SendForm {
         &self.text
     }
 
-    /// Whether the body could not be read as a form (then it has no token either; the
-    /// panel says so, and nothing is sent).
-    pub fn unreadable(&self) -> bool {
-        self.unreadable
+    /// Whether the token is missing or wrong. A body that could not be read as a form has
+    /// none either: it is refused by [`send`](Self::send) instead, with the reason in the
+    /// panel.
+    pub fn forged(&self, page: &Page) -> bool {
+        !self.unreadable && !page.session.csrf_ok(&self.csrf)
+    }
+
+    /// Stores the photos and sends the text with them through `send` (the conversations
+    /// service's `ask`, `say` or `write`). On refusal: the status and what the panel says.
+    pub async fn send<F, Fut>(
+        &mut self,
+        w: &WebState,
+        t: &Messages,
+        send: F,
+    ) -> Result<MessageSent, (StatusCode, String)>
+    where
+        F: FnOnce(String, Vec<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<MessageSent, ChatError>>,
+    {
+        let photos = self
+            .photos(w, t)
+            .await
+            .map_err(|why| (StatusCode::BAD_REQUEST, why))?;
+        send(self.text(), photos)
+            .await
+            .map_err(|e| (refused_status(&e), t.chat_error(&e)))
     }
 
     async fn read_multipart(mut mp: Multipart) -> Self {
@@ -345,7 +362,7 @@ impl SendForm {
     }
 
     /// The photos, checked and stored as blobs: their ids, or what to say in the panel.
-    pub async fn photos(&mut self, w: &WebState, t: &Messages) -> Result<Vec<String>, String> {
+    async fn photos(&mut self, w: &WebState, t: &Messages) -> Result<Vec<String>, String> {
         if self.unreadable {
             return Err(t.err_form.to_owned());
         }
@@ -413,7 +430,7 @@ pub fn after_send(path: &str) -> Response {
 }
 
 /// The status code of a refused send.
-pub fn refused_status(e: &ChatError) -> StatusCode {
+fn refused_status(e: &ChatError) -> StatusCode {
     match e {
         ChatError::Invalid(_) | ChatError::BadId(_) => StatusCode::BAD_REQUEST,
         ChatError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -588,21 +605,19 @@ pub async fn say(
     Path(thread): Path<String>,
     mut f: SendForm,
 ) -> Response {
-    if !f.unreadable() && !page.session.csrf_ok(f.csrf()) {
+    if f.forged(&page) {
         return csrf_refused(&page);
     }
-    let photos = match f.photos(&w, page.t).await {
-        Ok(ids) => ids,
-        Err(why) => {
-            let draft = Some((f.typed().to_owned(), why));
-            return thread_page(&w, &page, &thread, StatusCode::BAD_REQUEST, draft).await;
-        }
-    };
-    match w.api.conversations.say(&thread, f.text(), photos).await {
+    let sent = f
+        .send(&w, page.t, |text, photos| {
+            w.api.conversations.say(&thread, text, photos)
+        })
+        .await;
+    match sent {
         Ok(MessageSent { thread, .. }) => after_send(&format!("/inbox/{thread}")),
-        Err(e) => {
-            let draft = Some((f.typed().to_owned(), page.t.chat_error(&e)));
-            thread_page(&w, &page, &thread, refused_status(&e), draft).await
+        Err((status, why)) => {
+            let draft = Some((f.typed().to_owned(), why));
+            thread_page(&w, &page, &thread, status, draft).await
         }
     }
 }

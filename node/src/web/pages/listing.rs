@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::chat::{ChatPanel, Draft, InboxRow, SendForm, after_send, refused_status};
+use super::chat::{ChatPanel, Draft, InboxRow, SendForm, after_send};
 use super::moderation::{ModerationPanel, ReportDraft};
 use super::{Chrome, Page, csrf_refused, error_page, render, short_peer, trust_text, when};
 use crate::api::types::{ListingState, ListingView, NewOffer, ReputationView};
@@ -433,20 +433,21 @@ pub async fn ask(
     Path(id): Path<String>,
     mut f: SendForm,
 ) -> Response {
-    if !f.unreadable() && !page.session.csrf_ok(f.csrf()) {
+    if f.forged(&page) {
         return csrf_refused(&page);
     }
-    let refused = match f.photos(&w, page.t).await {
-        Err(why) => (StatusCode::BAD_REQUEST, why),
-        Ok(photos) => match w.api.conversations.ask(&id, f.text(), photos).await {
-            Ok(_) => return after_send(&format!("/listing/{id}")),
-            Err(e) => (refused_status(&e), page.t.chat_error(&e)),
-        },
+    let sent = f
+        .send(&w, page.t, |text, photos| {
+            w.api.conversations.ask(&id, text, photos)
+        })
+        .await;
+    let Err((status, why)) = sent else {
+        return after_send(&format!("/listing/{id}"));
     };
     let found = match load(&w, id).await {
         Ok(found) => found,
         Err(le) => return load_error(&page, le),
     };
-    let draft = Some((f.typed().to_owned(), refused.1));
-    listing_page((&w, &page), refused.0, found, None, (true, None), draft).await
+    let draft = Some((f.typed().to_owned(), why));
+    listing_page((&w, &page), status, found, None, (true, None), draft).await
 }

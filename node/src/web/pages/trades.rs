@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::chat::{ChatPanel, Draft, SendForm, after_send, refused_status};
+use super::chat::{ChatPanel, Draft, SendForm, after_send};
 use super::{Chrome, Page, csrf_refused, error_page, render, short_peer, when};
 use crate::api::types::{DeliveryStatus, NewRating, TradeAction, TradeView};
 use crate::clock::now_ms;
@@ -354,7 +354,7 @@ pub async fn say(
     Path(id): Path<String>,
     mut f: SendForm,
 ) -> Response {
-    if !f.unreadable() && !page.session.csrf_ok(f.csrf()) {
+    if f.forged(&page) {
         return csrf_refused(&page);
     }
     let held = match load(&w, id).await {
@@ -369,22 +369,18 @@ pub async fn say(
             page.t.err_chat_refused.to_owned(),
         );
     }
-    let refused = match f.photos(&w, page.t).await {
-        Err(why) => (StatusCode::BAD_REQUEST, why),
-        Ok(photos) => {
-            let sent = w
-                .api
+    let sent = f
+        .send(&w, page.t, |text, photos| {
+            w.api
                 .conversations
-                .write(&v.listing, &v.counterparty, f.text(), photos)
-                .await;
-            match sent {
-                Ok(_) => return after_send(&format!("/trade/{}", v.id)),
-                Err(e) => (refused_status(&e), page.t.chat_error(&e)),
-            }
-        }
+                .write(&v.listing, &v.counterparty, text, photos)
+        })
+        .await;
+    let Err((status, why)) = sent else {
+        return after_send(&format!("/trade/{}", v.id));
     };
-    let draft = Some((f.typed().to_owned(), refused.1));
-    trade_page((&w, &page), refused.0, held, None, draft).await
+    let draft = Some((f.typed().to_owned(), why));
+    trade_page((&w, &page), status, held, None, draft).await
 }
 
 /// `POST /trade/{id}/{action}`: takes the step, then shows the trade again.
