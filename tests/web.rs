@@ -124,6 +124,32 @@ impl Browser {
     fn own_origin(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// POSTs `body`, a multipart form split by [`BOUNDARY`], as this page would.
+    fn post_multipart(&self, path: &str, body: &[u8]) -> Answer {
+        http(
+            &self.addr,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nOrigin: {}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}",
+                self.addr,
+                self.cookie,
+                self.own_origin()
+            ),
+            body,
+        )
+    }
+
+    /// POSTs a multipart form of `fields` (after this session's token) and photo `files`.
+    fn post_form_data(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        files: &[(&str, Vec<u8>)],
+    ) -> Answer {
+        let mut all = vec![("csrf", self.csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.post_multipart(path, &multipart(BOUNDARY, &all, files))
+    }
 }
 
 fn csrf_of(page: &str) -> String {
@@ -445,6 +471,9 @@ fn a_hostile_title_from_another_node_renders_as_text() {
     }
 }
 
+/// What splits the multipart bodies the tests send.
+const BOUNDARY: &str = "jangteoBoundary7MA4YWxkTrZu0gW";
+
 /// A multipart/form-data body.
 fn multipart(boundary: &str, fields: &[(&str, &str)], files: &[(&str, Vec<u8>)]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -474,20 +503,8 @@ fn a_bad_post_form_names_the_field_and_posts_nothing() {
     let dir = tmp.path().join("n");
     let (_node, _) = start_node(&dir, None);
     let b = login(&dir);
-    let boundary = "jangteoBoundary7MA4YWxkTrZu0gW";
     let send = |fields: &[(&str, &str)], files: &[(&str, Vec<u8>)]| -> Answer {
-        let mut all = vec![("csrf", b.csrf.as_str())];
-        all.extend_from_slice(fields);
-        http(
-            &b.addr,
-            &format!(
-                "POST /post HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nOrigin: {}\r\nContent-Type: multipart/form-data; boundary={boundary}",
-                b.addr,
-                b.cookie,
-                b.own_origin()
-            ),
-            &multipart(boundary, &all, files),
-        )
+        b.post_form_data("/post", fields, files)
     };
     let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0".to_vec();
     let good = [
@@ -866,21 +883,8 @@ fn an_edit_changes_photos_location_and_currency_and_errors_are_in_the_page_langu
         form.body
     );
 
-    let boundary = "jangteoEditBoundary0x9f";
     let send = |b: &Browser, fields: &[(&str, &str)], photos: &[(&str, Vec<u8>)]| -> Answer {
-        let mut all = vec![("csrf", b.csrf.as_str())];
-        all.extend_from_slice(fields);
-        http(
-            &b.addr,
-            &format!(
-                "POST /listing/{}/edit HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nOrigin: {}\r\nContent-Type: multipart/form-data; boundary={boundary}",
-                l.id,
-                b.addr,
-                b.cookie,
-                b.own_origin()
-            ),
-            &multipart(boundary, &all, photos),
-        )
+        b.post_form_data(&format!("/listing/{}/edit", l.id), fields, photos)
     };
     let pos_first = format!("pos-{first}");
     let pos_second = format!("pos-{second}");
@@ -1268,15 +1272,7 @@ fn chats_inbox_statuses_blocks_alerts_and_notifications_in_the_page() {
     let img = image::RgbImage::from_fn(640, 480, |x, y| {
         image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
     });
-    let mut png = Vec::new();
-    image::ImageEncoder::write_image(
-        image::codecs::png::PngEncoder::new(&mut png),
-        img.as_raw(),
-        640,
-        480,
-        image::ExtendedColorType::Rgb8,
-    )
-    .expect("png");
+    let png = common::png_of(&img);
     let file = tmp.path().join("station-exit.png");
     std::fs::write(&file, &png).expect("write");
     json_as::<MessageSent>(
@@ -1311,20 +1307,8 @@ fn chats_inbox_statuses_blocks_alerts_and_notifications_in_the_page() {
     // The page's send box takes photos too (multipart). What is not an image, more than a
     // message carries, or a form that cannot be read is refused in the panel, the text kept,
     // and nothing is sent; a good one arrives with its photo.
-    let boundary = "jangteoChat7MA4YWxkTrZu0gW";
     let send = |fields: &[(&str, &str)], files: &[(&str, Vec<u8>)]| -> Answer {
-        let mut all = vec![("csrf", b.csrf.as_str())];
-        all.extend_from_slice(fields);
-        http(
-            &b.addr,
-            &format!(
-                "POST /inbox/{thread} HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nOrigin: {}\r\nContent-Type: multipart/form-data; boundary={boundary}",
-                b.addr,
-                b.cookie,
-                b.own_origin()
-            ),
-            &multipart(boundary, &all, files),
-        )
+        b.post_form_data(&format!("/inbox/{thread}"), fields, files)
     };
     let messages_at_seller = || {
         json_as::<ThreadView>(&sdir, &["chat", &thread])
@@ -1352,15 +1336,10 @@ fn chats_inbox_statuses_blocks_alerts_and_notifications_in_the_page() {
         "{}",
         a.body
     );
-    let a = http(
-        &b.addr,
-        &format!(
-            "POST /inbox/{thread} HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nOrigin: {}\r\nContent-Type: multipart/form-data; boundary={boundary}",
-            b.addr,
-            b.cookie,
-            b.own_origin()
-        ),
-        b"--jangteoChat7MA4YWxkTrZu0gW\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\ncut off",
+    let a = b.post_multipart(
+        &format!("/inbox/{thread}"),
+        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\ncut off")
+            .as_bytes(),
     );
     assert_eq!(a.status, 400, "{}", a.body);
     assert!(a.body.contains(EN.err_form), "{}", a.body);

@@ -300,14 +300,5 @@ fn meeting_place_png() -> Vec<u8> {
         (_, 0..=299) => image::Rgb([(150 + y / 6) as u8, 200, 240]),
         _ => image::Rgb([90, 90, (90 + x / 20) as u8]),
     });
-    let mut png = Vec::new();
-    image::ImageEncoder::write_image(
-        image::codecs::png::PngEncoder::new(&mut png),
-        img.as_raw(),
-        800,
-        600,
-        image::ExtendedColorType::Rgb8,
-    )
-    .expect("png");
-    png
+    common::png_of(&img)
 }

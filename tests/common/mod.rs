@@ -226,3 +226,17 @@ pub fn venv_tool(tool: &str) -> PathBuf {
     );
     bin
 }
+
+/// `img` encoded as a PNG file's bytes.
+pub fn png_of(img: &image::RgbImage) -> Vec<u8> {
+    let mut png = Vec::new();
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut png),
+        img.as_raw(),
+        img.width(),
+        img.height(),
+        image::ExtendedColorType::Rgb8,
+    )
+    .expect("png");
+    png
+}
